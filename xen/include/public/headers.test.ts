@@ -1,0 +1,136 @@
+/**
+ * Checks every numeric constant tsxen's public ABI modules export against the
+ * `#define`s, enums and XEN_ERRNO entries of Xen's own headers (Debian's
+ * `libxen-dev`, /usr/include/xen). `npm test` installs the package first.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import * as xen from "./xen.js";
+import * as errno from "./errno.js";
+import * as sched from "./sched.js";
+import * as vcpu from "./vcpu.js";
+import * as version from "./version.js";
+import * as memory from "./memory.js";
+import * as evtchn from "./event_channel.js";
+import * as gnttab from "./grant_table.js";
+import * as console_ from "./io/console.js";
+import * as xs from "./io/xs_wire.js";
+
+const INCLUDE = process.env.XEN_INCLUDE_DIR ?? "/usr/include/xen";
+
+/**
+ * Constants that are not `#define`d in Debian's 4.17 headers, each with the
+ * reason. Anything else a module exports must match a header value.
+ */
+const NOT_IN_HEADERS: Record<string, string> = {
+  NR_VIRQS: "Xen's internal count (xen/include/xen/event.h)",
+  XS_GET_FEATURE: "upstream Xen 4.19 xs_wire.h, newer than Debian's 4.17",
+  XS_SET_FEATURE: "upstream Xen 4.19 xs_wire.h",
+  XS_GET_QUOTA: "upstream Xen 4.19 xs_wire.h",
+  XS_SET_QUOTA: "upstream Xen 4.19 xs_wire.h",
+  XENCONS_IN_SIZE: "sizeof(xencons_interface.in)",
+  XENCONS_OUT_SIZE: "sizeof(xencons_interface.out)",
+  XEN_EXTRAVERSION_LEN: "sizeof(xen_extraversion_t), a typedef",
+  XEN_CAPABILITIES_INFO_LEN: "sizeof(xen_capabilities_info_t), a typedef",
+  XEN_CHANGESET_INFO_LEN: "sizeof(xen_changeset_info_t), a typedef",
+  XEN_COMMANDLINE_LEN: "sizeof(xen_commandline_t), a typedef",
+};
+
+/** Macro name → expression text, and enum names → values, from every header. */
+function readHeaders(): Map<string, string> {
+  const defs = new Map<string, string>();
+  const files = [
+    "xen.h",
+    "errno.h",
+    "sched.h",
+    "vcpu.h",
+    "version.h",
+    "memory.h",
+    "event_channel.h",
+    "grant_table.h",
+    "features.h",
+    "io/console.h",
+    "io/xs_wire.h",
+  ];
+  for (const f of files) {
+    const text = readFileSync(`${INCLUDE}/${f}`, "utf8").replace(/\/\*[\s\S]*?\*\//g, "");
+    for (const m of text.matchAll(/^#define\s+([A-Za-z_]\w*)[ \t]+([^\n]+)$/gm)) {
+      if (!defs.has(m[1]!)) defs.set(m[1]!, m[2]!.trim());
+    }
+    for (const m of text.matchAll(/XEN_ERRNO\((\w+),\s*(\d+)\)/g)) defs.set(`E:${m[1]}`, m[2]!);
+    for (const e of text.matchAll(/enum\s+\w+\s*\{([^}]*)\}/g)) {
+      let next = 0;
+      for (const item of e[1]!.split(",")) {
+        const im = /^\s*(\w+)\s*(?:=\s*([^,]+))?\s*$/.exec(item.replace(/#define.*$/gm, ""));
+        if (!im) continue;
+        const v = im[2] !== undefined ? evaluate(im[2], defs) : next;
+        defs.set(im[1]!, String(v));
+        next = v + 1;
+      }
+    }
+  }
+  return defs;
+}
+
+/** Evaluates a constant C expression, expanding other macros it names. */
+function evaluate(expr: string, defs: Map<string, string>, depth = 0): number {
+  if (depth > 20) throw new Error(`macro recursion in ${expr}`);
+  const e = expr
+    .replace(/sizeof\s*\(\s*xen_ulong_t\s*\)/g, "8") // Arm/wasm32: 64-bit xen_ulong_t
+    .replace(/\b(xen_mk_ulong|xen_mk_uint|xen_mk_ullong)\b/g, "")
+    .replace(/\(\s*uint32_t\s*\)/g, "")
+    .replace(/\b(0x[0-9a-fA-F]+|\d+)[uUlL]+\b/g, "$1")
+    .replace(/\b0x[0-9a-fA-F]+|\b\d+|[A-Za-z_]\w*/g, (name) => {
+      if (/^\d/.test(name)) return name;
+      const d = defs.get(name);
+      if (d === undefined) throw new Error(`unknown macro ${name} in ${expr}`);
+      return `(${evaluate(d, defs, depth + 1)})`;
+    });
+  if (!/^[\s\d()xa-fA-F+\-*<>|&~]*$/.test(e)) throw new Error(`not a constant: ${expr}`);
+  return Number(new Function(`return (${e});`)());
+}
+
+const modules = { xen, sched, vcpu, version, memory, evtchn, gnttab, console_, xs };
+
+test("libxen-dev headers are installed", () => {
+  assert.ok(
+    existsSync(`${INCLUDE}/xen.h`),
+    `Xen's public headers are missing at ${INCLUDE}: install Debian's libxen-dev`,
+  );
+});
+
+test("every exported numeric constant matches Xen's headers", () => {
+  const defs = readHeaders();
+  let checked = 0;
+  for (const [mod, exports] of Object.entries(modules)) {
+    for (const [name, value] of Object.entries(exports)) {
+      if (typeof value !== "number" || !/^[A-Z_][A-Z0-9_a-z]*$/.test(name)) continue;
+      if (name in NOT_IN_HEADERS) continue;
+      const def = defs.get(name);
+      assert.ok(def !== undefined, `${mod}.${name} is not defined in Xen's headers`);
+      assert.equal(value, evaluate(def, defs), `${mod}.${name}`);
+      checked++;
+    }
+  }
+  for (const [name, value] of Object.entries(xen.HYPERVISOR)) {
+    assert.equal(value, evaluate(defs.get(name) ?? "NaN", defs), name);
+    checked++;
+  }
+  assert.ok(checked > 250, `only ${checked} constants checked`);
+});
+
+test("every XEN_ERRNO in errno.h is in XenErrno with the same value", () => {
+  const defs = readHeaders();
+  const names = [...defs.keys()].filter((k) => k.startsWith("E:"));
+  assert.ok(names.length > 40);
+  for (const k of names) {
+    assert.equal(errno.XenErrno[k.slice(2) as errno.XenErrnoName], Number(defs.get(k)), k);
+  }
+});
+
+test("xs_wire error table has the header's names in its order", () => {
+  const text = readFileSync(`${INCLUDE}/io/xs_wire.h`, "utf8");
+  const names = [...text.matchAll(/XSD_ERROR\((E\w+)\)/g)].map((m) => m[1]);
+  assert.deepEqual(names, [...xs.XSD_ERRORS]);
+});

@@ -1,0 +1,134 @@
+/**
+ * Sizes and offsets of every guest-visible struct on wasm32, as documented in
+ * docs/arch-wasm32.md. A change here is a change of the guest ABI.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { Layout } from "./layout.js";
+import {
+  multicall_entry,
+  shared_info,
+  start_info,
+  vcpu_info,
+  vcpu_time_info,
+} from "./arch-wasm32.js";
+import { sched_poll, sched_remote_shutdown, sched_shutdown } from "./sched.js";
+import { vcpu_runstate_info, vcpu_set_singleshot_timer } from "./vcpu.js";
+import { xen_add_to_physmap, xen_memory_reservation } from "./memory.js";
+import { xen_compile_info, xen_feature_info } from "./version.js";
+import { grant_entry_v1 } from "./grant_table.js";
+import { xencons_interface } from "./io/console.js";
+import { xenstore_domain_interface, xsd_sockmsg } from "./io/xs_wire.js";
+import { ringSize, sring_header } from "./io/ring.js";
+
+function offsets<F extends string>(l: Layout<F>): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries<{ offset: number }>(l.fields).map(([k, f]) => [k, f.offset]),
+  );
+}
+
+const table: Array<[Layout<string>, number, Record<string, number>]> = [
+  [
+    vcpu_time_info,
+    32,
+    {
+      version: 0,
+      tsc_timestamp: 8,
+      system_time: 16,
+      tsc_to_system_mul: 24,
+      tsc_shift: 28,
+      flags: 29,
+    },
+  ],
+  [
+    vcpu_info,
+    48,
+    { evtchn_upcall_pending: 0, evtchn_upcall_mask: 1, evtchn_pending_sel: 8, time: 16 },
+  ],
+  [
+    shared_info,
+    2576,
+    {
+      vcpu_info: 0,
+      evtchn_pending: 1536,
+      evtchn_mask: 2048,
+      wc_version: 2560,
+      wc_sec: 2564,
+      wc_nsec: 2568,
+      wc_sec_hi: 2572,
+    },
+  ],
+  [
+    start_info,
+    1168,
+    {
+      magic: 0,
+      nr_pages: 32,
+      shared_info: 40,
+      flags: 48,
+      store_mfn: 56,
+      store_evtchn: 64,
+      console_mfn: 72,
+      console_evtchn: 80,
+      pt_base: 88,
+      mod_start: 112,
+      cmd_line: 128,
+      first_p2m_pfn: 1152,
+    },
+  ],
+  [multicall_entry, 64, { op: 0, result: 8, args: 16 }],
+  [sched_shutdown, 4, { reason: 0 }],
+  [sched_poll, 24, { ports: 0, nr_ports: 8, timeout: 16 }],
+  [sched_remote_shutdown, 8, { domain_id: 0, reason: 4 }],
+  [vcpu_runstate_info, 48, { state: 0, state_entry_time: 8, time: 16 }],
+  [vcpu_set_singleshot_timer, 16, { timeout_abs_ns: 0, flags: 8 }],
+  [
+    xen_memory_reservation,
+    32,
+    { extent_start: 0, nr_extents: 8, extent_order: 16, mem_flags: 20, domid: 24 },
+  ],
+  [xen_add_to_physmap, 24, { domid: 0, size: 2, space: 4, idx: 8, gpfn: 16 }],
+  [xen_compile_info, 144, { compiler: 0, compile_by: 64, compile_domain: 80, compile_date: 112 }],
+  [xen_feature_info, 8, { submap_idx: 0, submap: 4 }],
+  [grant_entry_v1, 8, { flags: 0, domid: 2, frame: 4 }],
+  [
+    xencons_interface,
+    3088,
+    { in: 0, out: 1024, in_cons: 3072, in_prod: 3076, out_cons: 3080, out_prod: 3084 },
+  ],
+  [
+    xenstore_domain_interface,
+    2076,
+    {
+      req: 0,
+      rsp: 1024,
+      req_cons: 2048,
+      req_prod: 2052,
+      rsp_cons: 2056,
+      rsp_prod: 2060,
+      server_features: 2064,
+      connection: 2068,
+      error: 2072,
+    },
+  ],
+  [xsd_sockmsg, 16, { type: 0, req_id: 4, tx_id: 8, len: 12 }],
+  [sring_header, 64, { req_prod: 0, req_event: 4, rsp_prod: 8, rsp_event: 12, pvt: 16, __pad: 20 }],
+];
+
+for (const [layout, size, fields] of table) {
+  test(`${layout.name} is ${size} bytes with Xen's field order`, () => {
+    assert.equal(layout.size, size);
+    const got = offsets(layout);
+    for (const [k, off] of Object.entries(fields)) assert.equal(got[k], off, `${layout.name}.${k}`);
+  });
+}
+
+test("shared_info fits the page it lives in", () => {
+  assert.ok(shared_info.size <= 4096 && start_info.size <= 4096);
+});
+
+test("ring sizes round down to a power of two as __CONST_RING_SIZE does", () => {
+  // blkif entries are 112 bytes: (4096 - 64) / 112 = 36 → 32 entries.
+  assert.equal(ringSize(4096, 112), 32);
+  assert.equal(ringSize(4096, 8), 256);
+});
