@@ -71,3 +71,12 @@ export const multicall_entry = struct("multicall_entry", [
   ["result", 8],
   ["args", 48, 8],
 ]);
+
+/**
+ * struct arch_wasm32_boot (wasm32 only, at pfn 5): what a PV guest would
+ * otherwise read from xenstore before it has a xenstore connection.
+ */
+export const arch_wasm32_boot = struct("arch_wasm32_boot", [
+  ["domid", 4],
+  ["max_vcpus", 4],
+]);

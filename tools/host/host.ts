@@ -1,0 +1,168 @@
+/**
+ * The programmatic host API: boot a machine (hypervisor plus Dom0's record),
+ * create domains from a config object, pause, unpause, shut down, destroy,
+ * list, and read consoles. Tests, benchmarks and `npm start` use it; the
+ * toolstack (libxl, issue #5) will drive the same hypervisor through
+ * hypercalls.
+ */
+import { loadKernelFile, type Kernel } from "../../xen/arch/wasm32/kernel.js";
+import {
+  DEFAULT_HYPERVISOR_CONFIG,
+  Hypervisor,
+  type DomainConfig,
+  type HypervisorConfig,
+} from "../../xen/common/hypervisor.js";
+import type { Domain, DomainRunState } from "../../xen/common/domain.js";
+import { NOW } from "../../xen/common/time.js";
+import { XenErrno } from "../../xen/include/public/errno.js";
+import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
+
+/** A domain config whose kernel is a file path or an already loaded Kernel. */
+export type HostDomainConfig = Omit<DomainConfig, "kernel"> & { kernel: string | Kernel };
+
+/** One row of `list()`, with the fields `xl list` prints. */
+export interface DomainInfo {
+  name: string;
+  domid: number;
+  /** Current memory, MiB. */
+  memMiB: number;
+  maxMemMiB: number;
+  vcpus: number;
+  state: DomainRunState;
+  /** `xl list`'s state column, e.g. "-b----". */
+  stateFlags: string;
+  /** CPU time used, seconds. */
+  cpuTime: number;
+  shutdownReason: string | undefined;
+  crashMessage: string | undefined;
+}
+
+export class Host {
+  readonly hv: Hypervisor;
+
+  constructor(config: Partial<HypervisorConfig> = {}) {
+    this.hv = new Hypervisor({ ...DEFAULT_HYPERVISOR_CONFIG, ...config });
+  }
+
+  /** Creates a domain; rejects with an Error that names what was wrong. */
+  async create(cfg: HostDomainConfig): Promise<Domain> {
+    const kernel = typeof cfg.kernel === "string" ? await loadKernelFile(cfg.kernel) : cfg.kernel;
+    return this.hv.createDomain({ ...cfg, kernel });
+  }
+
+  /** Creates a domain from an already loaded kernel, synchronously. */
+  createSync(cfg: DomainConfig): Domain {
+    return this.hv.createDomain(cfg);
+  }
+
+  private get(domid: number): Domain {
+    const d = this.hv.domains.get(domid);
+    if (!d) throw new Error(`domain ${domid} does not exist`);
+    return d;
+  }
+
+  pause(domid: number): void {
+    this.hv.pauseDomain(this.get(domid));
+  }
+
+  unpause(domid: number): void {
+    if (this.hv.unpauseDomain(this.get(domid)) < 0)
+      throw new Error(`domain ${domid} is not paused`);
+  }
+
+  destroy(domid: number): void {
+    const rc = this.hv.destroyDomain(domid);
+    if (rc === -XenErrno.ESRCH) throw new Error(`domain ${domid} does not exist`);
+    if (rc === -XenErrno.EPERM) throw new Error("domain 0 cannot be destroyed");
+  }
+
+  /** Every domain's state, Dom0 first, as `xl list` shows them. */
+  list(): DomainInfo[] {
+    const rows: DomainInfo[] = [
+      {
+        name: "Domain-0",
+        domid: 0,
+        memMiB: (this.hv.dom0Pages * PAGE_SIZE) >> 20,
+        maxMemMiB: (this.hv.dom0Pages * PAGE_SIZE) >> 20,
+        vcpus: 1,
+        state: "running",
+        stateFlags: "r-----",
+        cpuTime: process.cpuUsage().user / 1e6,
+        shutdownReason: undefined,
+        crashMessage: undefined,
+      },
+    ];
+    for (const d of [...this.hv.domains.values()].sort((a, b) => a.domid - b.domid)) {
+      const s = d.runState;
+      const flag = (c: string, on: boolean): string => (on ? c : "-");
+      rows.push({
+        name: d.name,
+        domid: d.domid,
+        memMiB: Math.floor((d.totPages * PAGE_SIZE) / 2 ** 20),
+        maxMemMiB: Math.floor((d.maxPages * PAGE_SIZE) / 2 ** 20),
+        vcpus: d.vcpus.filter((v) => v.state !== 0).length,
+        state: s,
+        stateFlags:
+          flag("r", s === "running") +
+          flag("b", s === "blocked") +
+          flag("p", d.pauseCount > 0) +
+          flag("s", s === "shutdown") +
+          flag("c", s === "crashed") +
+          flag("d", s === "dying"),
+        cpuTime: d.vcpus.reduce((t, v) => t + v.cpuTimeNs, 0) / 1e9,
+        shutdownReason: d.shutdownName,
+        crashMessage: d.crashMessage,
+      });
+    }
+    return rows;
+  }
+
+  /** Everything kept of a domain's console output. */
+  readConsole(domid: number): string {
+    return new TextDecoder().decode(this.get(domid).consoleHistory());
+  }
+
+  /** Calls `fn` with each piece of a domain's console output as it arrives; returns an unsubscribe. */
+  onConsole(domid: number, fn: (text: string) => void): () => void {
+    const d = this.get(domid);
+    const l = (b: Uint8Array): void => fn(new TextDecoder().decode(b));
+    d.consoleListeners.add(l);
+    return () => d.consoleListeners.delete(l);
+  }
+
+  /** Resolves when domain `domid` has shut down (or crashed), with its reason name. */
+  waitShutdown(domid: number, timeoutMs = 10_000): Promise<string> {
+    const d = this.get(domid);
+    if (d.isShutdown) return Promise.resolve(d.shutdownName ?? "unknown");
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.hv.listeners.delete(l);
+        reject(new Error(`domain ${domid} did not shut down within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const l = {
+        shutdown: (s: Domain) => {
+          if (s !== d) return;
+          clearTimeout(timer);
+          this.hv.listeners.delete(l);
+          resolve(s.shutdownName ?? "unknown");
+        },
+      };
+      this.hv.listeners.add(l);
+    });
+  }
+
+  /** The hypervisor console (xl dmesg). */
+  dmesg(clear = false): string {
+    return this.hv.console.read(clear);
+  }
+
+  /** Seconds since the host booted. */
+  uptime(): number {
+    return NOW() / 1e9;
+  }
+
+  /** Destroys every domain and stops the machine. */
+  shutdown(): Promise<void> {
+    return this.hv.dispose();
+  }
+}

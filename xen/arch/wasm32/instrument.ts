@@ -1,0 +1,125 @@
+/**
+ * Instruments a guest kernel so that its vCPUs can be preempted and can block.
+ *
+ * 1. Binaryen's `log-execution` pass puts a call at every function entry and
+ *    loop head. Its import is replaced by a function of our own that counts
+ *    down a non-exported mutable global (one per instance, so per vCPU, and out
+ *    of the guest's reach: no guest instruction can name it) and, every
+ *    PREEMPT_CHECK_INTERVAL counts, calls the host import `xen.preempt`, which
+ *    reads a host-owned word that says whether the slice is over.
+ * 2. That function is inlined at every site.
+ * 3. Binaryen's Asyncify, limited to `xen.hypercall` and `xen.preempt`, lets the
+ *    host unwind a vCPU's wasm stack inside either import and rewind it later.
+ *
+ * This module is pure (bytes in, bytes out); kernel.ts runs it off the main
+ * thread and caches the result.
+ */
+import { createRequire } from "node:module";
+import binaryen from "binaryen";
+import { stripKernel, type DataSegment } from "./binary.js";
+import {
+  IMPORT_HYPERCALL,
+  IMPORT_MODULE,
+  IMPORT_PREEMPT,
+  PREEMPT_CHECK_INTERVAL,
+} from "./config.js";
+
+/** Features a wasm32 kernel may use: what Node 20's V8 accepts. */
+const FEATURES =
+  binaryen.Features.MVP |
+  binaryen.Features.Atomics |
+  binaryen.Features.MutableGlobals |
+  binaryen.Features.BulkMemory |
+  binaryen.Features.BulkMemoryOpt |
+  binaryen.Features.SignExt |
+  binaryen.Features.NontrappingFPToInt |
+  binaryen.Features.SIMD128 |
+  binaryen.Features.Multivalue;
+
+/** Options that change the instrumented output (and so the cache key). */
+export interface InstrumentOptions {
+  /** Binaryen optimize level after Asyncify: 0 is fast to build, 1–3 faster to run. */
+  readonly optimizeLevel: number;
+}
+
+export const DEFAULT_INSTRUMENT_OPTIONS: InstrumentOptions = { optimizeLevel: 1 };
+
+/** The output of instrumentation: the module to compile and the data to load. */
+export interface InstrumentedKernel {
+  readonly bytes: Uint8Array;
+  readonly segments: DataSegment[];
+  readonly minPages: number;
+}
+
+const COUNTER = "tsxen_preempt_countdown";
+const CHECK_FN = "log_execution";
+const PREEMPT_FN = "tsxen_preempt";
+
+/** Instruments `module` (a guest kernel as built). Throws on a contract breach. */
+export function instrumentKernel(
+  module: Uint8Array,
+  options: InstrumentOptions = DEFAULT_INSTRUMENT_OPTIONS,
+): InstrumentedKernel {
+  const stripped = stripKernel(module);
+  const m = binaryen.readBinary(stripped.bytes);
+  try {
+    m.setFeatures(FEATURES);
+    if (!m.validate()) throw new Error("kernel module does not validate");
+    let hasHypercall = false;
+    for (let i = 0; i < m.getNumFunctions(); i++) {
+      const f = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
+      if (f.module === IMPORT_MODULE && f.base === IMPORT_HYPERCALL) hasHypercall = true;
+      if (f.module === IMPORT_MODULE && f.base === IMPORT_PREEMPT) {
+        throw new Error("kernel imports xen.preempt, which belongs to the hypervisor");
+      }
+    }
+    if (!hasHypercall) throw new Error("kernel does not import xen.hypercall");
+
+    m.runPasses(["log-execution"]);
+    m.removeFunction(CHECK_FN);
+    m.addGlobal(COUNTER, binaryen.i32, true, m.i32.const(PREEMPT_CHECK_INTERVAL));
+    m.addFunctionImport(PREEMPT_FN, IMPORT_MODULE, IMPORT_PREEMPT, binaryen.none, binaryen.none);
+    const count = m.global.get(COUNTER, binaryen.i32);
+    m.addFunction(
+      CHECK_FN,
+      binaryen.i32,
+      binaryen.none,
+      [],
+      m.block(null, [
+        m.global.set(COUNTER, m.i32.sub(count, m.i32.const(1))),
+        m.if(
+          m.i32.le_s(m.global.get(COUNTER, binaryen.i32), m.i32.const(0)),
+          m.block(null, [
+            m.global.set(COUNTER, m.i32.const(PREEMPT_CHECK_INTERVAL)),
+            m.call(PREEMPT_FN, [], binaryen.none),
+          ]),
+        ),
+      ]),
+    );
+    binaryen.setAlwaysInlineMaxSize(40);
+    m.runPasses(["inlining", "remove-unused-module-elements"]);
+    binaryen.setPassArgument(
+      "asyncify-imports",
+      `${IMPORT_MODULE}.${IMPORT_HYPERCALL},${IMPORT_MODULE}.${IMPORT_PREEMPT}`,
+    );
+    binaryen.setOptimizeLevel(options.optimizeLevel);
+    binaryen.setShrinkLevel(0);
+    m.runPasses(["asyncify"]);
+    if (options.optimizeLevel > 0) m.optimize();
+    if (!m.validate()) throw new Error("instrumented kernel does not validate (Binaryen bug?)");
+    return { bytes: m.emitBinary(), segments: stripped.segments, minPages: stripped.minPages };
+  } finally {
+    binaryen.clearPassArguments();
+    m.dispose();
+  }
+}
+
+/** Binaryen's package version, part of the cache key. */
+export const BINARYEN_VERSION: string = (
+  createRequire(import.meta.url)("binaryen/package.json") as { version: string }
+).version;
+
+/** A string that changes whenever instrumentation's output may change. */
+export function instrumenterVersion(options: InstrumentOptions): string {
+  return `binaryen-${BINARYEN_VERSION}-opt${options.optimizeLevel}-check${PREEMPT_CHECK_INTERVAL}-v1`;
+}

@@ -1,0 +1,152 @@
+/**
+ * Kernel images: load a guest `.wasm`, instrument it once (in a worker thread),
+ * cache the result on disk by content hash, options and Binaryen version, and
+ * compile it once per host so that every domain running it only instantiates.
+ */
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { Worker } from "node:worker_threads";
+import type { DataSegment } from "./binary.js";
+import {
+  DEFAULT_INSTRUMENT_OPTIONS,
+  instrumenterVersion,
+  type InstrumentOptions,
+  type InstrumentedKernel,
+} from "./instrument.js";
+import { EXPORT_CALLBACK, EXPORT_ENTRY, EXPORT_SECONDARY_ENTRY } from "./config.js";
+
+/** A compiled, instrumented kernel, shared by every domain that runs it. */
+export interface Kernel {
+  /** Content hash of the kernel as built (hex sha256). */
+  readonly hash: string;
+  readonly module: WebAssembly.Module;
+  readonly segments: readonly DataSegment[];
+  readonly minPages: number;
+  readonly hasCallback: boolean;
+  readonly hasSecondaryEntry: boolean;
+}
+
+/** Where instrumented kernels are cached: $TSXEN_CACHE_DIR, else the user cache. */
+export function kernelCacheDir(): string {
+  const base =
+    process.env.TSXEN_CACHE_DIR ??
+    join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "tsxen");
+  return join(base, "kernels");
+}
+
+const compiled = new Map<string, Promise<Kernel>>();
+
+function runWorker(bytes: Uint8Array, options: InstrumentOptions): Promise<InstrumentedKernel> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(new URL("./instrument_worker.js", import.meta.url), {
+      workerData: { bytes, options },
+    });
+    w.once("message", (msg: { ok: boolean; out?: InstrumentedKernel; error?: string }) => {
+      if (msg.ok) resolve(msg.out!);
+      else reject(new Error(msg.error));
+      void w.terminate();
+    });
+    w.once("error", reject);
+  });
+}
+
+interface CacheFile {
+  minPages: number;
+  segments: Array<{ offset: number; data: string }>;
+}
+
+function readCache(path: string): InstrumentedKernel | undefined {
+  try {
+    const meta = JSON.parse(readFileSync(`${path}.json`, "utf8")) as CacheFile;
+    const bytes = readFileSync(`${path}.wasm`);
+    return {
+      bytes,
+      minPages: meta.minPages,
+      segments: meta.segments.map((s) => ({
+        offset: s.offset,
+        data: Buffer.from(s.data, "base64"),
+      })),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+function writeCache(path: string, k: InstrumentedKernel): void {
+  try {
+    mkdirSync(join(path, ".."), { recursive: true });
+    const meta: CacheFile = {
+      minPages: k.minPages,
+      segments: k.segments.map((s) => ({
+        offset: s.offset,
+        data: Buffer.from(s.data).toString("base64"),
+      })),
+    };
+    // Write-then-rename so a concurrent reader never sees half a file.
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(`${tmp}.wasm`, k.bytes);
+    writeFileSync(`${tmp}.json`, JSON.stringify(meta));
+    renameSync(`${tmp}.wasm`, `${path}.wasm`);
+    renameSync(`${tmp}.json`, `${path}.json`);
+  } catch {
+    // A cache that cannot be written only costs time on the next load.
+  }
+}
+
+/**
+ * Loads a kernel from its bytes: instrumented from the disk cache or in a
+ * worker, then compiled; concurrent and later loads of the same bytes share
+ * one compiled module. Rejects with an Error that says what is wrong.
+ */
+export function loadKernel(
+  bytes: Uint8Array,
+  options: InstrumentOptions = DEFAULT_INSTRUMENT_OPTIONS,
+): Promise<Kernel> {
+  const hash = createHash("sha256").update(bytes).digest("hex");
+  const key = `${hash}-${instrumenterVersion(options)}`;
+  let p = compiled.get(key);
+  if (!p) {
+    p = (async () => {
+      const path = join(kernelCacheDir(), key);
+      let k = readCache(path);
+      if (!k) {
+        k = await runWorker(bytes, options);
+        writeCache(path, k);
+      }
+      const module = await WebAssembly.compile(new Uint8Array(k.bytes));
+      const exports = new Set(WebAssembly.Module.exports(module).map((e) => e.name));
+      if (!exports.has(EXPORT_ENTRY))
+        throw new Error(`kernel does not export its entry point ${EXPORT_ENTRY}`);
+      return {
+        hash,
+        module,
+        segments: k.segments,
+        minPages: k.minPages,
+        hasCallback: exports.has(EXPORT_CALLBACK),
+        hasSecondaryEntry: exports.has(EXPORT_SECONDARY_ENTRY),
+      };
+    })();
+    p.catch(() => compiled.delete(key));
+    compiled.set(key, p);
+  }
+  return p;
+}
+
+/** Loads a kernel from a `.wasm` file; the error names the file. */
+export async function loadKernelFile(path: string, options?: InstrumentOptions): Promise<Kernel> {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new Error(
+      `cannot read kernel ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
+  }
+  try {
+    return await loadKernel(bytes, options);
+  } catch (e) {
+    throw new Error(`kernel ${path}: ${(e as Error).message}`);
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * The slice clock: a host-owned word that says "the current time slice is
+ * over". A worker thread sleeps for the slice length and then stores the
+ * slice's generation number into the word; the preemption check injected into
+ * guests compares it with the running slice's generation. The check reads one
+ * Int32Array element and allocates nothing, and the guest cannot reach the
+ * word: it is not in guest memory.
+ */
+import { Worker } from "node:worker_threads";
+
+const GEN = 0;
+const SLICE_US = 1;
+const EXPIRED = 2;
+
+export class SliceTimer {
+  private readonly ctl = new Int32Array(new SharedArrayBuffer(16));
+  private readonly worker: Worker;
+  private gen = 0;
+
+  constructor() {
+    this.worker = new Worker(new URL("./slice_timer_worker.js", import.meta.url), {
+      workerData: this.ctl,
+    });
+    this.worker.unref();
+  }
+
+  /** Starts a slice of `us` microseconds. */
+  start(us: number): void {
+    this.ctl[SLICE_US] = us;
+    this.gen = (Atomics.add(this.ctl, GEN, 1) + 1) | 0;
+    Atomics.notify(this.ctl, GEN);
+  }
+
+  /** True once the slice started last has run its length. */
+  expired(): boolean {
+    return this.ctl[EXPIRED] === this.gen;
+  }
+
+  /** Ends the current slice at once (used when a domain must stop now). */
+  expireNow(): void {
+    this.ctl[EXPIRED] = this.gen;
+  }
+
+  dispose(): Promise<number> {
+    return this.worker.terminate();
+  }
+}

@@ -1,0 +1,293 @@
+/**
+ * A wasm32 vCPU: one instance of the domain's kernel module over the domain's
+ * shared memory, and two execution contexts driven with Asyncify.
+ *
+ * - The main context runs `_start` (vCPU 0) or `_start_vcpu(id)` (others).
+ * - The upcall context runs `hypervisor_callback(id)`, Xen's event upcall.
+ *
+ * A context is suspended by unwinding its wasm stack into its save area
+ * (config.ts) from inside the hypercall or preemption import, and resumed by
+ * rewinding it: the import is then called again and returns the value saved
+ * for it. Only the hypervisor starts unwinds, and it does so only from its two
+ * imports, so no host frame is ever inside a saved stack.
+ *
+ * Upcalls are delivered at the top level, never nested inside a hypercall: on
+ * return from a hypercall with an event pending and upcalls unmasked, the main
+ * context is unwound, the callback runs (with evtchn_upcall_mask set, cleared
+ * when it returns), and the main context is then rewound. Upcalls are also
+ * delivered whenever a descheduled vCPU is resumed.
+ */
+import type { Domain } from "../../common/domain.js";
+import {
+  EXPORT_CALLBACK,
+  EXPORT_ENTRY,
+  EXPORT_SECONDARY_ENTRY,
+  IMPORT_HYPERCALL,
+  IMPORT_MEMORY,
+  IMPORT_MEMORY_MODULE,
+  IMPORT_MODULE,
+  IMPORT_PREEMPT,
+  SAVE_MAIN_BYTES,
+  SAVE_UPCALL_BYTES,
+  saveAreaMain,
+  saveAreaUpcall,
+} from "./config.js";
+import { vcpu_info } from "../../include/public/arch-wasm32.js";
+import { Timer } from "../../common/timer.js";
+
+/** Why a context was unwound. */
+export const enum Suspend {
+  None = 0,
+  Preempt,
+  Yield,
+  Block,
+  Poll,
+  Upcall,
+  Down,
+  Shutdown,
+}
+
+/** Scheduling state of a vCPU, after Xen's runstates. */
+export const enum VcpuState {
+  Offline = 0,
+  Runnable,
+  Running,
+  Blocked,
+}
+
+interface KernelExports {
+  _start?: () => void;
+  _start_vcpu?: (id: number) => void;
+  hypervisor_callback?: (id: number) => void;
+  asyncify_start_unwind: (addr: number) => void;
+  asyncify_stop_unwind: () => void;
+  asyncify_start_rewind: (addr: number) => void;
+  asyncify_stop_rewind: () => void;
+}
+
+/** What the hypervisor provides each vCPU instance. */
+export interface VcpuHost {
+  hypercall(
+    v: Vcpu,
+    op: number,
+    a1: number,
+    a2: number,
+    a3: number,
+    a4: number,
+    a5: number,
+  ): number;
+  /** True once the running slice is over. Must not allocate. */
+  sliceExpired(): boolean;
+}
+
+export class Vcpu {
+  state: VcpuState = VcpuState.Offline;
+  /** Set by a hypercall handler to ask for this vCPU to be descheduled. */
+  suspend: Suspend = Suspend.None;
+  /** Value the suspended hypercall returns when its context is resumed. */
+  resumeValue = 0;
+  mainSuspended = false;
+  upcallSuspended = false;
+  inUpcall = false;
+  private rewinding = false;
+  /** True while run() is on the stack. */
+  private active = false;
+  private exports: KernelExports | undefined;
+  /** Ports a SCHEDOP_poll waits on, while polling. */
+  pollPorts: number[] | undefined;
+  /** Timers, made by the hypervisor: VCPUOP_set_singleshot_timer, periodic, SCHEDOP_poll timeout. */
+  readonly singleshot: Timer;
+  readonly periodic: Timer;
+  readonly pollTimer: Timer;
+  periodNs = 0;
+  /** Scheduler bookkeeping (schedule.ts). */
+  credit = 0;
+  boost = false;
+  queued = false;
+  /** Nanoseconds this vCPU has run, for xl vcpu-list and runstate info. */
+  cpuTimeNs = 0;
+  /** Bitmask of physical CPUs this vCPU may run on (xl vcpu-pin). */
+  affinity = ~0;
+
+  constructor(
+    readonly domain: Domain,
+    readonly id: number,
+    timers: { singleshot(v: Vcpu): void; periodic(v: Vcpu): void; pollTimeout(v: Vcpu): void },
+  ) {
+    this.singleshot = new Timer(() => timers.singleshot(this));
+    this.periodic = new Timer(() => timers.periodic(this));
+    this.pollTimer = new Timer(() => timers.pollTimeout(this));
+  }
+
+  /** Guest address of this vCPU's vcpu_info in shared_info. */
+  get vcpuInfoAddr(): number {
+    return this.domain.sharedInfoAddr + this.id * vcpu_info.size;
+  }
+
+  get upcallPending(): boolean {
+    const a = this.vcpuInfoAddr;
+    const u8 = this.domain.mem.u8;
+    return u8[a + vcpu_info.fields.evtchn_upcall_pending.offset] !== 0;
+  }
+
+  get upcallMasked(): boolean {
+    return this.domain.mem.u8[this.vcpuInfoAddr + vcpu_info.fields.evtchn_upcall_mask.offset] !== 0;
+  }
+
+  setUpcallMask(masked: boolean): void {
+    this.domain.mem.u8[this.vcpuInfoAddr + vcpu_info.fields.evtchn_upcall_mask.offset] = masked
+      ? 1
+      : 0;
+  }
+
+  /** True when an upcall may be entered now. */
+  upcallDeliverable(): boolean {
+    return (
+      this.domain.kernel.hasCallback && !this.inUpcall && this.upcallPending && !this.upcallMasked
+    );
+  }
+
+  /** Instantiates this vCPU's kernel instance (once, when first brought up). */
+  instantiate(host: VcpuHost): void {
+    if (this.exports) return;
+    const imports = {
+      [IMPORT_MODULE]: {
+        [IMPORT_HYPERCALL]: (
+          op: number,
+          a1: number,
+          a2: number,
+          a3: number,
+          a4: number,
+          a5: number,
+        ) => {
+          if (this.rewinding) return this.finishRewind();
+          return host.hypercall(this, op, a1, a2, a3, a4, a5);
+        },
+        [IMPORT_PREEMPT]: () => {
+          if (this.rewinding) {
+            this.finishRewind();
+            return;
+          }
+          // Outside run() (a start function during instantiation) there is no
+          // slice to end and nothing to unwind to.
+          if (this.active && host.sliceExpired()) this.startUnwind(Suspend.Preempt, 0);
+        },
+      },
+      [IMPORT_MEMORY_MODULE]: { [IMPORT_MEMORY]: this.domain.wasmMemory },
+    };
+    const instance = new WebAssembly.Instance(this.domain.kernel.module, imports);
+    this.exports = instance.exports as unknown as KernelExports;
+  }
+
+  private finishRewind(): number {
+    this.rewinding = false;
+    this.exports!.asyncify_stop_rewind();
+    return this.resumeValue;
+  }
+
+  /**
+   * Unwinds the running context from inside an import; the import then returns
+   * `value`, which Asyncify ignores while unwinding.
+   */
+  startUnwind(reason: Suspend, resume: number): void {
+    this.suspend = reason;
+    this.resumeValue = resume;
+    const addr = this.inUpcall ? saveAreaUpcall(this.id) : saveAreaMain(this.id);
+    const size = this.inUpcall ? SAVE_UPCALL_BYTES : SAVE_MAIN_BYTES;
+    // Asyncify's data header: [current, end] as two i32s, then the stack.
+    const dv = this.domain.mem.dv;
+    dv.setUint32(addr, addr + 8, true);
+    dv.setUint32(addr + 4, addr + size, true);
+    this.exports!.asyncify_start_unwind(addr);
+  }
+
+  /**
+   * Runs this vCPU until it suspends. Returns the reason; throws what the guest
+   * threw (a wasm trap, or a stack overflow) for the caller to crash the domain.
+   */
+  run(host: VcpuHost): Suspend {
+    this.active = true;
+    try {
+      return this.runContexts(host);
+    } finally {
+      this.active = false;
+    }
+  }
+
+  private runContexts(host: VcpuHost): Suspend {
+    const ex = this.exports!;
+    for (;;) {
+      this.suspend = Suspend.None;
+      if (this.upcallSuspended || (!this.inUpcall && this.upcallDeliverable())) {
+        const resuming = this.upcallSuspended;
+        if (!resuming) {
+          this.inUpcall = true;
+          this.setUpcallMask(true);
+        }
+        this.enter(resuming, saveAreaUpcall(this.id), () => ex.hypervisor_callback!(this.id));
+        if (this.suspend !== Suspend.None) {
+          this.upcallSuspended = true;
+          return this.suspend === Suspend.Upcall ? Suspend.Yield : this.suspend;
+        }
+        this.upcallSuspended = false;
+        this.inUpcall = false;
+        this.setUpcallMask(false);
+        if (host.sliceExpired()) return Suspend.Preempt;
+        continue;
+      }
+      const entry =
+        this.id === 0
+          ? () => ex[EXPORT_ENTRY]!()
+          : () =>
+              (ex as unknown as Record<string, (id: number) => void>)[EXPORT_SECONDARY_ENTRY]!(
+                this.id,
+              );
+      this.enter(this.mainSuspended, saveAreaMain(this.id), entry);
+      if (this.suspend === Suspend.None) {
+        throw new GuestExit(`vCPU ${this.id} returned from its entry point`);
+      }
+      this.mainSuspended = true;
+      if (this.suspend === Suspend.Upcall) continue;
+      return this.suspend;
+    }
+  }
+
+  private enter(resume: boolean, saveArea: number, fn: () => void): void {
+    const ex = this.exports!;
+    if (resume) {
+      this.rewinding = true;
+      ex.asyncify_start_rewind(saveArea);
+    }
+    try {
+      fn();
+    } finally {
+      this.rewinding = false;
+    }
+    if (this.suspend !== Suspend.None) ex.asyncify_stop_unwind();
+  }
+
+  /** Drops the instance and timers; the vCPU can never run again. */
+  dispose(stopTimer: (t: Timer) => void): void {
+    stopTimer(this.singleshot);
+    stopTimer(this.periodic);
+    stopTimer(this.pollTimer);
+    this.exports = undefined;
+    this.state = VcpuState.Offline;
+  }
+
+  /** True once the vCPU has an instance (it has been brought up at least once). */
+  get instantiated(): boolean {
+    return this.exports !== undefined;
+  }
+
+  /** Whether the kernel can start this vCPU: vCPU 0 always, others need _start_vcpu. */
+  get startable(): boolean {
+    return this.id === 0 || this.domain.kernel.hasSecondaryEntry;
+  }
+}
+
+/** A guest left its entry point: treated as a crash, with this message. */
+export class GuestExit extends Error {}
+
+/** Name of an export a kernel must have for upcalls (for messages). */
+export const CALLBACK_EXPORT_NAME = EXPORT_CALLBACK;

@@ -1,0 +1,159 @@
+/**
+ * Domains (Xen's `struct domain` and `domain.c`): identity, memory with its
+ * pseudo-physical-to-machine map, vCPUs, lifecycle state, and the special
+ * pages of the wasm32 layout.
+ */
+import {
+  INVALID_MFN,
+  PAGE_SIZE,
+  _pfn,
+  mfn_x,
+  pfn_to_paddr,
+  type Mfn,
+  type Pfn,
+} from "../include/xen/mm.js";
+import {
+  PFN_CONSOLE,
+  PFN_SHARED_INFO,
+  PFN_START_INFO,
+  PFN_XENSTORE,
+} from "../arch/wasm32/config.js";
+import { Vcpu, VcpuState } from "../arch/wasm32/vcpu.js";
+import type { Kernel } from "../arch/wasm32/kernel.js";
+import { GuestMemory } from "./guest_access.js";
+import { EventChannels } from "./event_channel.js";
+import { SHUTDOWN_NAMES, SHUTDOWN_crash } from "../include/public/sched.js";
+
+/** What `xl list` shows in its State column, one letter each: r b p s c d. */
+export type DomainRunState = "running" | "blocked" | "paused" | "shutdown" | "crashed" | "dying";
+
+/** Bytes of console output kept per domain for readers that attach late. */
+export const CONSOLE_KEEP_BYTES = 64 * 1024;
+
+export class Domain {
+  readonly vcpus: Vcpu[] = [];
+  readonly mem: GuestMemory;
+  /** pfn → mfn; INVALID_MFN where the frame is not populated. */
+  readonly p2m: Uint32Array;
+  /** Frames allocated to the domain but not in its physmap (increase_reservation). */
+  readonly unmapped: Mfn[] = [];
+  /** Pages the domain holds (Xen's tot_pages). */
+  totPages = 0;
+  /** Most pages the domain may hold (Xen's max_pages). */
+  maxPages: number;
+  sharedInfoAddr = pfn_to_paddr(PFN_SHARED_INFO);
+  pauseCount = 0;
+  isShutdown = false;
+  shutdownReason = -1;
+  /** Code set with SCHEDOP_shutdown_code, reported with a later shutdown. */
+  shutdownCode = -1;
+  isDying = false;
+  /** Why the domain crashed, for the console and `xl list -l`. */
+  crashMessage: string | undefined;
+  readonly evtchn: EventChannels;
+  weight = 256;
+  cap = 0;
+  /** Hypercalls already reported as unimplemented for this domain. */
+  readonly loggedUnimplemented = new Set<string>();
+  /** Creation time (system time, ns) for `xl uptime`. */
+  readonly createdAt: number;
+  /** Console output not yet ended by a newline (console_io is line-buffered). */
+  private consoleLine = "";
+  private consoleKept: Uint8Array[] = [];
+  private consoleKeptBytes = 0;
+  readonly consoleListeners = new Set<(bytes: Uint8Array) => void>();
+  /** A 16-byte handle (UUID) as `xl` shows and XENVER_guest_handle returns. */
+  readonly handle: Uint8Array;
+
+  constructor(
+    readonly domid: number,
+    public name: string,
+    readonly privileged: boolean,
+    readonly kernel: Kernel,
+    readonly wasmMemory: WebAssembly.Memory,
+    maxPages: number,
+    readonly cmdline: string,
+    readonly maxVcpus: number,
+    now: number,
+    handle: Uint8Array,
+  ) {
+    this.mem = new GuestMemory(wasmMemory.buffer);
+    this.p2m = new Uint32Array(this.mem.size / PAGE_SIZE).fill(mfn_x(INVALID_MFN));
+    this.maxPages = maxPages;
+    this.evtchn = new EventChannels(this);
+    this.createdAt = now;
+    this.handle = handle;
+  }
+
+  get nrPfns(): number {
+    return this.p2m.length;
+  }
+
+  isPopulated(pfn: Pfn): boolean {
+    return pfn < this.p2m.length && this.p2m[pfn] !== mfn_x(INVALID_MFN);
+  }
+
+  startInfoAddr(): number {
+    return pfn_to_paddr(PFN_START_INFO);
+  }
+  consoleAddr(): number {
+    return pfn_to_paddr(PFN_CONSOLE);
+  }
+  xenstoreAddr(): number {
+    return pfn_to_paddr(PFN_XENSTORE);
+  }
+
+  /** Whether any vCPU is schedulable: up, not paused, not shut down. */
+  get runnable(): boolean {
+    return this.pauseCount === 0 && !this.isShutdown && !this.isDying;
+  }
+
+  /** The single state `xl list` would show first for this domain. */
+  get runState(): DomainRunState {
+    if (this.isDying) return "dying";
+    if (this.isShutdown) return this.shutdownReason === SHUTDOWN_crash ? "crashed" : "shutdown";
+    if (this.pauseCount > 0) return "paused";
+    if (this.vcpus.some((v) => v.state === VcpuState.Running || v.state === VcpuState.Runnable)) {
+      return "running";
+    }
+    return "blocked";
+  }
+
+  /** Name of the shutdown reason, or undefined while not shut down. */
+  get shutdownName(): string | undefined {
+    return this.isShutdown ? SHUTDOWN_NAMES[this.shutdownReason] : undefined;
+  }
+
+  /**
+   * Appends guest console output (console_io). Listeners see the bytes at once;
+   * the hypervisor console gets whole lines through `emitLine`.
+   */
+  consoleWrite(bytes: Uint8Array, emitLine: (line: string) => void): void {
+    this.consoleKept.push(bytes);
+    this.consoleKeptBytes += bytes.length;
+    while (this.consoleKeptBytes > CONSOLE_KEEP_BYTES && this.consoleKept.length > 1) {
+      this.consoleKeptBytes -= this.consoleKept.shift()!.length;
+    }
+    for (const l of this.consoleListeners) l(bytes);
+    this.consoleLine += new TextDecoder().decode(bytes);
+    let nl: number;
+    while ((nl = this.consoleLine.indexOf("\n")) >= 0) {
+      emitLine(this.consoleLine.slice(0, nl));
+      this.consoleLine = this.consoleLine.slice(nl + 1);
+    }
+    if (this.consoleLine.length > 4096) {
+      emitLine(this.consoleLine);
+      this.consoleLine = "";
+    }
+  }
+
+  /** Everything kept of this domain's console output (the last CONSOLE_KEEP_BYTES). */
+  consoleHistory(): Uint8Array {
+    return Buffer.concat(this.consoleKept);
+  }
+
+  /** pfn of guest address `addr`. */
+  static pfnOf(addr: number): Pfn {
+    return _pfn(Math.floor(addr / PAGE_SIZE));
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Bounds-checked access to a guest's memory, the counterpart of Xen's
+ * `copy_from_guest` / `copy_to_guest`. Every pointer and length a guest hands
+ * the hypervisor goes through here; an access outside the guest's memory
+ * throws GuestFault, which the hypercall layer turns into -EFAULT.
+ *
+ * Guest memory is a shared WebAssembly.Memory whose size never changes
+ * (initial = maximum), so the views made here stay valid for its lifetime.
+ */
+
+/** A guest pointer or length that does not lie inside the guest's memory. */
+export class GuestFault extends Error {
+  constructor(addr: number, len: number) {
+    super(`guest access of ${len} bytes at 0x${(addr >>> 0).toString(16)} is out of bounds`);
+  }
+}
+
+const TWO32 = 2 ** 32;
+
+/** Typed views of one guest's memory with bounds-checked accessors. */
+export class GuestMemory {
+  readonly u8: Uint8Array;
+  readonly i32: Int32Array;
+  readonly dv: DataView;
+  readonly size: number;
+
+  constructor(readonly buffer: ArrayBufferLike) {
+    this.u8 = new Uint8Array(buffer);
+    this.i32 = new Int32Array(buffer, 0, buffer.byteLength >>> 2);
+    this.dv = new DataView(buffer);
+    this.size = buffer.byteLength;
+  }
+
+  /** Throws GuestFault unless [addr, addr+len) lies inside guest memory. */
+  check(addr: number, len: number): void {
+    if (!(addr >= 0 && len >= 0 && addr + len <= this.size && Number.isInteger(addr))) {
+      throw new GuestFault(addr, len);
+    }
+  }
+
+  u8At(addr: number): number {
+    this.check(addr, 1);
+    return this.u8[addr]!;
+  }
+  u16(addr: number): number {
+    this.check(addr, 2);
+    return this.dv.getUint16(addr, true);
+  }
+  u32(addr: number): number {
+    this.check(addr, 4);
+    return this.dv.getUint32(addr, true);
+  }
+  /** A uint64 field as a number (exact up to 2^53, which covers every use here). */
+  u64(addr: number): number {
+    this.check(addr, 8);
+    return this.dv.getUint32(addr, true) + this.dv.getUint32(addr + 4, true) * TWO32;
+  }
+  setU8(addr: number, v: number): void {
+    this.check(addr, 1);
+    this.u8[addr] = v;
+  }
+  setU16(addr: number, v: number): void {
+    this.check(addr, 2);
+    this.dv.setUint16(addr, v, true);
+  }
+  setU32(addr: number, v: number): void {
+    this.check(addr, 4);
+    this.dv.setUint32(addr, v >>> 0, true);
+  }
+  setI64(addr: number, v: number): void {
+    this.check(addr, 8);
+    const lo = v >>> 0;
+    const hi = Math.floor(v / TWO32) | 0;
+    this.dv.setUint32(addr, lo, true);
+    this.dv.setInt32(addr + 4, hi, true);
+  }
+  setU64(addr: number, v: number): void {
+    this.check(addr, 8);
+    this.dv.setUint32(addr, v >>> 0, true);
+    this.dv.setUint32(addr + 4, Math.floor(v / TWO32) >>> 0, true);
+  }
+
+  /** A copy of guest bytes [addr, addr+len). */
+  read(addr: number, len: number): Uint8Array {
+    this.check(addr, len);
+    return this.u8.slice(addr, addr + len);
+  }
+  /** Copies `bytes` into guest memory at `addr`. */
+  write(addr: number, bytes: Uint8Array): void {
+    this.check(addr, bytes.length);
+    this.u8.set(bytes, addr);
+  }
+  /** Writes `s` as UTF-8 into a `cap`-byte buffer, NUL-terminated and truncated to fit. */
+  writeCString(addr: number, cap: number, s: string): void {
+    this.check(addr, cap);
+    const enc = new TextEncoder().encode(s).subarray(0, cap - 1);
+    this.u8.fill(0, addr, addr + cap);
+    this.u8.set(enc, addr);
+  }
+  /** Zeroes [addr, addr+len). */
+  clear(addr: number, len: number): void {
+    this.check(addr, len);
+    this.u8.fill(0, addr, addr + len);
+  }
+}

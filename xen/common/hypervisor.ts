@@ -1,0 +1,534 @@
+/**
+ * The hypervisor: machine memory, domains, vCPUs, the scheduler, timers, the
+ * console and the hypercall entry point. One instance is one machine.
+ */
+import { randomBytes } from "node:crypto";
+import { XenErrno } from "../include/public/errno.js";
+import {
+  DOMID_FIRST_RESERVED,
+  VIRQ_DOM_EXC,
+  VIRQ_TIMER,
+  hypercallName,
+} from "../include/public/xen.js";
+import { SHUTDOWN_NAMES, SHUTDOWN_crash } from "../include/public/sched.js";
+import {
+  arch_wasm32_boot,
+  shared_info,
+  start_info,
+  vcpu_info,
+  vcpu_time_info,
+} from "../include/public/arch-wasm32.js";
+import { PAGE_SIZE, _pfn, pfn_to_paddr } from "../include/xen/mm.js";
+import {
+  FRAMES_PER_WASM_PAGE,
+  GUEST_IMAGE_BASE,
+  MAX_VIRT_CPUS,
+  MIN_DOMAIN_FRAMES,
+  PFN_BOOT_INFO,
+} from "../arch/wasm32/config.js";
+import type { Kernel } from "../arch/wasm32/kernel.js";
+import { GuestExit, Suspend, Vcpu, VcpuState, type VcpuHost } from "../arch/wasm32/vcpu.js";
+import { SliceTimer } from "../arch/wasm32/slice_timer.js";
+import { Domain } from "./domain.js";
+import { FrameAllocator } from "./page_alloc.js";
+import { HypervisorConsole } from "./console.js";
+import { GuestFault } from "./guest_access.js";
+import { hypercallTable } from "./hypercall.js";
+import { freeAllFrames, populatePfn } from "./memory.js";
+import { XEN_EXTRAVERSION, XEN_SUBVERSION, XEN_VERSION } from "./version.js";
+import { DEFAULT_SCHED_PARAMS, Scheduler, type SchedulerParams } from "./schedule.js";
+import { TimerQueue, type Timer } from "./timer.js";
+import { BOOT_WALLCLOCK_NS, NOW } from "./time.js";
+import type { EventKick } from "./event_channel.js";
+
+/** Boot parameters of a machine. */
+export interface HypervisorConfig {
+  /** Machine memory, bytes. */
+  memoryBytes: number;
+  /** Memory accounted to Dom0, bytes (Xen's dom0_mem). */
+  dom0MemoryBytes: number;
+  sched: SchedulerParams;
+  /** Xen's command line, as XENVER_commandline reports it. */
+  commandLine: string;
+}
+
+export const DEFAULT_HYPERVISOR_CONFIG: HypervisorConfig = {
+  memoryBytes: 8 * 1024 ** 3,
+  dom0MemoryBytes: 512 * 1024 ** 2,
+  sched: DEFAULT_SCHED_PARAMS,
+  commandLine: "",
+};
+
+/** What creating a domain needs: a typed config, as libxl's domain_build_info. */
+export interface DomainConfig {
+  name: string;
+  kernel: Kernel;
+  /** Initial memory, MiB. */
+  memory: number;
+  /** Maximum memory, MiB (defaults to `memory`). */
+  maxmem?: number;
+  /** vCPUs online at boot (default 1). */
+  vcpus?: number;
+  /** vCPUs the domain may ever have (default `vcpus`). */
+  maxvcpus?: number;
+  /** The guest's command line (xl.cfg `extra`). */
+  cmdline?: string;
+  /** Ask for this domid; by default the next free one. */
+  domid?: number;
+  /** Create paused (xl create -p). */
+  paused?: boolean;
+  weight?: number;
+  cap?: number;
+}
+
+/** A domain creation that failed: says what was wrong, with Xen's errno. */
+export class DomainCreateError extends Error {
+  constructor(
+    readonly errno: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Hypervisor events that Dom0 services and the toolstack subscribe to. */
+export interface HypervisorEvents {
+  /** A domain shut down (its reason is in domain.shutdownReason) or crashed. */
+  shutdown?(d: Domain): void;
+  /** A domain was destroyed and its resources released. */
+  destroyed?(domid: number): void;
+}
+
+export class Hypervisor implements VcpuHost {
+  readonly frames: FrameAllocator;
+  readonly domains = new Map<number, Domain>();
+  readonly console = new HypervisorConsole();
+  readonly timers = new TimerQueue();
+  readonly sched: Scheduler;
+  readonly bootDate = new Date().toUTCString();
+  readonly commandLine: string;
+  readonly listeners = new Set<HypervisorEvents>();
+  private readonly slice = new SliceTimer();
+  private lastDomid = 0;
+  private readonly pendingDestroy = new Set<Domain>();
+  /** Domain 0's record: accounting and privilege; its kernel is the host process. */
+  readonly dom0Pages: number;
+
+  constructor(readonly config: HypervisorConfig = DEFAULT_HYPERVISOR_CONFIG) {
+    this.frames = new FrameAllocator(Math.floor(config.memoryBytes / PAGE_SIZE));
+    this.sched = new Scheduler(this, { ...config.sched });
+    this.commandLine = config.commandLine;
+    this.dom0Pages = Math.floor(config.dom0MemoryBytes / PAGE_SIZE);
+    for (let i = 0; i < this.dom0Pages; i++) {
+      if (this.frames.alloc(0) === undefined)
+        throw new Error("dom0_mem is larger than machine memory");
+    }
+    this.console.printk(
+      `Xen version ${XEN_VERSION}.${XEN_SUBVERSION}${XEN_EXTRAVERSION} (tsxen, wasm32): ${this.frames.totalFrames} frames of machine memory, dom0_mem=${config.dom0MemoryBytes >> 20}M`,
+    );
+  }
+
+  /** Called by event channels when an event is newly pending for `v`. */
+  readonly kick: EventKick = (v, port, pollOnly) => {
+    if (v.state !== VcpuState.Blocked) return;
+    if (pollOnly && !v.pollPorts?.includes(port)) return;
+    this.wake(v);
+  };
+
+  private wake(v: Vcpu): void {
+    this.timers.stop(v.pollTimer);
+    v.pollPorts = undefined;
+    this.sched.wake(v);
+  }
+
+  // --- domains -------------------------------------------------------------
+
+  private allocDomid(want: number | undefined): number {
+    if (want !== undefined) {
+      if (!Number.isInteger(want) || want <= 0 || want >= DOMID_FIRST_RESERVED) {
+        throw new DomainCreateError(
+          XenErrno.EINVAL,
+          `domid ${want} is reserved or out of range (1..${DOMID_FIRST_RESERVED - 1})`,
+        );
+      }
+      if (this.domains.has(want))
+        throw new DomainCreateError(XenErrno.EEXIST, `domid ${want} is in use`);
+      return want;
+    }
+    // Xen hands out ids in increasing order, wrapping below the reserved range.
+    for (let i = 0; i < DOMID_FIRST_RESERVED; i++) {
+      const id = ((this.lastDomid + i) % (DOMID_FIRST_RESERVED - 1)) + 1;
+      if (!this.domains.has(id)) {
+        this.lastDomid = id;
+        return id;
+      }
+    }
+    throw new DomainCreateError(XenErrno.ENOSPC, "no free domid");
+  }
+
+  /**
+   * Creates a domain and, unless `paused`, starts vCPU 0 at the kernel's
+   * `_start`. Throws DomainCreateError naming what was wrong; on failure
+   * nothing is left allocated.
+   */
+  createDomain(cfg: DomainConfig): Domain {
+    const memMiB = cfg.memory;
+    const maxMiB = cfg.maxmem ?? cfg.memory;
+    const vcpus = cfg.vcpus ?? 1;
+    const maxVcpus = cfg.maxvcpus ?? vcpus;
+    const fail = (errno: number, msg: string): never => {
+      throw new DomainCreateError(errno, `cannot create domain '${cfg.name}': ${msg}`);
+    };
+    if (!Number.isInteger(memMiB) || memMiB <= 0)
+      fail(XenErrno.EINVAL, `memory=${memMiB} is not a positive whole number of MiB`);
+    if (!Number.isInteger(maxMiB) || maxMiB < memMiB)
+      fail(XenErrno.EINVAL, `maxmem=${maxMiB} is less than memory=${memMiB}`);
+    if (maxMiB > 4095)
+      fail(XenErrno.EINVAL, `maxmem=${maxMiB}M exceeds the 4 GiB of a wasm32 guest`);
+    const pages = memMiB * 256;
+    const maxPages = maxMiB * 256;
+    if (pages < MIN_DOMAIN_FRAMES)
+      fail(
+        XenErrno.EINVAL,
+        `memory=${memMiB}M is below the wasm32 minimum of ${(MIN_DOMAIN_FRAMES * PAGE_SIZE) >> 10} KiB`,
+      );
+    if (!Number.isInteger(vcpus) || vcpus < 1 || maxVcpus < vcpus || maxVcpus > MAX_VIRT_CPUS) {
+      fail(
+        XenErrno.EINVAL,
+        `vcpus=${vcpus} maxvcpus=${maxVcpus}: must be 1 ≤ vcpus ≤ maxvcpus ≤ ${MAX_VIRT_CPUS}`,
+      );
+    }
+    if (vcpus > 1 && !cfg.kernel.hasSecondaryEntry)
+      fail(XenErrno.EINVAL, `vcpus=${vcpus} but the kernel has no _start_vcpu export`);
+    const wasmPages = maxPages / FRAMES_PER_WASM_PAGE;
+    if (cfg.kernel.minPages > wasmPages) {
+      fail(
+        XenErrno.ENOMEM,
+        `the kernel needs ${cfg.kernel.minPages * 64} KiB of memory, maxmem is ${maxMiB * 1024} KiB`,
+      );
+    }
+    if (this.frames.freeFrames < pages) {
+      fail(
+        XenErrno.ENOMEM,
+        `not enough free machine memory: need ${pages} pages, ${this.frames.freeFrames} free`,
+      );
+    }
+    for (const s of cfg.kernel.segments) {
+      if (s.offset < GUEST_IMAGE_BASE) {
+        fail(
+          XenErrno.EINVAL,
+          `kernel data at 0x${s.offset.toString(16)} overlaps the wasm32 architecture area (link with --memoryBase ${GUEST_IMAGE_BASE})`,
+        );
+      }
+      if (s.offset + s.data.length > pages * PAGE_SIZE)
+        fail(XenErrno.ENOMEM, `kernel data does not fit in memory=${memMiB}M`);
+    }
+    const cmdline = cfg.cmdline ?? "";
+    if (Buffer.byteLength(cmdline) >= start_info.fields.cmd_line.size) {
+      fail(
+        XenErrno.E2BIG,
+        `command line is longer than ${start_info.fields.cmd_line.size - 1} bytes`,
+      );
+    }
+    const domid = this.allocDomid(cfg.domid);
+    let wasmMemory: WebAssembly.Memory;
+    try {
+      wasmMemory = new WebAssembly.Memory({ initial: wasmPages, maximum: wasmPages, shared: true });
+    } catch (e) {
+      return fail(
+        XenErrno.ENOMEM,
+        `the host cannot reserve ${maxMiB} MiB of guest memory (${(e as Error).message})`,
+      );
+    }
+    const d = new Domain(
+      domid,
+      cfg.name,
+      false,
+      cfg.kernel,
+      wasmMemory,
+      maxPages,
+      cmdline,
+      maxVcpus,
+      NOW(),
+      randomBytes(16),
+    );
+    d.weight = cfg.weight ?? 256;
+    d.cap = cfg.cap ?? 0;
+    for (let p = 0; p < pages; p++) populatePfn(this, d, _pfn(p));
+    for (const s of cfg.kernel.segments) d.mem.u8.set(s.data, s.offset);
+    const timers = {
+      singleshot: (v: Vcpu) => v.domain.evtchn.sendVirq(v.id, VIRQ_TIMER, this.kick),
+      periodic: (v: Vcpu) => {
+        v.domain.evtchn.sendVirq(v.id, VIRQ_TIMER, this.kick);
+        if (v.periodNs > 0) this.timers.set(v.periodic, v.periodic.expires + v.periodNs);
+      },
+      pollTimeout: (v: Vcpu) => {
+        if (v.state === VcpuState.Blocked && v.pollPorts) this.wake(v);
+      },
+    };
+    for (let i = 0; i < maxVcpus; i++) d.vcpus.push(new Vcpu(d, i, timers));
+    this.writeStartInfo(d, pages);
+    this.writeSharedInfo(d);
+    this.domains.set(domid, d);
+    if (cfg.paused) d.pauseCount++;
+    try {
+      for (let i = 0; i < vcpus; i++) this.vcpuUp(d.vcpus[i]!);
+    } catch (e) {
+      this.destroyDomain(domid);
+      return fail(XenErrno.EINVAL, `the kernel could not be instantiated: ${(e as Error).message}`);
+    }
+    return d;
+  }
+
+  private writeStartInfo(d: Domain, pages: number): void {
+    const f = start_info.fields;
+    const a = d.startInfoAddr();
+    const mem = d.mem;
+    mem.writeCString(a + f.magic.offset, f.magic.size, "xen-3.0-wasm32");
+    mem.setU64(a + f.nr_pages.offset, pages);
+    mem.setU64(a + f.shared_info.offset, d.sharedInfoAddr);
+    mem.setU32(a + f.flags.offset, d.privileged ? 3 : 0);
+    mem.setU64(a + f.store_mfn.offset, d.xenstoreAddr() / PAGE_SIZE);
+    mem.setU32(a + f.store_evtchn.offset, 0);
+    mem.setU64(a + f.console_mfn.offset, d.consoleAddr() / PAGE_SIZE);
+    mem.setU32(a + f.console_evtchn.offset, 0);
+    mem.writeCString(a + f.cmd_line.offset, f.cmd_line.size, d.cmdline);
+    mem.setU64(a + f.first_p2m_pfn.offset, 0);
+    mem.setU64(a + f.nr_p2m_frames.offset, 0);
+    const b = pfn_to_paddr(PFN_BOOT_INFO);
+    mem.setU32(b + arch_wasm32_boot.fields.domid.offset, d.domid);
+    mem.setU32(b + arch_wasm32_boot.fields.max_vcpus.offset, d.maxVcpus);
+  }
+
+  private writeSharedInfo(d: Domain): void {
+    const f = shared_info.fields;
+    const a = d.sharedInfoAddr;
+    const wc = BOOT_WALLCLOCK_NS;
+    const sec = Math.floor(wc / 1e9);
+    d.mem.setU32(a + f.wc_version.offset, 1);
+    d.mem.setU32(a + f.wc_sec.offset, sec >>> 0);
+    d.mem.setU32(a + f.wc_nsec.offset, Math.floor(wc - sec * 1e9));
+    d.mem.setU32(a + f.wc_sec_hi.offset, Math.floor(sec / 2 ** 32));
+    d.mem.setU32(a + f.wc_version.offset, 2);
+    // Event delivery starts masked on every vCPU; the guest unmasks when ready.
+    for (const v of d.vcpus) v.setUpcallMask(true);
+  }
+
+  /** Writes system time into `v`'s vcpu_time_info (seqlock: odd version while updating). */
+  updateVcpuTime(v: Vcpu): void {
+    const a = v.vcpuInfoAddr + vcpu_info.fields.time.offset;
+    const f = vcpu_time_info.fields;
+    const dv = v.domain.mem.dv;
+    const now = NOW();
+    const ver = dv.getUint32(a + f.version.offset, true);
+    dv.setUint32(a + f.version.offset, (ver | 1) >>> 0, true);
+    const lo = now >>> 0;
+    const hi = Math.floor(now / 2 ** 32);
+    dv.setUint32(a + f.system_time.offset, lo, true);
+    dv.setUint32(a + f.system_time.offset + 4, hi, true);
+    // wasm32 has no TSC: the "TSC" is system time itself, scale 1.
+    dv.setUint32(a + f.tsc_timestamp.offset, lo, true);
+    dv.setUint32(a + f.tsc_timestamp.offset + 4, hi, true);
+    dv.setUint32(a + f.tsc_to_system_mul.offset, 0x80000000, true);
+    dv.setInt8(a + f.tsc_shift.offset, 1);
+    dv.setUint32(a + f.version.offset, ((ver | 1) + 1) >>> 0, true);
+  }
+
+  /** Brings vCPU `v` online (VCPUOP_up, domain creation). */
+  vcpuUp(v: Vcpu): void {
+    if (v.state !== VcpuState.Offline) return;
+    v.instantiate(this);
+    v.state = VcpuState.Blocked;
+    this.sched.add(v);
+    this.sched.wake(v);
+  }
+
+  /** Takes vCPU `v` offline (VCPUOP_down on another vCPU). */
+  vcpuDown(v: Vcpu): void {
+    if (v.state === VcpuState.Offline) return;
+    if (v.state === VcpuState.Running) {
+      v.suspend = Suspend.Down;
+      return;
+    }
+    v.state = VcpuState.Offline;
+    this.sched.remove(v);
+  }
+
+  /** Pauses a domain (xl pause): nestable, as Xen's pause count is. */
+  pauseDomain(d: Domain): void {
+    d.pauseCount++;
+    if (this.sched.current?.domain === d) this.slice.expireNow();
+    for (const v of d.vcpus) this.sched.remove(v);
+    for (const v of d.vcpus) if (v.state !== VcpuState.Offline) this.sched.add(v);
+  }
+
+  /** Undoes one pause; -EINVAL if the domain was not paused. */
+  unpauseDomain(d: Domain): number {
+    if (d.pauseCount === 0) return -XenErrno.EINVAL;
+    d.pauseCount--;
+    if (d.runnable) for (const v of d.vcpus) this.sched.enqueue(v);
+    return 0;
+  }
+
+  /** Shuts a domain down with `reason` (SHUTDOWN_*); the first reason wins. */
+  domainShutdown(d: Domain, reason: number): void {
+    if (d.isShutdown || d.isDying) return;
+    d.isShutdown = true;
+    d.shutdownReason = reason;
+    const cur = this.sched.current;
+    if (cur?.domain === d) {
+      cur.suspend = Suspend.Shutdown;
+      this.slice.expireNow();
+    }
+    for (const v of d.vcpus) {
+      this.sched.remove(v);
+      if (v.state !== VcpuState.Offline) this.sched.add(v);
+    }
+    const why = SHUTDOWN_NAMES[reason] ?? String(reason);
+    this.console.printk(
+      `Domain ${d.domid} (${d.name}) shutdown: ${why}${d.shutdownCode >= 0 ? ` (code ${d.shutdownCode})` : ""}`,
+    );
+    this.sendDom0Virq(VIRQ_DOM_EXC);
+    for (const l of this.listeners) l.shutdown?.(d);
+  }
+
+  /** Crashes a domain (Xen's domain_crash): the console names the cause. */
+  domainCrash(d: Domain, v: Vcpu | undefined, why: string): void {
+    if (d.isShutdown || d.isDying) return;
+    d.crashMessage = why;
+    this.console.printk(`Domain ${d.domid} (${d.name}) ${v ? `vcpu#${v.id} ` : ""}crashed: ${why}`);
+    this.domainShutdown(d, SHUTDOWN_crash);
+  }
+
+  private sendDom0Virq(_virq: number): void {
+    // Dom0's event channels arrive with the evtchn device (issue #3).
+  }
+
+  /**
+   * Destroys a domain: every vCPU, timer, port and machine frame is released.
+   * Returns -ESRCH for an unknown domid, -EPERM for Dom0.
+   */
+  destroyDomain(domid: number): number {
+    const d = this.domains.get(domid);
+    if (domid === 0) return -XenErrno.EPERM;
+    if (!d) return -XenErrno.ESRCH;
+    if (d.isDying) return 0;
+    d.isDying = true;
+    if (this.sched.current?.domain === d) {
+      // Its vCPU is on the pCPU (a console listener is destroying it): finish
+      // once the slice returns.
+      this.slice.expireNow();
+      this.pendingDestroy.add(d);
+      return 0;
+    }
+    this.finishDestroy(d);
+    return 0;
+  }
+
+  private finishDestroy(d: Domain): void {
+    for (const v of d.vcpus) {
+      this.sched.remove(v);
+      v.dispose((t: Timer) => this.timers.stop(t));
+    }
+    d.evtchn.dispose();
+    freeAllFrames(this, d);
+    this.domains.delete(d.domid);
+    d.consoleListeners.clear();
+    for (const l of this.listeners) l.destroyed?.(d.domid);
+  }
+
+  // --- running vCPUs ---------------------------------------------------------
+
+  sliceExpired(): boolean {
+    return this.slice.expired();
+  }
+
+  /** Runs one slice of `v` (the scheduler's SliceRunner). */
+  runSlice(v: Vcpu, sliceUs: number): Suspend {
+    const d = v.domain;
+    this.slice.start(sliceUs);
+    this.updateVcpuTime(v);
+    let reason: Suspend;
+    try {
+      reason = v.run(this);
+    } catch (e) {
+      reason = Suspend.Shutdown;
+      this.domainCrash(d, v, describeTrap(e));
+    }
+    if (this.pendingDestroy.delete(d)) {
+      v.state = VcpuState.Offline;
+      this.finishDestroy(d);
+    } else if (!d.runnable) {
+      v.state = VcpuState.Runnable;
+      return Suspend.Shutdown;
+    }
+    return reason;
+  }
+
+  /** The hypercall import: dispatch, then turn a suspend request into an unwind. */
+  hypercall(
+    v: Vcpu,
+    op: number,
+    a1: number,
+    a2: number,
+    a3: number,
+    a4: number,
+    a5: number,
+  ): number {
+    const rc = this.dispatch(v, op, a1, a2, a3, a4, a5);
+    if (v.suspend !== Suspend.None) {
+      v.startUnwind(v.suspend, rc);
+    } else if (!v.domain.runnable) {
+      v.startUnwind(Suspend.Shutdown, rc);
+    } else if (!v.inUpcall && v.upcallDeliverable()) {
+      v.startUnwind(Suspend.Upcall, rc);
+    }
+    return rc;
+  }
+
+  /** Runs hypercall `op` for `v` and returns its result (multicall uses this too). */
+  dispatch(
+    v: Vcpu,
+    op: number,
+    a1: number,
+    a2: number,
+    a3: number,
+    a4: number,
+    a5: number,
+  ): number {
+    const h = hypercallTable.get(op);
+    if (!h) {
+      const name = hypercallName(op);
+      if (!v.domain.loggedUnimplemented.has(name)) {
+        v.domain.loggedUnimplemented.add(name);
+        this.console.printk(
+          `d${v.domain.domid}: hypercall ${name} (${op}) is not implemented on wasm32: -ENOSYS`,
+        );
+      }
+      return -XenErrno.ENOSYS;
+    }
+    try {
+      return h(this, v, a1, a2, a3, a4, a5);
+    } catch (e) {
+      if (e instanceof GuestFault) return -XenErrno.EFAULT;
+      throw e;
+    }
+  }
+
+  /** Stops every guest and releases the machine. */
+  async dispose(): Promise<void> {
+    for (const id of [...this.domains.keys()]) this.destroyDomain(id);
+    this.sched.dispose();
+    this.timers.dispose();
+    await this.slice.dispose();
+  }
+}
+
+/** A one-line description of what a guest threw, naming the trap. */
+export function describeTrap(e: unknown): string {
+  if (e instanceof WebAssembly.RuntimeError) return `wasm trap: ${e.message}`;
+  if (e instanceof RangeError && /call stack/.test(e.message)) return "wasm trap: stack overflow";
+  if (e instanceof GuestExit) return e.message;
+  if (e instanceof Error) return `hypervisor error while running the guest: ${e.message}`;
+  return `unknown failure: ${String(e)}`;
+}

@@ -1,0 +1,214 @@
+/**
+ * The vCPU scheduler, after Xen's credit scheduler (`sched_credit.c`; xen-doc
+ * `features/sched_credit`): per-domain weight and cap, credits handed out every
+ * accounting period in proportion to weight, three priorities (BOOST for a vCPU
+ * just woken from blocking, UNDER while it has credit, OVER once it has spent
+ * it), round robin within a priority, and a fixed time slice.
+ *
+ * All vCPUs share the Node.js main thread (one pCPU). The scheduler runs slices
+ * back to back for at most one slice's worth of wall time, then returns to the
+ * event loop (setImmediate) so that Dom0's I/O and the timers always progress.
+ * The slice defaults to 10 ms rather than Xen's 30 ms because Dom0 shares the
+ * thread with the guests.
+ */
+import { Suspend, VcpuState, type Vcpu } from "../arch/wasm32/vcpu.js";
+
+const BOOST = 0;
+const UNDER = 1;
+const OVER = 2;
+
+export interface SchedulerParams {
+  /** Time slice, microseconds (xl sched-credit -t, in ms there). */
+  tsliceUs: number;
+  /** Accounting period, microseconds. */
+  periodUs: number;
+}
+
+export const DEFAULT_SCHED_PARAMS: SchedulerParams = { tsliceUs: 10_000, periodUs: 30_000 };
+
+/** What the scheduler needs from the hypervisor to run one slice. */
+export interface SliceRunner {
+  /** Runs `v` for at most one slice; returns why it stopped. */
+  runSlice(v: Vcpu, sliceUs: number): Suspend;
+}
+
+export class Scheduler {
+  private readonly queues: Vcpu[][] = [[], [], []];
+  private scheduled = false;
+  private disposed = false;
+  private lastAccounting = performance.now();
+  /** The vCPU on the (one) pCPU right now, if any. */
+  current: Vcpu | undefined;
+  /** Domains' credit use in the current period, µs, for caps. */
+  private readonly used = new Map<number, number>();
+  /** All vCPUs that are up (online), for accounting. */
+  private readonly online = new Set<Vcpu>();
+
+  constructor(
+    private readonly runner: SliceRunner,
+    readonly params: SchedulerParams = { ...DEFAULT_SCHED_PARAMS },
+  ) {}
+
+  /** A vCPU came online (VCPUOP_up or domain creation). */
+  add(v: Vcpu): void {
+    this.online.add(v);
+  }
+
+  /** A vCPU went offline or its domain is going away. */
+  remove(v: Vcpu): void {
+    this.online.delete(v);
+    if (v.queued) {
+      for (const q of this.queues) {
+        const i = q.indexOf(v);
+        if (i >= 0) q.splice(i, 1);
+      }
+      v.queued = false;
+    }
+  }
+
+  /** Makes a blocked or new vCPU runnable, boosted as Xen boosts a waking vCPU. */
+  wake(v: Vcpu): void {
+    if (v.state === VcpuState.Running || v.state === VcpuState.Offline) return;
+    v.state = VcpuState.Runnable;
+    v.boost = v.credit >= 0;
+    this.enqueue(v);
+  }
+
+  /** Puts a runnable vCPU on its run queue if its domain may run. */
+  enqueue(v: Vcpu): void {
+    if (v.queued || v.state !== VcpuState.Runnable || !v.domain.runnable) return;
+    const prio = v.boost ? BOOST : v.credit >= 0 ? UNDER : OVER;
+    this.queues[prio]!.push(v);
+    v.queued = true;
+    this.kick();
+  }
+
+  /** Number of vCPUs waiting to run. */
+  get queued(): number {
+    return this.queues[0]!.length + this.queues[1]!.length + this.queues[2]!.length;
+  }
+
+  /** Arranges for the scheduler to run on the next turn of the event loop. */
+  kick(): void {
+    if (this.scheduled || this.disposed) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.runTurn();
+    });
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    for (const q of this.queues) q.length = 0;
+  }
+
+  private pick(): Vcpu | undefined {
+    for (let prio = BOOST; prio <= OVER; prio++) {
+      const q = this.queues[prio]!;
+      for (let i = 0; i < q.length; i++) {
+        const v = q[i]!;
+        if (this.capped(v)) continue;
+        q.splice(i, 1);
+        v.queued = false;
+        return v;
+      }
+    }
+    return undefined;
+  }
+
+  private capped(v: Vcpu): boolean {
+    const cap = v.domain.cap;
+    if (cap === 0) return false;
+    return (this.used.get(v.domain.domid) ?? 0) >= (this.params.periodUs * cap) / 100;
+  }
+
+  /** Runs slices until the queues are empty or a slice's worth of time has passed. */
+  runTurn(): void {
+    const turnStart = performance.now();
+    const budgetMs = this.params.tsliceUs / 1000;
+    for (;;) {
+      this.account();
+      const v = this.pick();
+      if (!v) {
+        if (this.queued > 0) setTimeout(() => this.kick(), this.params.periodUs / 1000).unref();
+        return;
+      }
+      const t0 = performance.now();
+      this.current = v;
+      v.state = VcpuState.Running;
+      const reason = this.runner.runSlice(v, this.params.tsliceUs);
+      this.current = undefined;
+      const us = (performance.now() - t0) * 1000;
+      v.credit -= us;
+      v.cpuTimeNs += us * 1000;
+      this.used.set(v.domain.domid, (this.used.get(v.domain.domid) ?? 0) + us);
+      this.afterSlice(v, reason);
+      if (performance.now() - turnStart >= budgetMs) {
+        if (this.queued > 0) this.kick();
+        return;
+      }
+    }
+  }
+
+  private afterSlice(v: Vcpu, reason: Suspend): void {
+    if (v.state !== VcpuState.Running) return; // the slice changed its state (destroy, down)
+    switch (reason) {
+      case Suspend.Block:
+      case Suspend.Poll:
+        v.state = VcpuState.Blocked;
+        return;
+      case Suspend.Down:
+        v.state = VcpuState.Offline;
+        this.remove(v);
+        return;
+      case Suspend.Shutdown:
+        v.state = VcpuState.Runnable;
+        return;
+      default:
+        v.state = VcpuState.Runnable;
+        v.boost = false;
+        this.enqueue(v);
+    }
+  }
+
+  /** Hands out credit for the periods that have passed since the last accounting. */
+  private account(): void {
+    const now = performance.now();
+    const elapsedUs = (now - this.lastAccounting) * 1000;
+    if (elapsedUs < this.params.periodUs) return;
+    this.lastAccounting = now;
+    this.used.clear();
+    const weights = new Map<number, { weight: number; vcpus: Vcpu[] }>();
+    for (const v of this.online) {
+      if (v.state === VcpuState.Offline || !v.domain.runnable) continue;
+      const e = weights.get(v.domain.domid) ?? { weight: v.domain.weight, vcpus: [] };
+      e.vcpus.push(v);
+      weights.set(v.domain.domid, e);
+    }
+    let total = 0;
+    for (const e of weights.values()) total += e.weight;
+    if (total === 0) return;
+    const grant = Math.min(elapsedUs, 4 * this.params.periodUs);
+    for (const e of weights.values()) {
+      const share = (grant * e.weight) / total / e.vcpus.length;
+      for (const v of e.vcpus) {
+        // Credit is bounded both ways so that neither an idle nor a busy vCPU
+        // carries more than one period's worth into the next.
+        v.credit = Math.max(
+          -this.params.periodUs,
+          Math.min(this.params.periodUs, v.credit + share),
+        );
+      }
+    }
+    // Requeue by the new priorities.
+    for (let prio = UNDER; prio <= OVER; prio++) {
+      const q = this.queues[prio]!;
+      this.queues[prio] = [];
+      for (const v of q) {
+        v.queued = false;
+        this.enqueue(v);
+      }
+    }
+  }
+}
