@@ -116,7 +116,7 @@ export class Hypervisor implements VcpuHost {
 
   constructor(readonly config: HypervisorConfig = DEFAULT_HYPERVISOR_CONFIG) {
     this.frames = new FrameAllocator(Math.floor(config.memoryBytes / PAGE_SIZE));
-    this.sched = new Scheduler(this, { ...config.sched });
+    this.sched = new Scheduler(this, { ...config.sched }, this.slice.ready);
     this.commandLine = config.commandLine;
     this.dom0Pages = Math.floor(config.dom0MemoryBytes / PAGE_SIZE);
     for (let i = 0; i < this.dom0Pages; i++) {

@@ -44,10 +44,19 @@ export class Scheduler {
   /** All vCPUs that are up (online), for accounting. */
   private readonly online = new Set<Vcpu>();
 
+  /** False until the slice clock runs; vCPUs wait for it. */
+  private open = false;
+
   constructor(
     private readonly runner: SliceRunner,
     readonly params: SchedulerParams = { ...DEFAULT_SCHED_PARAMS },
-  ) {}
+    gate: Promise<void> = Promise.resolve(),
+  ) {
+    void gate.then(() => {
+      this.open = true;
+      if (this.queued > 0) this.kick();
+    });
+  }
 
   /** A vCPU came online (VCPUOP_up or domain creation). */
   add(v: Vcpu): void {
@@ -90,7 +99,7 @@ export class Scheduler {
 
   /** Arranges for the scheduler to run on the next turn of the event loop. */
   kick(): void {
-    if (this.scheduled || this.disposed) return;
+    if (this.scheduled || this.disposed || !this.open) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -142,6 +151,7 @@ export class Scheduler {
       const us = (performance.now() - t0) * 1000;
       v.credit -= us;
       v.cpuTimeNs += us * 1000;
+      if (us > v.longestSliceUs) v.longestSliceUs = us;
       this.used.set(v.domain.domid, (this.used.get(v.domain.domid) ?? 0) + us);
       this.afterSlice(v, reason);
       if (performance.now() - turnStart >= budgetMs) {

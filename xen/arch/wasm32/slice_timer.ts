@@ -16,12 +16,18 @@ export class SliceTimer {
   private readonly ctl = new Int32Array(new SharedArrayBuffer(16));
   private readonly worker: Worker;
   private gen = 0;
+  /** Resolves once the worker runs: no slice may start before it can be ended. */
+  readonly ready: Promise<void>;
 
   constructor() {
     this.worker = new Worker(new URL("./slice_timer_worker.js", import.meta.url), {
       workerData: this.ctl,
     });
     this.worker.unref();
+    this.ready = new Promise((resolve, reject) => {
+      this.worker.once("online", () => resolve());
+      this.worker.once("error", reject);
+    });
   }
 
   /** Starts a slice of `us` microseconds. */

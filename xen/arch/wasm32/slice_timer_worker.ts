@@ -2,7 +2,9 @@
 import { workerData } from "node:worker_threads";
 
 const ctl = workerData as Int32Array;
-let gen = Atomics.load(ctl, 0);
+// Start from generation 0, not the current one: slices may have started
+// before this thread was up, and the running one must still be ended.
+let gen = 0;
 for (;;) {
   const cur = Atomics.load(ctl, 0);
   if (cur === gen) {

@@ -106,6 +106,8 @@ export class Vcpu {
   queued = false;
   /** Nanoseconds this vCPU has run, for xl vcpu-list and runstate info. */
   cpuTimeNs = 0;
+  /** Longest single slice this vCPU has run, µs: how well preemption holds. */
+  longestSliceUs = 0;
   /** Bitmask of physical CPUs this vCPU may run on (xl vcpu-pin). */
   affinity = ~0;
 
