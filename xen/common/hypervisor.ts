@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { XenErrno } from "../include/public/errno.js";
 import {
   DOMID_FIRST_RESERVED,
+  NR_HYPERCALLS,
   VIRQ_DOM_EXC,
   VIRQ_TIMER,
   hypercallName,
@@ -498,11 +499,14 @@ export class Hypervisor implements VcpuHost {
   ): number {
     const h = hypercallTable.get(op);
     if (!h) {
-      const name = hypercallName(op);
+      // Numbers past the table share one report, so garbage cannot flood the console.
+      const name = op >= 0 && op < NR_HYPERCALLS ? hypercallName(op) : "out-of-range";
       if (!v.domain.loggedUnimplemented.has(name)) {
         v.domain.loggedUnimplemented.add(name);
         this.console.printk(
-          `d${v.domain.domid}: hypercall ${name} (${op}) is not implemented on wasm32: -ENOSYS`,
+          name === "out-of-range"
+            ? `d${v.domain.domid}: hypercall number ${op} is past the table (${NR_HYPERCALLS}): -ENOSYS (reported once)`
+            : `d${v.domain.domid}: hypercall ${name} (${op}) is not implemented on wasm32: -ENOSYS`,
         );
       }
       return -XenErrno.ENOSYS;

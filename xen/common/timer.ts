@@ -5,6 +5,8 @@
  */
 import { NOW } from "./time.js";
 
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
 export class Timer {
   /** Deadline in system time (ns); meaningful while active. */
   expires = 0;
@@ -72,7 +74,8 @@ export class TimerQueue {
     this.handle = undefined;
     this.armedFor = at;
     if (first) {
-      const ms = Math.max(0, (at - NOW()) / 1e6);
+      // setTimeout holds at most 2^31-1 ms; a later deadline re-arms on firing.
+      const ms = Math.min(MAX_TIMEOUT_MS, Math.max(0, (at - NOW()) / 1e6));
       this.handle = setTimeout(() => {
         this.handle = undefined;
         this.armedFor = Infinity;

@@ -25,6 +25,7 @@ const INCLUDE = process.env.XEN_INCLUDE_DIR ?? "/usr/include/xen";
  */
 const NOT_IN_HEADERS: Record<string, string> = {
   NR_VIRQS: "Xen's internal count (xen/include/xen/event.h)",
+  NR_HYPERCALLS: "Xen's internal table size (xen/include/xen/hypercall.h)",
   XS_GET_FEATURE: "upstream Xen 4.19 xs_wire.h, newer than Debian's 4.17",
   XS_SET_FEATURE: "upstream Xen 4.19 xs_wire.h",
   XS_GET_QUOTA: "upstream Xen 4.19 xs_wire.h",

@@ -62,15 +62,18 @@ export const HYPERCALLS = {
 
 export type HypercallName = keyof typeof HYPERCALLS;
 
+/** Size of the hypercall table: numbers at or above it are never valid. */
+export const NR_HYPERCALLS = 64;
+
 /** The number of each hypercall, by its Xen name. */
 export const HYPERVISOR = Object.fromEntries(
   Object.entries(HYPERCALLS).map(([k, v]) => [k, v[0]]),
 ) as { readonly [K in HypercallName]: (typeof HYPERCALLS)[K][0] };
 
-/** The Xen name of hypercall number `nr`, or `hypercall N` when unassigned. */
+/** The Xen name of hypercall number `nr` without its prefix, or `N (unassigned)`. */
 export function hypercallName(nr: number): string {
   for (const [name, [n]] of Object.entries(HYPERCALLS)) if (n === nr) return name.slice(13);
-  return `hypercall ${nr}`;
+  return `${nr} (unassigned)`;
 }
 
 /** Virtual IRQs (`VIRQ_*`): per-vCPU (V) or global, Dom0-bound (G) events. */
