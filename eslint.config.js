@@ -11,6 +11,7 @@ export default tseslint.config(
       "node_modules/",
       "extras/mini-os/lib/",
       "extras/mini-os/examples/",
+      "extras/mini-os/tests/",
     ],
   },
   js.configs.recommended,

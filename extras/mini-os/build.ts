@@ -86,8 +86,6 @@ export async function buildKernel(
     "stub",
     "--importMemory",
     "--sharedMemory",
-    "--initialMemory",
-    "5",
     "--maximumMemory",
     "65536",
     "--enable",

@@ -497,7 +497,7 @@ export class Hypervisor implements VcpuHost {
     a4: number,
     a5: number,
   ): number {
-    const h = hypercallTable.get(op);
+    const h = op >= 0 && op < NR_HYPERCALLS ? hypercallTable[op] : undefined;
     if (!h) {
       // Numbers past the table share one report, so garbage cannot flood the console.
       const name = op >= 0 && op < NR_HYPERCALLS ? hypercallName(op) : "out-of-range";

@@ -142,11 +142,12 @@ export async function loadKernelFile(path: string, options?: InstrumentOptions):
   } catch (e) {
     throw new Error(
       `cannot read kernel ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      { cause: e },
     );
   }
   try {
     return await loadKernel(bytes, options);
   } catch (e) {
-    throw new Error(`kernel ${path}: ${(e as Error).message}`);
+    throw new Error(`kernel ${path}: ${(e as Error).message}`, { cause: e });
   }
 }

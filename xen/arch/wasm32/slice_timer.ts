@@ -23,9 +23,13 @@ export class SliceTimer {
     this.worker = new Worker(new URL("./slice_timer_worker.js", import.meta.url), {
       workerData: this.ctl,
     });
-    this.worker.unref();
+    // Referenced until it runs, so that a host waiting for it is not left
+    // without a live handle; after that it must not keep the process alive.
     this.ready = new Promise((resolve, reject) => {
-      this.worker.once("online", () => resolve());
+      this.worker.once("online", () => {
+        this.worker.unref();
+        resolve();
+      });
       this.worker.once("error", reject);
     });
   }

@@ -1,0 +1,28 @@
+/**
+ * Installs the Debian packages the test suite needs when they are missing:
+ * libxen-dev (Xen's public headers, which the ABI test checks every constant
+ * against). As root with apt-get it installs them; otherwise it says what to
+ * install and fails, rather than letting the ABI test be skipped.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+
+const NEEDED: Array<{ pkg: string; file: string }> = [
+  { pkg: "libxen-dev", file: "/usr/include/xen/xen.h" },
+];
+
+const missing = NEEDED.filter((n) => !existsSync(n.file));
+if (missing.length > 0) {
+  const pkgs = missing.map((m) => m.pkg);
+  const isRoot = process.getuid?.() === 0;
+  if (!isRoot || !existsSync("/usr/bin/apt-get")) {
+    console.error(
+      `tsxen: the tests need Debian packages ${pkgs.join(", ")}: run 'sudo apt-get install -y ${pkgs.join(" ")}'`,
+    );
+    process.exit(1);
+  }
+  console.log(`tsxen: installing ${pkgs.join(", ")} for the tests`);
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  execFileSync("apt-get", ["update", "-qq"], { stdio: "inherit", env });
+  execFileSync("apt-get", ["install", "-y", "-qq", ...pkgs], { stdio: "inherit", env });
+}
