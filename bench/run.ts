@@ -40,7 +40,7 @@ console.log(
 for (const r of rows) {
   const ratio = Number.isNaN(r.ratio) ? "" : `${r.ratio.toFixed(2)}×`;
   console.log(
-    `${r.name.padEnd(w)}  ${r.measured.padStart(12)}  ${r.baseline.padStart(12)}  ${ratio.padStart(7)}  ${r.target}${r.met ? "" : "  (missed)"}`,
+    `${r.name.padEnd(w)}  ${r.measured.padStart(12)}  ${r.baseline.padStart(12)}  ${ratio.padStart(7)}  ${r.target}${r.met || quick ? "" : "  (missed)"}`,
   );
 }
 if (quick) console.log("(quick mode: figures are not meaningful)");

@@ -321,3 +321,37 @@ test("an unimplemented hypercall is -ENOSYS, reported once per domain by name", 
     await host.shutdown();
   }
 });
+
+test("vcpu_op up and down on a kernel with _start_vcpu", async () => {
+  const host = new Host({ memoryBytes: 1024 ** 3, dom0MemoryBytes: 64 * 1024 ** 2 });
+  try {
+    const kernel = await loadKernelFile(guestPath("scribble"));
+    const d = host.createSync({
+      name: "smp",
+      kernel,
+      memory: 2,
+      vcpus: 1,
+      maxvcpus: 2,
+      paused: true,
+    });
+    assert.equal(call(host, d, H.__HYPERVISOR_vcpu_op, C.VCPUOP_is_up, 1, 0), 0);
+    assert.equal(call(host, d, H.__HYPERVISOR_vcpu_op, C.VCPUOP_up, 1, 0), 0);
+    assert.equal(call(host, d, H.__HYPERVISOR_vcpu_op, C.VCPUOP_is_up, 1, 0), 1);
+    assert.equal(call(host, d, H.__HYPERVISOR_vcpu_op, C.VCPUOP_down, 1, 0), 0);
+    assert.equal(call(host, d, H.__HYPERVISOR_vcpu_op, C.VCPUOP_is_up, 1, 0), 0);
+    const hello = host.createSync({
+      name: "up",
+      kernel: await loadKernelFile(guestPath("hello")),
+      memory: 2,
+      maxvcpus: 2,
+      paused: true,
+    });
+    assert.equal(
+      call(host, hello, H.__HYPERVISOR_vcpu_op, C.VCPUOP_up, 1, 0),
+      -E.EINVAL,
+      "no _start_vcpu export",
+    );
+  } finally {
+    await host.shutdown();
+  }
+});

@@ -51,6 +51,12 @@ test("ticker keeps a one-second rhythm while two spin guests run", async () => {
         `longest slice ${d.vcpus[0]!.longestSliceUs} µs`,
       );
     }
+    // The ticker blocks between ticks: its upcall clears the pending event, or
+    // SCHEDOP_block would return at once and it would spin.
+    assert.ok(
+      t.vcpus[0]!.cpuTimeNs < 100e6,
+      `ticker used ${t.vcpus[0]!.cpuTimeNs / 1e6} ms of CPU`,
+    );
     const guestMs = [...host.readConsole(t.domid).matchAll(/at (\d+) ms/g)].map((m) =>
       Number(m[1]),
     );
@@ -182,6 +188,29 @@ test("bad domain configs are refused with a message that names the problem", asy
     );
     host.destroy(d.domid);
     assert.equal(host.hv.frames.freeFrames, free0);
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("the scheduler shares the CPU by weight and enforces caps", async () => {
+  const host = newHost();
+  try {
+    const spin = await kernel("spin");
+    const heavy = host.createSync({ name: "w512", kernel: spin, memory: 2, weight: 512 });
+    const light = host.createSync({ name: "w256", kernel: spin, memory: 2, weight: 256 });
+    const capped = host.createSync({ name: "cap10", kernel: spin, memory: 2, cap: 10 });
+    await sleep(1500);
+    const cpu = (d: Domain): number => d.vcpus[0]!.cpuTimeNs;
+    const total = cpu(heavy) + cpu(light) + cpu(capped);
+    const ratio = cpu(heavy) / cpu(light);
+    assert.ok(
+      ratio > 1.5 && ratio < 2.7,
+      `weight 512 vs 256 got a CPU ratio of ${ratio.toFixed(2)}`,
+    );
+    const share = cpu(capped) / total;
+    assert.ok(share < 0.17, `cap 10 domain got ${(share * 100).toFixed(1)}% of the CPU`);
+    assert.ok(share > 0.03, `cap 10 domain got only ${(share * 100).toFixed(1)}% of the CPU`);
   } finally {
     await host.shutdown();
   }

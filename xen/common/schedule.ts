@@ -3,7 +3,9 @@
  * `features/sched_credit`): per-domain weight and cap, credits handed out every
  * accounting period in proportion to weight, three priorities (BOOST for a vCPU
  * just woken from blocking, UNDER while it has credit, OVER once it has spent
- * it), round robin within a priority, and a fixed time slice.
+ * it), within a priority the vCPU with the most credit first (credit2's rule:
+ * with credit1's round robin a debt never changes who runs next, and weights
+ * drift toward equal shares), and a fixed time slice.
  *
  * All vCPUs share the Node.js main thread (one pCPU). The scheduler runs slices
  * back to back for at most one slice's worth of wall time, then returns to the
@@ -16,6 +18,8 @@ import { Suspend, VcpuState, type Vcpu } from "../arch/wasm32/vcpu.js";
 const BOOST = 0;
 const UNDER = 1;
 const OVER = 2;
+/** How many periods of debt a vCPU may carry before it is forgiven. */
+const CREDIT_DEBT_PERIODS = 10;
 
 export interface SchedulerParams {
   /** Time slice, microseconds (xl sched-credit -t, in ms there). */
@@ -112,13 +116,23 @@ export class Scheduler {
     for (const q of this.queues) q.length = 0;
   }
 
+  /**
+   * The next vCPU: BOOST first, in wake order; then, within UNDER and then
+   * OVER, the one with the most credit (as credit2 does), so that a debt orders
+   * the queue and shares converge to the weights. Capped-out domains wait.
+   */
   private pick(): Vcpu | undefined {
     for (let prio = BOOST; prio <= OVER; prio++) {
       const q = this.queues[prio]!;
+      let best = -1;
       for (let i = 0; i < q.length; i++) {
         const v = q[i]!;
         if (this.capped(v)) continue;
-        q.splice(i, 1);
+        if (best < 0 || (prio !== BOOST && v.credit > q[best]!.credit)) best = i;
+        if (prio === BOOST) break;
+      }
+      if (best >= 0) {
+        const v = q.splice(best, 1)[0]!;
         v.queued = false;
         return v;
       }
@@ -126,10 +140,15 @@ export class Scheduler {
     return undefined;
   }
 
-  private capped(v: Vcpu): boolean {
+  /** CPU time (µs) a capped domain may still use this period; Infinity when uncapped. */
+  private capLeft(v: Vcpu): number {
     const cap = v.domain.cap;
-    if (cap === 0) return false;
-    return (this.used.get(v.domain.domid) ?? 0) >= (this.params.periodUs * cap) / 100;
+    if (cap === 0) return Infinity;
+    return (this.params.periodUs * cap) / 100 - (this.used.get(v.domain.domid) ?? 0);
+  }
+
+  private capped(v: Vcpu): boolean {
+    return this.capLeft(v) <= 0;
   }
 
   /** Runs slices until the queues are empty or a slice's worth of time has passed. */
@@ -146,7 +165,8 @@ export class Scheduler {
       const t0 = performance.now();
       this.current = v;
       v.state = VcpuState.Running;
-      const reason = this.runner.runSlice(v, this.params.tsliceUs);
+      // A capped domain's slice ends where its cap for this period does.
+      const reason = this.runner.runSlice(v, Math.min(this.params.tsliceUs, this.capLeft(v)));
       this.current = undefined;
       const us = (performance.now() - t0) * 1000;
       v.credit -= us;
