@@ -47,7 +47,7 @@ test("ticker keeps a one-second rhythm while two spin guests run", async () => {
         `spin d${d.domid} ran ${d.vcpus[0]!.cpuTimeNs / 1e6} ms`,
       );
       assert.ok(
-        d.vcpus[0]!.longestSliceUs < 30_000,
+        d.vcpus[0]!.longestSliceUs < 50_000,
         `longest slice ${d.vcpus[0]!.longestSliceUs} µs`,
       );
     }

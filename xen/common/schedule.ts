@@ -223,10 +223,10 @@ export class Scheduler {
     for (const e of weights.values()) {
       const share = (grant * e.weight) / total / e.vcpus.length;
       for (const v of e.vcpus) {
-        // Credit is bounded both ways so that neither an idle nor a busy vCPU
-        // carries more than one period's worth into the next.
+        // An idle vCPU banks at most one period of credit; a busy one may owe
+        // several, so that its debts are repaid and weights hold over time.
         v.credit = Math.max(
-          -this.params.periodUs,
+          -CREDIT_DEBT_PERIODS * this.params.periodUs,
           Math.min(this.params.periodUs, v.credit + share),
         );
       }
