@@ -13,7 +13,6 @@ import {
   type HypervisorConfig,
 } from "../../xen/common/hypervisor.js";
 import type { Domain, DomainRunState } from "../../xen/common/domain.js";
-import { NOW } from "../../xen/common/time.js";
 import { XenErrno } from "../../xen/include/public/errno.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 
@@ -154,11 +153,6 @@ export class Host {
   /** The hypervisor console (xl dmesg). */
   dmesg(clear = false): string {
     return this.hv.console.read(clear);
-  }
-
-  /** Seconds since the host booted. */
-  uptime(): number {
-    return NOW() / 1e9;
   }
 
   /** Destroys every domain and stops the machine. */

@@ -6,7 +6,6 @@
 import {
   INVALID_MFN,
   PAGE_SIZE,
-  _pfn,
   mfn_x,
   pfn_to_paddr,
   type Mfn,
@@ -150,10 +149,5 @@ export class Domain {
   /** Everything kept of this domain's console output (the last CONSOLE_KEEP_BYTES). */
   consoleHistory(): Uint8Array {
     return Buffer.concat(this.consoleKept);
-  }
-
-  /** pfn of guest address `addr`. */
-  static pfnOf(addr: number): Pfn {
-    return _pfn(Math.floor(addr / PAGE_SIZE));
   }
 }

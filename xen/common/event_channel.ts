@@ -94,11 +94,6 @@ export class EventChannels {
     if (port !== undefined) this.setPending(port, kick);
   }
 
-  /** Raises a global VIRQ: delivered to whichever vCPU bound it (vCPU 0 by Xen's rule). */
-  sendGlobalVirq(virq: number, kick: EventKick): void {
-    this.sendVirq(0, virq, kick);
-  }
-
   /** Marks `port` pending and notifies its vCPU as the 2-level ABI requires. */
   setPending(port: number, kick: EventKick): void {
     const p = this.ports[port];

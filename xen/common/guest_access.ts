@@ -38,10 +38,6 @@ export class GuestMemory {
     }
   }
 
-  u8At(addr: number): number {
-    this.check(addr, 1);
-    return this.u8[addr]!;
-  }
   u16(addr: number): number {
     this.check(addr, 2);
     return this.dv.getUint16(addr, true);
@@ -54,10 +50,6 @@ export class GuestMemory {
   u64(addr: number): number {
     this.check(addr, 8);
     return this.dv.getUint32(addr, true) + this.dv.getUint32(addr + 4, true) * TWO32;
-  }
-  setU8(addr: number, v: number): void {
-    this.check(addr, 1);
-    this.u8[addr] = v;
   }
   setU16(addr: number, v: number): void {
     this.check(addr, 2);

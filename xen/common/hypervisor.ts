@@ -7,7 +7,6 @@ import { XenErrno } from "../include/public/errno.js";
 import {
   DOMID_FIRST_RESERVED,
   NR_HYPERCALLS,
-  VIRQ_DOM_EXC,
   VIRQ_TIMER,
   hypercallName,
 } from "../include/public/xen.js";
@@ -389,7 +388,7 @@ export class Hypervisor implements VcpuHost {
     this.console.printk(
       `Domain ${d.domid} (${d.name}) shutdown: ${why}${d.shutdownCode >= 0 ? ` (code ${d.shutdownCode})` : ""}`,
     );
-    this.sendDom0Virq(VIRQ_DOM_EXC);
+    // TODO(#3): raise VIRQ_DOM_EXC on Dom0 once Dom0 has event channels.
     for (const l of this.listeners) l.shutdown?.(d);
   }
 
@@ -399,10 +398,6 @@ export class Hypervisor implements VcpuHost {
     d.crashMessage = why;
     this.console.printk(`Domain ${d.domid} (${d.name}) ${v ? `vcpu#${v.id} ` : ""}crashed: ${why}`);
     this.domainShutdown(d, SHUTDOWN_crash);
-  }
-
-  private sendDom0Virq(_virq: number): void {
-    // Dom0's event channels arrive with the evtchn device (issue #3).
   }
 
   /**

@@ -19,7 +19,6 @@
  */
 import type { Domain } from "../../common/domain.js";
 import {
-  EXPORT_CALLBACK,
   EXPORT_ENTRY,
   EXPORT_SECONDARY_ENTRY,
   IMPORT_HYPERCALL,
@@ -277,11 +276,6 @@ export class Vcpu {
     this.state = VcpuState.Offline;
   }
 
-  /** True once the vCPU has an instance (it has been brought up at least once). */
-  get instantiated(): boolean {
-    return this.exports !== undefined;
-  }
-
   /** Whether the kernel can start this vCPU: vCPU 0 always, others need _start_vcpu. */
   get startable(): boolean {
     return this.id === 0 || this.domain.kernel.hasSecondaryEntry;
@@ -290,6 +284,3 @@ export class Vcpu {
 
 /** A guest left its entry point: treated as a crash, with this message. */
 export class GuestExit extends Error {}
-
-/** Name of an export a kernel must have for upcalls (for messages). */
-export const CALLBACK_EXPORT_NAME = EXPORT_CALLBACK;

@@ -59,10 +59,3 @@ export const XenErrno = {
 } as const;
 
 export type XenErrnoName = keyof typeof XenErrno;
-
-/** The Xen name of a (positive or negated) error number, e.g. `-22` → `EINVAL`. */
-export function errnoName(rc: number): string {
-  const n = Math.abs(rc);
-  for (const [k, v] of Object.entries(XenErrno)) if (v === n) return k;
-  return `errno ${n}`;
-}
