@@ -43,7 +43,10 @@ const entries: Array<[number, HypercallHandler]> = [
   [H.__HYPERVISOR_arch_0, do_arch_time],
 ];
 
-/** Dense by number (a plain array indexes faster than a Map on this hot path). */
+/**
+ * Dense by number (a plain array indexes faster than a Map on this hot path).
+ * Indexing with any other number (negative, huge, fractional) gives undefined.
+ */
 export const hypercallTable: ReadonlyArray<HypercallHandler | undefined> = (() => {
   const t = new Array<HypercallHandler | undefined>(NR_HYPERCALLS).fill(undefined);
   for (const [nr, h] of entries) t[nr] = h;

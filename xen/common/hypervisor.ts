@@ -492,26 +492,30 @@ export class Hypervisor implements VcpuHost {
     a4: number,
     a5: number,
   ): number {
-    const h = op >= 0 && op < NR_HYPERCALLS ? hypercallTable[op] : undefined;
-    if (!h) {
-      // Numbers past the table share one report, so garbage cannot flood the console.
-      const name = op >= 0 && op < NR_HYPERCALLS ? hypercallName(op) : "out-of-range";
-      if (!v.domain.loggedUnimplemented.has(name)) {
-        v.domain.loggedUnimplemented.add(name);
-        this.console.printk(
-          name === "out-of-range"
-            ? `d${v.domain.domid}: hypercall number ${op} is past the table (${NR_HYPERCALLS}): -ENOSYS (reported once)`
-            : `d${v.domain.domid}: hypercall ${name} (${op}) is not implemented on wasm32: -ENOSYS`,
-        );
-      }
-      return -XenErrno.ENOSYS;
-    }
+    const h = hypercallTable[op];
+    if (h === undefined) return this.unimplemented(v, op);
     try {
       return h(this, v, a1, a2, a3, a4, a5);
     } catch (e) {
       if (e instanceof GuestFault) return -XenErrno.EFAULT;
       throw e;
     }
+  }
+
+  /** -ENOSYS, reported on the console once per domain and name (kept off the hot path). */
+  private unimplemented(v: Vcpu, op: number): number {
+    // Numbers past the table share one report, so garbage cannot flood the console.
+    const inTable = Number.isInteger(op) && op >= 0 && op < NR_HYPERCALLS;
+    const name = inTable ? hypercallName(op) : "out-of-range";
+    if (!v.domain.loggedUnimplemented.has(name)) {
+      v.domain.loggedUnimplemented.add(name);
+      this.console.printk(
+        inTable
+          ? `d${v.domain.domid}: hypercall ${name} (${op}) is not implemented on wasm32: -ENOSYS`
+          : `d${v.domain.domid}: hypercall number ${op} is past the table (${NR_HYPERCALLS}): -ENOSYS (reported once)`,
+      );
+    }
+    return -XenErrno.ENOSYS;
   }
 
   /** Stops every guest and releases the machine. */
