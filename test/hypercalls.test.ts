@@ -16,6 +16,7 @@ import * as C from "../xen/include/public/vcpu.js";
 import * as EV from "../xen/include/public/event_channel.js";
 import { PFN_SHARED_INFO } from "../xen/arch/wasm32/config.js";
 import type { Domain } from "../xen/common/domain.js";
+import { Suspend } from "../xen/arch/wasm32/vcpu.js";
 import { NOW } from "../xen/common/time.js";
 
 const SCRATCH = 0x60000;
@@ -351,6 +352,38 @@ test("vcpu_op up and down on a kernel with _start_vcpu", async () => {
       -E.EINVAL,
       "no _start_vcpu export",
     );
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("SCHEDOP_poll returns at once on a pending port, otherwise waits with its timeout", async () => {
+  const { host, d } = await setup();
+  try {
+    const v = d.vcpus[0]!;
+    d.mem.setU32(SCRATCH, VIRQ_TIMER);
+    d.mem.setU32(SCRATCH + 4, 0);
+    assert.equal(call(host, d, H.__HYPERVISOR_event_channel_op, EV.EVTCHNOP_bind_virq, SCRATCH), 0);
+    const port = d.mem.u32(SCRATCH + 8);
+    const poll = (timeout: number): number => {
+      const f = S.sched_poll.fields;
+      d.mem.setU32(SCRATCH + 0x40, port);
+      d.mem.setU64(SCRATCH + f.ports.offset, SCRATCH + 0x40);
+      d.mem.setU32(SCRATCH + f.nr_ports.offset, 1);
+      d.mem.setU64(SCRATCH + f.timeout.offset, timeout);
+      return call(host, d, H.__HYPERVISOR_sched_op, S.SCHEDOP_poll, SCRATCH);
+    };
+    // Nothing pending: the vCPU is to be descheduled, with the timeout armed.
+    assert.equal(poll(NOW() + 5e9), 0);
+    assert.equal(v.suspend, Suspend.Poll);
+    assert.deepEqual(v.pollPorts, [port]);
+    assert.equal(v.pollTimer.active, true);
+    v.suspend = Suspend.None;
+    host.hv.timers.stop(v.pollTimer);
+    // Pending: returns at once, no suspension.
+    d.evtchn.sendVirq(0, VIRQ_TIMER, host.hv.kick);
+    assert.equal(poll(0), 0);
+    assert.equal(v.suspend, Suspend.None);
   } finally {
     await host.shutdown();
   }

@@ -39,7 +39,11 @@ export const HYPERCALLS = {
   __HYPERVISOR_sched_op: [29, "yield, block, poll, shutdown", true],
   __HYPERVISOR_callback_op: [30, "x86 callback registration", false],
   __HYPERVISOR_xenoprof_op: [31, "profiling buffers", false],
-  __HYPERVISOR_event_channel_op: [32, "event channels: virtual interrupts", false],
+  __HYPERVISOR_event_channel_op: [
+    32,
+    "event channels: bind_virq, close, unmask, status so far",
+    true,
+  ],
   __HYPERVISOR_physdev_op: [33, "physical device and IRQ control; no devices", false],
   __HYPERVISOR_hvm_op: [34, "HVM guest parameters", false],
   __HYPERVISOR_sysctl: [35, "host-wide control for the toolstack", false],

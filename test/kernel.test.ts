@@ -1,0 +1,48 @@
+/** Kernel loading: the disk cache, and errors that name the file and the fault. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { guestPath } from "../extras/mini-os/build.js";
+import { kernelCacheDir, loadKernel, loadKernelFile } from "../xen/arch/wasm32/kernel.js";
+
+/** The hello kernel with a custom section appended: same code, a new hash. */
+function variant(tag: string): Uint8Array {
+  const name = Buffer.from(tag);
+  const body = Buffer.concat([Buffer.from([name.length]), name]);
+  return Buffer.concat([readFileSync(guestPath("hello")), Buffer.from([0, body.length]), body]);
+}
+
+test("an instrumented kernel is cached on disk by its hash and reused", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-cache-"));
+  const saved = process.env.TSXEN_CACHE_DIR;
+  process.env.TSXEN_CACHE_DIR = dir;
+  try {
+    const bytes = variant(`cache-${process.pid}-${Date.now()}`);
+    const k1 = await loadKernel(bytes);
+    const files = readdirSync(kernelCacheDir());
+    assert.deepEqual(files.map((f) => f.slice(-5)).sort(), [".json", ".wasm"]);
+    assert.ok(files[0]!.startsWith(k1.hash));
+    // The same bytes again: the same compiled kernel, no new files.
+    assert.equal(await loadKernel(bytes), k1);
+    assert.equal(readdirSync(kernelCacheDir()).length, 2);
+  } finally {
+    if (saved === undefined) delete process.env.TSXEN_CACHE_DIR;
+    else process.env.TSXEN_CACHE_DIR = saved;
+  }
+});
+
+test("a file that is not a kernel is refused with its name and the reason", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-bad-"));
+  const notWasm = join(dir, "notes.wasm");
+  writeFileSync(notWasm, "this is text");
+  await assert.rejects(
+    loadKernelFile(notWasm),
+    new RegExp(`kernel ${notWasm}: not a WebAssembly module`),
+  );
+  await assert.rejects(
+    loadKernelFile(join(dir, "missing.wasm")),
+    /cannot read kernel .*missing.wasm: ENOENT/,
+  );
+});
