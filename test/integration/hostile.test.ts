@@ -97,3 +97,15 @@ test("a guest scribbling over all its memory, save areas included, is still pree
     await host.shutdown();
   }
 });
+
+test("a stack too deep to deschedule crashes its domain with a message that says so", async () => {
+  const host = newHost();
+  try {
+    const d = await host.create({ name: "deep", kernel: await kernel("deep"), memory: 2 });
+    assert.equal(await host.waitShutdown(d.domid), "crash");
+    assert.match(d.crashMessage ?? "", /call stack is deeper than the vCPU's 8192-byte save area/);
+    assert.equal(accountedFrames(host), host.hv.frames.totalFrames);
+  } finally {
+    await host.shutdown();
+  }
+});

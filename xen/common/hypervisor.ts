@@ -25,6 +25,8 @@ import {
   MAX_VIRT_CPUS,
   MIN_DOMAIN_FRAMES,
   PFN_BOOT_INFO,
+  SAVE_MAIN_BYTES,
+  SAVE_UPCALL_BYTES,
 } from "../arch/wasm32/config.js";
 import type { Kernel } from "../arch/wasm32/kernel.js";
 import { GuestExit, Suspend, Vcpu, VcpuState, type VcpuHost } from "../arch/wasm32/vcpu.js";
@@ -448,8 +450,14 @@ export class Hypervisor implements VcpuHost {
     try {
       reason = v.run(this);
     } catch (e) {
+      // A trap while a suspension was under way is Asyncify overflowing the
+      // save area: the stack was too deep to deschedule.
+      const why =
+        v.suspend !== Suspend.None && e instanceof WebAssembly.RuntimeError
+          ? `wasm trap while descheduling: the call stack is deeper than the vCPU's ${v.inUpcall ? SAVE_UPCALL_BYTES : SAVE_MAIN_BYTES}-byte save area`
+          : describeTrap(e);
       reason = Suspend.Shutdown;
-      this.domainCrash(d, v, describeTrap(e));
+      this.domainCrash(d, v, why);
     }
     if (this.pendingDestroy.delete(d)) {
       v.state = VcpuState.Offline;

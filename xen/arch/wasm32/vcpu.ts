@@ -107,8 +107,6 @@ export class Vcpu {
   cpuTimeNs = 0;
   /** Longest single slice this vCPU has run, µs: how well preemption holds. */
   longestSliceUs = 0;
-  /** Bitmask of physical CPUs this vCPU may run on (xl vcpu-pin). */
-  affinity = ~0;
 
   constructor(
     readonly domain: Domain,
