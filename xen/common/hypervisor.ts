@@ -262,7 +262,10 @@ export class Hypervisor implements VcpuHost {
       singleshot: (v: Vcpu) => v.domain.evtchn.sendVirq(v.id, VIRQ_TIMER, this.kick),
       periodic: (v: Vcpu) => {
         v.domain.evtchn.sendVirq(v.id, VIRQ_TIMER, this.kick);
-        if (v.periodNs > 0) this.timers.set(v.periodic, v.periodic.expires + v.periodNs);
+        // After a stall, resynchronise rather than fire a burst of late ticks.
+        if (v.periodNs > 0) {
+          this.timers.set(v.periodic, Math.max(v.periodic.expires + v.periodNs, NOW()));
+        }
       },
       pollTimeout: (v: Vcpu) => {
         if (v.state === VcpuState.Blocked && v.pollPorts) this.wake(v);
