@@ -17,6 +17,7 @@ import * as EV from "../xen/include/public/event_channel.js";
 import { PFN_SHARED_INFO } from "../xen/arch/wasm32/config.js";
 import type { Domain } from "../xen/common/domain.js";
 import { Suspend } from "../xen/arch/wasm32/vcpu.js";
+import { shared_info } from "../xen/include/public/arch-wasm32.js";
 import { NOW } from "../xen/common/time.js";
 
 const SCRATCH = 0x60000;
@@ -384,6 +385,36 @@ test("SCHEDOP_poll returns at once on a pending port, otherwise waits with its t
     d.evtchn.sendVirq(0, VIRQ_TIMER, host.hv.kick);
     assert.equal(poll(0), 0);
     assert.equal(v.suspend, Suspend.None);
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("a periodic timer raises VIRQ_TIMER every period until stopped", async () => {
+  const { host, d } = await setup();
+  try {
+    d.mem.setU32(SCRATCH, VIRQ_TIMER);
+    d.mem.setU32(SCRATCH + 4, 0);
+    assert.equal(call(host, d, H.__HYPERVISOR_event_channel_op, EV.EVTCHNOP_bind_virq, SCRATCH), 0);
+    const port = d.mem.u32(SCRATCH + 8);
+    let fired = 0;
+    // Count deliveries by clearing the pending bit as a guest would.
+    const clear = setInterval(() => {
+      if (d.evtchn.isPending(port)) {
+        fired++;
+        const pending = d.sharedInfoAddr + shared_info.fields.evtchn_pending.offset;
+        d.mem.u8.fill(0, pending, pending + 8);
+      }
+    }, 2);
+    d.mem.setU64(SCRATCH, 20e6);
+    assert.equal(call(host, d, H.__HYPERVISOR_vcpu_op, C.VCPUOP_set_periodic_timer, 0, SCRATCH), 0);
+    await new Promise((r) => setTimeout(r, 130));
+    assert.equal(call(host, d, H.__HYPERVISOR_vcpu_op, C.VCPUOP_stop_periodic_timer, 0, 0), 0);
+    const atStop = fired;
+    await new Promise((r) => setTimeout(r, 60));
+    clearInterval(clear);
+    assert.ok(atStop >= 4 && atStop <= 7, `${atStop} periodic events in 130 ms at a 20 ms period`);
+    assert.equal(fired, atStop, "events after VCPUOP_stop_periodic_timer");
   } finally {
     await host.shutdown();
   }
