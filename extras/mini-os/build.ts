@@ -10,7 +10,8 @@
  *    and aborts that crash the domain.
  */
 import asc from "assemblyscript/asc";
-import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { warmKernelCache } from "../../xen/arch/wasm32/kernel.js";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as xen from "../../xen/include/public/xen.js";
@@ -120,7 +121,12 @@ async function main(): Promise<void> {
       buildKernel(k, join(GUEST_DIR, k.split("/").pop()!.replace(/\.ts$/, ".wasm"))),
     ),
   );
-  console.log(`mini-os: built ${kernels.length} kernels into ${relative(ROOT, GUEST_DIR)}/`);
+  // Instrument them now, into the kernel cache, so that the first boot of each is fast.
+  for (const k of kernels)
+    warmKernelCache(readFileSync(guestPath(k.split("/").pop()!.replace(/\.ts$/, ""))));
+  console.log(
+    `mini-os: built ${kernels.length} kernels into ${relative(ROOT, GUEST_DIR)}/ and instrumented them`,
+  );
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

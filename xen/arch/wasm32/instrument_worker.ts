@@ -1,14 +1,19 @@
 /**
- * Worker thread that instruments one kernel: instrumentation takes from a
- * fraction of a second to seconds and must not stall the host's event loop.
+ * The instrumenter thread: instruments kernels on request, so that
+ * instrumentation (a fraction of a second to seconds each) never stalls the
+ * host's event loop. Requests carry an id that the reply echoes.
  */
-import { parentPort, workerData } from "node:worker_threads";
+import { parentPort } from "node:worker_threads";
 import { instrumentKernel, type InstrumentOptions } from "./instrument.js";
 
-const { bytes, options } = workerData as { bytes: Uint8Array; options: InstrumentOptions };
-try {
-  const out = instrumentKernel(bytes, options);
-  parentPort!.postMessage({ ok: true, out });
-} catch (e) {
-  parentPort!.postMessage({ ok: false, error: (e as Error).message });
-}
+parentPort!.on("message", (msg: { id: number; bytes: Uint8Array; options: InstrumentOptions }) => {
+  try {
+    parentPort!.postMessage({
+      id: msg.id,
+      ok: true,
+      out: instrumentKernel(msg.bytes, msg.options),
+    });
+  } catch (e) {
+    parentPort!.postMessage({ id: msg.id, ok: false, error: (e as Error).message });
+  }
+});

@@ -11,6 +11,7 @@ import { Worker } from "node:worker_threads";
 import type { DataSegment } from "./binary.js";
 import {
   DEFAULT_INSTRUMENT_OPTIONS,
+  instrumentKernel,
   instrumenterVersion,
   type InstrumentOptions,
   type InstrumentedKernel,
@@ -38,17 +39,40 @@ export function kernelCacheDir(): string {
 
 const compiled = new Map<string, Promise<Kernel>>();
 
+/**
+ * One instrumenter worker, started on first use and reused: loading Binaryen
+ * costs about a second per thread. It does not keep the process alive while idle.
+ */
+let worker: Worker | undefined;
+let nextId = 0;
+const pending = new Map<number, { resolve(k: InstrumentedKernel): void; reject(e: Error): void }>();
+
+function instrumenter(): Worker {
+  if (worker) return worker;
+  const w = new Worker(new URL("./instrument_worker.js", import.meta.url));
+  w.on("message", (msg: { id: number; ok: boolean; out?: InstrumentedKernel; error?: string }) => {
+    const p = pending.get(msg.id);
+    pending.delete(msg.id);
+    if (pending.size === 0) w.unref();
+    if (msg.ok) p?.resolve(msg.out!);
+    else p?.reject(new Error(msg.error));
+  });
+  w.on("error", (e) => {
+    for (const p of pending.values()) p.reject(e);
+    pending.clear();
+    worker = undefined;
+  });
+  worker = w;
+  return w;
+}
+
 function runWorker(bytes: Uint8Array, options: InstrumentOptions): Promise<InstrumentedKernel> {
   return new Promise((resolve, reject) => {
-    const w = new Worker(new URL("./instrument_worker.js", import.meta.url), {
-      workerData: { bytes, options },
-    });
-    w.once("message", (msg: { ok: boolean; out?: InstrumentedKernel; error?: string }) => {
-      if (msg.ok) resolve(msg.out!);
-      else reject(new Error(msg.error));
-      void w.terminate();
-    });
-    w.once("error", reject);
+    const id = nextId++;
+    pending.set(id, { resolve, reject });
+    const w = instrumenter();
+    w.ref();
+    w.postMessage({ id, bytes, options });
   });
 }
 
@@ -132,6 +156,19 @@ export function loadKernel(
     compiled.set(key, p);
   }
   return p;
+}
+
+/**
+ * Instruments `bytes` in this thread and stores the result in the disk cache,
+ * unless it is there already (used at build time, so first boots are fast).
+ */
+export function warmKernelCache(
+  bytes: Uint8Array,
+  options: InstrumentOptions = DEFAULT_INSTRUMENT_OPTIONS,
+): void {
+  const hash = createHash("sha256").update(bytes).digest("hex");
+  const path = join(kernelCacheDir(), `${hash}-${instrumenterVersion(options)}`);
+  if (!readCache(path)) writeCache(path, instrumentKernel(bytes, options));
 }
 
 /** Loads a kernel from a `.wasm` file; the error names the file. */
