@@ -2,7 +2,8 @@
  * A wasm32 vCPU: one instance of the domain's kernel module over the domain's
  * shared memory, and two execution contexts driven with Asyncify.
  *
- * - The main context runs `_start` (vCPU 0) or `_start_vcpu(id)` (others).
+ * - The main context runs `_start(start_info)` (vCPU 0: the guest address of
+ *   start_info, as x86 PV kernels get it in %rsi) or `_start_vcpu(id)`.
  * - The upcall context runs `hypervisor_callback(id)`, Xen's event upcall.
  *
  * A context is suspended by unwinding its wasm stack into its save area
@@ -55,7 +56,7 @@ export const enum VcpuState {
 }
 
 interface KernelExports {
-  _start?: () => void;
+  _start?: (startInfo: number) => void;
   _start_vcpu?: (id: number) => void;
   hypervisor_callback?: (id: number) => void;
   asyncify_start_unwind: (addr: number) => void;
@@ -236,7 +237,7 @@ export class Vcpu {
       }
       const entry =
         this.id === 0
-          ? () => ex[EXPORT_ENTRY]!()
+          ? () => ex[EXPORT_ENTRY]!(this.domain.startInfoAddr())
           : () =>
               (ex as unknown as Record<string, (id: number) => void>)[EXPORT_SECONDARY_ENTRY]!(
                 this.id,
