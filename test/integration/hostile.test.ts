@@ -49,7 +49,7 @@ for (const seed of [1, 2, 3]) {
       assert.equal(enosys.length, 1);
       host.destroy(fuzz.domid);
       host.destroy(canary.domid);
-      assert.equal(host.hv.frames.freeFrames + host.hv.dom0Pages, host.hv.frames.totalFrames);
+      assert.equal(accountedFrames(host), host.hv.frames.totalFrames);
     } finally {
       await host.shutdown();
     }
