@@ -105,7 +105,7 @@ export class Hypervisor implements VcpuHost {
   readonly frames: FrameAllocator;
   readonly domains = new Map<number, Domain>();
   readonly console = new HypervisorConsole();
-  readonly timers = new TimerQueue();
+  readonly timers = new TimerQueue((e) => this.console.printk(`BUG: a timer failed: ${String(e)}`));
   readonly sched: Scheduler;
   readonly bootDate = new Date().toUTCString();
   readonly commandLine: string;
@@ -118,7 +118,9 @@ export class Hypervisor implements VcpuHost {
 
   constructor(readonly config: HypervisorConfig = DEFAULT_HYPERVISOR_CONFIG) {
     this.frames = new FrameAllocator(Math.floor(config.memoryBytes / PAGE_SIZE));
-    this.sched = new Scheduler(this, { ...config.sched }, this.slice.ready);
+    this.sched = new Scheduler(this, { ...config.sched }, this.slice.ready, (e) =>
+      this.console.printk(`BUG: the scheduler failed: ${String(e)}`),
+    );
     this.commandLine = config.commandLine;
     this.dom0Pages = Math.floor(config.dom0MemoryBytes / PAGE_SIZE);
     for (let i = 0; i < this.dom0Pages; i++) {

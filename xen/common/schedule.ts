@@ -55,6 +55,7 @@ export class Scheduler {
     private readonly runner: SliceRunner,
     readonly params: SchedulerParams = { ...DEFAULT_SCHED_PARAMS },
     gate: Promise<void> = Promise.resolve(),
+    private readonly onError: (e: unknown) => void = (e) => console.error(e),
   ) {
     void gate.then(() => {
       this.open = true;
@@ -107,7 +108,14 @@ export class Scheduler {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      this.runTurn();
+      try {
+        this.runTurn();
+      } catch (e) {
+        // A scheduler bug must not take the host down: report it and go on.
+        this.current = undefined;
+        this.onError(e);
+        if (this.queued > 0) this.kick();
+      }
     });
   }
 

@@ -28,3 +28,20 @@ test("a deadline beyond setTimeout's range neither fires nor spins", async () =>
   assert.equal(q.size, 1);
   q.dispose();
 });
+
+test("a timer that throws is reported and the others still fire", async () => {
+  const errors: unknown[] = [];
+  const q = new TimerQueue((e) => errors.push(e));
+  const fired: string[] = [];
+  q.set(
+    new Timer(() => {
+      throw new Error("boom");
+    }),
+    NOW() + 5e6,
+  );
+  q.set(new Timer(() => fired.push("after")), NOW() + 6e6);
+  await new Promise((r) => setTimeout(r, 40));
+  assert.deepEqual(fired, ["after"]);
+  assert.equal((errors[0] as Error).message, "boom");
+  q.dispose();
+});

@@ -20,6 +20,10 @@ export class Timer {
 
 export class TimerQueue {
   private heap: Timer[] = [];
+
+  /** `onError` receives what a timer's function throws (a hypervisor bug). */
+  constructor(private readonly onError: (e: unknown) => void = (e) => console.error(e)) {}
+
   private handle: NodeJS.Timeout | undefined;
   private armedFor = Infinity;
   private disposed = false;
@@ -52,7 +56,12 @@ export class TimerQueue {
     while (this.heap.length > 0 && this.heap[0]!.expires <= now) {
       const t = this.heap[0]!;
       this.remove(t);
-      t.fn();
+      // One failing timer must not stop the others, nor the host.
+      try {
+        t.fn();
+      } catch (e) {
+        this.onError(e);
+      }
     }
     this.arm();
   }
