@@ -10,8 +10,9 @@ import * as cpu from "./cpu.js";
 import * as hypercall from "./hypercall.js";
 import * as create from "./create.js";
 import * as idle from "./idle.js";
+import * as preempt from "./preempt.js";
 
-const benches = { hypercall, cpu, create, idle } satisfies Record<
+const benches = { hypercall, cpu, create, idle, preempt } satisfies Record<
   string,
   { run(quick: boolean): Promise<Row[]> }
 >;
