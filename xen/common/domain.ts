@@ -11,12 +11,7 @@ import {
   type Mfn,
   type Pfn,
 } from "../include/xen/mm.js";
-import {
-  PFN_CONSOLE,
-  PFN_SHARED_INFO,
-  PFN_START_INFO,
-  PFN_XENSTORE,
-} from "../arch/wasm32/config.js";
+import { PFN_SHARED_INFO, PFN_START_INFO } from "../arch/wasm32/config.js";
 import { Vcpu, VcpuState } from "../arch/wasm32/vcpu.js";
 import type { Kernel } from "../arch/wasm32/kernel.js";
 import { GuestMemory } from "./guest_access.js";
@@ -54,10 +49,10 @@ export class Domain {
   cap = 0;
   /** Hypercalls already reported as unimplemented for this domain. */
   readonly loggedUnimplemented = new Set<string>();
-  /** Creation time (system time, ns) for `xl uptime`. */
-  readonly createdAt: number;
   /** Console output not yet ended by a newline (console_io is line-buffered). */
   private consoleLine = "";
+  /** Streaming, so a UTF-8 character split across two writes decodes whole. */
+  private readonly consoleDecoder = new TextDecoder();
   private consoleKept: Uint8Array[] = [];
   private consoleKeptBytes = 0;
   readonly consoleListeners = new Set<(bytes: Uint8Array) => void>();
@@ -72,15 +67,12 @@ export class Domain {
     readonly wasmMemory: WebAssembly.Memory,
     maxPages: number,
     readonly cmdline: string,
-    readonly maxVcpus: number,
-    now: number,
     handle: Uint8Array,
   ) {
     this.mem = new GuestMemory(wasmMemory.buffer);
     this.p2m = new Uint32Array(this.mem.size / PAGE_SIZE).fill(mfn_x(INVALID_MFN));
     this.maxPages = maxPages;
     this.evtchn = new EventChannels(this);
-    this.createdAt = now;
     this.handle = handle;
   }
 
@@ -94,12 +86,6 @@ export class Domain {
 
   startInfoAddr(): number {
     return pfn_to_paddr(PFN_START_INFO);
-  }
-  consoleAddr(): number {
-    return pfn_to_paddr(PFN_CONSOLE);
-  }
-  xenstoreAddr(): number {
-    return pfn_to_paddr(PFN_XENSTORE);
   }
 
   /** Whether any vCPU is schedulable: up, not paused, not shut down. */
@@ -134,7 +120,7 @@ export class Domain {
       this.consoleKeptBytes -= this.consoleKept.shift()!.length;
     }
     for (const l of this.consoleListeners) l(bytes);
-    this.consoleLine += new TextDecoder().decode(bytes);
+    this.consoleLine += this.consoleDecoder.decode(bytes, { stream: true });
     let nl: number;
     while ((nl = this.consoleLine.indexOf("\n")) >= 0) {
       emitLine(this.consoleLine.slice(0, nl));

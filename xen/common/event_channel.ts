@@ -105,7 +105,11 @@ export class EventChannels {
     else kick(v, port, true); // pollers wake on masked ports too
   }
 
-  /** EVTCHNOP_unmask: clears the mask and re-raises the event if it is pending. */
+  /**
+   * EVTCHNOP_unmask: clears the mask and re-raises the event if it is pending.
+   * A closed port gives -EINVAL; Xen returns 0 for closed ports inside an
+   * allocated bucket (#3 replaces this core with bucketed ports).
+   */
   unmask(port: number, kick: EventKick): number {
     const p = this.ports[port];
     if (port <= 0 || port >= this.maxPorts || !p) return -XenErrno.EINVAL;

@@ -7,6 +7,8 @@ import { XenErrno } from "../include/public/errno.js";
 import {
   DOMID_FIRST_RESERVED,
   NR_HYPERCALLS,
+  SIF_INITDOMAIN,
+  SIF_PRIVILEGED,
   VIRQ_TIMER,
   hypercallName,
 } from "../include/public/xen.js";
@@ -25,6 +27,8 @@ import {
   MAX_VIRT_CPUS,
   MIN_DOMAIN_FRAMES,
   PFN_BOOT_INFO,
+  PFN_CONSOLE,
+  PFN_XENSTORE,
   SAVE_MAIN_BYTES,
   SAVE_UPCALL_BYTES,
 } from "../arch/wasm32/config.js";
@@ -108,7 +112,6 @@ export class Hypervisor implements VcpuHost {
   readonly timers = new TimerQueue((e) => this.console.printk(`BUG: a timer failed: ${String(e)}`));
   readonly sched: Scheduler;
   readonly bootDate = new Date().toUTCString();
-  readonly commandLine: string;
   readonly listeners = new Set<HypervisorEvents>();
   private readonly slice = new SliceTimer();
   private lastDomid = 0;
@@ -121,7 +124,6 @@ export class Hypervisor implements VcpuHost {
     this.sched = new Scheduler(this, { ...config.sched }, this.slice.ready, (e) =>
       this.console.printk(`BUG: the scheduler failed: ${String(e)}`),
     );
-    this.commandLine = config.commandLine;
     this.dom0Pages = Math.floor(config.dom0MemoryBytes / PAGE_SIZE);
     for (let i = 0; i < this.dom0Pages; i++) {
       if (this.frames.alloc(0) === undefined)
@@ -185,8 +187,9 @@ export class Hypervisor implements VcpuHost {
     };
     if (!Number.isInteger(memMiB) || memMiB <= 0)
       fail(XenErrno.EINVAL, `memory=${memMiB} is not a positive whole number of MiB`);
-    if (!Number.isInteger(maxMiB) || maxMiB < memMiB)
-      fail(XenErrno.EINVAL, `maxmem=${maxMiB} is less than memory=${memMiB}`);
+    if (!Number.isInteger(maxMiB) || maxMiB <= 0)
+      fail(XenErrno.EINVAL, `maxmem=${maxMiB} is not a positive whole number of MiB`);
+    if (maxMiB < memMiB) fail(XenErrno.EINVAL, `maxmem=${maxMiB} is less than memory=${memMiB}`);
     if (maxMiB > 4095)
       fail(XenErrno.EINVAL, `maxmem=${maxMiB}M exceeds the 4 GiB of a wasm32 guest`);
     const pages = memMiB * 256;
@@ -252,8 +255,6 @@ export class Hypervisor implements VcpuHost {
       wasmMemory,
       maxPages,
       cmdline,
-      maxVcpus,
-      NOW(),
       randomBytes(16),
     );
     d.weight = cfg.weight ?? 256;
@@ -294,17 +295,17 @@ export class Hypervisor implements VcpuHost {
     mem.writeCString(a + f.magic.offset, f.magic.size, "xen-3.0-wasm32");
     mem.setU64(a + f.nr_pages.offset, pages);
     mem.setU64(a + f.shared_info.offset, d.sharedInfoAddr);
-    mem.setU32(a + f.flags.offset, d.privileged ? 3 : 0);
-    mem.setU64(a + f.store_mfn.offset, d.xenstoreAddr() / PAGE_SIZE);
+    mem.setU32(a + f.flags.offset, d.privileged ? SIF_PRIVILEGED | SIF_INITDOMAIN : 0);
+    mem.setU64(a + f.store_mfn.offset, PFN_XENSTORE);
     mem.setU32(a + f.store_evtchn.offset, 0);
-    mem.setU64(a + f.console_mfn.offset, d.consoleAddr() / PAGE_SIZE);
+    mem.setU64(a + f.console_mfn.offset, PFN_CONSOLE);
     mem.setU32(a + f.console_evtchn.offset, 0);
     mem.writeCString(a + f.cmd_line.offset, f.cmd_line.size, d.cmdline);
     mem.setU64(a + f.first_p2m_pfn.offset, 0);
     mem.setU64(a + f.nr_p2m_frames.offset, 0);
     const b = pfn_to_paddr(PFN_BOOT_INFO);
     mem.setU32(b + arch_wasm32_boot.fields.domid.offset, d.domid);
-    mem.setU32(b + arch_wasm32_boot.fields.max_vcpus.offset, d.maxVcpus);
+    mem.setU32(b + arch_wasm32_boot.fields.max_vcpus.offset, d.vcpus.length);
   }
 
   private writeSharedInfo(d: Domain): void {

@@ -9,6 +9,9 @@
  * addressable (and zero): the accounting, not the MMU, enforces the reservation.
  *
  * Partial success is reported as Xen does: the number of extents completed.
+ * Where tsxen differs: populating a pfn that is already populated stops the
+ * batch there (Xen would replace the page), since a wasm32 pfn's memory cannot
+ * be swapped for another frame's.
  */
 import {
   XENMAPSPACE_shared_info,

@@ -69,6 +69,8 @@ export function do_sched_op(hv: Hypervisor, v: Vcpu, cmd: number, arg: number): 
     case SCHEDOP_block:
       return block(v);
     case SCHEDOP_shutdown: {
+      // Reasons past SHUTDOWN_MAX are refused here, so that the toolstack
+      // never sees a reason it has no name for.
       const reason = d.mem.u32(arg);
       if (reason > SHUTDOWN_MAX) return -XenErrno.EINVAL;
       hv.domainShutdown(d, reason);

@@ -81,7 +81,7 @@ export function do_xen_version(hv: Hypervisor, v: Vcpu, cmd: number, arg: number
       return 0;
     case XENVER_commandline:
       if (!v.domain.privileged) return -XenErrno.EPERM;
-      mem.writeCString(arg, XEN_COMMANDLINE_LEN, hv.commandLine);
+      mem.writeCString(arg, XEN_COMMANDLINE_LEN, hv.config.commandLine);
       return 0;
     case XENVER_build_id:
       return -XenErrno.ENODATA;
