@@ -8,7 +8,13 @@ import { Host } from "../tools/host/host.js";
 import { accountedFrames } from "./helpers.js";
 import { guestPath } from "../extras/mini-os/build.js";
 import { loadKernelFile } from "../xen/arch/wasm32/kernel.js";
-import { HYPERVISOR as H, DOMID_SELF, VIRQ_TIMER } from "../xen/include/public/xen.js";
+import {
+  HYPERVISOR as H,
+  CONSOLEIO_read,
+  CONSOLEIO_write,
+  DOMID_SELF,
+  VIRQ_TIMER,
+} from "../xen/include/public/xen.js";
 import { XenErrno as E } from "../xen/include/public/errno.js";
 import * as V from "../xen/include/public/version.js";
 import * as M from "../xen/include/public/memory.js";
@@ -416,6 +422,36 @@ test("a periodic timer raises VIRQ_TIMER every period until stopped", async () =
     clearInterval(clear);
     assert.ok(atStop >= 4 && atStop <= 7, `${atStop} periodic events in 130 ms at a 20 ms period`);
     assert.equal(fired, atStop, "events after VCPUOP_stop_periodic_timer");
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("console_io output is line-buffered into dmesg, and UTF-8 split across writes stays whole", async () => {
+  const { host, d } = await setup();
+  try {
+    const bytes = new TextEncoder().encode("caf\u00e9 au lait\n");
+    const split = 4; // between the two bytes of "é"
+    d.mem.write(SCRATCH, bytes);
+    assert.equal(call(host, d, H.__HYPERVISOR_console_io, CONSOLEIO_write, split, SCRATCH), 0);
+    assert.doesNotMatch(host.dmesg(), /caf/, "no line before its newline");
+    assert.equal(
+      call(
+        host,
+        d,
+        H.__HYPERVISOR_console_io,
+        CONSOLEIO_write,
+        bytes.length - split,
+        SCRATCH + split,
+      ),
+      0,
+    );
+    assert.match(host.dmesg(), new RegExp(`\\(d${d.domid}\\) caf\u00e9 au lait\\n`));
+    assert.equal(call(host, d, H.__HYPERVISOR_console_io, CONSOLEIO_read, 100, SCRATCH), -E.EPERM);
+    assert.equal(
+      call(host, d, H.__HYPERVISOR_console_io, CONSOLEIO_write, 16, d.mem.size - 8),
+      -E.EFAULT,
+    );
   } finally {
     await host.shutdown();
   }
