@@ -20,6 +20,7 @@ import * as vcpu from "../../xen/include/public/vcpu.js";
 import * as version from "../../xen/include/public/version.js";
 import * as memory from "../../xen/include/public/memory.js";
 import * as evtchn from "../../xen/include/public/event_channel.js";
+import * as gnttab from "../../xen/include/public/grant_table.js";
 import * as errno from "../../xen/include/public/errno.js";
 import * as arch from "../../xen/include/public/arch-wasm32.js";
 import * as config from "../../xen/arch/wasm32/config.js";
@@ -44,7 +45,7 @@ function abiSource(): string {
     seen.add(name);
     lines.push(`export const ${name}: i32 = ${value};`);
   };
-  for (const mod of [xen, sched, vcpu, version, memory, evtchn]) {
+  for (const mod of [xen, sched, vcpu, version, memory, evtchn, gnttab]) {
     for (const [k, v] of Object.entries(mod))
       if (typeof v === "number" && /^[A-Z_]/.test(k)) emit(k, v);
   }
@@ -56,6 +57,14 @@ function abiSource(): string {
   emit("CONSOLE_ADDR", config.PFN_CONSOLE * PAGE_SIZE);
   emit("XENSTORE_ADDR", config.PFN_XENSTORE * PAGE_SIZE);
   emit("GUEST_IMAGE_BASE", config.GUEST_IMAGE_BASE);
+  emit("GNTTAB_ADDR", config.PFN_GRANT_TABLE * PAGE_SIZE);
+  emit("GNTTAB_ARCH_FRAMES", config.GRANT_FRAMES_IN_ARCH_AREA);
+  emit("GNTTAB_COPY_SIZE", gnttab.gnttab_copy.size);
+  emit("GNTTAB_COPY_LEN_OFF", gnttab.gnttab_copy.fields.len.offset);
+  emit("GNTTAB_COPY_FLAGS_OFF", gnttab.gnttab_copy.fields.flags.offset);
+  emit("GNTTAB_COPY_STATUS_OFF", gnttab.gnttab_copy.fields.status.offset);
+  emit("GNTTAB_COPY_DEST_OFF", gnttab.gnttab_copy.fields.dest.offset);
+  emit("EVTCHN_FIFO_CB_HEAD_OFF", evtchn.evtchn_fifo_control_block.fields.head.offset);
   emit("START_INFO_NR_PAGES_OFF", arch.start_info.fields.nr_pages.offset);
   emit("SHARED_INFO_PTR_OFF", arch.start_info.fields.shared_info.offset);
   emit("START_INFO_CMDLINE_OFF", arch.start_info.fields.cmd_line.offset);

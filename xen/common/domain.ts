@@ -6,6 +6,7 @@
 import {
   INVALID_MFN,
   PAGE_SIZE,
+  _mfn,
   mfn_x,
   pfn_to_paddr,
   type Mfn,
@@ -15,11 +16,20 @@ import { PFN_SHARED_INFO, PFN_START_INFO } from "../arch/wasm32/config.js";
 import { Vcpu, VcpuState } from "../arch/wasm32/vcpu.js";
 import type { Kernel } from "../arch/wasm32/kernel.js";
 import { GuestMemory } from "./guest_access.js";
-import { EventChannels } from "./event_channel.js";
+import { EventChannels, type EventKick } from "./event_channel.js";
+import { GrantTable } from "./grant_table.js";
 import { SHUTDOWN_NAMES, SHUTDOWN_crash } from "../include/public/sched.js";
 
 /** What `xl list` shows in its State column, one letter each: r b p s c d. */
 export type DomainRunState = "running" | "blocked" | "paused" | "shutdown" | "crashed" | "dying";
+
+/** Per-domain limits set at creation (xl.cfg max_event_channels, max_grant_frames, ...). */
+export interface DomainLimits {
+  /** Highest event channel port (Xen's max_evtchn_port). */
+  maxEvtchnPort: number;
+  maxGrantFrames: number;
+  maxMaptrackFrames: number;
+}
 
 /** Bytes of console output kept per domain for readers that attach late. */
 export const CONSOLE_KEEP_BYTES = 64 * 1024;
@@ -45,6 +55,7 @@ export class Domain {
   /** Why the domain crashed, for the console and `xl list -l`. */
   crashMessage: string | undefined;
   readonly evtchn: EventChannels;
+  readonly gnttab: GrantTable;
   weight = 256;
   cap = 0;
   /** Hypercalls already reported as unimplemented for this domain. */
@@ -59,20 +70,27 @@ export class Domain {
   /** A 16-byte handle (UUID) as `xl` shows and XENVER_guest_handle returns. */
   readonly handle: Uint8Array;
 
+  /**
+   * @param kernel the guest kernel; undefined for Dom0, whose kernel is the
+   *   host process itself.
+   */
   constructor(
     readonly domid: number,
     public name: string,
     readonly privileged: boolean,
-    readonly kernel: Kernel,
+    readonly kernel: Kernel | undefined,
     readonly wasmMemory: WebAssembly.Memory,
     maxPages: number,
     readonly cmdline: string,
     handle: Uint8Array,
+    limits: DomainLimits,
+    kick: EventKick,
   ) {
     this.mem = new GuestMemory(wasmMemory.buffer);
     this.p2m = new Uint32Array(this.mem.size / PAGE_SIZE).fill(mfn_x(INVALID_MFN));
     this.maxPages = maxPages;
-    this.evtchn = new EventChannels(this);
+    this.evtchn = new EventChannels(this, kick, limits.maxEvtchnPort);
+    this.gnttab = new GrantTable(this, limits.maxGrantFrames, limits.maxMaptrackFrames);
     this.handle = handle;
   }
 
@@ -82,6 +100,11 @@ export class Domain {
 
   isPopulated(pfn: Pfn): boolean {
     return pfn < this.p2m.length && this.p2m[pfn] !== mfn_x(INVALID_MFN);
+  }
+
+  /** The machine frame behind `pfn`, or INVALID_MFN. */
+  p2mLookup(pfn: Pfn): Mfn {
+    return pfn < this.p2m.length ? _mfn(this.p2m[pfn]!) : INVALID_MFN;
   }
 
   startInfoAddr(): number {

@@ -1,36 +1,35 @@
 /**
- * Event channels, 2-level ABI (Xen's `event_channel.c` and `event_2l.c`).
+ * Event channels (Xen's `common/event_channel.c`): a domain's ports, their
+ * binding (unbound, interdomain, VIRQ, IPI), notification, and the per-port
+ * operations of the two ABIs, 2-level (event_2l.ts, the default) and FIFO
+ * (event_fifo.ts, after EVTCHNOP_init_control).
  *
- * This is the core the hypervisor itself needs: per-domain ports, VIRQ
- * binding, pending and mask bits in shared_info with the per-vCPU selector,
- * and waking the vCPU that an event is for. Interdomain channels, IPIs and the
- * FIFO ABI build on it (issue #3).
- *
- * Pending, mask and selector words are 64-bit (xen_ulong_t on wasm32); they are
- * updated as 32-bit halves with Atomics, because the guest sets and clears the
- * same bits in its own memory.
+ * Ports are numbered from 1 (port 0 is never used). As in Xen, a port is
+ * "valid" once the bucket of 64 ports holding it has been allocated; valid
+ * but free ports report EVTCHNSTAT_closed and may be unmasked, anything past
+ * the valid range is -EINVAL. The most ports a domain may have is the ABI's
+ * limit capped by its max_evtchn_port (xl.cfg `max_event_channels`).
  */
-import { shared_info, vcpu_info } from "../include/public/arch-wasm32.js";
 import {
-  EVTCHN_2L_NR_CHANNELS,
   EVTCHNSTAT_closed,
+  EVTCHNSTAT_interdomain,
+  EVTCHNSTAT_ipi,
+  EVTCHNSTAT_unbound,
   EVTCHNSTAT_virq,
+  EVTCHN_FIFO_PRIORITY_DEFAULT,
 } from "../include/public/event_channel.js";
 import { XenErrno } from "../include/public/errno.js";
-import { NR_VIRQS } from "../include/public/xen.js";
+import {
+  NR_VIRQS,
+  VIRQ_DEBUG,
+  VIRQ_TIMER,
+  VIRQ_XENOPROF,
+  VIRQ_XENPMU,
+} from "../include/public/xen.js";
 import type { Domain } from "./domain.js";
 import type { Vcpu } from "../arch/wasm32/vcpu.js";
-
-interface Port {
-  state: number;
-  vcpu: number;
-  virq: number;
-}
-
-const PENDING = shared_info.fields.evtchn_pending.offset;
-const MASK = shared_info.fields.evtchn_mask.offset;
-const SEL = vcpu_info.fields.evtchn_pending_sel.offset;
-const UPCALL_PENDING = vcpu_info.fields.evtchn_upcall_pending.offset;
+import { TwoLevel } from "./event_2l.js";
+import { Fifo, type FifoPort } from "./event_fifo.js";
 
 /**
  * Called when an event is newly pending for a vCPU. `pollOnly` is set when the
@@ -38,125 +37,347 @@ const UPCALL_PENDING = vcpu_info.fields.evtchn_upcall_pending.offset;
  */
 export type EventKick = (v: Vcpu, port: number, pollOnly: boolean) => void;
 
-export class EventChannels {
-  private readonly ports: (Port | undefined)[] = [undefined];
-  private readonly virqPort = new Map<number, number>();
-  /** Most ports this domain may use (Xen's max_evtchns, within the 2-level limit). */
-  maxPorts = EVTCHN_2L_NR_CHANNELS;
+/** The per-port operations an event channel ABI provides (Xen's evtchn_port_ops). */
+export interface PortOps {
+  readonly name: string;
+  /** Ports this ABI can name. */
+  readonly maxPorts: number;
+  setPending(port: number, vcpu: number): void;
+  clearPending(port: number): void;
+  unmask(port: number, vcpu: number): void;
+  isPending(port: number): boolean;
+  isMasked(port: number): boolean;
+  setPriority?(port: number, priority: number): number;
+}
 
-  constructor(private readonly d: Domain) {}
+/** Ports are made valid 64 at a time, as Xen allocates struct evtchn buckets. */
+export const EVTCHNS_PER_BUCKET = 64;
+
+/** One port (Xen's struct evtchn). */
+export interface Evtchn extends FifoPort {
+  state: number;
+  /** vCPU notified when the port fires. */
+  vcpu: number;
+  /** Unbound: who may bind. Interdomain: the peer. */
+  remoteDom: number;
+  /** Interdomain: the peer's port. */
+  remotePort: number;
+  /** Interdomain: the peer's ports. */
+  peer: EventChannels | undefined;
+  virq: number;
+}
+
+/** VIRQs delivered per vCPU; the rest are global (bound on vCPU 0 only). */
+const PER_VCPU_VIRQS = new Set([VIRQ_TIMER, VIRQ_DEBUG, VIRQ_XENOPROF, VIRQ_XENPMU]);
+
+/** A snapshot of one port, as EVTCHNOP_status reports it. */
+export interface EvtchnStatus {
+  state: number;
+  vcpu: number;
+  /** unbound/interdomain: remote domid; virq: the VIRQ. */
+  u: number;
+  /** interdomain: remote port. */
+  uPort: number;
+}
+
+export class EventChannels {
+  private readonly ports: (Evtchn | undefined)[] = [undefined];
+  /** vcpu * NR_VIRQS + virq → port. */
+  private readonly virqPort = new Map<number, number>();
+  private validPorts = EVTCHNS_PER_BUCKET;
+  private inUseCount = 0;
+  ops: PortOps;
+  fifo: Fifo | undefined;
+
+  /**
+   * @param maxEvtchnPort highest port this domain may use (Xen's
+   *   max_evtchn_port; libxl's default for a guest is 1023).
+   */
+  constructor(
+    private readonly d: Domain,
+    private readonly kick: EventKick,
+    readonly maxEvtchnPort: number,
+  ) {
+    this.ops = new TwoLevel(d, kick);
+  }
+
+  get domid(): number {
+    return this.d.domid;
+  }
+
+  /** Most ports this domain may have now (Xen's max_evtchns, capped by max_evtchn_port). */
+  get maxPorts(): number {
+    return Math.min(this.ops.maxPorts, this.maxEvtchnPort + 1);
+  }
 
   /** Number of ports in use. */
   get inUse(): number {
-    return this.ports.filter((p) => p !== undefined && p.state !== EVTCHNSTAT_closed).length;
+    return this.inUseCount;
   }
 
-  private allocPort(): number {
-    for (let p = 1; p < this.ports.length; p++) if (!this.ports[p]) return p;
-    if (this.ports.length >= this.maxPorts) return -XenErrno.ENOSPC;
-    this.ports.push(undefined);
-    return this.ports.length - 1;
+  /** True if `port` names a valid slot (allocated bucket), bound or not. */
+  isValid(port: number): boolean {
+    return Number.isInteger(port) && port > 0 && port < this.validPorts && port < this.maxPorts;
+  }
+
+  /** The bound port `port`, or undefined. */
+  get(port: number): Evtchn | undefined {
+    return this.isValid(port) ? this.ports[port] : undefined;
+  }
+
+  /** Binds the lowest free port; -ENOSPC when the domain has all it may have. */
+  private allocPort(state: number, vcpu: number): number {
+    let port = 1;
+    while (port < this.ports.length && this.ports[port]) port++;
+    if (port >= this.maxPorts) return -XenErrno.ENOSPC;
+    if (port >= this.validPorts) this.validPorts += EVTCHNS_PER_BUCKET;
+    const ch: Evtchn = {
+      state,
+      vcpu,
+      remoteDom: 0,
+      remotePort: 0,
+      peer: undefined,
+      virq: 0,
+      priority: EVTCHN_FIFO_PRIORITY_DEFAULT,
+      pending: false,
+    };
+    this.ports[port] = ch;
+    this.inUseCount++;
+    return port;
+  }
+
+  /** EVTCHNOP_alloc_unbound: a port that domain `remoteDom` may bind to. */
+  allocUnbound(remoteDom: number): number {
+    const port = this.allocPort(EVTCHNSTAT_unbound, 0);
+    if (port < 0) return port;
+    this.ports[port]!.remoteDom = remoteDom;
+    return port;
+  }
+
+  /**
+   * EVTCHNOP_bind_interdomain: connects a new local port to `remote`'s unbound
+   * `remotePort`, which must have been offered to this domain. The local port
+   * is raised at once, so an event sent before the bind is not lost.
+   */
+  bindInterdomain(remote: EventChannels, remotePort: number): number {
+    const rch = remote.get(remotePort);
+    if (!rch || rch.state !== EVTCHNSTAT_unbound || rch.remoteDom !== this.domid) {
+      return -XenErrno.EINVAL;
+    }
+    const port = this.allocPort(EVTCHNSTAT_interdomain, 0);
+    if (port < 0) return port;
+    const lch = this.ports[port]!;
+    lch.remoteDom = remote.domid;
+    lch.remotePort = remotePort;
+    lch.peer = remote;
+    rch.state = EVTCHNSTAT_interdomain;
+    rch.remoteDom = this.domid;
+    rch.remotePort = port;
+    rch.peer = this;
+    this.ops.setPending(port, lch.vcpu);
+    return port;
   }
 
   /** EVTCHNOP_bind_virq: a new port that receives `virq` for vCPU `vcpu`. */
   bindVirq(virq: number, vcpu: number): number {
-    if (virq < 0 || virq >= NR_VIRQS) return -XenErrno.EINVAL;
-    if (vcpu < 0 || vcpu >= this.d.vcpus.length) return -XenErrno.ENOENT;
+    if (!Number.isInteger(virq) || virq < 0 || virq >= NR_VIRQS) return -XenErrno.EINVAL;
+    // Global and per-domain VIRQs are bound on vCPU 0 and moved with bind_vcpu.
+    if (!PER_VCPU_VIRQS.has(virq) && vcpu !== 0) return -XenErrno.EINVAL;
+    if (!this.d.vcpus[vcpu]) return -XenErrno.ENOENT;
     const key = vcpu * NR_VIRQS + virq;
     if (this.virqPort.has(key)) return -XenErrno.EEXIST;
-    const port = this.allocPort();
+    const port = this.allocPort(EVTCHNSTAT_virq, vcpu);
     if (port < 0) return port;
-    this.ports[port] = { state: EVTCHNSTAT_virq, vcpu, virq };
+    this.ports[port]!.virq = virq;
     this.virqPort.set(key, port);
     return port;
   }
 
-  /** EVTCHNOP_close */
-  close(port: number): number {
-    const p = this.ports[port];
-    if (port <= 0 || !p) return -XenErrno.EINVAL;
-    if (p.state === EVTCHNSTAT_virq) this.virqPort.delete(p.vcpu * NR_VIRQS + p.virq);
-    this.ports[port] = undefined;
-    this.clearBit(PENDING, port);
-    return 0;
-  }
-
-  /** EVTCHNOP_status: [state, vcpu, virq] of a port, or -errno. */
-  status(port: number): { state: number; vcpu: number; virq: number } | number {
-    if (port < 0 || port >= this.maxPorts) return -XenErrno.EINVAL;
-    const p = this.ports[port];
-    return p ? { ...p } : { state: EVTCHNSTAT_closed, vcpu: 0, virq: 0 };
-  }
-
-  /** Raises `virq` on vCPU `vcpu` if the domain bound a port to it (send_guest_vcpu_virq). */
-  sendVirq(vcpu: number, virq: number, kick: EventKick): void {
-    const port = this.virqPort.get(vcpu * NR_VIRQS + virq);
-    if (port !== undefined) this.setPending(port, kick);
-  }
-
-  /** Marks `port` pending and notifies its vCPU as the 2-level ABI requires. */
-  setPending(port: number, kick: EventKick): void {
-    const p = this.ports[port];
-    if (!p) return;
-    const v = this.d.vcpus[p.vcpu];
-    if (!v) return;
-    if (this.testAndSetBit(PENDING, port)) return;
-    if (!this.testBit(MASK, port)) this.markSelector(v, port, kick);
-    else kick(v, port, true); // pollers wake on masked ports too
+  /** EVTCHNOP_bind_ipi: a port that this domain's vCPUs use to notify vCPU `vcpu`. */
+  bindIpi(vcpu: number): number {
+    if (!this.d.vcpus[vcpu]) return -XenErrno.ENOENT;
+    return this.allocPort(EVTCHNSTAT_ipi, vcpu);
   }
 
   /**
-   * EVTCHNOP_unmask: clears the mask and re-raises the event if it is pending.
-   * A closed port gives -EINVAL; Xen returns 0 for closed ports inside an
-   * allocated bucket (#3 replaces this core with bucketed ports).
+   * EVTCHNOP_bind_vcpu: moves notification of `port` to vCPU `vcpu`. Only
+   * global VIRQs, unbound and interdomain ports can move; per-vCPU VIRQs and
+   * IPIs are tied to their vCPU (-EINVAL).
    */
-  unmask(port: number, kick: EventKick): number {
-    const p = this.ports[port];
-    if (port <= 0 || port >= this.maxPorts || !p) return -XenErrno.EINVAL;
-    this.clearBit(MASK, port);
-    const v = this.d.vcpus[p.vcpu];
-    if (v && this.testBit(PENDING, port)) this.markSelector(v, port, kick);
+  bindVcpu(port: number, vcpu: number): number {
+    if (!this.d.vcpus[vcpu]) return -XenErrno.ENOENT;
+    const ch = this.get(port);
+    if (!ch) return -XenErrno.EINVAL;
+    switch (ch.state) {
+      case EVTCHNSTAT_virq:
+        if (PER_VCPU_VIRQS.has(ch.virq)) return -XenErrno.EINVAL;
+        ch.vcpu = vcpu;
+        return 0;
+      case EVTCHNSTAT_unbound:
+      case EVTCHNSTAT_interdomain:
+        ch.vcpu = vcpu;
+        return 0;
+      default:
+        return -XenErrno.EINVAL;
+    }
+  }
+
+  /**
+   * EVTCHNOP_send: raises the peer of an interdomain port, or the target vCPU
+   * of an IPI. Sending on an unbound port is dropped silently, as in Xen.
+   */
+  send(port: number): number {
+    const ch = this.get(port);
+    if (!ch) return -XenErrno.EINVAL;
+    switch (ch.state) {
+      case EVTCHNSTAT_interdomain: {
+        const peer = ch.peer!;
+        const rch = peer.ports[ch.remotePort]!;
+        peer.ops.setPending(ch.remotePort, rch.vcpu);
+        return 0;
+      }
+      case EVTCHNSTAT_ipi:
+        this.ops.setPending(port, ch.vcpu);
+        return 0;
+      case EVTCHNSTAT_unbound:
+        return 0;
+      default:
+        return -XenErrno.EINVAL;
+    }
+  }
+
+  /**
+   * EVTCHNOP_close: frees `port`. Its interdomain peer goes back to unbound,
+   * offered to this domain again, as Xen leaves it.
+   */
+  close(port: number): number {
+    const ch = this.get(port);
+    if (!ch) return -XenErrno.EINVAL;
+    if (ch.state === EVTCHNSTAT_virq) this.virqPort.delete(ch.vcpu * NR_VIRQS + ch.virq);
+    if (ch.state === EVTCHNSTAT_interdomain && ch.peer) {
+      const rch = ch.peer.ports[ch.remotePort];
+      if (rch && rch.peer === this) {
+        rch.state = EVTCHNSTAT_unbound;
+        rch.remoteDom = this.domid;
+        rch.remotePort = 0;
+        rch.peer = undefined;
+      }
+    }
+    this.ops.clearPending(port);
+    this.ports[port] = undefined;
+    this.inUseCount--;
     return 0;
   }
 
-  /** True when `port` is pending in shared_info. */
-  isPending(port: number): boolean {
-    return port > 0 && port < this.maxPorts && this.testBit(PENDING, port);
+  /** EVTCHNOP_status for `port`. */
+  status(port: number): EvtchnStatus | number {
+    if (!this.isValid(port) && port !== 0) return -XenErrno.EINVAL;
+    const ch = this.ports[port];
+    if (!ch) return { state: EVTCHNSTAT_closed, vcpu: 0, u: 0, uPort: 0 };
+    switch (ch.state) {
+      case EVTCHNSTAT_unbound:
+        return { state: ch.state, vcpu: ch.vcpu, u: ch.remoteDom, uPort: 0 };
+      case EVTCHNSTAT_interdomain:
+        return { state: ch.state, vcpu: ch.vcpu, u: ch.remoteDom, uPort: ch.remotePort };
+      case EVTCHNSTAT_virq:
+        return { state: ch.state, vcpu: ch.vcpu, u: ch.virq, uPort: 0 };
+      default:
+        return { state: ch.state, vcpu: ch.vcpu, u: 0, uPort: 0 };
+    }
   }
 
-  /** Closes every port (domain destruction). */
+  /** EVTCHNOP_unmask: valid ports only; re-raises a pending event. */
+  unmask(port: number): number {
+    if (!this.isValid(port)) return -XenErrno.EINVAL;
+    const ch = this.ports[port];
+    this.ops.unmask(port, ch?.vcpu ?? 0);
+    return 0;
+  }
+
+  /** EVTCHNOP_set_priority (FIFO only: -ENOSYS on 2-level). */
+  setPriority(port: number, priority: number): number {
+    if (!this.ops.setPriority) return -XenErrno.ENOSYS;
+    const ch = this.get(port);
+    if (!ch) return -XenErrno.EINVAL;
+    return this.ops.setPriority(port, priority);
+  }
+
+  /**
+   * EVTCHNOP_init_control: maps vCPU `vcpu`'s FIFO control block at guest
+   * address `addr`. The first call switches the domain to FIFO; pending state
+   * of bound ports carries over.
+   */
+  initControl(vcpu: number, addr: number): number {
+    if (!this.fifo) {
+      const fifo = new Fifo(this.d, this.kick, (p) => this.ports[p]);
+      const rc = fifo.mapControlBlock(vcpu, addr);
+      if (rc < 0) return rc;
+      for (let p = 1; p < this.ports.length; p++) {
+        const ch = this.ports[p];
+        if (!ch) continue;
+        ch.pending = this.ops.isPending(p);
+        ch.priority = EVTCHN_FIFO_PRIORITY_DEFAULT;
+      }
+      this.fifo = fifo;
+      this.ops = fifo;
+      return 0;
+    }
+    return this.fifo.mapControlBlock(vcpu, addr);
+  }
+
+  /** EVTCHNOP_expand_array: one more page of FIFO event words. */
+  expandArray(addr: number): number {
+    if (!this.fifo) return -XenErrno.EOPNOTSUPP;
+    return this.fifo.addArrayPage(addr, this.boundPorts());
+  }
+
+  private *boundPorts(): Iterable<[number, number]> {
+    for (let p = 1; p < this.ports.length; p++) {
+      const ch = this.ports[p];
+      if (ch) yield [p, ch.vcpu];
+    }
+  }
+
+  /** EVTCHNOP_reset: closes every port and returns to the 2-level ABI. */
+  reset(): void {
+    for (let p = 1; p < this.ports.length; p++) if (this.ports[p]) this.close(p);
+    this.fifo = undefined;
+    this.ops = new TwoLevel(this.d, this.kick);
+  }
+
+  /** Raises per-vCPU `virq` on vCPU `vcpu` if bound (Xen's send_guest_vcpu_virq). */
+  sendVirq(vcpu: number, virq: number): void {
+    const port = this.virqPort.get(vcpu * NR_VIRQS + virq);
+    if (port !== undefined) this.ops.setPending(port, this.ports[port]!.vcpu);
+  }
+
+  /** Raises global `virq` on whichever vCPU its port notifies (send_guest_global_virq). */
+  sendGlobalVirq(virq: number): void {
+    this.sendVirq(0, virq);
+  }
+
+  /** Raises `port` locally (the hypervisor's own notifications). */
+  setPending(port: number): void {
+    const ch = this.get(port);
+    if (ch) this.ops.setPending(port, ch.vcpu);
+  }
+
+  /** True when `port` is pending (SCHEDOP_poll). */
+  isPending(port: number): boolean {
+    return this.isValid(port) && this.ops.isPending(port);
+  }
+
+  /** Every bound port and its state, for `xl debug-keys e` style dumps and tests. */
+  *bound(): Iterable<[number, EvtchnStatus]> {
+    for (let p = 1; p < this.ports.length; p++) {
+      if (this.ports[p]) yield [p, this.status(p) as EvtchnStatus];
+    }
+  }
+
+  /** Closes every port (domain destruction); peers' ports go back to unbound. */
   dispose(): void {
+    for (let p = 1; p < this.ports.length; p++) if (this.ports[p]) this.close(p);
     this.ports.length = 1;
     this.virqPort.clear();
-  }
-
-  private markSelector(v: Vcpu, port: number, kick: EventKick): void {
-    const infoAddr = v.vcpuInfoAddr;
-    if (!this.testAndSetAbs(infoAddr + SEL, port >> 6)) {
-      const u8 = this.d.mem.u8;
-      Atomics.store(u8, infoAddr + UPCALL_PENDING, 1);
-    }
-    kick(v, port, false);
-  }
-
-  /** i32 index and bit of bit `n` of the 64-bit-word bitmap at shared_info+`field`. */
-  private where(base: number, n: number): [number, number] {
-    const byte = base + (n >> 6) * 8 + ((n & 63) >= 32 ? 4 : 0);
-    return [byte >> 2, 1 << (n & 31)];
-  }
-  private testAndSetAbs(base: number, n: number): boolean {
-    const [i, bit] = this.where(base, n);
-    return (Atomics.or(this.d.mem.i32, i, bit) & bit) !== 0;
-  }
-  private testAndSetBit(field: number, n: number): boolean {
-    return this.testAndSetAbs(this.d.sharedInfoAddr + field, n);
-  }
-  private testBit(field: number, n: number): boolean {
-    const [i, bit] = this.where(this.d.sharedInfoAddr + field, n);
-    return (Atomics.load(this.d.mem.i32, i) & bit) !== 0;
-  }
-  private clearBit(field: number, n: number): void {
-    const [i, bit] = this.where(this.d.sharedInfoAddr + field, n);
-    Atomics.and(this.d.mem.i32, i, ~bit);
   }
 }

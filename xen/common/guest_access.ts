@@ -51,6 +51,10 @@ export class GuestMemory {
     this.check(addr, 8);
     return this.dv.getUint32(addr, true) + this.dv.getUint32(addr + 4, true) * TWO32;
   }
+  setU8(addr: number, v: number): void {
+    this.check(addr, 1);
+    this.u8[addr] = v;
+  }
   setU16(addr: number, v: number): void {
     this.check(addr, 2);
     this.dv.setUint16(addr, v, true);

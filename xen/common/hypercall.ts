@@ -13,6 +13,7 @@ import { do_sched_op, do_set_timer_op } from "./sched_op.js";
 import { do_vcpu_op } from "./vcpu_op.js";
 import { do_multicall } from "./multicall.js";
 import { do_event_channel_op } from "./event_channel_op.js";
+import { do_grant_table_op } from "./grant_table_op.js";
 
 export type HypercallHandler = (
   hv: Hypervisor,
@@ -40,6 +41,7 @@ const entries: Array<[number, HypercallHandler]> = [
   [H.__HYPERVISOR_vcpu_op, do_vcpu_op],
   [H.__HYPERVISOR_multicall, do_multicall],
   [H.__HYPERVISOR_event_channel_op, do_event_channel_op],
+  [H.__HYPERVISOR_grant_table_op, do_grant_table_op],
   [H.__HYPERVISOR_arch_0, do_arch_time],
 ];
 

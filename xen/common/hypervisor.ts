@@ -9,6 +9,7 @@ import {
   NR_HYPERCALLS,
   SIF_INITDOMAIN,
   SIF_PRIVILEGED,
+  VIRQ_DOM_EXC,
   VIRQ_TIMER,
   hypercallName,
 } from "../include/public/xen.js";
@@ -35,7 +36,9 @@ import {
 import type { Kernel } from "../arch/wasm32/kernel.js";
 import { GuestExit, Suspend, Vcpu, VcpuState, type VcpuHost } from "../arch/wasm32/vcpu.js";
 import { SliceTimer } from "../arch/wasm32/slice_timer.js";
-import { Domain } from "./domain.js";
+import { Domain, type DomainLimits } from "./domain.js";
+import { DEFAULT_MAX_GRANT_FRAMES, DEFAULT_MAX_MAPTRACK_FRAMES } from "./grant_table.js";
+import { unmapGrantRef } from "./grant_table_op.js";
 import { FrameAllocator } from "./page_alloc.js";
 import { HypervisorConsole } from "./console.js";
 import { GuestFault } from "./guest_access.js";
@@ -85,6 +88,28 @@ export interface DomainConfig {
   paused?: boolean;
   weight?: number;
   cap?: number;
+  /** Highest event channel port (xl.cfg max_event_channels - 1; default 1023 as libxl). */
+  maxEvtchnPort?: number;
+  /** Grant table frames (xl.cfg max_grant_frames; default 64). */
+  maxGrantFrames?: number;
+  /** Maptrack frames (xl.cfg max_maptrack_frames; default 1024). */
+  maxMaptrackFrames?: number;
+}
+
+/** libxl's default for max_event_channels is 1023 ports plus port 0. */
+export const DEFAULT_MAX_EVTCHN_PORT = 1023;
+
+/**
+ * Dom0's memory window: the part of dom0_mem that Dom0's kernel addresses as
+ * pages (hypercall buffers, shared_info, its grant table and the pages it
+ * grants to guests). The rest of dom0_mem is accounted but never touched.
+ */
+export const DOM0_WINDOW_FRAMES = 4096;
+
+/** Dom0's kernel, the host process, as the hypervisor sees it. */
+export interface Dom0Kernel {
+  /** Called (from the event loop) after an event became pending for Dom0. */
+  upcall(): void;
 }
 
 /** A domain creation that failed: says what was wrong, with Xen's errno. */
@@ -116,8 +141,17 @@ export class Hypervisor implements VcpuHost {
   private readonly slice = new SliceTimer();
   private lastDomid = 0;
   private readonly pendingDestroy = new Set<Domain>();
-  /** Domain 0's record: accounting and privilege; its kernel is the host process. */
+  /** Pages accounted to Domain 0 (dom0_mem). */
   readonly dom0Pages: number;
+  /**
+   * Domain 0: privileged, with one vCPU that never runs wasm (its kernel is
+   * the host process, which enters hypercalls on that vCPU's behalf) and a
+   * memory window of DOM0_WINDOW_FRAMES pages.
+   */
+  readonly dom0: Domain;
+  /** Receives Dom0's event upcalls (the Dom0 kernel's evtchn driver). */
+  dom0Kernel: Dom0Kernel | undefined;
+  private dom0UpcallScheduled = false;
 
   constructor(readonly config: HypervisorConfig = DEFAULT_HYPERVISOR_CONFIG) {
     this.frames = new FrameAllocator(Math.floor(config.memoryBytes / PAGE_SIZE));
@@ -125,21 +159,78 @@ export class Hypervisor implements VcpuHost {
       this.console.printk(`BUG: the scheduler failed: ${String(e)}`),
     );
     this.dom0Pages = Math.floor(config.dom0MemoryBytes / PAGE_SIZE);
-    for (let i = 0; i < this.dom0Pages; i++) {
-      if (this.frames.alloc(0) === undefined)
-        throw new Error("dom0_mem is larger than machine memory");
-    }
+    if (this.dom0Pages > this.frames.totalFrames || this.dom0Pages < MIN_DOMAIN_FRAMES)
+      throw new Error(
+        `dom0_mem must be between ${(MIN_DOMAIN_FRAMES * PAGE_SIZE) >> 10} KiB and machine memory`,
+      );
+    this.dom0 = this.buildDom0();
     this.console.printk(
       `Xen version ${XEN_VERSION}.${XEN_SUBVERSION}${XEN_EXTRAVERSION} (tsxen, wasm32): ${this.frames.totalFrames} frames of machine memory, dom0_mem=${config.dom0MemoryBytes >> 20}M`,
     );
   }
 
+  private buildDom0(): Domain {
+    const window = Math.min(this.dom0Pages, DOM0_WINDOW_FRAMES);
+    const wasmPages = Math.ceil(window / FRAMES_PER_WASM_PAGE);
+    const memory = new WebAssembly.Memory({ initial: wasmPages, maximum: wasmPages, shared: true });
+    const limits: DomainLimits = {
+      maxEvtchnPort: 2 ** 31 - 1,
+      maxGrantFrames: DEFAULT_MAX_GRANT_FRAMES,
+      maxMaptrackFrames: DEFAULT_MAX_MAPTRACK_FRAMES,
+    };
+    const d = new Domain(
+      0,
+      "Domain-0",
+      true,
+      undefined,
+      memory,
+      this.dom0Pages,
+      "",
+      new Uint8Array(16),
+      limits,
+      this.kick,
+    );
+    for (let p = 0; p < window; p++) populatePfn(this, d, _pfn(p));
+    while (d.totPages < this.dom0Pages) {
+      d.unmapped.push(this.frames.alloc(0)!);
+      d.totPages++;
+    }
+    const none = (): void => {};
+    d.vcpus.push(new Vcpu(d, 0, { singleshot: none, periodic: none, pollTimeout: none }));
+    this.writeStartInfo(d, window);
+    this.writeSharedInfo(d);
+    return d;
+  }
+
+  /** A domain by id, Dom0 included (Xen's rcu_lock_domain_by_id). */
+  domainById(domid: number): Domain | undefined {
+    return domid === 0 ? this.dom0 : this.domains.get(domid);
+  }
+
   /** Called by event channels when an event is newly pending for `v`. */
   readonly kick: EventKick = (v, port, pollOnly) => {
+    if (v.domain.domid === 0) {
+      if (!pollOnly) this.scheduleDom0Upcall();
+      return;
+    }
     if (v.state !== VcpuState.Blocked) return;
     if (pollOnly && !v.pollPorts?.includes(port)) return;
     this.wake(v);
   };
+
+  /** Dom0's upcall runs from the event loop, never inside a guest's hypercall. */
+  private scheduleDom0Upcall(): void {
+    if (this.dom0UpcallScheduled || !this.dom0Kernel) return;
+    this.dom0UpcallScheduled = true;
+    setImmediate(() => {
+      this.dom0UpcallScheduled = false;
+      try {
+        this.dom0Kernel?.upcall();
+      } catch (e) {
+        this.console.printk(`BUG: Dom0's event upcall failed: ${String(e)}`);
+      }
+    });
+  }
 
   private wake(v: Vcpu): void {
     this.timers.stop(v.pollTimer);
@@ -230,6 +321,19 @@ export class Hypervisor implements VcpuHost {
       if (s.offset + s.data.length > pages * PAGE_SIZE)
         fail(XenErrno.ENOMEM, `kernel data does not fit in memory=${memMiB}M`);
     }
+    const limits: DomainLimits = {
+      maxEvtchnPort: cfg.maxEvtchnPort ?? DEFAULT_MAX_EVTCHN_PORT,
+      maxGrantFrames: cfg.maxGrantFrames ?? DEFAULT_MAX_GRANT_FRAMES,
+      maxMaptrackFrames: cfg.maxMaptrackFrames ?? DEFAULT_MAX_MAPTRACK_FRAMES,
+    };
+    for (const [k, v, lo] of [
+      ["max_event_channels", limits.maxEvtchnPort + 1, 1],
+      ["max_grant_frames", limits.maxGrantFrames, 1],
+      ["max_maptrack_frames", limits.maxMaptrackFrames, 0],
+    ] as const) {
+      if (!Number.isInteger(v) || v < lo || v > 2 ** 31 - 1)
+        fail(XenErrno.EINVAL, `${k}=${v} is not a whole number from ${lo}`);
+    }
     const cmdline = cfg.cmdline ?? "";
     if (Buffer.byteLength(cmdline) >= start_info.fields.cmd_line.size) {
       fail(
@@ -256,15 +360,17 @@ export class Hypervisor implements VcpuHost {
       maxPages,
       cmdline,
       randomBytes(16),
+      limits,
+      this.kick,
     );
     d.weight = cfg.weight ?? 256;
     d.cap = cfg.cap ?? 0;
     for (let p = 0; p < pages; p++) populatePfn(this, d, _pfn(p));
     for (const s of cfg.kernel.segments) d.mem.u8.set(s.data, s.offset);
     const timers = {
-      singleshot: (v: Vcpu) => v.domain.evtchn.sendVirq(v.id, VIRQ_TIMER, this.kick),
+      singleshot: (v: Vcpu) => v.domain.evtchn.sendVirq(v.id, VIRQ_TIMER),
       periodic: (v: Vcpu) => {
-        v.domain.evtchn.sendVirq(v.id, VIRQ_TIMER, this.kick);
+        v.domain.evtchn.sendVirq(v.id, VIRQ_TIMER);
         // After a stall, resynchronise rather than fire a burst of late ticks.
         if (v.periodNs > 0) {
           this.timers.set(v.periodic, Math.max(v.periodic.expires + v.periodNs, NOW()));
@@ -396,7 +502,7 @@ export class Hypervisor implements VcpuHost {
     this.console.printk(
       `Domain ${d.domid} (${d.name}) shutdown: ${why}${d.shutdownCode >= 0 ? ` (code ${d.shutdownCode})` : ""}`,
     );
-    // TODO(#3): raise VIRQ_DOM_EXC on Dom0 once Dom0 has event channels.
+    this.dom0.evtchn.sendGlobalVirq(VIRQ_DOM_EXC);
     for (const l of this.listeners) l.shutdown?.(d);
   }
 
@@ -429,15 +535,29 @@ export class Hypervisor implements VcpuHost {
     return 0;
   }
 
+  /**
+   * Tears a dying domain down: vCPUs, timers, its ports (peers go back to
+   * unbound) and its own mappings of other domains' grants. Its memory goes
+   * too, unless another domain still maps one of its grants: then it stays
+   * dying until the last of those mappings is unmapped.
+   */
   private finishDestroy(d: Domain): void {
     for (const v of d.vcpus) {
       this.sched.remove(v);
       v.dispose((t: Timer) => this.timers.stop(t));
     }
     d.evtchn.dispose();
+    for (const h of d.gnttab.handles()) unmapGrantRef(this, d, h);
+    d.consoleListeners.clear();
+    if (d.gnttab.pinned === 0) this.releaseDyingDomain(d);
+  }
+
+  /** Frees a dying domain's memory and forgets it (called once nothing maps it). */
+  releaseDyingDomain(d: Domain): void {
+    if (!this.domains.has(d.domid) || this.domains.get(d.domid) !== d) return;
     freeAllFrames(this, d);
     this.domains.delete(d.domid);
-    d.consoleListeners.clear();
+    this.dom0.evtchn.sendGlobalVirq(VIRQ_DOM_EXC);
     for (const l of this.listeners) l.destroyed?.(d.domid);
   }
 

@@ -14,6 +14,7 @@
  * be swapped for another frame's.
  */
 import {
+  XENMAPSPACE_grant_table,
   XENMAPSPACE_shared_info,
   XENMEM_add_to_physmap,
   XENMEM_current_reservation,
@@ -81,7 +82,7 @@ export function freeAllFrames(hv: Hypervisor, d: Domain): void {
 export function targetDomain(hv: Hypervisor, v: Vcpu, domid: number): Domain | number {
   if (domid === DOMID_SELF || domid === v.domain.domid) return v.domain;
   if (!v.domain.privileged) return -XenErrno.EPERM;
-  return hv.domains.get(domid) ?? -XenErrno.ESRCH;
+  return hv.domainById(domid) ?? -XenErrno.ESRCH;
 }
 
 function reservation(hv: Hypervisor, v: Vcpu, cmd: number, arg: number): number {
@@ -144,11 +145,23 @@ function addToPhysmap(hv: Hypervisor, v: Vcpu, arg: number): number {
   const space = mem.u32(arg + f.space.offset);
   const idx = mem.u64(arg + f.idx.offset);
   const gpfn = _pfn(mem.u64(arg + f.gpfn.offset));
+  if (space === XENMAPSPACE_grant_table) {
+    // A grant frame may sit on any ordinary populated page of the guest's.
+    const to = pfn_to_paddr(gpfn);
+    if (!target.isPopulated(gpfn) || isArchFrame(gpfn) || to === target.sharedInfoAddr) {
+      return -XenErrno.EINVAL;
+    }
+    if (target.gnttab.holdsPage(to) && target.gnttab.frameGfn(idx) !== gpfn) {
+      return -XenErrno.EBUSY;
+    }
+    return target.gnttab.placeFrame(idx, to) ? 0 : -XenErrno.EINVAL;
+  }
   if (space !== XENMAPSPACE_shared_info) return -XenErrno.ENOSYS;
   if (idx !== 0) return -XenErrno.EINVAL;
   if (!target.isPopulated(gpfn) || (isArchFrame(gpfn) && gpfn !== PFN_SHARED_INFO)) {
     return -XenErrno.EINVAL;
   }
+  if (target.gnttab.holdsPage(pfn_to_paddr(gpfn))) return -XenErrno.EBUSY;
   const to = pfn_to_paddr(gpfn);
   if (to === target.sharedInfoAddr) return 0;
   const from = target.sharedInfoAddr;

@@ -13,7 +13,9 @@
  *   pfn 4         xenstore ring (xenstore_domain_interface)
  *   pfn 5         wasm32 boot info (arch_wasm32_boot: domid, max_vcpus), since
  *                 a guest has no xenstore yet when it first needs its domid
- *   pfn 6..15     reserved
+ *   pfn 6..15     grant table frames 0..9 (GNTTABOP_setup_table places them
+ *                 here; frames 10 and up are placed by the guest with
+ *                 XENMEM_add_to_physmap, XENMAPSPACE_grant_table)
  *   pfn 16..63    vCPU save areas, 12 KiB per vCPU: 8 KiB for the vCPU's main
  *                 context and 4 KiB for its upcall context (Asyncify stacks)
  *   pfn 64..      the kernel image's data, heap and stack
@@ -25,6 +27,9 @@ export const PFN_SHARED_INFO = _pfn(2);
 export const PFN_CONSOLE = _pfn(3);
 export const PFN_XENSTORE = _pfn(4);
 export const PFN_BOOT_INFO = _pfn(5);
+export const PFN_GRANT_TABLE = _pfn(6);
+/** Grant table frames that have a home in the architecture area. */
+export const GRANT_FRAMES_IN_ARCH_AREA = 10;
 export const PFN_SAVE_AREA = _pfn(16);
 export const PFN_IMAGE_BASE = _pfn(64);
 

@@ -143,7 +143,10 @@ export class Vcpu {
   /** True when an upcall may be entered now. */
   upcallDeliverable(): boolean {
     return (
-      this.domain.kernel.hasCallback && !this.inUpcall && this.upcallPending && !this.upcallMasked
+      this.domain.kernel?.hasCallback === true &&
+      !this.inUpcall &&
+      this.upcallPending &&
+      !this.upcallMasked
     );
   }
 
@@ -175,7 +178,9 @@ export class Vcpu {
       },
       [IMPORT_MEMORY_MODULE]: { [IMPORT_MEMORY]: this.domain.wasmMemory },
     };
-    const instance = new WebAssembly.Instance(this.domain.kernel.module, imports);
+    const kernel = this.domain.kernel;
+    if (!kernel) throw new Error(`d${this.domain.domid} has no kernel to run`);
+    const instance = new WebAssembly.Instance(kernel.module, imports);
     this.exports = instance.exports as unknown as KernelExports;
   }
 
@@ -277,7 +282,7 @@ export class Vcpu {
 
   /** Whether the kernel can start this vCPU: vCPU 0 always, others need _start_vcpu. */
   get startable(): boolean {
-    return this.id === 0 || this.domain.kernel.hasSecondaryEntry;
+    return this.id === 0 || this.domain.kernel?.hasSecondaryEntry === true;
   }
 }
 

@@ -67,3 +67,75 @@ export const grant_entry_v1 = struct("grant_entry_v1", [
   ["domid", 2],
   ["frame", 4],
 ]);
+
+/*
+ * Argument structs of grant_table_op on wasm32. XEN_GUEST_HANDLE and xen_pfn_t
+ * are 64-bit, as on Arm, so a guest handle is an 8-aligned 64-bit field.
+ */
+
+/** struct gnttab_map_grant_ref: host_addr, flags, ref, dom in; status, handle, dev_bus_addr out. */
+export const gnttab_map_grant_ref = struct("gnttab_map_grant_ref", [
+  ["host_addr", 8],
+  ["flags", 4],
+  ["ref", 4],
+  ["dom", 2],
+  ["status", 2],
+  ["handle", 4],
+  ["dev_bus_addr", 8],
+]);
+
+/** struct gnttab_unmap_grant_ref: host_addr, dev_bus_addr, handle in; status out. */
+export const gnttab_unmap_grant_ref = struct("gnttab_unmap_grant_ref", [
+  ["host_addr", 8],
+  ["dev_bus_addr", 8],
+  ["handle", 4],
+  ["status", 2],
+]);
+
+/** struct gnttab_setup_table: dom, nr_frames, frame_list in; status out. */
+export const gnttab_setup_table = struct("gnttab_setup_table", [
+  ["dom", 2],
+  ["nr_frames", 4],
+  ["status", 2],
+  ["frame_list", 8],
+]);
+
+/** struct gnttab_dump_table: dom in; status out. */
+export const gnttab_dump_table = struct("gnttab_dump_table", [
+  ["dom", 2],
+  ["status", 2],
+]);
+
+/** struct gnttab_copy_ptr: a grant ref or a gmfn (union, 64-bit), domid, offset. */
+export const gnttab_copy_ptr = struct("gnttab_copy_ptr", [
+  ["u", 8],
+  ["domid", 2],
+  ["offset", 2],
+]);
+
+/** struct gnttab_copy: source, dest, len, flags in; status out. */
+export const gnttab_copy = struct("gnttab_copy", [
+  ["source", gnttab_copy_ptr.size, 8],
+  ["dest", gnttab_copy_ptr.size, 8],
+  ["len", 2],
+  ["flags", 2],
+  ["status", 2],
+]);
+
+/** struct gnttab_query_size: dom in; nr_frames, max_nr_frames, status out. */
+export const gnttab_query_size = struct("gnttab_query_size", [
+  ["dom", 2],
+  ["nr_frames", 4],
+  ["max_nr_frames", 4],
+  ["status", 2],
+]);
+
+/** struct gnttab_set_version: version in and out. */
+export const gnttab_set_version = struct("gnttab_set_version", [["version", 4]]);
+
+/** struct gnttab_get_version: dom in; version out. */
+export const gnttab_get_version = struct("gnttab_get_version", [
+  ["dom", 2],
+  ["pad", 2],
+  ["version", 4],
+]);

@@ -16,7 +16,19 @@ import { sched_poll, sched_remote_shutdown, sched_shutdown } from "./sched.js";
 import { vcpu_runstate_info, vcpu_set_singleshot_timer } from "./vcpu.js";
 import { xen_add_to_physmap, xen_memory_reservation } from "./memory.js";
 import { xen_compile_info, xen_feature_info } from "./version.js";
-import { grant_entry_v1 } from "./grant_table.js";
+import {
+  grant_entry_v1,
+  gnttab_copy,
+  gnttab_copy_ptr,
+  gnttab_dump_table,
+  gnttab_get_version,
+  gnttab_map_grant_ref,
+  gnttab_query_size,
+  gnttab_set_version,
+  gnttab_setup_table,
+  gnttab_unmap_grant_ref,
+} from "./grant_table.js";
+import * as EV from "./event_channel.js";
 import { xencons_interface } from "./io/console.js";
 import { xenstore_domain_interface, xsd_sockmsg } from "./io/xs_wire.js";
 import { ringSize, sring_header } from "./io/ring.js";
@@ -91,6 +103,31 @@ const table: Array<[Layout<string>, number, Record<string, number>]> = [
   [xen_compile_info, 144, { compiler: 0, compile_by: 64, compile_domain: 80, compile_date: 112 }],
   [xen_feature_info, 8, { submap_idx: 0, submap: 4 }],
   [grant_entry_v1, 8, { flags: 0, domid: 2, frame: 4 }],
+  [
+    gnttab_map_grant_ref,
+    32,
+    { host_addr: 0, flags: 8, ref: 12, dom: 16, status: 18, handle: 20, dev_bus_addr: 24 },
+  ],
+  [gnttab_unmap_grant_ref, 24, { host_addr: 0, dev_bus_addr: 8, handle: 16, status: 20 }],
+  [gnttab_setup_table, 24, { dom: 0, nr_frames: 4, status: 8, frame_list: 16 }],
+  [gnttab_dump_table, 4, { dom: 0, status: 2 }],
+  [gnttab_copy_ptr, 16, { u: 0, domid: 8, offset: 10 }],
+  [gnttab_copy, 40, { source: 0, dest: 16, len: 32, flags: 34, status: 36 }],
+  [gnttab_query_size, 16, { dom: 0, nr_frames: 4, max_nr_frames: 8, status: 12 }],
+  [gnttab_set_version, 4, { version: 0 }],
+  [gnttab_get_version, 8, { dom: 0, pad: 2, version: 4 }],
+  [EV.evtchn_alloc_unbound, 8, { dom: 0, remote_dom: 2, port: 4 }],
+  [EV.evtchn_bind_interdomain, 12, { remote_dom: 0, remote_port: 4, local_port: 8 }],
+  [EV.evtchn_bind_virq, 12, { virq: 0, vcpu: 4, port: 8 }],
+  [EV.evtchn_bind_ipi, 8, { vcpu: 0, port: 4 }],
+  [EV.evtchn_port_arg, 4, { port: 0 }],
+  [EV.evtchn_status, 24, { dom: 0, port: 4, status: 8, vcpu: 12, u: 16, u_port: 20 }],
+  [EV.evtchn_bind_vcpu, 8, { port: 0, vcpu: 4 }],
+  [EV.evtchn_reset, 2, { dom: 0 }],
+  [EV.evtchn_init_control, 24, { control_gfn: 0, offset: 8, vcpu: 12, link_bits: 16 }],
+  [EV.evtchn_expand_array, 8, { array_gfn: 0 }],
+  [EV.evtchn_set_priority, 8, { port: 0, priority: 4 }],
+  [EV.evtchn_fifo_control_block, 72, { ready: 0, head: 8 }],
   [
     xencons_interface,
     3088,

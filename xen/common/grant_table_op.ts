@@ -1,0 +1,244 @@
+/**
+ * grant_table_op(cmd, uop, count) (Xen's `do_grant_table_op`): the guest-facing
+ * side of grant_table.ts. Batched operations (map, unmap, copy) report a
+ * GNTST_* status per element and return 0; a bad pointer is -EFAULT; the
+ * single-element operations require count = 1 (-EINVAL otherwise).
+ *
+ * A wasm32 guest that maps a grant gets a handle and holds the pin (the
+ * granter cannot revoke it), but no alias in its own linear memory: wasm has
+ * no way to map another memory into it. Guests move data with
+ * GNTTABOP_copy; Dom0's kernel reads the mapped page directly
+ * (Hypervisor.grantMappingView). docs/arch-wasm32.md says the same to guests.
+ */
+import * as G from "../include/public/grant_table.js";
+import { XenErrno } from "../include/public/errno.js";
+import { DOMID_SELF } from "../include/public/xen.js";
+import { PAGE_SIZE, _pfn, mfn_x, pfn_to_paddr, type Pfn } from "../include/xen/mm.js";
+import type { Vcpu } from "../arch/wasm32/vcpu.js";
+import type { Domain } from "./domain.js";
+import type { Hypervisor } from "./hypervisor.js";
+import { mapKind } from "./grant_table.js";
+
+/** Most elements one batched call may carry (Xen bounds count by INT_MAX; this bounds work). */
+export const GNTTAB_MAX_BATCH = 1 << 16;
+
+/** Maps entry `ref` of domain `dom` for `ld`: the GNTST_* status and, if okay, handle and bus address. */
+export function mapGrantRef(
+  hv: Hypervisor,
+  ld: Domain,
+  dom: number,
+  ref: number,
+  flags: number,
+): { status: number; handle: number; busAddr: number } {
+  const fail = (status: number): { status: number; handle: number; busAddr: number } => ({
+    status,
+    handle: 0,
+    busAddr: 0,
+  });
+  const kind = mapKind(flags);
+  if (!kind.ok) return fail(G.GNTST_bad_gntref);
+  const rd = hv.domainById(dom);
+  if (!rd) return fail(G.GNTST_bad_domain);
+  if (rd.isDying) return fail(G.GNTST_general_error);
+  if (ld.gnttab.maptrackFull) return fail(G.GNTST_no_space);
+  const pfn = rd.gnttab.pin(ref, ld.domid, kind.readonly);
+  if (pfn < 0) return fail(pfn);
+  const handle = ld.gnttab.addMapping({
+    granter: rd,
+    ref,
+    readonly: kind.readonly,
+    pfn: pfn as Pfn,
+  });
+  return { status: G.GNTST_okay, handle, busAddr: mfn_x(rd.p2mLookup(pfn as Pfn)) * PAGE_SIZE };
+}
+
+/** Unmaps `ld`'s mapping `handle`; completes the granter's destruction if it was waiting. */
+export function unmapGrantRef(hv: Hypervisor, ld: Domain, handle: number): number {
+  const m = ld.gnttab.removeMapping(handle);
+  if (!m) return G.GNTST_bad_handle;
+  m.granter.gnttab.unpin(m.ref, m.readonly);
+  if (m.granter.isDying && m.granter.gnttab.pinned === 0) hv.releaseDyingDomain(m.granter);
+  return G.GNTST_okay;
+}
+
+/** Resolves one side of a copy to a guest byte address, or a GNTST_* status. */
+function copySide(
+  hv: Hypervisor,
+  ld: Domain,
+  ptr: number,
+  isGref: boolean,
+  write: boolean,
+  len: number,
+  pins: Array<[Domain, number, boolean]>,
+): { d: Domain; addr: number } | number {
+  const mem = ld.mem;
+  const f = G.gnttab_copy_ptr.fields;
+  const domid = mem.u16(ptr + f.domid.offset);
+  const offset = mem.u16(ptr + f.offset.offset);
+  const u = mem.u64(ptr + f.u.offset);
+  if (offset + len > PAGE_SIZE) return G.GNTST_bad_copy_arg;
+  if (!isGref) {
+    // Only the caller's own frames may be named by frame number.
+    if (domid !== DOMID_SELF) return G.GNTST_permission_denied;
+    if (!Number.isSafeInteger(u) || !ld.isPopulated(_pfn(u))) return G.GNTST_bad_page;
+    return { d: ld, addr: pfn_to_paddr(_pfn(u)) + offset };
+  }
+  const rd = domid === DOMID_SELF ? ld : hv.domainById(domid);
+  if (!rd) return G.GNTST_bad_domain;
+  if (rd.isDying) return G.GNTST_general_error;
+  if (u >= 2 ** 32) return G.GNTST_bad_gntref;
+  const pfn = rd.gnttab.pin(u, ld.domid, !write);
+  if (pfn < 0) return pfn;
+  pins.push([rd, u, !write]);
+  return { d: rd, addr: pfn_to_paddr(pfn as Pfn) + offset };
+}
+
+/** One GNTTABOP_copy element at `op` in `ld`'s memory; returns its status. */
+function copyOne(hv: Hypervisor, ld: Domain, op: number): number {
+  const f = G.gnttab_copy.fields;
+  const mem = ld.mem;
+  const len = mem.u16(op + f.len.offset);
+  const flags = mem.u16(op + f.flags.offset);
+  const pins: Array<[Domain, number, boolean]> = [];
+  try {
+    const src = copySide(
+      hv,
+      ld,
+      op + f.source.offset,
+      (flags & G.GNTCOPY_source_gref) !== 0,
+      false,
+      len,
+      pins,
+    );
+    if (typeof src === "number") return src;
+    const dst = copySide(
+      hv,
+      ld,
+      op + f.dest.offset,
+      (flags & G.GNTCOPY_dest_gref) !== 0,
+      true,
+      len,
+      pins,
+    );
+    if (typeof dst === "number") return dst;
+    if (src.d === dst.d) dst.d.mem.u8.copyWithin(dst.addr, src.addr, src.addr + len);
+    else dst.d.mem.u8.set(src.d.mem.u8.subarray(src.addr, src.addr + len), dst.addr);
+    return G.GNTST_okay;
+  } finally {
+    // A copy holds its pins only while it copies.
+    for (const [d, ref, ro] of pins) d.gnttab.unpin(ref, ro);
+  }
+}
+
+/** A domid argument of a table-wide op: self, or any domain for the privileged. */
+function tableTarget(hv: Hypervisor, ld: Domain, dom: number): Domain | number {
+  if (dom === DOMID_SELF || dom === ld.domid) return ld;
+  if (!ld.privileged) return G.GNTST_permission_denied;
+  return hv.domainById(dom) ?? G.GNTST_bad_domain;
+}
+
+export function do_grant_table_op(
+  hv: Hypervisor,
+  v: Vcpu,
+  cmd: number,
+  uop: number,
+  count: number,
+): number {
+  const ld = v.domain;
+  const mem = ld.mem;
+  uop >>>= 0;
+  count >>>= 0;
+  const batch = (size: number, one: (op: number) => void): number => {
+    if (count > GNTTAB_MAX_BATCH) return -XenErrno.EINVAL;
+    mem.check(uop, size * count);
+    for (let i = 0; i < count; i++) one(uop + i * size);
+    return 0;
+  };
+  const single = (size: number): boolean => {
+    if (count !== 1) return false;
+    mem.check(uop, size);
+    return true;
+  };
+  switch (cmd) {
+    case G.GNTTABOP_map_grant_ref: {
+      const f = G.gnttab_map_grant_ref.fields;
+      return batch(G.gnttab_map_grant_ref.size, (op) => {
+        const r = mapGrantRef(
+          hv,
+          ld,
+          mem.u16(op + f.dom.offset),
+          mem.u32(op + f.ref.offset),
+          mem.u32(op + f.flags.offset),
+        );
+        mem.setU16(op + f.status.offset, r.status & 0xffff);
+        mem.setU32(op + f.handle.offset, r.handle);
+        mem.setU64(op + f.dev_bus_addr.offset, r.busAddr);
+      });
+    }
+    case G.GNTTABOP_unmap_grant_ref: {
+      const f = G.gnttab_unmap_grant_ref.fields;
+      return batch(G.gnttab_unmap_grant_ref.size, (op) => {
+        const st = unmapGrantRef(hv, ld, mem.u32(op + f.handle.offset));
+        mem.setU16(op + f.status.offset, st & 0xffff);
+      });
+    }
+    case G.GNTTABOP_copy: {
+      const f = G.gnttab_copy.fields;
+      return batch(G.gnttab_copy.size, (op) => {
+        mem.setU16(op + f.status.offset, copyOne(hv, ld, op) & 0xffff);
+      });
+    }
+    case G.GNTTABOP_setup_table: {
+      const f = G.gnttab_setup_table.fields;
+      if (!single(G.gnttab_setup_table.size)) return -XenErrno.EINVAL;
+      const t = tableTarget(hv, ld, mem.u16(uop + f.dom.offset));
+      const nr = mem.u32(uop + f.nr_frames.offset);
+      let status = typeof t === "number" ? t : G.GNTST_okay;
+      if (typeof t !== "number") {
+        const list = mem.u64(uop + f.frame_list.offset);
+        if (!t.gnttab.grow(nr)) status = G.GNTST_general_error;
+        else for (let i = 0; i < nr; i++) mem.setU64(list + i * 8, t.gnttab.frameGfn(i));
+      }
+      mem.setU16(uop + f.status.offset, status & 0xffff);
+      return 0;
+    }
+    case G.GNTTABOP_query_size: {
+      const f = G.gnttab_query_size.fields;
+      if (!single(G.gnttab_query_size.size)) return -XenErrno.EINVAL;
+      const t = tableTarget(hv, ld, mem.u16(uop + f.dom.offset));
+      if (typeof t !== "number") {
+        mem.setU32(uop + f.nr_frames.offset, t.gnttab.nrFrames);
+        mem.setU32(uop + f.max_nr_frames.offset, t.gnttab.maxFrames);
+      }
+      mem.setU16(uop + f.status.offset, (typeof t === "number" ? t : G.GNTST_okay) & 0xffff);
+      return 0;
+    }
+    case G.GNTTABOP_dump_table: {
+      const f = G.gnttab_dump_table.fields;
+      if (!single(G.gnttab_dump_table.size)) return -XenErrno.EINVAL;
+      const t = tableTarget(hv, ld, mem.u16(uop + f.dom.offset));
+      if (typeof t !== "number") for (const line of t.gnttab.dump()) hv.console.printk(line);
+      mem.setU16(uop + f.status.offset, (typeof t === "number" ? t : G.GNTST_okay) & 0xffff);
+      return 0;
+    }
+    case G.GNTTABOP_get_version: {
+      const f = G.gnttab_get_version.fields;
+      if (!single(G.gnttab_get_version.size)) return -XenErrno.EINVAL;
+      const t = tableTarget(hv, ld, mem.u16(uop + f.dom.offset));
+      if (t === G.GNTST_permission_denied) return -XenErrno.EPERM;
+      if (typeof t === "number") return -XenErrno.ESRCH;
+      mem.setU32(uop + f.version.offset, 1);
+      return 0;
+    }
+    case G.GNTTABOP_set_version: {
+      if (!single(G.gnttab_set_version.size)) return -XenErrno.EINVAL;
+      const want = mem.u32(uop);
+      // tsxen's grant tables are v1 only, as Xen with gnttab=max-ver:1.
+      const rc = want === 1 ? 0 : want === 2 ? -XenErrno.ENOSYS : -XenErrno.EINVAL;
+      mem.setU32(uop, 1);
+      return rc;
+    }
+    default:
+      return -XenErrno.ENOSYS;
+  }
+}
