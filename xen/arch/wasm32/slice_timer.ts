@@ -67,7 +67,12 @@ export class SliceTimer {
     this.ctl[EXPIRED] = this.gen;
   }
 
-  dispose(): Promise<number> {
+  /**
+   * Stops the worker. Waits for it to be online first: terminating a worker
+   * that is still starting can leave the returned promise unsettled.
+   */
+  async dispose(): Promise<number> {
+    await this.ready.catch(() => undefined);
     return this.worker.terminate();
   }
 }
