@@ -1,6 +1,7 @@
 /**
  * Dependencies point one way: xen/include/public imports nothing outside
  * itself; xen/ imports nothing from tools/, dom0/, extras/, test/ or bench/;
+ * dom0/ (Dom0's kernel) imports only xen/;
  * and there are no import cycles among the sources.
  */
 import { test } from "node:test";
@@ -26,7 +27,11 @@ function imports(file: string): string[] {
   );
 }
 
-const files = [...sources(join(ROOT, "xen")), ...sources(join(ROOT, "tools"))];
+const files = [
+  ...sources(join(ROOT, "xen")),
+  ...sources(join(ROOT, "dom0")),
+  ...sources(join(ROOT, "tools")),
+];
 
 test("xen/include/public imports only from itself", () => {
   for (const f of files.filter((f) => relative(ROOT, f).startsWith("xen/include/public/"))) {
@@ -39,6 +44,13 @@ test("xen/ imports nothing from the layers above it", () => {
   for (const f of files.filter((f) => relative(ROOT, f).startsWith("xen/"))) {
     for (const i of imports(f))
       assert.ok(i.startsWith("xen/"), `${relative(ROOT, f)} imports ${i}`);
+  }
+});
+
+test("dom0/ imports only from xen/ and itself", () => {
+  for (const f of files.filter((f) => relative(ROOT, f).startsWith("dom0/"))) {
+    for (const i of imports(f))
+      assert.ok(/^(xen|dom0)\//.test(i), `${relative(ROOT, f)} imports ${i}`);
   }
 });
 

@@ -15,6 +15,7 @@ import {
 import type { Domain, DomainRunState } from "../../xen/common/domain.js";
 import { XenErrno } from "../../xen/include/public/errno.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
+import { Dom0Drivers } from "../../dom0/drivers/index.js";
 
 /** A domain config whose kernel is a file path or an already loaded Kernel. */
 export type HostDomainConfig = Omit<DomainConfig, "kernel"> & { kernel: string | Kernel };
@@ -38,9 +39,12 @@ export interface DomainInfo {
 
 export class Host {
   readonly hv: Hypervisor;
+  /** Dom0's kernel drivers: privcmd, evtchn, gntdev, gntalloc. */
+  readonly dom0: Dom0Drivers;
 
   constructor(config: Partial<HypervisorConfig> = {}) {
     this.hv = new Hypervisor({ ...DEFAULT_HYPERVISOR_CONFIG, ...config });
+    this.dom0 = new Dom0Drivers(this.hv);
   }
 
   /** Creates a domain; rejects with an Error that names what was wrong. */

@@ -552,6 +552,18 @@ export class Hypervisor implements VcpuHost {
     if (d.gnttab.pinned === 0) this.releaseDyingDomain(d);
   }
 
+  /**
+   * The page behind Dom0's grant mapping `handle`, as a view of the granting
+   * domain's memory (zero copy): what Dom0's page tables would point at after
+   * GNTTABOP_map_grant_ref. Undefined for an unknown handle.
+   */
+  grantMappingView(handle: number): Uint8Array | undefined {
+    const m = this.dom0.gnttab.mapping(handle);
+    if (!m) return undefined;
+    const a = pfn_to_paddr(m.pfn);
+    return m.granter.mem.u8.subarray(a, a + PAGE_SIZE);
+  }
+
   /** Frees a dying domain's memory and forgets it (called once nothing maps it). */
   releaseDyingDomain(d: Domain): void {
     if (!this.domains.has(d.domid) || this.domains.get(d.domid) !== d) return;

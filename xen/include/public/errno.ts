@@ -59,3 +59,9 @@ export const XenErrno = {
 } as const;
 
 export type XenErrnoName = keyof typeof XenErrno;
+
+/** Xen's name for errno value `n` (e.g. 22 → "EINVAL"), or "errno N". */
+export function errnoName(n: number): string {
+  for (const [k, v] of Object.entries(XenErrno)) if (v === n) return k;
+  return `errno ${n}`;
+}

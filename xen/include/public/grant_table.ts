@@ -139,3 +139,24 @@ export const gnttab_get_version = struct("gnttab_get_version", [
   ["pad", 2],
   ["version", 4],
 ]);
+
+/** The GNTST_* name of grant status `st` (e.g. -3 → "GNTST_bad_gntref"). */
+export function gntstName(st: number): string {
+  const names = [
+    "GNTST_okay",
+    "GNTST_general_error",
+    "GNTST_bad_domain",
+    "GNTST_bad_gntref",
+    "GNTST_bad_handle",
+    "GNTST_bad_virt_addr",
+    "GNTST_bad_dev_addr",
+    "GNTST_no_device_space",
+    "GNTST_permission_denied",
+    "GNTST_bad_page",
+    "GNTST_bad_copy_arg",
+    "GNTST_address_too_big",
+    "GNTST_eagain",
+    "GNTST_no_space",
+  ];
+  return names[-st] ?? `GNTST ${st}`;
+}
