@@ -17,7 +17,7 @@ import { PAGE_SIZE, _pfn, mfn_x, pfn_to_paddr, type Pfn } from "../include/xen/m
 import type { Vcpu } from "../arch/wasm32/vcpu.js";
 import type { Domain } from "./domain.js";
 import type { Hypervisor } from "./hypervisor.js";
-import { mapKind } from "./grant_table.js";
+import { INVALID_GFN, mapKind } from "./grant_table.js";
 
 /** Most elements one batched call may carry (Xen bounds count by INT_MAX; this bounds work). */
 export const GNTTAB_MAX_BATCH = 1 << 16;
@@ -197,7 +197,16 @@ export function do_grant_table_op(
       if (typeof t !== "number") {
         const list = mem.u64(uop + f.frame_list.offset);
         if (!t.gnttab.grow(nr)) status = G.GNTST_general_error;
-        else for (let i = 0; i < nr; i++) mem.setU64(list + i * 8, t.gnttab.frameGfn(i));
+        else {
+          for (let i = 0; i < nr; i++) {
+            const gfn = t.gnttab.frameGfn(i);
+            // INVALID_GFN is all ones, which a double cannot carry exactly.
+            if (gfn === INVALID_GFN) {
+              mem.setU32(list + i * 8, 0xffffffff);
+              mem.setU32(list + i * 8 + 4, 0xffffffff);
+            } else mem.setU64(list + i * 8, gfn);
+          }
+        }
       }
       mem.setU16(uop + f.status.offset, status & 0xffff);
       return 0;
