@@ -127,7 +127,7 @@ test("Dom0 maps a guest's grant as a direct view; the guest cannot revoke it whi
     // Read-only grants map read-only only.
     grant(a, 9, 0, 101, true);
     assert.throws(() => gd.map(a.domid, 9, true), /GNTST_general_error/);
-    const ro = gd.map(a.domid, 9, false);
+    gd.map(a.domid, 9, false);
     assert.equal(flags(a, 9), G.GTF_permit_access | G.GTF_readonly | G.GTF_reading);
     // All or nothing: a batch with one bad ref leaves nothing mapped.
     grant(a, 10, 0, 102);
