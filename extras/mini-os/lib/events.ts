@@ -1,9 +1,26 @@
-// Event channels, 2-level ABI (mini-os events.c): VIRQ binding, unmasking,
-// and the upcall that demultiplexes pending ports to their handlers.
+// Event channels (mini-os events.c): binding VIRQs, IPIs and interdomain
+// channels, notifying, masking, and the upcall that hands each pending port
+// to its handler. Both of Xen's ABIs: 2-level (the default) and FIFO
+// (init_events_fifo), whose queues are consumed as Linux's events_fifo.c does.
 import {
   EVTCHNOP_bind_virq,
+  EVTCHNOP_bind_ipi,
+  EVTCHNOP_bind_vcpu,
+  EVTCHNOP_bind_interdomain,
+  EVTCHNOP_alloc_unbound,
+  EVTCHNOP_send,
   EVTCHNOP_unmask,
   EVTCHNOP_close,
+  EVTCHNOP_init_control,
+  EVTCHNOP_expand_array,
+  EVTCHNOP_set_priority,
+  EVTCHN_FIFO_PENDING,
+  EVTCHN_FIFO_MASKED,
+  EVTCHN_FIFO_LINKED,
+  EVTCHN_FIFO_LINK_MASK,
+  EVTCHN_FIFO_MAX_QUEUES,
+  EVTCHN_FIFO_CB_HEAD_OFF,
+  DOMID_SELF,
   VCPU_INFO_SIZE,
   VCPU_INFO_PENDING_SEL_OFF,
   VCPU_INFO_UPCALL_PENDING_OFF,
@@ -18,7 +35,13 @@ import { shared_info } from "./kernel";
 export const MAX_PORTS: u32 = 1024;
 const handlers = memory.data(<i32>MAX_PORTS * 4);
 const fired = memory.data(<i32>MAX_PORTS * 4);
-const arg = memory.data(16);
+const arg = memory.data(32);
+
+// FIFO: one control block (vCPU 0) and one page of event words (1,024 ports).
+const fifo_cb = memory.data(4096, 4096);
+const fifo_array = memory.data(4096, 4096);
+const fifo_heads = memory.data(EVTCHN_FIFO_MAX_QUEUES * 4);
+let fifo = false;
 
 /** Address of vCPU `vcpu`'s vcpu_info. */
 export function vcpu_info(vcpu: u32): usize {
@@ -33,16 +56,91 @@ export function bind_virq(virq: u32, vcpu: u32): i32 {
   return rc < 0 ? rc : <i32>load<u32>(arg + 8);
 }
 
+/** A port on which this domain's vCPUs can interrupt vCPU `vcpu`; or a negative errno. */
+export function bind_ipi(vcpu: u32): i32 {
+  store<u32>(arg, vcpu);
+  const rc = HYPERVISOR_event_channel_op(EVTCHNOP_bind_ipi, arg);
+  return rc < 0 ? rc : <i32>load<u32>(arg + 4);
+}
+
+/** Moves `port`'s notifications to vCPU `vcpu`. */
+export function bind_vcpu(port: u32, vcpu: u32): i32 {
+  store<u32>(arg, port);
+  store<u32>(arg + 4, vcpu);
+  return HYPERVISOR_event_channel_op(EVTCHNOP_bind_vcpu, arg);
+}
+
+/** A new port that domain `remote` may bind to (mini-os evtchn_alloc_unbound); or a negative errno. */
+export function evtchn_alloc_unbound(remote: u32): i32 {
+  store<u16>(arg, <u16>DOMID_SELF);
+  store<u16>(arg + 2, <u16>remote);
+  const rc = HYPERVISOR_event_channel_op(EVTCHNOP_alloc_unbound, arg);
+  return rc < 0 ? rc : <i32>load<u32>(arg + 4);
+}
+
+/** Connects a new local port to `remote_port` of domain `remote`; returns it or a negative errno. */
+export function evtchn_bind_interdomain(remote: u32, remote_port: u32): i32 {
+  store<u16>(arg, <u16>remote);
+  store<u32>(arg + 4, remote_port);
+  const rc = HYPERVISOR_event_channel_op(EVTCHNOP_bind_interdomain, arg);
+  return rc < 0 ? rc : <i32>load<u32>(arg + 8);
+}
+
+/** Sends an event on `port` (mini-os notify_remote_via_evtchn). */
+export function notify_remote_via_evtchn(port: u32): i32 {
+  store<u32>(arg, port);
+  return HYPERVISOR_event_channel_op(EVTCHNOP_send, arg);
+}
+
+/** Sets `port`'s priority, 0 (highest) to 15 (FIFO only). */
+export function evtchn_set_priority(port: u32, priority: u32): i32 {
+  store<u32>(arg, port);
+  store<u32>(arg + 4, priority);
+  return HYPERVISOR_event_channel_op(EVTCHNOP_set_priority, arg);
+}
+
 /** Unmasks `port` (re-raising it if pending). */
 export function unmask_evtchn(port: u32): i32 {
+  if (fifo) atomic.and<u32>(fifo_array + port * 4, ~((<u32>1) << EVTCHN_FIFO_MASKED));
   store<u32>(arg, port);
   return HYPERVISOR_event_channel_op(EVTCHNOP_unmask, arg);
 }
 
+/** Masks `port`: its events stay pending until it is unmasked. */
+export function mask_evtchn(port: u32): void {
+  if (fifo) atomic.or<u32>(fifo_array + port * 4, (<u32>1) << EVTCHN_FIFO_MASKED);
+  else {
+    const off = (port >> 5) * 4;
+    atomic.or<u32>(shared_info() + SHARED_INFO_MASK_OFF + off, (<u32>1) << (port & 31));
+  }
+}
+
 /** Closes `port`. */
 export function close_evtchn(port: u32): i32 {
+  if (port < MAX_PORTS) store<u32>(handlers + port * 4, 0);
   store<u32>(arg, port);
   return HYPERVISOR_event_channel_op(EVTCHNOP_close, arg);
+}
+
+/**
+ * Switches this domain to the FIFO ABI (vCPU 0's control block and one page
+ * of event words, enough for MAX_PORTS). Returns 0 or a negative errno.
+ */
+export function init_events_fifo(): i32 {
+  store<u64>(arg, <u64>(fifo_cb >> 12));
+  store<u32>(arg + 8, 0);
+  store<u32>(arg + 12, 0);
+  let rc = HYPERVISOR_event_channel_op(EVTCHNOP_init_control, arg);
+  if (rc < 0) return rc;
+  fifo = true;
+  store<u64>(arg, <u64>(fifo_array >> 12));
+  rc = HYPERVISOR_event_channel_op(EVTCHNOP_expand_array, arg);
+  return rc;
+}
+
+/** True once init_events_fifo succeeded. */
+export function events_fifo(): bool {
+  return fifo;
 }
 
 /** Runs `fn(port)` from the upcall whenever `port` fires. */
@@ -60,15 +158,27 @@ export function local_irq_enable(vcpu: u32): void {
   store<u8>(vcpu_info(vcpu) + VCPU_INFO_UPCALL_MASK_OFF, 0);
 }
 
+function dispatch(port: u32): void {
+  if (port >= MAX_PORTS) return;
+  store<u32>(fired + port * 4, load<u32>(fired + port * 4) + 1);
+  const fn = load<u32>(handlers + port * 4);
+  if (fn != 0) changetype<(port: u32) => void>(fn)(port);
+}
+
 /**
  * The upcall (exported by each kernel as `hypervisor_callback`): clears the
- * upcall flag, then walks the selector and pending words, clearing and
- * dispatching each pending, unmasked port.
+ * upcall flag, then hands every pending, unmasked port to its handler.
  */
 export function do_hypervisor_callback(vcpu: u32): void {
+  store<u8>(vcpu_info(vcpu) + VCPU_INFO_UPCALL_PENDING_OFF, 0);
+  if (fifo) consume_fifo();
+  else consume_2l(vcpu);
+}
+
+// 2-level: walk the selector, then each selected pending word.
+function consume_2l(vcpu: u32): void {
   const vi = vcpu_info(vcpu);
   const si = shared_info();
-  store<u8>(vi + VCPU_INFO_UPCALL_PENDING_OFF, 0);
   // Each 64-bit word is handled as two 32-bit halves (atomics on i32).
   for (let half: u32 = 0; half < 2; half++) {
     let sel = atomic.xchg<u32>(vi + VCPU_INFO_PENDING_SEL_OFF + half * 4, 0);
@@ -78,22 +188,52 @@ export function do_hypervisor_callback(vcpu: u32): void {
       const word = half * 32 + bit;
       for (let h: u32 = 0; h < 2; h++) {
         const off = word * 8 + h * 4;
-        const pending =
+        let bits =
           atomic.load<u32>(si + SHARED_INFO_PENDING_OFF + off) &
           ~atomic.load<u32>(si + SHARED_INFO_MASK_OFF + off);
-        let bits = pending;
         while (bits != 0) {
           const b = ctz<u32>(bits);
           bits &= bits - 1;
-          const port = word * 64 + h * 32 + b;
           atomic.and<u32>(si + SHARED_INFO_PENDING_OFF + off, ~((<u32>1) << b));
-          if (port < MAX_PORTS) {
-            store<u32>(fired + port * 4, load<u32>(fired + port * 4) + 1);
-            const fn = load<u32>(handlers + port * 4);
-            if (fn != 0) changetype<(port: u32) => void>(fn)(port);
-          }
+          dispatch(word * 64 + h * 32 + b);
         }
       }
+    }
+  }
+}
+
+// FIFO: take the READY word, then consume each ready queue from its head,
+// highest priority (0) first, unlinking each event as it goes.
+function consume_fifo(): void {
+  let ready = atomic.xchg<u32>(fifo_cb, 0);
+  while (ready != 0) {
+    const q = ctz<u32>(ready);
+    let port = load<u32>(fifo_heads + q * 4);
+    if (port == 0) port = atomic.load<u32>(fifo_cb + EVTCHN_FIFO_CB_HEAD_OFF + q * 4);
+    if (port == 0 || port >= MAX_PORTS) {
+      ready &= ~((<u32>1) << q);
+      store<u32>(fifo_heads + q * 4, 0);
+      continue;
+    }
+    const w = fifo_array + port * 4;
+    // Clear LINKED and the link together, keeping the next port.
+    let old = atomic.load<u32>(w);
+    let next: u32;
+    while (true) {
+      next = old & (<u32>EVTCHN_FIFO_LINK_MASK);
+      const nw = old & ~(((<u32>1) << EVTCHN_FIFO_LINKED) | (<u32>EVTCHN_FIFO_LINK_MASK));
+      const seen = atomic.cmpxchg<u32>(w, old, nw);
+      if (seen == old) break;
+      old = seen;
+    }
+    if (next == 0) ready &= ~((<u32>1) << q);
+    store<u32>(fifo_heads + q * 4, next);
+    const P = (<u32>1) << EVTCHN_FIFO_PENDING;
+    const M = (<u32>1) << EVTCHN_FIFO_MASKED;
+    const cur = atomic.load<u32>(w);
+    if ((cur & P) != 0 && (cur & M) == 0) {
+      atomic.and<u32>(w, ~P);
+      dispatch(port);
     }
   }
 }

@@ -5,6 +5,7 @@ import {
   __HYPERVISOR_console_io, __HYPERVISOR_sched_op, __HYPERVISOR_set_timer_op,
   __HYPERVISOR_vcpu_op, __HYPERVISOR_xen_version, __HYPERVISOR_memory_op,
   __HYPERVISOR_event_channel_op, __HYPERVISOR_multicall, __HYPERVISOR_arch_0,
+  __HYPERVISOR_grant_table_op,
 } from "./xen_abi";
 
 @external("xen", "hypercall")
@@ -30,6 +31,9 @@ export function HYPERVISOR_memory_op(cmd: i32, arg: usize): i32 {
 }
 export function HYPERVISOR_event_channel_op(cmd: i32, arg: usize): i32 {
   return hypercall(__HYPERVISOR_event_channel_op, cmd, <i32>arg, 0, 0, 0);
+}
+export function HYPERVISOR_grant_table_op(cmd: i32, uop: usize, count: i32): i32 {
+  return hypercall(__HYPERVISOR_grant_table_op, cmd, <i32>uop, count, 0, 0);
 }
 export function HYPERVISOR_multicall(list: usize, nr: i32): i32 {
   return hypercall(__HYPERVISOR_multicall, <i32>list, nr, 0, 0, 0);

@@ -5,3 +5,4 @@ export * from "./kernel";
 export * from "./events";
 export * from "./sched";
 export * from "./xen_abi";
+export * from "./gnttab";

@@ -54,3 +54,53 @@ export function xen_abort(message: usize, fileName: usize, line: u32, column: u3
   shutdown(SHUTDOWN_crash);
   unreachable();
 }
+
+/**
+ * The number after `key=` on the command line (space-separated words), or
+ * `dflt` when the key is absent: cmdline_arg("port", 0) on "port=5 n=9" is 5.
+ */
+export function cmdline_arg(key: string, dflt: u64): u64 {
+  const p = cmdline_ptr();
+  const n = cmdline_len();
+  const k = key.length;
+  let i = 0;
+  while (i < n) {
+    // At the start of a word: does it read key=?
+    let match = i + k < n && load<u8>(p + i + k) == 61;
+    for (let j = 0; match && j < k; j++)
+      if (load<u8>(p + i + j) != <u8>key.charCodeAt(j)) match = false;
+    if (match) {
+      let v: u64 = 0;
+      let q = i + k + 1;
+      while (q < n && load<u8>(p + q) >= 48 && load<u8>(p + q) <= 57) {
+        v = v * 10 + <u64>(load<u8>(p + q) - 48);
+        q++;
+      }
+      return v;
+    }
+    while (i < n && load<u8>(p + i) != 32) i++;
+    while (i < n && load<u8>(p + i) == 32) i++;
+  }
+  return dflt;
+}
+
+/** True if `word` appears on the command line as a word of its own. */
+export function cmdline_has(word: string): bool {
+  const p = cmdline_ptr();
+  const n = cmdline_len();
+  const k = word.length;
+  let i = 0;
+  while (i < n) {
+    let end = i;
+    while (end < n && load<u8>(p + end) != 32) end++;
+    if (end - i == k) {
+      let same = true;
+      for (let j = 0; same && j < k; j++)
+        if (load<u8>(p + i + j) != <u8>word.charCodeAt(j)) same = false;
+      if (same) return true;
+    }
+    i = end;
+    while (i < n && load<u8>(p + i) == 32) i++;
+  }
+  return false;
+}

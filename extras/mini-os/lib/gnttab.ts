@@ -1,0 +1,107 @@
+// Grant tables, v1 (mini-os gnttab.c): granting pages of this domain to
+// another, ending the grant, and copying to and from pages others granted.
+// The table's first frame is the wasm32 architecture page at GNTTAB_ADDR
+// (pfn 6): 512 entries, of which refs 0..7 are reserved for the toolstack.
+// A wasm32 guest cannot map a foreign page into its memory; it moves data with
+// GNTTABOP_copy (see docs/arch-wasm32.md).
+import {
+  GNTTAB_ADDR,
+  GNTTAB_NR_RESERVED_ENTRIES,
+  GNTTABOP_copy,
+  GNTCOPY_source_gref,
+  GNTCOPY_dest_gref,
+  GNTTAB_COPY_SIZE,
+  GNTTAB_COPY_LEN_OFF,
+  GNTTAB_COPY_FLAGS_OFF,
+  GNTTAB_COPY_STATUS_OFF,
+  GNTTAB_COPY_DEST_OFF,
+  GTF_permit_access,
+  GTF_readonly,
+  GTF_reading,
+  GTF_writing,
+  DOMID_SELF,
+} from "./xen_abi";
+import { HYPERVISOR_grant_table_op } from "./hypervisor";
+
+/** Entries in the first grant frame, the only one this SDK uses. */
+export const NR_GRANT_ENTRIES: u32 = 512;
+// A bitmap of refs in use (the SDK does not allocate).
+const used = memory.data(<i32>NR_GRANT_ENTRIES / 8);
+const copy_op = memory.data(GNTTAB_COPY_SIZE, 8);
+
+/** The guest frame number of guest address `addr` (wasm32 guests are auto-translated). */
+export function virt_to_gfn(addr: usize): u32 {
+  return <u32>(addr >> 12);
+}
+
+/**
+ * Grants domain `domid` access to frame `gfn` (mini-os gnttab_grant_access).
+ * Returns the grant reference, or -1 when every entry is in use.
+ */
+export function gnttab_grant_access(domid: u32, gfn: u32, readonly: bool): i32 {
+  for (let ref: u32 = <u32>GNTTAB_NR_RESERVED_ENTRIES; ref < NR_GRANT_ENTRIES; ref++) {
+    const byte = used + (ref >> 3);
+    const bit = <u8>((<u32>1) << (ref & 7));
+    if ((load<u8>(byte) & bit) != 0) continue;
+    store<u8>(byte, load<u8>(byte) | bit);
+    const e = GNTTAB_ADDR + ref * 8;
+    store<u32>(e + 4, gfn);
+    store<u16>(e + 2, <u16>domid);
+    // The flags go last: the entry is live from this store on.
+    atomic.store<u16>(e, <u16>(GTF_permit_access | (readonly ? GTF_readonly : 0)));
+    return <i32>ref;
+  }
+  return -1;
+}
+
+/**
+ * Ends access through `ref` (gnttab_end_access): fails, changing nothing,
+ * while the grantee still has the page mapped or is copying it.
+ */
+export function gnttab_end_access(ref: u32): bool {
+  if (ref < <u32>GNTTAB_NR_RESERVED_ENTRIES || ref >= NR_GRANT_ENTRIES) return false;
+  const e = GNTTAB_ADDR + ref * 8;
+  let flags = atomic.load<u16>(e);
+  while (true) {
+    if ((flags & (<u16>(GTF_reading | GTF_writing))) != 0) return false;
+    const seen = atomic.cmpxchg<u16>(e, flags, 0);
+    if (seen == flags) break;
+    flags = seen;
+  }
+  const byte = used + (ref >> 3);
+  store<u8>(byte, load<u8>(byte) & ~(<u8>((<u32>1) << (ref & 7))));
+  return true;
+}
+
+function copy_side(at: usize, ref_or_gfn: u32, domid: u32, offset: u32): void {
+  store<u64>(copy_op + at, <u64>ref_or_gfn);
+  store<u16>(copy_op + at + 8, <u16>domid);
+  store<u16>(copy_op + at + 10, <u16>offset);
+}
+
+function do_copy(len: u32, flags: u32): i32 {
+  store<u16>(copy_op + GNTTAB_COPY_LEN_OFF, <u16>len);
+  store<u16>(copy_op + GNTTAB_COPY_FLAGS_OFF, <u16>flags);
+  const rc = HYPERVISOR_grant_table_op(GNTTABOP_copy, copy_op, 1);
+  return rc < 0 ? rc : <i32>load<i16>(copy_op + GNTTAB_COPY_STATUS_OFF);
+}
+
+/**
+ * Copies `len` bytes at `offset` of `domid`'s grant `ref` into this domain's
+ * memory at `dst`, which must not cross a page. Returns a GNTST_* status.
+ */
+export function gnttab_copy_from(domid: u32, ref: u32, offset: u32, dst: usize, len: u32): i32 {
+  copy_side(0, ref, domid, offset);
+  copy_side(GNTTAB_COPY_DEST_OFF, virt_to_gfn(dst), DOMID_SELF, <u32>(dst & 4095));
+  return do_copy(len, GNTCOPY_source_gref);
+}
+
+/**
+ * Copies `len` bytes of this domain's memory at `src` into `domid`'s grant
+ * `ref` at `offset`. Returns a GNTST_* status.
+ */
+export function gnttab_copy_to(src: usize, domid: u32, ref: u32, offset: u32, len: u32): i32 {
+  copy_side(0, virt_to_gfn(src), DOMID_SELF, <u32>(src & 4095));
+  copy_side(GNTTAB_COPY_DEST_OFF, ref, domid, offset);
+  return do_copy(len, GNTCOPY_dest_gref);
+}
