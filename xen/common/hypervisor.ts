@@ -580,9 +580,9 @@ export class Hypervisor implements VcpuHost {
   }
 
   /** Runs one slice of `v` (the scheduler's SliceRunner). */
-  runSlice(v: Vcpu, sliceUs: number): Suspend {
+  runSlice(v: Vcpu, sliceUs: number, now?: number): Suspend {
     const d = v.domain;
-    this.slice.start(sliceUs);
+    this.slice.start(sliceUs, now);
     this.updateVcpuTime(v);
     let reason: Suspend;
     try {

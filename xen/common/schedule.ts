@@ -32,13 +32,15 @@ export const DEFAULT_SCHED_PARAMS: SchedulerParams = { tsliceUs: 10_000, periodU
 
 /** What the scheduler needs from the hypervisor to run one slice. */
 export interface SliceRunner {
-  /** Runs `v` for at most one slice; returns why it stopped. */
-  runSlice(v: Vcpu, sliceUs: number): Suspend;
+  /** Runs `v` for at most one slice from `now` (performance.now()); returns why it stopped. */
+  runSlice(v: Vcpu, sliceUs: number, now: number): Suspend;
 }
 
 export class Scheduler {
   private readonly queues: Vcpu[][] = [[], [], []];
   private scheduled = false;
+  /** True while runTurn runs: it picks up newly queued vCPUs itself. */
+  private inTurn = false;
   private disposed = false;
   private lastAccounting = performance.now();
   /** The vCPU on the (one) pCPU right now, if any. */
@@ -104,7 +106,7 @@ export class Scheduler {
 
   /** Arranges for the scheduler to run on the next turn of the event loop. */
   kick(): void {
-    if (this.scheduled || this.disposed || !this.open) return;
+    if (this.scheduled || this.inTurn || this.disposed || !this.open) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -161,29 +163,44 @@ export class Scheduler {
 
   /** Runs slices until the queues are empty or a slice's worth of time has passed. */
   runTurn(): void {
-    const turnStart = performance.now();
+    this.inTurn = true;
+    try {
+      this.runSlices();
+    } finally {
+      this.inTurn = false;
+    }
+  }
+
+  /** The body of a turn. One clock read per slice: the end of one is the start of the next. */
+  private runSlices(): void {
+    let t0 = performance.now();
+    const turnStart = t0;
     const budgetMs = this.params.tsliceUs / 1000;
     for (;;) {
-      this.account();
+      this.account(t0);
       const v = this.pick();
       if (!v) {
         if (this.queued > 0) setTimeout(() => this.kick(), this.params.periodUs / 1000).unref();
         return;
       }
-      const t0 = performance.now();
       this.current = v;
       v.state = VcpuState.Running;
       // A capped domain's slice ends where its cap for this period does.
-      const reason = this.runner.runSlice(v, Math.min(this.params.tsliceUs, this.capLeft(v)));
+      const reason = this.runner.runSlice(v, Math.min(this.params.tsliceUs, this.capLeft(v)), t0);
       this.current = undefined;
-      const us = (performance.now() - t0) * 1000;
+      const t1 = performance.now();
+      const us = (t1 - t0) * 1000;
+      t0 = t1;
       v.credit -= us;
       v.cpuTimeNs += us * 1000;
       if (us > v.longestSliceUs) v.longestSliceUs = us;
       this.used.set(v.domain.domid, (this.used.get(v.domain.domid) ?? 0) + us);
       this.afterSlice(v, reason);
-      if (performance.now() - turnStart >= budgetMs) {
-        if (this.queued > 0) this.kick();
+      if (t1 - turnStart >= budgetMs) {
+        if (this.queued > 0) {
+          this.inTurn = false;
+          this.kick();
+        }
         return;
       }
     }
@@ -211,8 +228,7 @@ export class Scheduler {
   }
 
   /** Hands out credit for the periods that have passed since the last accounting. */
-  private account(): void {
-    const now = performance.now();
+  private account(now: number): void {
     const elapsedUs = (now - this.lastAccounting) * 1000;
     if (elapsedUs < this.params.periodUs) return;
     this.lastAccounting = now;

@@ -5,17 +5,30 @@
  * guests compares it with the running slice's generation. The check reads one
  * Int32Array element and allocates nothing, and the guest cannot reach the
  * word: it is not in guest memory.
+ *
+ * Starting a slice is a few atomic stores: the worker is woken (a futex
+ * syscall, about a microsecond) only when it sleeps with no slice to time, or
+ * when the new slice ends before the one it is timing. Otherwise it finds the
+ * new generation and deadline when its current wait ends, and times that.
+ * Back-to-back short slices (vCPUs blocking on events) cost no syscall.
  */
 import { Worker } from "node:worker_threads";
 
+/** Int32 slots of the control block. */
 const GEN = 0;
-const SLICE_US = 1;
 const EXPIRED = 2;
+/** The worker's state: 0 idle (waiting for a slice), 1 timing a slice. */
+const STATE = 3;
+/** Float64 slots (after the Int32 ones): deadline of slice GEN, and of the slice being timed. */
+const DEADLINE = 2;
+const TIMING_UNTIL = 3;
 /** Calls to expired() between two reads of the clock. */
 const CLOCK_EVERY = 64;
 
 export class SliceTimer {
-  private readonly ctl = new Int32Array(new SharedArrayBuffer(16));
+  private readonly sab = new SharedArrayBuffer(32);
+  private readonly ctl = new Int32Array(this.sab, 0, 4);
+  private readonly f64 = new Float64Array(this.sab);
   private readonly worker: Worker;
   private gen = 0;
   /** Resolves once the worker runs: no slice may start before it can be ended. */
@@ -23,7 +36,7 @@ export class SliceTimer {
 
   constructor() {
     this.worker = new Worker(new URL("./slice_timer_worker.js", import.meta.url), {
-      workerData: this.ctl,
+      workerData: this.sab,
     });
     // Referenced until it runs, so that a host waiting for it is not left
     // without a live handle; after that it must not keep the process alive.
@@ -40,12 +53,16 @@ export class SliceTimer {
   private deadline = 0;
   private calls = 0;
 
-  /** Starts a slice of `us` microseconds. */
-  start(us: number): void {
-    this.deadline = performance.now() + us / 1000;
-    this.ctl[SLICE_US] = us;
+  /** Starts a slice of `us` microseconds; `now` is performance.now() if the caller has it. */
+  start(us: number, now = performance.now()): void {
+    this.deadline = now + us / 1000;
+    // Deadlines cross threads as absolute times: each thread has its own timeOrigin.
+    const abs = performance.timeOrigin + this.deadline;
+    this.f64[DEADLINE] = abs;
     this.gen = (Atomics.add(this.ctl, GEN, 1) + 1) | 0;
-    Atomics.notify(this.ctl, GEN);
+    if (Atomics.load(this.ctl, STATE) === 0 || abs < this.f64[TIMING_UNTIL]!) {
+      Atomics.notify(this.ctl, GEN);
+    }
   }
 
   /**
