@@ -11,8 +11,10 @@ import * as hypercall from "./hypercall.js";
 import * as create from "./create.js";
 import * as idle from "./idle.js";
 import * as preempt from "./preempt.js";
+import * as evtchn from "./evtchn.js";
+import * as gnttab from "./gnttab.js";
 
-const benches = { hypercall, cpu, create, idle, preempt } satisfies Record<
+const benches = { hypercall, cpu, create, idle, preempt, evtchn, gnttab } satisfies Record<
   string,
   { run(quick: boolean): Promise<Row[]> }
 >;

@@ -36,12 +36,13 @@ import {
   GTF_writing,
   grant_entry_v1,
 } from "../include/public/grant_table.js";
-import { PAGE_SIZE, _pfn, pfn_to_paddr, type Pfn } from "../include/xen/mm.js";
+import { INVALID_MFN, PAGE_SIZE, _pfn, mfn_x, pfn_to_paddr, type Pfn } from "../include/xen/mm.js";
 import { GRANT_FRAMES_IN_ARCH_AREA, PFN_GRANT_TABLE } from "../arch/wasm32/config.js";
 import type { Domain } from "./domain.js";
 
-/** v1 entries per grant table frame. */
+/** v1 entries per grant table frame (512: refs split as frame = ref >> 9, entry = ref & 511). */
 export const GRANT_ENTRIES_PER_FRAME = PAGE_SIZE / grant_entry_v1.size;
+const INVALID = mfn_x(INVALID_MFN);
 /** Mappings per maptrack frame (Xen's MAPTRACK_PER_PAGE: 8-byte struct grant_mapping). */
 export const MAPTRACK_PER_FRAME = PAGE_SIZE / 8;
 /** libxl's defaults for a guest (xl.cfg max_grant_frames, max_maptrack_frames). */
@@ -213,6 +214,58 @@ export class GrantTable {
     else act.writers++;
     this.foreignPins++;
     return act.pfn;
+  }
+
+  /**
+   * Takes entry `ref` for one GNTTABOP_copy by `grantee` (Xen's
+   * acquire_grant_for_copy): checks it as `pin` does and holds GTF_reading
+   * (and GTF_writing to write) while the copy runs, without an active entry
+   * unless one exists already. Returns the granted pfn or a GNTST_* status;
+   * release with `releaseCopy`. Kept allocation-free: backends copy every
+   * page of their I/O through here.
+   */
+  acquireCopy(ref: number, grantee: number, write: boolean): number {
+    if (!(ref >= 0 && ref < this.nrFrames * GRANT_ENTRIES_PER_FRAME)) return GNTST_bad_gntref;
+    const frame = this.frameAddr[ref >>> 9];
+    if (frame === undefined) return GNTST_general_error;
+    const act = this.active.size === 0 ? undefined : this.active.get(ref);
+    if (act) {
+      if (act.domid !== grantee) return GNTST_general_error;
+      if (!write || act.writers > 0) return act.pfn;
+    }
+    const i32 = this.d.mem.i32;
+    const i = (frame + ((ref & 511) << 3)) >> 2;
+    const bits = write ? GTF_reading | GTF_writing : GTF_reading;
+    // The word is flags | domid << 16; a write also needs GTF_readonly clear.
+    // Atomics.or returns the entry as it was when the bits went in: if it
+    // granted access then, the granter saw the bits before any later change.
+    const mask = GTF_type_mask | GTF_sub_page | (write ? GTF_readonly : 0) | 0xffff0000;
+    const want = GTF_permit_access | (grantee << 16);
+    const before = Atomics.or(i32, i, bits);
+    if ((before & mask) !== want) {
+      Atomics.and(i32, i, ~(bits & ~before));
+      return GNTST_general_error;
+    }
+    const pfn = act ? act.pfn : i32[i + 1]! >>> 0;
+    if (!(pfn < this.d.p2m.length && this.d.p2m[pfn] !== INVALID)) {
+      Atomics.and(i32, i, ~(bits & ~before));
+      return GNTST_bad_page;
+    }
+    return pfn;
+  }
+
+  /** Ends a copy's hold on entry `ref`: clears the flags no mapping still needs. */
+  releaseCopy(ref: number, write: boolean): void {
+    let bits = write ? GTF_reading | GTF_writing : GTF_reading;
+    const act = this.active.size === 0 ? undefined : this.active.get(ref);
+    if (act) {
+      if (act.readers + act.writers > 0) bits &= ~GTF_reading;
+      if (act.writers > 0) bits &= ~GTF_writing;
+    }
+    const frame = this.frameAddr[ref >>> 9];
+    if (bits && frame !== undefined) {
+      Atomics.and(this.d.mem.i32, (frame + ((ref & 511) << 3)) >> 2, ~bits);
+    }
   }
 
   /** Drops one pin of entry `ref`; clears the in-use flags when the last goes. */
