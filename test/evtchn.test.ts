@@ -10,14 +10,18 @@ import { loadKernelFile } from "../xen/arch/wasm32/kernel.js";
 import { guestPath } from "../extras/mini-os/build.js";
 import {
   HYPERVISOR as H,
+  CONSOLEIO_read,
   DOMID_SELF,
+  VIRQ_CONSOLE,
+  VIRQ_CON_RING,
+  VIRQ_DEBUG,
   VIRQ_DOM_EXC,
   VIRQ_TIMER,
 } from "../xen/include/public/xen.js";
 import { XenErrno as E } from "../xen/include/public/errno.js";
 import * as EV from "../xen/include/public/event_channel.js";
 import type { Domain } from "../xen/common/domain.js";
-import { op } from "./hc.js";
+import { SCRATCH, call, op } from "./hc.js";
 import { until } from "./helpers.js";
 
 async function setup(): Promise<{ host: Host; a: Domain; b: Domain; c: Domain }> {
@@ -342,6 +346,53 @@ test("a destroyed domain leaves no ports behind, and its peers' ports go unbound
     assert.equal(b.evtchn.inUse, 0);
     h.dispose();
     assert.equal(host.hv.dom0.evtchn.inUse, 0);
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("VIRQ_CONSOLE, VIRQ_CON_RING and VIRQ_DEBUG are raised as Xen raises them", async () => {
+  const { host, a } = await setup();
+  try {
+    const h = host.dom0.openEvtchn();
+    const fired = new Set<number>();
+    h.on((p) => {
+      fired.add(p);
+      h.unmask(p);
+    });
+    const con = h.bindVirq(VIRQ_CONSOLE);
+    const ring = h.bindVirq(VIRQ_CON_RING);
+    // Serial input: VIRQ_CONSOLE, then Dom0 reads it with CONSOLEIO_read.
+    assert.equal(host.hv.console.input(new TextEncoder().encode("xl\r")), 3);
+    await until(() => fired.has(con), 1000, "VIRQ_CONSOLE");
+    const dom0 = host.hv.dom0;
+    assert.equal(call(host, dom0, H.__HYPERVISOR_console_io, CONSOLEIO_read, 16, SCRATCH), 3);
+    assert.equal(new TextDecoder().decode(dom0.mem.read(SCRATCH, 3)), "xl\r");
+    assert.equal(call(host, dom0, H.__HYPERVISOR_console_io, CONSOLEIO_read, 16, SCRATCH), 0);
+    assert.equal(host.hv.console.input(new Uint8Array(500)), 128, "the rest is dropped");
+    // Console output: VIRQ_CON_RING.
+    host.hv.console.printk("something to read");
+    await until(() => fired.has(ring), 1000, "VIRQ_CON_RING");
+    // Debug key 'q': every vCPU gets VIRQ_DEBUG; 'e' and 'g' dump state.
+    const r = ev(host, a, EV.EVTCHNOP_bind_virq, EV.evtchn_bind_virq, {
+      virq: VIRQ_DEBUG,
+      vcpu: 0,
+    });
+    const dbg = r.out("port");
+    const pa = allocUnbound(host, a, 0);
+    host.dmesg(true);
+    host.debugKeys("qegz");
+    assert.equal(a.evtchn.isPending(dbg), true);
+    const out = host.dmesg();
+    assert.match(out, /General information for domain \d+ \(a\)/);
+    assert.match(
+      out,
+      new RegExp(`Event channel information for domain ${a.domid} \\(2-level ABI\\):`),
+    );
+    assert.match(out, new RegExp(`\\s+${pa} \\[0/0\\]: s=1 \\(unbound\\) n=0 for d0`));
+    assert.match(out, /grant table for d0: version 1/);
+    assert.match(out, /'z' pressed -> no handler for this key/);
+    h.dispose();
   } finally {
     await host.shutdown();
   }

@@ -154,6 +154,11 @@ export class Host {
     });
   }
 
+  /** Runs hypervisor debug keys (xl debug-keys): 'q' domains, 'e' event channels, 'g' grants. */
+  debugKeys(keys: string): void {
+    this.hv.debugKeys(keys);
+  }
+
   /** The hypervisor console (xl dmesg). */
   dmesg(clear = false): string {
     return this.hv.console.read(clear);

@@ -1,7 +1,10 @@
 /**
  * The hypervisor console (Xen's `drivers/char/console.c`): a ring of recent
  * lines that `xl dmesg` reads, Xen's own messages prefixed "(XEN) " and guest
- * console_io output prefixed "(dN) ", and the console_io hypercall.
+ * console_io output prefixed "(dN) ", the serial input ring that Dom0 reads
+ * with CONSOLEIO_read, and the console_io hypercall. New output raises
+ * VIRQ_CON_RING and new input VIRQ_CONSOLE on Dom0 (through `onOutput` and
+ * `onInput`, set by the hypervisor).
  */
 import { CONSOLEIO_read, CONSOLEIO_write } from "../include/public/xen.js";
 import { XenErrno } from "../include/public/errno.js";
@@ -10,11 +13,31 @@ import type { Hypervisor } from "./hypervisor.js";
 
 /** Bytes the console ring keeps (Xen's conring_size; its default is 16 KiB). */
 export const CONRING_SIZE = 64 * 1024;
+/** Bytes of serial input held for Dom0 (Xen's SERIAL_RX_SIZE); more is dropped. */
+export const SERIAL_RX_SIZE = 128;
 
 export class HypervisorConsole {
   private lines: string[] = [];
   private bytes = 0;
+  private rx: number[] = [];
   readonly listeners = new Set<(line: string) => void>();
+  /** Called after output is added (VIRQ_CON_RING) and after input arrives (VIRQ_CONSOLE). */
+  onOutput: (() => void) | undefined;
+  onInput: (() => void) | undefined;
+
+  /** Serial input for Dom0 (what is typed on Xen's console); returns the bytes kept. */
+  input(bytes: Uint8Array): number {
+    const room = Math.max(0, SERIAL_RX_SIZE - this.rx.length);
+    const kept = Math.min(room, bytes.length);
+    for (let i = 0; i < kept; i++) this.rx.push(bytes[i]!);
+    if (kept > 0) this.onInput?.();
+    return kept;
+  }
+
+  /** Takes up to `max` bytes of serial input (CONSOLEIO_read). */
+  takeInput(max: number): Uint8Array {
+    return Uint8Array.from(this.rx.splice(0, max));
+  }
 
   /** Appends one line (without its newline). */
   put(line: string): void {
@@ -23,6 +46,7 @@ export class HypervisorConsole {
     while (this.bytes > CONRING_SIZE && this.lines.length > 1)
       this.bytes -= this.lines.shift()!.length + 1;
     for (const l of this.listeners) l(line);
+    this.onOutput?.();
   }
 
   /** A hypervisor message, as Xen prints it. */
@@ -43,8 +67,9 @@ export class HypervisorConsole {
 
 /**
  * console_io(cmd, count, buffer). Writes from any domain are accepted, as a
- * debug build of Xen accepts them, and appear as "(dN) " lines; reads of the
- * ring are for privileged domains only.
+ * debug build of Xen accepts them, and appear as "(dN) " lines. Reads take
+ * serial input, as in Xen, and are for privileged domains only; the ring of
+ * output is read with sysctl readconsole (`xl dmesg`), not here.
  */
 export function do_console_io(
   hv: Hypervisor,
@@ -63,10 +88,10 @@ export function do_console_io(
     }
     case CONSOLEIO_read: {
       if (!d.privileged) return -XenErrno.EPERM;
-      const text = new TextEncoder().encode(hv.console.read());
-      const n = Math.min(text.length, count >>> 0);
-      d.mem.write(buffer >>> 0, text.subarray(0, n));
-      return n;
+      d.mem.check(buffer >>> 0, count >>> 0);
+      const input = hv.console.takeInput(count >>> 0);
+      d.mem.write(buffer >>> 0, input);
+      return input.length;
     }
     default:
       return -XenErrno.ENOSYS;

@@ -9,6 +9,8 @@ import {
   NR_HYPERCALLS,
   SIF_INITDOMAIN,
   SIF_PRIVILEGED,
+  VIRQ_CON_RING,
+  VIRQ_CONSOLE,
   VIRQ_DOM_EXC,
   VIRQ_TIMER,
   hypercallName,
@@ -39,6 +41,7 @@ import { SliceTimer } from "../arch/wasm32/slice_timer.js";
 import { Domain, type DomainLimits } from "./domain.js";
 import { DEFAULT_MAX_GRANT_FRAMES, DEFAULT_MAX_MAPTRACK_FRAMES } from "./grant_table.js";
 import { unmapGrantRef } from "./grant_table_op.js";
+import { handleKey } from "./keyhandler.js";
 import { FrameAllocator } from "./page_alloc.js";
 import { HypervisorConsole } from "./console.js";
 import { GuestFault } from "./guest_access.js";
@@ -164,6 +167,8 @@ export class Hypervisor implements VcpuHost {
         `dom0_mem must be between ${(MIN_DOMAIN_FRAMES * PAGE_SIZE) >> 10} KiB and machine memory`,
       );
     this.dom0 = this.buildDom0();
+    this.console.onOutput = () => this.dom0.evtchn.sendGlobalVirq(VIRQ_CON_RING);
+    this.console.onInput = () => this.dom0.evtchn.sendGlobalVirq(VIRQ_CONSOLE);
     this.console.printk(
       `Xen version ${XEN_VERSION}.${XEN_SUBVERSION}${XEN_EXTRAVERSION} (tsxen, wasm32): ${this.frames.totalFrames} frames of machine memory, dom0_mem=${config.dom0MemoryBytes >> 20}M`,
     );
@@ -562,6 +567,15 @@ export class Hypervisor implements VcpuHost {
     if (!m) return undefined;
     const a = pfn_to_paddr(m.pfn);
     return m.granter.mem.u8.subarray(a, a + PAGE_SIZE);
+  }
+
+  /** Runs debug keys (xl debug-keys): each known key dumps state on the console. */
+  debugKeys(keys: string): void {
+    const all = [this.dom0, ...[...this.domains.values()].sort((a, b) => a.domid - b.domid)];
+    for (const k of keys) {
+      if (!handleKey(k, all, (s) => this.console.printk(s)))
+        this.console.printk(`'${k}' pressed -> no handler for this key`);
+    }
   }
 
   /** Frees a dying domain's memory and forgets it (called once nothing maps it). */

@@ -1,0 +1,78 @@
+/**
+ * Debug keys (Xen's `common/keyhandler.c`, `xl debug-keys`): each key dumps
+ * one part of the hypervisor's state on its console. 'q' also raises
+ * VIRQ_DEBUG on every vCPU, asking guests to dump their own state, as Xen's
+ * dump_domains does.
+ *
+ *   q  domains: state, pages, vCPUs (and VIRQ_DEBUG to each vCPU)
+ *   e  event channels of every domain
+ *   g  grant tables of every domain: entries in use and who pins them
+ */
+import { VIRQ_DEBUG } from "../include/public/xen.js";
+import {
+  EVTCHNSTAT_interdomain,
+  EVTCHNSTAT_ipi,
+  EVTCHNSTAT_unbound,
+  EVTCHNSTAT_virq,
+} from "../include/public/event_channel.js";
+import type { Domain } from "./domain.js";
+
+const STATE_NAMES: Record<number, string> = {
+  [EVTCHNSTAT_unbound]: "unbound",
+  [EVTCHNSTAT_interdomain]: "interdomain",
+  [EVTCHNSTAT_virq]: "virq",
+  [EVTCHNSTAT_ipi]: "ipi",
+};
+
+/** The keys handleKey knows, with what each dumps (for `xl debug-keys h`). */
+export const DEBUG_KEYS: Record<string, string> = {
+  q: "dump domain (and guest debug) info",
+  e: "dump evtchn info",
+  g: "print grant table usage",
+};
+
+/** Runs debug key `key` over `domains` (Dom0 first), printing with `printk`. */
+export function handleKey(key: string, domains: Domain[], printk: (s: string) => void): boolean {
+  switch (key) {
+    case "q":
+      printk("'q' pressed -> dumping domain info");
+      for (const d of domains) {
+        printk(`General information for domain ${d.domid} (${d.name}):`);
+        printk(
+          `    state=${d.runState} pause_count=${d.pauseCount} tot_pages=${d.totPages} max_pages=${d.maxPages}`,
+        );
+        for (const v of d.vcpus) {
+          printk(
+            `    VCPU${v.id}: state=${v.state} upcall_pend=${v.upcallPending ? 1 : 0} upcall_mask=${v.upcallMasked ? 1 : 0}`,
+          );
+          d.evtchn.sendVirq(v.id, VIRQ_DEBUG);
+        }
+      }
+      return true;
+    case "e":
+      printk("'e' pressed -> dumping event-channel info");
+      for (const d of domains) {
+        printk(`Event channel information for domain ${d.domid} (${d.evtchn.ops.name} ABI):`);
+        for (const [port, st] of d.evtchn.bound()) {
+          const what =
+            st.state === EVTCHNSTAT_interdomain
+              ? ` d${st.u}:${st.uPort}`
+              : st.state === EVTCHNSTAT_unbound
+                ? ` for d${st.u}`
+                : st.state === EVTCHNSTAT_virq
+                  ? ` v=${st.u}`
+                  : "";
+          printk(
+            `    ${String(port).padStart(4)} [${d.evtchn.isPending(port) ? 1 : 0}/${d.evtchn.ops.isMasked(port) ? 1 : 0}]: s=${st.state} (${STATE_NAMES[st.state] ?? "?"}) n=${st.vcpu}${what}`,
+          );
+        }
+      }
+      return true;
+    case "g":
+      printk("'g' pressed -> grant table usage");
+      for (const d of domains) for (const line of d.gnttab.dump()) printk(line);
+      return true;
+    default:
+      return false;
+  }
+}
