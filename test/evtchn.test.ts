@@ -114,6 +114,11 @@ test("interdomain channels: offer, bind, send both ways, close, rebind", async (
     assert.equal(status(host, c, pa, a.domid).rc, -E.EPERM, "status of another domain");
     assert.equal(status(host, host.hv.dom0, pa, a.domid).state, EV.EVTCHNSTAT_interdomain);
     assert.equal(status(host, a, 5000).rc, -E.EINVAL);
+    // Port 0 is reserved: closed to status, refused to close and send, unmaskable.
+    assert.equal(status(host, a, 0).state, EV.EVTCHNSTAT_closed);
+    assert.equal(portOp(host, a, EV.EVTCHNOP_close, 0), -E.EINVAL);
+    assert.equal(portOp(host, a, EV.EVTCHNOP_send, 0), -E.EINVAL);
+    assert.equal(portOp(host, a, EV.EVTCHNOP_unmask, 0), 0);
     // Closing one end leaves the other unbound, offered to the closer again.
     assert.equal(portOp(host, b, EV.EVTCHNOP_close, pb), 0);
     assert.equal(portOp(host, b, EV.EVTCHNOP_close, pb), -E.EINVAL, "double close");

@@ -115,9 +115,13 @@ export class EventChannels {
     return this.inUseCount;
   }
 
-  /** True if `port` names a valid slot (allocated bucket), bound or not. */
+  /**
+   * True if `port` names a slot of an allocated bucket, bound or not. Port 0
+   * is valid but reserved: it is never bound, so status reports it closed and
+   * close, send or bind_vcpu on it are -EINVAL, as in Xen.
+   */
   isValid(port: number): boolean {
-    return Number.isInteger(port) && port > 0 && port < this.validPorts && port < this.maxPorts;
+    return Number.isInteger(port) && port >= 0 && port < this.validPorts && port < this.maxPorts;
   }
 
   /** The bound port `port`, or undefined. */
@@ -271,7 +275,7 @@ export class EventChannels {
 
   /** EVTCHNOP_status for `port`. */
   status(port: number): EvtchnStatus | number {
-    if (!this.isValid(port) && port !== 0) return -XenErrno.EINVAL;
+    if (!this.isValid(port)) return -XenErrno.EINVAL;
     const ch = this.ports[port];
     if (!ch) return { state: EVTCHNSTAT_closed, vcpu: 0, u: 0, uPort: 0 };
     switch (ch.state) {

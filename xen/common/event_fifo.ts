@@ -118,15 +118,6 @@ export class Fifo implements PortOps {
     return 0;
   }
 
-  /** True when guest page at `addr` is already the control block or an array page. */
-  usesPage(addr: number): boolean {
-    const page = addr - (addr % PAGE_SIZE);
-    if (this.arrayPages.includes(page)) return true;
-    return this.vcpus.some(
-      (v) => v.controlBlock !== undefined && v.controlBlock - (v.controlBlock % PAGE_SIZE) === page,
-    );
-  }
-
   setPending(port: number, vcpu: number): void {
     const i32 = this.d.mem.i32;
     const w = this.word(port);
