@@ -174,6 +174,11 @@ test("VIRQs, IPIs and bind_vcpu on a two-vCPU domain", async () => {
     const dex = virq(VIRQ_DOM_EXC, 0);
     assert.equal(bindVcpu(dex, 1), 0);
     assert.equal(status(host, d, dex).vcpu, 1);
+    d.evtchn.sendGlobalVirq(VIRQ_DOM_EXC);
+    assert.equal(d.evtchn.isPending(dex), true, "a moved global VIRQ still fires");
+    // Closing a moved VIRQ frees its binding: it can be bound again.
+    assert.equal(portOp(host, d, EV.EVTCHNOP_close, dex), 0);
+    assert.equal(virq(VIRQ_DOM_EXC, 0), dex);
     const u = allocUnbound(host, d, 0);
     assert.equal(bindVcpu(u, 1), 0);
     assert.equal(bindVcpu(u, 5), -E.ENOENT);
@@ -320,6 +325,12 @@ test("Dom0's evtchn device: bind to a guest, receive, notify, unmask, unbind", a
     h.notify(local);
     assert.equal(a.evtchn.isPending(remote), true);
     assert.throws(() => h.notify(4000), /evtchn: send on port 4000 failed: EINVAL/);
+    // The toolstack's way: a port in the guest, offered to Dom0.
+    const inA = h.allocUnboundIn(a.domid, 0);
+    assert.equal(status(host, a, inA).state, EV.EVTCHNSTAT_unbound);
+    assert.equal(status(host, a, inA).u, 0);
+    const mine = h.bindInterdomain(a.domid, inA);
+    assert.equal(status(host, a, inA).port, mine);
     assert.throws(
       () => h.bindInterdomain(a.domid, 77),
       /bind_interdomain to d\d+ port 77 failed: EINVAL/,

@@ -111,23 +111,22 @@ export class XenEvtchn {
 
   /** xenevtchn_bind_unbound_port: a port in Dom0 that domain `remoteDomid` may bind to. */
   bindUnboundPort(remoteDomid: number): number {
-    const f = EV.evtchn_alloc_unbound.fields;
-    const mem = this.dev.privcmd.mem;
-    const a = this.op(EV.EVTCHNOP_alloc_unbound, "alloc_unbound", `for d${remoteDomid}`, (a) => {
-      mem.setU16(a + f.dom.offset, DOMID_SELF);
-      mem.setU16(a + f.remote_dom.offset, remoteDomid);
-    });
-    return this.adopt(mem.u32(a + f.port.offset));
+    return this.adopt(this.allocUnboundIn(DOMID_SELF, remoteDomid));
   }
 
-  /** Allocates an unbound port in domain `domid` for `remoteDomid` (what the toolstack does). */
+  /**
+   * Allocates an unbound port in domain `domid` for `remoteDomid`, as the
+   * toolstack does for a guest's xenstore and console channels. The port is
+   * the guest's, not this handle's.
+   */
   allocUnboundIn(domid: number, remoteDomid: number): number {
     const f = EV.evtchn_alloc_unbound.fields;
     const mem = this.dev.privcmd.mem;
+    const where = domid === DOMID_SELF ? "" : `in d${domid} `;
     const a = this.op(
       EV.EVTCHNOP_alloc_unbound,
       "alloc_unbound",
-      `in d${domid} for d${remoteDomid}`,
+      `${where}for d${remoteDomid}`,
       (a) => {
         mem.setU16(a + f.dom.offset, domid);
         mem.setU16(a + f.remote_dom.offset, remoteDomid);

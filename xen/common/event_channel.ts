@@ -65,6 +65,8 @@ export interface Evtchn extends FifoPort {
   /** Interdomain: the peer's ports. */
   peer: EventChannels | undefined;
   virq: number;
+  /** VIRQ: the vCPU it was bound on, which keys the VIRQ table even after bind_vcpu. */
+  virqVcpu: number;
 }
 
 /** VIRQs delivered per vCPU; the rest are global (bound on vCPU 0 only). */
@@ -142,6 +144,7 @@ export class EventChannels {
       remotePort: 0,
       peer: undefined,
       virq: 0,
+      virqVcpu: 0,
       priority: EVTCHN_FIFO_PRIORITY_DEFAULT,
       pending: false,
     };
@@ -193,6 +196,7 @@ export class EventChannels {
     const port = this.allocPort(EVTCHNSTAT_virq, vcpu);
     if (port < 0) return port;
     this.ports[port]!.virq = virq;
+    this.ports[port]!.virqVcpu = vcpu;
     this.virqPort.set(key, port);
     return port;
   }
@@ -257,7 +261,7 @@ export class EventChannels {
   close(port: number): number {
     const ch = this.get(port);
     if (!ch) return -XenErrno.EINVAL;
-    if (ch.state === EVTCHNSTAT_virq) this.virqPort.delete(ch.vcpu * NR_VIRQS + ch.virq);
+    if (ch.state === EVTCHNSTAT_virq) this.virqPort.delete(ch.virqVcpu * NR_VIRQS + ch.virq);
     if (ch.state === EVTCHNSTAT_interdomain && ch.peer) {
       const rch = ch.peer.ports[ch.remotePort];
       if (rch && rch.peer === this) {
