@@ -31,6 +31,7 @@ const NOT_IN_HEADERS: Record<string, string> = {
   XS_GET_QUOTA: "upstream Xen 4.19 xs_wire.h",
   XS_SET_QUOTA: "upstream Xen 4.19 xs_wire.h",
   XENCONS_IN_SIZE: "sizeof(xencons_interface.in)",
+  XSD_SOCKMSG_SIZE: "sizeof(struct xsd_sockmsg)",
   XENCONS_OUT_SIZE: "sizeof(xencons_interface.out)",
   XEN_EXTRAVERSION_LEN: "sizeof(xen_extraversion_t), a typedef",
   XEN_CAPABILITIES_INFO_LEN: "sizeof(xen_capabilities_info_t), a typedef",

@@ -93,3 +93,106 @@ export const xenstore_domain_interface = struct("xenstore_domain_interface", [
 
 /** Index into a xenstore ring from a free-running counter. */
 export const MASK_XENSTORE_IDX = (idx: number): number => idx & (XENSTORE_RING_SIZE - 1);
+
+/** Bytes of the xsd_sockmsg header. */
+export const XSD_SOCKMSG_SIZE = 16;
+
+/** One xenstore message: the header's fields and the payload. */
+export interface XsMsg {
+  type: number;
+  reqId: number;
+  txId: number;
+  payload: Uint8Array;
+}
+
+/** Encodes `msg` as header plus payload (little-endian, as on every Xen host). */
+export function encodeXsMsg(msg: XsMsg): Uint8Array {
+  const out = new Uint8Array(XSD_SOCKMSG_SIZE + msg.payload.length);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, msg.type >>> 0, true);
+  dv.setUint32(4, msg.reqId >>> 0, true);
+  dv.setUint32(8, msg.txId >>> 0, true);
+  dv.setUint32(12, msg.payload.length, true);
+  out.set(msg.payload, XSD_SOCKMSG_SIZE);
+  return out;
+}
+
+/** What the incremental parser gives: a message, or an error that ends the connection. */
+export type XsParse = { msg: XsMsg } | { error: string };
+
+/**
+ * An incremental xenstore message parser: bytes in (any split), messages out.
+ * A header announcing more than XENSTORE_PAYLOAD_MAX bytes is an error, after
+ * which the stream cannot be resynchronised (xenstored drops the connection).
+ * It owns no socket and no ring.
+ */
+export class XsParser {
+  private buf = new Uint8Array(0);
+  private failed = false;
+
+  /** Adds `bytes` and returns every message (or the error) they complete. */
+  push(bytes: Uint8Array): XsParse[] {
+    if (this.failed) return [];
+    const joined = new Uint8Array(this.buf.length + bytes.length);
+    joined.set(this.buf);
+    joined.set(bytes, this.buf.length);
+    const out: XsParse[] = [];
+    let at = 0;
+    while (joined.length - at >= XSD_SOCKMSG_SIZE) {
+      const dv = new DataView(joined.buffer, joined.byteOffset + at, XSD_SOCKMSG_SIZE);
+      const len = dv.getUint32(12, true);
+      if (len > XENSTORE_PAYLOAD_MAX) {
+        this.failed = true;
+        out.push({
+          error: `payload of ${len} bytes exceeds XENSTORE_PAYLOAD_MAX (${XENSTORE_PAYLOAD_MAX})`,
+        });
+        this.buf = new Uint8Array(0);
+        return out;
+      }
+      if (joined.length - at < XSD_SOCKMSG_SIZE + len) break;
+      out.push({
+        msg: {
+          type: dv.getUint32(0, true),
+          reqId: dv.getUint32(4, true),
+          txId: dv.getUint32(8, true),
+          payload: joined.slice(at + XSD_SOCKMSG_SIZE, at + XSD_SOCKMSG_SIZE + len),
+        },
+      });
+      at += XSD_SOCKMSG_SIZE + len;
+    }
+    this.buf = joined.slice(at);
+    return out;
+  }
+
+  /** Bytes held waiting for the rest of a message. */
+  get pending(): number {
+    return this.buf.length;
+  }
+}
+
+/** Splits a payload at NULs: "a\0b\0" → ["a", "b"]; a last part without NUL is kept. */
+export function splitNul(payload: Uint8Array): Uint8Array[] {
+  const parts: Uint8Array[] = [];
+  let start = 0;
+  for (let i = 0; i < payload.length; i++) {
+    if (payload[i] === 0) {
+      parts.push(payload.subarray(start, i));
+      start = i + 1;
+    }
+  }
+  if (start < payload.length) parts.push(payload.subarray(start));
+  return parts;
+}
+
+/** Strings, each NUL-terminated, as one payload ("<foo>|*" in xenstore.txt). */
+export function joinNul(parts: ReadonlyArray<string | Uint8Array>): Uint8Array {
+  const enc = new TextEncoder();
+  const bufs = parts.map((p) => (typeof p === "string" ? enc.encode(p) : p));
+  const out = new Uint8Array(bufs.reduce((n, b) => n + b.length + 1, 0));
+  let at = 0;
+  for (const b of bufs) {
+    out.set(b, at);
+    at += b.length + 1;
+  }
+  return out;
+}
