@@ -1,14 +1,18 @@
 /**
  * Installs the Debian packages the test suite needs when they are missing:
  * libxen-dev (Xen's public headers, which the ABI test checks every constant
- * against). As root with apt-get it installs them; otherwise it says what to
- * install and fails, rather than letting the ABI test be skipped.
+ * against), xenstore-utils (Xen's C xenstore clients) and xen-utils-4.17
+ * (Xen's own test-xenstore), which the xenstored tests run against our
+ * daemon. As root with apt-get it installs them; otherwise it says what to
+ * install and fails, rather than letting those tests be skipped.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 
 const NEEDED: Array<{ pkg: string; file: string }> = [
   { pkg: "libxen-dev", file: "/usr/include/xen/xen.h" },
+  { pkg: "xenstore-utils", file: "/usr/bin/xenstore-ls" },
+  { pkg: "xen-utils-4.17", file: "/usr/lib/xen-4.17/bin/test-xenstore" },
 ];
 
 const missing = NEEDED.filter((n) => !existsSync(n.file));
