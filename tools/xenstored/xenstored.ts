@@ -268,9 +268,9 @@ export class Xenstored implements ConnectionHost {
   setPerms(view: NodeView, c: Caller, p: string, perms: Perm[]): void {
     if (perms.length === 0) throw new XsError("EINVAL", "no permissions given");
     this.quotas.check(c.domid, c.privileged, "permissions", perms.length);
-    for (const x of perms) {
-      if (x.domid !== 0 && !this.domainExists(x.domid))
-        throw new XsError("ENOENT", `domain ${x.domid}`);
+    // As Xen's: the owner must exist; other entries may name any domain.
+    if (!this.domainExists(perms[0]!.domid)) {
+      throw new XsError("ENOENT", `owner domain ${perms[0]!.domid}`);
     }
     if (p.startsWith("@")) {
       if (!c.privileged) throw new XsError("EACCES", p);
