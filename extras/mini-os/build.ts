@@ -21,6 +21,7 @@ import * as version from "../../xen/include/public/version.js";
 import * as memory from "../../xen/include/public/memory.js";
 import * as evtchn from "../../xen/include/public/event_channel.js";
 import * as gnttab from "../../xen/include/public/grant_table.js";
+import * as xsWire from "../../xen/include/public/io/xs_wire.js";
 import * as errno from "../../xen/include/public/errno.js";
 import * as arch from "../../xen/include/public/arch-wasm32.js";
 import * as config from "../../xen/arch/wasm32/config.js";
@@ -68,6 +69,11 @@ function abiSource(): string {
   emit("START_INFO_NR_PAGES_OFF", arch.start_info.fields.nr_pages.offset);
   emit("SHARED_INFO_PTR_OFF", arch.start_info.fields.shared_info.offset);
   emit("START_INFO_CMDLINE_OFF", arch.start_info.fields.cmd_line.offset);
+  emit("START_INFO_STORE_EVTCHN_OFF", arch.start_info.fields.store_evtchn.offset);
+  for (const [k, f] of Object.entries(xsWire.xenstore_domain_interface.fields))
+    emit(`XENSTORE_${k.toUpperCase()}_OFF`, f.offset);
+  for (const [k, v] of Object.entries(xsWire))
+    if (typeof v === "number" && /^XS_/.test(k)) emit(k, v);
   emit("VCPU_INFO_SIZE", arch.vcpu_info.size);
   emit("VCPU_INFO_UPCALL_PENDING_OFF", f.evtchn_upcall_pending.offset);
   emit("VCPU_INFO_UPCALL_MASK_OFF", f.evtchn_upcall_mask.offset);

@@ -16,9 +16,21 @@ import type { Domain, DomainRunState } from "../../xen/common/domain.js";
 import { XenErrno } from "../../xen/include/public/errno.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 import { Dom0Drivers } from "../../dom0/drivers/index.js";
+import type { XenEvtchn } from "../../dom0/drivers/evtchn.js";
+import { Xenstored } from "../xenstored/xenstored.js";
+import { RingTransport } from "../xenstored/ring.js";
+import { introduceToXenstore, releaseFromXenstore } from "./xenstore_domain.js";
 
 /** A domain config whose kernel is a file path or an already loaded Kernel. */
-export type HostDomainConfig = Omit<DomainConfig, "kernel"> & { kernel: string | Kernel };
+export type HostDomainConfig = Omit<DomainConfig, "kernel"> & {
+  kernel: string | Kernel;
+  /**
+   * Connect the guest to xenstored (store ring, port, /local/domain/N).
+   * Off by default until the toolstack (#5) does it for every guest: Dom0's
+   * 2-level event channels bound it to about 4,000 such guests.
+   */
+  xenstore?: boolean;
+};
 
 /** One row of `list()`, with the fields `xl list` prints. */
 export interface DomainInfo {
@@ -42,20 +54,41 @@ export class Host {
   /** Dom0's kernel drivers: privcmd, evtchn, gntdev, gntalloc. */
   readonly dom0: Dom0Drivers;
 
+  /** xenstored, as a Dom0 service with guest rings; `serve` adds its unix socket. */
+  readonly xenstored: Xenstored;
+  private readonly xsRings: RingTransport;
+  private readonly xsEvtchn: XenEvtchn;
+
   constructor(config: Partial<HypervisorConfig> = {}) {
     this.hv = new Hypervisor({ ...DEFAULT_HYPERVISOR_CONFIG, ...config });
     this.dom0 = new Dom0Drivers(this.hv);
+    this.xsRings = new RingTransport(this.dom0, (id) => this.hv.domainById(id) !== undefined);
+    this.xenstored = new Xenstored(this.xsRings);
+    this.xsEvtchn = this.dom0.openEvtchn();
+    this.hv.listeners.add({
+      shutdown: (d) => this.xenstored.domainShutdown(d.domid),
+      dying: (d) => releaseFromXenstore(d.domid, this.xenstored),
+    });
   }
 
   /** Creates a domain; rejects with an Error that names what was wrong. */
   async create(cfg: HostDomainConfig): Promise<Domain> {
     const kernel = typeof cfg.kernel === "string" ? await loadKernelFile(cfg.kernel) : cfg.kernel;
-    return this.hv.createDomain({ ...cfg, kernel });
+    return this.createSync({ ...cfg, kernel });
   }
 
   /** Creates a domain from an already loaded kernel, synchronously. */
-  createSync(cfg: DomainConfig): Domain {
-    return this.hv.createDomain(cfg);
+  createSync(cfg: DomainConfig & { xenstore?: boolean }): Domain {
+    const d = this.hv.createDomain(cfg);
+    if (cfg.xenstore) {
+      try {
+        introduceToXenstore(d, this.xenstored, this.xsEvtchn);
+      } catch (e) {
+        this.hv.destroyDomain(d.domid);
+        throw new Error(`cannot connect domain '${cfg.name}' to xenstore: ${(e as Error).message}`);
+      }
+    }
+    return d;
   }
 
   private get(domid: number): Domain {
@@ -165,7 +198,9 @@ export class Host {
   }
 
   /** Destroys every domain and stops the machine. */
-  shutdown(): Promise<void> {
-    return this.hv.dispose();
+  async shutdown(): Promise<void> {
+    await this.hv.dispose();
+    this.xsRings.dispose();
+    this.xsEvtchn.dispose();
   }
 }

@@ -14,9 +14,14 @@ import type { XsConnection } from "./connection.js";
 import { XsError } from "./errors.js";
 import type { Xenstored } from "./xenstored.js";
 
+/** xenstore-ring.txt feature bit 2: WATCH takes a depth (newer than 4.17's xs_wire.h). */
+export const XENSTORE_SERVER_FEATURE_WATCHDEPTH = 4;
+
 /** Features this xenstored offers on rings (xenstore-ring.txt). */
 export const SUPPORTED_FEATURES =
-  W.XENSTORE_SERVER_FEATURE_RECONNECTION | W.XENSTORE_SERVER_FEATURE_ERROR;
+  W.XENSTORE_SERVER_FEATURE_RECONNECTION |
+  W.XENSTORE_SERVER_FEATURE_ERROR |
+  XENSTORE_SERVER_FEATURE_WATCHDEPTH;
 
 export interface OpResult {
   payload: Uint8Array;

@@ -414,10 +414,10 @@ test("quotas: each refusal names the quota, its limit and the domain", () => {
 test("features, CONTROL and domain management", () => {
   const { d, client } = setup();
   const dom0 = client(0);
-  assert.deepEqual(dom0.q(W.XS_GET_FEATURE, []), ["3"]);
+  assert.deepEqual(dom0.q(W.XS_GET_FEATURE, []), ["7"]);
   assert.deepEqual(dom0.q(W.XS_SET_FEATURE, ["6", "1"]), ["OK"]);
   assert.deepEqual(dom0.q(W.XS_GET_FEATURE, ["6"]), ["1"]);
-  assert.deepEqual(dom0.q(W.XS_SET_FEATURE, ["6", "8"]), "ERR:EINVAL");
+  assert.deepEqual(dom0.q(W.XS_SET_FEATURE, ["6", "16"]), "ERR:EINVAL");
   dom0.q(W.XS_INTRODUCE, ["6", "1", "1"]);
   assert.deepEqual(dom0.q(W.XS_SET_FEATURE, ["6", "1"]), "ERR:EBUSY");
   assert.deepEqual(dom0.q(W.XS_INTRODUCE, ["6", "1", "1"]), ["OK"], "the same introduction again");

@@ -129,6 +129,12 @@ export class DomainCreateError extends Error {
 export interface HypervisorEvents {
   /** A domain shut down (its reason is in domain.shutdownReason) or crashed. */
   shutdown?(d: Domain): void;
+  /**
+   * A domain is being destroyed: its vCPUs and ports are gone. Dom0 services
+   * drop their mappings of its pages now (as Xen's xenstored does on
+   * VIRQ_DOM_EXC), so that its memory can be freed.
+   */
+  dying?(d: Domain): void;
   /** A domain was destroyed and its resources released. */
   destroyed?(domid: number): void;
 }
@@ -554,6 +560,13 @@ export class Hypervisor implements VcpuHost {
     d.evtchn.dispose();
     for (const h of d.gnttab.handles()) unmapGrantRef(this, d, h);
     d.consoleListeners.clear();
+    for (const l of this.listeners) {
+      try {
+        l.dying?.(d);
+      } catch (e) {
+        this.console.printk(`BUG: a listener failed on d${d.domid}'s destruction: ${String(e)}`);
+      }
+    }
     if (d.gnttab.pinned === 0) this.releaseDyingDomain(d);
   }
 

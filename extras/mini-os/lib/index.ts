@@ -6,3 +6,4 @@ export * from "./events";
 export * from "./sched";
 export * from "./xen_abi";
 export * from "./gnttab";
+export * from "./xenbus";

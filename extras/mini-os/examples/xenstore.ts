@@ -1,0 +1,98 @@
+// xenstore: a guest that talks to xenstored over its ring. It reads its name,
+// writes data/greeting, bumps data/counter in a transaction (retrying on
+// EAGAIN), and then does what every PV guest does: watches control/shutdown
+// and powers off or reboots when the toolstack writes "poweroff" or "reboot".
+import {
+  cons,
+  domid,
+  shutdown,
+  SHUTDOWN_poweroff,
+  SHUTDOWN_reboot,
+  SHUTDOWN_crash,
+  XEN_EAGAIN,
+  local_irq_enable,
+  do_hypervisor_callback,
+  xenbus_init,
+  xenbus_read,
+  xenbus_write,
+  xenbus_write_raw,
+  xenbus_directory,
+  xenbus_watch,
+  xenbus_wait_for_watch,
+  xenbus_transaction_start,
+  xenbus_transaction_end,
+  xenbus_reply,
+  xenbus_reply_len,
+  str_eq,
+} from "../lib/index";
+
+export function hypervisor_callback(vcpu: u32): void {
+  do_hypervisor_callback(vcpu);
+}
+
+const num = memory.data(16);
+
+function fail(what: string, rc: i32): void {
+  cons.s("xenstore: ").s(what).s(" failed: ").i(rc).nl();
+  shutdown(SHUTDOWN_crash);
+}
+
+/** Writes `n` in decimal at `num`; returns the length. */
+function itoa(n: u32): i32 {
+  let len = 0;
+  let div: u32 = 1;
+  while (n / div >= 10) div *= 10;
+  for (; div > 0; div /= 10) store<u8>(num + len++, <u8>(48 + ((n / div) % 10)));
+  return len;
+}
+
+function bump(): u32 {
+  while (true) {
+    const tx = xenbus_transaction_start();
+    if (tx < 0) fail("transaction_start", tx);
+    let n: u32 = 0;
+    if (xenbus_read("data/counter", <u32>tx) == 0) {
+      for (let i = 0; i < xenbus_reply_len(); i++) n = n * 10 + (load<u8>(xenbus_reply() + i) - 48);
+    }
+    n++;
+    const rc = xenbus_write_raw("data/counter", num, itoa(n), <u32>tx);
+    if (rc < 0) fail("write in a transaction", rc);
+    const end = xenbus_transaction_end(<u32>tx, false);
+    if (end == 0) return n;
+    if (end != -XEN_EAGAIN) fail("transaction_end", end);
+  }
+}
+
+export function _start(): void {
+  local_irq_enable(0);
+  xenbus_init();
+  let rc = xenbus_read("name");
+  if (rc < 0) fail("read name", rc);
+  cons
+    .s("xenstore: d")
+    .u(domid())
+    .s(" is named '")
+    .raw(xenbus_reply(), xenbus_reply_len())
+    .s("'")
+    .nl();
+  rc = xenbus_write("data/greeting", "hello from mini-os");
+  if (rc < 0) fail("write data/greeting", rc);
+  const n = bump();
+  const entries = xenbus_directory("data");
+  cons.s("xenstore: counter ").u(n).s(", data has ").i(entries).s(" entries").nl();
+  rc = xenbus_watch("control/shutdown", "shutdown");
+  if (rc < 0) fail("watch control/shutdown", rc);
+  while (true) {
+    xenbus_wait_for_watch();
+    if (xenbus_read("control/shutdown") < 0) continue;
+    const v = xenbus_reply();
+    let reason: i32 = -1;
+    if (str_eq(v, "poweroff")) reason = SHUTDOWN_poweroff;
+    else if (str_eq(v, "reboot")) reason = SHUTDOWN_reboot;
+    if (reason < 0) continue;
+    cons.s("xenstore: control/shutdown says '").raw(v, xenbus_reply_len()).s("'").nl();
+    // Acknowledge, as Linux does, by clearing the request.
+    xenbus_write("control/shutdown", "");
+    shutdown(<u32>reason);
+  }
+}

@@ -1,0 +1,307 @@
+// xenbus (mini-os xenbus.c): this domain's connection to xenstored over the
+// shared ring page and the store event channel of start_info, as
+// xenstore-ring.txt describes. One request at a time; replies come back into
+// a static buffer (the SDK does not allocate); watch events that arrive in
+// between are queued (up to 16) for xenbus_wait_for_watch.
+//
+// Paths may be relative (to /local/domain/<domid>). Errors are returned as
+// negative Xen errno values: -ENOENT, -EACCES, -EAGAIN (a transaction to
+// retry), -EINVAL, or -EIO for any other.
+import {
+  XENSTORE_ADDR,
+  START_INFO_ADDR,
+  START_INFO_STORE_EVTCHN_OFF,
+  XENSTORE_REQ_OFF,
+  XENSTORE_RSP_OFF,
+  XENSTORE_REQ_CONS_OFF,
+  XENSTORE_REQ_PROD_OFF,
+  XENSTORE_RSP_CONS_OFF,
+  XENSTORE_RSP_PROD_OFF,
+  XS_READ,
+  XS_WRITE,
+  XS_MKDIR,
+  XS_RM,
+  XS_DIRECTORY,
+  XS_WATCH,
+  XS_UNWATCH,
+  XS_WATCH_EVENT,
+  XS_ERROR,
+  XS_TRANSACTION_START,
+  XS_TRANSACTION_END,
+  XEN_ENOENT,
+  XEN_EACCES,
+  XEN_EAGAIN,
+  XEN_EINVAL,
+  XEN_EIO,
+  XEN_EEXIST,
+  XEN_ENOSPC,
+  XEN_E2BIG,
+} from "./xen_abi";
+import { notify_remote_via_evtchn, fire_count, unmask_evtchn } from "./events";
+import { block } from "./sched";
+
+const RING: u32 = 1024;
+const MAX_MSG: i32 = 4096 + 16;
+const reqbuf = memory.data(MAX_MSG);
+const reply = memory.data(MAX_MSG + 1);
+const EVENTS: u32 = 16;
+const EVENT_SIZE: u32 = 512;
+const events = memory.data(<i32>(EVENTS * EVENT_SIZE));
+let ev_head: u32 = 0;
+let ev_count: u32 = 0;
+let req_len: i32 = 0;
+let next_id: u32 = 1;
+let reply_length: i32 = 0;
+let port: u32 = 0;
+
+/** The store event channel (start_info.store_evtchn). */
+export function xenbus_port(): u32 {
+  return load<u32>(START_INFO_ADDR + START_INFO_STORE_EVTCHN_OFF);
+}
+
+/** Connects to xenstored: takes the port from start_info and unmasks it. */
+export function xenbus_init(): void {
+  port = xenbus_port();
+  unmask_evtchn(port);
+}
+
+/** The last reply's payload (a value, or NUL-separated names), and its length. */
+export function xenbus_reply(): usize {
+  return reply;
+}
+export function xenbus_reply_len(): i32 {
+  return reply_length;
+}
+
+function put(s: string): void {
+  for (let i = 0; i < s.length && req_len < MAX_MSG; i++)
+    store<u8>(reqbuf + 16 + req_len++, <u8>s.charCodeAt(i));
+}
+function put_nul(): void {
+  if (req_len < MAX_MSG) store<u8>(reqbuf + 16 + req_len++, 0);
+}
+
+function ring_u32(off: i32): u32 {
+  return atomic.load<u32>(XENSTORE_ADDR + off);
+}
+
+/** Copies `n` bytes into the request ring, waiting for room. */
+function ring_write(src: usize, n: u32): void {
+  let done: u32 = 0;
+  while (done < n) {
+    const cons = ring_u32(XENSTORE_REQ_CONS_OFF);
+    const prod = ring_u32(XENSTORE_REQ_PROD_OFF);
+    const room = RING - (prod - cons);
+    if (room == 0) {
+      notify_remote_via_evtchn(port);
+      block();
+      continue;
+    }
+    let k: u32 = 0;
+    while (k < room && done < n) {
+      store<u8>(XENSTORE_ADDR + XENSTORE_REQ_OFF + ((prod + k) & (RING - 1)), load<u8>(src + done));
+      k++;
+      done++;
+    }
+    // The data goes in before the producer index that publishes it.
+    atomic.store<u32>(XENSTORE_ADDR + XENSTORE_REQ_PROD_OFF, prod + k);
+    notify_remote_via_evtchn(port);
+  }
+}
+
+/** Copies `n` bytes out of the response ring, waiting for them. */
+function ring_read(dst: usize, n: u32): void {
+  let done: u32 = 0;
+  while (done < n) {
+    const seen = fire_count(port);
+    const cons = ring_u32(XENSTORE_RSP_CONS_OFF);
+    const prod = ring_u32(XENSTORE_RSP_PROD_OFF);
+    const avail = prod - cons;
+    if (avail == 0) {
+      while (fire_count(port) == seen && ring_u32(XENSTORE_RSP_PROD_OFF) == prod) block();
+      continue;
+    }
+    let k: u32 = 0;
+    while (k < avail && done < n) {
+      store<u8>(dst + done, load<u8>(XENSTORE_ADDR + XENSTORE_RSP_OFF + ((cons + k) & (RING - 1))));
+      k++;
+      done++;
+    }
+    // The consumer index moves after the bytes are copied out.
+    atomic.store<u32>(XENSTORE_ADDR + XENSTORE_RSP_CONS_OFF, cons + k);
+    notify_remote_via_evtchn(port);
+  }
+}
+
+function error_code(): i32 {
+  // Compares the error name in the reply with the ones this SDK tells apart.
+  const n = reply_length;
+  if (match("ENOENT", n)) return -XEN_ENOENT;
+  if (match("EACCES", n)) return -XEN_EACCES;
+  if (match("EAGAIN", n)) return -XEN_EAGAIN;
+  if (match("EINVAL", n)) return -XEN_EINVAL;
+  if (match("EEXIST", n)) return -XEN_EEXIST;
+  if (match("ENOSPC", n)) return -XEN_ENOSPC;
+  if (match("E2BIG", n)) return -XEN_E2BIG;
+  return -XEN_EIO;
+}
+
+function match(s: string, n: i32): bool {
+  if (n < s.length) return false;
+  for (let i = 0; i < s.length; i++) if (load<u8>(reply + i) != <u8>s.charCodeAt(i)) return false;
+  return true;
+}
+
+/** Sends the request built in reqbuf and waits for its reply. Returns 0 or -errno. */
+function transact(type: u32, tx: u32): i32 {
+  const id = next_id++;
+  store<u32>(reqbuf, type);
+  store<u32>(reqbuf + 4, id);
+  store<u32>(reqbuf + 8, tx);
+  store<u32>(reqbuf + 12, <u32>req_len);
+  ring_write(reqbuf, 16 + <u32>req_len);
+  req_len = 0;
+  while (true) {
+    ring_read(reply, 16);
+    const rtype = load<u32>(reply);
+    const rid = load<u32>(reply + 4);
+    const len = load<u32>(reply + 12);
+    if (len > 4096) return -XEN_EIO;
+    ring_read(reply, len);
+    store<u8>(reply + len, 0);
+    reply_length = <i32>len;
+    if (rtype == XS_WATCH_EVENT) {
+      queue_event(len);
+      continue;
+    }
+    if (rid != id) continue;
+    return rtype == XS_ERROR ? error_code() : 0;
+  }
+}
+
+function queue_event(len: u32): void {
+  if (ev_count == EVENTS) return;
+  const slot = events + ((ev_head + ev_count) % EVENTS) * EVENT_SIZE;
+  const n = len < EVENT_SIZE - 1 ? len : EVENT_SIZE - 1;
+  memory.copy(slot, reply, n);
+  store<u8>(slot + n, 0);
+  ev_count++;
+}
+
+/** Reads `path`: the value is at xenbus_reply(), xenbus_reply_len() bytes. */
+export function xenbus_read(path: string, tx: u32 = 0): i32 {
+  put(path);
+  put_nul();
+  return transact(XS_READ, tx);
+}
+
+/** Writes `value` at `path`, creating it and its parents. */
+export function xenbus_write(path: string, value: string, tx: u32 = 0): i32 {
+  put(path);
+  put_nul();
+  put(value);
+  return transact(XS_WRITE, tx);
+}
+
+/** Writes `len` bytes at `ptr` as the value of `path`. */
+export function xenbus_write_raw(path: string, ptr: usize, len: i32, tx: u32 = 0): i32 {
+  put(path);
+  put_nul();
+  for (let i = 0; i < len && req_len < MAX_MSG; i++)
+    store<u8>(reqbuf + 16 + req_len++, load<u8>(ptr + i));
+  return transact(XS_WRITE, tx);
+}
+
+/** Makes sure `path` exists. */
+export function xenbus_mkdir(path: string, tx: u32 = 0): i32 {
+  put(path);
+  put_nul();
+  return transact(XS_MKDIR, tx);
+}
+
+/** Removes `path` and everything below it. */
+export function xenbus_rm(path: string, tx: u32 = 0): i32 {
+  put(path);
+  put_nul();
+  return transact(XS_RM, tx);
+}
+
+/** Lists `path`'s children: returns how many; their names, NUL-terminated, are in xenbus_reply(). */
+export function xenbus_directory(path: string, tx: u32 = 0): i32 {
+  put(path);
+  put_nul();
+  const rc = transact(XS_DIRECTORY, tx);
+  if (rc < 0) return rc;
+  let n = 0;
+  for (let i = 0; i < reply_length; i++) if (load<u8>(reply + i) == 0) n++;
+  return n;
+}
+
+/** Watches `path`; events carry `token`. The first one comes at once. */
+export function xenbus_watch(path: string, token: string): i32 {
+  put(path);
+  put_nul();
+  put(token);
+  put_nul();
+  return transact(XS_WATCH, 0);
+}
+
+/** Removes the watch on `path` with `token`. */
+export function xenbus_unwatch(path: string, token: string): i32 {
+  put(path);
+  put_nul();
+  put(token);
+  put_nul();
+  return transact(XS_UNWATCH, 0);
+}
+
+/** Starts a transaction; returns its id (> 0) or -errno. */
+export function xenbus_transaction_start(): i32 {
+  put_nul();
+  const rc = transact(XS_TRANSACTION_START, 0);
+  if (rc < 0) return rc;
+  let id: u32 = 0;
+  for (let i = 0; i < reply_length && load<u8>(reply + i) != 0; i++)
+    id = id * 10 + (load<u8>(reply + i) - 48);
+  return <i32>id;
+}
+
+/** Ends transaction `tx`: commits (or aborts); -EAGAIN means run it again. */
+export function xenbus_transaction_end(tx: u32, abort: bool): i32 {
+  put(abort ? "F" : "T");
+  put_nul();
+  return transact(XS_TRANSACTION_END, tx);
+}
+
+/**
+ * Waits for the next watch event; returns the address of its path
+ * (NUL-terminated, then the token, NUL-terminated). Valid until the next call.
+ */
+export function xenbus_wait_for_watch(): usize {
+  while (ev_count == 0) {
+    const seen = fire_count(port);
+    const cons = ring_u32(XENSTORE_RSP_CONS_OFF);
+    if (ring_u32(XENSTORE_RSP_PROD_OFF) != cons) {
+      ring_read(reply, 16);
+      const rtype = load<u32>(reply);
+      const len = load<u32>(reply + 12);
+      if (len > 4096) return 0;
+      ring_read(reply, len);
+      store<u8>(reply + len, 0);
+      reply_length = <i32>len;
+      if (rtype == XS_WATCH_EVENT) queue_event(len);
+      continue;
+    }
+    while (fire_count(port) == seen && ring_u32(XENSTORE_RSP_PROD_OFF) == cons) block();
+  }
+  const slot = events + ev_head * EVENT_SIZE;
+  ev_head = (ev_head + 1) % EVENTS;
+  ev_count--;
+  return slot;
+}
+
+/** True if the NUL-terminated string at `p` equals `s`. */
+export function str_eq(p: usize, s: string): bool {
+  for (let i = 0; i < s.length; i++) if (load<u8>(p + i) != <u8>s.charCodeAt(i)) return false;
+  return load<u8>(p + s.length) == 0;
+}

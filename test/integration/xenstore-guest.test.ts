@@ -1,0 +1,140 @@
+/**
+ * Guests talking to xenstored over their rings: the mini-os `xenstore`
+ * example reads, writes, uses a transaction and obeys control/shutdown; a
+ * guest that scribbles over its ring loses its connection and nobody else
+ * notices; a destroyed guest leaves no node, port or mapping behind.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { Host } from "../../tools/host/host.js";
+import type { Domain } from "../../xen/common/domain.js";
+import * as W from "../../xen/include/public/io/xs_wire.js";
+import { HYPERVISOR } from "../../xen/include/public/xen.js";
+import { EVTCHNOP_send } from "../../xen/include/public/event_channel.js";
+import { start_info } from "../../xen/include/public/arch-wasm32.js";
+import { PFN_XENSTORE } from "../../xen/arch/wasm32/config.js";
+import { kernel, newHost, until } from "../helpers.js";
+
+const dom0 = { domid: 0, privileged: true, target: undefined };
+const text = (b: Uint8Array | undefined): string => new TextDecoder().decode(b);
+
+function read(host: Host, path: string): string | undefined {
+  const n = host.xenstored.store.get(path);
+  return n ? text(n.value) : undefined;
+}
+
+async function boot(host: Host, name: string): Promise<Domain> {
+  const d = await host.create({
+    name,
+    kernel: await kernel("xenstore"),
+    memory: 2,
+    xenstore: true,
+  });
+  await until(
+    () => /counter 1, data has 2 entries/.test(host.readConsole(d.domid)),
+    10_000,
+    `${name}'s xenstore work`,
+  );
+  return d;
+}
+
+test("a guest reads, writes and counts in a transaction over its ring, and obeys control/shutdown", async () => {
+  const host = newHost();
+  try {
+    const events: string[] = [];
+    const watcher = host.xenstored.connect(
+      0,
+      true,
+      (m) => events.push(text(W.splitNul(m.payload)[0])),
+      "test",
+    );
+    host.xenstored.handle(watcher, {
+      type: W.XS_WATCH,
+      reqId: 1,
+      txId: 0,
+      payload: W.joinNul(["@introduceDomain", "i"]),
+    });
+    host.xenstored.handle(watcher, {
+      type: W.XS_WATCH,
+      reqId: 2,
+      txId: 0,
+      payload: W.joinNul(["@releaseDomain", "r"]),
+    });
+    const d = await boot(host, "guest");
+    const home = `/local/domain/${d.domid}`;
+    assert.match(host.readConsole(d.domid), new RegExp(`d${d.domid} is named 'guest'`));
+    assert.equal(read(host, `${home}/data/greeting`), "hello from mini-os");
+    assert.equal(read(host, `${home}/data/counter`), "1");
+    assert.equal(
+      read(host, `${home}/store/port`),
+      String(d.mem.u32(d.startInfoAddr() + start_info.fields.store_evtchn.offset)),
+    );
+    assert.ok(events.includes("@introduceDomain"));
+    // The toolstack asks for a poweroff, as `xl shutdown` does.
+    host.xenstored.write(
+      host.xenstored.store,
+      dom0,
+      `${home}/control/shutdown`,
+      new TextEncoder().encode("poweroff"),
+    );
+    assert.equal(await host.waitShutdown(d.domid), "poweroff");
+    assert.match(host.readConsole(d.domid), /control\/shutdown says 'poweroff'/);
+    assert.equal(read(host, `${home}/control/shutdown`), "", "the guest acknowledged");
+    host.destroy(d.domid);
+    assert.equal(host.hv.domains.has(d.domid), false, "nothing held its memory");
+    assert.equal(read(host, home), undefined);
+    assert.equal(host.xenstored.domains.has(d.domid), false);
+    assert.equal(host.hv.dom0.gnttab.mappings, 0);
+    assert.ok(events.includes("@releaseDomain"));
+    assert.deepEqual(host.xenstored.store.check(), []);
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("a guest that writes wild ring indices loses its connection; another guest carries on", async () => {
+  const host = newHost();
+  try {
+    const good = await boot(host, "good");
+    const bad = await host.create({
+      name: "bad",
+      kernel: await kernel("hello"),
+      memory: 2,
+      xenstore: true,
+      paused: true,
+    });
+    const ring = PFN_XENSTORE * 4096;
+    const F = W.xenstore_domain_interface.fields;
+    bad.mem.setU32(ring + F.req_prod.offset, bad.mem.u32(ring + F.req_cons.offset) + 5000);
+    const port = bad.mem.u32(bad.startInfoAddr() + start_info.fields.store_evtchn.offset);
+    bad.mem.setU32(0x60000, port);
+    assert.equal(
+      host.hv.dispatch(
+        bad.vcpus[0]!,
+        HYPERVISOR.__HYPERVISOR_event_channel_op,
+        EVTCHNOP_send,
+        0x60000,
+        0,
+        0,
+        0,
+      ),
+      0,
+    );
+    await until(
+      () => bad.mem.u32(ring + F.error.offset) === W.XENSTORE_ERROR_RINGIDX,
+      2000,
+      "the ring error",
+    );
+    assert.ok(host.xenstored.logLines.some((l) => /claim \d+ bytes: connection dropped/.test(l)));
+    // The good guest still answers its toolstack.
+    host.xenstored.write(
+      host.xenstored.store,
+      dom0,
+      `/local/domain/${good.domid}/control/shutdown`,
+      new TextEncoder().encode("reboot"),
+    );
+    assert.equal(await host.waitShutdown(good.domid), "reboot");
+  } finally {
+    await host.shutdown();
+  }
+});
