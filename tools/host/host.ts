@@ -85,7 +85,12 @@ export class Host {
         introduceToXenstore(d, this.xenstored, this.xsEvtchn);
       } catch (e) {
         this.hv.destroyDomain(d.domid);
-        throw new Error(`cannot connect domain '${cfg.name}' to xenstore: ${(e as Error).message}`);
+        throw new Error(
+          `cannot connect domain '${cfg.name}' to xenstore: ${(e as Error).message}`,
+          {
+            cause: e,
+          },
+        );
       }
     }
     return d;
