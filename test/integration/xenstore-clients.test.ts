@@ -2,14 +2,24 @@
  * Xen's own C clients against tsxen's xenstored, over its unix socket:
  * Xen's test-xenstore (every test must pass) and each xenstore-* tool of
  * Debian's xenstore-utils, whose output must be exactly what they print
- * against Xen's C xenstored (test/fixtures/xenstore-tools.out). When Xen's C
+ * against Xen's C xenstored (test/fixtures/xenstore-tools.out); and tsxen's
+ * own xenstore-* tools, which must print the same. When Xen's C
  * daemon can run here (../shared/peers/cxenstored), the same script runs
  * against it too and both outputs are compared live.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -37,11 +47,23 @@ async function withDaemon<T>(fn: (socket: string, d: Xenstored) => Promise<T>): 
   }
 }
 
-async function toolScript(socket: string, dir: string): Promise<string> {
+async function toolScript(socket: string, dir: string, path = process.env.PATH): Promise<string> {
   const { stdout } = await run("bash", [SCRIPT], {
-    env: { ...process.env, XENSTORED_PATH: socket, XW_OUT: join(dir, "watch.out") },
+    env: { ...process.env, PATH: path, XENSTORED_PATH: socket, XW_OUT: join(dir, "watch.out") },
   });
   return stdout;
+}
+
+/** A directory of tsxen's own xenstore-* tools, to put first on PATH. */
+function ourTools(dir: string): string {
+  const bin = join(dir, "bin");
+  mkdirSync(bin);
+  for (const m of ["read", "write", "rm", "exists", "list", "ls", "chmod", "watch"]) {
+    const js = join(ROOT, "dist", "tools", "xenstore", "bin", `xenstore-${m}.js`);
+    chmodSync(js, 0o755);
+    symlinkSync(js, join(bin, `xenstore-${m}`));
+  }
+  return bin;
 }
 
 test("the socket is created with mode 0600 and removed at close", async () => {
@@ -85,6 +107,19 @@ test("xenstore-utils print against tsxen exactly what they print against Xen's C
         `# Xen's C xenstored is not runnable here (${PEER}): compared with the recorded output only`,
       );
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("tsxen's own xenstore-* tools print exactly what Xen's print", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-xs-"));
+  try {
+    const bin = ourTools(dir);
+    const ours = await withDaemon((socket) =>
+      toolScript(socket, dir, `${bin}:${process.env.PATH}`),
+    );
+    assert.equal(ours, readFileSync(GOLDEN, "utf8"));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * `xenstored`: the daemon alone, serving its unix socket (no guests), for
  * Xen's own C clients and tests. The host (tools/host) runs the same daemon
