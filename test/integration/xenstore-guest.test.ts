@@ -138,3 +138,37 @@ test("a guest that writes wild ring indices loses its connection; another guest 
     await host.shutdown();
   }
 });
+
+test("xenstored restarts under a running guest: its nodes, connection and watches carry on", async () => {
+  const host = newHost();
+  try {
+    const d = await boot(host, "survivor");
+    const home = `/local/domain/${d.domid}`;
+    const before = host.xenstored.store.get(`${home}/data/greeting`)!;
+    const state = host.restartXenstored();
+    assert.equal(state.version, 1);
+    assert.ok(
+      state.domains.some(
+        (x) => x.domid === d.domid && x.watches.some((w) => w.path === `${home}/control/shutdown`),
+      ),
+    );
+    const after = host.xenstored.store.get(`${home}/data/greeting`)!;
+    assert.equal(text(after.value), "hello from mini-os");
+    assert.equal(after.generation, before.generation, "generation counts are kept");
+    // The guest's watch, made before the restart, fires from the new daemon.
+    host.xenstored.write(
+      host.xenstored.store,
+      dom0,
+      `${home}/control/shutdown`,
+      new TextEncoder().encode("poweroff"),
+    );
+    assert.equal(await host.waitShutdown(d.domid), "poweroff");
+    assert.equal(
+      read(host, `${home}/control/shutdown`),
+      "",
+      "and the guest still writes over its ring",
+    );
+  } finally {
+    await host.shutdown();
+  }
+});

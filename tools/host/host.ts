@@ -19,6 +19,7 @@ import { Dom0Drivers } from "../../dom0/drivers/index.js";
 import type { XenEvtchn } from "../../dom0/drivers/evtchn.js";
 import { Xenstored } from "../xenstored/xenstored.js";
 import { RingTransport } from "../xenstored/ring.js";
+import { restoreState, saveState, type XenstoreStateV1 } from "../xenstored/persist.js";
 import { introduceToXenstore, releaseFromXenstore } from "./xenstore_domain.js";
 
 /** A domain config whose kernel is a file path or an already loaded Kernel. */
@@ -54,9 +55,9 @@ export class Host {
   /** Dom0's kernel drivers: privcmd, evtchn, gntdev, gntalloc. */
   readonly dom0: Dom0Drivers;
 
-  /** xenstored, as a Dom0 service with guest rings; `serve` adds its unix socket. */
-  readonly xenstored: Xenstored;
-  private readonly xsRings: RingTransport;
+  /** xenstored, as a Dom0 service with guest rings. */
+  xenstored: Xenstored;
+  private xsRings: RingTransport;
   private readonly xsEvtchn: XenEvtchn;
 
   constructor(config: Partial<HypervisorConfig> = {}) {
@@ -200,6 +201,20 @@ export class Host {
   /** The hypervisor console (xl dmesg). */
   dmesg(clear = false): string {
     return this.hv.console.read(clear);
+  }
+
+  /**
+   * Restarts xenstored as Xen's live update does: saves its state, stops it
+   * (its rings are unmapped and its ports closed), and starts a new one from
+   * the state, which reconnects to every guest. Returns the saved state.
+   */
+  restartXenstored(): XenstoreStateV1 {
+    const state = saveState(this.xenstored);
+    this.xsRings.dispose();
+    this.xsRings = new RingTransport(this.dom0, (id) => this.hv.domainById(id) !== undefined);
+    // Through JSON, as a state file would go.
+    this.xenstored = restoreState(JSON.parse(JSON.stringify(state)), this.xsRings);
+    return state;
   }
 
   /** Destroys every domain and stops the machine. */

@@ -87,6 +87,27 @@ export class Quotas {
     throw e;
   }
 
+  /** The settings, for saving (refusal counts are not kept). */
+  save(): { global: Record<string, number>; domains: Record<string, Record<string, number>> } {
+    return {
+      global: Object.fromEntries(this.global),
+      domains: Object.fromEntries(
+        [...this.perDomain].map(([d, m]) => [String(d), Object.fromEntries(m)]),
+      ),
+    };
+  }
+
+  /** Restores saved settings; unknown quota names are ignored. */
+  restore(
+    saved: { global: Record<string, number>; domains: Record<string, Record<string, number>> },
+    known: (k: string) => k is QuotaName,
+  ): void {
+    for (const [k, v] of Object.entries(saved.global)) if (known(k)) this.global.set(k, v);
+    for (const [d, m] of Object.entries(saved.domains)) {
+      for (const [k, v] of Object.entries(m)) if (known(k)) this.set(Number(d), k, v);
+    }
+  }
+
   /** Forgets a released domain's own settings and refusals. */
   forget(domid: number): void {
     this.perDomain.delete(domid);

@@ -489,3 +489,30 @@ test("fuzzed requests from a guest and from Dom0 leave the store intact", () => 
   assert.deepEqual(dom0.q(W.XS_READ, ["/canary/value"]), ["precious"]);
   assert.deepEqual(dom0.q(W.XS_GET_PERMS, ["/canary/value"]), ["n0"]);
 });
+
+test("state saves and restores whole (nodes, generations, permissions, quotas, watches), versioned", async () => {
+  const { saveState, restoreState } = await import("./persist.js");
+  const { d, client } = setup();
+  const dom0 = client(0);
+  dom0.q(W.XS_INTRODUCE, ["2", "4", "5"]);
+  w(d, dom0, "/s/a", "1");
+  w(d, dom0, "/s/b/c", "binary\u0001");
+  dom0.q(W.XS_SET_PERMS, ["/s/a", "n2", "r0"]);
+  dom0.q(W.XS_SET_PERMS, ["@releaseDomain", "n0", "r2"]);
+  dom0.q(W.XS_SET_QUOTA, ["2", "nodes", "7"]);
+  dom0.q(W.XS_SET_QUOTA, ["watches", "99"]);
+  const s1 = saveState(d);
+  const d2 = restoreState(JSON.parse(JSON.stringify(s1)), undefined);
+  assert.deepEqual(saveState(d2), s1);
+  assert.equal(d2.store.get("/s/a")!.generation, d.store.get("/s/a")!.generation);
+  assert.equal(d2.quotas.limit(2, "nodes"), 7);
+  assert.throws(() => restoreState({ ...s1, version: 2 }, undefined), /version 2 is not 1/);
+  assert.throws(
+    () =>
+      restoreState(
+        { ...s1, nodes: [...s1.nodes, { ...s1.nodes[1]!, path: "/orphan/x" }] },
+        undefined,
+      ),
+    /xenstored state: .*orphan/,
+  );
+});

@@ -98,6 +98,16 @@ export class Xenstored implements ConnectionHost {
     this.connections.delete(c);
   }
 
+  /** The special paths' permissions, for saving. */
+  specialEntries(): Array<[string, readonly Perm[]]> {
+    return [...this.special];
+  }
+
+  /** Sets a special path's permissions (restoring state). */
+  setSpecialPerms(special: string, perms: Perm[]): void {
+    this.special.set(special, perms);
+  }
+
   specialPerms(special: string): readonly Perm[] {
     return (
       this.special.get(special.startsWith(SPECIAL_RELEASE) ? SPECIAL_RELEASE : special) ?? [
@@ -358,6 +368,31 @@ export class Xenstored implements ConnectionHost {
     this.domains.set(domid, d);
     this.log(`domain ${domid} introduced (gfn ${gfn}, port ${port})`);
     this.watches.fireSpecial(SPECIAL_INTRODUCE, domid);
+  }
+
+  /**
+   * Reconnects to an introduced domain after a restart (persist.ts): as
+   * INTRODUCE, keeping its features, without a new @introduceDomain.
+   */
+  reintroduce(
+    domid: number,
+    gfn: number,
+    port: number,
+    features: number,
+    shutdownReported: boolean,
+  ): void {
+    const d: XsDomain = {
+      domid,
+      gfn,
+      port,
+      features,
+      introduced: true,
+      connection: undefined,
+      shutdownReported,
+    };
+    this.domains.set(domid, d);
+    d.connection = this.transport?.introduce(this, domid, gfn, port);
+    this.log(`domain ${domid} reconnected after a restart`);
   }
 
   /**
