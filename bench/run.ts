@@ -13,11 +13,18 @@ import * as idle from "./idle.js";
 import * as preempt from "./preempt.js";
 import * as evtchn from "./evtchn.js";
 import * as gnttab from "./gnttab.js";
+import * as xenstored from "./xenstored.js";
 
-const benches = { hypercall, cpu, create, idle, preempt, evtchn, gnttab } satisfies Record<
-  string,
-  { run(quick: boolean): Promise<Row[]> }
->;
+const benches = {
+  hypercall,
+  cpu,
+  create,
+  idle,
+  preempt,
+  evtchn,
+  gnttab,
+  xenstored,
+} satisfies Record<string, { run(quick: boolean): Promise<Row[]> }>;
 
 const { values } = parseArgs({
   options: { quick: { type: "boolean", default: false }, only: { type: "string", multiple: true } },

@@ -185,8 +185,10 @@ export function splitNul(payload: Uint8Array): Uint8Array[] {
 }
 
 /** Strings, each NUL-terminated, as one payload ("<foo>|*" in xenstore.txt). */
+const utf8 = new TextEncoder();
+
 export function joinNul(parts: ReadonlyArray<string | Uint8Array>): Uint8Array {
-  const enc = new TextEncoder();
+  const enc = utf8;
   const bufs = parts.map((p) => (typeof p === "string" ? enc.encode(p) : p));
   const out = new Uint8Array(bufs.reduce((n, b) => n + b.length + 1, 0));
   let at = 0;
