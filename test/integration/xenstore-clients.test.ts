@@ -175,3 +175,39 @@ test("a client sending an oversized header is disconnected; the others carry on"
     good.close();
   });
 });
+
+test("fuzzed bytes on the socket: clients are dropped or answered, the daemon and its tree survive", async () => {
+  await withDaemon(async (socket, d) => {
+    const keeper = await XsClient.open(socket);
+    await keeper.write("/keep", "safe");
+    const { connect } = await import("node:net");
+    let seed = 7;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    for (let k = 0; k < 40; k++) {
+      const s = connect(socket);
+      await new Promise((r) => s.once("connect", r));
+      s.on("error", () => {});
+      s.on("data", () => {});
+      for (let m = 0; m < 20; m++) {
+        const len = rand(64);
+        const head = Buffer.alloc(16);
+        head.writeUInt32LE(rand(32), 0);
+        head.writeUInt32LE(rand(1000), 4);
+        head.writeUInt32LE(rand(4), 8);
+        head.writeUInt32LE(rand(20) === 0 ? 5000 + rand(100000) : len, 12);
+        const body = Buffer.from(
+          Array.from({ length: len }, () => (rand(3) === 0 ? 0 : 32 + rand(95))),
+        );
+        s.write(Buffer.concat([head, body]));
+      }
+      s.end();
+      await new Promise((r) => s.once("close", r));
+    }
+    assert.equal(await keeper.readString("/keep"), "safe");
+    assert.deepEqual(d.store.check(), []);
+    keeper.close();
+  });
+});

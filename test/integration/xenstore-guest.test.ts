@@ -172,3 +172,58 @@ test("xenstored restarts under a running guest: its nodes, connection and watche
     await host.shutdown();
   }
 });
+
+test("fuzzed bytes on a guest's ring: the guest is answered or cut off, xenstored and the tree survive", async () => {
+  const host = newHost();
+  try {
+    const keeper = await boot(host, "keeper");
+    const F = W.xenstore_domain_interface.fields;
+    const ring = PFN_XENSTORE * 4096;
+    let seed = 99;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    for (let round = 0; round < 10; round++) {
+      const bad = await host.create({
+        name: `fz${round}`,
+        kernel: await kernel("hello"),
+        memory: 2,
+        xenstore: true,
+        paused: true,
+      });
+      const port = bad.mem.u32(bad.startInfoAddr() + start_info.fields.store_evtchn.offset);
+      for (let burst = 0; burst < 5; burst++) {
+        const prod = bad.mem.u32(ring + F.req_prod.offset);
+        const n = 16 + rand(600);
+        for (let i = 0; i < n; i++)
+          bad.mem.u8[ring + F.req.offset + ((prod + i) & 1023)] =
+            rand(4) === 0 ? rand(30) : rand(256);
+        bad.mem.setU32(ring + F.req_prod.offset, (prod + n) >>> 0);
+        bad.mem.setU32(0x60000, port);
+        host.hv.dispatch(
+          bad.vcpus[0]!,
+          HYPERVISOR.__HYPERVISOR_event_channel_op,
+          EVTCHNOP_send,
+          0x60000,
+          0,
+          0,
+          0,
+        );
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      host.destroy(bad.domid);
+    }
+    assert.deepEqual(host.xenstored.store.check(), []);
+    assert.equal(read(host, `/local/domain/${keeper.domid}/data/greeting`), "hello from mini-os");
+    host.xenstored.write(
+      host.xenstored.store,
+      dom0,
+      `/local/domain/${keeper.domid}/control/shutdown`,
+      new TextEncoder().encode("poweroff"),
+    );
+    assert.equal(await host.waitShutdown(keeper.domid), "poweroff");
+  } finally {
+    await host.shutdown();
+  }
+});

@@ -19,6 +19,8 @@ import { Dom0Drivers } from "../../dom0/drivers/index.js";
 import type { XenEvtchn } from "../../dom0/drivers/evtchn.js";
 import { Xenstored } from "../xenstored/xenstored.js";
 import { RingTransport } from "../xenstored/ring.js";
+import { XsSocketServer } from "../xenstored/socket.js";
+import { xenstoredSocket } from "../rundir.js";
 import { restoreState, saveState, type XenstoreStateV1 } from "../xenstored/persist.js";
 import { introduceToXenstore, releaseFromXenstore } from "./xenstore_domain.js";
 
@@ -58,6 +60,7 @@ export class Host {
   /** xenstored, as a Dom0 service with guest rings. */
   xenstored: Xenstored;
   private xsRings: RingTransport;
+  private readonly xsServers: XsSocketServer[] = [];
   private readonly xsEvtchn: XenEvtchn;
 
   constructor(config: Partial<HypervisorConfig> = {}) {
@@ -217,8 +220,20 @@ export class Host {
     return state;
   }
 
+  /**
+   * Serves xenstored on a unix socket (default `$TSXEN_RUN_DIR/xenstored/socket`),
+   * for `xenstore-*` tools, Xen's and ours. Resolves once it listens.
+   */
+  async serveXenstore(path = xenstoredSocket()): Promise<XsSocketServer> {
+    const server = new XsSocketServer(() => this.xenstored, path);
+    await server.listen();
+    this.xsServers.push(server);
+    return server;
+  }
+
   /** Destroys every domain and stops the machine. */
   async shutdown(): Promise<void> {
+    for (const s of this.xsServers.splice(0)) await s.close();
     await this.hv.dispose();
     this.xsRings.dispose();
     this.xsEvtchn.dispose();

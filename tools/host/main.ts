@@ -1,7 +1,9 @@
 /**
  * `npm start`: boots a tsxen host in the foreground with demo guests and shows
  * the hypervisor console, where guest console_io output appears as "(dN) ..."
- * lines. Ctrl-C (SIGINT) or SIGTERM destroys every domain and exits cleanly.
+ * lines, and serves xenstored's socket under the run directory, so that
+ * `xenstore-ls` shows the guests' nodes. Ctrl-C (SIGINT) or SIGTERM destroys
+ * every domain and exits cleanly.
  *
  *   node dist/tools/host/main.js [--memory MiB] [--guest NAME]... [--list-every SECONDS]
  */
@@ -41,6 +43,14 @@ host.hv.listeners.add({
   },
 });
 process.stdout.write(host.dmesg());
+try {
+  const xs = await host.serveXenstore();
+  console.log(`tsxen: xenstored listening on ${xs.path} (XENSTORED_PATH=${xs.path} xenstore-ls)`);
+} catch (e) {
+  console.error(
+    `tsxen: xenstored cannot listen: ${(e as Error).message}; guests still get their rings`,
+  );
+}
 
 let stopping = false;
 async function stop(signal: string): Promise<void> {
@@ -60,6 +70,7 @@ for (const name of values.guest) {
       kernel: guestPath(name),
       memory: 4,
       cmdline: `demo guest ${name}`,
+      xenstore: true,
     });
     console.log(`tsxen: created domain ${d.domid} (${name})`);
   } catch (e) {

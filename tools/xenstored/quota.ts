@@ -11,7 +11,11 @@ export const QUOTAS = {
   nodes: { default: 1000, error: "ENOSPC", what: "nodes owned by the domain" },
   watches: { default: 128, error: "E2BIG", what: "watches of the domain" },
   transactions: { default: 10, error: "ENOSPC", what: "open transactions of a connection" },
-  outstanding: { default: 20, error: "EBUSY", what: "requests and events queued for the domain" },
+  outstanding: {
+    default: 20,
+    error: "EBUSY",
+    what: "replies and events queued unread; past it the domain's ring is not read",
+  },
   "transaction-nodes": { default: 1024, error: "ENOSPC", what: "nodes one transaction touches" },
   "node-size": { default: 2048, error: "ENOSPC", what: "bytes of one node" },
   "path-max": { default: 2048, error: "EINVAL", what: "bytes of a relative path" },

@@ -66,7 +66,10 @@ class Ring {
       return;
     }
     this.flush();
-    this.readRequests();
+    // Back-pressure (the "outstanding" quota): a guest with that many replies
+    // and events waiting unread gets no new request served until it reads.
+    const limit = this.d.quotas.limit(this.domid, "outstanding");
+    if (limit === 0 || this.queue.length < limit) this.readRequests();
   }
 
   private fail(error: number, why: string): void {

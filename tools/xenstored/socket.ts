@@ -16,10 +16,17 @@ export class XsSocketServer {
   private readonly sockets = new Set<Socket>();
   private serial = 0;
 
+  private readonly daemon: () => Xenstored;
+
+  /**
+   * @param d the daemon, or a function returning the current one (a host
+   *   that restarts xenstored keeps its socket: new clients reach the new one)
+   */
   constructor(
-    private readonly d: Xenstored,
+    d: Xenstored | (() => Xenstored),
     readonly path: string,
   ) {
+    this.daemon = typeof d === "function" ? d : () => d;
     this.server = createServer((s) => this.accept(s));
   }
 
@@ -37,18 +44,19 @@ export class XsSocketServer {
   }
 
   private accept(s: Socket): void {
+    const d = this.daemon();
     this.sockets.add(s);
     s.setNoDelay?.(true);
-    const c = this.d.connect(0, true, (m) => s.write(encodeXsMsg(m)), `socket ${++this.serial}`);
+    const c = d.connect(0, true, (m) => s.write(encodeXsMsg(m)), `socket ${++this.serial}`);
     const parser = new XsParser();
     s.on("data", (chunk: Buffer) => {
       for (const r of parser.push(chunk)) {
         if ("error" in r) {
-          this.d.log(`${c.name}: ${r.error}: disconnected`);
+          d.log(`${c.name}: ${r.error}: disconnected`);
           s.destroy();
           return;
         }
-        this.d.handle(c, r.msg);
+        d.handle(c, r.msg);
       }
     });
     const gone = (): void => {
