@@ -2,9 +2,9 @@
  * xenstored, side by side in one run with Xen's own C xenstored (run without
  * a hypervisor by ../shared/peers/cxenstored) and with a bare Node.js echo
  * server on a unix socket (the floor: a reply costs at least that). Each
- * daemon runs in its own process. Round trips are measured by the peer's C
- * client (xs_lat: sequential XS_READ of /a) for READ, and by one Node client
- * for WRITE, the same client against each daemon.
+ * daemon runs in its own process. Round trips are measured by C clients, the
+ * same against each daemon: the peer's xs_lat (sequential XS_READ of /a) for
+ * READ and bench/c/xs_write_lat.c for WRITE.
  *
  * Where Xen's C daemon cannot run (no gcc, no xen-utils, no shared/peers),
  * its rows say so instead of a figure.
@@ -36,7 +36,15 @@ async function xsLat(bin: string, socket: string, n: number, idle: number): Prom
   return Number(m[1]);
 }
 
-/** Median WRITE round trip in µs from one Node client. */
+/** Median round trip in µs printed by one of our C clients. */
+async function cLat(bin: string, socket: string, n: number): Promise<number> {
+  const { stdout } = await exec(bin, [socket, String(n)]);
+  const m = /median=([\d.]+)us/.exec(stdout);
+  if (!m) throw new Error(`${bin} printed: ${stdout}`);
+  return Number(m[1]);
+}
+
+/** Median WRITE round trip in µs from one Node client (when there is no C compiler). */
 async function writeLat(socket: string, n: number): Promise<number> {
   const c = await XsClient.open(socket);
   try {
@@ -222,20 +230,20 @@ export async function run(quick: boolean): Promise<Row[]> {
         },
       );
     }
-    // The same Node client against both, warmed up, alternating, so its JIT serves both alike.
-    const wn = Math.min(n, 5000);
-    await writeLat(ours, Math.min(wn, 1000));
-    if (cSocket) await writeLat(cSocket, Math.min(wn, 1000));
-    const wo: number[] = [];
-    const wc: number[] = [];
-    for (let rep = 0; rep < 3; rep++) {
-      wo.push(await writeLat(ours, wn));
-      if (cSocket) wc.push(await writeLat(cSocket, wn));
+    // WRITE by a C client of ours (bench/c/xs_write_lat.c), the same against both.
+    const writeBin = join(dir, "xs_write_lat");
+    let wOurs: number;
+    let wC = NaN;
+    try {
+      await exec("gcc", ["-O2", "-o", writeBin, join(ROOT, "bench", "c", "xs_write_lat.c")]);
+      wOurs = await cLat(writeBin, ours, n);
+      if (cSocket) wC = await cLat(writeBin, cSocket, n);
+    } catch {
+      wOurs = await writeLat(ours, Math.min(n, 5000));
+      if (cSocket) wC = await writeLat(cSocket, Math.min(n, 5000));
     }
-    const wOurs = median(wo);
-    const wC = cSocket ? median(wc) : NaN;
     rows.push({
-      name: "xenstored WRITE round trip vs Xen's C xenstored (median, Node client)",
+      name: "xenstored WRITE round trip vs Xen's C xenstored (median)",
       measured: fmt(wOurs, "µs", 1),
       baseline: cSocket ? fmt(wC, "µs", 1) : "n/a",
       ratio: wOurs / wC,

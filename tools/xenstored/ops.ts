@@ -89,16 +89,28 @@ const rm: Op = (d, c, msg) => {
   return OK;
 };
 
+/**
+ * A node's children as a DIRECTORY payload. Nodes are immutable (a change
+ * makes a new node object), so the encoding is cached per node: a domain
+ * list of 10,000 entries is encoded once per change, not once per request.
+ */
+const childList = new WeakMap<object, Uint8Array>();
+function children(n: { readonly children: readonly string[] }): Uint8Array {
+  let b = childList.get(n);
+  if (!b) childList.set(n, (b = W.joinNul([...n.children])));
+  return b;
+}
+
 const directory: Op = (d, c, msg) => {
   const p = d.path(c, one(msg));
-  return { payload: W.joinNul([...d.node(d.view(c, msg.txId), c, p, 1).children]) };
+  return { payload: children(d.node(d.view(c, msg.txId), c, p, 1)) };
 };
 
 const directoryPart: Op = (d, c, msg) => {
   const [raw, offs] = args(msg, 2);
   const p = d.path(c, raw!);
   const n = d.node(d.view(c, msg.txId), c, p, 1);
-  const all = W.joinNul([...n.children]);
+  const all = children(n);
   const off = number(offs);
   if (off > all.length) throw new XsError("EINVAL", `offset ${off} past ${all.length}`);
   const gen = new TextEncoder().encode(`${n.generation}\0`);
