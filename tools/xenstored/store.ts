@@ -65,10 +65,18 @@ export class Store implements NodeView {
 
   put(path: string, node: Omit<XsNode, "generation">): void {
     const old = this.nodes.get(path);
-    const now: XsNode = { ...node, generation: ++this.gen };
+    const now: XsNode = {
+      value: node.value,
+      perms: node.perms,
+      children: node.children,
+      generation: ++this.gen,
+    };
     this.nodes.set(path, now);
-    if (old) this.count(old.perms[0]!.domid, -1);
-    this.count(now.perms[0]!.domid, 1);
+    // Owner counts change only when the owner does.
+    if (old?.perms[0]!.domid !== now.perms[0]!.domid) {
+      if (old) this.count(old.perms[0]!.domid, -1);
+      this.count(now.perms[0]!.domid, 1);
+    }
   }
 
   del(path: string): void {

@@ -159,10 +159,10 @@ export class Xenstored implements ConnectionHost {
     return tx;
   }
 
-  /** Runs `fire` now, or at commit for a transaction. */
-  private event(view: NodeView, fire: () => void): void {
-    if (view instanceof Transaction) view.events.push(fire);
-    else fire();
+  /** Fires the watches for a change at `p` now, or at commit for a transaction. */
+  private event(view: NodeView, p: string, perms: readonly Perm[], recursive: boolean): void {
+    if (view instanceof Transaction) view.events.push(() => this.watches.fire(p, perms, recursive));
+    else if (this.watches.count > 0) this.watches.fire(p, perms, recursive);
   }
 
   /** The node at `p` if `c` has `want` access to it; ENOENT / EACCES otherwise. */
@@ -219,20 +219,19 @@ export class Xenstored implements ConnectionHost {
   /** WRITE: sets `p`'s value, creating it and its parents as needed. */
   write(view: NodeView, c: Caller, p: string, value: Uint8Array): void {
     const old = view.get(p);
-    let n: XsNode;
+    let perms: readonly Perm[];
     if (old) {
-      this.node(view, c, p, PERM_WRITE);
-      const next = { ...old, value };
-      this.quotas.check(c.domid, c.privileged, "node-size", this.nodeSize(next));
+      if ((accessFor(old.perms, c) & PERM_WRITE) === 0) throw new XsError("EACCES", p);
+      const next = { value, perms: old.perms, children: old.children };
+      if (!c.privileged) this.quotas.check(c.domid, false, "node-size", this.nodeSize(next));
       view.put(p, next);
-      n = view.get(p)!;
+      perms = old.perms;
     } else {
       this.quotas.check(c.domid, c.privileged, "node-size", value.length + 8);
-      n = this.create(view, c, p, value);
+      perms = this.create(view, c, p, value).perms;
     }
     this.checkTxQuota(view, c);
-    const perms = n.perms;
-    this.event(view, () => this.watches.fire(p, perms, false));
+    this.event(view, p, perms, false);
   }
 
   /** MKDIR: makes sure `p` exists; an existing node is left as it is. */
@@ -242,8 +241,7 @@ export class Xenstored implements ConnectionHost {
       return;
     }
     const n = this.create(view, c, p, new Uint8Array(0));
-    const perms = n.perms;
-    this.event(view, () => this.watches.fire(p, perms, false));
+    this.event(view, p, n.perms, false);
   }
 
   /** RM: removes `p` and everything below it; a missing node with a present parent is fine. */
@@ -263,8 +261,7 @@ export class Xenstored implements ConnectionHost {
       children: parent.children.filter((x) => x !== baseName(p)),
     });
     this.checkTxQuota(view, c);
-    const perms = n.perms;
-    this.event(view, () => this.watches.fire(p, perms, true));
+    this.event(view, p, n.perms, true);
   }
 
   private removeTree(view: NodeView, p: string): void {
@@ -298,7 +295,7 @@ export class Xenstored implements ConnectionHost {
     }
     view.put(p, { ...n, perms });
     this.checkTxQuota(view, c);
-    this.event(view, () => this.watches.fire(p, perms, false));
+    this.event(view, p, perms, false);
   }
 
   /** GET_PERMS of a node or a special path. */

@@ -117,6 +117,8 @@ export function encodeXsMsg(msg: XsMsg): Uint8Array {
   return out;
 }
 
+const EMPTY = new Uint8Array(0);
+
 /** What the incremental parser gives: a message, or an error that ends the connection. */
 export type XsParse = { msg: XsMsg } | { error: string };
 
@@ -133,9 +135,12 @@ export class XsParser {
   /** Adds `bytes` and returns every message (or the error) they complete. */
   push(bytes: Uint8Array): XsParse[] {
     if (this.failed) return [];
-    const joined = new Uint8Array(this.buf.length + bytes.length);
-    joined.set(this.buf);
-    joined.set(bytes, this.buf.length);
+    let joined = bytes;
+    if (this.buf.length > 0) {
+      joined = new Uint8Array(this.buf.length + bytes.length);
+      joined.set(this.buf);
+      joined.set(bytes, this.buf.length);
+    }
     const out: XsParse[] = [];
     let at = 0;
     while (joined.length - at >= XSD_SOCKMSG_SIZE) {
@@ -155,12 +160,15 @@ export class XsParser {
           type: dv.getUint32(0, true),
           reqId: dv.getUint32(4, true),
           txId: dv.getUint32(8, true),
-          payload: joined.slice(at + XSD_SOCKMSG_SIZE, at + XSD_SOCKMSG_SIZE + len),
+          // A copy, and a plain Uint8Array even when fed Buffers (whose slice is a view).
+          payload: new Uint8Array(
+            joined.subarray(at + XSD_SOCKMSG_SIZE, at + XSD_SOCKMSG_SIZE + len),
+          ),
         },
       });
       at += XSD_SOCKMSG_SIZE + len;
     }
-    this.buf = joined.slice(at);
+    this.buf = at === joined.length ? EMPTY : new Uint8Array(joined.subarray(at));
     return out;
   }
 
