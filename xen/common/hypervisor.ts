@@ -593,7 +593,7 @@ export class Hypervisor implements VcpuHost {
 
   /** Frees a dying domain's memory and forgets it (called once nothing maps it). */
   releaseDyingDomain(d: Domain): void {
-    if (!this.domains.has(d.domid) || this.domains.get(d.domid) !== d) return;
+    if (this.domains.get(d.domid) !== d) return;
     freeAllFrames(this, d);
     this.domains.delete(d.domid);
     this.dom0.evtchn.sendGlobalVirq(VIRQ_DOM_EXC);
