@@ -16,6 +16,7 @@ import * as evtchn from "./event_channel.js";
 import * as gnttab from "./grant_table.js";
 import * as console_ from "./io/console.js";
 import * as xs from "./io/xs_wire.js";
+import * as vchan from "./io/libxenvchan.js";
 
 const INCLUDE = process.env.XEN_INCLUDE_DIR ?? "/usr/include/xen";
 
@@ -54,6 +55,7 @@ function readHeaders(): Map<string, string> {
     "features.h",
     "io/console.h",
     "io/xs_wire.h",
+    "io/libxenvchan.h",
   ];
   for (const f of files) {
     const text = readFileSync(`${INCLUDE}/${f}`, "utf8").replace(/\/\*[\s\S]*?\*\//g, "");
@@ -93,7 +95,7 @@ function evaluate(expr: string, defs: Map<string, string>, depth = 0): number {
   return Number(new Function(`return (${e});`)());
 }
 
-const modules = { xen, sched, vcpu, version, memory, evtchn, gnttab, console_, xs };
+const modules = { xen, sched, vcpu, version, memory, evtchn, gnttab, console_, xs, vchan };
 
 test("libxen-dev headers are installed", () => {
   assert.ok(

@@ -29,6 +29,7 @@ import {
   gnttab_unmap_grant_ref,
 } from "./grant_table.js";
 import * as EV from "./event_channel.js";
+import { vchan_interface } from "./io/libxenvchan.js";
 import { xencons_interface } from "./io/console.js";
 import { xenstore_domain_interface, xsd_sockmsg } from "./io/xs_wire.js";
 import { ringSize, sring_header } from "./io/ring.js";
@@ -128,6 +129,22 @@ const table: Array<[Layout<string>, number, Record<string, number>]> = [
   [EV.evtchn_expand_array, 8, { array_gfn: 0 }],
   [EV.evtchn_set_priority, 8, { port: 0, priority: 4 }],
   [EV.evtchn_fifo_control_block, 72, { ready: 0, head: 8 }],
+  [
+    vchan_interface,
+    24,
+    {
+      left_cons: 0,
+      left_prod: 4,
+      right_cons: 8,
+      right_prod: 12,
+      left_order: 16,
+      right_order: 18,
+      cli_live: 20,
+      srv_live: 21,
+      cli_notify: 22,
+      srv_notify: 23,
+    },
+  ],
   [
     xencons_interface,
     3088,
