@@ -162,6 +162,17 @@ export class XenEvtchn {
     return this.adopt(mem.u32(a + f.port.offset));
   }
 
+  /** EVTCHNOP_status of Dom0's `port`: its state (EVTCHNSTAT_*). */
+  status(port: number): number {
+    const f = EV.evtchn_status.fields;
+    const mem = this.dev.privcmd.mem;
+    const a = this.op(EV.EVTCHNOP_status, "status", `of port ${port}`, (a) => {
+      mem.setU16(a + f.dom.offset, DOMID_SELF);
+      mem.setU32(a + f.port.offset, port);
+    });
+    return mem.u32(a + f.status.offset);
+  }
+
   /** xenevtchn_notify: sends an event on `port`. */
   notify(port: number): void {
     this.op(EV.EVTCHNOP_send, "send", `on port ${port}`, (a) =>

@@ -22,6 +22,7 @@ import * as memory from "../../xen/include/public/memory.js";
 import * as evtchn from "../../xen/include/public/event_channel.js";
 import * as gnttab from "../../xen/include/public/grant_table.js";
 import * as xsWire from "../../xen/include/public/io/xs_wire.js";
+import * as vchan from "../../xen/include/public/io/libxenvchan.js";
 import * as errno from "../../xen/include/public/errno.js";
 import * as arch from "../../xen/include/public/arch-wasm32.js";
 import * as config from "../../xen/arch/wasm32/config.js";
@@ -74,6 +75,10 @@ function abiSource(): string {
     emit(`XENSTORE_${k.toUpperCase()}_OFF`, f.offset);
   for (const [k, v] of Object.entries(xsWire))
     if (typeof v === "number" && /^XS_/.test(k)) emit(k, v);
+  for (const [k, v] of Object.entries(vchan)) if (typeof v === "number") emit(k, v);
+  for (const [k, f] of Object.entries(vchan.vchan_interface.fields))
+    emit(`VCHAN_${k.toUpperCase()}_OFF`, f.offset);
+  emit("VCHAN_GRANTS_OFF", vchan.vchan_interface.size);
   emit("VCPU_INFO_SIZE", arch.vcpu_info.size);
   emit("VCPU_INFO_UPCALL_PENDING_OFF", f.evtchn_upcall_pending.offset);
   emit("VCPU_INFO_UPCALL_MASK_OFF", f.evtchn_upcall_mask.offset);

@@ -26,6 +26,10 @@ import {
 } from "../../xen/include/public/io/libxenvchan.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 import type { Dom0Drivers } from "../../dom0/drivers/index.js";
+import {
+  EVTCHNSTAT_interdomain,
+  EVTCHNSTAT_unbound,
+} from "../../xen/include/public/event_channel.js";
 import type { XenEvtchn } from "../../dom0/drivers/evtchn.js";
 import type { GrantMap, XenGnttab } from "../../dom0/drivers/gntdev.js";
 import type { SharedPage, XenGntshr } from "../../dom0/drivers/gntalloc.js";
@@ -298,13 +302,19 @@ export class Vchan {
     return this.wr.space();
   }
 
-  /** Whether the peer is (still, or not yet) connected (libxenvchan_is_open). */
+  /**
+   * Whether the peer is (still, or not yet) connected (libxenvchan_is_open).
+   * A peer that died without closing is seen through the event channel: its
+   * end is gone, so ours is no longer interdomain (tsxen's stand-in for the
+   * unmap notifications of Linux's gntdev and gntalloc).
+   */
   isOpen(): boolean {
     if (this.closed) return false;
+    const live = this.page.getUint8(this.isServer ? F.cli_live.offset : F.srv_live.offset);
+    if (live === 0) return false;
+    const st = this.evtchn.status(this.port);
     return (
-      (this.isServer
-        ? this.page.getUint8(F.cli_live.offset)
-        : this.page.getUint8(F.srv_live.offset)) !== 0
+      st === EVTCHNSTAT_interdomain || (this.isServer && live === 2 && st === EVTCHNSTAT_unbound)
     );
   }
 
@@ -363,10 +373,20 @@ export class Vchan {
     return this.read(n);
   }
 
-  /** Resolves at the next event from the peer (or at once if closed). */
+  /** Resolves at the next event from the peer, at once if closed, or after 50 ms (a dead peer sends none). */
   wait(): Promise<void> {
     if (this.closed) return Promise.resolve();
-    return new Promise((r) => this.waiters.push(r));
+    return new Promise((r) => {
+      const done = (): void => {
+        clearTimeout(t);
+        r();
+      };
+      const t = setTimeout(() => {
+        this.waiters = this.waiters.filter((f) => f !== done);
+        r();
+      }, 50);
+      this.waiters.push(done);
+    });
   }
 
   /** Writes all of `data`, waiting for room as needed. Rejects if the channel closes first. */

@@ -14,6 +14,7 @@ import {
   EVTCHNOP_init_control,
   EVTCHNOP_expand_array,
   EVTCHNOP_set_priority,
+  EVTCHNOP_status,
   EVTCHN_FIFO_PENDING,
   EVTCHN_FIFO_MASKED,
   EVTCHN_FIFO_LINKED,
@@ -90,6 +91,14 @@ export function evtchn_bind_interdomain(remote: u32, remote_port: u32): i32 {
 export function notify_remote_via_evtchn(port: u32): i32 {
   store<u32>(arg, port);
   return HYPERVISOR_event_channel_op(EVTCHNOP_send, arg);
+}
+
+/** The state of this domain's `port` (EVTCHNSTAT_*), or a negative errno. */
+export function evtchn_status(port: u32): i32 {
+  store<u16>(arg, <u16>DOMID_SELF);
+  store<u32>(arg + 4, port);
+  const rc = HYPERVISOR_event_channel_op(EVTCHNOP_status, arg);
+  return rc < 0 ? rc : <i32>load<u32>(arg + 8);
 }
 
 /** Sets `port`'s priority, 0 (highest) to 15 (FIFO only). */

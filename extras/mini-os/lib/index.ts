@@ -7,3 +7,4 @@ export * from "./sched";
 export * from "./xen_abi";
 export * from "./gnttab";
 export * from "./xenbus";
+export * from "./vchan";

@@ -28,6 +28,7 @@ import {
   XS_ERROR,
   XS_TRANSACTION_START,
   XS_TRANSACTION_END,
+  XS_SET_PERMS,
   XEN_ENOENT,
   XEN_EACCES,
   XEN_EAGAIN,
@@ -210,6 +211,55 @@ export function xenbus_write_raw(path: string, ptr: usize, len: i32, tx: u32 = 0
   for (let i = 0; i < len && req_len < MAX_MSG; i++)
     store<u8>(reqbuf + 16 + req_len++, load<u8>(ptr + i));
   return transact(XS_WRITE, tx);
+}
+
+/**
+ * Sets `path`'s permissions to an owner entry ("n<owner>": nobody else by
+ * default) and one reader ("r<reader>"), the usual shape for a rendezvous.
+ */
+export function xenbus_set_perms_owner_reader(
+  path: string,
+  owner: u32,
+  reader: u32,
+  tx: u32 = 0,
+): i32 {
+  put(path);
+  put_nul();
+  put("n");
+  put_u32(owner);
+  put_nul();
+  put("r");
+  put_u32(reader);
+  put_nul();
+  return transact(XS_SET_PERMS, tx);
+}
+
+function put_u32(n: u32): void {
+  let div: u32 = 1;
+  while (n / div >= 10) div *= 10;
+  for (; div > 0; div /= 10)
+    if (req_len < MAX_MSG) store<u8>(reqbuf + 16 + req_len++, <u8>(48 + ((n / div) % 10)));
+}
+
+/** Writes decimal `n` as the value of `path`. */
+export function xenbus_write_u32(path: string, n: u32, tx: u32 = 0): i32 {
+  put(path);
+  put_nul();
+  put_u32(n);
+  return transact(XS_WRITE, tx);
+}
+
+/** Reads `path` as a decimal number; negative errno on failure. */
+export function xenbus_read_u32(path: string): i64 {
+  const rc = xenbus_read(path);
+  if (rc < 0) return rc;
+  let v: i64 = 0;
+  for (let i = 0; i < reply_length; i++) {
+    const c = load<u8>(reply + i);
+    if (c < 48 || c > 57) return -XEN_EINVAL;
+    v = v * 10 + (c - 48);
+  }
+  return v;
 }
 
 /** Makes sure `path` exists. */

@@ -1,0 +1,145 @@
+/**
+ * vchan between guests and Dom0 in every combination, with real guests
+ * (mini-os vchan-echo): guest ↔ guest, Dom0 server ↔ guest client, guest
+ * server ↔ Dom0 client (Dom0 ↔ Dom0 is in test/vchan.test.ts). Each moves
+ * 100 MiB each way and compares checksums; a peer that dies or closes
+ * mid-stream is seen as closed by the other side.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { Host } from "../../tools/host/host.js";
+import { Vchan } from "../../tools/libvchan/vchan.js";
+import { kernel, newHost, until } from "../helpers.js";
+
+const MiB100 = 100 * 2 ** 20;
+
+/** The guests' pattern: byte i is (i * 31 + 7) & 255. */
+function pattern(from: number, n: number): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = ((from + i) * 31 + 7) & 255;
+  return b;
+}
+
+/** FNV-1a, as vchan-echo computes it. */
+function fnv(h: number, b: Uint8Array): number {
+  for (const x of b) h = Math.imul(h ^ x, 16777619) >>> 0;
+  return h;
+}
+
+async function echoServer(v: Vchan): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const b = v.read(65536);
+    if (b.length > 0) {
+      total += b.length;
+      await v.writeAll(b);
+      continue;
+    }
+    if (!v.isOpen()) return total;
+    await v.wait();
+  }
+}
+
+async function guest(host: Host, domid: number, cmdline: string): Promise<void> {
+  await host.create({
+    name: `vchan${domid}`,
+    kernel: await kernel("vchan-echo"),
+    memory: 4,
+    domid,
+    cmdline,
+    xenstore: true,
+  });
+}
+
+const ctx = (host: Host) => ({ drivers: host.dom0, xenstored: host.xenstored });
+
+test("guest ↔ guest: 100 MiB echoed, checksums equal", async () => {
+  const host = newHost();
+  try {
+    await guest(host, 40, "role=server peer=41");
+    await until(() => /serves d41/.test(host.readConsole(40)), 5000, "the echo server");
+    await guest(host, 41, `role=client peer=40 bytes=${MiB100}`);
+    assert.equal(await host.waitShutdown(41, 60_000), "poweroff");
+    assert.match(host.readConsole(41), /sent 104857600 bytes, fnv (\d+); echo fnv \1 ok/);
+    assert.equal(await host.waitShutdown(40, 5000), "poweroff");
+    assert.match(host.readConsole(40), /echoed 104857600 bytes; the client closed/);
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("Dom0 server ↔ guest client: 100 MiB echoed by Dom0", async () => {
+  const host = newHost();
+  try {
+    const srv = Vchan.server(ctx(host), 42, "/local/domain/0/data/vchan/echo", 65536, 65536);
+    const echoed = echoServer(srv);
+    await guest(host, 42, `role=client peer=0 bytes=${MiB100}`);
+    assert.equal(await host.waitShutdown(42, 60_000), "poweroff");
+    assert.match(host.readConsole(42), /sent 104857600 bytes, fnv (\d+); echo fnv \1 ok/);
+    assert.equal(await echoed, MiB100);
+    srv.close();
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("guest server ↔ Dom0 client: 100 MiB through the guest's echo, checksummed", async () => {
+  const host = newHost();
+  try {
+    await guest(host, 43, "role=server peer=0");
+    await until(() => /serves d0/.test(host.readConsole(43)), 5000, "the echo server");
+    const cli = Vchan.client(ctx(host), 43, "/local/domain/43/data/vchan/echo");
+    const chunk = 1 << 20;
+    let sentHash = 2166136261;
+    let gotHash = 2166136261;
+    await Promise.all([
+      (async () => {
+        for (let off = 0; off < MiB100; off += chunk) {
+          const b = pattern(off, chunk);
+          sentHash = fnv(sentHash, b);
+          await cli.writeAll(b);
+        }
+      })(),
+      (async () => {
+        for (let off = 0; off < MiB100; off += chunk)
+          gotHash = fnv(gotHash, await cli.readExact(chunk));
+      })(),
+    ]);
+    assert.equal(gotHash, sentHash);
+    cli.close();
+    assert.equal(await host.waitShutdown(43, 5000), "poweroff");
+    assert.match(host.readConsole(43), /echoed 104857600 bytes; the client closed/);
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("a peer killed mid-stream is seen as closed, on either side", async () => {
+  const host = newHost();
+  try {
+    // A guest server destroyed while Dom0 streams to it.
+    await guest(host, 44, "role=server peer=0 size=4096");
+    await until(() => /serves d0/.test(host.readConsole(44)), 5000, "the echo server");
+    const cli = Vchan.client(ctx(host), 44, "/local/domain/44/data/vchan/echo");
+    let got = 0;
+    const reading = (async () => {
+      for (;;) got += (await cli.readExact(4096)).length;
+    })();
+    const writing = cli.writeAll(new Uint8Array(MiB100));
+    await until(() => got > 0, 5000, "echo traffic");
+    host.destroy(44);
+    await assert.rejects(writing, /vchan: closed after \d+ of 104857600 bytes/);
+    await assert.rejects(reading, /vchan: closed after \d+ of 4096 bytes/);
+    assert.equal(cli.isOpen(), false);
+    cli.close();
+    // A Dom0 server that closes while a guest client streams.
+    const srv = Vchan.server(ctx(host), 45, "/local/domain/0/data/vchan/echo", 4096, 4096);
+    await guest(host, 45, `role=client peer=0 bytes=${MiB100}`);
+    await until(() => srv.dataReady() > 0, 5000, "the client's traffic");
+    srv.close();
+    assert.equal(await host.waitShutdown(45, 5000), "poweroff");
+    assert.match(host.readConsole(45), /saw the server close after \d+ bytes/);
+  } finally {
+    await host.shutdown();
+  }
+});
