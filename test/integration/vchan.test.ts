@@ -9,6 +9,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Host } from "../../tools/host/host.js";
 import { Vchan } from "../../tools/libvchan/vchan.js";
+import { VchanSocketProxy } from "../../tools/libvchan/socket-proxy.js";
+import { connect, createServer } from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { kernel, newHost, until } from "../helpers.js";
 
 const MiB100 = 100 * 2 ** 20;
@@ -141,5 +146,89 @@ test("a peer killed mid-stream is seen as closed, on either side", async () => {
     assert.match(host.readConsole(45), /saw the server close after \d+ bytes/);
   } finally {
     await host.shutdown();
+  }
+});
+
+test("vchan-chat: two guests take turns in packet mode", async () => {
+  const host = newHost();
+  try {
+    const k = await kernel("vchan-chat");
+    await host.create({
+      name: "chat-a",
+      kernel: k,
+      memory: 4,
+      domid: 46,
+      cmdline: "role=server peer=47 lines=5",
+      xenstore: true,
+    });
+    await until(() => /waits for d47/.test(host.readConsole(46)), 5000, "the chat server");
+    await host.create({
+      name: "chat-b",
+      kernel: k,
+      memory: 4,
+      domid: 47,
+      cmdline: "role=client peer=46 lines=5",
+      xenstore: true,
+    });
+    assert.equal(await host.waitShutdown(47, 10_000), "poweroff");
+    assert.equal(await host.waitShutdown(46, 10_000), "poweroff");
+    for (let n = 1; n <= 5; n++) {
+      assert.match(host.readConsole(46), new RegExp(`d46 heard 'd47 says line ${n}'`));
+      assert.match(host.readConsole(47), new RegExp(`d47 heard 'd46 says line ${n}'`));
+    }
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("vchan-socket-proxy: a unix socket reaches a guest's vchan, both ways", async () => {
+  const host = newHost();
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-vchan-"));
+  try {
+    // Client mode: a socket client talks to the guest's echo server.
+    await guest(host, 48, "role=server peer=0");
+    await until(() => /serves d0/.test(host.readConsole(48)), 5000, "the echo server");
+    const sock = join(dir, "echo.sock");
+    const proxy = await VchanSocketProxy.start(ctx(host), {
+      mode: "client",
+      domid: 48,
+      path: "/local/domain/48/data/vchan/echo",
+      socket: sock,
+    });
+    const data = pattern(0, 10 * 2 ** 20);
+    const c = connect(sock);
+    const chunks: Buffer[] = [];
+    let got = 0;
+    const done = new Promise<void>((r) =>
+      c.on("data", (b: Buffer) => {
+        chunks.push(b);
+        got += b.length;
+        if (got >= data.length) r();
+      }),
+    );
+    c.write(data);
+    await done;
+    assert.ok(Buffer.concat(chunks).equals(Buffer.from(data)));
+    c.end();
+    assert.equal(await host.waitShutdown(48, 5000), "poweroff", "the guest saw the vchan close");
+    await proxy.close();
+    // Server mode: the guest connects to a vchan the proxy offers, and reaches a socket server.
+    const echoSock = join(dir, "server.sock");
+    const echo = createServer((s) => s.pipe(s));
+    await new Promise<void>((r) => echo.listen(echoSock, r));
+    const p2 = await VchanSocketProxy.start(ctx(host), {
+      mode: "server",
+      domid: 49,
+      path: "/local/domain/0/data/vchan/echo",
+      socket: echoSock,
+    });
+    await guest(host, 49, "role=client peer=0 bytes=1048576");
+    assert.equal(await host.waitShutdown(49, 10_000), "poweroff");
+    assert.match(host.readConsole(49), /sent 1048576 bytes, fnv (\d+); echo fnv \1 ok/);
+    await p2.close();
+    echo.close();
+  } finally {
+    await host.shutdown();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -292,6 +292,11 @@ export class Vchan {
     }
   }
 
+  /** For a server: whether the client has connected yet (cli_live left 2). */
+  peerConnected(): boolean {
+    return this.page.getUint8(this.isServer ? F.cli_live.offset : F.srv_live.offset) === 1;
+  }
+
   /** Bytes ready to read (libxenvchan_data_ready). */
   dataReady(): number {
     return this.rd.ready();

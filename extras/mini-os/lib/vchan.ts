@@ -349,3 +349,21 @@ export function vchan_close(): void {
   notify_remote_via_evtchn(port);
   open_ = false;
 }
+
+/** Writes all `len` bytes or none (libxenvchan_send, packet mode); returns whether it did. */
+export function vchan_send(buf: usize, len: u32): bool {
+  if (vchan_buffer_space() < len) {
+    request_notify(VCHAN_NOTIFY_READ);
+    return false;
+  }
+  return vchan_write(buf, len) == len;
+}
+
+/** Reads exactly `len` bytes if they are all there, else nothing (libxenvchan_recv). */
+export function vchan_recv(buf: usize, len: u32): bool {
+  if (vchan_data_ready() < len) {
+    request_notify(VCHAN_NOTIFY_WRITE);
+    return false;
+  }
+  return vchan_read(buf, len) == len;
+}
