@@ -39,7 +39,8 @@ function fail(what: string, rc: i32): void {
 let msg_len: u32 = 0;
 
 function put(s: string): void {
-  for (let i = 0; i < s.length && msg_len < PACKET - 1; i++) store<u8>(msg + 1 + msg_len++, <u8>s.charCodeAt(i));
+  for (let i = 0; i < s.length && msg_len < PACKET - 1; i++)
+    store<u8>(msg + 1 + msg_len++, <u8>s.charCodeAt(i));
 }
 
 /** Fills `msg` with "d<me> says line <n>". */
@@ -67,7 +68,13 @@ function hear(): bool {
     if (!vchan_is_open()) return false;
     vchan_wait();
   }
-  cons.s("vchan-chat: d").u(domid()).s(" heard '").raw(msg + 1, load<u8>(msg)).s("'").nl();
+  cons
+    .s("vchan-chat: d")
+    .u(domid())
+    .s(" heard '")
+    .raw(msg + 1, load<u8>(msg))
+    .s("'")
+    .nl();
   return true;
 }
 
