@@ -14,6 +14,7 @@ import * as preempt from "./preempt.js";
 import * as evtchn from "./evtchn.js";
 import * as gnttab from "./gnttab.js";
 import * as xenstored from "./xenstored.js";
+import * as vchan from "./vchan.js";
 
 const benches = {
   hypercall,
@@ -24,6 +25,7 @@ const benches = {
   evtchn,
   gnttab,
   xenstored,
+  vchan,
 } satisfies Record<string, { run(quick: boolean): Promise<Row[]> }>;
 
 const { values } = parseArgs({
