@@ -178,3 +178,15 @@ test("a hostile peer's wild indices never make the other side read or write outs
     await host.shutdown();
   }
 });
+
+test("the tutorial's steps run and end with a working channel", async () => {
+  const { tutorial } = await import("../tools/libvchan/tutorial.js");
+  const lines: string[] = [];
+  await tutorial("rendezvous", (s) => lines.push(s));
+  assert.ok(lines.some((l) => /grant reference \d+ gives d7/.test(l)));
+  assert.ok(lines.some((l) => /port \d+ in Dom0, unbound, for d7/.test(l)));
+  for (const step of ["connect", "library"] as const) {
+    const out = await tutorial(step, () => {});
+    assert.match(out, /sent 65536 bytes, fnv (\d+); echo fnv \1 ok/, step);
+  }
+});
