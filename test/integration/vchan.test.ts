@@ -232,3 +232,25 @@ test("vchan-socket-proxy: a unix socket reaches a guest's vchan, both ways", asy
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a hostile Dom0 client's wild indices leave a guest server reading and writing nothing", async () => {
+  const host = newHost();
+  try {
+    await guest(host, 50, "role=server peer=0 size=4096");
+    await until(() => /serves d0/.test(host.readConsole(50)), 5000, "the echo server");
+    const cli = Vchan.client(ctx(host), 50, "/local/domain/50/data/vchan/echo");
+    const page = (cli as unknown as { page: DataView }).page;
+    const d = host.hv.domains.get(50)!;
+    // Claim a gigabyte written into the 4 KiB left ring, and more consumed than produced on the right.
+    page.setUint32(0, page.getUint32(0, true), true);
+    page.setUint32(4, (page.getUint32(0, true) + 1e9) >>> 0, true);
+    page.setUint32(8, (page.getUint32(12, true) + 99999) >>> 0, true);
+    cli.write(new Uint8Array(1)); // a notification, which the guest answers by looking at the indices
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(d.isShutdown, false, "the guest did not crash");
+    assert.equal(cli.dataReady(), 0, "nothing was echoed");
+    cli.close();
+  } finally {
+    await host.shutdown();
+  }
+});

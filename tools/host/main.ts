@@ -11,20 +11,24 @@ import { parseArgs } from "node:util";
 import { guestPath } from "../../extras/mini-os/build.js";
 import { Host } from "./host.js";
 import { formatList } from "./format.js";
+import { VchanSocketProxy } from "../libvchan/socket-proxy.js";
 
 const { values } = parseArgs({
   options: {
     memory: { type: "string", default: "4096" },
     guest: { type: "string", multiple: true, default: ["hello", "ticker"] },
     "list-every": { type: "string", default: "0" },
+    "vchan-proxy": { type: "string", multiple: true, default: [] },
     help: { type: "boolean", short: "h", default: false },
   },
 });
 
 if (values.help) {
-  console.log(`usage: npm start -- [--memory MiB] [--guest NAME]... [--list-every SECONDS]
+  console.log(`usage: npm start -- [--memory MiB] [--guest NAME[:CMDLINE]]... [--list-every SECONDS]
+                    [--vchan-proxy client|server:DOMID:XSPATH:SOCKET]...
 Boots a tsxen host with the named mini-os guests (default: hello, ticker)
-and shows the hypervisor console. Ctrl-C stops it.`);
+and shows the hypervisor console. --vchan-proxy joins a vchan to a unix
+socket, as Xen's vchan-socket-proxy does. Ctrl-C stops it.`);
   process.exit(0);
 }
 
@@ -63,18 +67,35 @@ async function stop(signal: string): Promise<void> {
 process.on("SIGINT", () => void stop("SIGINT"));
 process.on("SIGTERM", () => void stop("SIGTERM"));
 
-for (const name of values.guest) {
+for (const spec of values.guest) {
+  const [name, ...rest] = spec.split(":");
   try {
     const d = await host.create({
-      name,
-      kernel: guestPath(name),
+      name: name!,
+      kernel: guestPath(name!),
       memory: 4,
-      cmdline: `demo guest ${name}`,
+      cmdline: rest.length > 0 ? rest.join(":") : `demo guest ${name}`,
       xenstore: true,
     });
     console.log(`tsxen: created domain ${d.domid} (${name})`);
   } catch (e) {
     console.error(`tsxen: ${(e as Error).message}`);
+  }
+}
+for (const spec of values["vchan-proxy"]) {
+  const [mode, domid, path, socket] = spec.split(":");
+  if ((mode !== "client" && mode !== "server") || !domid || !path || !socket) {
+    console.error(`tsxen: --vchan-proxy ${spec}: expected client|server:DOMID:XSPATH:SOCKET`);
+    continue;
+  }
+  try {
+    await VchanSocketProxy.start(
+      { drivers: host.dom0, xenstored: host.xenstored },
+      { mode, domid: Number(domid), path, socket },
+    );
+    console.log(`tsxen: vchan-socket-proxy (${mode}) d${domid} ${path} <-> ${socket}`);
+  } catch (e) {
+    console.error(`tsxen: --vchan-proxy ${spec}: ${(e as Error).message}`);
   }
 }
 console.log(formatList(host.list()));
