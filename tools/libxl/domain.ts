@@ -1,0 +1,191 @@
+/**
+ * libxl's domain lifecycle (Xen's libxl_create.c, libxl_domain.c), over the
+ * host's hypervisor and xenstored, for a domain config from xl.cfg:
+ * create (kernel, memory, vCPUs, command line, xenstore connection, and the
+ * /vm and /local/domain/N nodes of xen-doc `misc/xenstore-paths`), shutdown
+ * and reboot through control/shutdown, destroy, memory/target,
+ * cpu/N/availability, and the on_poweroff / on_reboot / on_crash actions.
+ *
+ * In-process today: `xl` will reach it through the host daemon (#5).
+ */
+import { randomUUID } from "node:crypto";
+import { loadKernelFile } from "../../xen/arch/wasm32/kernel.js";
+import type { Domain } from "../../xen/common/domain.js";
+import type { Host } from "../host/host.js";
+import { domainPath } from "../xenstored/path.js";
+import type { Action, XlDomainConfig } from "./config.js";
+
+const DOM0 = { domid: 0, privileged: true, target: undefined };
+
+/** A running domain as libxl knows it: its config and its /vm uuid. */
+export interface LibxlDomain {
+  domid: number;
+  config: XlDomainConfig;
+  uuid: string;
+}
+
+export class Libxl {
+  private readonly domains = new Map<number, LibxlDomain>();
+  /** Domains renamed by rename-restart, to keep names unique. */
+  private renames = 0;
+
+  constructor(readonly host: Host) {
+    host.hv.listeners.add({
+      shutdown: (d) => setImmediate(() => this.onShutdown(d)),
+      destroyed: (domid) => this.forget(domid),
+    });
+  }
+
+  private write(path: string, value: string): void {
+    const xs = this.host.xenstored;
+    xs.write(xs.store, DOM0, path, new TextEncoder().encode(value));
+  }
+
+  /** libxl_domain_create_new: builds and starts (or, paused, just builds) the domain. */
+  async create(config: XlDomainConfig, opts: { paused?: boolean } = {}): Promise<Domain> {
+    for (const x of this.domains.values()) {
+      if (x.config.name === config.name) {
+        throw new Error(`libxl: domain name '${config.name}' is in use by domain ${x.domid}`);
+      }
+    }
+    const kernel = await loadKernelFile(config.kernel);
+    const d = this.host.createSync({
+      name: config.name,
+      kernel,
+      memory: config.memory,
+      maxmem: config.maxmem,
+      vcpus: config.vcpus,
+      maxvcpus: config.maxvcpus,
+      cmdline: config.cmdline,
+      paused: opts.paused,
+      weight: config.weight,
+      cap: config.cap,
+      maxEvtchnPort: config.maxEvtchnPort,
+      maxGrantFrames: config.maxGrantFrames,
+      maxMaptrackFrames: config.maxMaptrackFrames,
+      xenstore: true,
+    });
+    const uuid = config.uuid ?? randomUUID();
+    this.domains.set(d.domid, { domid: d.domid, config, uuid });
+    // xenstore-paths: /vm/<uuid> and the domain's home.
+    const vm = `/vm/${uuid}`;
+    this.write(`${vm}/name`, config.name);
+    this.write(`${vm}/uuid`, uuid);
+    const home = domainPath(d.domid);
+    this.write(`${home}/vm`, vm);
+    this.write(`${home}/memory/static-max`, String(config.maxmem * 1024));
+    this.write(`${home}/memory/target`, String(config.memory * 1024));
+    for (let i = 0; i < config.maxvcpus; i++) {
+      this.write(`${home}/cpu/${i}/availability`, i < config.vcpus ? "online" : "offline");
+    }
+    return d;
+  }
+
+  /** The domain's record, or an Error naming the domid. */
+  private get(domid: number): LibxlDomain {
+    const x = this.domains.get(domid);
+    if (!x) throw new Error(`libxl: domain ${domid} is not a domain libxl created`);
+    return x;
+  }
+
+  /**
+   * libxl_domain_shutdown / libxl_domain_reboot: asks the guest through
+   * control/shutdown, as a PV guest expects. Resolves with the reason once it
+   * shut down; rejects after `timeoutMs` (xl shutdown -w waits like this).
+   */
+  async shutdown(
+    domid: number,
+    reason: "poweroff" | "reboot",
+    timeoutMs = 10_000,
+  ): Promise<string> {
+    this.get(domid);
+    this.write(`${domainPath(domid)}/control/shutdown`, reason);
+    return this.host.waitShutdown(domid, timeoutMs);
+  }
+
+  /** libxl_domain_destroy: the domain and its nodes go. */
+  destroy(domid: number): void {
+    this.get(domid);
+    this.host.destroy(domid);
+    this.forget(domid);
+  }
+
+  /** libxl_set_memory_target: memory/target, in KiB as Xen writes it. */
+  setMemoryTarget(domid: number, mib: number): void {
+    const x = this.get(domid);
+    if (!Number.isInteger(mib) || mib < 1 || mib > x.config.maxmem) {
+      throw new Error(
+        `libxl: memory target ${mib} MiB is outside 1..${x.config.maxmem} (maxmem) for domain ${domid}`,
+      );
+    }
+    this.write(`${domainPath(domid)}/memory/target`, String(mib * 1024));
+  }
+
+  /** libxl_set_vcpuonline: cpu/N/availability for each vCPU up to maxvcpus. */
+  setVcpus(domid: number, n: number): void {
+    const x = this.get(domid);
+    if (!Number.isInteger(n) || n < 1 || n > x.config.maxvcpus) {
+      throw new Error(
+        `libxl: ${n} vCPUs is outside 1..${x.config.maxvcpus} (maxvcpus) for domain ${domid}`,
+      );
+    }
+    for (let i = 0; i < x.config.maxvcpus; i++) {
+      this.write(`${domainPath(domid)}/cpu/${i}/availability`, i < n ? "online" : "offline");
+    }
+  }
+
+  /** The domains libxl created, by domid. */
+  list(): LibxlDomain[] {
+    return [...this.domains.values()].sort((a, b) => a.domid - b.domid);
+  }
+
+  private forget(domid: number): void {
+    const x = this.domains.get(domid);
+    if (!x) return;
+    this.domains.delete(domid);
+    const xs = this.host.xenstored;
+    if (xs.store.get(`/vm/${x.uuid}`)) xs.rm(xs.store, DOM0, `/vm/${x.uuid}`);
+  }
+
+  /** Creates the domain again from its config, keeping its uuid, as a reboot does. */
+  private restart(x: LibxlDomain): void {
+    this.create({ ...x.config, uuid: x.uuid }).catch((e: Error) =>
+      this.host.hv.console.printk(`libxl: restarting '${x.config.name}' failed: ${e.message}`),
+    );
+  }
+
+  /** What xl does when a domain shuts down: its config's on_* action. */
+  private onShutdown(d: Domain): void {
+    const x = this.domains.get(d.domid);
+    if (!x || d.isDying) return;
+    const reason = d.shutdownName;
+    const action: Action =
+      reason === "poweroff"
+        ? x.config.onPoweroff
+        : reason === "reboot"
+          ? x.config.onReboot
+          : reason === "crash"
+            ? x.config.onCrash
+            : "preserve";
+    // wasm32 has no core dumps: the coredump-* actions act as their plain forms.
+    switch (action) {
+      case "preserve":
+        return;
+      case "destroy":
+      case "coredump-destroy":
+        this.destroy(d.domid);
+        return;
+      case "rename-restart":
+        d.name = `${x.config.name}-${++this.renames}`;
+        this.domains.delete(d.domid);
+        this.restart(x);
+        return;
+      case "restart":
+      case "coredump-restart":
+      case "soft-reset":
+        this.destroy(d.domid);
+        this.restart(x);
+        return;
+    }
+  }
+}
