@@ -102,6 +102,19 @@ export class Domain {
     return pfn < this.p2m.length && this.p2m[pfn] !== mfn_x(INVALID_MFN);
   }
 
+  /** Views of single pages, made on first use (grant copies of whole pages read them). */
+  private readonly pageViews: (Uint8Array | undefined)[] = [];
+
+  /** Page `pfn` of this domain's memory as a view (cached; valid for the domain's life). */
+  pageView(pfn: number): Uint8Array {
+    let v = this.pageViews[pfn];
+    if (!v) {
+      v = this.mem.u8.subarray(pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE);
+      this.pageViews[pfn] = v;
+    }
+    return v;
+  }
+
   /** The machine frame behind `pfn`, or INVALID_MFN. */
   p2mLookup(pfn: Pfn): Mfn {
     return pfn < this.p2m.length ? _mfn(this.p2m[pfn]!) : INVALID_MFN;

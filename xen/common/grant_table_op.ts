@@ -112,6 +112,8 @@ function copyOne(hv: Hypervisor, ld: Domain, op: number): number {
   const from = sPfn * PAGE_SIZE + sOff;
   const to = tPfn * PAGE_SIZE + tOff;
   if (sd === td) td.mem.u8.copyWithin(to, from, from + len);
+  // Whole pages (what backends copy) come from a cached view: no allocation.
+  else if (len === PAGE_SIZE) td.mem.u8.set(sd.pageView(sPfn), to);
   else td.mem.u8.set(sd.mem.u8.subarray(from, from + len), to);
   if (sGref) sd.gnttab.releaseCopy(su, false);
   if (tGref) td.gnttab.releaseCopy(tu, true);
