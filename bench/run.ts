@@ -4,7 +4,8 @@
  * in seconds (the test suite does this so none rots); figures are then not
  * meaningful. Benchmarks report; they never fail on a missed target.
  */
-import { parseArgs } from "node:util";
+import { execFile } from "node:child_process";
+import { parseArgs, promisify } from "node:util";
 import type { Row } from "./common.js";
 import * as cpu from "./cpu.js";
 import * as hypercall from "./hypercall.js";
@@ -15,6 +16,8 @@ import * as evtchn from "./evtchn.js";
 import * as gnttab from "./gnttab.js";
 import * as xenstored from "./xenstored.js";
 import * as vchan from "./vchan.js";
+
+const run = promisify(execFile);
 
 const benches = {
   hypercall,
@@ -29,20 +32,39 @@ const benches = {
 } satisfies Record<string, { run(quick: boolean): Promise<Row[]> }>;
 
 const { values } = parseArgs({
-  options: { quick: { type: "boolean", default: false }, only: { type: "string", multiple: true } },
+  options: {
+    quick: { type: "boolean", default: false },
+    only: { type: "string", multiple: true },
+    /** Internal: run one benchmark here and print its rows as JSON (see below). */
+    "rows-json": { type: "boolean", default: false },
+  },
 });
 const quick = values.quick ?? false;
 const names = (values.only ?? Object.keys(benches)) as Array<keyof typeof benches>;
-
-const rows: Row[] = [];
 for (const name of names) {
-  const b = benches[name];
-  if (!b) {
+  if (!benches[name]) {
     console.error(`bench: unknown benchmark '${name}'; known: ${Object.keys(benches).join(", ")}`);
     process.exit(2);
   }
+}
+
+if (values["rows-json"]) {
+  const rows: Row[] = [];
+  for (const name of names) rows.push(...(await benches[name].run(quick)));
+  console.log(JSON.stringify(rows));
+  process.exit(0);
+}
+
+// Each benchmark runs in a process of its own, so that none measures the
+// heap, JIT state or leftover domains of the ones before it.
+const rows: Row[] = [];
+for (const name of names) {
   const t0 = performance.now();
-  rows.push(...(await b.run(quick)));
+  const args = [process.argv[1]!, "--rows-json", "--only", name, ...(quick ? ["--quick"] : [])];
+  const { stdout } = await run(process.execPath, args, { maxBuffer: 1 << 24 });
+  // JSON turns NaN (no ratio) into null.
+  const got = JSON.parse(stdout.trim().split("\n").pop()!) as Array<Row & { ratio: number | null }>;
+  rows.push(...got.map((r) => ({ ...r, ratio: r.ratio ?? NaN })));
   console.error(`bench: ${name} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 const w = Math.max(...rows.map((r) => r.name.length));
