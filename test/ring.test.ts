@@ -1,0 +1,125 @@
+/**
+ * Shared rings (io/ring.h) in TypeScript: a front and a back ring over one
+ * page, requests answered in order across the uint32 wrap, the event
+ * suppression that RING_PUSH_*_AND_CHECK_NOTIFY and RING_FINAL_CHECK_* agree
+ * on, and a frontend that writes a wild req_prod.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { BackRing, FrontRing, sharedRingInit } from "../dom0/drivers/ring.js";
+import { sring_header } from "../xen/include/public/io/ring.js";
+
+const H = sring_header.fields;
+const PAGE = 4096;
+/** 112-byte slots, as blkif's requests: 32 entries in a page. */
+const SLOT = 112;
+
+function rings(start = 0): { page: Uint8Array; front: FrontRing; back: BackRing } {
+  const page = new Uint8Array(PAGE);
+  sharedRingInit(page);
+  const dv = new DataView(page.buffer);
+  for (const f of [H.req_prod, H.rsp_prod]) dv.setUint32(f.offset, start >>> 0, true);
+  for (const f of [H.req_event, H.rsp_event]) dv.setUint32(f.offset, (start + 1) >>> 0, true);
+  return { page, front: new FrontRing(page, SLOT, start), back: new BackRing(page, SLOT, start) };
+}
+
+const u32 = (page: Uint8Array, off: number): number =>
+  new DataView(page.buffer).getUint32(off, true);
+
+test("ring size: 32 slots of 112 bytes in a page, and a slot too large is refused", () => {
+  const { front } = rings();
+  assert.equal(front.size, 32);
+  assert.equal(front.freeRequests(), 32);
+  assert.throws(() => new FrontRing(new Uint8Array(PAGE), PAGE), /does not fit/);
+});
+
+for (const start of [0, 0xffff_fff0]) {
+  test(`requests and responses in order, 1000 of them, from index ${start.toString(16)}`, () => {
+    const { page, front, back } = rings(start);
+    let sent = 0;
+    let answered = 0;
+    while (answered < 1000) {
+      const burst = Math.min(front.freeRequests(), 7, 1000 - sent);
+      for (let i = 0; i < burst; i++) {
+        const rq = front.nextRequest();
+        new DataView(rq.buffer, rq.byteOffset).setUint32(0, sent + i, true);
+      }
+      sent += burst;
+      front.pushRequests();
+      // The backend takes up to 5 at a time, answering each with id * 3.
+      let n = 0;
+      while (back.unconsumedRequests() > 0 && n++ < 5) {
+        const rq = back.nextRequest();
+        const id = new DataView(rq.buffer, rq.byteOffset).getUint32(0, true);
+        const rs = back.nextResponse();
+        new DataView(rs.buffer, rs.byteOffset).setUint32(4, id * 3, true);
+      }
+      back.pushResponses();
+      while (front.unconsumedResponses() > 0) {
+        const rs = front.nextResponse();
+        assert.equal(new DataView(rs.buffer, rs.byteOffset).getUint32(4, true), answered * 3);
+        answered++;
+      }
+    }
+    assert.equal(answered, 1000);
+    assert.equal(u32(page, H.req_prod.offset), (start + 1000) >>> 0);
+    assert.equal(u32(page, H.rsp_prod.offset), (start + 1000) >>> 0);
+    assert.equal(front.freeRequests(), 32);
+  });
+}
+
+test("a full ring refuses another request", () => {
+  const { front } = rings();
+  for (let i = 0; i < 32; i++) front.nextRequest();
+  assert.ok(front.full());
+  assert.throws(() => front.nextRequest(), /no free request slot/);
+});
+
+test("notify: the first push after a final check notifies, the pushes while the peer is busy do not", () => {
+  const { front, back } = rings(0xffff_fffe);
+  // A fresh ring wants an event at its first request.
+  front.nextRequest();
+  assert.equal(front.pushRequests(), true);
+  // The backend has not rechecked: req_event is still at the first, so more pushes stay quiet.
+  front.nextRequest();
+  assert.equal(front.pushRequests(), false);
+  // It drains, then re-arms; the next request wants an event again.
+  while (back.unconsumedRequests() > 0) back.nextRequest();
+  assert.equal(back.finalCheckForRequests(), false);
+  front.nextRequest();
+  assert.equal(front.pushRequests(), true);
+  // A final check that finds work says so without needing an event.
+  assert.equal(back.finalCheckForRequests(), true);
+
+  // Responses follow the same rule in the other direction.
+  back.nextResponse();
+  assert.equal(back.pushResponses(), true);
+  back.nextResponse();
+  assert.equal(back.pushResponses(), false);
+  while (front.unconsumedResponses() > 0) front.nextResponse();
+  assert.equal(front.finalCheckForResponses(), false);
+  back.nextResponse();
+  assert.equal(back.pushResponses(), true);
+});
+
+test("a frontend's wild req_prod: the backend sees at most a ring's worth and never overruns its answers", () => {
+  const { page, back } = rings();
+  new DataView(page.buffer).setUint32(H.req_prod.offset, 0x8000_0000, true);
+  assert.equal(back.unconsumedRequests(), 32);
+  for (let i = 0; i < 32; i++) back.nextRequest();
+  // 32 taken, none answered: taking one more would overwrite an unanswered slot.
+  assert.equal(back.requestConsOverflow(), true);
+  assert.equal(back.unconsumedRequests(), 0);
+  assert.throws(() => back.nextRequest(), /no request to consume/);
+  // Answering one frees one.
+  back.nextResponse();
+  assert.equal(back.unconsumedRequests(), 1);
+  assert.equal(back.requestConsOverflow(), false);
+  back.nextRequest();
+  // A req_prod that moves backwards reads as a huge count, bounded the same way:
+  // nothing while 32 are unanswered, a ring's worth once all are answered.
+  new DataView(page.buffer).setUint32(H.req_prod.offset, 3, true);
+  assert.equal(back.unconsumedRequests(), 0);
+  for (let i = 0; i < 32; i++) back.nextResponse();
+  assert.equal(back.unconsumedRequests(), 32);
+});
