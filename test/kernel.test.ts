@@ -1,7 +1,8 @@
 /** Kernel loading: the disk cache, and errors that name the file and the fault. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { guestPath } from "../extras/mini-os/build.js";
@@ -45,4 +46,19 @@ test("a file that is not a kernel is refused with its name and the reason", asyn
     loadKernelFile(join(dir, "missing.wasm")),
     /cannot read kernel .*missing.wasm: ENOENT/,
   );
+});
+
+test("a kernel file is read again only when it changes, and a vanished file is an error", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-kfile-"));
+  const path = join(dir, "guest.wasm");
+  writeFileSync(path, variant(`file-a-${process.pid}`));
+  const k1 = await loadKernelFile(path);
+  assert.equal(await loadKernelFile(path), k1);
+  // New contents of another size: a new kernel, whatever the timestamps say.
+  writeFileSync(path, variant(`file-b-longer-${process.pid}`));
+  const k2 = await loadKernelFile(path);
+  assert.notEqual(k2.hash, k1.hash);
+  assert.equal(k2.hash, createHash("sha256").update(readFileSync(path)).digest("hex"));
+  rmSync(path);
+  await assert.rejects(loadKernelFile(path), /cannot read kernel .*guest\.wasm: ENOENT/);
 });

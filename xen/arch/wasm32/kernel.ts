@@ -4,9 +4,9 @@
  * compile it once per host so that every domain running it only instantiates.
  */
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
 import type { DataSegment } from "./binary.js";
 import {
@@ -172,7 +172,31 @@ export function warmKernelCache(
 }
 
 /** Loads a kernel from a `.wasm` file; the error names the file. */
-export async function loadKernelFile(path: string, options?: InstrumentOptions): Promise<Kernel> {
+export async function loadKernelFile(
+  path: string,
+  options: InstrumentOptions = DEFAULT_INSTRUMENT_OPTIONS,
+): Promise<Kernel> {
+  // A file unchanged since its last load (same inode, size and times) is not
+  // read and hashed again: libxl loads the kernel on every create.
+  const abs = resolve(path);
+  let id: string | undefined;
+  try {
+    const st = statSync(abs);
+    id = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}:${instrumenterVersion(options)}`;
+  } catch {
+    // Reading it below reports what is wrong.
+  }
+  const seen = loadedFiles.get(abs);
+  if (id !== undefined && seen?.id === id) return seen.kernel;
+  const kernel = await readAndLoadKernel(path, options);
+  if (id !== undefined) loadedFiles.set(abs, { id, kernel });
+  return kernel;
+}
+
+/** Files loaded by loadKernelFile: absolute path → the file's identity then, and its kernel. */
+const loadedFiles = new Map<string, { id: string; kernel: Kernel }>();
+
+async function readAndLoadKernel(path: string, options: InstrumentOptions): Promise<Kernel> {
   let bytes: Buffer;
   try {
     bytes = readFileSync(path);
