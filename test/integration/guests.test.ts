@@ -108,7 +108,7 @@ test("crash ends crashed, and the console names the trap and the domain", async 
     const d = await host.create({ name: "crash", kernel: await kernel("crash"), memory: 2 });
     assert.equal(await host.waitShutdown(d.domid), "crash");
     assert.equal(d.runState, "crashed");
-    assert.equal(host.list().find((r) => r.domid === d.domid)?.stateFlags, "----c-");
+    assert.equal(host.list().find((r) => r.domid === d.domid)?.stateFlags, "---sc-");
     assert.match(
       host.dmesg(),
       new RegExp(`Domain ${d.domid} \\(crash\\) vcpu#0 crashed: wasm trap: unreachable`),

@@ -65,6 +65,7 @@ test("on_crash: preserve keeps the crashed domain; restart makes a new one of th
     await new Promise((r) => setTimeout(r, 20));
     assert.equal(kept.runState, "crashed");
     assert.ok(host.hv.domains.has(kept.domid), "preserved");
+    assert.equal(host.list().find((r) => r.domid === kept.domid)?.stateFlags, "---sc-");
     xl.destroy(kept.domid);
     const first = await xl.create(cfg("crash", '\non_crash = "restart"\nname = "phoenix"\n'));
     await until(
@@ -73,6 +74,25 @@ test("on_crash: preserve keeps the crashed domain; restart makes a new one of th
       "a restarted domain",
     );
     xl.destroy(byName(host, "phoenix").find((d) => d.domid !== first.domid)!.domid);
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("on_reboot=preserve keeps the domain, listed as shut down for a reboot", async () => {
+  const host = newHost();
+  try {
+    const xl = new Libxl(host);
+    const d = await xl.create(cfg("xenstore", '\non_reboot = "preserve"\n'));
+    await until(
+      () => /counter 1/.test(host.readConsole(d.domid)),
+      5000,
+      "the guest's xenstore work",
+    );
+    assert.equal(await xl.shutdown(d.domid, "reboot"), "reboot");
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(host.list().find((r) => r.domid === d.domid)?.stateFlags, "---sr-");
+    assert.equal(byName(host, "xenstore").length, 1, "not restarted");
   } finally {
     await host.shutdown();
   }

@@ -151,9 +151,10 @@ export class Host {
           flag("r", s === "running") +
           flag("b", s === "blocked") +
           flag("p", d.pauseCount > 0) +
-          flag("s", s === "shutdown") +
-          flag("c", s === "crashed") +
-          flag("d", s === "dying"),
+          flag("s", d.isShutdown) +
+          // The shutdown reason's letter, as xl's "-rscwS" (poweroff shows '-').
+          (d.isShutdown ? ("-rscwS"[d.shutdownReason] ?? "?") : "-") +
+          flag("d", d.isDying),
         cpuTime: d.vcpus.reduce((t, v) => t + v.cpuTimeNs, 0) / 1e9,
         shutdownReason: d.shutdownName,
         crashMessage: d.crashMessage,
