@@ -44,6 +44,26 @@ class SharedRing {
     this.dv.setUint32(off, v >>> 0, true);
   }
 
+  /**
+   * Writes producer index `prodOff` := `now`; true if the peer's event index
+   * at `eventOff` lies in what this push published (RING_PUSH_*_AND_CHECK_NOTIFY).
+   */
+  protected publish(prodOff: number, eventOff: number, now: number): boolean {
+    const old = this.u32(prodOff);
+    this.setU32(prodOff, now);
+    return (now - this.u32(eventOff)) >>> 0 < (now - old) >>> 0;
+  }
+
+  /**
+   * RING_FINAL_CHECK_FOR_*: with nothing `pending`, asks for an event at the
+   * entry after `cons`, then looks again so that one arriving meanwhile is seen.
+   */
+  protected finalCheck(eventOff: number, cons: number, pending: () => number): boolean {
+    if (pending() > 0) return true;
+    this.setU32(eventOff, cons + 1);
+    return pending() > 0;
+  }
+
   /** The slot of free-running index `idx`: a view of its bytes in the page. */
   slot(idx: number): Uint8Array {
     const at = sring_header.size + (idx & (this.size - 1)) * this.slotBytes;
@@ -96,12 +116,9 @@ export class FrontRing extends SharedRing {
     return s;
   }
 
-  /** RING_PUSH_REQUESTS_AND_CHECK_NOTIFY: publishes; true if the backend wants an event. */
+  /** RING_PUSH_REQUESTS_AND_CHECK_NOTIFY: true if the backend wants an event. */
   pushRequests(): boolean {
-    const old = this.u32(H.req_prod.offset);
-    const now = this.reqProdPvt;
-    this.setU32(H.req_prod.offset, now);
-    return (now - this.u32(H.req_event.offset)) >>> 0 < (now - old) >>> 0;
+    return this.publish(H.req_prod.offset, H.req_event.offset, this.reqProdPvt);
   }
 
   /** RING_HAS_UNCONSUMED_RESPONSES */
@@ -116,11 +133,9 @@ export class FrontRing extends SharedRing {
     return s;
   }
 
-  /** RING_FINAL_CHECK_FOR_RESPONSES: asks for an event at the next response; true if work is there. */
+  /** RING_FINAL_CHECK_FOR_RESPONSES: true if responses are waiting. */
   finalCheckForResponses(): boolean {
-    if (this.unconsumedResponses() > 0) return true;
-    this.setU32(H.rsp_event.offset, this.rspCons + 1);
-    return this.unconsumedResponses() > 0;
+    return this.finalCheck(H.rsp_event.offset, this.rspCons, () => this.unconsumedResponses());
   }
 }
 
@@ -174,18 +189,13 @@ export class BackRing extends SharedRing {
     return s;
   }
 
-  /** RING_PUSH_RESPONSES_AND_CHECK_NOTIFY: publishes; true if the frontend wants an event. */
+  /** RING_PUSH_RESPONSES_AND_CHECK_NOTIFY: true if the frontend wants an event. */
   pushResponses(): boolean {
-    const old = this.u32(H.rsp_prod.offset);
-    const now = this.rspProdPvt;
-    this.setU32(H.rsp_prod.offset, now);
-    return (now - this.u32(H.rsp_event.offset)) >>> 0 < (now - old) >>> 0;
+    return this.publish(H.rsp_prod.offset, H.rsp_event.offset, this.rspProdPvt);
   }
 
-  /** RING_FINAL_CHECK_FOR_REQUESTS: asks for an event at the next request; true if work is there. */
+  /** RING_FINAL_CHECK_FOR_REQUESTS: true if requests are waiting. */
   finalCheckForRequests(): boolean {
-    if (this.unconsumedRequests() > 0) return true;
-    this.setU32(H.req_event.offset, this.reqCons + 1);
-    return this.unconsumedRequests() > 0;
+    return this.finalCheck(H.req_event.offset, this.reqCons, () => this.unconsumedRequests());
   }
 }
