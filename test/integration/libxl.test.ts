@@ -41,6 +41,43 @@ test("create writes the domain's nodes; on_poweroff=destroy removes it all", asy
     assert.equal(read(host, `${home}/memory/target`), "4096");
     assert.equal(read(host, `${home}/memory/static-max`), "4096");
     assert.equal(read(host, `${home}/cpu/0/availability`), "online");
+    // xl list -l: the config in libxl's layout, with mem-set read back.
+    xl.setMemoryTarget(d.domid, 2);
+    const long = xl.listLong();
+    assert.match(long, /^\[\n {4}\{\n {8}"domid": \d+,\n/);
+    const [row] = JSON.parse(long) as Array<{
+      domid: number;
+      config: {
+        c_info: { uuid: string };
+        b_info: { kernel: string };
+        on_poweroff: string;
+        on_reboot: string;
+        on_crash: string;
+      };
+    }>;
+    assert.equal(row!.domid, d.domid);
+    assert.equal(`/vm/${row!.config.c_info.uuid}`, vm);
+    assert.deepEqual(
+      { ...row!.config.b_info, kernel: undefined },
+      {
+        max_vcpus: 1,
+        avail_vcpus: [0],
+        max_memkb: 4096,
+        target_memkb: 2048,
+        sched_params: { weight: 256, cap: 0 },
+        event_channels: 1023,
+        max_grant_frames: 64,
+        max_maptrack_frames: 1024,
+        kernel: undefined,
+        cmdline: "hello from an xl.cfg",
+      },
+    );
+    assert.match(row!.config.b_info.kernel, /hello\.wasm$/);
+    assert.deepEqual(
+      [row!.config.on_poweroff, row!.config.on_reboot, row!.config.on_crash],
+      ["destroy", "restart", "destroy"],
+    );
+    assert.throws(() => xl.listLong([4242]), /domain 4242 is not a domain libxl created/);
     await assert.rejects(
       xl.create(cfg("hello")),
       /libxl: domain name 'hello' is in use by domain \d+/,
