@@ -5,14 +5,13 @@
  * (the engine's floor for "a new guest"), and LightVM's published 2.3 ms as
  * the Xen figure to beat.
  */
-import { guestPath } from "../extras/mini-os/build.js";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { guestPath, ROOT } from "../extras/mini-os/build.js";
 import { Host } from "../tools/host/host.js";
 import { loadKernelFile } from "../xen/arch/wasm32/kernel.js";
 import { fmt, median, type Row } from "./common.js";
 import type { Domain } from "../xen/common/domain.js";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { ROOT } from "../extras/mini-os/build.js";
 import { parseCfg } from "../tools/libxlu/cfg.js";
 import { domainConfig } from "../tools/libxl/config.js";
 import { Libxl } from "../tools/libxl/domain.js";
