@@ -190,3 +190,58 @@ test("the tutorial's steps run and end with a working channel", async () => {
     assert.match(out, /sent 65536 bytes, fnv (\d+); echo fnv \1 ok/, step);
   }
 });
+
+test("a server's bad ring order or port fails the client's connect and leaves nothing mapped or bound", async () => {
+  const host = newHost();
+  try {
+    const ctx = { drivers: host.dom0, xenstored: host.xenstored };
+    const path = `/local/domain/0/data/vchan/${++serial}`;
+    // 64 KiB rings: the client maps the shared page and 16 pages of the left ring first.
+    const srv = Vchan.server(ctx, 0, path, 65536, 65536);
+    const page = (srv as unknown as { page: DataView }).page;
+    const mapped = host.hv.dom0.gnttab.mappings;
+    const right = page.getUint16(F.right_order.offset, true);
+    page.setUint16(F.right_order.offset, 25, true);
+    assert.throws(() => Vchan.client(ctx, 0, path), /vchan: ring order 25 is not 10\.\.20/);
+    assert.equal(host.hv.dom0.gnttab.mappings, mapped);
+    page.setUint16(F.right_order.offset, right, true);
+    const xs = host.xenstored;
+    xs.write(
+      xs.store,
+      { domid: 0, privileged: true, target: undefined },
+      `${path}/event-channel`,
+      new TextEncoder().encode("4000"),
+    );
+    assert.throws(() => Vchan.client(ctx, 0, path), /4000/);
+    assert.equal(host.hv.dom0.gnttab.mappings, mapped);
+    srv.close();
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("a server that runs Dom0 out of pages midway fails and gives back what it took", async () => {
+  const host = newHost();
+  try {
+    // Leave room for the shared page and one 1 MiB ring (256 pages), not the second.
+    const hog = host.dom0.openGntshr();
+    const pc = host.dom0.privcmd;
+    hog.share(0, pc.freePageCount - 300);
+    const free = pc.freePageCount;
+    const ctx = { drivers: host.dom0, xenstored: host.xenstored };
+    const path = `/local/domain/0/data/vchan/${++serial}`;
+    assert.throws(
+      () => Vchan.server(ctx, 0, path, 2 ** 20, 2 ** 20),
+      /gntalloc: cannot share 256 pages with d0: Dom0 is out of pages/,
+    );
+    assert.equal(pc.freePageCount, free, "the shared page and the first ring are given back");
+    assert.equal(host.xenstored.store.get(`${path}/ring-ref`), undefined);
+    hog.dispose();
+    assert.throws(
+      () => Vchan.server(ctx, 0, "data/vchan/no spaces", 4096, 4096),
+      /vchan: 'data\/vchan\/no spaces' is not a xenstore path: a character outside/,
+    );
+  } finally {
+    await host.shutdown();
+  }
+});

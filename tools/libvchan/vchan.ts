@@ -34,6 +34,14 @@ import type { XenEvtchn } from "../../dom0/drivers/evtchn.js";
 import type { GrantMap, XenGnttab } from "../../dom0/drivers/gntdev.js";
 import type { SharedPage, XenGntshr } from "../../dom0/drivers/gntalloc.js";
 import type { Xenstored } from "../xenstored/xenstored.js";
+import { canonicalize } from "../xenstored/path.js";
+
+/** `p` as an absolute xenstore path (relative ones are Dom0's), or an Error that says what is wrong. */
+function dom0Path(p: string): string {
+  const c = canonicalize(p, 0);
+  if ("error" in c) throw new Error(`vchan: '${p}' is not a xenstore path: ${c.error}`);
+  return c.path;
+}
 
 const F = vchan_interface.fields;
 /** Offset of the grant list in the shared page. */
@@ -152,6 +160,7 @@ export class Vchan {
     readMin: number,
     writeMin: number,
   ): Vchan {
+    xsPath = dom0Path(xsPath);
     if (readMin > MAX_RING_SIZE || writeMin > MAX_RING_SIZE) {
       throw new RangeError(`vchan: rings are at most ${MAX_RING_SIZE} bytes`);
     }
@@ -169,58 +178,68 @@ export class Vchan {
       pages.push(...p);
       return p;
     };
-    const [shared] = share(1);
-    const dv = new DataView(shared!.page.buffer, shared!.page.byteOffset, PAGE_SIZE);
-    let grantAt = GRANTS;
-    const ringIn = (order: number): Uint8Array[] => {
-      if (order === 10) return [shared!.page.subarray(1024, 2048)];
-      if (order === 11) return [shared!.page.subarray(2048, 4096)];
-      const ps = share(1 << (order - 12));
-      for (const p of ps) {
-        dv.setUint32(grantAt, p.ref, true);
-        grantAt += 4;
+    let evtchn: XenEvtchn | undefined;
+    try {
+      const [shared] = share(1);
+      const dv = new DataView(shared!.page.buffer, shared!.page.byteOffset, PAGE_SIZE);
+      let grantAt = GRANTS;
+      const ringIn = (order: number): Uint8Array[] => {
+        if (order === 10) return [shared!.page.subarray(1024, 2048)];
+        if (order === 11) return [shared!.page.subarray(2048, 4096)];
+        const ps = share(1 << (order - 12));
+        for (const p of ps) {
+          dv.setUint32(grantAt, p.ref, true);
+          grantAt += 4;
+        }
+        return ps.map((p) => p.page);
+      };
+      dv.setUint16(F.left_order.offset, leftOrder, true);
+      dv.setUint16(F.right_order.offset, rightOrder, true);
+      const left = ringIn(leftOrder);
+      const right = ringIn(rightOrder);
+      dv.setUint8(F.cli_live.offset, 2);
+      dv.setUint8(F.srv_live.offset, 1);
+      // The server wants to hear when the client writes.
+      dv.setUint8(F.cli_notify.offset, VCHAN_NOTIFY_WRITE);
+      const ev = ctx.drivers.openEvtchn();
+      evtchn = ev;
+      const port = ev.bindUnboundPort(client);
+      const xs = ctx.xenstored;
+      const perms = [
+        { domid: 0, access: 0 },
+        { domid: client, access: 1 },
+      ];
+      for (const [k, v] of [
+        ["ring-ref", shared!.ref],
+        ["event-channel", port],
+      ] as const) {
+        xs.write(xs.store, DOM0, `${xsPath}/${k}`, new TextEncoder().encode(String(v)));
+        xs.setPerms(xs.store, DOM0, `${xsPath}/${k}`, perms);
       }
-      return ps.map((p) => p.page);
-    };
-    dv.setUint16(F.left_order.offset, leftOrder, true);
-    dv.setUint16(F.right_order.offset, rightOrder, true);
-    const left = ringIn(leftOrder);
-    const right = ringIn(rightOrder);
-    dv.setUint8(F.cli_live.offset, 2);
-    dv.setUint8(F.srv_live.offset, 1);
-    // The server wants to hear when the client writes.
-    dv.setUint8(F.cli_notify.offset, VCHAN_NOTIFY_WRITE);
-    const evtchn = ctx.drivers.openEvtchn();
-    const port = evtchn.bindUnboundPort(client);
-    const xs = ctx.xenstored;
-    const perms = [
-      { domid: 0, access: 0 },
-      { domid: client, access: 1 },
-    ];
-    for (const [k, v] of [
-      ["ring-ref", shared!.ref],
-      ["event-channel", port],
-    ] as const) {
-      xs.write(xs.store, DOM0, `${xsPath}/${k}`, new TextEncoder().encode(String(v)));
-      xs.setPerms(xs.store, DOM0, `${xsPath}/${k}`, perms);
+      return new Vchan(
+        true,
+        client,
+        dv,
+        new Ring(dv, F.left_cons.offset, F.left_prod.offset, left),
+        new Ring(dv, F.right_cons.offset, F.right_prod.offset, right),
+        ev,
+        port,
+        () => {
+          ev.dispose();
+          for (const p of pages) shr.unshare(p);
+        },
+      );
+    } catch (e) {
+      // Nothing stays granted or bound when a step fails (no such client, no free refs).
+      evtchn?.dispose();
+      for (const p of pages) shr.unshare(p);
+      throw e;
     }
-    return new Vchan(
-      true,
-      client,
-      dv,
-      new Ring(dv, F.left_cons.offset, F.left_prod.offset, left),
-      new Ring(dv, F.right_cons.offset, F.right_prod.offset, right),
-      evtchn,
-      port,
-      () => {
-        evtchn.dispose();
-        for (const p of pages) shr.unshare(p);
-      },
-    );
   }
 
   /** libxenvchan_client_init: connects to the channel domain `server` offers at `xsPath`. */
   static client(ctx: VchanContext, server: number, xsPath: string): Vchan {
+    xsPath = dom0Path(xsPath);
     const xs = ctx.xenstored;
     const read = (k: string): number => {
       const n = xs.store.get(`${xsPath}/${k}`);
@@ -234,6 +253,24 @@ export class Vchan {
       maps.push(m);
       return m.page;
     };
+    try {
+      return Vchan.connect(server, read, map, maps, gnt, ctx);
+    } catch (e) {
+      // A server that published a bad ring leaves nothing mapped behind.
+      for (const m of maps) gnt.unmap(m);
+      throw e;
+    }
+  }
+
+  /** The client's half after its handle exists: maps the rings and binds the port. */
+  private static connect(
+    server: number,
+    read: (k: string) => number,
+    map: (ref: number) => Uint8Array,
+    maps: GrantMap[],
+    gnt: XenGnttab,
+    ctx: VchanContext,
+  ): Vchan {
     const shared = map(read("ring-ref"));
     const dv = new DataView(shared.buffer, shared.byteOffset, PAGE_SIZE);
     let grantAt = GRANTS;
@@ -255,7 +292,13 @@ export class Vchan {
     const left = ringIn(dv.getUint16(F.left_order.offset, true));
     const right = ringIn(dv.getUint16(F.right_order.offset, true));
     const evtchn = ctx.drivers.openEvtchn();
-    const port = evtchn.bindInterdomain(server, read("event-channel"));
+    let port: number;
+    try {
+      port = evtchn.bindInterdomain(server, read("event-channel"));
+    } catch (e) {
+      evtchn.dispose();
+      throw e;
+    }
     dv.setUint8(F.cli_live.offset, 1);
     // The client wants to hear when the server writes.
     dv.setUint8(F.srv_notify.offset, VCHAN_NOTIFY_WRITE);
