@@ -186,15 +186,23 @@ test("vchan-socket-proxy: a unix socket reaches a guest's vchan, both ways", asy
   const dir = mkdtempSync(join(tmpdir(), "tsxen-vchan-"));
   try {
     // Client mode: a socket client talks to the guest's echo server.
-    await guest(host, 48, "role=server peer=0");
-    await until(() => /serves d0/.test(host.readConsole(48)), 5000, "the echo server");
     const sock = join(dir, "echo.sock");
+    const logged: string[] = [];
     const proxy = await VchanSocketProxy.start(ctx(host), {
       mode: "client",
       domid: 48,
       path: "/local/domain/48/data/vchan/echo",
       socket: sock,
+      log: (line) => logged.push(line),
     });
+    // Before the server is there, a connection is closed and the log says why.
+    const early = connect(sock);
+    await new Promise((r) => early.on("close", r));
+    assert.deepEqual(logged, [
+      "cannot connect to d48's vchan: vchan: no /local/domain/48/data/vchan/echo/ring-ref in xenstore: is the server there?",
+    ]);
+    await guest(host, 48, "role=server peer=0");
+    await until(() => /serves d0/.test(host.readConsole(48)), 5000, "the echo server");
     const data = pattern(0, 10 * 2 ** 20);
     const c = connect(sock);
     const chunks: Buffer[] = [];

@@ -23,6 +23,8 @@ export interface ProxyOptions {
   socket: string;
   /** Ring sizes in server mode (default 64 KiB each way). */
   ringSize?: number;
+  /** Where failures are reported (default: stderr, as Xen's proxy does). */
+  log?: (line: string) => void;
 }
 
 /** Copies bytes between `s` and `v` until either closes; resolves when both are done. */
@@ -75,6 +77,9 @@ export class VchanSocketProxy {
   /** Starts a proxy; resolves once it listens (client mode) or has offered the vchan (server mode). */
   static async start(ctx: VchanContext, opts: ProxyOptions): Promise<VchanSocketProxy> {
     const p = new VchanSocketProxy(opts);
+    const log =
+      opts.log ??
+      ((line: string): void => void process.stderr.write(`vchan-socket-proxy: ${line}\n`));
     if (opts.mode === "client") {
       rmSync(opts.socket, { force: true });
       p.server = createServer((s) => {
@@ -88,7 +93,9 @@ export class VchanSocketProxy {
         try {
           v = Vchan.client(ctx, opts.domid, opts.path);
         } catch (e) {
-          s.destroy(e as Error);
+          // The socket's client only sees the close; the reason goes to the log.
+          log(`cannot connect to d${opts.domid}'s vchan: ${(e as Error).message}`);
+          s.destroy();
           p.active = undefined;
           return;
         }
@@ -108,7 +115,10 @@ export class VchanSocketProxy {
         const s = connect(opts.socket);
         p.active = s;
         s.once("connect", () => void pump(s, v));
-        s.once("error", () => v.close());
+        s.once("error", (e) => {
+          log(`cannot connect to ${opts.socket}: ${e.message}`);
+          v.close();
+        });
       })();
     }
     return p;
