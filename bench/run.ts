@@ -4,8 +4,9 @@
  * in seconds (the test suite does this so none rots); figures are then not
  * meaningful. Benchmarks report; they never fail on a missed target.
  */
+import { parseCommandLine } from "../tools/cli.js";
 import { execFile } from "node:child_process";
-import { parseArgs, promisify } from "node:util";
+import { promisify } from "node:util";
 import type { Row } from "./common.js";
 import * as cpu from "./cpu.js";
 import * as hypercall from "./hypercall.js";
@@ -31,7 +32,7 @@ const benches = {
   vchan,
 } satisfies Record<string, { run(quick: boolean): Promise<Row[]> }>;
 
-const { values } = parseArgs({
+const { values } = parseCommandLine("bench", {
   options: {
     quick: { type: "boolean", default: false },
     only: { type: "string", multiple: true },

@@ -7,21 +7,25 @@
  *
  *   node dist/tools/host/main.js [--memory MiB] [--guest NAME]... [--list-every SECONDS]
  */
-import { parseArgs } from "node:util";
+import { parseCommandLine } from "../cli.js";
 import { guestPath } from "../../extras/mini-os/build.js";
 import { Host } from "./host.js";
 import { formatList } from "./format.js";
 import { VchanSocketProxy } from "../libvchan/socket-proxy.js";
 
-const { values } = parseArgs({
-  options: {
-    memory: { type: "string", default: "4096" },
-    guest: { type: "string", multiple: true, default: ["hello", "ticker"] },
-    "list-every": { type: "string", default: "0" },
-    "vchan-proxy": { type: "string", multiple: true, default: [] },
-    help: { type: "boolean", short: "h", default: false },
+const { values } = parseCommandLine(
+  "tsxen",
+  {
+    options: {
+      memory: { type: "string", default: "4096" },
+      guest: { type: "string", multiple: true, default: ["hello", "ticker"] },
+      "list-every": { type: "string", default: "0" },
+      "vchan-proxy": { type: "string", multiple: true, default: [] },
+      help: { type: "boolean", short: "h", default: false },
+    },
   },
-});
+  "npm start -- --help",
+);
 
 if (values.help) {
   console.log(`usage: npm start -- [--memory MiB] [--guest NAME[:CMDLINE]]... [--list-every SECONDS]

@@ -9,18 +9,22 @@
  * The socket defaults to `$TSXEN_RUN_DIR/xenstored/socket`. SIGINT or
  * SIGTERM stop it and remove the socket.
  */
-import { parseArgs } from "node:util";
+import { parseCommandLine } from "../cli.js";
 import { xenstoredSocket } from "../rundir.js";
 import { Xenstored } from "./xenstored.js";
 import { XsSocketServer } from "./socket.js";
 
-const { values } = parseArgs({
-  options: {
-    socket: { type: "string" },
-    verbose: { type: "boolean", short: "v", default: false },
-    help: { type: "boolean", short: "h", default: false },
+const { values } = parseCommandLine(
+  "xenstored",
+  {
+    options: {
+      socket: { type: "string" },
+      verbose: { type: "boolean", short: "v", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
   },
-});
+  "xenstored --help",
+);
 if (values.help) {
   console.log("usage: xenstored [--socket PATH] [--verbose]");
   process.exit(0);
