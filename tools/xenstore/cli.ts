@@ -13,8 +13,8 @@ const MODES = ["read", "write", "rm", "exists", "list", "ls", "chmod", "watch"] 
 type Mode = (typeof MODES)[number];
 
 const USAGE: Record<Mode, string> = {
-  read: "[-h] [-p] [-s] key [...]",
-  write: "[-h] [-s] key value [...]",
+  read: "[-h] [-p] [-s] [-R] key [...]",
+  write: "[-h] [-s] [-R] key value [...]",
   rm: "[-h] [-s] [-t] key [...]",
   exists: "[-h] [-p] [-s] key [...]",
   list: "[-h] [-p] [-s] key [...]",
@@ -23,10 +23,14 @@ const USAGE: Record<Mode, string> = {
   watch: "[-h] [-n NR] key",
 };
 
-/** Which flags each mode takes (the short option letters of Xen's getopt string). */
+/**
+ * Which flags each mode takes. Every tool's getopt knows all of ALL_FLAGS: a
+ * known flag that the mode does not take prints the usage, and any other
+ * letter is warned about and ignored, as Xen's tools do.
+ */
 const FLAGS: Record<Mode, string> = {
-  read: "hsp",
-  write: "hs",
+  read: "hspR",
+  write: "hsR",
   rm: "hst",
   exists: "hs",
   list: "hsp",
@@ -34,6 +38,7 @@ const FLAGS: Record<Mode, string> = {
   chmod: "hsur",
   watch: "hsn",
 };
+const ALL_FLAGS = "hfsprtunR";
 
 /** A tool's exit: status and what went to stdout and stderr. */
 export interface ToolResult {
@@ -117,33 +122,48 @@ export async function runTool(
   const flags = new Set<string>();
   let watches = -1;
   let i = 0;
-  for (; i < args.length; i++) {
-    const a = args[i]!;
-    if (a === "--") {
-      i++;
-      break;
+  let ops: string[];
+  try {
+    for (; i < args.length; i++) {
+      const a = args[i]!;
+      if (a === "--") {
+        i++;
+        break;
+      }
+      if (!a.startsWith("-") || a === "-" || (mode === "chmod" && /^[nrwb]/.test(a.slice(1))))
+        break;
+      const long: Record<string, string> = {
+        help: "h",
+        flat: "f",
+        socket: "s",
+        prefix: "p",
+        tidy: "t",
+        upto: "u",
+        recurse: "r",
+        number: "n",
+      };
+      if (a.startsWith("--") && long[a.slice(2)] === undefined) {
+        warn(`unrecognized option '${a}'`);
+        continue;
+      }
+      const letters = a.startsWith("--") ? [long[a.slice(2)]!] : [...a.slice(1)];
+      for (const l of letters) {
+        if (!ALL_FLAGS.includes(l)) {
+          warn(`invalid option -- '${l}'`);
+          continue;
+        }
+        if (!FLAGS[mode].includes(l) || l === "h") usage();
+        if (l === "n") watches = Number(args[++i] ?? usage());
+        flags.add(l);
+      }
     }
-    if (!a.startsWith("-") || a === "-" || (mode === "chmod" && /^[nrwb]/.test(a.slice(1)))) break;
-    const long: Record<string, string> = {
-      help: "h",
-      flat: "f",
-      socket: "s",
-      prefix: "p",
-      tidy: "t",
-      upto: "u",
-      recurse: "r",
-      number: "n",
-    };
-    const letters = a.startsWith("--") ? [long[a.slice(2)] ?? "?"] : [...a.slice(1)];
-    for (const l of letters) {
-      if (!FLAGS[mode].includes(l) || l === "h") usage();
-      if (l === "n") watches = Number(args[++i] ?? usage());
-      flags.add(l);
-    }
+    ops = args.slice(i);
+    if (mode !== "ls" && ops.length === 0) usage();
+    if (mode === "write" && ops.length % 2 === 1) usage();
+  } catch (e) {
+    if (e instanceof Exit) return { status: e.status, stdout, stderr };
+    throw e;
   }
-  const ops = args.slice(i);
-  if (mode !== "ls" && ops.length === 0) usage();
-  if (mode === "write" && ops.length % 2 === 1) usage();
   let xs: XsClient;
   try {
     xs = await XsClient.open(opts.socket);
@@ -234,13 +254,24 @@ async function perform(
           warn(`couldn't read path ${p}`);
           return 1;
         }
-        out(`${flags.has("p") ? `${p}: ` : ""}${sanitise(v)}\n`);
+        // -R: the value as it is, without escapes or a newline after it.
+        const prefix = flags.has("p") ? `${p}: ` : "";
+        out(
+          flags.has("R")
+            ? `${prefix}${Buffer.from(v).toString("utf8")}`
+            : `${prefix}${sanitise(v)}\n`,
+        );
       }
       return 0;
     case "write":
       for (let k = 0; k < ops.length; k += 2) {
         try {
-          await xs.write(ops[k]!, unsanitise(ops[k + 1]!), tx);
+          const value = ops[k + 1]!;
+          await xs.write(
+            ops[k]!,
+            flags.has("R") ? Buffer.from(value, "utf8") : unsanitise(value),
+            tx,
+          );
         } catch {
           warn(`could not write path ${ops[k]}`);
           return 1;
@@ -423,7 +454,8 @@ export async function main(argv0: string, args: string[]): Promise<number> {
     columns: process.stdout.isTTY ? process.stdout.columns - 2 : 80,
     stream: (s) => process.stdout.write(s),
   });
-  process.stdout.write(r.stdout);
+  // As from Xen's tools through a pipe: stderr is unbuffered, stdout comes out at exit.
   process.stderr.write(r.stderr);
+  process.stdout.write(r.stdout);
   return r.status;
 }
