@@ -72,7 +72,7 @@ test("a full ring refuses another request", () => {
   const { front } = rings();
   for (let i = 0; i < 32; i++) front.nextRequest();
   assert.ok(front.full());
-  assert.throws(() => front.nextRequest(), /no free request slot/);
+  assert.throws(() => front.nextRequest(), /all 32 request slots are in use/);
 });
 
 test("notify: the first push after a final check notifies, the pushes while the peer is busy do not", () => {

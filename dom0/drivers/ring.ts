@@ -110,7 +110,7 @@ export class FrontRing extends SharedRing {
 
   /** The slot for the next request (RING_GET_REQUEST at req_prod_pvt), then counts it. */
   nextRequest(): Uint8Array {
-    if (this.full()) throw new RangeError("ring: no free request slot");
+    if (this.full()) throw new RangeError(`ring: all ${this.size} request slots are in use`);
     const s = this.slot(this.reqProdPvt);
     this.reqProdPvt = (this.reqProdPvt + 1) >>> 0;
     return s;
@@ -175,7 +175,9 @@ export class BackRing extends SharedRing {
   /** The next request (RING_GET_REQUEST at req_cons), then counts it consumed. */
   nextRequest(): Uint8Array {
     if (this.unconsumedRequests() === 0 || this.requestConsOverflow()) {
-      throw new RangeError("ring: no request to consume");
+      throw new RangeError(
+        `ring: no request to consume at ${this.reqCons} (${this.unconsumedRequests()} waiting, ${(this.reqCons - this.rspProdPvt) >>> 0} unanswered)`,
+      );
     }
     const s = this.slot(this.reqCons);
     this.reqCons = (this.reqCons + 1) >>> 0;

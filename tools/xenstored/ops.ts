@@ -73,7 +73,7 @@ const read: Op = (d, c, msg) => {
 
 const write: Op = (d, c, msg) => {
   const nul = msg.payload.indexOf(0);
-  if (nul < 0) throw new XsError("EINVAL", "no path");
+  if (nul < 0) throw new XsError("EINVAL", "WRITE without a NUL after its path");
   const p = d.path(c, dec.decode(msg.payload.subarray(0, nul)));
   d.write(d.view(c, msg.txId), c, p, msg.payload.slice(nul + 1));
   return OK;
@@ -222,8 +222,9 @@ const isDomainIntroduced: Op = (d, _c, msg) => {
 
 const resume: Op = (d, c, msg) => {
   privileged(c);
-  const dom = d.domains.get(domid(one(msg)));
-  if (!dom?.introduced) throw new XsError("ENOENT", "not introduced");
+  const id = domid(one(msg));
+  const dom = d.domains.get(id);
+  if (!dom?.introduced) throw new XsError("ENOENT", `domain ${id} is not introduced`);
   dom.shutdownReported = false;
   return OK;
 };
@@ -233,7 +234,9 @@ const setTarget: Op = (d, c, msg) => {
   const a = args(msg, 2);
   const id = domid(a[0]);
   const target = domid(a[1]);
-  if (!d.domainExists(id) || !d.domainExists(target)) throw new XsError("ENOENT", "no such domain");
+  for (const x of [id, target]) {
+    if (!d.domainExists(x)) throw new XsError("ENOENT", `no domain ${x}`);
+  }
   for (const x of d.connections) if (x.domid === id && !x.privileged) x.target = target;
   return OK;
 };
@@ -307,7 +310,8 @@ const control: Op = (d, c, msg) => {
     case "help":
       return str(`${Object.keys(CONTROL_COMMANDS).join("\n")}\n`);
     case "log":
-      if (rest[0] !== "on" && rest[0] !== "off") throw new XsError("EINVAL", "log on|off");
+      if (rest[0] !== "on" && rest[0] !== "off")
+        throw new XsError("EINVAL", `log takes on or off, not '${rest[0] ?? ""}'`);
       d.logging = rest[0] === "on";
       return OK;
     case "print":
