@@ -206,12 +206,7 @@ test("a server's bad ring order or port fails the client's connect and leaves no
     assert.equal(host.hv.dom0.gnttab.mappings, mapped);
     page.setUint16(F.right_order.offset, right, true);
     const xs = host.xenstored;
-    xs.write(
-      xs.store,
-      { domid: 0, privileged: true, target: undefined },
-      `${path}/event-channel`,
-      new TextEncoder().encode("4000"),
-    );
+    xs.writeText(`${path}/event-channel`, "4000");
     assert.throws(() => Vchan.client(ctx, 0, path), /4000/);
     assert.equal(host.hv.dom0.gnttab.mappings, mapped);
     srv.close();

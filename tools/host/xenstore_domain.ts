@@ -18,6 +18,7 @@ import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 import type { XenEvtchn } from "../../dom0/drivers/evtchn.js";
 import type { Xenstored } from "../xenstored/xenstored.js";
 import { domainPath } from "../xenstored/path.js";
+import { DOM0 } from "../xenstored/perms.js";
 
 /** Connects guest `d` to `xs`; its port is allocated through Dom0's `evtchn`. */
 export function introduceToXenstore(d: Domain, xs: Xenstored, evtchn: XenEvtchn): void {
@@ -29,33 +30,30 @@ export function introduceToXenstore(d: Domain, xs: Xenstored, evtchn: XenEvtchn)
   const port = evtchn.allocUnboundIn(d.domid, 0);
   d.mem.setU32(d.startInfoAddr() + start_info.fields.store_evtchn.offset, port);
   const home = domainPath(d.domid);
-  const dom0 = { domid: 0, privileged: true, target: undefined };
   const s = xs.store;
-  const text = (v: string): Uint8Array => new TextEncoder().encode(v);
   // xenstore-paths: the home is Dom0's, readable by the guest; what the guest
   // writes (data, control's answers, its devices' front ends) is the guest's.
-  xs.mkdir(s, dom0, home);
-  xs.setPerms(s, dom0, home, [
+  xs.mkdir(s, DOM0, home);
+  xs.setPerms(s, DOM0, home, [
     { domid: 0, access: 0 },
     { domid: d.domid, access: 1 },
   ]);
-  xs.write(s, dom0, `${home}/name`, text(d.name));
-  xs.write(s, dom0, `${home}/domid`, text(String(d.domid)));
-  xs.write(s, dom0, `${home}/store/port`, text(String(port)));
-  xs.write(s, dom0, `${home}/store/ring-ref`, text(String(PFN_XENSTORE)));
+  xs.writeText(`${home}/name`, d.name);
+  xs.writeText(`${home}/domid`, String(d.domid));
+  xs.writeText(`${home}/store/port`, String(port));
+  xs.writeText(`${home}/store/ring-ref`, String(PFN_XENSTORE));
   xs.introduce(d.domid, PFN_XENSTORE, port);
   for (const dir of ["control", "data", "device"]) {
-    xs.mkdir(s, dom0, `${home}/${dir}`);
-    xs.setPerms(s, dom0, `${home}/${dir}`, [{ domid: d.domid, access: 0 }]);
+    xs.mkdir(s, DOM0, `${home}/${dir}`);
+    xs.setPerms(s, DOM0, `${home}/${dir}`, [{ domid: d.domid, access: 0 }]);
   }
   for (const feature of ["platform-feature-multiprocessor-suspend"]) {
-    xs.write(s, dom0, `${home}/control/${feature}`, text("1"));
+    xs.writeText(`${home}/control/${feature}`, "1");
   }
 }
 
 /** The toolstack's side of a domain going away: release it and remove its home. */
 export function releaseFromXenstore(domid: number, xs: Xenstored): void {
   if (xs.domains.get(domid)?.introduced) xs.release(domid);
-  const dom0 = { domid: 0, privileged: true, target: undefined };
-  if (xs.store.get(domainPath(domid))) xs.rm(xs.store, dom0, domainPath(domid));
+  if (xs.store.get(domainPath(domid))) xs.rm(xs.store, DOM0, domainPath(domid));
 }

@@ -13,6 +13,7 @@
 import { guestPath } from "../../extras/mini-os/build.js";
 import { Host } from "../host/host.js";
 import { Vchan } from "./vchan.js";
+import { DOM0 } from "../xenstored/perms.js";
 import { vchan_interface, VCHAN_NOTIFY_WRITE } from "../../xen/include/public/io/libxenvchan.js";
 
 const STEPS = ["grant", "port", "rendezvous", "connect", "library"] as const;
@@ -84,14 +85,13 @@ export async function tutorial(
     if (at < 2) return "";
     // 3. The rendezvous: where the guest finds the page and the port.
     log("step rendezvous: Dom0 writes ring-ref and event-channel, readable by the guest only");
-    const dom0 = { domid: 0, privileged: true, target: undefined };
     const xs = host.xenstored;
     for (const [k, v] of [
       ["ring-ref", page!.ref],
       ["event-channel", port],
     ] as const) {
-      xs.write(xs.store, dom0, `${PATH}/${k}`, new TextEncoder().encode(String(v)));
-      xs.setPerms(xs.store, dom0, `${PATH}/${k}`, [
+      xs.writeText(`${PATH}/${k}`, String(v));
+      xs.setPerms(xs.store, DOM0, `${PATH}/${k}`, [
         { domid: 0, access: 0 },
         { domid: GUEST, access: 1 },
       ]);

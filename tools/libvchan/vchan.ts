@@ -35,6 +35,7 @@ import type { GrantMap, XenGnttab } from "../../dom0/drivers/gntdev.js";
 import type { SharedPage, XenGntshr } from "../../dom0/drivers/gntalloc.js";
 import type { Xenstored } from "../xenstored/xenstored.js";
 import { canonicalize } from "../xenstored/path.js";
+import { DOM0 } from "../xenstored/perms.js";
 
 /** `p` as an absolute xenstore path (relative ones are Dom0's), or an Error that says what is wrong. */
 function dom0Path(p: string): string {
@@ -57,8 +58,6 @@ export interface VchanContext {
   drivers: Dom0Drivers;
   xenstored: Xenstored;
 }
-
-const DOM0 = { domid: 0, privileged: true, target: undefined };
 
 /**
  * One ring: where its indices are in the shared page, and its bytes, as
@@ -213,7 +212,7 @@ export class Vchan {
         ["ring-ref", shared!.ref],
         ["event-channel", port],
       ] as const) {
-        xs.write(xs.store, DOM0, `${xsPath}/${k}`, new TextEncoder().encode(String(v)));
+        xs.writeText(`${xsPath}/${k}`, String(v));
         xs.setPerms(xs.store, DOM0, `${xsPath}/${k}`, perms);
       }
       return new Vchan(
@@ -242,9 +241,10 @@ export class Vchan {
     xsPath = dom0Path(xsPath);
     const xs = ctx.xenstored;
     const read = (k: string): number => {
-      const n = xs.store.get(`${xsPath}/${k}`);
-      if (!n) throw new Error(`vchan: no ${xsPath}/${k} in xenstore: is the server there?`);
-      return Number(new TextDecoder().decode(n.value));
+      const v = xs.readText(`${xsPath}/${k}`);
+      if (v === undefined)
+        throw new Error(`vchan: no ${xsPath}/${k} in xenstore: is the server there?`);
+      return Number(v);
     };
     const gnt: XenGnttab = ctx.drivers.openGnttab();
     const maps: GrantMap[] = [];

@@ -13,9 +13,8 @@ import { loadKernelFile } from "../../xen/arch/wasm32/kernel.js";
 import type { Domain } from "../../xen/common/domain.js";
 import type { Host } from "../host/host.js";
 import { domainPath } from "../xenstored/path.js";
+import { DOM0 } from "../xenstored/perms.js";
 import type { Action, XlDomainConfig } from "./config.js";
-
-const DOM0 = { domid: 0, privileged: true, target: undefined };
 
 /** A running domain as libxl knows it: its config and its /vm uuid. */
 export interface LibxlDomain {
@@ -34,11 +33,6 @@ export class Libxl {
       shutdown: (d) => setImmediate(() => this.onShutdown(d)),
       destroyed: (domid) => this.forget(domid),
     });
-  }
-
-  private write(path: string, value: string): void {
-    const xs = this.host.xenstored;
-    xs.write(xs.store, DOM0, path, new TextEncoder().encode(value));
   }
 
   /** libxl_domain_create_new: builds and starts (or, paused, just builds) the domain. */
@@ -69,14 +63,17 @@ export class Libxl {
     this.domains.set(d.domid, { domid: d.domid, config, uuid });
     // xenstore-paths: /vm/<uuid> and the domain's home.
     const vm = `/vm/${uuid}`;
-    this.write(`${vm}/name`, config.name);
-    this.write(`${vm}/uuid`, uuid);
+    this.host.xenstored.writeText(`${vm}/name`, config.name);
+    this.host.xenstored.writeText(`${vm}/uuid`, uuid);
     const home = domainPath(d.domid);
-    this.write(`${home}/vm`, vm);
-    this.write(`${home}/memory/static-max`, String(config.maxmem * 1024));
-    this.write(`${home}/memory/target`, String(config.memory * 1024));
+    this.host.xenstored.writeText(`${home}/vm`, vm);
+    this.host.xenstored.writeText(`${home}/memory/static-max`, String(config.maxmem * 1024));
+    this.host.xenstored.writeText(`${home}/memory/target`, String(config.memory * 1024));
     for (let i = 0; i < config.maxvcpus; i++) {
-      this.write(`${home}/cpu/${i}/availability`, i < config.vcpus ? "online" : "offline");
+      this.host.xenstored.writeText(
+        `${home}/cpu/${i}/availability`,
+        i < config.vcpus ? "online" : "offline",
+      );
     }
     return d;
   }
@@ -99,7 +96,7 @@ export class Libxl {
     timeoutMs = 10_000,
   ): Promise<string> {
     this.get(domid);
-    this.write(`${domainPath(domid)}/control/shutdown`, reason);
+    this.host.xenstored.writeText(`${domainPath(domid)}/control/shutdown`, reason);
     return this.host.waitShutdown(domid, timeoutMs);
   }
 
@@ -118,7 +115,7 @@ export class Libxl {
         `libxl: memory target ${mib} MiB is outside 1..${x.config.maxmem} (maxmem) for domain ${domid}`,
       );
     }
-    this.write(`${domainPath(domid)}/memory/target`, String(mib * 1024));
+    this.host.xenstored.writeText(`${domainPath(domid)}/memory/target`, String(mib * 1024));
   }
 
   /** libxl_set_vcpuonline: cpu/N/availability for each vCPU up to maxvcpus. */
@@ -130,7 +127,10 @@ export class Libxl {
       );
     }
     for (let i = 0; i < x.config.maxvcpus; i++) {
-      this.write(`${domainPath(domid)}/cpu/${i}/availability`, i < n ? "online" : "offline");
+      this.host.xenstored.writeText(
+        `${domainPath(domid)}/cpu/${i}/availability`,
+        i < n ? "online" : "offline",
+      );
     }
   }
 
@@ -145,10 +145,7 @@ export class Libxl {
     const x = this.get(domid);
     const c = x.config;
     const home = domainPath(domid);
-    const node = (p: string): string | undefined => {
-      const n = this.host.xenstored.store.get(`${home}/${p}`);
-      return n ? new TextDecoder().decode(n.value) : undefined;
-    };
+    const node = (p: string): string | undefined => this.host.xenstored.readText(`${home}/${p}`);
     const targetKiB = Number(node("memory/target") ?? c.memory * 1024);
     const online: number[] = [];
     for (let i = 0; i < c.maxvcpus; i++) {

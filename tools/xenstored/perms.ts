@@ -39,6 +39,9 @@ export interface Caller {
   target: number | undefined;
 }
 
+/** Dom0's services acting in process, as their own socket connection would. */
+export const DOM0: Caller = { domid: 0, privileged: true, target: undefined };
+
 /** The access `caller` has to a node with permissions `perms`. */
 export function accessFor(perms: readonly Perm[], caller: Caller): number {
   if (caller.privileged) return PERM_READ | PERM_WRITE;

@@ -8,7 +8,7 @@
 import { XS_ERROR, joinNul, type XsMsg } from "../../xen/include/public/io/xs_wire.js";
 import { XsConnection, type ConnectionHost } from "./connection.js";
 import { canonicalize, parentOf, baseName, SPECIAL_INTRODUCE, SPECIAL_RELEASE } from "./path.js";
-import { PERM_READ, PERM_WRITE, accessFor, type Caller, type Perm } from "./perms.js";
+import { DOM0, PERM_READ, PERM_WRITE, accessFor, type Caller, type Perm } from "./perms.js";
 import { Quotas, QuotaError } from "./quota.js";
 import { Store, childPath, type NodeView, type XsNode } from "./store.js";
 import { Transaction } from "./transaction.js";
@@ -217,6 +217,17 @@ export class Xenstored implements ConnectionHost {
   }
 
   /** WRITE: sets `p`'s value, creating it and its parents as needed. */
+  /** `p`'s value in the committed tree as text (Dom0's read), or undefined if there is no node. */
+  readText(p: string): string | undefined {
+    const n = this.store.get(p);
+    return n ? new TextDecoder().decode(n.value) : undefined;
+  }
+
+  /** Writes `value` at `p` in the committed tree as Dom0, firing watches as any write does. */
+  writeText(p: string, value: string): void {
+    this.write(this.store, DOM0, p, new TextEncoder().encode(value));
+  }
+
   write(view: NodeView, c: Caller, p: string, value: Uint8Array): void {
     const old = view.get(p);
     let perms: readonly Perm[];
