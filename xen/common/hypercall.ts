@@ -14,6 +14,8 @@ import { do_vcpu_op } from "./vcpu_op.js";
 import { do_multicall } from "./multicall.js";
 import { do_event_channel_op } from "./event_channel_op.js";
 import { do_grant_table_op } from "./grant_table_op.js";
+import { do_domctl } from "./domctl.js";
+import { do_sysctl } from "./sysctl.js";
 
 export type HypercallHandler = (
   hv: Hypervisor,
@@ -42,6 +44,8 @@ const entries: Array<[number, HypercallHandler]> = [
   [H.__HYPERVISOR_multicall, do_multicall],
   [H.__HYPERVISOR_event_channel_op, do_event_channel_op],
   [H.__HYPERVISOR_grant_table_op, do_grant_table_op],
+  [H.__HYPERVISOR_sysctl, do_sysctl],
+  [H.__HYPERVISOR_domctl, do_domctl],
   [H.__HYPERVISOR_arch_0, do_arch_time],
 ];
 

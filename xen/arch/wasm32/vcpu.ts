@@ -106,6 +106,9 @@ export class Vcpu {
   queued = false;
   /** Nanoseconds this vCPU has run, for xl vcpu-list and runstate info. */
   cpuTimeNs = 0;
+  /** Hard and soft affinity: bit n allows pCPU n (XEN_DOMCTL_setvcpuaffinity). */
+  hardAffinity = 0xffffffff;
+  softAffinity = 0xffffffff;
   /** Longest single slice this vCPU has run, µs: how well preemption holds. */
   longestSliceUs = 0;
 

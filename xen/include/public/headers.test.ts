@@ -17,6 +17,8 @@ import * as gnttab from "./grant_table.js";
 import * as console_ from "./io/console.js";
 import * as xs from "./io/xs_wire.js";
 import * as vchan from "./io/libxenvchan.js";
+import * as domctl from "./domctl.js";
+import * as sysctl from "./sysctl.js";
 
 const INCLUDE = process.env.XEN_INCLUDE_DIR ?? "/usr/include/xen";
 
@@ -56,6 +58,8 @@ function readHeaders(): Map<string, string> {
     "io/console.h",
     "io/xs_wire.h",
     "io/libxenvchan.h",
+    "domctl.h",
+    "sysctl.h",
   ];
   for (const f of files) {
     const text = readFileSync(`${INCLUDE}/${f}`, "utf8").replace(/\/\*[\s\S]*?\*\//g, "");
@@ -95,7 +99,20 @@ function evaluate(expr: string, defs: Map<string, string>, depth = 0): number {
   return Number(new Function(`return (${e});`)());
 }
 
-const modules = { xen, sched, vcpu, version, memory, evtchn, gnttab, console_, xs, vchan };
+const modules = {
+  xen,
+  sched,
+  vcpu,
+  version,
+  memory,
+  evtchn,
+  gnttab,
+  console_,
+  xs,
+  vchan,
+  domctl,
+  sysctl,
+};
 
 test("libxen-dev headers are installed", () => {
   assert.ok(

@@ -33,6 +33,19 @@ import { vchan_interface } from "./io/libxenvchan.js";
 import { xencons_interface } from "./io/console.js";
 import { xenstore_domain_interface, xsd_sockmsg } from "./io/xs_wire.js";
 import { ringSize, sring_header } from "./io/ring.js";
+import {
+  xen_domctl,
+  xen_domctl_getdomaininfo,
+  xen_domctl_getvcpuinfo,
+  xen_domctl_scheduler_op,
+  xen_domctl_vcpuaffinity,
+} from "./domctl.js";
+import {
+  xen_sysctl,
+  xen_sysctl_getdomaininfolist,
+  xen_sysctl_physinfo,
+  xen_sysctl_readconsole,
+} from "./sysctl.js";
 
 function offsets<F extends string>(l: Layout<F>): Record<string, number> {
   return Object.fromEntries(
@@ -166,6 +179,45 @@ const table: Array<[Layout<string>, number, Record<string, number>]> = [
     },
   ],
   [xsd_sockmsg, 16, { type: 0, req_id: 4, tx_id: 8, len: 12 }],
+  [xen_domctl, 144, { cmd: 0, interface_version: 4, domain: 8, u: 16 }],
+  [
+    xen_domctl_getdomaininfo,
+    112,
+    {
+      domain: 0,
+      flags: 4,
+      tot_pages: 8,
+      max_pages: 16,
+      shared_info_frame: 48,
+      cpu_time: 56,
+      nr_online_vcpus: 64,
+      max_vcpu_id: 68,
+      ssidref: 72,
+      handle: 76,
+      cpupool: 92,
+      gpaddr_bits: 96,
+      arch_config: 104,
+    },
+  ],
+  [
+    xen_domctl_getvcpuinfo,
+    24,
+    { vcpu: 0, online: 4, blocked: 5, running: 6, cpu_time: 8, cpu: 16 },
+  ],
+  [xen_domctl_vcpuaffinity, 40, { vcpu: 0, flags: 4, cpumap_hard: 8, cpumap_soft: 24 }],
+  [xen_domctl_scheduler_op, 24, { sched_id: 0, cmd: 4, u: 8 }],
+  [xen_sysctl, 136, { cmd: 0, interface_version: 4, u: 8 }],
+  [xen_sysctl_readconsole, 24, { clear: 0, incremental: 1, index: 4, buffer: 8, count: 16 }],
+  [
+    xen_sysctl_physinfo,
+    112,
+    { nr_cpus: 8, cpu_khz: 24, total_pages: 40, free_pages: 48, max_mfn: 72, hw_cap: 80 },
+  ],
+  [
+    xen_sysctl_getdomaininfolist,
+    24,
+    { first_domain: 0, max_domains: 4, buffer: 8, num_domains: 16 },
+  ],
   [sring_header, 64, { req_prod: 0, req_event: 4, rsp_prod: 8, rsp_event: 12, pvt: 16, __pad: 20 }],
 ];
 

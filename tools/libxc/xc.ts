@@ -1,0 +1,404 @@
+/**
+ * libxc: the `xc_*` operations the toolstack needs, with `xenctrl.h`'s
+ * names, as hypercalls over a HypercallChannel (in process, or the host
+ * daemon's privcmd socket). Each builds Xen's argument structs
+ * (`xen/include/public/domctl.ts`, `sysctl.ts`) in hypercall buffers.
+ * Failures are XcError, which names the call, the domain and the errno.
+ */
+import { getSystemErrorMap } from "node:util";
+import * as DC from "../../xen/include/public/domctl.js";
+import * as SC from "../../xen/include/public/sysctl.js";
+import * as V from "../../xen/include/public/version.js";
+import { errnoName } from "../../xen/include/public/errno.js";
+import { HYPERVISOR } from "../../xen/include/public/xen.js";
+import type { Layout } from "../../xen/include/public/layout.js";
+import { bufferOffsets, type HypercallChannel } from "./channel.js";
+
+/** C's strerror text for a (positive) errno: libuv's, capitalised as glibc's is. */
+export function strerror(errno: number): string {
+  const text = getSystemErrorMap().get(-errno)?.[1] ?? `error ${errno}`;
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+/** A failed libxc call: `op` and the positive Xen errno. */
+export class XcError extends Error {
+  constructor(
+    readonly op: string,
+    readonly errno: number,
+  ) {
+    const name = errnoName(errno);
+    super(`${op} failed: ${strerror(errno)} (${name})`);
+  }
+}
+
+/** xc_dominfo_t, as xc_domain_getinfolist fills it. */
+export interface XcDomInfo {
+  domid: number;
+  dying: boolean;
+  shutdown: boolean;
+  paused: boolean;
+  blocked: boolean;
+  running: boolean;
+  /** SHUTDOWN_* when shutdown is set. */
+  shutdownReason: number;
+  totPages: number;
+  maxPages: number;
+  /** Nanoseconds. */
+  cpuTime: number;
+  onlineVcpus: number;
+  maxVcpuId: number;
+  /** The domain handle as a UUID string. */
+  uuid: string;
+}
+
+export interface XcPhysinfo {
+  nrCpus: number;
+  threadsPerCore: number;
+  coresPerSocket: number;
+  nrNodes: number;
+  cpuKhz: number;
+  totalPages: number;
+  freePages: number;
+}
+
+export interface XcVcpuInfo {
+  online: boolean;
+  blocked: boolean;
+  running: boolean;
+  cpuTime: number;
+  cpu: number;
+}
+
+/** A little-endian struct in a hypercall buffer. */
+class Buf {
+  readonly bytes: Uint8Array;
+  readonly dv: DataView;
+  constructor(size: number) {
+    this.bytes = new Uint8Array(size);
+    this.dv = new DataView(this.bytes.buffer);
+  }
+  u8(o: number): number {
+    return this.bytes[o]!;
+  }
+  u16(o: number): number {
+    return this.dv.getUint16(o, true);
+  }
+  u32(o: number): number {
+    return this.dv.getUint32(o, true);
+  }
+  u64(o: number): number {
+    return this.dv.getUint32(o, true) + this.dv.getUint32(o + 4, true) * 2 ** 32;
+  }
+  set16(o: number, v: number): void {
+    this.dv.setUint16(o, v, true);
+  }
+  set32(o: number, v: number): void {
+    this.dv.setUint32(o, v >>> 0, true);
+  }
+  set64(o: number, v: number): void {
+    this.dv.setUint32(o, v >>> 0, true);
+    this.dv.setUint32(o + 4, Math.floor(v / 2 ** 32), true);
+  }
+}
+
+function uuidOf(b: Uint8Array): string {
+  const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+function parseDomInfo(b: Buf, base: number): XcDomInfo {
+  const f = DC.xen_domctl_getdomaininfo.fields;
+  const flags = b.u32(base + f.flags.offset);
+  return {
+    domid: b.u16(base + f.domain.offset),
+    dying: (flags & DC.XEN_DOMINF_dying) !== 0,
+    shutdown: (flags & DC.XEN_DOMINF_shutdown) !== 0,
+    paused: (flags & DC.XEN_DOMINF_paused) !== 0,
+    blocked: (flags & DC.XEN_DOMINF_blocked) !== 0,
+    running: (flags & DC.XEN_DOMINF_running) !== 0,
+    shutdownReason: (flags >>> DC.XEN_DOMINF_shutdownshift) & DC.XEN_DOMINF_shutdownmask,
+    totPages: b.u64(base + f.tot_pages.offset),
+    maxPages: b.u64(base + f.max_pages.offset),
+    cpuTime: b.u64(base + f.cpu_time.offset),
+    onlineVcpus: b.u32(base + f.nr_online_vcpus.offset),
+    maxVcpuId: b.u32(base + f.max_vcpu_id.offset) | 0,
+    uuid: uuidOf(b.bytes.subarray(base + f.handle.offset, base + f.handle.offset + 16)),
+  };
+}
+
+export class XcInterface {
+  constructor(readonly channel: HypercallChannel) {}
+
+  /** Bounce addresses of buffers of `sizes`, in call order. */
+  private addrs(...sizes: number[]): number[] {
+    return bufferOffsets(sizes).map((o) => this.channel.bounceBase + o);
+  }
+
+  /** A domctl: `fill` writes the union at offset `u`; resolves with the struct after the call. */
+  private async domctl(
+    op: string,
+    cmd: number,
+    domid: number,
+    fill: (b: Buf, u: number, extra: number[]) => void = () => {},
+    extras: Buf[] = [],
+  ): Promise<Buf> {
+    const b = new Buf(DC.xen_domctl.size);
+    const h = DC.xen_domctl.fields;
+    const [addr, ...extra] = this.addrs(b.bytes.length, ...extras.map((e) => e.bytes.length));
+    b.set32(h.cmd.offset, cmd);
+    b.set32(h.interface_version.offset, DC.XEN_DOMCTL_INTERFACE_VERSION);
+    b.set16(h.domain.offset, domid);
+    fill(b, h.u.offset, extra);
+    const rc = await this.channel.call(
+      HYPERVISOR.__HYPERVISOR_domctl,
+      [addr!],
+      [b.bytes, ...extras.map((e) => e.bytes)],
+    );
+    if (rc < 0) throw new XcError(`${op}(${domid})`, -rc);
+    return b;
+  }
+
+  private async sysctl(
+    op: string,
+    cmd: number,
+    fill: (b: Buf, u: number, extra: number[]) => void = () => {},
+    extras: Buf[] = [],
+  ): Promise<Buf> {
+    const b = new Buf(SC.xen_sysctl.size);
+    const h = SC.xen_sysctl.fields;
+    const [addr, ...extra] = this.addrs(b.bytes.length, ...extras.map((e) => e.bytes.length));
+    b.set32(h.cmd.offset, cmd);
+    b.set32(h.interface_version.offset, SC.XEN_SYSCTL_INTERFACE_VERSION);
+    fill(b, h.u.offset, extra);
+    const rc = await this.channel.call(
+      HYPERVISOR.__HYPERVISOR_sysctl,
+      [addr!],
+      [b.bytes, ...extras.map((e) => e.bytes)],
+    );
+    if (rc < 0) throw new XcError(op, -rc);
+    return b;
+  }
+
+  /** xc_domain_getinfolist: up to `max` domains from `first` on, by domid. */
+  async domainGetInfoList(first = 0, max = 1024): Promise<XcDomInfo[]> {
+    const size = DC.xen_domctl_getdomaininfo.size;
+    const list = new Buf(size * max);
+    const f = SC.xen_sysctl_getdomaininfolist.fields;
+    const b = await this.sysctl(
+      "xc_domain_getinfolist",
+      SC.XEN_SYSCTL_getdomaininfolist,
+      (b, u, [buf]) => {
+        b.set16(u + f.first_domain.offset, first);
+        b.set32(u + f.max_domains.offset, max);
+        b.set64(u + f.buffer.offset, buf!);
+      },
+      [list],
+    );
+    const n = b.u32(SC.xen_sysctl.fields.u.offset + f.num_domains.offset);
+    return Array.from({ length: n }, (_, i) => parseDomInfo(list, i * size));
+  }
+
+  /** xc_domain_getinfo_single */
+  async domainGetInfo(domid: number): Promise<XcDomInfo> {
+    const b = await this.domctl("xc_domain_getinfo_single", DC.XEN_DOMCTL_getdomaininfo, domid);
+    return parseDomInfo(b, DC.xen_domctl.fields.u.offset);
+  }
+
+  async domainPause(domid: number): Promise<void> {
+    await this.domctl("xc_domain_pause", DC.XEN_DOMCTL_pausedomain, domid);
+  }
+
+  async domainUnpause(domid: number): Promise<void> {
+    await this.domctl("xc_domain_unpause", DC.XEN_DOMCTL_unpausedomain, domid);
+  }
+
+  async domainDestroy(domid: number): Promise<void> {
+    await this.domctl("xc_domain_destroy", DC.XEN_DOMCTL_destroydomain, domid);
+  }
+
+  /** xc_domain_setmaxmem, in KiB. */
+  async domainSetMaxMem(domid: number, maxKiB: number): Promise<void> {
+    await this.domctl("xc_domain_setmaxmem", DC.XEN_DOMCTL_max_mem, domid, (b, u) =>
+      b.set64(u + DC.xen_domctl_max_mem.fields.max_memkb.offset, maxKiB),
+    );
+  }
+
+  /** xc_domain_sethandle */
+  async domainSetHandle(domid: number, handle: Uint8Array): Promise<void> {
+    await this.domctl("xc_domain_sethandle", DC.XEN_DOMCTL_setdomainhandle, domid, (b, u) =>
+      b.bytes.set(handle, u + DC.xen_domctl_setdomainhandle.fields.handle.offset),
+    );
+  }
+
+  /** xc_vcpu_getinfo */
+  async vcpuGetInfo(domid: number, vcpu: number): Promise<XcVcpuInfo> {
+    const f = DC.xen_domctl_getvcpuinfo.fields;
+    const b = await this.domctl("xc_vcpu_getinfo", DC.XEN_DOMCTL_getvcpuinfo, domid, (b, u) =>
+      b.set32(u + f.vcpu.offset, vcpu),
+    );
+    const u = DC.xen_domctl.fields.u.offset;
+    return {
+      online: b.u8(u + f.online.offset) !== 0,
+      blocked: b.u8(u + f.blocked.offset) !== 0,
+      running: b.u8(u + f.running.offset) !== 0,
+      cpuTime: b.u64(u + f.cpu_time.offset),
+      cpu: b.u32(u + f.cpu.offset),
+    };
+  }
+
+  /**
+   * xc_vcpu_setaffinity / xc_vcpu_getaffinity: hard and soft affinity as
+   * bitmaps of pCPUs (bit n is pCPU n). Set resolves with the effective ones.
+   */
+  async vcpuAffinity(
+    domid: number,
+    vcpu: number,
+    set?: { hard: number; soft: number },
+  ): Promise<{ hard: number; soft: number }> {
+    const f = DC.xen_domctl_vcpuaffinity.fields;
+    const bm = DC.xenctl_bitmap.fields;
+    const hard = new Buf(4);
+    const soft = new Buf(4);
+    if (set) {
+      hard.set32(0, set.hard);
+      soft.set32(0, set.soft);
+    }
+    const op = set ? "xc_vcpu_setaffinity" : "xc_vcpu_getaffinity";
+    await this.domctl(
+      op,
+      set ? DC.XEN_DOMCTL_setvcpuaffinity : DC.XEN_DOMCTL_getvcpuaffinity,
+      domid,
+      (b, u, [h, s]) => {
+        b.set32(u + f.vcpu.offset, vcpu);
+        b.set32(u + f.flags.offset, DC.XEN_VCPUAFFINITY_HARD | DC.XEN_VCPUAFFINITY_SOFT);
+        b.set64(u + f.cpumap_hard.offset + bm.bitmap.offset, h!);
+        b.set32(u + f.cpumap_hard.offset + bm.nr_bits.offset, 32);
+        b.set64(u + f.cpumap_soft.offset + bm.bitmap.offset, s!);
+        b.set32(u + f.cpumap_soft.offset + bm.nr_bits.offset, 32);
+      },
+      [hard, soft],
+    );
+    return { hard: hard.u32(0), soft: soft.u32(0) };
+  }
+
+  /** xc_sched_credit_domain_get / _set: weight and cap. */
+  async schedCredit(
+    domid: number,
+    set?: { weight: number; cap: number },
+  ): Promise<{ weight: number; cap: number }> {
+    const f = DC.xen_domctl_scheduler_op.fields;
+    const c = DC.xen_domctl_sched_credit.fields;
+    const b = await this.domctl(
+      set ? "xc_sched_credit_domain_set" : "xc_sched_credit_domain_get",
+      DC.XEN_DOMCTL_scheduler_op,
+      domid,
+      (b, u) => {
+        b.set32(u + f.sched_id.offset, DC.XEN_SCHEDULER_CREDIT);
+        b.set32(
+          u + f.cmd.offset,
+          set ? DC.XEN_DOMCTL_SCHEDOP_putinfo : DC.XEN_DOMCTL_SCHEDOP_getinfo,
+        );
+        if (set) {
+          b.set16(u + f.u.offset + c.weight.offset, set.weight);
+          b.set16(u + f.u.offset + c.cap.offset, set.cap);
+        }
+      },
+    );
+    const p = DC.xen_domctl.fields.u.offset + f.u.offset;
+    return set ?? { weight: b.u16(p + c.weight.offset), cap: b.u16(p + c.cap.offset) };
+  }
+
+  /** xc_physinfo */
+  async physinfo(): Promise<XcPhysinfo> {
+    const f = SC.xen_sysctl_physinfo.fields;
+    const b = await this.sysctl("xc_physinfo", SC.XEN_SYSCTL_physinfo);
+    const u = SC.xen_sysctl.fields.u.offset;
+    return {
+      nrCpus: b.u32(u + f.nr_cpus.offset),
+      threadsPerCore: b.u32(u + f.threads_per_core.offset),
+      coresPerSocket: b.u32(u + f.cores_per_socket.offset),
+      nrNodes: b.u32(u + f.nr_nodes.offset),
+      cpuKhz: b.u32(u + f.cpu_khz.offset),
+      totalPages: b.u64(u + f.total_pages.offset),
+      freePages: b.u64(u + f.free_pages.offset),
+    };
+  }
+
+  /** xc_sched_id */
+  async schedId(): Promise<number> {
+    const b = await this.sysctl("xc_sched_id", SC.XEN_SYSCTL_sched_id);
+    return b.u32(SC.xen_sysctl.fields.u.offset + SC.xen_sysctl_sched_id.fields.sched_id.offset);
+  }
+
+  /** xc_readconsolering: the hypervisor's console ring (xl dmesg [-c]). */
+  async readConsoleRing(clear = false): Promise<string> {
+    const f = SC.xen_sysctl_readconsole.fields;
+    const chunks: Uint8Array[] = [];
+    let index = 0;
+    for (;;) {
+      const out = new Buf(16384);
+      const b = await this.sysctl(
+        "xc_readconsolering",
+        SC.XEN_SYSCTL_readconsole,
+        (b, u, [buf]) => {
+          b.bytes[u + f.incremental.offset] = 1;
+          b.set32(u + f.index.offset, index);
+          b.set64(u + f.buffer.offset, buf!);
+          b.set32(u + f.count.offset, out.bytes.length);
+        },
+        [out],
+      );
+      const u = SC.xen_sysctl.fields.u.offset;
+      const n = b.u32(u + f.count.offset);
+      index = b.u32(u + f.index.offset);
+      chunks.push(out.bytes.slice(0, n));
+      if (n < out.bytes.length) break;
+    }
+    if (clear) {
+      await this.sysctl("xc_readconsolering", SC.XEN_SYSCTL_readconsole, (b, u) => {
+        b.bytes[u + f.clear.offset] = 1;
+      });
+    }
+    return Buffer.concat(chunks).toString("utf8");
+  }
+
+  /** xc_version: XENVER_version, extraversion, capabilities and compile info. */
+  async version(): Promise<{
+    major: number;
+    minor: number;
+    extra: string;
+    capabilities: string;
+    compiler: string;
+    compileDate: string;
+  }> {
+    const nr = HYPERVISOR.__HYPERVISOR_xen_version;
+    const call = async (cmd: number, size: number): Promise<[number, Uint8Array]> => {
+      const buf = new Uint8Array(size);
+      const [a] = this.addrs(Math.max(size, 1));
+      const rc = await this.channel.call(nr, [cmd, size > 0 ? a! : 0], size > 0 ? [buf] : []);
+      if (rc < 0) throw new XcError(`xc_version(${cmd})`, -rc);
+      return [rc, buf];
+    };
+    const cstr = (b: Uint8Array, l?: Layout<string>, field?: string): string => {
+      const s = l && field ? b.subarray(l.fields[field]!.offset) : b;
+      const end = s.indexOf(0);
+      return Buffer.from(s.subarray(0, end < 0 ? s.length : end)).toString("utf8");
+    };
+    const [v] = await call(V.XENVER_version, 0);
+    const [, extra] = await call(V.XENVER_extraversion, V.XEN_EXTRAVERSION_LEN);
+    const [, caps] = await call(V.XENVER_capabilities, V.XEN_CAPABILITIES_INFO_LEN);
+    const [, ci] = await call(V.XENVER_compile_info, V.xen_compile_info.size);
+    return {
+      major: v >>> 16,
+      minor: v & 0xffff,
+      extra: cstr(extra),
+      capabilities: cstr(caps),
+      compiler: cstr(ci, V.xen_compile_info, "compiler"),
+      compileDate: cstr(ci, V.xen_compile_info, "compile_date"),
+    };
+  }
+
+  close(): void {
+    this.channel.close();
+  }
+}

@@ -1,0 +1,206 @@
+/**
+ * domctl (Xen's `common/domctl.c`): the toolstack's per-domain control, for
+ * privileged domains only. Implemented: destroydomain, pausedomain,
+ * unpausedomain, getdomaininfo, max_mem, getvcpuinfo, set/getvcpuaffinity,
+ * scheduler_op (credit), setdomainhandle. createdomain and max_vcpus return
+ * -ENOSYS: a wasm32 domain is built whole from its kernel by the host's
+ * domain builder (libxl in the host daemon, `tools/libxl/domain.ts`), since
+ * the kernel must be compiled where it runs.
+ *
+ * Layouts: `xen/include/public/domctl.ts`.
+ */
+import * as DC from "../include/public/domctl.js";
+import { XenErrno } from "../include/public/errno.js";
+import { PAGE_SHIFT } from "../include/xen/mm.js";
+import { VcpuState, type Vcpu } from "../arch/wasm32/vcpu.js";
+import type { Domain } from "./domain.js";
+import type { Hypervisor } from "./hypervisor.js";
+import type { GuestMemory } from "./guest_access.js";
+
+/** Physical CPUs that run guests: the host's main thread. */
+export const NR_CPUS = 1;
+
+/** Fills a xen_domctl_getdomaininfo at `a` for `d` (also sysctl getdomaininfolist's rows). */
+export function getdomaininfo(hv: Hypervisor, d: Domain, mem: GuestMemory, a: number): void {
+  const f = DC.xen_domctl_getdomaininfo.fields;
+  mem.check(a, DC.xen_domctl_getdomaininfo.size);
+  mem.clear(a, DC.xen_domctl_getdomaininfo.size);
+  let flags = 0;
+  if (d.isDying) flags |= DC.XEN_DOMINF_dying;
+  if (d.isShutdown) {
+    flags |= DC.XEN_DOMINF_shutdown;
+    flags |= (d.shutdownReason & DC.XEN_DOMINF_shutdownmask) << DC.XEN_DOMINF_shutdownshift;
+  }
+  if (d.pauseCount > 0) flags |= DC.XEN_DOMINF_paused;
+  let online = 0;
+  let maxId = -1;
+  let running = false;
+  let blocked = true;
+  let cpuNs = 0;
+  for (const v of d.vcpus) {
+    cpuNs += v.cpuTimeNs;
+    if (v.state === VcpuState.Offline) continue;
+    online++;
+    maxId = v.id;
+    if (v.state === VcpuState.Running) running = true;
+    if (v.state !== VcpuState.Blocked) blocked = false;
+  }
+  if (d.domid === 0) {
+    // Dom0's kernel is the host process, which is running now.
+    running = true;
+    blocked = false;
+    cpuNs = process.cpuUsage().user * 1000;
+  }
+  if (running) flags |= DC.XEN_DOMINF_running;
+  else if (online > 0 && blocked) flags |= DC.XEN_DOMINF_blocked;
+  // The rest of Xen's 4.17 flags: xs_domain (bit 7) when running xenstore.
+  mem.setU16(a + f.domain.offset, d.domid);
+  mem.setU32(a + f.flags.offset, flags >>> 0);
+  mem.setU64(a + f.tot_pages.offset, d.domid === 0 ? hv.dom0Pages : d.totPages);
+  mem.setU64(a + f.max_pages.offset, d.domid === 0 ? hv.dom0Pages : d.maxPages);
+  mem.setU64(a + f.shared_info_frame.offset, d.sharedInfoAddr >>> PAGE_SHIFT);
+  mem.setU64(a + f.cpu_time.offset, Math.round(cpuNs));
+  mem.setU32(a + f.nr_online_vcpus.offset, online);
+  mem.setU32(a + f.max_vcpu_id.offset, maxId >>> 0);
+  mem.write(a + f.handle.offset, d.handle);
+  mem.setU8(a + f.gpaddr_bits.offset, 32);
+}
+
+/** Writes a one-word cpumap (bits of NR_CPUS pCPUs) into a xenctl_bitmap's buffer. */
+function putCpumap(mem: GuestMemory, bm: number, bits: number): number {
+  const f = DC.xenctl_bitmap.fields;
+  const buf = mem.u64(bm + f.bitmap.offset);
+  const nbits = mem.u32(bm + f.nr_bits.offset);
+  const bytes = Math.ceil(nbits / 8);
+  mem.check(buf, bytes);
+  for (let i = 0; i < bytes; i++) mem.setU8(buf + i, i < 4 ? (bits >>> (i * 8)) & 0xff : 0);
+  return 0;
+}
+
+/** Reads a xenctl_bitmap as the pCPUs it names (bits beyond 32 ignored, as no such pCPU exists). */
+function getCpumap(mem: GuestMemory, bm: number): number {
+  const f = DC.xenctl_bitmap.fields;
+  const buf = mem.u64(bm + f.bitmap.offset);
+  const nbits = mem.u32(bm + f.nr_bits.offset);
+  const bytes = Math.min(4, Math.ceil(nbits / 8));
+  mem.check(buf, bytes);
+  let bits = 0;
+  for (let i = 0; i < bytes; i++) bits |= mem.u8[buf + i]! << (i * 8);
+  if (nbits < 32) bits &= (1 << nbits) - 1;
+  return bits >>> 0;
+}
+
+/** domctl(u_domctl) */
+export function do_domctl(hv: Hypervisor, v: Vcpu, arg: number): number {
+  const caller = v.domain;
+  if (!caller.privileged) return -XenErrno.EPERM;
+  const mem = caller.mem;
+  arg >>>= 0;
+  const h = DC.xen_domctl.fields;
+  mem.check(arg, DC.xen_domctl.size);
+  if (mem.u32(arg + h.interface_version.offset) !== DC.XEN_DOMCTL_INTERFACE_VERSION) {
+    return -XenErrno.EACCES;
+  }
+  const cmd = mem.u32(arg + h.cmd.offset);
+  const domid = mem.u16(arg + h.domain.offset);
+  const u = arg + h.u.offset;
+  const d = hv.domainById(domid);
+  if (!d) return -XenErrno.ESRCH;
+  switch (cmd) {
+    case DC.XEN_DOMCTL_destroydomain:
+      return hv.destroyDomain(domid);
+    case DC.XEN_DOMCTL_pausedomain:
+      if (d === caller) return -XenErrno.EINVAL;
+      if (d.isDying) return -XenErrno.EINVAL;
+      hv.pauseDomain(d);
+      return 0;
+    case DC.XEN_DOMCTL_unpausedomain:
+      if (d === caller || d.isDying) return -XenErrno.EINVAL;
+      return hv.unpauseDomain(d);
+    case DC.XEN_DOMCTL_getdomaininfo:
+      getdomaininfo(hv, d, mem, u);
+      return 0;
+    case DC.XEN_DOMCTL_max_mem: {
+      const pages = Math.floor(mem.u64(u + DC.xen_domctl_max_mem.fields.max_memkb.offset) / 4);
+      if (d === hv.dom0) return -XenErrno.EINVAL;
+      // A wasm memory's maximum is fixed when it is made: maxmem can shrink
+      // but never grow past what the domain was created with.
+      if (pages > d.nrPfns) return -XenErrno.ENOMEM;
+      d.maxPages = pages;
+      return 0;
+    }
+    case DC.XEN_DOMCTL_getvcpuinfo: {
+      const f = DC.xen_domctl_getvcpuinfo.fields;
+      const t = d.vcpus[mem.u32(u + f.vcpu.offset)];
+      if (!t) return -XenErrno.EINVAL;
+      mem.setU8(u + f.online.offset, t.state === VcpuState.Offline ? 0 : 1);
+      mem.setU8(u + f.blocked.offset, t.state === VcpuState.Blocked ? 1 : 0);
+      mem.setU8(u + f.running.offset, t.state === VcpuState.Running ? 1 : 0);
+      mem.setU64(u + f.cpu_time.offset, Math.round(t.cpuTimeNs));
+      mem.setU32(u + f.cpu.offset, 0);
+      return 0;
+    }
+    case DC.XEN_DOMCTL_setvcpuaffinity:
+    case DC.XEN_DOMCTL_getvcpuaffinity: {
+      const f = DC.xen_domctl_vcpuaffinity.fields;
+      const t = d.vcpus[mem.u32(u + f.vcpu.offset)];
+      if (!t) return -XenErrno.EINVAL;
+      const flags = mem.u32(u + f.flags.offset);
+      if ((flags & (DC.XEN_VCPUAFFINITY_HARD | DC.XEN_VCPUAFFINITY_SOFT)) === 0) {
+        return -XenErrno.EINVAL;
+      }
+      const all = (1 << NR_CPUS) - 1;
+      if (cmd === DC.XEN_DOMCTL_setvcpuaffinity) {
+        if (flags & DC.XEN_VCPUAFFINITY_HARD) {
+          const hard = getCpumap(mem, u + f.cpumap_hard.offset);
+          // Xen refuses a hard affinity with no online pCPU in it.
+          if ((hard & all) === 0) return -XenErrno.EINVAL;
+          t.hardAffinity = hard;
+        }
+        if (flags & DC.XEN_VCPUAFFINITY_SOFT)
+          t.softAffinity = getCpumap(mem, u + f.cpumap_soft.offset);
+        // On return: the effective affinities, as Xen gives them.
+        if (flags & DC.XEN_VCPUAFFINITY_HARD) {
+          putCpumap(mem, u + f.cpumap_hard.offset, t.hardAffinity & all);
+        }
+        if (flags & DC.XEN_VCPUAFFINITY_SOFT) {
+          putCpumap(mem, u + f.cpumap_soft.offset, t.softAffinity & t.hardAffinity & all);
+        }
+        return 0;
+      }
+      if (flags & DC.XEN_VCPUAFFINITY_HARD)
+        putCpumap(mem, u + f.cpumap_hard.offset, t.hardAffinity);
+      if (flags & DC.XEN_VCPUAFFINITY_SOFT)
+        putCpumap(mem, u + f.cpumap_soft.offset, t.softAffinity);
+      return 0;
+    }
+    case DC.XEN_DOMCTL_scheduler_op: {
+      const f = DC.xen_domctl_scheduler_op.fields;
+      const c = DC.xen_domctl_sched_credit.fields;
+      if (mem.u32(u + f.sched_id.offset) !== DC.XEN_SCHEDULER_CREDIT) return -XenErrno.EINVAL;
+      const p = u + f.u.offset;
+      switch (mem.u32(u + f.cmd.offset)) {
+        case DC.XEN_DOMCTL_SCHEDOP_getinfo:
+          mem.setU16(p + c.weight.offset, d.weight);
+          mem.setU16(p + c.cap.offset, d.cap);
+          return 0;
+        case DC.XEN_DOMCTL_SCHEDOP_putinfo: {
+          // Credit's rules: weight 1..65535 (0 leaves it), cap ≤ 100 × vCPUs.
+          const weight = mem.u16(p + c.weight.offset);
+          const cap = mem.u16(p + c.cap.offset);
+          if (cap > 100 * d.vcpus.length) return -XenErrno.EINVAL;
+          if (weight !== 0) d.weight = weight;
+          d.cap = cap;
+          return 0;
+        }
+        default:
+          return -XenErrno.EINVAL;
+      }
+    }
+    case DC.XEN_DOMCTL_setdomainhandle:
+      d.handle.set(mem.read(u + DC.xen_domctl_setdomainhandle.fields.handle.offset, 16));
+      return 0;
+    default:
+      return -XenErrno.ENOSYS;
+  }
+}

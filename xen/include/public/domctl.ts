@@ -1,0 +1,148 @@
+/**
+ * Domain control for the toolstack (`domctl`), following Xen 4.17's
+ * `xen/include/public/domctl.h`: the operations libxc's `xc_domain_*`
+ * wrappers use to inspect and steer a domain. Only a privileged domain may
+ * call it. tsxen implements the sub-ops listed in `xen/common/domctl.ts`;
+ * the rest return -ENOSYS.
+ */
+import { struct } from "./layout.js";
+
+export const XEN_DOMCTL_INTERFACE_VERSION = 0x00000015;
+
+export const XEN_DOMCTL_createdomain = 1;
+export const XEN_DOMCTL_destroydomain = 2;
+export const XEN_DOMCTL_pausedomain = 3;
+export const XEN_DOMCTL_unpausedomain = 4;
+export const XEN_DOMCTL_getdomaininfo = 5;
+export const XEN_DOMCTL_setvcpuaffinity = 9;
+export const XEN_DOMCTL_max_mem = 11;
+export const XEN_DOMCTL_getvcpuinfo = 14;
+export const XEN_DOMCTL_max_vcpus = 15;
+export const XEN_DOMCTL_scheduler_op = 16;
+export const XEN_DOMCTL_setdomainhandle = 17;
+export const XEN_DOMCTL_getvcpuaffinity = 25;
+
+/** getdomaininfo's flags: bit numbers and masks. */
+export const _XEN_DOMINF_dying = 0;
+export const XEN_DOMINF_dying = 1 << 0;
+export const _XEN_DOMINF_hvm_guest = 1;
+export const XEN_DOMINF_hvm_guest = 1 << 1;
+export const _XEN_DOMINF_shutdown = 2;
+export const XEN_DOMINF_shutdown = 1 << 2;
+export const _XEN_DOMINF_paused = 3;
+export const XEN_DOMINF_paused = 1 << 3;
+export const _XEN_DOMINF_blocked = 4;
+export const XEN_DOMINF_blocked = 1 << 4;
+export const _XEN_DOMINF_running = 5;
+export const XEN_DOMINF_running = 1 << 5;
+export const _XEN_DOMINF_debugged = 6;
+export const XEN_DOMINF_debugged = 1 << 6;
+export const _XEN_DOMINF_xs_domain = 7;
+export const XEN_DOMINF_xs_domain = 1 << 7;
+export const _XEN_DOMINF_hap = 8;
+export const XEN_DOMINF_hap = 1 << 8;
+/** The shutdown reason sits in flags bits 16..23. */
+export const XEN_DOMINF_shutdownmask = 255;
+export const XEN_DOMINF_shutdownshift = 16;
+
+export const _XEN_VCPUAFFINITY_HARD = 0;
+export const XEN_VCPUAFFINITY_HARD = 1 << 0;
+export const _XEN_VCPUAFFINITY_SOFT = 1;
+export const XEN_VCPUAFFINITY_SOFT = 1 << 1;
+export const _XEN_VCPUAFFINITY_FORCE = 2;
+export const XEN_VCPUAFFINITY_FORCE = 1 << 2;
+
+export const XEN_SCHEDULER_CREDIT = 5;
+export const XEN_SCHEDULER_CREDIT2 = 6;
+export const XEN_SCHEDULER_ARINC653 = 7;
+export const XEN_SCHEDULER_RTDS = 8;
+export const XEN_SCHEDULER_NULL = 9;
+
+export const XEN_DOMCTL_SCHEDOP_putinfo = 0;
+export const XEN_DOMCTL_SCHEDOP_getinfo = 1;
+
+/** struct xen_domctl: the header and a 128-byte union of sub-op arguments. */
+export const xen_domctl = struct("xen_domctl", [
+  ["cmd", 4],
+  ["interface_version", 4],
+  ["domain", 2],
+  ["_pad", 6, 2],
+  ["u", 128, 8],
+]);
+
+/**
+ * struct xen_arch_domainconfig for wasm32: one reserved word (x86 has
+ * emulation_flags and misc_flags here), kept at x86's size.
+ */
+export const xen_arch_domainconfig = struct("xen_arch_domainconfig", [
+  ["flags", 4],
+  ["_reserved", 4],
+]);
+
+/** struct xen_domctl_getdomaininfo */
+export const xen_domctl_getdomaininfo = struct("xen_domctl_getdomaininfo", [
+  ["domain", 2],
+  ["pad1", 2],
+  ["flags", 4],
+  ["tot_pages", 8],
+  ["max_pages", 8],
+  ["outstanding_pages", 8],
+  ["shr_pages", 8],
+  ["paged_pages", 8],
+  ["shared_info_frame", 8],
+  ["cpu_time", 8],
+  ["nr_online_vcpus", 4],
+  ["max_vcpu_id", 4],
+  ["ssidref", 4],
+  ["handle", 16, 1],
+  ["cpupool", 4],
+  ["gpaddr_bits", 1],
+  ["pad2", 7, 1],
+  ["arch_config", xen_arch_domainconfig.size, 4],
+]);
+
+/** struct xen_domctl_max_mem */
+export const xen_domctl_max_mem = struct("xen_domctl_max_mem", [["max_memkb", 8]]);
+
+/** struct xen_domctl_getvcpuinfo */
+export const xen_domctl_getvcpuinfo = struct("xen_domctl_getvcpuinfo", [
+  ["vcpu", 4],
+  ["online", 1],
+  ["blocked", 1],
+  ["running", 1],
+  ["cpu_time", 8],
+  ["cpu", 4],
+]);
+
+/** struct xenctl_bitmap (xen.h): a guest handle to the bits and their count. */
+export const xenctl_bitmap = struct("xenctl_bitmap", [
+  ["bitmap", 8],
+  ["nr_bits", 4],
+]);
+
+/** struct xen_domctl_vcpuaffinity */
+export const xen_domctl_vcpuaffinity = struct("xen_domctl_vcpuaffinity", [
+  ["vcpu", 4],
+  ["flags", 4],
+  ["cpumap_hard", xenctl_bitmap.size, 8],
+  ["cpumap_soft", xenctl_bitmap.size, 8],
+]);
+
+/** struct xen_domctl_max_vcpus */
+export const xen_domctl_max_vcpus = struct("xen_domctl_max_vcpus", [["max_vcpus", 4]]);
+
+/** struct xen_domctl_sched_credit */
+export const xen_domctl_sched_credit = struct("xen_domctl_sched_credit", [
+  ["weight", 2],
+  ["cap", 2],
+]);
+
+/** struct xen_domctl_scheduler_op (the union's largest member is 16 bytes). */
+export const xen_domctl_scheduler_op = struct("xen_domctl_scheduler_op", [
+  ["sched_id", 4],
+  ["cmd", 4],
+  ["u", 16, 8],
+]);
+
+/** struct xen_domctl_setdomainhandle */
+export const xen_domctl_setdomainhandle = struct("xen_domctl_setdomainhandle", [["handle", 16, 1]]);
