@@ -25,6 +25,7 @@ import * as xsWire from "../../xen/include/public/io/xs_wire.js";
 import * as vchan from "../../xen/include/public/io/libxenvchan.js";
 import * as errno from "../../xen/include/public/errno.js";
 import * as arch from "../../xen/include/public/arch-wasm32.js";
+import * as cons from "../../xen/include/public/io/console.js";
 import * as config from "../../xen/arch/wasm32/config.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 
@@ -71,6 +72,11 @@ function abiSource(): string {
   emit("SHARED_INFO_PTR_OFF", arch.start_info.fields.shared_info.offset);
   emit("START_INFO_CMDLINE_OFF", arch.start_info.fields.cmd_line.offset);
   emit("START_INFO_STORE_EVTCHN_OFF", arch.start_info.fields.store_evtchn.offset);
+  emit("START_INFO_CONSOLE_EVTCHN_OFF", arch.start_info.fields.console_evtchn.offset);
+  for (const [k, f] of Object.entries(cons.xencons_interface.fields))
+    emit(`XENCONS_${k.toUpperCase()}_OFF`, f.offset);
+  emit("XENCONS_IN_SIZE", cons.XENCONS_IN_SIZE);
+  emit("XENCONS_OUT_SIZE", cons.XENCONS_OUT_SIZE);
   for (const [k, f] of Object.entries(xsWire.xenstore_domain_interface.fields))
     emit(`XENSTORE_${k.toUpperCase()}_OFF`, f.offset);
   for (const [k, v] of Object.entries(xsWire))

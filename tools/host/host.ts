@@ -22,13 +22,15 @@ import { RingTransport } from "../xenstored/ring.js";
 import { XsSocketServer } from "../xenstored/socket.js";
 import { xenstoredSocket } from "../rundir.js";
 import { restoreState, saveState, type XenstoreStateV1 } from "../xenstored/persist.js";
-import { introduceToXenstore, releaseFromXenstore } from "./xenstore_domain.js";
+import { introduceToXenstore, releaseFromXenstore, seedConsole } from "./xenstore_domain.js";
+import { Xenconsoled } from "../console/daemon.js";
 
 /** A domain config whose kernel is a file path or an already loaded Kernel. */
 export type HostDomainConfig = Omit<DomainConfig, "kernel"> & {
   kernel: string | Kernel;
   /**
-   * Connect the guest to xenstored (store ring, port, /local/domain/N).
+   * Connect the guest to xenstored (store ring, port, /local/domain/N) and
+   * give it a PV console ring served by xenconsoled.
    * Off by default until the toolstack (#5) does it for every guest: Dom0's
    * 2-level event channels bound it to about 4,000 such guests.
    */
@@ -57,21 +59,28 @@ export class Host {
   /** Dom0's kernel drivers: privcmd, evtchn, gntdev, gntalloc. */
   readonly dom0: Dom0Drivers;
 
+  /** xenconsoled, as a Dom0 service: guests' console rings. */
+  readonly xenconsoled: Xenconsoled;
   /** xenstored, as a Dom0 service with guest rings. */
   xenstored: Xenstored;
   private xsRings: RingTransport;
   private readonly xsServers: XsSocketServer[] = [];
   private readonly xsEvtchn: XenEvtchn;
 
-  constructor(config: Partial<HypervisorConfig> = {}) {
+  /** @param consoleLogDir where xenconsoled writes guest-<name>.log (none without it) */
+  constructor(config: Partial<HypervisorConfig> = {}, consoleLogDir?: string) {
     this.hv = new Hypervisor({ ...DEFAULT_HYPERVISOR_CONFIG, ...config });
     this.dom0 = new Dom0Drivers(this.hv);
     this.xsRings = new RingTransport(this.dom0, (id) => this.hv.domainById(id) !== undefined);
     this.xenstored = new Xenstored(this.xsRings);
     this.xsEvtchn = this.dom0.openEvtchn();
+    this.xenconsoled = new Xenconsoled(this.dom0, consoleLogDir);
     this.hv.listeners.add({
       shutdown: (d) => this.xenstored.domainShutdown(d.domid),
-      dying: (d) => releaseFromXenstore(d.domid, this.xenstored),
+      dying: (d) => {
+        this.xenconsoled.remove(d.domid);
+        releaseFromXenstore(d.domid, this.xenstored);
+      },
     });
   }
 
@@ -87,6 +96,7 @@ export class Host {
     if (cfg.xenstore) {
       try {
         introduceToXenstore(d, this.xenstored, this.xsEvtchn);
+        this.xenconsoled.add(d.domid, seedConsole(d, this.xenstored, this.xsEvtchn), d.name);
       } catch (e) {
         this.hv.destroyDomain(d.domid);
         throw new Error(
@@ -235,6 +245,7 @@ export class Host {
   /** Destroys every domain and stops the machine. */
   async shutdown(): Promise<void> {
     for (const s of this.xsServers.splice(0)) await s.close();
+    this.xenconsoled.dispose();
     await this.hv.dispose();
     this.xsRings.dispose();
     this.xsEvtchn.dispose();

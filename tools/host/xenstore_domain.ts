@@ -1,6 +1,6 @@
 /**
  * What the domain builder and toolstack do to give a new guest its xenstore
- * connection (Xen's xc_dom_gnttab_seed, libxl's domain creation), until
+ * connection and its PV console (Xen's xc_dom_gnttab_seed, libxl's domain creation), until
  * libxl exists (issue #5): grant Dom0 the ring page through the reserved
  * grant entry GNTTAB_RESERVED_XENSTORE, allocate the guest's store port
  * unbound for Dom0 and put it in start_info, write the domain's nodes where
@@ -9,24 +9,29 @@
 import type { Domain } from "../../xen/common/domain.js";
 import { start_info } from "../../xen/include/public/arch-wasm32.js";
 import {
+  GNTTAB_RESERVED_CONSOLE,
   GNTTAB_RESERVED_XENSTORE,
   GTF_permit_access,
   grant_entry_v1,
 } from "../../xen/include/public/grant_table.js";
-import { PFN_GRANT_TABLE, PFN_XENSTORE } from "../../xen/arch/wasm32/config.js";
+import { PFN_CONSOLE, PFN_GRANT_TABLE, PFN_XENSTORE } from "../../xen/arch/wasm32/config.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 import type { XenEvtchn } from "../../dom0/drivers/evtchn.js";
 import type { Xenstored } from "../xenstored/xenstored.js";
 import { domainPath } from "../xenstored/path.js";
 import { DOM0 } from "../xenstored/perms.js";
 
-/** Connects guest `d` to `xs`; its port is allocated through Dom0's `evtchn`. */
-export function introduceToXenstore(d: Domain, xs: Xenstored, evtchn: XenEvtchn): void {
-  // The builder writes the guest's grant entry the way the guest itself would.
-  const e = PFN_GRANT_TABLE * PAGE_SIZE + GNTTAB_RESERVED_XENSTORE * grant_entry_v1.size;
-  d.mem.setU32(e + grant_entry_v1.fields.frame.offset, PFN_XENSTORE);
+/** Writes grant entry `ref` of `d` giving Dom0 page `pfn`, as the guest itself would. */
+function seedGrant(d: Domain, ref: number, pfn: number): void {
+  const e = PFN_GRANT_TABLE * PAGE_SIZE + ref * grant_entry_v1.size;
+  d.mem.setU32(e + grant_entry_v1.fields.frame.offset, pfn);
   d.mem.setU16(e + grant_entry_v1.fields.domid.offset, 0);
   d.mem.setU16(e + grant_entry_v1.fields.flags.offset, GTF_permit_access);
+}
+
+/** Connects guest `d` to `xs`; its port is allocated through Dom0's `evtchn`. */
+export function introduceToXenstore(d: Domain, xs: Xenstored, evtchn: XenEvtchn): void {
+  seedGrant(d, GNTTAB_RESERVED_XENSTORE, PFN_XENSTORE);
   const port = evtchn.allocUnboundIn(d.domid, 0);
   d.mem.setU32(d.startInfoAddr() + start_info.fields.store_evtchn.offset, port);
   const home = domainPath(d.domid);
@@ -56,4 +61,23 @@ export function introduceToXenstore(d: Domain, xs: Xenstored, evtchn: XenEvtchn)
 export function releaseFromXenstore(domid: number, xs: Xenstored): void {
   if (xs.domains.get(domid)?.introduced) xs.release(domid);
   if (xs.store.get(domainPath(domid))) xs.rm(xs.store, DOM0, domainPath(domid));
+}
+
+/**
+ * The builder's part of a guest's PV console (xc_dom_gnttab_seed and
+ * libxl's console nodes): Dom0 is granted the ring page through
+ * GNTTAB_RESERVED_CONSOLE, the console port is allocated unbound for Dom0
+ * and put in start_info, and console/{ring-ref,port,type,limit} are written
+ * under the domain's home (after `introduceToXenstore`). Returns the port.
+ */
+export function seedConsole(d: Domain, xs: Xenstored, evtchn: XenEvtchn): number {
+  seedGrant(d, GNTTAB_RESERVED_CONSOLE, PFN_CONSOLE);
+  const port = evtchn.allocUnboundIn(d.domid, 0);
+  d.mem.setU32(d.startInfoAddr() + start_info.fields.console_evtchn.offset, port);
+  const home = domainPath(d.domid);
+  xs.writeText(`${home}/console/ring-ref`, String(PFN_CONSOLE));
+  xs.writeText(`${home}/console/port`, String(port));
+  xs.writeText(`${home}/console/type`, "xenconsoled");
+  xs.writeText(`${home}/console/limit`, String(1024 * 1024));
+  return port;
 }

@@ -1,14 +1,93 @@
-// The hypervisor console through console_io, with a static line buffer: the
-// SDK never allocates, so a guest that prints forever uses no more memory.
-import { CONSOLEIO_write } from "./xen_abi";
+// The console (mini-os console.c and xencons_ring.c), with a static line
+// buffer: the SDK never allocates, so a guest that prints forever uses no
+// more memory. Output goes to the PV console ring that xenconsoled reads
+// (io/console.h; when the toolstack gave one: start_info.console_evtchn is
+// set) and, as mini-os does, to the hypervisor console through console_io.
+// Input is read from the ring's input side.
+import {
+  CONSOLEIO_write,
+  CONSOLE_ADDR,
+  START_INFO_ADDR,
+  START_INFO_CONSOLE_EVTCHN_OFF,
+  XENCONS_IN_OFF,
+  XENCONS_OUT_OFF,
+  XENCONS_IN_CONS_OFF,
+  XENCONS_IN_PROD_OFF,
+  XENCONS_OUT_CONS_OFF,
+  XENCONS_OUT_PROD_OFF,
+  XENCONS_IN_SIZE,
+  XENCONS_OUT_SIZE,
+} from "./xen_abi";
 import { HYPERVISOR_console_io } from "./hypervisor";
+import { notify_remote_via_evtchn, unmask_evtchn } from "./events";
 
 const BUF_SIZE: i32 = 512;
 const buf = memory.data(BUF_SIZE);
+/** 0 until first use; then 1 + the console port, or 1 with no console ring. */
+let cons_state: u32 = 0;
 
-/** Writes `len` raw bytes at `ptr` to the console. */
+/** The console ring's port (start_info.console_evtchn), or 0 without a ring. */
+export function console_port(): u32 {
+  if (cons_state == 0) {
+    const port = load<u32>(START_INFO_ADDR + START_INFO_CONSOLE_EVTCHN_OFF);
+    cons_state = port + 1;
+    if (port != 0) unmask_evtchn(port);
+  }
+  return cons_state - 1;
+}
+
+/**
+ * Writes `len` raw bytes at `ptr` to the console. What does not fit the
+ * ring's free space is dropped from the ring (as mini-os's xencons_ring_send
+ * does), never from console_io. '\n' reaches the ring as "\r\n".
+ */
 export function console_write(ptr: usize, len: i32): void {
   HYPERVISOR_console_io(CONSOLEIO_write, len, ptr);
+  const port = console_port();
+  if (port == 0) return;
+  const cons = atomic.load<u32>(CONSOLE_ADDR + XENCONS_OUT_CONS_OFF);
+  let prod = load<u32>(CONSOLE_ADDR + XENCONS_OUT_PROD_OFF);
+  let sent = 0;
+  // As mini-os's console_print: '\n' goes to the ring as "\r\n" for terminals.
+  while (sent < len) {
+    const c = load<u8>(ptr + sent);
+    const need: u32 = c == 10 ? 2 : 1;
+    if (prod - cons + need > <u32>XENCONS_OUT_SIZE) break;
+    if (c == 10) {
+      store<u8>(CONSOLE_ADDR + XENCONS_OUT_OFF + (prod & (<u32>XENCONS_OUT_SIZE - 1)), 13);
+      prod++;
+    }
+    store<u8>(CONSOLE_ADDR + XENCONS_OUT_OFF + (prod & (<u32>XENCONS_OUT_SIZE - 1)), c);
+    prod++;
+    sent++;
+  }
+  atomic.store<u32>(CONSOLE_ADDR + XENCONS_OUT_PROD_OFF, prod);
+  notify_remote_via_evtchn(port);
+}
+
+/**
+ * Reads up to `max` bytes of console input into `ptr` without waiting;
+ * returns how many (0 when none has arrived, or there is no console ring).
+ */
+export function console_read(ptr: usize, max: i32): i32 {
+  const port = console_port();
+  if (port == 0) return 0;
+  let cons = load<u32>(CONSOLE_ADDR + XENCONS_IN_CONS_OFF);
+  const prod = atomic.load<u32>(CONSOLE_ADDR + XENCONS_IN_PROD_OFF);
+  let n = 0;
+  while (n < max && cons != prod) {
+    store<u8>(
+      ptr + n,
+      load<u8>(CONSOLE_ADDR + XENCONS_IN_OFF + (cons & (<u32>XENCONS_IN_SIZE - 1))),
+    );
+    cons++;
+    n++;
+  }
+  if (n > 0) {
+    atomic.store<u32>(CONSOLE_ADDR + XENCONS_IN_CONS_OFF, cons);
+    notify_remote_via_evtchn(port);
+  }
+  return n;
 }
 
 /**
