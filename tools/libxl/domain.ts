@@ -6,7 +6,8 @@
  * and reboot through control/shutdown, destroy, memory/target,
  * cpu/N/availability, and the on_poweroff / on_reboot / on_crash actions.
  *
- * In-process today: `xl` will reach it through the host daemon (#5).
+ * It runs in the host daemon, where a wasm kernel must be compiled to run:
+ * `xl` reaches it over the daemon's libxl socket (server.ts).
  */
 import { randomUUID } from "node:crypto";
 import { loadKernelFile } from "../../xen/arch/wasm32/kernel.js";
@@ -27,6 +28,8 @@ export class Libxl {
   private readonly domains = new Map<number, LibxlDomain>();
   /** Domains renamed by rename-restart, to keep names unique. */
   private renames = 0;
+  /** Set while the host stops: no on_* action restarts anything. */
+  private stopping = false;
 
   constructor(readonly host: Host) {
     host.hv.listeners.add({
@@ -60,11 +63,14 @@ export class Libxl {
       xenstore: true,
     });
     const uuid = config.uuid ?? randomUUID();
+    d.handle.set(Buffer.from(uuid.replace(/-/g, ""), "hex"));
     this.domains.set(d.domid, { domid: d.domid, config, uuid });
     // xenstore-paths: /vm/<uuid> and the domain's home.
     const vm = `/vm/${uuid}`;
     this.host.xenstored.writeText(`${vm}/name`, config.name);
     this.host.xenstored.writeText(`${vm}/uuid`, uuid);
+    // libxl's start_time: seconds since the epoch, with hundredths (xl uptime).
+    this.host.xenstored.writeText(`${vm}/start_time`, (Date.now() / 1000).toFixed(2));
     const home = domainPath(d.domid);
     this.host.xenstored.writeText(`${home}/vm`, vm);
     this.host.xenstored.writeText(`${home}/memory/static-max`, String(config.maxmem * 1024));
@@ -98,6 +104,28 @@ export class Libxl {
     this.get(domid);
     this.host.xenstored.writeText(`${domainPath(domid)}/control/shutdown`, reason);
     return this.host.waitShutdown(domid, timeoutMs);
+  }
+
+  /**
+   * libxl_domain_rename: the name in xenstore (domain home and /vm), the
+   * hypervisor's record and the console log follow. Names stay unique.
+   */
+  rename(domid: number, name: string): void {
+    const x = this.get(domid);
+    if (!/^[^/\s][^/]*$/.test(name) || name.length > 64) {
+      throw new Error(`libxl: '${name}' is not a valid domain name`);
+    }
+    for (const y of this.domains.values()) {
+      if (y.config.name === name && y.domid !== domid) {
+        throw new Error(`libxl: domain name '${name}' is in use by domain ${y.domid}`);
+      }
+    }
+    x.config = { ...x.config, name };
+    const d = this.host.hv.domains.get(domid);
+    if (d) d.name = name;
+    this.host.xenstored.writeText(`${domainPath(domid)}/name`, name);
+    this.host.xenstored.writeText(`/vm/${x.uuid}/name`, name);
+    this.host.xenconsoled.rename(domid, name);
   }
 
   /** libxl_domain_destroy: the domain and its nodes go. */
@@ -138,7 +166,7 @@ export class Libxl {
    * libxl_retrieve_domain_configuration as JSON: the config the domain was
    * created with, in libxl_domain_config's layout (c_info, b_info, on_*),
    * with what has changed since read back from xenstore as libxl does: the
-   * memory target and the online vCPUs. Disks and vifs are left out until
+   * memory target and maximum, and the online vCPUs. Disks and vifs are left out until
    * the split drivers (#6) give them their libxl form.
    */
   retrieveConfig(domid: number): Record<string, unknown> {
@@ -147,6 +175,7 @@ export class Libxl {
     const home = domainPath(domid);
     const node = (p: string): string | undefined => this.host.xenstored.readText(`${home}/${p}`);
     const targetKiB = Number(node("memory/target") ?? c.memory * 1024);
+    const maxKiB = Number(node("memory/static-max") ?? c.maxmem * 1024);
     const online: number[] = [];
     for (let i = 0; i < c.maxvcpus; i++) {
       if ((node(`cpu/${i}/availability`) ?? (i < c.vcpus ? "online" : "")) === "online") {
@@ -158,7 +187,7 @@ export class Libxl {
       b_info: {
         max_vcpus: c.maxvcpus,
         avail_vcpus: online,
-        max_memkb: c.maxmem * 1024,
+        max_memkb: maxKiB,
         target_memkb: targetKiB,
         sched_params: { weight: c.weight, cap: c.cap },
         event_channels: c.maxEvtchnPort,
@@ -197,16 +226,40 @@ export class Libxl {
   }
 
   /** Creates the domain again from its config, keeping its uuid, as a reboot does. */
-  private restart(x: LibxlDomain): void {
-    this.create({ ...x.config, uuid: x.uuid }).catch((e: Error) =>
+  private restart(x: LibxlDomain, freshUuid = false): void {
+    this.create(freshUuid ? x.config : { ...x.config, uuid: x.uuid }).catch((e: Error) =>
       this.host.hv.console.printk(`libxl: restarting '${x.config.name}' failed: ${e.message}`),
     );
+  }
+
+  /**
+   * What xendomains does when the host stops: asks every domain to power
+   * off, waits up to `timeoutMs` for all of them, then destroys every domain
+   * that is left. Nothing restarts meanwhile. Resolves with how many domains
+   * had to be destroyed without shutting down.
+   */
+  async shutdownAll(timeoutMs: number): Promise<number> {
+    this.stopping = true;
+    const waits = this.list().map((x) =>
+      this.shutdown(x.domid, "poweroff", timeoutMs).then(
+        () => true,
+        () => false,
+      ),
+    );
+    const clean = (await Promise.all(waits)).filter(Boolean).length;
+    const left = [...this.host.hv.domains.keys()];
+    for (const domid of left) this.host.destroy(domid);
+    return waits.length - clean;
   }
 
   /** What xl does when a domain shuts down: its config's on_* action. */
   private onShutdown(d: Domain): void {
     const x = this.domains.get(d.domid);
     if (!x || d.isDying) return;
+    if (this.stopping) {
+      this.destroy(d.domid);
+      return;
+    }
     const reason = d.shutdownName;
     const action: Action =
       reason === "poweroff"
@@ -224,11 +277,13 @@ export class Libxl {
       case "coredump-destroy":
         this.destroy(d.domid);
         return;
-      case "rename-restart":
-        d.name = `${x.config.name}-${++this.renames}`;
-        this.domains.delete(d.domid);
-        this.restart(x);
+      case "rename-restart": {
+        // The old domain stays, under a new name, for a post-mortem.
+        const original = x.config;
+        this.rename(d.domid, `${original.name}-${++this.renames}`);
+        this.restart({ ...x, config: { ...original, uuid: undefined } }, true);
         return;
+      }
       case "restart":
       case "coredump-restart":
       case "soft-reset":

@@ -45,8 +45,10 @@ export function getdomaininfo(hv: Hypervisor, d: Domain, mem: GuestMemory, a: nu
     if (v.state === VcpuState.Running) running = true;
     if (v.state !== VcpuState.Blocked) blocked = false;
   }
-  if (d.domid === 0) {
-    // Dom0's kernel is the host process, which is running now.
+  if (d === hv.dom0) {
+    // Dom0's kernel is the host process, which is running now on its vCPU.
+    online = 1;
+    maxId = 0;
     running = true;
     blocked = false;
     cpuNs = process.cpuUsage().user * 1000;
@@ -133,10 +135,12 @@ export function do_domctl(hv: Hypervisor, v: Vcpu, arg: number): number {
       const f = DC.xen_domctl_getvcpuinfo.fields;
       const t = d.vcpus[mem.u32(u + f.vcpu.offset)];
       if (!t) return -XenErrno.EINVAL;
-      mem.setU8(u + f.online.offset, t.state === VcpuState.Offline ? 0 : 1);
-      mem.setU8(u + f.blocked.offset, t.state === VcpuState.Blocked ? 1 : 0);
-      mem.setU8(u + f.running.offset, t.state === VcpuState.Running ? 1 : 0);
-      mem.setU64(u + f.cpu_time.offset, Math.round(t.cpuTimeNs));
+      const dom0 = d === hv.dom0;
+      mem.setU8(u + f.online.offset, dom0 || t.state !== VcpuState.Offline ? 1 : 0);
+      mem.setU8(u + f.blocked.offset, !dom0 && t.state === VcpuState.Blocked ? 1 : 0);
+      mem.setU8(u + f.running.offset, dom0 || t.state === VcpuState.Running ? 1 : 0);
+      const ns = dom0 ? process.cpuUsage().user * 1000 : t.cpuTimeNs;
+      mem.setU64(u + f.cpu_time.offset, Math.round(ns));
       mem.setU32(u + f.cpu.offset, 0);
       return 0;
     }

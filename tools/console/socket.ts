@@ -1,0 +1,101 @@
+/**
+ * xenconsoled's socket (`<run dir>/xenconsoled/socket`), which `xl console`
+ * attaches to. The client sends one line, `{"domid": N, "replay": true}`;
+ * the daemon answers one line, `{"ok": true}` or `{"error": "..."}`, and
+ * from then on the connection is the raw console: bytes from the guest one
+ * way, typed bytes the other. It ends when the domain is destroyed.
+ */
+import type { Server, Socket } from "node:net";
+import { connectUnix, listenUnix, readLines, sendLine } from "../jsonl.js";
+import type { Xenconsoled } from "./daemon.js";
+
+export class ConsoleServer {
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(
+    private readonly consoled: () => Xenconsoled,
+    readonly path: string,
+  ) {}
+
+  async listen(): Promise<void> {
+    this.server = await listenUnix(this.path, (s) => this.accept(s));
+  }
+
+  private accept(s: Socket): void {
+    this.sockets.add(s);
+    s.on("close", () => this.sockets.delete(s));
+    s.on("error", () => {});
+    const stop = readLines(
+      s,
+      (m) => {
+        const rest = stop();
+        const domid = m.domid;
+        const c = this.consoled();
+        if (!Number.isSafeInteger(domid) || !c.has(domid as number)) {
+          sendLine(s, { error: `xenconsoled: domain ${JSON.stringify(domid)} has no console` });
+          s.end();
+          return;
+        }
+        sendLine(s, { ok: true });
+        const detach = c.attach(
+          domid as number,
+          {
+            output: (b) => {
+              if (!s.destroyed) s.write(b);
+            },
+            closed: () => s.end(),
+          },
+          m.replay !== false,
+        );
+        s.on("close", detach);
+        const input = (b: Buffer): void => {
+          try {
+            c.input(domid as number, b);
+          } catch {
+            s.end();
+          }
+        };
+        if (rest.length > 0) input(rest);
+        s.on("data", input);
+      },
+      () => {},
+      4096,
+    );
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+}
+
+/**
+ * Attaches to domain `domid`'s console: resolves with the socket once
+ * xenconsoled accepted, positioned at the raw console stream.
+ */
+export async function attachConsole(path: string, domid: number, replay = true): Promise<Socket> {
+  const s = await connectUnix(path, "xenconsoled");
+  sendLine(s, { domid, replay });
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      buf = Buffer.concat([buf, chunk]);
+      const nl = buf.indexOf(10);
+      if (nl < 0) return;
+      s.off("data", onData);
+      const m = JSON.parse(buf.subarray(0, nl).toString()) as { ok?: boolean; error?: string };
+      if (!m.ok) {
+        s.destroy();
+        reject(new Error(m.error ?? "xenconsoled refused"));
+        return;
+      }
+      const rest = buf.subarray(nl + 1);
+      s.pause();
+      if (rest.length > 0) s.unshift(rest);
+      resolve(s);
+    };
+    s.on("data", onData);
+    s.once("close", () => reject(new Error("xenconsoled closed the connection")));
+  });
+}

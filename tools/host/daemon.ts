@@ -1,0 +1,266 @@
+#!/usr/bin/env node
+/**
+ * `tsxen`: the host daemon. `tsxen start` boots the hypervisor with Dom0 and
+ * its services (xenstored, xenconsoled, the privcmd and libxl sockets for
+ * `xl`) in the background, or in the terminal with `--foreground`;
+ * `tsxen stop` shuts every guest down as xendomains does (then destroys
+ * what is left) and stops the host; `tsxen status` says whether one runs.
+ * Files: tools/rundir.ts. One host per run directory: `tsxen.pid`,
+ * created exclusively, is the lock; a stale one (its process gone) is
+ * replaced.
+ *
+ * Exit status: 0 done; 1 failed (a host is already running, it did not
+ * start, it did not stop); 2 a mistake on the command line; `status` exits
+ * 3 when no host runs (the LSB's "not running").
+ */
+import { spawn } from "node:child_process";
+import {
+  chmodSync,
+  closeSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseCommandLine } from "../cli.js";
+import { connectUnix } from "../jsonl.js";
+import { hostPaths, logDir, runDir } from "../rundir.js";
+import { Host } from "./host.js";
+import { Libxl } from "../libxl/domain.js";
+import { LibxlClient, LibxlServer } from "../libxl/server.js";
+import { PrivcmdServer } from "../libxc/privcmd_socket.js";
+import { ConsoleServer } from "../console/socket.js";
+
+const USAGE = `usage: tsxen start [--foreground] [--memory MiB]
+       tsxen stop [--timeout SECONDS]
+       tsxen status
+Runs a tsxen host: the hypervisor, Dom0, xenstored, xenconsoled and the
+sockets xl uses. Run directory: $TSXEN_RUN_DIR (now ${runDir()});
+logs: $TSXEN_LOG_DIR (now ${logDir()}).`;
+
+/** The pid in `pidFile` if that process is alive. */
+function runningPid(pidFile: string): number | undefined {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, "utf8").trim());
+  } catch {
+    return undefined;
+  }
+  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM" ? pid : undefined;
+  }
+}
+
+/** Takes the run directory's lock for this process, or throws naming the running host. */
+function lock(pidFile: string): void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(pidFile, "wx", 0o644);
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      const pid = runningPid(pidFile);
+      if (pid !== undefined) {
+        throw new Error(`a host is already running on ${runDir()} (pid ${pid})`, { cause: e });
+      }
+      rmSync(pidFile, { force: true });
+    }
+  }
+  throw new Error(`cannot take the lock ${pidFile}: another host is starting`);
+}
+
+async function foreground(memMiB: number): Promise<void> {
+  const dir = runDir();
+  const paths = hostPaths(dir);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  lock(paths.pidFile);
+  const logs = logDir();
+  const host = new Host({ memoryBytes: memMiB * 2 ** 20 }, join(logs, "console"));
+  const log = (line: string): void => void process.stdout.write(`${line}\n`);
+  host.hv.console.listeners.add(log);
+  process.stdout.write(host.dmesg());
+  // What xen-init-dom0 writes for Dom0.
+  host.xenstored.writeText("/local/domain/0/name", "Domain-0");
+  host.xenstored.writeText("/local/domain/0/domid", "0");
+  const libxl = new Libxl(host);
+  let stopping: Promise<void> | undefined;
+  const servers: Array<{ close(): Promise<void> }> = [];
+  const stop = (timeoutMs: number, why: string): Promise<void> =>
+    (stopping ??= (async () => {
+      log(`tsxen: ${why}: shutting ${host.hv.domains.size} domain(s) down`);
+      const forced = await libxl.shutdownAll(timeoutMs);
+      if (forced > 0) log(`tsxen: destroyed ${forced} domain(s) that did not shut down in time`);
+      for (const s of servers) await s.close();
+      await host.shutdown();
+      rmSync(paths.pidFile, { force: true });
+      log("tsxen: stopped");
+      process.exit(0);
+    })());
+  try {
+    servers.push(await host.serveXenstore(paths.xenstored));
+    const privcmd = new PrivcmdServer(host.dom0.privcmd, paths.privcmd, log);
+    await privcmd.listen();
+    servers.push(privcmd);
+    const consoles = new ConsoleServer(() => host.xenconsoled, paths.console);
+    await consoles.listen();
+    servers.push(consoles);
+    const lx = new LibxlServer(libxl, paths.libxl, (t) => stop(t, "tsxen stop"), log);
+    await lx.listen();
+    servers.push(lx);
+  } catch (e) {
+    rmSync(paths.pidFile, { force: true });
+    throw e;
+  }
+  process.on("SIGINT", () => void stop(10_000, "SIGINT"));
+  process.on("SIGTERM", () => void stop(10_000, "SIGTERM"));
+  log(
+    `tsxen: host running (pid ${process.pid}); run dir ${dir}; console logs ${join(logs, "console")}`,
+  );
+  // Keep the process alive while guests run (the scheduler's timers are unref'd).
+  setInterval(() => {}, 1 << 30);
+}
+
+async function waitFor(pred: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await pred()) return true;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return false;
+}
+
+async function start(memory: string): Promise<number> {
+  const paths = hostPaths();
+  const pid = runningPid(paths.pidFile);
+  if (pid !== undefined) {
+    console.error(`tsxen: a host is already running on ${runDir()} (pid ${pid})`);
+    return 1;
+  }
+  const logs = logDir();
+  mkdirSync(logs, { recursive: true });
+  const logFile = join(logs, "tsxen.log");
+  const out = openSync(logFile, "a");
+  const child = spawn(
+    process.execPath,
+    [fileURLToPath(import.meta.url), "start", "--foreground", "--memory", memory],
+    { detached: true, stdio: ["ignore", out, out] },
+  );
+  closeSync(out);
+  let exited: number | null = null;
+  child.once("exit", (code) => (exited = code ?? 1));
+  const up = await waitFor(async () => {
+    if (exited !== null) return true;
+    try {
+      (await connectUnix(paths.libxl, "libxl")).destroy();
+      return runningPid(paths.pidFile) === child.pid;
+    } catch {
+      return false;
+    }
+  }, 30_000);
+  if (exited !== null || !up) {
+    const tail = readFileSync(logFile, "utf8").trim().split("\n").slice(-5).join("\n");
+    console.error(`tsxen: the host did not start (see ${logFile}):\n${tail}`);
+    if (exited === null) child.kill();
+    return 1;
+  }
+  child.unref();
+  console.log(`tsxen: host started (pid ${child.pid}); run dir ${runDir()}; log ${logFile}`);
+  return 0;
+}
+
+async function stopHost(timeoutS: number): Promise<number> {
+  const paths = hostPaths();
+  const pid = runningPid(paths.pidFile);
+  if (pid === undefined) {
+    console.log(`tsxen: no host is running on ${runDir()}`);
+    return 0;
+  }
+  try {
+    const c = await LibxlClient.connect(paths.libxl);
+    await c.call("stopHost", { timeoutMs: timeoutS * 1000 });
+    c.close();
+  } catch {
+    process.kill(pid, "SIGTERM");
+  }
+  const gone = await waitFor(
+    async () => runningPid(paths.pidFile) !== pid,
+    timeoutS * 1000 + 15_000,
+  );
+  if (!gone) {
+    console.error(`tsxen: the host (pid ${pid}) did not stop`);
+    return 1;
+  }
+  console.log(`tsxen: host stopped (pid ${pid})`);
+  return 0;
+}
+
+function status(): number {
+  const pid = runningPid(hostPaths().pidFile);
+  if (pid === undefined) {
+    console.log(`tsxen: not running (run dir ${runDir()})`);
+    return 3;
+  }
+  console.log(
+    `tsxen: running (pid ${pid}); run dir ${runDir()}; log ${join(logDir(), "tsxen.log")}`,
+  );
+  return 0;
+}
+
+const { values, positionals } = parseCommandLine(
+  "tsxen",
+  {
+    allowPositionals: true,
+    options: {
+      foreground: { type: "boolean", short: "F", default: false },
+      memory: { type: "string", default: "4096" },
+      timeout: { type: "string", default: "30" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  },
+  "tsxen --help",
+);
+const cmd = positionals[0];
+if (values.help || cmd === undefined || positionals.length > 1) {
+  (values.help ? console.log : console.error)(USAGE);
+  process.exit(values.help ? 0 : 2);
+}
+const memMiB = Number(values.memory);
+const timeout = Number(values.timeout);
+if (!Number.isInteger(memMiB) || memMiB < 1024) {
+  console.error(`tsxen: --memory ${values.memory}: must be a whole number of MiB, at least 1024`);
+  process.exit(2);
+}
+if (!(timeout >= 0)) {
+  console.error(`tsxen: --timeout ${values.timeout}: must be a number of seconds`);
+  process.exit(2);
+}
+try {
+  switch (cmd) {
+    case "start":
+      if (values.foreground) await foreground(memMiB);
+      else process.exit(await start(values.memory));
+      break;
+    case "stop":
+      process.exit(await stopHost(timeout));
+      break;
+    case "status":
+      process.exit(status());
+      break;
+    default:
+      console.error(`tsxen: unknown command '${cmd}'\n${USAGE}`);
+      process.exit(2);
+  }
+} catch (e) {
+  console.error(`tsxen: ${(e as Error).message}`);
+  process.exit(1);
+}

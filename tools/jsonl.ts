@@ -1,0 +1,147 @@
+/**
+ * The framing of the host daemon's control sockets (privcmd, libxl,
+ * xenconsoled's handshake): one JSON object per line. A line longer than
+ * `maxLine` bytes, or one that is not a JSON object, is a protocol error
+ * that the receiver reports and answers by closing the connection.
+ */
+import { chmodSync, mkdirSync, rmSync } from "node:fs";
+import { createConnection, createServer, type Server, type Socket } from "node:net";
+import { dirname } from "node:path";
+
+export const MAX_LINE = 16 * 1024 * 1024;
+
+/** Calls `onMessage` with each JSON object read from `s`; `onError` on a bad line (then closes). */
+export function readLines(
+  s: Socket,
+  onMessage: (m: Record<string, unknown>) => void,
+  onError: (why: string) => void,
+  maxLine = MAX_LINE,
+): () => Buffer {
+  let buf: Buffer = Buffer.alloc(0);
+  let stopped = false;
+  const onData = (chunk: Buffer): void => {
+    if (stopped) return;
+    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+    for (;;) {
+      const nl = buf.indexOf(10);
+      if (nl < 0) break;
+      const line = buf.subarray(0, nl).toString("utf8");
+      buf = buf.subarray(nl + 1);
+      let m: unknown;
+      try {
+        m = JSON.parse(line);
+      } catch {
+        m = undefined;
+      }
+      if (typeof m !== "object" || m === null || Array.isArray(m)) {
+        stopped = true;
+        onError(`not a JSON object: ${JSON.stringify(line.slice(0, 80))}`);
+        s.destroy();
+        return;
+      }
+      onMessage(m as Record<string, unknown>);
+      if (stopped) return;
+    }
+    if (buf.length > maxLine) {
+      stopped = true;
+      onError(`a line longer than ${maxLine} bytes`);
+      s.destroy();
+    }
+  };
+  s.on("data", onData);
+  /** Stops reading lines and hands back what was read past the last one. */
+  return () => {
+    stopped = true;
+    s.off("data", onData);
+    return buf;
+  };
+}
+
+export function sendLine(s: Socket, m: unknown): void {
+  if (!s.destroyed) s.write(`${JSON.stringify(m)}\n`);
+}
+
+/** A unix socket server at `path` (dir 0700, socket 0600), replacing a stale socket file. */
+export async function listenUnix(path: string, onConnection: (s: Socket) => void): Promise<Server> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  rmSync(path, { force: true });
+  const server = createServer(onConnection);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => {
+      chmodSync(path, 0o600);
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  return server;
+}
+
+/** Connects to unix socket `path`; rejects with an error naming `what` and the path. */
+export function connectUnix(path: string, what: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = createConnection(path);
+    s.once("connect", () => {
+      s.off("error", reject);
+      resolve(s);
+    });
+    s.once("error", (e: NodeJS.ErrnoException) => {
+      const why =
+        e.code === "ENOENT" || e.code === "ECONNREFUSED"
+          ? "is the host running? (tsxen start)"
+          : e.code === "EACCES"
+            ? "permission denied: only the host's owner may use it"
+            : e.message;
+      reject(new Error(`cannot connect to ${what} at ${path}: ${why}`));
+    });
+  });
+}
+
+/**
+ * A client for a request/response socket: each request gets an `id`; the
+ * answer with the same id resolves it. The connection closing rejects
+ * everything still waiting.
+ */
+export class LineClient {
+  private nextId = 1;
+  private readonly waiting = new Map<
+    number,
+    { resolve: (m: Record<string, unknown>) => void; reject: (e: Error) => void }
+  >();
+
+  constructor(
+    readonly socket: Socket,
+    readonly what: string,
+  ) {
+    readLines(
+      socket,
+      (m) => {
+        const w = this.waiting.get(Number(m.id));
+        if (!w) return;
+        this.waiting.delete(Number(m.id));
+        w.resolve(m);
+      },
+      (why) => this.failAll(`${what} sent ${why}`),
+    );
+    socket.on("close", () => this.failAll(`${what} closed the connection`));
+    socket.on("error", () => {});
+  }
+
+  private failAll(why: string): void {
+    for (const w of this.waiting.values()) w.reject(new Error(why));
+    this.waiting.clear();
+  }
+
+  request(m: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      sendLine(this.socket, { ...m, id });
+    });
+  }
+
+  close(): void {
+    this.socket.end();
+    this.socket.unref();
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The host daemon's libxl socket (`<run dir>/libxl`): how `xl` reaches the
+ * domain builder and the lifecycle that live in the daemon (domain.ts).
+ * One JSON request per line, `{id, call, ...}`, answered `{id, ok}` or
+ * `{id, error}`, where error names the layer and the cause. Calls:
+ *
+ *   create {config, paused}       → {domid}
+ *   shutdown {domid, reason, wait, timeoutMs} → {reason} (when waiting)
+ *   destroy {domid}, rename {domid, name}
+ *   memSet {domid, mib}, vcpuSet {domid, vcpus}
+ *   listLong {domids?}            → {json} (xl list -l)
+ *   stopHost {timeoutMs}          → shuts every guest down, then the host
+ */
+import type { Server, Socket } from "node:net";
+import { LineClient, connectUnix, listenUnix, readLines, sendLine } from "../jsonl.js";
+import type { Libxl } from "./domain.js";
+import type { XlDomainConfig } from "./config.js";
+
+export class LibxlServer {
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(
+    private readonly libxl: Libxl,
+    readonly path: string,
+    private readonly onStop: (timeoutMs: number) => Promise<void>,
+    private readonly log: (msg: string) => void = () => {},
+  ) {}
+
+  async listen(): Promise<void> {
+    this.server = await listenUnix(this.path, (s) => this.accept(s));
+  }
+
+  private accept(s: Socket): void {
+    this.sockets.add(s);
+    s.on("close", () => this.sockets.delete(s));
+    s.on("error", () => {});
+    readLines(
+      s,
+      (m) => {
+        this.handle(m).then(
+          (ok) => sendLine(s, { id: m.id, ok: ok ?? {} }),
+          (e: Error) => sendLine(s, { id: m.id, error: e.message }),
+        );
+      },
+      (why) => this.log(`libxl: a client sent ${why}; disconnected`),
+    );
+  }
+
+  private async handle(m: Record<string, unknown>): Promise<Record<string, unknown> | void> {
+    const int = (k: string): number => {
+      const v = m[k];
+      if (!Number.isSafeInteger(v) || (v as number) < 0) {
+        throw new Error(`libxl: '${k}' must be a non-negative integer, got ${JSON.stringify(v)}`);
+      }
+      return v as number;
+    };
+    const x = this.libxl;
+    switch (m.call) {
+      case "create": {
+        const config = m.config as XlDomainConfig;
+        if (typeof config !== "object" || config === null || typeof config.name !== "string") {
+          throw new Error("libxl: create needs a domain config");
+        }
+        const d = await x.create(config, { paused: m.paused === true });
+        return { domid: d.domid };
+      }
+      case "shutdown": {
+        const domid = int("domid");
+        const reason = m.reason === "reboot" ? "reboot" : "poweroff";
+        const done = x.shutdown(domid, reason, Number(m.timeoutMs ?? 10_000));
+        if (m.wait === true) return { reason: await done };
+        done.catch(() => {});
+        return;
+      }
+      case "destroy":
+        x.destroy(int("domid"));
+        return;
+      case "rename":
+        x.rename(int("domid"), String(m.name));
+        return;
+      case "memSet":
+        x.setMemoryTarget(int("domid"), int("mib"));
+        return;
+      case "vcpuSet":
+        x.setVcpus(int("domid"), int("vcpus"));
+        return;
+      case "listLong": {
+        const domids = Array.isArray(m.domids) ? (m.domids as number[]) : undefined;
+        return { json: x.listLong(domids) };
+      }
+      case "stopHost":
+        setImmediate(() => void this.onStop(Number(m.timeoutMs ?? 30_000)));
+        return;
+      default:
+        throw new Error(`libxl: unknown call ${JSON.stringify(m.call)}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+}
+
+/** xl's side of the libxl socket. */
+export class LibxlClient {
+  private constructor(private readonly lines: LineClient) {}
+
+  static async connect(path: string): Promise<LibxlClient> {
+    return new LibxlClient(new LineClient(await connectUnix(path, "libxl"), "libxl"));
+  }
+
+  /** Makes `call`; resolves with its result or rejects with the daemon's error. */
+  async call(call: string, args: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+    const r = await this.lines.request({ call, ...args });
+    if (typeof r.error === "string") throw new Error(r.error);
+    return (r.ok ?? {}) as Record<string, unknown>;
+  }
+
+  close(): void {
+    this.lines.close();
+  }
+}

@@ -1,0 +1,781 @@
+#!/usr/bin/env node
+/**
+ * `xl`, the Xen toolstack's command line (xen-doc `man/xl.1`), against a
+ * running tsxen host (`tsxen start`). As Xen's xl does, it reads the host
+ * through libxc (domctl and sysctl over the privcmd socket) and xenstore,
+ * and asks libxl for what needs the domain builder (libxl runs in the host
+ * daemon, where a wasm kernel is compiled to run). Output columns and
+ * messages are xl's; exit status is 0 on success, 1 on failure and 2 for a
+ * mistake on the command line.
+ *
+ *   xl [-v] <subcommand> [args]     (xl help lists them)
+ */
+import { readFileSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { hostname, release, version as osVersion, machine } from "node:os";
+import { parseArgs } from "node:util";
+import { hostPaths, runDir } from "../rundir.js";
+import { PrivcmdClient } from "../libxc/privcmd_socket.js";
+import { XcError, XcInterface, type XcDomInfo } from "../libxc/xc.js";
+import { LibxlClient } from "../libxl/server.js";
+import { XsClient } from "../xenstore/client.js";
+import { attachConsole } from "../console/socket.js";
+import { CfgError, parseCfg } from "../libxlu/cfg.js";
+import { domainConfig } from "../libxl/config.js";
+import { XEN_SCHEDULER_CREDIT } from "../../xen/include/public/domctl.js";
+import { formatBitmap, parseCpuRange, parseMemKiB } from "./parse.js";
+import { runTop } from "./top.js";
+
+/** An error that ends the command with a message and exit status 1. */
+class XlFail extends Error {}
+
+const paths = hostPaths(runDir());
+let xcConn: XcInterface | undefined;
+let libxlConn: LibxlClient | undefined;
+let xsConn: XsClient | undefined;
+
+async function xc(): Promise<XcInterface> {
+  return (xcConn ??= new XcInterface(await PrivcmdClient.connect(paths.privcmd)));
+}
+async function libxl(): Promise<LibxlClient> {
+  return (libxlConn ??= await LibxlClient.connect(paths.libxl));
+}
+async function xs(): Promise<XsClient> {
+  if (!xsConn) {
+    try {
+      xsConn = await XsClient.open(process.env.XENSTORED_PATH ?? paths.xenstored);
+    } catch (e) {
+      throw new XlFail(`${(e as Error).message}: is the host running? (tsxen start)`);
+    }
+  }
+  return xsConn;
+}
+function closeAll(): void {
+  xcConn?.close();
+  libxlConn?.close();
+  xsConn?.close();
+}
+
+/** A xenstore value, or undefined when the node is missing. */
+async function xsRead(path: string): Promise<string | undefined> {
+  try {
+    return await (await xs()).readString(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** libxl_domid_to_name: /local/domain/N/name. */
+async function domName(domid: number): Promise<string> {
+  return (await xsRead(`/local/domain/${domid}/name`)) ?? (domid === 0 ? "Domain-0" : "");
+}
+
+/** xl's find_domain: a domid, or a name looked up among the running domains. */
+async function findDomain(q: string): Promise<number> {
+  if (/^\d+$/.test(q)) return Number(q);
+  for (const i of await (await xc()).domainGetInfoList()) {
+    if ((await domName(i.domid)) === q) return i.domid;
+  }
+  throw new XlFail(`${q} is an invalid domain identifier (rc=-6)`);
+}
+
+/** The domain's info, or "Domain 'q' does not exist." */
+async function domainInfo(q: string): Promise<XcDomInfo> {
+  const domid = await findDomain(q);
+  try {
+    return await (await xc()).domainGetInfo(domid);
+  } catch (e) {
+    if (e instanceof XcError && e.errno === 3)
+      throw new XlFail(`Error: Domain '${q}' does not exist.`);
+    throw e;
+  }
+}
+
+function opts(
+  cmd: string,
+  args: string[],
+  options: Record<string, { type: "boolean" | "string"; short?: string; multiple?: boolean }>,
+  min: number,
+  max = Infinity,
+): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
+  let r;
+  try {
+    r = parseArgs({ args, options, allowPositionals: true });
+  } catch (e) {
+    throw new UsageError(cmd, (e as Error).message);
+  }
+  if (r.positionals.length < min || r.positionals.length > max) {
+    throw new UsageError(cmd, `expects ${min === max ? min : `${min} or more`} argument(s)`);
+  }
+  return r as ReturnType<typeof opts>;
+}
+
+class UsageError extends Error {
+  constructor(
+    readonly cmd: string,
+    why: string,
+  ) {
+    super(why);
+  }
+}
+
+const SHUTDOWN_LETTERS = "-rscwS";
+
+function stateFlags(i: XcDomInfo): string {
+  const reason = i.shutdown ? i.shutdownReason : 0;
+  return (
+    (i.running ? "r" : "-") +
+    (i.blocked ? "b" : "-") +
+    (i.paused ? "p" : "-") +
+    (i.shutdown ? "s" : "-") +
+    (SHUTDOWN_LETTERS[reason] ?? "?") +
+    (i.dying ? "d" : "-")
+  );
+}
+
+// ---- the subcommands ------------------------------------------------------
+
+async function cmdCreate(args: string[]): Promise<number> {
+  const { values, positionals } = opts(
+    "create",
+    args,
+    {
+      console: { type: "boolean", short: "c" },
+      paused: { type: "boolean", short: "p" },
+      quiet: { type: "boolean", short: "q" },
+      "dry-run": { type: "boolean", short: "n" },
+      foreground: { type: "boolean", short: "F" },
+      vnc: { type: "boolean", short: "V" },
+      defconfig: { type: "string", short: "f" },
+    },
+    0,
+  );
+  const rest = [...positionals];
+  let file = values.defconfig as string | undefined;
+  if (!file && rest[0] && !rest[0].includes("=")) file = rest.shift();
+  if (!file) throw new UsageError("create", "needs a config file");
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new XlFail(
+      `Failed to read config file: ${file}: ${code === "ENOENT" ? "No such file or directory" : (e as Error).message}`,
+    );
+  }
+  if (!values.quiet) console.error(`Parsing config from ${file}`);
+  let parsed;
+  try {
+    const settings = parseCfg(text, file);
+    // Extra key=value pairs override the file's, as xl appends them.
+    for (const kv of rest) for (const [k, v] of parseCfg(kv, "<command line>")) settings.set(k, v);
+    parsed = domainConfig(settings, file, dirname(resolve(file)));
+  } catch (e) {
+    if (e instanceof CfgError) throw new XlFail(`Failed to parse config: ${e.message}`);
+    throw e;
+  }
+  for (const w of parsed.warnings) console.error(`Warning: ${w}`);
+  if (values["dry-run"]) {
+    console.log(JSON.stringify(parsed.config, null, 4));
+    return 0;
+  }
+  const lx = await libxl();
+  const attach = values.console === true;
+  const { domid } = (await lx.call("create", {
+    config: parsed.config,
+    paused: attach || values.paused === true,
+  })) as { domid: number };
+  if (attach) {
+    // Attach before the guest's first byte, then let it run.
+    const s = await attachConsole(paths.console, domid);
+    if (!values.paused) await (await xc()).domainUnpause(domid);
+    closeAll();
+    return runConsole(s);
+  }
+  if (values.foreground) {
+    const x = await xc();
+    for (;;) {
+      try {
+        const i = await x.domainGetInfo(domid);
+        if (i.dying) break;
+      } catch {
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return 0;
+}
+
+async function cmdList(args: string[]): Promise<number> {
+  const { values, positionals } = opts(
+    "list",
+    args,
+    { long: { type: "boolean", short: "l" }, verbose: { type: "boolean", short: "v" } },
+    0,
+    1,
+  );
+  const x = await xc();
+  const infos = positionals[0] ? [await domainInfo(positionals[0])] : await x.domainGetInfoList();
+  if (values.long) {
+    const domids = infos.map((i) => i.domid).filter((d) => d !== 0);
+    const r = await (await libxl()).call("listLong", { domids });
+    process.stdout.write(String(r.json));
+    return 0;
+  }
+  let header = "Name                                        ID   Mem VCPUs\tState\tTime(s)";
+  if (values.verbose) header += "   UUID                            Reason-Code\tSecurity Label";
+  const lines = [header];
+  for (const i of infos) {
+    const mem = Math.floor((i.totPages * 4) / 1024);
+    let row =
+      `${(await domName(i.domid)).padEnd(40)} ${String(i.domid).padStart(5)} ${String(mem).padStart(5)} ` +
+      `${String(i.onlineVcpus).padStart(5)}     ${stateFlags(i)}  ${(i.cpuTime / 1e9).toFixed(1).padStart(8)}`;
+    if (values.verbose) {
+      row += ` ${i.uuid}`;
+      row += i.shutdown ? ` ${i.shutdownReason.toString(16).padStart(8)}` : ` ${"-".padStart(8)}`;
+      row += ` ${"-".padStart(16)}`;
+    }
+    lines.push(row);
+  }
+  console.log(lines.join("\n"));
+  return 0;
+}
+
+async function cmdDestroy(args: string[]): Promise<number> {
+  const { positionals } = opts("destroy", args, { force: { type: "boolean", short: "f" } }, 1, 1);
+  const domid = await findDomain(positionals[0]!);
+  if (domid === 0) {
+    throw new XlFail(
+      "Not destroying domain 0; use -f to force.\nThis can only be done when using a disaggregated hardware domain and toolstack.\n",
+    );
+  }
+  await (await libxl()).call("destroy", { domid });
+  return 0;
+}
+
+async function cmdShutdownOrReboot(what: "shutdown" | "reboot", args: string[]): Promise<number> {
+  const { values, positionals } = opts(
+    what,
+    args,
+    {
+      all: { type: "boolean", short: "a" },
+      wait: { type: "boolean", short: "w" },
+      F: { type: "boolean", short: "F" },
+    },
+    0,
+    1,
+  );
+  let domids: number[];
+  if (values.all) {
+    if (positionals.length > 0) throw new UsageError(what, "-a takes no domain");
+    domids = (await (await xc()).domainGetInfoList()).map((i) => i.domid).filter((d) => d !== 0);
+  } else {
+    if (positionals.length !== 1) throw new UsageError(what, "needs a domain");
+    domids = [await findDomain(positionals[0]!)];
+  }
+  const lx = await libxl();
+  const reason = what === "reboot" ? "reboot" : "poweroff";
+  const waits: Array<Promise<void>> = [];
+  for (const domid of domids) {
+    console.error(`${what === "reboot" ? "Rebooting" : "Shutting down"} domain ${domid}`);
+    const p = lx.call("shutdown", { domid, reason, wait: values.wait === true });
+    if (!values.wait) {
+      await p.catch((e: Error) => {
+        throw new XlFail(`${what} failed: ${e.message}`);
+      });
+      continue;
+    }
+    waits.push(
+      p.then(
+        (r) => {
+          const code = ["poweroff", "reboot", "suspend", "crash", "watchdog", "soft_reset"].indexOf(
+            String(r.reason),
+          );
+          console.error(`Domain ${domid} has been shut down, reason code ${code}`);
+        },
+        (e: Error) => {
+          throw new XlFail(`${what} failed: ${e.message}`);
+        },
+      ),
+    );
+  }
+  if (values.wait) {
+    console.error(`Waiting for ${domids.length} domains`);
+    await Promise.all(waits);
+    console.error("All domains have been shut down");
+  }
+  return 0;
+}
+
+async function cmdPause(args: string[], pause: boolean): Promise<number> {
+  const { positionals } = opts(pause ? "pause" : "unpause", args, {}, 1, 1);
+  const domid = await findDomain(positionals[0]!);
+  const x = await xc();
+  if (pause) await x.domainPause(domid);
+  else await x.domainUnpause(domid);
+  return 0;
+}
+
+/** Runs an attached console until Ctrl-] or the domain goes; restores the terminal. */
+function runConsole(s: import("node:net").Socket): Promise<number> {
+  return new Promise((done) => {
+    const stdin = process.stdin;
+    const raw = stdin.isTTY === true;
+    if (raw) stdin.setRawMode(true);
+    const finish = (): void => {
+      if (raw) stdin.setRawMode(false);
+      stdin.pause();
+      s.destroy();
+      done(0);
+    };
+    s.on("data", (b: Buffer) => process.stdout.write(b));
+    s.on("close", finish);
+    s.resume();
+    stdin.on("data", (b: Buffer) => {
+      const i = b.indexOf(0x1d); // Ctrl-], as xenconsole's escape
+      if (i >= 0) {
+        if (i > 0) s.write(b.subarray(0, i));
+        finish();
+        return;
+      }
+      s.write(b);
+    });
+    stdin.on("end", () => {
+      // Input closed (not a terminal): keep showing output until the console ends.
+    });
+    stdin.resume();
+  });
+}
+
+async function cmdConsole(args: string[]): Promise<number> {
+  const { values, positionals } = opts(
+    "console",
+    args,
+    { type: { type: "string", short: "t" }, num: { type: "string", short: "n" } },
+    1,
+    1,
+  );
+  const type = (values.type as string | undefined) ?? "pv";
+  if (type !== "pv" && type !== "serial") {
+    throw new UsageError("console", `console type must be 'pv' or 'serial', not '${type}'`);
+  }
+  if (type === "serial") {
+    throw new XlFail(
+      "Unable to attach console: a PV guest has no emulated serial port (use -t pv)",
+    );
+  }
+  if ((values.num ?? "0") !== "0")
+    throw new XlFail(`Unable to attach console: no console ${values.num}`);
+  const domid = await findDomain(positionals[0]!);
+  let s;
+  try {
+    s = await attachConsole(paths.console, domid);
+  } catch (e) {
+    throw new XlFail(`Unable to attach console: ${(e as Error).message}`);
+  }
+  closeAll();
+  return runConsole(s);
+}
+
+async function cmdInfo(args: string[]): Promise<number> {
+  const { positionals } = opts("info", args, { numa: { type: "boolean", short: "n" } }, 0, 1);
+  const x = await xc();
+  const p = await x.physinfo();
+  const v = await x.version();
+  const sched = await x.schedId();
+  const mib = (pages: number): number => Math.floor(pages / 256);
+  const rows: Array<[string, string | number]> = [
+    ["host", hostname()],
+    ["release", release()],
+    ["version", osVersion()],
+    ["machine", machine()],
+    ["nr_cpus", p.nrCpus],
+    ["max_cpu_id", p.nrCpus - 1],
+    ["nr_nodes", p.nrNodes],
+    ["cores_per_socket", p.coresPerSocket],
+    ["threads_per_core", p.threadsPerCore],
+    ["cpu_mhz", `${Math.floor(p.cpuKhz / 1000)}.${String(p.cpuKhz % 1000).padStart(3, "0")}`],
+    ["hw_caps", Array(8).fill("00000000").join(":")],
+    ["virt_caps", " pv"],
+    ["total_memory", mib(p.totalPages)],
+    ["free_memory", mib(p.freePages)],
+    ["sharing_freed_memory", 0],
+    ["sharing_used_memory", 0],
+    ["outstanding_claims", 0],
+    ["free_cpus", 0],
+    ["xen_major", v.major],
+    ["xen_minor", v.minor],
+    ["xen_extra", v.extra],
+    ["xen_version", `${v.major}.${v.minor}${v.extra}`],
+    ["xen_caps", v.capabilities],
+    ["xen_scheduler", sched === XEN_SCHEDULER_CREDIT ? "credit" : "unknown"],
+    ["xen_pagesize", 4096],
+    ["platform_params", "virt_start=0x0"],
+    ["xen_changeset", "tsxen"],
+    ["xen_commandline", ""],
+    ["cc_compiler", v.compiler],
+    ["cc_compile_by", "tsxen"],
+    ["cc_compile_domain", "tsxen"],
+    ["cc_compile_date", v.compileDate],
+    ["build_id", ""],
+    ["xend_config_format", 4],
+  ];
+  // `xl info NAME` prints just that field's value, as xl's info_name filter.
+  const want = positionals[0];
+  for (const [k, val] of rows) {
+    if (want === undefined) console.log(`${k.padEnd(23)}: ${val}`);
+    else if (k === want) console.log(String(val));
+  }
+  return 0;
+}
+
+async function cmdDmesg(args: string[]): Promise<number> {
+  const { values } = opts("dmesg", args, { clear: { type: "boolean", short: "c" } }, 0, 0);
+  process.stdout.write(await (await xc()).readConsoleRing(values.clear === true));
+  return 0;
+}
+
+async function cmdDomid(args: string[]): Promise<number> {
+  const { positionals } = opts("domid", args, {}, 1, 1);
+  const name = positionals[0]!;
+  for (const i of await (await xc()).domainGetInfoList()) {
+    if ((await domName(i.domid)) === name) {
+      console.log(i.domid);
+      return 0;
+    }
+  }
+  throw new XlFail(`Can't get domid of domain name '${name}', maybe this domain does not exist.`);
+}
+
+async function cmdDomname(args: string[]): Promise<number> {
+  const { positionals } = opts("domname", args, {}, 1, 1);
+  const q = positionals[0]!;
+  if (!/^\d+$/.test(q)) throw new XlFail("Invalid domain id.\n");
+  const name = await xsRead(`/local/domain/${q}/name`);
+  if (name === undefined) {
+    throw new XlFail(
+      `Can't get domain name of domain id '${q}', maybe this domain does not exist.`,
+    );
+  }
+  console.log(name);
+  return 0;
+}
+
+async function cmdRename(args: string[]): Promise<number> {
+  const { positionals } = opts("rename", args, {}, 2, 2);
+  const domid = await findDomain(positionals[0]!);
+  await (await libxl()).call("rename", { domid, name: positionals[1] });
+  return 0;
+}
+
+async function cmdMemSet(args: string[]): Promise<number> {
+  const { positionals } = opts("mem-set", args, {}, 2, 2);
+  const domid = await findDomain(positionals[0]!);
+  const kib = parseMemKiB(positionals[1]!);
+  if (kib === undefined) throw new XlFail(`invalid memory size: ${positionals[1]}`);
+  if (kib % 1024 !== 0)
+    throw new XlFail(`memory size ${positionals[1]} is not a whole number of MiB`);
+  await (await libxl()).call("memSet", { domid, mib: kib / 1024 });
+  return 0;
+}
+
+async function cmdMemMax(args: string[]): Promise<number> {
+  const { positionals } = opts("mem-max", args, {}, 2, 2);
+  const domid = await findDomain(positionals[0]!);
+  const kib = parseMemKiB(positionals[1]!);
+  if (kib === undefined) throw new XlFail(`invalid memory size: ${positionals[1]}`);
+  const target = Number(await xsRead(`/local/domain/${domid}/memory/target`));
+  if (Number.isFinite(target) && kib < target) {
+    throw new XlFail(
+      `cannot set domid ${domid} static-max memory to ${kib} KiB: it is below the target ${target} KiB (xl mem-set first)`,
+    );
+  }
+  await (await xc()).domainSetMaxMem(domid, kib);
+  await (await xs()).write(`/local/domain/${domid}/memory/static-max`, String(kib));
+  return 0;
+}
+
+async function cmdVcpuList(args: string[]): Promise<number> {
+  const { positionals } = opts("vcpu-list", args, {}, 0);
+  const x = await xc();
+  const p = await x.physinfo();
+  const infos =
+    positionals.length > 0
+      ? await Promise.all(positionals.map((q) => domainInfo(q)))
+      : await x.domainGetInfoList();
+  console.log(
+    `${"Name".padEnd(32)} ${"ID".padStart(5)} ${"VCPU".padStart(5)} ${"CPU".padStart(5)} ${"State".padStart(5)} ${"Time(s)".padStart(9)} Affinity (Hard / Soft)`,
+  );
+  for (const i of infos) {
+    const name = await domName(i.domid);
+    for (let v = 0; v <= Math.max(i.maxVcpuId, 0); v++) {
+      let vi;
+      try {
+        vi = await x.vcpuGetInfo(i.domid, v);
+      } catch {
+        break;
+      }
+      const aff = await x.vcpuAffinity(i.domid, v);
+      let row = `${name.padEnd(32)} ${String(i.domid).padStart(5)} ${String(v).padStart(5)}`;
+      row += vi.online
+        ? `${String(vi.cpu).padStart(5)} ${"".padStart(2)}${vi.running ? "r" : "-"}${vi.blocked ? "b" : "-"}- `
+        : `${"-".padStart(5)} ${"".padStart(2)}--p `;
+      row += `${(vi.cpuTime / 1e9).toFixed(1).padStart(9)}  `;
+      row += `${formatBitmap(aff.hard, p.nrCpus)} / ${formatBitmap(aff.soft, p.nrCpus)}`;
+      console.log(row);
+    }
+  }
+  return 0;
+}
+
+async function cmdVcpuSet(args: string[]): Promise<number> {
+  const { values, positionals } = opts(
+    "vcpu-set",
+    args,
+    { "ignore-host": { type: "boolean", short: "i" } },
+    2,
+    2,
+  );
+  const domid = await findDomain(positionals[0]!);
+  if (!/^\d+$/.test(positionals[1]!)) throw new XlFail("Error: Invalid argument.");
+  const n = Number(positionals[1]);
+  if (!values["ignore-host"]) {
+    const x = await xc();
+    const online = (await x.domainGetInfo(domid)).onlineVcpus;
+    const host = (await x.physinfo()).nrCpus;
+    if (n > online && n > host) {
+      throw new XlFail(
+        `You are overcommmitting! You have ${host} physical CPUs and want ${n} vCPUs! Aborting, use --ignore-host to continue`,
+      );
+    }
+  }
+  await (await libxl()).call("vcpuSet", { domid, vcpus: n });
+  return 0;
+}
+
+async function cmdVcpuPin(args: string[]): Promise<number> {
+  const { positionals } = opts(
+    "vcpu-pin",
+    args,
+    {
+      force: { type: "boolean", short: "f" },
+      "ignore-global-affinity-masks": { type: "boolean", short: "i" },
+    },
+    3,
+    4,
+  );
+  const [dom, vcpu, hardStr, softStr] = positionals as [string, string, string, string?];
+  const domid = await findDomain(dom);
+  const x = await xc();
+  const info = await x.domainGetInfo(domid);
+  let vcpus: number[];
+  if (vcpu === "all") vcpus = Array.from({ length: info.maxVcpuId + 1 }, (_, i) => i);
+  else if (/^\d+$/.test(vcpu)) vcpus = [Number(vcpu)];
+  else throw new XlFail(`Error: Invalid argument ${vcpu} as VCPU.`);
+  const parse = (s: string | undefined): number | undefined => {
+    if (s === undefined || s === "-") return undefined;
+    const bits = parseCpuRange(s);
+    if (bits === undefined) throw new XlFail(`Invalid argument: '${s}' is not a cpu range`);
+    return bits;
+  };
+  const hard = parse(hardStr);
+  const soft = parse(softStr);
+  for (const v of vcpus) {
+    const cur = await x.vcpuAffinity(domid, v).catch(() => {
+      throw new XlFail(`Could not set affinity for vcpu \`${v}'.`);
+    });
+    try {
+      await x.vcpuAffinity(domid, v, { hard: hard ?? cur.hard, soft: soft ?? cur.soft });
+    } catch (e) {
+      throw new XlFail(`Could not set affinity for vcpu \`${v}': ${(e as Error).message}`);
+    }
+  }
+  return 0;
+}
+
+async function cmdSchedCredit(args: string[]): Promise<number> {
+  const { values } = opts(
+    "sched-credit",
+    args,
+    {
+      domain: { type: "string", short: "d" },
+      weight: { type: "string", short: "w" },
+      cap: { type: "string", short: "c" },
+    },
+    0,
+    0,
+  );
+  const x = await xc();
+  const header = `${"Name".padEnd(33)} ${"ID".padStart(4)} ${"Weight".padStart(6)} ${"Cap".padStart(4)}`;
+  const row = async (domid: number): Promise<string> => {
+    const p = await x.schedCredit(domid);
+    return `${(await domName(domid)).padEnd(33)} ${String(domid).padStart(4)} ${String(p.weight).padStart(6)} ${String(p.cap).padStart(4)}`;
+  };
+  const dom = values.domain as string | undefined;
+  if (!dom) {
+    if (values.weight !== undefined || values.cap !== undefined) {
+      throw new XlFail("Must specify a domain.");
+    }
+    console.log("Cpupool Pool-0: tslice=10ms ratelimit=1000us migration-delay=0us");
+    console.log(header);
+    for (const i of await x.domainGetInfoList()) console.log(await row(i.domid));
+    return 0;
+  }
+  const domid = await findDomain(dom);
+  if (values.weight === undefined && values.cap === undefined) {
+    console.log(header);
+    console.log(await row(domid));
+    return 0;
+  }
+  const cur = await x.schedCredit(domid);
+  const num = (s: unknown, what: string): number => {
+    if (typeof s !== "string" || !/^\d+$/.test(s))
+      throw new XlFail(`invalid ${what}: ${String(s)}`);
+    return Number(s);
+  };
+  const weight = values.weight === undefined ? cur.weight : num(values.weight, "weight");
+  const cap = values.cap === undefined ? cur.cap : num(values.cap, "cap");
+  if (weight < 1 || weight > 65535) throw new XlFail(`weight ${weight} is outside 1..65535`);
+  try {
+    await x.schedCredit(domid, { weight, cap });
+  } catch (e) {
+    throw new XlFail(`libxl_domain_sched_params_set failed: ${(e as Error).message}`);
+  }
+  return 0;
+}
+
+function uptimeString(s: number, short: boolean): string {
+  const day = Math.floor(s / 86400);
+  s -= day * 86400;
+  const hour = Math.floor(s / 3600);
+  s -= hour * 3600;
+  const min = Math.floor(s / 60);
+  const sec = Math.floor(s - min * 60);
+  const hm = `${String(hour).padStart(2)}:${String(min).padStart(2, "0")}`;
+  const t = short ? hm : `${hm}:${String(sec).padStart(2, "0")}`;
+  return day > 1 ? `${day} days, ${t}` : day === 1 ? `1 day, ${t}` : t;
+}
+
+async function cmdUptime(args: string[]): Promise<number> {
+  const { values, positionals } = opts("uptime", args, { s: { type: "boolean", short: "s" } }, 0);
+  const short = values.s === true;
+  const now = Date.now() / 1000;
+  const domids =
+    positionals.length > 0
+      ? await Promise.all(positionals.map(findDomain))
+      : (await (await xc()).domainGetInfoList()).map((i) => i.domid);
+  if (!short) console.log(`${"Name".padEnd(33)} ${"ID".padStart(4)} Uptime`);
+  for (const domid of domids) {
+    let start: number;
+    if (domid === 0) {
+      // Dom0's kernel is the host daemon: its uptime is the daemon's.
+      start = statSync(paths.pidFile).mtimeMs / 1000;
+    } else {
+      const vm = await xsRead(`/local/domain/${domid}/vm`);
+      const t = vm ? Number(await xsRead(`${vm}/start_time`)) : NaN;
+      if (!Number.isFinite(t)) continue;
+      start = t;
+    }
+    const up = Math.max(0, now - start);
+    const name = await domName(domid);
+    if (short) {
+      const clock = new Date().toTimeString().slice(0, 8);
+      console.log(` ${clock} up ${uptimeString(up, true)}, ${name} (${domid})`);
+    } else {
+      console.log(`${name.padEnd(33)} ${String(domid).padStart(4)} ${uptimeString(up, false)}`);
+    }
+  }
+  return 0;
+}
+
+async function cmdTop(args: string[]): Promise<number> {
+  const { values } = opts(
+    "top",
+    args,
+    {
+      batch: { type: "boolean", short: "b" },
+      iterations: { type: "string", short: "i" },
+      delay: { type: "string", short: "d" },
+    },
+    0,
+    0,
+  );
+  const iterations = values.iterations === undefined ? Infinity : Number(values.iterations);
+  const delay = values.delay === undefined ? 3 : Number(values.delay);
+  if (!(iterations >= 1) || !(delay > 0))
+    throw new XlFail("top: -i needs a count ≥ 1 and -d a delay > 0");
+  return runTop(await xc(), domName, { batch: values.batch === true, iterations, delayS: delay });
+}
+
+const COMMANDS: Record<string, [string, (args: string[]) => Promise<number>]> = {
+  create: ["Create a domain from config file <filename>", cmdCreate],
+  list: ["List information about all/some domains", cmdList],
+  destroy: ["Terminate a domain immediately", cmdDestroy],
+  shutdown: ["Issue a shutdown signal to a domain", (a) => cmdShutdownOrReboot("shutdown", a)],
+  reboot: ["Issue a reboot signal to a domain", (a) => cmdShutdownOrReboot("reboot", a)],
+  pause: ["Pause execution of a domain", (a) => cmdPause(a, true)],
+  unpause: ["Unpause a paused domain", (a) => cmdPause(a, false)],
+  console: ["Attach to domain's console", cmdConsole],
+  info: ["Get information about Xen host", cmdInfo],
+  dmesg: ["Read and/or clear dmesg buffer", cmdDmesg],
+  domid: ["Convert a domain name to domain id", cmdDomid],
+  domname: ["Convert a domain id to domain name", cmdDomname],
+  rename: ["Rename a domain", cmdRename],
+  "mem-set": ["Set the current memory usage for a domain", cmdMemSet],
+  "mem-max": ["Set the maximum amount reservation for a domain", cmdMemMax],
+  "vcpu-list": ["List the VCPUs for all/some domains", cmdVcpuList],
+  "vcpu-set": ["Set the number of active VCPUs allowed for the domain", cmdVcpuSet],
+  "vcpu-pin": ["Set which CPUs a VCPU can use", cmdVcpuPin],
+  "sched-credit": ["Get/set credit scheduler parameters", cmdSchedCredit],
+  uptime: ["Print uptime for all/some domains", cmdUptime],
+  top: ["Monitor a host and the domains in real time", cmdTop],
+  help: ["Print this help", async (a) => help(a[0])],
+};
+
+function help(cmd?: string): number {
+  if (cmd && COMMANDS[cmd]) {
+    console.log(`Usage: xl ${cmd} ...\n\n${COMMANDS[cmd][0]}.\n\nSee xl(1) for the options.`);
+    return 0;
+  }
+  const lines = ["Usage xl [-v] <subcommand> [args]", "", "xl full list of subcommands:", ""];
+  for (const [name, [text]] of Object.entries(COMMANDS)) lines.push(` ${name.padEnd(19)}${text}`);
+  console.log(lines.join("\n"));
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let i = 0;
+  while (argv[i]?.startsWith("-")) {
+    if (argv[i] === "-h" || argv[i] === "--help") return help();
+    i++; // -v, -N, -f, -t: accepted and ignored, as tsxen's xl has one verbosity
+  }
+  const cmd = argv[i];
+  if (cmd === undefined) {
+    help();
+    return 1;
+  }
+  const entry = COMMANDS[cmd];
+  if (!entry) {
+    console.error("command not implemented");
+    return 1;
+  }
+  const args = argv.slice(i + 1);
+  if (args.includes("-h") || args.includes("--help")) return help(cmd);
+  return entry[1](args);
+}
+
+try {
+  const code = await main(process.argv.slice(2));
+  closeAll();
+  process.exitCode = code;
+} catch (e) {
+  closeAll();
+  if (e instanceof UsageError) {
+    console.error(`xl ${e.cmd}: ${e.message} (see xl help ${e.cmd})`);
+    process.exitCode = 2;
+  } else {
+    console.error((e as Error).message);
+    process.exitCode = 1;
+  }
+}
