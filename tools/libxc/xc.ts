@@ -362,6 +362,22 @@ export class XcInterface {
     return Buffer.concat(chunks).toString("utf8");
   }
 
+  /** xc_send_debug_keys: runs hypervisor debug keys (their output goes to the console ring). */
+  async sendDebugKeys(keys: string): Promise<void> {
+    const f = SC.xen_sysctl_debug_keys.fields;
+    const buf = new Buf(Math.max(1, keys.length));
+    for (let i = 0; i < keys.length; i++) buf.bytes[i] = keys.charCodeAt(i) & 0xff;
+    await this.sysctl(
+      "xc_send_debug_keys",
+      SC.XEN_SYSCTL_debug_keys,
+      (b, u, [k]) => {
+        b.set64(u + f.keys.offset, k!);
+        b.set32(u + f.nr_keys.offset, keys.length);
+      },
+      [buf],
+    );
+  }
+
   /** xc_version: XENVER_version, extraversion, capabilities and compile info. */
   async version(): Promise<{
     major: number;

@@ -325,7 +325,8 @@ function runConsole(s: import("node:net").Socket): Promise<number> {
     if (raw) stdin.setRawMode(true);
     const finish = (): void => {
       if (raw) stdin.setRawMode(false);
-      stdin.pause();
+      // Let go of the terminal (or pipe) so that xl exits now.
+      stdin.destroy();
       s.destroy();
       done(0);
     };
@@ -436,6 +437,12 @@ async function cmdDmesg(args: string[]): Promise<number> {
   return 0;
 }
 
+async function cmdDebugKeys(args: string[]): Promise<number> {
+  const { positionals } = opts("debug-keys", args, {}, 1, 1);
+  await (await xc()).sendDebugKeys(positionals[0]!);
+  return 0;
+}
+
 async function cmdDomid(args: string[]): Promise<number> {
   const { positionals } = opts("domid", args, {}, 1, 1);
   const name = positionals[0]!;
@@ -491,7 +498,17 @@ async function cmdMemMax(args: string[]): Promise<number> {
       `cannot set domid ${domid} static-max memory to ${kib} KiB: it is below the target ${target} KiB (xl mem-set first)`,
     );
   }
-  await (await xc()).domainSetMaxMem(domid, kib);
+  try {
+    await (await xc()).domainSetMaxMem(domid, kib);
+  } catch (e) {
+    const why =
+      e instanceof XcError && e.errno === 12
+        ? ": a domain's memory cannot grow past the maxmem it was created with on wasm32"
+        : "";
+    throw new XlFail(
+      `cannot set domid ${domid} static-max memory to ${kib} KiB: ${(e as Error).message}${why}`,
+    );
+  }
   await (await xs()).write(`/local/domain/${domid}/memory/static-max`, String(kib));
   return 0;
 }
@@ -719,6 +736,7 @@ const COMMANDS: Record<string, [string, (args: string[]) => Promise<number>]> = 
   console: ["Attach to domain's console", cmdConsole],
   info: ["Get information about Xen host", cmdInfo],
   dmesg: ["Read and/or clear dmesg buffer", cmdDmesg],
+  "debug-keys": ["Send debug keys to Xen", cmdDebugKeys],
   domid: ["Convert a domain name to domain id", cmdDomid],
   domname: ["Convert a domain id to domain name", cmdDomname],
   rename: ["Rename a domain", cmdRename],

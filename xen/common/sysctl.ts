@@ -1,7 +1,8 @@
 /**
  * sysctl (Xen's `common/sysctl.c`): the toolstack's host-wide control, for
  * privileged domains only. Implemented: readconsole (`xl dmesg`), physinfo
- * (`xl info`), sched_id, getdomaininfolist (`xl list`).
+ * (`xl info`), sched_id, getdomaininfolist (`xl list`), debug_keys
+ * (`xl debug-keys`).
  *
  * Layouts: `xen/include/public/sysctl.ts`.
  */
@@ -78,6 +79,14 @@ export function do_sysctl(hv: Hypervisor, v: Vcpu, arg: number): number {
         getdomaininfo(hv, all[i]!, mem, buf + i * xen_domctl_getdomaininfo.size);
       }
       mem.setU32(u + f.num_domains.offset, n);
+      return 0;
+    }
+    case SC.XEN_SYSCTL_debug_keys: {
+      const f = SC.xen_sysctl_debug_keys.fields;
+      const n = mem.u32(u + f.nr_keys.offset);
+      if (n > 256) return -XenErrno.EINVAL;
+      const keys = mem.read(mem.u64(u + f.keys.offset), n);
+      hv.debugKeys(String.fromCharCode(...keys));
       return 0;
     }
     default:

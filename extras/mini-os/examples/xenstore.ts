@@ -1,7 +1,8 @@
 // xenstore: a guest that talks to xenstored over its ring. It reads its name,
 // writes data/greeting, bumps data/counter in a transaction (retrying on
 // EAGAIN), and then does what every PV guest does: watches control/shutdown
-// and powers off or reboots when the toolstack writes "poweroff" or "reboot".
+// and powers off or reboots when the toolstack writes "poweroff" or "reboot",
+// and watches memory/target (xl mem-set), printing each new target.
 import {
   cons,
   domid,
@@ -82,8 +83,20 @@ export function _start(): void {
   cons.s("xenstore: counter ").u(n).s(", data has ").i(entries).s(" entries").nl();
   rc = xenbus_watch("control/shutdown", "shutdown");
   if (rc < 0) fail("watch control/shutdown", rc);
+  // What a balloon driver watches: the toolstack's memory target (xl mem-set).
+  rc = xenbus_watch("memory/target", "balloon");
+  if (rc < 0) fail("watch memory/target", rc);
+  let target: u32 = 0;
   while (true) {
     xenbus_wait_for_watch();
+    if (xenbus_read("memory/target") == 0) {
+      let t: u32 = 0;
+      for (let i = 0; i < xenbus_reply_len(); i++) t = t * 10 + (load<u8>(xenbus_reply() + i) - 48);
+      if (t != target) {
+        target = t;
+        cons.s("xenstore: memory/target is ").u(t).s(" KiB").nl();
+      }
+    }
     if (xenbus_read("control/shutdown") < 0) continue;
     const v = xenbus_reply();
     let reason: i32 = -1;

@@ -12,6 +12,7 @@ export const XEN_SYSCTL_readconsole = 1;
 export const XEN_SYSCTL_physinfo = 3;
 export const XEN_SYSCTL_sched_id = 4;
 export const XEN_SYSCTL_getdomaininfolist = 6;
+export const XEN_SYSCTL_debug_keys = 7;
 
 /** struct xen_sysctl: the header and a 128-byte union of sub-op arguments. */
 export const xen_sysctl = struct("xen_sysctl", [
@@ -60,4 +61,10 @@ export const xen_sysctl_getdomaininfolist = struct("xen_sysctl_getdomaininfolist
   ["max_domains", 4],
   ["buffer", 8],
   ["num_domains", 4],
+]);
+
+/** struct xen_sysctl_debug_keys */
+export const xen_sysctl_debug_keys = struct("xen_sysctl_debug_keys", [
+  ["keys", 8],
+  ["nr_keys", 4],
 ]);

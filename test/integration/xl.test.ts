@@ -1,0 +1,361 @@
+/**
+ * The toolstack as a user drives it: a real host daemon (`tsxen start`) in a
+ * temporary run directory, and the `xl` command line as a subprocess for
+ * every step. Checks xl's exact list columns, the console (replayed, typed
+ * into through a pty), pause/unpause, mem-set reaching the guest through
+ * xenstore, shutdown and reboot through control/shutdown, each on_crash
+ * action, destroy leaving no xenstore nodes, ports or grants, xl.cfg
+ * errors, and one host per run directory.
+ */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { XsClient } from "../../tools/xenstore/client.js";
+import { hostPaths } from "../../tools/rundir.js";
+import { sleep } from "../helpers.js";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const XL = join(ROOT, "dist/tools/xl/xl.js");
+const TSXEN = join(ROOT, "dist/tools/host/daemon.js");
+const EXAMPLES = join(ROOT, "extras/mini-os/examples");
+const dir = mkdtempSync(join(tmpdir(), "tsxen-xl-"));
+const env = { ...process.env, TSXEN_RUN_DIR: join(dir, "run"), TSXEN_LOG_DIR: join(dir, "log") };
+const paths = hostPaths(env.TSXEN_RUN_DIR);
+
+interface Run {
+  code: number | null;
+  out: string;
+  err: string;
+}
+
+function run(bin: string, args: string[], input?: string): Run {
+  const r = spawnSync(process.execPath, [bin, ...args], {
+    env,
+    cwd: ROOT,
+    input,
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+const xl = (...args: string[]): Run => run(XL, args);
+const tsxen = (...args: string[]): Run => run(TSXEN, args);
+
+/** `xl ...` that must succeed: its stdout. */
+function ok(...args: string[]): string {
+  const r = xl(...args);
+  assert.equal(r.code, 0, `xl ${args.join(" ")} failed (${r.code}): ${r.err}`);
+  return r.out;
+}
+
+/** xl list's rows by name, cut at xl's fixed column positions. */
+function list(): Map<string, { id: number; mem: number; vcpus: number; state: string }> {
+  const lines = ok("list").trimEnd().split("\n");
+  assert.equal(
+    lines[0],
+    "Name                                        ID   Mem VCPUs\tState\tTime(s)",
+  );
+  const rows = new Map<string, { id: number; mem: number; vcpus: number; state: string }>();
+  for (const l of lines.slice(1)) {
+    assert.match(l, /^.{40} [ \d]{5} [ \d]{5} [ \d]{5} {5}[-rbpscwSd?]{6} {2}[ \d.]{8}$/, l);
+    rows.set(l.slice(0, 40).trimEnd(), {
+      id: Number(l.slice(41, 46)),
+      mem: Number(l.slice(47, 52)),
+      vcpus: Number(l.slice(53, 58)),
+      state: l.slice(63, 69),
+    });
+  }
+  return rows;
+}
+
+async function until(pred: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+const consoleLog = (name: string): string => {
+  const f = join(env.TSXEN_LOG_DIR, "console", `guest-${name}.log`);
+  return existsSync(f) ? readFileSync(f, "utf8") : "";
+};
+
+/** A xenstore node's value through the host's xenstored socket, or undefined. */
+async function readXs(path: string): Promise<string | undefined> {
+  const c = await XsClient.open(paths.xenstored);
+  try {
+    return await c.readString(path);
+  } catch {
+    return undefined;
+  } finally {
+    c.close();
+  }
+}
+
+/** What Dom0's event channels and the grant tables still say about `domid`. */
+function leftovers(domid: number): string[] {
+  ok("dmesg", "-c");
+  ok("debug-keys", "qeg");
+  const dump = ok("dmesg");
+  return dump
+    .split("\n")
+    .filter((l) =>
+      new RegExp(
+        `\\bd${domid}:|for d${domid}\\b|dom ${domid} |pinned by d${domid}\\b|domain ${domid} `,
+      ).test(l),
+    );
+}
+
+before(() => {
+  const r = tsxen("start");
+  assert.equal(r.code, 0, `tsxen start: ${r.err}`);
+});
+
+after(() => {
+  const r = tsxen("stop", "--timeout", "1");
+  rmSync(dir, { recursive: true, force: true });
+  assert.equal(r.code, 0, r.err);
+});
+
+test("one host per run directory; status", () => {
+  const again = tsxen("start");
+  assert.equal(again.code, 1);
+  assert.match(again.err, /a host is already running on .* \(pid \d+\)/);
+  const fg = tsxen("start", "--foreground");
+  assert.equal(fg.code, 1);
+  assert.match(fg.err, /already running/);
+  const st = tsxen("status");
+  assert.equal(st.code, 0);
+  assert.match(st.out, /running \(pid \d+\)/);
+  assert.match(readFileSync(paths.pidFile, "utf8"), /^\d+\n$/);
+});
+
+test("create, list's columns, pause and unpause, console replay, mem-set, shutdown -w", async () => {
+  const c = xl("create", join(EXAMPLES, "xenstore.cfg"));
+  assert.equal(c.code, 0, c.err);
+  assert.match(c.err, /^Parsing config from .*xenstore\.cfg\n$/);
+  const domid = Number(ok("domid", "xenstore").trim());
+  assert.equal(ok("domname", String(domid)).trim(), "xenstore");
+  await until(() => consoleLog("xenstore").includes("counter"), 10_000, "the guest's console");
+  let row = list().get("xenstore")!;
+  assert.deepEqual([row.id, row.mem, row.vcpus], [domid, 4, 1]);
+  assert.equal(row.state, "-b----");
+  assert.equal(list().get("Domain-0")!.state, "r-----");
+
+  ok("pause", "xenstore");
+  row = list().get("xenstore")!;
+  assert.equal(row.state[2], "p");
+  ok("unpause", "xenstore");
+  assert.equal(list().get("xenstore")!.state[2], "-");
+  const again = xl("unpause", "xenstore");
+  assert.equal(again.code, 1);
+  assert.match(again.err, /xc_domain_unpause\(\d+\) failed: Invalid argument \(EINVAL\)/);
+
+  // xl console replays what was printed; Ctrl-] detaches with status 0.
+  const con = spawn(process.execPath, [XL, "console", "xenstore"], { env, cwd: ROOT });
+  let seen = "";
+  con.stdout.on("data", (b: Buffer) => (seen += b.toString()));
+  await until(() => seen.includes("is named 'xenstore'"), 10_000, "the replay");
+  con.stdin.write("\x1d");
+  const code = await new Promise((r) => con.on("exit", r));
+  assert.equal(code, 0);
+
+  // mem-set reaches the guest's balloon watch through xenstore.
+  ok("mem-set", "xenstore", "2");
+  await until(
+    () => consoleLog("xenstore").includes("memory/target is 2048 KiB"),
+    10_000,
+    "the guest to see its target",
+  );
+  const long = JSON.parse(ok("list", "-l", "xenstore")) as Array<{
+    config: { b_info: { target_memkb: number } };
+  }>;
+  assert.equal(long[0]!.config.b_info.target_memkb, 2048);
+  const tooBig = xl("mem-set", "xenstore", "64");
+  assert.equal(tooBig.code, 1);
+  assert.match(tooBig.err, /libxl: memory target 64 MiB is outside 1\.\.4 \(maxmem\)/);
+
+  const vm = (await readXs(`/local/domain/${domid}/vm`))!;
+  const sd = xl("shutdown", "-w", "xenstore");
+  assert.equal(sd.code, 0, sd.err);
+  assert.match(
+    sd.err,
+    /Shutting down domain \d+\nWaiting for 1 domains\nDomain \d+ has been shut down, reason code 0/,
+  );
+  await until(() => !list().has("xenstore"), 5000, "on_poweroff=destroy");
+  assert.match(consoleLog("xenstore"), /control\/shutdown says 'poweroff'/);
+  assert.equal(await readXs(`/local/domain/${domid}`), undefined, "the domain's home is gone");
+  assert.equal(await readXs(vm), undefined, "its /vm entry is gone");
+  assert.deepEqual(leftovers(domid), [], "no port or grant refers to the domain");
+});
+
+test("reboot with on_reboot=restart keeps the name and uuid", async () => {
+  ok("create", join(EXAMPLES, "xenstore.cfg"), 'name="rebooter"');
+  const before = ok("list", "-v", "rebooter").split("\n")[1]!;
+  const [oldId, uuid] = [Number(before.slice(41, 46)), before.split(/\s+/)[6]];
+  await until(() => consoleLog("rebooter").includes("counter"), 10_000, "boot");
+  ok("reboot", "-w", "rebooter");
+  await until(() => (list().get("rebooter")?.id ?? oldId) !== oldId, 10_000, "the restart");
+  const afterRow = ok("list", "-v", "rebooter").split("\n")[1]!;
+  assert.equal(afterRow.split(/\s+/)[6], uuid);
+  assert.match(consoleLog("rebooter"), /control\/shutdown says 'reboot'/);
+  ok("destroy", "rebooter");
+  await until(() => !list().has("rebooter"), 5000, "destroy");
+  assert.deepEqual(leftovers(oldId), []);
+});
+
+test("each on_crash action", async () => {
+  const crash = (action: string, delay: number): number => {
+    ok(
+      "create",
+      join(EXAMPLES, "crash.cfg"),
+      `name="c-${action}"`,
+      `on_crash="${action}"`,
+      `extra="delay=${delay}"`,
+    );
+    return list().get(`c-${action}`)!.id;
+  };
+  const d = crash("destroy", 500);
+  await until(() => !list().has("c-destroy"), 5000, "on_crash=destroy");
+  assert.match(consoleLog("c-destroy"), /about to trap/);
+  assert.deepEqual(leftovers(d), []);
+
+  crash("preserve", 0);
+  await until(() => list().get("c-preserve")?.state === "---sc-", 5000, "a preserved crash");
+  ok("destroy", "c-preserve");
+
+  const r = crash("restart", 1500);
+  await until(() => (list().get("c-restart")?.id ?? r) !== r, 10_000, "on_crash=restart");
+  ok("destroy", "c-restart");
+
+  const rr = crash("rename-restart", 1500);
+  await until(
+    () => list().has("c-rename-restart-1") && list().has("c-rename-restart"),
+    10_000,
+    "rename-restart",
+  );
+  const rows = list();
+  assert.equal(
+    rows.get("c-rename-restart-1")!.id,
+    rr,
+    "the crashed domain keeps its id under its new name",
+  );
+  assert.equal(rows.get("c-rename-restart-1")!.state, "---sc-");
+  ok("destroy", "c-rename-restart");
+  ok("destroy", "c-rename-restart-1");
+  await until(() => ![...list().keys()].some((n) => n.startsWith("c-")), 5000, "all destroyed");
+});
+
+test("xl.cfg errors, bad commands and unknown domains", () => {
+  const bad = join(dir, "bad.cfg");
+  writeFileSync(bad, 'name = "bad"\nmemory = = 4\n');
+  let r = xl("create", bad);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /Failed to parse config: .*bad\.cfg:2:10: /);
+  writeFileSync(bad, 'name = "bad"\nkernel = "nosuch.wasm"\nfrobnicate = 1\n');
+  r = xl("create", bad);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /Warning: .*bad\.cfg:3: ignoring option 'frobnicate'/);
+  assert.match(r.err, /nosuch\.wasm/);
+  r = xl("create", join(dir, "missing.cfg"));
+  assert.equal(r.code, 1);
+  assert.match(r.err, /Failed to read config file: .*missing\.cfg: No such file or directory/);
+  r = xl("list", "nosuch");
+  assert.equal(r.code, 1);
+  assert.equal(r.err, "nosuch is an invalid domain identifier (rc=-6)\n");
+  r = xl("pause", "999");
+  assert.equal(r.code, 1);
+  assert.match(r.err, /xc_domain_pause\(999\) failed: No such process \(ESRCH\)/);
+  r = xl("destroy", "0");
+  assert.equal(r.code, 1);
+  assert.match(r.err, /Not destroying domain 0/);
+  r = xl("list", "--bogus");
+  assert.equal(r.code, 2);
+  r = xl("frobnicate");
+  assert.equal(r.code, 1);
+  assert.equal(r.err, "command not implemented\n");
+  assert.equal(list().size, 1, "nothing was left half-created");
+});
+
+test("create -c shows a guest's output from its first byte", () => {
+  const r = run(XL, ["create", "-c", join(EXAMPLES, "hello.cfg")], "");
+  assert.equal(r.code, 0, r.err);
+  assert.match(
+    r.out,
+    /^Hello from tsxen! This is domain \d+, command line: 'hello from an xl.cfg'\r\n$/,
+  );
+});
+
+test("a terminal: typing into xl console under a pty reaches the guest and echoes", async () => {
+  ok("create", join(EXAMPLES, "echo.cfg"));
+  await until(() => consoleLog("echo").includes("type a line"), 10_000, "echo's prompt");
+  // script(1) runs xl console on a pty; what we write to it is typed there.
+  const t = spawn("script", ["-qfec", `${process.execPath} ${XL} console echo`, "/dev/null"], {
+    env,
+    cwd: ROOT,
+  });
+  let seen = "";
+  t.stdout.on("data", (b: Buffer) => (seen += b.toString()));
+  await until(() => seen.includes("type a line"), 10_000, "the replayed prompt");
+  t.stdin.write("ping pong\r");
+  await until(() => seen.includes("echo: ping pong"), 10_000, "the guest's echo");
+  t.stdin.write("\x1d");
+  const code = await new Promise((r) => t.on("exit", r));
+  assert.equal(code, 0);
+  ok("destroy", "echo");
+});
+
+test("info, dmesg, vcpu-list, vcpu-pin, sched-credit, uptime, top -b, rename, mem-max", async () => {
+  const info = ok("info");
+  assert.match(info, /^host {19}: /);
+  assert.match(info, /\nxen_version {12}: 4\.17/);
+  assert.match(info, /\nxen_scheduler {10}: credit\n/);
+  assert.equal(ok("info", "nr_cpus").trim(), "1");
+  ok("debug-keys", "q");
+  assert.match(ok("dmesg"), /\(XEN\) 'q' pressed -> dumping domain info\n/);
+
+  ok("create", join(EXAMPLES, "ticker.cfg"));
+  const vl = ok("vcpu-list", "ticker").split("\n");
+  assert.equal(
+    vl[0],
+    "Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)",
+  );
+  assert.match(vl[1]!, /^ticker {27} +\d+ +0 +0 +-[b-]- +\d+\.\d {2}all \/ all$/);
+  ok("vcpu-pin", "ticker", "0", "0");
+  assert.match(
+    ok("vcpu-list", "ticker"),
+    /all \/ all/,
+    "pinned to the one pCPU there is: still all",
+  );
+  const pin = xl("vcpu-pin", "ticker", "0", "3");
+  assert.equal(pin.code, 1);
+  assert.match(pin.err, /Could not set affinity for vcpu `0'/);
+
+  ok("sched-credit", "-d", "ticker", "-w", "512", "-c", "50");
+  const sc = ok("sched-credit", "-d", "ticker").split("\n");
+  assert.equal(sc[0], "Name                                ID Weight  Cap");
+  assert.match(sc[1]!, /^ticker {27} +\d+ {4}512 {3}50$/);
+
+  // xl's "%-33s %4s %s" columns.
+  assert.match(ok("uptime"), /^Name {32}ID Uptime\nDomain-0 {29}0 +\d+:\d\d:\d\d\n/);
+  const top = ok("top", "-b", "-i", "2", "-d", "0.2").split("\n");
+  assert.match(top[0]!, /^xentop - \d\d:\d\d:\d\d {3}Xen 4\.17/);
+  assert.match(top[3]!, /^ +NAME +STATE +CPU\(sec\) CPU\(%\) +MEM\(k\)/);
+  assert.ok(top.some((l) => /^ +ticker -{3}[b-][p-][r-] /.test(l)));
+
+  ok("rename", "ticker", "tocker");
+  assert.ok(list().has("tocker"));
+  ok("mem-max", "tocker", "4m");
+  let mm = xl("mem-max", "tocker", "2m");
+  assert.equal(mm.code, 1);
+  assert.match(mm.err, /below the target 4096 KiB/);
+  mm = xl("mem-max", "tocker", "8m");
+  assert.equal(mm.code, 1);
+  assert.match(mm.err, /xc_domain_setmaxmem\(\d+\) failed: Not enough memory \(ENOMEM\): .*maxmem/);
+  ok("destroy", "tocker");
+});
