@@ -17,6 +17,7 @@ import * as evtchn from "./evtchn.js";
 import * as gnttab from "./gnttab.js";
 import * as xenstored from "./xenstored.js";
 import * as vchan from "./vchan.js";
+import * as xl from "./xl.js";
 
 const run = promisify(execFile);
 
@@ -30,6 +31,7 @@ const benches = {
   gnttab,
   xenstored,
   vchan,
+  xl,
 } satisfies Record<string, { run(quick: boolean): Promise<Row[]> }>;
 
 const { values } = parseCommandLine("bench", {
