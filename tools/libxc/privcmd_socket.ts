@@ -58,6 +58,12 @@ export class PrivcmdServer {
         error: `privcmd: hypercall number ${JSON.stringify(nr)} is not 0..${NR_HYPERCALLS - 1}`,
       };
     }
+    if (!PRIVCMD_SOCKET_HYPERCALLS.has(nr as number)) {
+      const name = Object.entries(HYPERVISOR).find(([, v]) => v === nr)?.[0] ?? `hypercall ${nr}`;
+      return {
+        error: `privcmd: ${name} is not available over the socket (only domctl, sysctl, xen_version, console_io)`,
+      };
+    }
     if (
       !Array.isArray(args) ||
       args.length > 5 ||

@@ -180,3 +180,51 @@ export function domainConfig(
     warnings,
   };
 }
+
+/** A domain name libxl accepts: no '/', no leading space, at most 64 bytes. */
+export function isValidDomainName(name: string): boolean {
+  return /^[^/\s][^/]*$/.test(name) && Buffer.byteLength(name) <= 64;
+}
+
+/**
+ * Checks a config that arrived from outside (the libxl socket) field by
+ * field; returns it typed, or throws naming the first wrong field.
+ */
+export function checkDomainConfig(x: unknown): XlDomainConfig {
+  if (typeof x !== "object" || x === null) throw new Error("libxl: create needs a domain config");
+  const c = x as Record<string, unknown>;
+  const fail = (k: string, what: string): never => {
+    throw new Error(`libxl: config field '${k}' ${what}, got ${JSON.stringify(c[k])}`);
+  };
+  for (const k of ["name", "kernel", "cmdline"])
+    if (typeof c[k] !== "string") fail(k, "must be a string");
+  if (!isValidDomainName(c.name as string)) fail("name", "is not a valid domain name");
+  if (c.type !== "pv") fail("type", "must be 'pv'");
+  for (const k of [
+    "memory",
+    "maxmem",
+    "vcpus",
+    "maxvcpus",
+    "weight",
+    "cap",
+    "maxEvtchnPort",
+    "maxGrantFrames",
+    "maxMaptrackFrames",
+  ]) {
+    if (!Number.isSafeInteger(c[k]) || (c[k] as number) < 0)
+      fail(k, "must be a non-negative integer");
+  }
+  for (const k of ["onPoweroff", "onReboot", "onCrash"]) {
+    if (!(ACTIONS as readonly unknown[]).includes(c[k]))
+      fail(k, `must be one of ${ACTIONS.join(", ")}`);
+  }
+  if (c.uuid !== undefined && (typeof c.uuid !== "string" || !/^[0-9a-f-]{32,36}$/i.test(c.uuid))) {
+    fail("uuid", "must be a UUID");
+  }
+  for (const k of ["disks", "vifs"]) {
+    if (!Array.isArray(c[k]) || !(c[k] as unknown[]).every((s) => typeof s === "string")) {
+      fail(k, "must be a list of strings");
+    }
+  }
+  return c as unknown as XlDomainConfig;
+}

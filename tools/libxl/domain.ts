@@ -15,7 +15,7 @@ import type { Domain } from "../../xen/common/domain.js";
 import type { Host } from "../host/host.js";
 import { domainPath } from "../xenstored/path.js";
 import { DOM0 } from "../xenstored/perms.js";
-import type { Action, XlDomainConfig } from "./config.js";
+import { isValidDomainName, type Action, type XlDomainConfig } from "./config.js";
 
 /** A running domain as libxl knows it: its config and its /vm uuid. */
 export interface LibxlDomain {
@@ -40,6 +40,9 @@ export class Libxl {
 
   /** libxl_domain_create_new: builds and starts (or, paused, just builds) the domain. */
   async create(config: XlDomainConfig, opts: { paused?: boolean } = {}): Promise<Domain> {
+    if (!isValidDomainName(config.name)) {
+      throw new Error(`libxl: '${config.name}' is not a valid domain name`);
+    }
     for (const x of this.domains.values()) {
       if (x.config.name === config.name) {
         throw new Error(`libxl: domain name '${config.name}' is in use by domain ${x.domid}`);

@@ -14,7 +14,7 @@
 import type { Server, Socket } from "node:net";
 import { LineClient, connectUnix, listenUnix, readLines, sendLine } from "../jsonl.js";
 import type { Libxl } from "./domain.js";
-import type { XlDomainConfig } from "./config.js";
+import { checkDomainConfig } from "./config.js";
 
 export class LibxlServer {
   private server: Server | undefined;
@@ -58,10 +58,7 @@ export class LibxlServer {
     const x = this.libxl;
     switch (m.call) {
       case "create": {
-        const config = m.config as XlDomainConfig;
-        if (typeof config !== "object" || config === null || typeof config.name !== "string") {
-          throw new Error("libxl: create needs a domain config");
-        }
+        const config = checkDomainConfig(m.config);
         const d = await x.create(config, { paused: m.paused === true });
         return { domid: d.domid };
       }
