@@ -115,7 +115,7 @@ export class Libxl {
    */
   rename(domid: number, name: string): void {
     const x = this.get(domid);
-    if (!/^[^/\s][^/]*$/.test(name) || name.length > 64) {
+    if (!isValidDomainName(name)) {
       throw new Error(`libxl: '${name}' is not a valid domain name`);
     }
     for (const y of this.domains.values()) {
