@@ -19,6 +19,8 @@ import * as xs from "./io/xs_wire.js";
 import * as vchan from "./io/libxenvchan.js";
 import * as domctl from "./domctl.js";
 import * as sysctl from "./sysctl.js";
+import * as blkif from "./io/blkif.js";
+import * as xenbus from "./io/xenbus.js";
 
 const INCLUDE = process.env.XEN_INCLUDE_DIR ?? "/usr/include/xen";
 
@@ -40,6 +42,9 @@ const NOT_IN_HEADERS: Record<string, string> = {
   XEN_CAPABILITIES_INFO_LEN: "sizeof(xen_capabilities_info_t), a typedef",
   XEN_CHANGESET_INFO_LEN: "sizeof(xen_changeset_info_t), a typedef",
   XEN_COMMANDLINE_LEN: "sizeof(xen_commandline_t), a typedef",
+  BLKIF_SECTOR_SIZE: "blkif.h's 512-byte sector unit, stated in prose",
+  BLKIF_SEGS_PER_INDIRECT_FRAME: "a macro over sizeof(struct blkif_request_segment)",
+  BLKIF_RING_ENTRY: "sizeof(union blkif_sring_entry)",
 };
 
 /** Macro name → expression text, and enum names → values, from every header. */
@@ -60,6 +65,8 @@ function readHeaders(): Map<string, string> {
     "io/libxenvchan.h",
     "domctl.h",
     "sysctl.h",
+    "io/blkif.h",
+    "io/xenbus.h",
   ];
   for (const f of files) {
     const text = readFileSync(`${INCLUDE}/${f}`, "utf8").replace(/\/\*[\s\S]*?\*\//g, "");
@@ -112,6 +119,8 @@ const modules = {
   vchan,
   domctl,
   sysctl,
+  blkif,
+  xenbus,
 };
 
 test("libxen-dev headers are installed", () => {

@@ -41,6 +41,14 @@ import {
   xen_domctl_vcpuaffinity,
 } from "./domctl.js";
 import {
+  blkif_request,
+  blkif_request_discard,
+  blkif_request_indirect,
+  blkif_request_segment,
+  blkif_response,
+  blkifRingSize,
+} from "./io/blkif.js";
+import {
   xen_sysctl,
   xen_sysctl_getdomaininfolist,
   xen_sysctl_physinfo,
@@ -218,6 +226,19 @@ const table: Array<[Layout<string>, number, Record<string, number>]> = [
     24,
     { first_domain: 0, max_domains: 4, buffer: 8, num_domains: 16 },
   ],
+  [blkif_request_segment, 8, { gref: 0, first_sect: 4, last_sect: 5 }],
+  [
+    blkif_request,
+    112,
+    { operation: 0, nr_segments: 1, handle: 2, id: 8, sector_number: 16, seg: 24 },
+  ],
+  [blkif_request_discard, 32, { flag: 1, id: 8, sector_number: 16, nr_sectors: 24 }],
+  [
+    blkif_request_indirect,
+    64,
+    { indirect_op: 1, nr_segments: 2, id: 8, handle: 24, indirect_grefs: 28 },
+  ],
+  [blkif_response, 16, { id: 0, operation: 8, status: 10 }],
   [sring_header, 64, { req_prod: 0, req_event: 4, rsp_prod: 8, rsp_event: 12, pvt: 16, __pad: 20 }],
 ];
 
@@ -237,4 +258,9 @@ test("ring sizes round down to a power of two as __CONST_RING_SIZE does", () => 
   // blkif entries are 112 bytes: (4096 - 64) / 112 = 36 → 32 entries.
   assert.equal(ringSize(4096, 112), 32);
   assert.equal(ringSize(4096, 8), 256);
+});
+
+test("a one-page blkif ring has 32 entries", () => {
+  assert.equal(blkifRingSize(1), 32);
+  assert.equal(blkifRingSize(4), 128);
 });
