@@ -24,6 +24,10 @@ import { xenstoredSocket } from "../rundir.js";
 import { restoreState, saveState, type XenstoreStateV1 } from "../xenstored/persist.js";
 import { introduceToXenstore, releaseFromXenstore, seedConsole } from "./xenstore_domain.js";
 import { Xenconsoled } from "../console/daemon.js";
+import { LocalXenbusStore } from "./xenbus_store.js";
+import { XenbusBackendBus, type DeviceInfo } from "../../dom0/backends/xenbus.js";
+import { Blkback } from "../../dom0/backends/blkback.js";
+import { RawFileStorage, type BlockStorage } from "../../dom0/backends/storage.js";
 
 /** A domain config whose kernel is a file path or an already loaded Kernel. */
 export type HostDomainConfig = Omit<DomainConfig, "kernel"> & {
@@ -61,6 +65,10 @@ export class Host {
 
   /** xenconsoled, as a Dom0 service: guests' console rings. */
   readonly xenconsoled: Xenconsoled;
+  /** Dom0's xenbus (the backends' xenstore connection) and the block backend. */
+  readonly xenbus: LocalXenbusStore;
+  readonly blkback: Blkback;
+  readonly vbd: XenbusBackendBus;
   /** xenstored, as a Dom0 service with guest rings. */
   xenstored: Xenstored;
   private xsRings: RingTransport;
@@ -75,6 +83,15 @@ export class Host {
     this.xenstored = new Xenstored(this.xsRings);
     this.xsEvtchn = this.dom0.openEvtchn();
     this.xenconsoled = new Xenconsoled(this.dom0, consoleLogDir);
+    this.xenbus = new LocalXenbusStore(this.xenstored);
+    this.blkback = new Blkback(this.dom0);
+    const log = (m: string): void => this.hv.console.printk(`blkback: ${m}`);
+    this.vbd = new XenbusBackendBus(
+      this.xenbus,
+      "vbd",
+      (info) => this.blkback.device(info, openDiskStorage(info), log),
+      log,
+    );
     this.hv.listeners.add({
       shutdown: (d) => this.xenstored.domainShutdown(d.domid),
       dying: (d) => {
@@ -245,9 +262,31 @@ export class Host {
   /** Destroys every domain and stops the machine. */
   async shutdown(): Promise<void> {
     for (const s of this.xsServers.splice(0)) await s.close();
+    this.vbd.dispose();
+    this.blkback.dispose();
+    this.xenbus.dispose();
     this.xenconsoled.dispose();
     await this.hv.dispose();
     this.xsRings.dispose();
     this.xsEvtchn.dispose();
+  }
+}
+
+/**
+ * The storage a vbd backend directory names: `params` (the image), `format`
+ * and `mode`, as libxl writes them. Throws naming what is wrong.
+ */
+export function openDiskStorage(info: DeviceInfo): BlockStorage {
+  const node = (k: string): string | undefined => info.store.read(`${info.backend}/${k}`);
+  const params = node("params");
+  if (!params) throw new Error("no params (the disk image) in the backend directory");
+  const format = node("format") ?? "raw";
+  if (format !== "raw") {
+    throw new Error(`${params}: format ${format} is not served yet (raw images only)`);
+  }
+  try {
+    return new RawFileStorage(params, node("mode") !== "w");
+  } catch (e) {
+    throw new Error(`cannot open ${params}: ${(e as Error).message}`, { cause: e });
   }
 }

@@ -9,6 +9,7 @@
  */
 import { isAbsolute, resolve } from "node:path";
 import { CfgError, type CfgSetting, type CfgValue } from "../libxlu/cfg.js";
+import { parseDiskSpec } from "./disk.js";
 
 /** What to do when a domain powers off, reboots or crashes (xl.cfg's on_*). */
 export const ACTIONS = [
@@ -148,6 +149,16 @@ export function domainConfig(
   const maxvcpus = num("maxvcpus", 1) ?? vcpus;
   if (maxvcpus < vcpus)
     err(settings.get("maxvcpus")!, "maxvcpus", `(${maxvcpus}) is less than vcpus (${vcpus})`);
+  const disks = strings("disk");
+  const diskSetting = settings.get("disk");
+  for (const [i, d] of disks.entries()) {
+    try {
+      parseDiskSpec(d);
+    } catch (e) {
+      const v = diskSetting!.value.kind === "list" ? diskSetting!.value.items[i]! : diskSetting!;
+      throw new CfgError(file, v.line, v.col, (e as Error).message);
+    }
+  }
   const uuid = str("uuid");
   if (
     uuid !== undefined &&
@@ -174,7 +185,7 @@ export function domainConfig(
       maxEvtchnPort: (num("event_channels", 1) ?? 1024) - 1,
       maxGrantFrames: num("max_grant_frames", 1) ?? 64,
       maxMaptrackFrames: num("max_maptrack_frames", 0) ?? 1024,
-      disks: strings("disk"),
+      disks,
       vifs: strings("vif"),
     },
     warnings,

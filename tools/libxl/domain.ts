@@ -10,12 +10,19 @@
  * `xl` reaches it over the daemon's libxl socket (server.ts).
  */
 import { randomUUID } from "node:crypto";
+import { existsSync } from "node:fs";
 import { loadKernelFile } from "../../xen/arch/wasm32/kernel.js";
 import type { Domain } from "../../xen/common/domain.js";
 import type { Host } from "../host/host.js";
 import { domainPath } from "../xenstored/path.js";
 import { DOM0 } from "../xenstored/perms.js";
 import { isValidDomainName, type Action, type XlDomainConfig } from "./config.js";
+import { parseDiskSpec, type DiskSpec } from "./disk.js";
+import {
+  XenbusStateClosed,
+  XenbusStateClosing,
+  XenbusStateInitialising,
+} from "../../xen/include/public/io/xenbus.js";
 
 /** A running domain as libxl knows it: its config and its /vm uuid. */
 export interface LibxlDomain {
@@ -84,7 +91,113 @@ export class Libxl {
         i < config.vcpus ? "online" : "offline",
       );
     }
+    try {
+      for (const spec of config.disks) this.addDisk(d.domid, parseDiskSpec(spec));
+    } catch (e) {
+      this.destroy(d.domid);
+      throw e;
+    }
     return d;
+  }
+
+  /** The backend and frontend directories of domain `domid`'s vbd `devid`. */
+  private vbdPaths(domid: number, devid: number): { backend: string; frontend: string } {
+    return {
+      backend: `/local/domain/0/backend/vbd/${domid}/${devid}`,
+      frontend: `${domainPath(domid)}/device/vbd/${devid}`,
+    };
+  }
+
+  /**
+   * libxl_device_disk_add: the backend and frontend directories of
+   * xenstore-paths, backend first; blkback notices the backend's and the
+   * guest's blkfront its own. The target must exist (libxl checks too).
+   */
+  addDisk(domid: number, disk: DiskSpec): void {
+    this.get(domid);
+    const { backend, frontend } = this.vbdPaths(domid, disk.devid);
+    const xs = this.host.xenstored;
+    if (xs.store.get(backend)) {
+      throw new Error(`libxl: domain ${domid} already has a disk ${disk.vdev} (${disk.devid})`);
+    }
+    if (!existsSync(disk.target)) {
+      throw new Error(`libxl: disk ${disk.vdev}: ${disk.target}: No such file or directory`);
+    }
+    const w = (p: string, v: string): void => xs.writeText(p, v);
+    // Permissions first: the nodes written below inherit them.
+    xs.mkdir(xs.store, DOM0, frontend);
+    xs.setPerms(xs.store, DOM0, frontend, [
+      { domid, access: 0 },
+      { domid: 0, access: 1 },
+    ]);
+    xs.mkdir(xs.store, DOM0, backend);
+    xs.setPerms(xs.store, DOM0, backend, [
+      { domid: 0, access: 0 },
+      { domid, access: 1 },
+    ]);
+    w(`${frontend}/backend`, backend);
+    w(`${frontend}/backend-id`, "0");
+    w(`${frontend}/virtual-device`, String(disk.devid));
+    w(`${frontend}/device-type`, disk.devtype);
+    w(`${frontend}/state`, String(XenbusStateInitialising));
+    w(`${backend}/frontend`, frontend);
+    w(`${backend}/frontend-id`, String(domid));
+    w(`${backend}/params`, disk.target);
+    w(`${backend}/format`, disk.format);
+    w(`${backend}/type`, "phy");
+    w(`${backend}/mode`, disk.readonly ? "r" : "w");
+    w(`${backend}/dev`, disk.vdev);
+    w(`${backend}/device-type`, disk.devtype);
+    w(`${backend}/removable`, "0");
+    w(`${backend}/bootable`, "1");
+    w(`${backend}/discard-enable`, disk.discard ? "1" : "0");
+    w(`${backend}/online`, "1");
+    w(`${backend}/state`, String(XenbusStateInitialising));
+  }
+
+  /**
+   * libxl_device_disk_remove: asks the backend to close (online 0, state
+   * Closing), waits up to `timeoutMs` for it to reach Closed, then removes
+   * both directories, as libxl does after its timeout too.
+   */
+  async removeDisk(domid: number, vdev: string, timeoutMs = 10_000): Promise<void> {
+    this.get(domid);
+    const devid = /^\d+$/.test(vdev) ? Number(vdev) : parseDiskSpec(`vdev=${vdev}, target=-`).devid;
+    const { backend, frontend } = this.vbdPaths(domid, devid);
+    const xs = this.host.xenstored;
+    if (!xs.store.get(backend)) throw new Error(`libxl: domain ${domid} has no disk ${vdev}`);
+    xs.writeText(`${backend}/online`, "0");
+    xs.writeText(`${backend}/state`, String(XenbusStateClosing));
+    const end = Date.now() + timeoutMs;
+    while (Date.now() < end && xs.readText(`${backend}/state`) !== String(XenbusStateClosed)) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    for (const p of [frontend, backend]) if (xs.store.get(p)) xs.rm(xs.store, DOM0, p);
+  }
+
+  /** libxl_device_disk_list, as xl block-list shows it. */
+  listDisks(domid: number): Array<{
+    vdev: number;
+    backendId: number;
+    state: number;
+    evtchn: number;
+    ringRef: number;
+    backend: string;
+  }> {
+    this.get(domid);
+    const xs = this.host.xenstored;
+    const dir = `${domainPath(domid)}/device/vbd`;
+    return [...(xs.store.get(dir)?.children ?? [])].map((dev) => {
+      const n = (k: string): number => Number(xs.readText(`${dir}/${dev}/${k}`) ?? -1);
+      return {
+        vdev: Number(dev),
+        backendId: n("backend-id"),
+        state: n("state"),
+        evtchn: n("event-channel"),
+        ringRef: n("ring-ref"),
+        backend: xs.readText(`${dir}/${dev}/backend`) ?? "",
+      };
+    });
   }
 
   /** The domain's record, or an Error naming the domid. */
@@ -169,8 +282,8 @@ export class Libxl {
    * libxl_retrieve_domain_configuration as JSON: the config the domain was
    * created with, in libxl_domain_config's layout (c_info, b_info, on_*),
    * with what has changed since read back from xenstore as libxl does: the
-   * memory target and maximum, and the online vCPUs. Disks and vifs are left out until
-   * the split drivers (#6) give them their libxl form.
+   * memory target and maximum, and the online vCPUs. Disks are listed as
+   * libxl_device_disk entries; vifs are left out until netback exists.
    */
   retrieveConfig(domid: number): Record<string, unknown> {
     const x = this.get(domid);
@@ -199,6 +312,16 @@ export class Libxl {
         kernel: c.kernel,
         cmdline: c.cmdline,
       },
+      disks: c.disks.map((spec) => {
+        const d = parseDiskSpec(spec);
+        return {
+          pdev_path: d.target,
+          vdev: d.vdev,
+          format: d.format,
+          readwrite: d.readonly ? 0 : 1,
+          is_cdrom: d.devtype === "cdrom" ? 1 : 0,
+        };
+      }),
       on_poweroff: c.onPoweroff,
       on_reboot: c.onReboot,
       on_crash: c.onCrash,
@@ -226,6 +349,11 @@ export class Libxl {
     this.domains.delete(domid);
     const xs = this.host.xenstored;
     if (xs.store.get(`/vm/${x.uuid}`)) xs.rm(xs.store, DOM0, `/vm/${x.uuid}`);
+    // Its devices' backend directories go too (the backends let go as they go).
+    for (const type of ["vbd", "vif"]) {
+      const p = `/local/domain/0/backend/${type}/${domid}`;
+      if (xs.store.get(p)) xs.rm(xs.store, DOM0, p);
+    }
   }
 
   /** Creates the domain again from its config, keeping its uuid, as a reboot does. */

@@ -1,0 +1,385 @@
+/**
+ * blkback (Linux's drivers/block/xen-blkback), the block backend: serves a
+ * frontend's blkif ring (xen/include/public/io/blkif.h) from a
+ * BlockStorage. Requests: BLKIF_OP_READ and WRITE (up to 11 segments, each a
+ * granted page and a sector range in it), WRITE_BARRIER and FLUSH_DISKCACHE
+ * (durable on the host before the response), DISCARD, and INDIRECT (up to
+ * `feature-max-indirect-segments` segments listed in granted pages).
+ * Features advertised: flush-cache, barrier, discard, persistent grants
+ * (mappings kept across requests when the frontend agrees), multi-page
+ * rings (`max-ring-page-order`), and the disk's sectors, sector-size,
+ * physical-sector-size, info and mode.
+ *
+ * The frontend is not trusted: each request is copied out of the shared
+ * ring before it is read; a bad segment count, grant, sector range or
+ * operation gets an error response (the device carries on); a ring whose
+ * producer index runs past what the ring can hold closes the device.
+ */
+import type { Dom0Drivers } from "../drivers/index.js";
+import type { XenEvtchn } from "../drivers/evtchn.js";
+import type { GrantMap, XenGnttab } from "../drivers/gntdev.js";
+import { BackRing } from "../drivers/ring.js";
+import * as B from "../../xen/include/public/io/blkif.js";
+import { sring_header } from "../../xen/include/public/io/ring.js";
+import { XenbusStateClosing } from "../../xen/include/public/io/xenbus.js";
+import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
+import type { BackendDevice, DeviceInfo } from "./xenbus.js";
+import { SECTOR, type BlockStorage } from "./storage.js";
+
+/** Segments an indirect request may carry (Linux's MAX_INDIRECT_SEGMENTS). */
+export const MAX_INDIRECT_SEGMENTS = 256;
+/** Persistent grants kept per device (Linux's xen_blkif_max_pgrants default). */
+export const MAX_PERSISTENT_GRANTS = 1056;
+/** Largest ring: 2^4 pages (Linux's xen_blkif_max_ring_order default). */
+export const MAX_RING_PAGE_ORDER = 4;
+
+const R = B.blkif_request.fields;
+const S = B.blkif_request_segment.fields;
+const RSP = B.blkif_response.fields;
+
+interface Segment {
+  gref: number;
+  first: number;
+  last: number;
+}
+
+/** Counters, for tests and `xl block-list`-style reports. */
+export interface BlkbackStats {
+  reads: number;
+  writes: number;
+  flushes: number;
+  discards: number;
+  errors: number;
+  sectorsRead: number;
+  sectorsWritten: number;
+}
+
+export class BlkbackDevice implements BackendDevice {
+  private ring: BackRing | undefined;
+  private ringMaps: GrantMap[] = [];
+  private port = -1;
+  private persistent = false;
+  private readonly pgrants = new Map<number, GrantMap>();
+  private readonly gnt: XenGnttab;
+  readonly stats: BlkbackStats = {
+    reads: 0,
+    writes: 0,
+    flushes: 0,
+    discards: 0,
+    errors: 0,
+    sectorsRead: 0,
+    sectorsWritten: 0,
+  };
+
+  constructor(
+    readonly info: DeviceInfo,
+    readonly storage: BlockStorage,
+    private readonly drivers: Dom0Drivers,
+    private readonly evtchn: XenEvtchn,
+    private readonly ports: Map<number, BlkbackDevice>,
+    private readonly log: (msg: string) => void = () => {},
+  ) {
+    this.gnt = drivers.openGnttab();
+  }
+
+  features(): Record<string, string> {
+    const s = this.storage;
+    return {
+      "feature-flush-cache": "1",
+      "feature-barrier": "1",
+      "feature-discard": s.readonly ? "0" : "1",
+      "discard-granularity": String(SECTOR),
+      "discard-alignment": "0",
+      "discard-secure": "0",
+      "feature-max-indirect-segments": String(MAX_INDIRECT_SEGMENTS),
+      "feature-persistent": "1",
+      "max-ring-page-order": String(MAX_RING_PAGE_ORDER),
+      sectors: String(s.sectors),
+      "sector-size": String(SECTOR),
+      "physical-sector-size": String(SECTOR),
+      info: String(s.readonly ? B.VDISK_READONLY : 0),
+      mode: s.readonly ? "r" : "w",
+    };
+  }
+
+  connect(): void {
+    const { store, frontend, frontendId } = this.info;
+    const num = (k: string): number => {
+      const v = store.read(`${frontend}/${k}`);
+      if (v === undefined || !/^\d+$/.test(v)) {
+        throw new Error(
+          `the frontend's ${k} is ${v === undefined ? "missing" : `'${v.slice(0, 32)}'`}`,
+        );
+      }
+      return Number(v);
+    };
+    const orderNode = store.read(`${frontend}/ring-page-order`);
+    const order = orderNode === undefined ? 0 : num("ring-page-order");
+    if (order > MAX_RING_PAGE_ORDER) {
+      throw new Error(
+        `ring-page-order ${order} is above max-ring-page-order ${MAX_RING_PAGE_ORDER}`,
+      );
+    }
+    const refs =
+      orderNode === undefined
+        ? [num("ring-ref")]
+        : Array.from({ length: 1 << order }, (_, i) => num(`ring-ref${i}`));
+    const evtchn = num("event-channel");
+    const protocol = store.read(`${frontend}/protocol`);
+    if (protocol !== undefined && protocol !== "wasm32-abi") {
+      throw new Error(`protocol '${protocol.slice(0, 32)}' is not this host's (wasm32-abi)`);
+    }
+    this.ringMaps = this.gnt.mapMany(frontendId, refs, true);
+    // A multi-page ring is one array: its pages must follow one another.
+    const first = this.ringMaps[0]!.page;
+    for (let i = 1; i < this.ringMaps.length; i++) {
+      const p = this.ringMaps[i]!.page;
+      if (p.buffer !== first.buffer || p.byteOffset !== first.byteOffset + i * PAGE_SIZE) {
+        this.unmapRing();
+        throw new Error("the ring's pages are not contiguous in the frontend's memory");
+      }
+    }
+    const view = new Uint8Array(first.buffer, first.byteOffset, refs.length * PAGE_SIZE);
+    this.ring = new BackRing(view, B.BLKIF_RING_ENTRY);
+    try {
+      this.port = this.evtchn.bindInterdomain(frontendId, evtchn);
+    } catch (e) {
+      this.unmapRing();
+      throw e;
+    }
+    this.persistent = store.read(`${frontend}/feature-persistent`) === "1";
+    this.ports.set(this.port, this);
+    this.kick();
+  }
+
+  private unmapRing(): void {
+    for (const m of this.ringMaps) this.gnt.unmap(m);
+    this.ringMaps = [];
+    this.ring = undefined;
+  }
+
+  disconnect(): void {
+    if (this.port >= 0) {
+      this.ports.delete(this.port);
+      try {
+        this.evtchn.unbind(this.port);
+      } catch {
+        // Closed with the frontend's domain.
+      }
+      this.port = -1;
+    }
+    for (const m of this.pgrants.values()) this.gnt.unmap(m);
+    this.pgrants.clear();
+    this.unmapRing();
+  }
+
+  destroy(): void {
+    this.disconnect();
+    this.gnt.dispose();
+    this.storage.close();
+  }
+
+  /** The frontend's ring is broken beyond a response: stop serving it. */
+  private fatal(why: string): void {
+    this.log(`${this.info.backend}: ${why}; closing the device`);
+    this.info.store.write(`${this.info.backend}/error`, why);
+    this.disconnect();
+    this.info.store.write(`${this.info.backend}/state`, String(XenbusStateClosing));
+  }
+
+  /** Serves every request on the ring (the event handler). */
+  kick(): void {
+    const ring = this.ring;
+    if (!ring) return;
+    for (;;) {
+      const prod = ring.u32(sring_header.fields.req_prod.offset);
+      if ((prod - ring.rspProdPvt) >>> 0 > ring.size) {
+        return this.fatal(
+          `the frontend's ring is bogus: req_prod ${prod}, ${ring.rspProdPvt} answered, ${ring.size} slots`,
+        );
+      }
+      while (ring.unconsumedRequests() > 0) {
+        // Copy first: the frontend can rewrite the slot while we work.
+        const req = ring.nextRequest().slice(0, B.blkif_request.size);
+        const dv = new DataView(req.buffer);
+        const id = dv.getBigUint64(R.id.offset, true);
+        const op = req[R.operation.offset]!;
+        let status: number;
+        try {
+          status = this.handle(req, dv, op);
+        } catch (e) {
+          this.log(`${this.info.backend}: request failed: ${(e as Error).message}`);
+          status = B.BLKIF_RSP_ERROR;
+        }
+        if (status !== B.BLKIF_RSP_OKAY) this.stats.errors++;
+        const slot = ring.nextResponse();
+        const rsp = new DataView(slot.buffer, slot.byteOffset, B.blkif_response.size);
+        rsp.setBigUint64(RSP.id.offset, id, true);
+        rsp.setUint8(RSP.operation.offset, op);
+        rsp.setInt16(RSP.status.offset, status, true);
+      }
+      if (ring.pushResponses()) this.evtchn.notify(this.port);
+      if (!ring.finalCheckForRequests()) return;
+    }
+  }
+
+  private handle(req: Uint8Array, dv: DataView, op: number): number {
+    const sector = Number(dv.getBigUint64(R.sector_number.offset, true));
+    switch (op) {
+      case B.BLKIF_OP_READ:
+      case B.BLKIF_OP_WRITE:
+      case B.BLKIF_OP_WRITE_BARRIER: {
+        const n = req[R.nr_segments.offset]!;
+        if (op === B.BLKIF_OP_WRITE_BARRIER && n === 0) return this.flush();
+        if (n === 0 || n > B.BLKIF_MAX_SEGMENTS_PER_REQUEST) return B.BLKIF_RSP_ERROR;
+        const segs: Segment[] = [];
+        for (let i = 0; i < n; i++) {
+          const o = R.seg.offset + i * B.blkif_request_segment.size;
+          segs.push({
+            gref: dv.getUint32(o + S.gref.offset, true),
+            first: req[o + S.first_sect.offset]!,
+            last: req[o + S.last_sect.offset]!,
+          });
+        }
+        const st = this.rw(op === B.BLKIF_OP_READ, sector, segs);
+        return st === B.BLKIF_RSP_OKAY && op === B.BLKIF_OP_WRITE_BARRIER ? this.flush() : st;
+      }
+      case B.BLKIF_OP_FLUSH_DISKCACHE:
+        return this.flush();
+      case B.BLKIF_OP_DISCARD: {
+        const count = Number(
+          dv.getBigUint64(B.blkif_request_discard.fields.nr_sectors.offset, true),
+        );
+        if (this.storage.readonly || sector + count > this.storage.sectors)
+          return B.BLKIF_RSP_ERROR;
+        this.storage.discard(sector, count);
+        this.stats.discards++;
+        return B.BLKIF_RSP_OKAY;
+      }
+      case B.BLKIF_OP_INDIRECT: {
+        const I = B.blkif_request_indirect.fields;
+        const iop = req[I.indirect_op.offset]!;
+        const n = dv.getUint16(I.nr_segments.offset, true);
+        if (
+          (iop !== B.BLKIF_OP_READ && iop !== B.BLKIF_OP_WRITE) ||
+          n === 0 ||
+          n > MAX_INDIRECT_SEGMENTS
+        ) {
+          return B.BLKIF_RSP_ERROR;
+        }
+        const pages = Math.ceil(n / B.BLKIF_SEGS_PER_INDIRECT_FRAME);
+        const refs = Array.from({ length: pages }, (_, i) =>
+          dv.getUint32(I.indirect_grefs.offset + i * 4, true),
+        );
+        let maps: GrantMap[];
+        try {
+          maps = this.gnt.mapMany(this.info.frontendId, refs, false);
+        } catch {
+          return B.BLKIF_RSP_ERROR;
+        }
+        const segs: Segment[] = [];
+        try {
+          for (let i = 0; i < n; i++) {
+            const page = maps[Math.floor(i / B.BLKIF_SEGS_PER_INDIRECT_FRAME)]!.page;
+            const o = (i % B.BLKIF_SEGS_PER_INDIRECT_FRAME) * B.blkif_request_segment.size;
+            const pv = new DataView(page.buffer, page.byteOffset + o, B.blkif_request_segment.size);
+            segs.push({
+              gref: pv.getUint32(S.gref.offset, true),
+              first: pv.getUint8(S.first_sect.offset),
+              last: pv.getUint8(S.last_sect.offset),
+            });
+          }
+        } finally {
+          for (const m of maps) this.gnt.unmap(m);
+        }
+        return this.rw(iop === B.BLKIF_OP_READ, sector, segs);
+      }
+      default:
+        return B.BLKIF_RSP_EOPNOTSUPP;
+    }
+  }
+
+  private flush(): number {
+    this.storage.flush();
+    this.stats.flushes++;
+    return B.BLKIF_RSP_OKAY;
+  }
+
+  /** Reads or writes `segs` from `sector` on; maps each segment's grant for the transfer. */
+  private rw(read: boolean, sector: number, segs: Segment[]): number {
+    const perSector = PAGE_SIZE / SECTOR;
+    let total = 0;
+    for (const s of segs) {
+      if (s.first > s.last || s.last >= perSector) return B.BLKIF_RSP_ERROR;
+      total += s.last - s.first + 1;
+    }
+    if (!Number.isSafeInteger(sector) || sector + total > this.storage.sectors) {
+      return B.BLKIF_RSP_ERROR;
+    }
+    if (!read && this.storage.readonly) return B.BLKIF_RSP_ERROR;
+    const maps: GrantMap[] = [];
+    const temp: GrantMap[] = [];
+    try {
+      for (const s of segs) {
+        let m = this.persistent ? this.pgrants.get(s.gref) : undefined;
+        if (!m) {
+          // Persistent grants are mapped writable once and kept; others
+          // for this one transfer, as the operation needs.
+          m = this.gnt.map(this.info.frontendId, s.gref, this.persistent || read);
+          if (this.persistent && this.pgrants.size < MAX_PERSISTENT_GRANTS) {
+            this.pgrants.set(s.gref, m);
+          } else temp.push(m);
+        }
+        maps.push(m);
+      }
+    } catch {
+      for (const m of temp) this.gnt.unmap(m);
+      return B.BLKIF_RSP_ERROR;
+    }
+    try {
+      let at = sector;
+      segs.forEach((s, i) => {
+        const bytes = maps[i]!.page.subarray(s.first * SECTOR, (s.last + 1) * SECTOR);
+        if (read) this.storage.read(at, bytes);
+        else this.storage.write(at, bytes);
+        at += s.last - s.first + 1;
+      });
+    } finally {
+      for (const m of temp) this.gnt.unmap(m);
+    }
+    if (read) {
+      this.stats.reads++;
+      this.stats.sectorsRead += total;
+    } else {
+      this.stats.writes++;
+      this.stats.sectorsWritten += total;
+    }
+    return B.BLKIF_RSP_OKAY;
+  }
+}
+
+/**
+ * The blkback driver: one event channel handle for all its devices, each
+ * device's port routed to it.
+ */
+export class Blkback {
+  readonly evtchn: XenEvtchn;
+  readonly devices = new Map<number, BlkbackDevice>();
+
+  constructor(readonly drivers: Dom0Drivers) {
+    this.evtchn = drivers.openEvtchn();
+    this.evtchn.on((port) => {
+      this.evtchn.unmask(port);
+      this.devices.get(port)?.kick();
+    });
+  }
+
+  /** A device for `info` served from `storage`. */
+  device(info: DeviceInfo, storage: BlockStorage, log?: (msg: string) => void): BlkbackDevice {
+    return new BlkbackDevice(info, storage, this.drivers, this.evtchn, this.devices, log);
+  }
+
+  dispose(): void {
+    this.evtchn.dispose();
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Where a virtual disk's sectors live, behind one interface (the part of
+ * QEMU's block layer or Linux's loop device that blkback reaches): a raw
+ * image file, or memory. Sectors are 512 bytes. `flush` makes every write
+ * before it durable on the host (fsync for a file).
+ */
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
+
+export const SECTOR = 512;
+
+export interface BlockStorage {
+  readonly sectors: number;
+  readonly readonly: boolean;
+  /** What `xl block-list` and errors call it. */
+  readonly description: string;
+  /** Reads `dst.length` bytes (whole sectors) from `sector`. */
+  read(sector: number, dst: Uint8Array): void;
+  write(sector: number, src: Uint8Array): void;
+  flush(): void;
+  /** The sectors read back as zeros afterwards. */
+  discard(sector: number, count: number): void;
+  close(): void;
+}
+
+/** A raw image: byte n of the disk is byte n of the file. */
+export class RawFileStorage implements BlockStorage {
+  private fd: number;
+  readonly sectors: number;
+  readonly description: string;
+
+  constructor(
+    readonly path: string,
+    readonly readonly: boolean,
+  ) {
+    this.fd = openSync(path, readonly ? "r" : "r+");
+    const size = fstatSync(this.fd).size;
+    this.sectors = Math.floor(size / SECTOR);
+    this.description = `raw:${path}`;
+  }
+
+  read(sector: number, dst: Uint8Array): void {
+    let done = 0;
+    while (done < dst.length) {
+      const n = readSync(this.fd, dst, done, dst.length - done, sector * SECTOR + done);
+      if (n === 0) {
+        dst.fill(0, done);
+        return;
+      }
+      done += n;
+    }
+  }
+
+  write(sector: number, src: Uint8Array): void {
+    let done = 0;
+    while (done < src.length) {
+      done += writeSync(this.fd, src, done, src.length - done, sector * SECTOR + done);
+    }
+  }
+
+  flush(): void {
+    fsyncSync(this.fd);
+  }
+
+  discard(sector: number, count: number): void {
+    const zeros = new Uint8Array(Math.min(count, 2048) * SECTOR);
+    for (let s = 0; s < count; s += zeros.length / SECTOR) {
+      const n = Math.min(zeros.length / SECTOR, count - s);
+      this.write(sector + s, zeros.subarray(0, n * SECTOR));
+    }
+  }
+
+  close(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
+}
+
+/** A disk in memory (a scratch disk; gone with the host). */
+export class MemoryStorage implements BlockStorage {
+  readonly bytes: Uint8Array;
+  readonly description: string;
+
+  constructor(
+    readonly sectors: number,
+    readonly readonly = false,
+  ) {
+    this.bytes = new Uint8Array(sectors * SECTOR);
+    this.description = `memory:${sectors * SECTOR}`;
+  }
+
+  read(sector: number, dst: Uint8Array): void {
+    dst.set(this.bytes.subarray(sector * SECTOR, sector * SECTOR + dst.length));
+  }
+  write(sector: number, src: Uint8Array): void {
+    this.bytes.set(src, sector * SECTOR);
+  }
+  flush(): void {}
+  discard(sector: number, count: number): void {
+    this.bytes.fill(0, sector * SECTOR, (sector + count) * SECTOR);
+  }
+  close(): void {}
+}

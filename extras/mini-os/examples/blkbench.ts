@@ -1,0 +1,132 @@
+// blkbench: exercises its first disk (xvda) through blkfront. By default it
+// writes `mib` MiB (default 8) sequentially in 1 MiB requests, flushes, reads
+// them back and verifies every word, then does `ios` (default 2000) random
+// 4 KiB reads, and prints each phase's speed. "write" on the command line
+// only writes the pattern and flushes; "verify" only reads it back and
+// checks it (so one guest can write a disk and another check it); `seed=N`
+// varies the pattern. It powers off when done, or crashes on a failure.
+import {
+  cons,
+  NOW,
+  shutdown,
+  SHUTDOWN_poweroff,
+  SHUTDOWN_crash,
+  cmdline_arg,
+  cmdline_has,
+  do_hypervisor_callback,
+  local_irq_enable,
+  xenbus_init,
+  blkfront_init,
+  blkfront_sectors,
+  blkfront_read,
+  blkfront_write,
+  blkfront_flush,
+} from "../lib/index";
+
+export function hypervisor_callback(vcpu: u32): void {
+  do_hypervisor_callback(vcpu);
+}
+
+const CHUNK: u32 = 1 << 20;
+const buf = memory.data(<i32>CHUNK, 4096);
+
+function fail(what: string, rc: i64): void {
+  cons.s("blkbench: ").s(what).s(" failed: ").i(rc).nl();
+  shutdown(SHUTDOWN_crash);
+}
+
+function word(sector: u64, i: u32, seed: u64): u32 {
+  return <u32>(sector * 131 + <u64>i * 7 + seed * 1000003);
+}
+
+function fill(first: u64, seed: u64): void {
+  for (let s: u32 = 0; s < CHUNK / 512; s++)
+    for (let i: u32 = 0; i < 128; i++) store<u32>(buf + s * 512 + i * 4, word(first + s, i, seed));
+}
+
+/** The first sector whose contents differ from the pattern, or -1. */
+function check(first: u64, seed: u64): i64 {
+  for (let s: u32 = 0; s < CHUNK / 512; s++)
+    for (let i: u32 = 0; i < 128; i++)
+      if (load<u32>(buf + s * 512 + i * 4) != word(first + s, i, seed)) return <i64>(first + s);
+  return -1;
+}
+
+function rate(what: string, bytes: u64, ns: u64): void {
+  const ms = ns / 1000000;
+  const mibs = ns == 0 ? 0 : (bytes * 1000000000) / ns / (1 << 20);
+  cons
+    .s("blkbench: ")
+    .s(what)
+    .s(" ")
+    .u(bytes >> 20)
+    .s(" MiB in ")
+    .u(ms)
+    .s(" ms (")
+    .u(mibs)
+    .s(" MiB/s)")
+    .nl();
+}
+
+export function _start(): void {
+  local_irq_enable(0);
+  xenbus_init();
+  const rc = blkfront_init(51712);
+  if (rc < 0) fail("connecting xvda", rc);
+  const sectors = blkfront_sectors();
+  cons.s("blkbench: xvda has ").u(sectors).s(" sectors").nl();
+  let mib = cmdline_arg("mib", 8);
+  const seed = cmdline_arg("seed", 1);
+  if (mib * 2048 > sectors) mib = sectors / 2048;
+  const chunkSectors: u64 = CHUNK / 512;
+  const only_write = cmdline_has("write");
+  const only_verify = cmdline_has("verify");
+  if (!only_verify) {
+    const t0 = NOW();
+    for (let c: u64 = 0; c < mib; c++) {
+      fill(c * chunkSectors, seed);
+      const w = blkfront_write(c * chunkSectors, buf, CHUNK);
+      if (w < 0) fail("write", w);
+    }
+    const f = blkfront_flush();
+    if (f < 0) fail("flush", f);
+    rate("sequential write", mib << 20, NOW() - t0);
+  }
+  if (!only_write) {
+    const t0 = NOW();
+    let bad: i64 = -1;
+    for (let c: u64 = 0; c < mib; c++) {
+      const r = blkfront_read(c * chunkSectors, buf, CHUNK);
+      if (r < 0) fail("read", r);
+      if (bad < 0) bad = check(c * chunkSectors, seed);
+    }
+    rate("sequential read", mib << 20, NOW() - t0);
+    if (bad >= 0) {
+      cons.s("blkbench: verify FAILED at sector ").i(bad).nl();
+      shutdown(SHUTDOWN_crash);
+    }
+    cons.s("blkbench: verify ok (").u(mib).s(" MiB)").nl();
+  }
+  if (!only_write && !only_verify) {
+    const ios = cmdline_arg("ios", 2000);
+    let x: u64 = seed * 2654435761 + 1;
+    const span = sectors / 8;
+    const t0 = NOW();
+    for (let i: u64 = 0; i < ios; i++) {
+      x = x * 6364136223846793005 + 1442695040888963407;
+      const r = blkfront_read(((x >> 33) % span) * 8, buf, 4096);
+      if (r < 0) fail("random read", r);
+    }
+    const ns = NOW() - t0;
+    cons
+      .s("blkbench: random 4 KiB reads ")
+      .u(ios)
+      .s(" in ")
+      .u(ns / 1000000)
+      .s(" ms (")
+      .u(ns == 0 ? 0 : (ios * 1000000000) / ns)
+      .s(" IOPS)")
+      .nl();
+  }
+  shutdown(SHUTDOWN_poweroff);
+}

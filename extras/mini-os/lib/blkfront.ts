@@ -1,0 +1,256 @@
+// blkfront (mini-os blkfront.c): a block device frontend over the blkif ring
+// (io/blkif.h), with the xenbus handshake of pv-drivers-lifecycle. The ring
+// page and a pool of data pages are static and granted to the backend once
+// (feature-persistent), so I/O is a copy into or out of those pages and
+// requests on the ring; up to BATCH requests of 11 pages each are in flight.
+//
+// blkfront_init(devid) connects virtual device `devid` (51712 is xvda);
+// blkfront_read / blkfront_write move whole sectors; blkfront_flush makes
+// earlier writes durable; blkfront_discard drops sectors. All return 0 or a
+// negative value: -XEN_EIO for an error response, -XEN_EINVAL for a request
+// the device cannot take.
+import {
+  BLKIF_OP_READ,
+  BLKIF_OP_WRITE,
+  BLKIF_OP_FLUSH_DISKCACHE,
+  BLKIF_OP_DISCARD,
+  BLKIF_RSP_OKAY,
+  BLKIF_MAX_SEGMENTS_PER_REQUEST,
+  XenbusStateInitialised,
+  XenbusStateConnected,
+  XenbusStateClosing,
+  XEN_EIO,
+  XEN_EINVAL,
+} from "./xen_abi";
+import { gnttab_grant_access, virt_to_gfn } from "./gnttab";
+import {
+  evtchn_alloc_unbound,
+  notify_remote_via_evtchn,
+  unmask_evtchn,
+  fire_count,
+} from "./events";
+import {
+  xenbus_read,
+  xenbus_read_u32,
+  xenbus_write,
+  xenbus_write_u32,
+  xenbus_watch,
+  xenbus_wait_for_watch,
+  xenbus_reply,
+  xenbus_reply_len,
+} from "./xenbus";
+import { block } from "./sched";
+
+const RING_HDR: u32 = 64;
+const ENTRY: u32 = 112;
+const RING_SIZE: u32 = 32;
+const SEGS: u32 = <u32>BLKIF_MAX_SEGMENTS_PER_REQUEST;
+/** Requests in flight at once. */
+const BATCH: u32 = 8;
+const SECTOR: u32 = 512;
+/** Bytes one request carries: 11 pages. */
+export const BLKFRONT_MAX_REQUEST: u32 = SEGS * 4096;
+
+const ring = memory.data(4096, 4096);
+const pages = memory.data(<i32>(BATCH * SEGS * 4096), 4096);
+const grefs = memory.data(<i32>(BATCH * SEGS * 4));
+
+let backend_id: u32 = 0;
+let port: u32 = 0;
+let req_prod_pvt: u32 = 0;
+let rsp_cons: u32 = 0;
+let sectors: u64 = 0;
+let readonly: bool = false;
+let connected: bool = false;
+let failed: u32 = 0;
+
+/** Sectors on the connected device. */
+export function blkfront_sectors(): u64 {
+  return sectors;
+}
+
+/** Whether the device is read-only (info has VDISK_READONLY). */
+export function blkfront_readonly(): bool {
+  return readonly;
+}
+
+function decimal(n: u32): string {
+  return n.toString();
+}
+
+/** The reply of the last xenbus_read as a string (setup only: it allocates). */
+function reply_string(): string {
+  return String.UTF8.decodeUnsafe(xenbus_reply(), <usize>xenbus_reply_len());
+}
+
+/** Connects virtual device `devid`; 0, or a negative error (and the reason printed by the caller). */
+export function blkfront_init(devid: u32): i32 {
+  const dev = "device/vbd/" + decimal(devid);
+  if (xenbus_read(dev + "/backend") < 0) return -XEN_EINVAL;
+  const backend = reply_string();
+  const bid = xenbus_read_u32(dev + "/backend-id");
+  if (bid < 0) return <i32>bid;
+  backend_id = <u32>bid;
+  // SHARED_RING_INIT: every index zero.
+  memory.fill(ring, 0, 4096);
+  const ref = gnttab_grant_access(backend_id, virt_to_gfn(ring), false);
+  if (ref < 0) return -XEN_EINVAL;
+  for (let i: u32 = 0; i < BATCH * SEGS; i++) {
+    const g = gnttab_grant_access(backend_id, virt_to_gfn(pages + i * 4096), false);
+    if (g < 0) return -XEN_EINVAL;
+    store<u32>(grefs + i * 4, <u32>g);
+  }
+  const p = evtchn_alloc_unbound(backend_id);
+  if (p < 0) return p;
+  port = <u32>p;
+  unmask_evtchn(port);
+  let rc = xenbus_write_u32(dev + "/ring-ref", <u32>ref);
+  if (rc == 0) rc = xenbus_write_u32(dev + "/event-channel", port);
+  if (rc == 0) rc = xenbus_write(dev + "/protocol", "wasm32-abi");
+  if (rc == 0) rc = xenbus_write(dev + "/feature-persistent", "1");
+  if (rc == 0) rc = xenbus_write_u32(dev + "/state", <u32>XenbusStateInitialised);
+  if (rc < 0) return rc;
+  rc = xenbus_watch(backend + "/state", "blkfront");
+  if (rc < 0) return rc;
+  while (true) {
+    const st = xenbus_read_u32(backend + "/state");
+    if (st == <i64>XenbusStateConnected) break;
+    if (st >= <i64>XenbusStateClosing) return -XEN_EIO;
+    xenbus_wait_for_watch();
+  }
+  const n = xenbus_read_u32(backend + "/sectors");
+  if (n < 0) return <i32>n;
+  sectors = <u64>n;
+  const info = xenbus_read_u32(backend + "/info");
+  readonly = info > 0 && (info & 4) != 0;
+  if (xenbus_read_u32(backend + "/sector-size") != <i64>SECTOR) return -XEN_EINVAL;
+  rc = xenbus_write_u32(dev + "/state", <u32>XenbusStateConnected);
+  if (rc < 0) return rc;
+  connected = true;
+  return 0;
+}
+
+function req_addr(idx: u32): usize {
+  return ring + RING_HDR + (idx & (RING_SIZE - 1)) * ENTRY;
+}
+
+/** Queues one request; `slot` picks its data pages (and is its id). */
+function queue(op: u8, slot: u32, sector: u64, bytes: u32): void {
+  const r = req_addr(req_prod_pvt);
+  store<u8>(r, op);
+  const nseg = (bytes + 4095) / 4096;
+  store<u8>(r + 1, <u8>nseg);
+  store<u16>(r + 2, 0);
+  store<u64>(r + 8, slot);
+  store<u64>(r + 16, sector);
+  for (let i: u32 = 0; i < nseg; i++) {
+    const s = r + 24 + i * 8;
+    const left = bytes - i * 4096;
+    const len = left < 4096 ? left : 4096;
+    store<u32>(s, load<u32>(grefs + (slot * SEGS + i) * 4));
+    store<u8>(s + 4, 0);
+    store<u8>(s + 5, <u8>(len / SECTOR - 1));
+  }
+  req_prod_pvt++;
+}
+
+/** Publishes queued requests; notifies the backend if it asked to be (RING_PUSH_REQUESTS_AND_CHECK_NOTIFY). */
+function push(): void {
+  const old = atomic.load<u32>(ring);
+  atomic.store<u32>(ring, req_prod_pvt);
+  const ev = atomic.load<u32>(ring + 4);
+  if (req_prod_pvt - ev < req_prod_pvt - old) notify_remote_via_evtchn(port);
+}
+
+/** Waits for `n` responses; returns how many were errors. */
+function wait(n: u32): u32 {
+  let errors: u32 = 0;
+  while (n > 0) {
+    const prod = atomic.load<u32>(ring + 8);
+    while (rsp_cons != prod && n > 0) {
+      const r = req_addr(rsp_cons);
+      if (load<i16>(r + 10) != <i16>BLKIF_RSP_OKAY) errors++;
+      rsp_cons++;
+      n--;
+    }
+    if (n == 0) break;
+    // RING_FINAL_CHECK_FOR_RESPONSES, then sleep until the backend's event.
+    atomic.store<u32>(ring + 12, rsp_cons + 1);
+    if (atomic.load<u32>(ring + 8) != rsp_cons) continue;
+    const seen = fire_count(port);
+    while (fire_count(port) == seen && atomic.load<u32>(ring + 8) == rsp_cons) block();
+  }
+  return errors;
+}
+
+/** Reads or writes `bytes` (whole sectors) at `buf` from `sector` on. */
+function rw(write: bool, sector: u64, buf: usize, bytes: u32): i32 {
+  if (!connected) return -XEN_EIO;
+  if (bytes % SECTOR != 0 || sector + <u64>(bytes / SECTOR) > sectors) return -XEN_EINVAL;
+  if (write && readonly) return -XEN_EINVAL;
+  let done: u32 = 0;
+  while (done < bytes) {
+    let inflight: u32 = 0;
+    const start = done;
+    while (inflight < BATCH && done < bytes) {
+      const left = bytes - done;
+      const len = left < BLKFRONT_MAX_REQUEST ? left : BLKFRONT_MAX_REQUEST;
+      const data = pages + inflight * SEGS * 4096;
+      if (write) memory.copy(data, buf + done, len);
+      queue(write ? <u8>BLKIF_OP_WRITE : <u8>BLKIF_OP_READ, inflight, sector + done / SECTOR, len);
+      done += len;
+      inflight++;
+    }
+    push();
+    failed += wait(inflight);
+    if (failed > 0) {
+      failed = 0;
+      return -XEN_EIO;
+    }
+    if (!write) {
+      let at = start;
+      for (let i: u32 = 0; i < inflight; i++) {
+        const left = bytes - at;
+        const len = left < BLKFRONT_MAX_REQUEST ? left : BLKFRONT_MAX_REQUEST;
+        memory.copy(buf + at, pages + i * SEGS * 4096, len);
+        at += len;
+      }
+    }
+  }
+  return 0;
+}
+
+export function blkfront_read(sector: u64, buf: usize, bytes: u32): i32 {
+  return rw(false, sector, buf, bytes);
+}
+
+export function blkfront_write(sector: u64, buf: usize, bytes: u32): i32 {
+  return rw(true, sector, buf, bytes);
+}
+
+/** BLKIF_OP_FLUSH_DISKCACHE: earlier writes are on the host's disk when it returns 0. */
+export function blkfront_flush(): i32 {
+  if (!connected) return -XEN_EIO;
+  const r = req_addr(req_prod_pvt);
+  store<u8>(r, <u8>BLKIF_OP_FLUSH_DISKCACHE);
+  store<u8>(r + 1, 0);
+  store<u64>(r + 8, 0);
+  store<u64>(r + 16, 0);
+  req_prod_pvt++;
+  push();
+  return wait(1) == 0 ? 0 : -XEN_EIO;
+}
+
+/** BLKIF_OP_DISCARD of `count` sectors from `sector`. */
+export function blkfront_discard(sector: u64, count: u64): i32 {
+  if (!connected) return -XEN_EIO;
+  const r = req_addr(req_prod_pvt);
+  store<u8>(r, <u8>BLKIF_OP_DISCARD);
+  store<u8>(r + 1, 0);
+  store<u64>(r + 8, 0);
+  store<u64>(r + 16, sector);
+  store<u64>(r + 24, count);
+  req_prod_pvt++;
+  push();
+  return wait(1) == 0 ? 0 : -XEN_EIO;
+}
