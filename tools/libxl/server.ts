@@ -8,6 +8,7 @@
  *   shutdown {domid, reason, wait, timeoutMs} → {reason} (when waiting)
  *   destroy {domid}, rename {domid, name}
  *   memSet {domid, mib}, vcpuSet {domid, vcpus}
+ *   diskAdd {domid, spec}, diskRemove {domid, vdev}, diskList {domid} → {disks}
  *   listLong {domids?}            → {json} (xl list -l)
  *   stopHost {timeoutMs}          → shuts every guest down, then the host
  */
@@ -15,6 +16,7 @@ import type { Server, Socket } from "node:net";
 import { LineClient, connectUnix, listenUnix, readLines, sendLine } from "../jsonl.js";
 import type { Libxl } from "./domain.js";
 import { checkDomainConfig } from "./config.js";
+import { parseDiskSpec } from "./disk.js";
 
 export class LibxlServer {
   private server: Server | undefined;
@@ -82,6 +84,16 @@ export class LibxlServer {
       case "vcpuSet":
         x.setVcpus(int("domid"), int("vcpus"));
         return;
+      case "diskAdd": {
+        const domid = int("domid");
+        x.addDisk(domid, parseDiskSpec(String(m.spec)));
+        return;
+      }
+      case "diskRemove":
+        await x.removeDisk(int("domid"), String(m.vdev), Number(m.timeoutMs ?? 10_000));
+        return;
+      case "diskList":
+        return { disks: x.listDisks(int("domid")) };
       case "listLong": {
         const domids = Array.isArray(m.domids) ? (m.domids as number[]) : undefined;
         return { json: x.listLong(domids) };

@@ -725,6 +725,52 @@ async function cmdTop(args: string[]): Promise<number> {
   return runTop(await xc(), domName, { batch: values.batch === true, iterations, delayS: delay });
 }
 
+async function cmdBlockAttach(args: string[]): Promise<number> {
+  const { positionals } = opts("block-attach", args, {}, 2);
+  const domid = await findDomain(positionals[0]!);
+  const spec = positionals.slice(1).join(",");
+  try {
+    await (await libxl()).call("diskAdd", { domid, spec });
+  } catch (e) {
+    throw new XlFail(`libxl_device_disk_add failed: ${(e as Error).message}`);
+  }
+  return 0;
+}
+
+async function cmdBlockDetach(args: string[]): Promise<number> {
+  const { positionals } = opts(
+    "block-detach",
+    args,
+    { force: { type: "boolean", short: "f" } },
+    2,
+    2,
+  );
+  const domid = await findDomain(positionals[0]!);
+  try {
+    await (await libxl()).call("diskRemove", { domid, vdev: positionals[1] });
+  } catch (e) {
+    throw new XlFail(`Error: Device ${positionals[1]} not connected: ${(e as Error).message}`);
+  }
+  return 0;
+}
+
+async function cmdBlockList(args: string[]): Promise<number> {
+  const { positionals } = opts("block-list", args, {}, 1);
+  console.log(
+    `${"Vdev".padEnd(5)} ${"BE".padEnd(3)} ${"handle".padEnd(6)} ${"state".padEnd(5)} ${"evt-ch".padEnd(6)} ${"ring-ref".padEnd(8)} ${"BE-path".padEnd(30)}`,
+  );
+  for (const q of positionals) {
+    const domid = await findDomain(q);
+    const r = await (await libxl()).call("diskList", { domid });
+    for (const d of r.disks as Array<Record<string, number | string>>) {
+      console.log(
+        `${String(d.vdev).padEnd(5)} ${String(d.backendId).padEnd(3)} ${String(domid).padEnd(6)} ${String(d.state).padEnd(5)} ${String(d.evtchn).padEnd(6)} ${String(d.ringRef).padEnd(8)} ${String(d.backend).padEnd(30)}`,
+      );
+    }
+  }
+  return 0;
+}
+
 const COMMANDS: Record<string, [string, (args: string[]) => Promise<number>]> = {
   create: ["Create a domain from config file <filename>", cmdCreate],
   list: ["List information about all/some domains", cmdList],
@@ -748,6 +794,9 @@ const COMMANDS: Record<string, [string, (args: string[]) => Promise<number>]> = 
   "sched-credit": ["Get/set credit scheduler parameters", cmdSchedCredit],
   uptime: ["Print uptime for all/some domains", cmdUptime],
   top: ["Monitor a host and the domains in real time", cmdTop],
+  "block-attach": ["Create a new virtual block device", cmdBlockAttach],
+  "block-detach": ["Destroy a domain's virtual block device", cmdBlockDetach],
+  "block-list": ["List virtual block devices for a domain", cmdBlockList],
   help: ["Print this help", async (a) => help(a[0])],
 };
 

@@ -1,0 +1,272 @@
+/**
+ * The split block driver end to end: blkbench (mini-os blkfront) against
+ * blkback over raw images; a disk written by one guest, detached, and read
+ * back by another; and hostile frontends played from TypeScript on a paused
+ * guest's memory (bad segment counts, grants, sectors, operations, a ring
+ * with wild indices, garbage in xenstore): each gets an error response or a
+ * closed device, while the host and another guest carry on.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { guestPath, newHost, until } from "../helpers.js";
+import { Libxl } from "../../tools/libxl/domain.js";
+import type { XlDomainConfig } from "../../tools/libxl/config.js";
+import type { Host } from "../../tools/host/host.js";
+import type { Domain } from "../../xen/common/domain.js";
+import * as B from "../../xen/include/public/io/blkif.js";
+import * as EV from "../../xen/include/public/event_channel.js";
+import { HYPERVISOR as H } from "../../xen/include/public/xen.js";
+import { GTF_permit_access } from "../../xen/include/public/grant_table.js";
+import { PFN_GRANT_TABLE } from "../../xen/arch/wasm32/config.js";
+
+function cfg(name: string, kernel: string, over: Partial<XlDomainConfig> = {}): XlDomainConfig {
+  return {
+    name,
+    type: "pv",
+    kernel: guestPath(kernel),
+    memory: 8,
+    maxmem: 8,
+    vcpus: 1,
+    maxvcpus: 1,
+    cmdline: "",
+    uuid: undefined,
+    onPoweroff: "preserve",
+    onReboot: "restart",
+    onCrash: "preserve",
+    weight: 256,
+    cap: 0,
+    maxEvtchnPort: 1023,
+    maxGrantFrames: 64,
+    maxMaptrackFrames: 1024,
+    disks: [],
+    vifs: [],
+    ...over,
+  };
+}
+
+/** A sparse raw image of `bytes`. */
+function sparse(path: string, bytes: number): void {
+  writeFileSync(path, "");
+  truncateSync(path, bytes);
+}
+
+const consoleOf = (host: Host, d: Domain): string => host.xenconsoled.read(d.domid);
+
+test("a disk written by one guest, detached, and read back by another", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-blk-"));
+  const img = join(dir, "disk.img");
+  sparse(img, 16 * 2 ** 20);
+  const host = newHost();
+  const libxl = new Libxl(host);
+  try {
+    const disk = `format=raw, vdev=xvda, access=rw, target=${img}`;
+    const a = await libxl.create(
+      cfg("writer", "blkbench", { cmdline: "write seed=7 mib=4", disks: [disk] }),
+    );
+    await until(() => a.isShutdown, 20_000, "the writer to finish");
+    assert.match(consoleOf(host, a), /sequential write 4 MiB/);
+    assert.equal(a.shutdownName, "poweroff", consoleOf(host, a));
+    // The writer is shut down: its frontend will never answer, so libxl's
+    // timeout removes the device, and blkback lets go of the ring and grants.
+    await libxl.removeDisk(a.domid, "xvda", 300);
+    await until(() => host.vbd.list().length === 0, 2000, "blkback to drop the device");
+    assert.equal(
+      host.xenstored.readText(`/local/domain/0/backend/vbd/${a.domid}/51712`),
+      undefined,
+    );
+    const b = await libxl.create(
+      cfg("reader", "blkbench", { cmdline: "verify seed=7 mib=4", disks: [disk] }),
+    );
+    await until(() => b.isShutdown, 20_000, "the reader to finish");
+    assert.match(consoleOf(host, b), /verify ok \(4 MiB\)/, consoleOf(host, b));
+    // And with another seed, the check does fail: it is not vacuous.
+    const c = await libxl.create(
+      cfg("wrong", "blkbench", {
+        cmdline: "verify seed=8 mib=1",
+        disks: [disk.replace("xvda", "xvda")],
+      }).valueOf() as XlDomainConfig,
+    );
+    await until(() => c.isShutdown, 20_000, "the wrong reader");
+    assert.match(consoleOf(host, c), /verify FAILED at sector 0/);
+  } finally {
+    await host.shutdown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A frontend played from TypeScript on paused guest `d`: its pages, grants, port and ring. */
+class FakeFrontend {
+  static RING_PFN = 900;
+  static DATA_PFN = 901;
+  readonly port: number;
+  private prod = 0;
+  private readonly base = FakeFrontend.RING_PFN * 4096;
+
+  constructor(
+    readonly host: Host,
+    readonly d: Domain,
+  ) {
+    this.grant(10, FakeFrontend.RING_PFN);
+    for (let i = 0; i < 4; i++) this.grant(11 + i, FakeFrontend.DATA_PFN + i);
+    d.mem.clear(this.base, 4096);
+    this.port = host.dom0.openEvtchn().allocUnboundIn(d.domid, 0);
+  }
+
+  grant(ref: number, pfn: number): void {
+    const e = PFN_GRANT_TABLE * 4096 + ref * 8;
+    this.d.mem.setU32(e + 4, pfn);
+    this.d.mem.setU16(e + 2, 0);
+    this.d.mem.setU16(e, GTF_permit_access);
+  }
+
+  get frontend(): string {
+    return `/local/domain/${this.d.domid}/device/vbd/51712`;
+  }
+  get backend(): string {
+    return `/local/domain/0/backend/vbd/${this.d.domid}/51712`;
+  }
+
+  async connect(): Promise<void> {
+    const xs = this.host.xenstored;
+    xs.writeText(`${this.frontend}/ring-ref`, "10");
+    xs.writeText(`${this.frontend}/event-channel`, String(this.port));
+    xs.writeText(`${this.frontend}/state`, "3");
+    await until(() => xs.readText(`${this.backend}/state`) === "4", 2000, "the backend to connect");
+  }
+
+  /** Sends one request (`fill` writes it); resolves with the response status. */
+  async request(fill: (dv: DataView, o: number) => void): Promise<number> {
+    const o = this.base + 64 + (this.prod % 32) * 112;
+    this.d.mem.clear(o, 112);
+    fill(this.d.mem.dv, o);
+    this.d.mem.setU32(o + B.blkif_request.fields.id.offset, this.prod + 1000);
+    this.prod++;
+    this.d.mem.setU32(this.base, this.prod);
+    this.kick();
+    await until(() => this.d.mem.u32(this.base + 8) === this.prod, 2000, "a response");
+    assert.equal(this.d.mem.u32(o), this.prod - 1 + 1000, "the response echoes the id");
+    return this.d.mem.dv.getInt16(o + B.blkif_response.fields.status.offset, true);
+  }
+
+  /** EVTCHNOP_send from the guest's side. */
+  kick(): void {
+    const a = 950 * 4096;
+    this.d.mem.setU32(a, this.port);
+    this.host.hv.dispatch(
+      this.d.vcpus[0]!,
+      H.__HYPERVISOR_event_channel_op,
+      EV.EVTCHNOP_send,
+      a,
+      0,
+      0,
+      0,
+    );
+  }
+}
+
+/** A read or write of `segs` ([gref, first, last]) from `sector`. */
+const rw =
+  (op: number, sector: number, segs: Array<[number, number, number]>, nr = segs.length) =>
+  (dv: DataView, o: number): void => {
+    const R = B.blkif_request.fields;
+    dv.setUint8(o + R.operation.offset, op);
+    dv.setUint8(o + R.nr_segments.offset, nr);
+    dv.setBigUint64(o + R.sector_number.offset, BigInt(sector), true);
+    segs.forEach(([g, f, l], i) => {
+      const s = o + R.seg.offset + i * 8;
+      dv.setUint32(s, g, true);
+      dv.setUint8(s + 4, f);
+      dv.setUint8(s + 5, l);
+    });
+  };
+
+test("hostile frontends get error responses or a closed device; the host carries on", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-blk-"));
+  const img = join(dir, "disk.img");
+  const pattern = Buffer.alloc(1024 * 1024);
+  for (let i = 0; i < pattern.length; i++) pattern[i] = (i * 31) & 0xff;
+  writeFileSync(img, pattern);
+  const other = join(dir, "other.img");
+  sparse(other, 8 * 2 ** 20);
+  const host = newHost();
+  const libxl = new Libxl(host);
+  try {
+    const disk = `vdev=xvda, target=${img}`;
+    const d = await libxl.create(cfg("fe", "ticker", { disks: [disk] }), { paused: true });
+    const fe = new FakeFrontend(host, d);
+    await fe.connect();
+    const ok = B.BLKIF_RSP_OKAY;
+    const err = B.BLKIF_RSP_ERROR;
+    // A good read lands in the granted page.
+    assert.equal(await fe.request(rw(B.BLKIF_OP_READ, 8, [[11, 0, 7]])), ok);
+    assert.deepEqual(
+      Buffer.from(d.mem.read(FakeFrontend.DATA_PFN * 4096, 4096)),
+      pattern.subarray(4096, 8192),
+    );
+    const rows: Array<[string, (dv: DataView, o: number) => void, number]> = [
+      ["no segments", rw(B.BLKIF_OP_READ, 0, [], 0), err],
+      ["12 segments", rw(B.BLKIF_OP_READ, 0, [[11, 0, 0]], 12), err],
+      ["a grant never given", rw(B.BLKIF_OP_READ, 0, [[999, 0, 7]]), err],
+      ["a sector past the end", rw(B.BLKIF_OP_READ, 2047, [[11, 0, 1]]), err],
+      ["first_sect > last_sect", rw(B.BLKIF_OP_READ, 0, [[11, 5, 2]]), err],
+      ["last_sect past the page", rw(B.BLKIF_OP_WRITE, 0, [[11, 0, 8]]), err],
+      ["an unknown operation", (dv, o) => dv.setUint8(o, 99), B.BLKIF_RSP_EOPNOTSUPP],
+      [
+        "an indirect request of 300 segments",
+        (dv, o) => {
+          dv.setUint8(o, B.BLKIF_OP_INDIRECT);
+          dv.setUint8(o + 1, B.BLKIF_OP_READ);
+          dv.setUint16(o + 2, 300, true);
+        },
+        err,
+      ],
+      ["a flush", (dv, o) => dv.setUint8(o, B.BLKIF_OP_FLUSH_DISKCACHE), ok],
+    ];
+    for (const [what, fill, want] of rows) assert.equal(await fe.request(fill), want, what);
+    // The refused write changed nothing on the disk.
+    assert.deepEqual(readFileSync(img), pattern);
+
+    // Another guest does real I/O meanwhile.
+    const g = await libxl.create(
+      cfg("good", "blkbench", { cmdline: "mib=2 ios=100", disks: [`vdev=xvda, target=${other}`] }),
+    );
+
+    // A ring whose producer runs far ahead: the device closes with an error.
+    d.mem.setU32(FakeFrontend.RING_PFN * 4096, 100_000);
+    fe.kick();
+    await until(
+      () => host.xenstored.readText(`${fe.backend}/state`) === "5",
+      2000,
+      "the device to close",
+    );
+    assert.match(host.xenstored.readText(`${fe.backend}/error`) ?? "", /ring is bogus/);
+
+    // Garbage in xenstore: a second disk whose frontend writes nonsense.
+    const d2 = await libxl.create(cfg("fe2", "ticker", { disks: [disk] }), { paused: true });
+    const front2 = `/local/domain/${d2.domid}/device/vbd/51712`;
+    const back2 = `/local/domain/0/backend/vbd/${d2.domid}/51712`;
+    host.xenstored.writeText(`${front2}/ring-ref`, "banana");
+    host.xenstored.writeText(`${front2}/event-channel`, "7");
+    host.xenstored.writeText(`${front2}/state`, "3");
+    await until(() => host.xenstored.readText(`${back2}/state`) === "6", 2000, "a refused connect");
+    assert.match(host.xenstored.readText(`${back2}/error`) ?? "", /ring-ref is 'banana'/);
+
+    await until(() => g.isShutdown, 20_000, "the good guest");
+    assert.match(consoleOf(host, g), /verify ok \(2 MiB\)/, consoleOf(host, g));
+    // Destroying the hostile domains leaves nothing mapped or bound.
+    libxl.destroy(d.domid);
+    libxl.destroy(d2.domid);
+    await until(
+      () => host.vbd.list().every((x) => !x.backend.includes(`/${d.domid}/`)),
+      2000,
+      "cleanup",
+    );
+    assert.equal(host.hv.domains.has(d.domid), false, "no grant mapping keeps the domain dying");
+  } finally {
+    await host.shutdown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
