@@ -157,8 +157,9 @@ export class Libxl {
 
   /**
    * libxl_device_disk_remove: asks the backend to close (online 0, state
-   * Closing), waits up to `timeoutMs` for it to reach Closed, then removes
-   * both directories, as libxl does after its timeout too.
+   * Closing), waits up to `timeoutMs` for it to reach Closed (not at all
+   * when the domain has shut down), then removes both directories, as
+   * libxl does after its timeout too.
    */
   async removeDisk(domid: number, vdev: string, timeoutMs = 10_000): Promise<void> {
     this.get(domid);
@@ -168,7 +169,9 @@ export class Libxl {
     if (!xs.store.get(backend)) throw new Error(`libxl: domain ${domid} has no disk ${vdev}`);
     xs.writeText(`${backend}/online`, "0");
     xs.writeText(`${backend}/state`, String(XenbusStateClosing));
-    const end = Date.now() + timeoutMs;
+    // A frontend whose domain has shut down can never answer: no wait.
+    const d = this.host.hv.domains.get(domid);
+    const end = d && !d.isShutdown ? Date.now() + timeoutMs : 0;
     while (Date.now() < end && xs.readText(`${backend}/state`) !== String(XenbusStateClosed)) {
       await new Promise((r) => setTimeout(r, 10));
     }
