@@ -18,6 +18,7 @@ import * as gnttab from "./gnttab.js";
 import * as xenstored from "./xenstored.js";
 import * as vchan from "./vchan.js";
 import * as xl from "./xl.js";
+import * as blk from "./blk.js";
 
 const run = promisify(execFile);
 
@@ -32,6 +33,7 @@ const benches = {
   xenstored,
   vchan,
   xl,
+  blk,
 } satisfies Record<string, { run(quick: boolean): Promise<Row[]> }>;
 
 const { values } = parseCommandLine("bench", {

@@ -337,13 +337,30 @@ export class BlkbackDevice implements BackendDevice {
       return B.BLKIF_RSP_ERROR;
     }
     try {
+      // Segments that run on into the next page of the same memory (a
+      // frontend's buffer is usually contiguous) go to storage as one transfer.
       let at = sector;
-      segs.forEach((s, i) => {
-        const bytes = maps[i]!.page.subarray(s.first * SECTOR, (s.last + 1) * SECTOR);
+      for (let i = 0; i < segs.length; ) {
+        const page = maps[i]!.page;
+        const start = page.byteOffset + segs[i]!.first * SECTOR;
+        let end = page.byteOffset + (segs[i]!.last + 1) * SECTOR;
+        let j = i + 1;
+        while (
+          j < segs.length &&
+          segs[j - 1]!.last === perSector - 1 &&
+          segs[j]!.first === 0 &&
+          maps[j]!.page.buffer === page.buffer &&
+          maps[j]!.page.byteOffset === end
+        ) {
+          end = maps[j]!.page.byteOffset + (segs[j]!.last + 1) * SECTOR;
+          j++;
+        }
+        const bytes = new Uint8Array(page.buffer, start, end - start);
         if (read) this.storage.read(at, bytes);
         else this.storage.write(at, bytes);
-        at += s.last - s.first + 1;
-      });
+        at += (end - start) / SECTOR;
+        i = j;
+      }
     } finally {
       for (const m of temp) this.gnt.unmap(m);
     }

@@ -1,0 +1,125 @@
+/**
+ * Block I/O through the split driver: blkbench (mini-os blkfront) against
+ * blkback on a raw image, sequential 1 MiB writes (with the final flush) and
+ * reads, and random 4 KiB reads. Baseline from the same run: Node writing
+ * (then fsync) and reading the same file directly in 1 MiB chunks, and
+ * reading 4 KiB at random offsets. Ratios are guest / Node, higher is better.
+ */
+import {
+  closeSync,
+  fsyncSync,
+  mkdtempSync,
+  openSync,
+  readSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { guestPath } from "../extras/mini-os/build.js";
+import { Host } from "../tools/host/host.js";
+import { Libxl } from "../tools/libxl/domain.js";
+import type { Row } from "./common.js";
+
+function nodeBaseline(
+  path: string,
+  mib: number,
+  ios: number,
+): { write: number; read: number; iops: number } {
+  const buf = Buffer.alloc(1 << 20, 7);
+  const fd = openSync(path, "r+");
+  let t0 = performance.now();
+  for (let i = 0; i < mib; i++) writeSync(fd, buf, 0, buf.length, i << 20);
+  fsyncSync(fd);
+  const write = mib / ((performance.now() - t0) / 1000);
+  t0 = performance.now();
+  for (let i = 0; i < mib; i++) readSync(fd, buf, 0, buf.length, i << 20);
+  const read = mib / ((performance.now() - t0) / 1000);
+  const small = Buffer.alloc(4096);
+  const span = Math.floor((mib << 20) / 4096);
+  t0 = performance.now();
+  for (let i = 0; i < ios; i++)
+    readSync(fd, small, 0, 4096, Math.floor(Math.random() * span) * 4096);
+  const iops = ios / ((performance.now() - t0) / 1000);
+  closeSync(fd);
+  return { write, read, iops };
+}
+
+export async function run(quick: boolean): Promise<Row[]> {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-bench-blk-"));
+  const img = join(dir, "disk.img");
+  const mib = quick ? 4 : 64;
+  const ios = quick ? 200 : 20_000;
+  writeFileSync(img, "");
+  truncateSync(img, (mib + 8) << 20);
+  const host = new Host({ memoryBytes: 2 * 1024 ** 3 });
+  try {
+    const base = nodeBaseline(img, mib, ios);
+    const libxl = new Libxl(host);
+    const d = await libxl.create({
+      name: "blkbench",
+      type: "pv",
+      kernel: guestPath("blkbench"),
+      memory: 8,
+      maxmem: 8,
+      vcpus: 1,
+      maxvcpus: 1,
+      cmdline: `mib=${mib} ios=${ios}`,
+      uuid: undefined,
+      onPoweroff: "preserve",
+      onReboot: "destroy",
+      onCrash: "preserve",
+      weight: 256,
+      cap: 0,
+      maxEvtchnPort: 1023,
+      maxGrantFrames: 64,
+      maxMaptrackFrames: 1024,
+      disks: [`vdev=xvda, target=${img}`],
+      vifs: [],
+    });
+    await host.waitShutdown(d.domid, 120_000);
+    const out = host.xenconsoled.read(d.domid);
+    const us = (what: string): number => {
+      const m = new RegExp(`${what} \\d+ MiB in \\d+ ms \\(\\d+ MiB/s, (\\d+) us\\)`).exec(out);
+      if (!m) throw new Error(`blkbench printed no ${what}:\n${out}`);
+      return Number(m[1]);
+    };
+    const write = mib / (us("sequential write") / 1e6);
+    const read = mib / (us("sequential read") / 1e6);
+    const m = /random 4 KiB reads \d+ in \d+ ms \((\d+) IOPS\)/.exec(out);
+    if (!m) throw new Error(`blkbench printed no IOPS:\n${out}`);
+    const iops = Number(m[1]);
+    const f = (x: number): string => `${x.toFixed(0)} MiB/s`;
+    return [
+      {
+        name: "guest sequential 1 MiB writes + flush",
+        measured: f(write),
+        baseline: `Node ${f(base.write)}`,
+        ratio: write / base.write,
+        target: "≥ 0.8×",
+        met: write / base.write >= 0.8,
+      },
+      {
+        name: "guest sequential 1 MiB reads",
+        measured: f(read),
+        baseline: `Node ${f(base.read)}`,
+        ratio: read / base.read,
+        target: "≥ 0.8×",
+        met: read / base.read >= 0.8,
+      },
+      {
+        name: "guest random 4 KiB reads",
+        measured: `${iops} IOPS`,
+        baseline: `Node ${base.iops.toFixed(0)} IOPS`,
+        ratio: iops / base.iops,
+        target: "(report)",
+        met: true,
+      },
+    ];
+  } finally {
+    await host.shutdown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
