@@ -37,6 +37,23 @@ const R = B.blkif_request.fields;
 const S = B.blkif_request_segment.fields;
 const RSP = B.blkif_response.fields;
 
+/** A response being prepared: its status may still turn to an error at drain. */
+interface Resp {
+  id: bigint;
+  op: number;
+  status: number;
+}
+
+/** Transfers merged into one storage call. */
+interface Run {
+  read: boolean;
+  at: number;
+  buffer: ArrayBufferLike;
+  start: number;
+  end: number;
+  members: Resp[];
+}
+
 interface Segment {
   gref: number;
   first: number;
@@ -60,6 +77,8 @@ export class BlkbackDevice implements BackendDevice {
   private port = -1;
   private persistent = false;
   private readonly pgrants = new Map<number, GrantMap>();
+  private run: Run | undefined;
+  private readonly temps: GrantMap[] = [];
   private readonly gnt: XenGnttab;
   readonly stats: BlkbackStats = {
     reads: 0,
@@ -198,32 +217,82 @@ export class BlkbackDevice implements BackendDevice {
           `the frontend's ring is bogus: req_prod ${prod}, ${ring.rspProdPvt} answered, ${ring.size} slots`,
         );
       }
+      const resps: Resp[] = [];
       while (ring.unconsumedRequests() > 0) {
         // Copy first: the frontend can rewrite the slot while we work.
         const req = ring.nextRequest().slice(0, B.blkif_request.size);
         const dv = new DataView(req.buffer);
-        const id = dv.getBigUint64(R.id.offset, true);
         const op = req[R.operation.offset]!;
-        let status: number;
+        const resp: Resp = { id: dv.getBigUint64(R.id.offset, true), op, status: B.BLKIF_RSP_OKAY };
+        resps.push(resp);
         try {
-          status = this.handle(req, dv, op);
+          resp.status = this.handle(req, dv, op, resp);
         } catch (e) {
           this.log(`${this.info.backend}: request failed: ${(e as Error).message}`);
-          status = B.BLKIF_RSP_ERROR;
+          resp.status = B.BLKIF_RSP_ERROR;
         }
-        if (status !== B.BLKIF_RSP_OKAY) this.stats.errors++;
+      }
+      // The batch's transfers, merged, then every response in order.
+      this.drain();
+      for (const m of this.temps.splice(0)) this.gnt.unmap(m);
+      for (const resp of resps) {
+        if (resp.status !== B.BLKIF_RSP_OKAY) this.stats.errors++;
         const slot = ring.nextResponse();
         const rsp = new DataView(slot.buffer, slot.byteOffset, B.blkif_response.size);
-        rsp.setBigUint64(RSP.id.offset, id, true);
-        rsp.setUint8(RSP.operation.offset, op);
-        rsp.setInt16(RSP.status.offset, status, true);
+        rsp.setBigUint64(RSP.id.offset, resp.id, true);
+        rsp.setUint8(RSP.operation.offset, resp.op);
+        rsp.setInt16(RSP.status.offset, resp.status, true);
       }
       if (ring.pushResponses()) this.evtchn.notify(this.port);
       if (!ring.finalCheckForRequests()) return;
     }
   }
 
-  private handle(req: Uint8Array, dv: DataView, op: number): number {
+  /**
+   * Queues a transfer of `view` at sector `at`, merged with the one before
+   * when it continues it on disk and in memory (a frontend's requests for
+   * one large buffer are usually such a run).
+   */
+  private issue(read: boolean, at: number, view: Uint8Array, resp: Resp): void {
+    const r = this.run;
+    if (
+      r &&
+      r.read === read &&
+      r.buffer === view.buffer &&
+      r.end === view.byteOffset &&
+      r.at + (r.end - r.start) / SECTOR === at
+    ) {
+      r.end += view.byteLength;
+      r.members.push(resp);
+      return;
+    }
+    this.drain();
+    this.run = {
+      read,
+      at,
+      buffer: view.buffer,
+      start: view.byteOffset,
+      end: view.byteOffset + view.byteLength,
+      members: [resp],
+    };
+  }
+
+  /** Performs the queued transfer; a storage failure fails every request in it. */
+  private drain(): void {
+    const r = this.run;
+    if (!r) return;
+    this.run = undefined;
+    const bytes = new Uint8Array(r.buffer, r.start, r.end - r.start);
+    try {
+      if (r.read) this.storage.read(r.at, bytes);
+      else this.storage.write(r.at, bytes);
+    } catch (e) {
+      this.log(`${this.info.backend}: ${this.storage.description}: ${(e as Error).message}`);
+      for (const m of r.members) m.status = B.BLKIF_RSP_ERROR;
+    }
+  }
+
+  private handle(req: Uint8Array, dv: DataView, op: number, resp: Resp): number {
     const sector = Number(dv.getBigUint64(R.sector_number.offset, true));
     switch (op) {
       case B.BLKIF_OP_READ:
@@ -241,7 +310,7 @@ export class BlkbackDevice implements BackendDevice {
             last: req[o + S.last_sect.offset]!,
           });
         }
-        const st = this.rw(op === B.BLKIF_OP_READ, sector, segs);
+        const st = this.rw(op === B.BLKIF_OP_READ, sector, segs, resp);
         return st === B.BLKIF_RSP_OKAY && op === B.BLKIF_OP_WRITE_BARRIER ? this.flush() : st;
       }
       case B.BLKIF_OP_FLUSH_DISKCACHE:
@@ -292,7 +361,7 @@ export class BlkbackDevice implements BackendDevice {
         } finally {
           for (const m of maps) this.gnt.unmap(m);
         }
-        return this.rw(iop === B.BLKIF_OP_READ, sector, segs);
+        return this.rw(iop === B.BLKIF_OP_READ, sector, segs, resp);
       }
       default:
         return B.BLKIF_RSP_EOPNOTSUPP;
@@ -300,13 +369,15 @@ export class BlkbackDevice implements BackendDevice {
   }
 
   private flush(): number {
+    // Writes queued before the flush reach storage first.
+    this.drain();
     this.storage.flush();
     this.stats.flushes++;
     return B.BLKIF_RSP_OKAY;
   }
 
   /** Reads or writes `segs` from `sector` on; maps each segment's grant for the transfer. */
-  private rw(read: boolean, sector: number, segs: Segment[]): number {
+  private rw(read: boolean, sector: number, segs: Segment[], resp: Resp): number {
     const perSector = PAGE_SIZE / SECTOR;
     let total = 0;
     for (const s of segs) {
@@ -336,11 +407,13 @@ export class BlkbackDevice implements BackendDevice {
       for (const m of temp) this.gnt.unmap(m);
       return B.BLKIF_RSP_ERROR;
     }
-    try {
+    // Temporary mappings stay until the batch's transfers are done.
+    this.temps.push(...temp);
+    {
       // Segments that run on into the next page of the same memory (a
       // frontend's buffer is usually contiguous) go to storage as one transfer.
       let at = sector;
-      for (let i = 0; i < segs.length; ) {
+      for (let i = 0; i < segs.length;) {
         const page = maps[i]!.page;
         const start = page.byteOffset + segs[i]!.first * SECTOR;
         let end = page.byteOffset + (segs[i]!.last + 1) * SECTOR;
@@ -355,14 +428,10 @@ export class BlkbackDevice implements BackendDevice {
           end = maps[j]!.page.byteOffset + (segs[j]!.last + 1) * SECTOR;
           j++;
         }
-        const bytes = new Uint8Array(page.buffer, start, end - start);
-        if (read) this.storage.read(at, bytes);
-        else this.storage.write(at, bytes);
+        this.issue(read, at, new Uint8Array(page.buffer, start, end - start), resp);
         at += (end - start) / SECTOR;
         i = j;
       }
-    } finally {
-      for (const m of temp) this.gnt.unmap(m);
     }
     if (read) {
       this.stats.reads++;

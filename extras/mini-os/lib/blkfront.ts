@@ -1,8 +1,10 @@
 // blkfront (mini-os blkfront.c): a block device frontend over the blkif ring
-// (io/blkif.h), with the xenbus handshake of pv-drivers-lifecycle. The ring
-// page and a pool of data pages are static and granted to the backend once
-// (feature-persistent), so I/O is a copy into or out of those pages and
-// requests on the ring; up to BATCH requests of 11 pages each are in flight.
+// (io/blkif.h), with the xenbus handshake of pv-drivers-lifecycle. Grants are
+// persistent (feature-persistent): a page granted to the backend stays
+// granted and the backend keeps it mapped. A page-aligned buffer is granted
+// page by page on first use and then used in place (zero copy); any other
+// buffer goes through a static pool of bounce pages. Up to BATCH requests of
+// 11 pages each are in flight.
 //
 // blkfront_init(devid) connects virtual device `devid` (51712 is xvda);
 // blkfront_read / blkfront_write move whole sectors; blkfront_flush makes
@@ -54,6 +56,11 @@ export const BLKFRONT_MAX_REQUEST: u32 = SEGS * 4096;
 const ring = memory.data(4096, 4096);
 const pages = memory.data(<i32>(BATCH * SEGS * 4096), 4096);
 const grefs = memory.data(<i32>(BATCH * SEGS * 4));
+/** Persistent grants of callers' pages: gfn + 1 → gref, open addressing. */
+const CACHE: u32 = 2048;
+const cache_keys = memory.data(<i32>(CACHE * 4));
+const cache_refs = memory.data(<i32>(CACHE * 4));
+let cache_used: u32 = 0;
 
 let backend_id: u32 = 0;
 let port: u32 = 0;
@@ -130,6 +137,28 @@ export function blkfront_init(devid: u32): i32 {
   return 0;
 }
 
+/** A persistent grant of the page at `addr`, made on first use; -1 when none can be had. */
+function grant_for(addr: usize): i32 {
+  const gfn = virt_to_gfn(addr);
+  let h = (gfn * 2654435761) & (CACHE - 1);
+  for (let n: u32 = 0; n < CACHE; n++) {
+    const k = load<u32>(cache_keys + h * 4);
+    if (k == gfn + 1) return <i32>load<u32>(cache_refs + h * 4);
+    if (k == 0) {
+      // Keep a quarter free so that lookups stay short.
+      if (cache_used >= (CACHE * 3) / 4) return -1;
+      const ref = gnttab_grant_access(backend_id, gfn, false);
+      if (ref < 0) return -1;
+      store<u32>(cache_keys + h * 4, gfn + 1);
+      store<u32>(cache_refs + h * 4, <u32>ref);
+      cache_used++;
+      return ref;
+    }
+    h = (h + 1) & (CACHE - 1);
+  }
+  return -1;
+}
+
 function req_addr(idx: u32): usize {
   return ring + RING_HDR + (idx & (RING_SIZE - 1)) * ENTRY;
 }
@@ -183,11 +212,62 @@ function wait(n: u32): u32 {
   return errors;
 }
 
+/** Queues a request whose segments are the (granted) pages of `buf` itself. */
+function queue_direct(op: u8, sector: u64, buf: usize, bytes: u32): bool {
+  const r = req_addr(req_prod_pvt);
+  const nseg = (bytes + 4095) / 4096;
+  for (let i: u32 = 0; i < nseg; i++) {
+    const g = grant_for(buf + i * 4096);
+    if (g < 0) return false;
+    const s = r + 24 + i * 8;
+    const left = bytes - i * 4096;
+    const len = left < 4096 ? left : 4096;
+    store<u32>(s, <u32>g);
+    store<u8>(s + 4, 0);
+    store<u8>(s + 5, <u8>(len / SECTOR - 1));
+  }
+  store<u8>(r, op);
+  store<u8>(r + 1, <u8>nseg);
+  store<u16>(r + 2, 0);
+  store<u64>(r + 8, 0);
+  store<u64>(r + 16, sector);
+  req_prod_pvt++;
+  return true;
+}
+
+/** In place: `buf` is page-aligned; false (nothing sent) if its pages cannot all be granted. */
+function rw_direct(write: bool, sector: u64, buf: usize, bytes: u32): i32 {
+  let done: u32 = 0;
+  while (done < bytes) {
+    let inflight: u32 = 0;
+    while (inflight < RING_SIZE && done < bytes) {
+      const left = bytes - done;
+      const len = left < BLKFRONT_MAX_REQUEST ? left : BLKFRONT_MAX_REQUEST;
+      const op = write ? <u8>BLKIF_OP_WRITE : <u8>BLKIF_OP_READ;
+      if (!queue_direct(op, sector + done / SECTOR, buf + done, len)) {
+        if (inflight == 0 && done == 0) return 1;
+        break;
+      }
+      done += len;
+      inflight++;
+    }
+    if (inflight == 0) return 1;
+    push();
+    if (wait(inflight) > 0) return -XEN_EIO;
+  }
+  return 0;
+}
+
 /** Reads or writes `bytes` (whole sectors) at `buf` from `sector` on. */
 function rw(write: bool, sector: u64, buf: usize, bytes: u32): i32 {
   if (!connected) return -XEN_EIO;
   if (bytes % SECTOR != 0 || sector + <u64>(bytes / SECTOR) > sectors) return -XEN_EINVAL;
   if (write && readonly) return -XEN_EINVAL;
+  if ((buf & 4095) == 0 && bytes % 4096 == 0) {
+    const rc = rw_direct(write, sector, buf, bytes);
+    if (rc <= 0) return rc;
+    // Out of grants before anything was sent: bounce instead.
+  }
   let done: u32 = 0;
   while (done < bytes) {
     let inflight: u32 = 0;
