@@ -3,7 +3,8 @@
  * libxen-dev (Xen's public headers, which the ABI test checks every constant
  * against), xenstore-utils (Xen's C xenstore clients) and xen-utils-4.17
  * (Xen's own test-xenstore), which the xenstored tests run against our
- * daemon. As root with apt-get it installs them; otherwise it says what to
+ * daemon, and qemu-utils (qemu-img), which checks and reads the qcow2
+ * images blkback writes. As root with apt-get it installs them; otherwise it says what to
  * install and fails, rather than letting those tests be skipped.
  */
 import { execFileSync } from "node:child_process";
@@ -13,6 +14,7 @@ const NEEDED: Array<{ pkg: string; file: string }> = [
   { pkg: "libxen-dev", file: "/usr/include/xen/xen.h" },
   { pkg: "xenstore-utils", file: "/usr/bin/xenstore-ls" },
   { pkg: "xen-utils-4.17", file: "/usr/lib/xen-4.17/bin/test-xenstore" },
+  { pkg: "qemu-utils", file: "/usr/bin/qemu-img" },
 ];
 
 const missing = NEEDED.filter((n) => !existsSync(n.file));

@@ -28,6 +28,7 @@ import { LocalXenbusStore } from "./xenbus_store.js";
 import { XenbusBackendBus, type DeviceInfo } from "../../dom0/backends/xenbus.js";
 import { Blkback } from "../../dom0/backends/blkback.js";
 import { RawFileStorage, type BlockStorage } from "../../dom0/backends/storage.js";
+import { Qcow2Storage } from "../../dom0/backends/qcow2.js";
 
 /** A domain config whose kernel is a file path or an already loaded Kernel. */
 export type HostDomainConfig = Omit<DomainConfig, "kernel"> & {
@@ -281,11 +282,12 @@ export function openDiskStorage(info: DeviceInfo): BlockStorage {
   const params = node("params");
   if (!params) throw new Error("no params (the disk image) in the backend directory");
   const format = node("format") ?? "raw";
-  if (format !== "raw") {
-    throw new Error(`${params}: format ${format} is not served yet (raw images only)`);
+  if (format !== "raw" && format !== "qcow2") {
+    throw new Error(`${params}: format ${format} is not raw or qcow2`);
   }
+  const ro = node("mode") !== "w";
   try {
-    return new RawFileStorage(params, node("mode") !== "w");
+    return format === "qcow2" ? new Qcow2Storage(params, ro) : new RawFileStorage(params, ro);
   } catch (e) {
     throw new Error(`cannot open ${params}: ${(e as Error).message}`, { cause: e });
   }

@@ -27,6 +27,9 @@ test("disk specs: key=value, positional, and the errors", () => {
   const p = parseDiskSpec("/img/x.img,raw,xvdb,ro");
   assert.deepEqual([p.target, p.format, p.vdev, p.readonly], ["/img/x.img", "raw", "xvdb", true]);
   assert.equal(parseDiskSpec("/x,,xvdc").format, "raw");
+  const legacy = parseDiskSpec("file:/tmp/d.img,xvda,w");
+  assert.deepEqual([legacy.target, legacy.vdev, legacy.readonly], ["/tmp/d.img", "xvda", false]);
+  assert.equal(parseDiskSpec("tap:qcow2:/i.qcow2,xvdb,r").format, "qcow2");
   assert.equal(parseDiskSpec("vdev=xvda, no-discard, target=/x").discard, false);
   for (const [spec, why] of [
     ["vdev=xvda", /no target/],

@@ -2,10 +2,11 @@
  * Disk specifications as xen-doc `man/xl-disk-configuration.5` defines them
  * (libxlu_disk.c): comma-separated `key=value` settings, or positional
  * `target,format,vdev,access` (a later positional may be left out), with
- * `target` last if it contains commas. Keys: target, format (raw; qcow2 is
- * parsed but not yet served), vdev (xvdX, hdX, sdX or a number), access
+ * `target` last if it contains commas. Keys: target, format (raw or
+ * qcow2), vdev (xvdX, hdX, sdX or a number), access
  * (r/ro/w/rw), devtype (disk; cdrom), backendtype (phy, qdisk, tap: all
- * served by tsxen's blkback), discard / no-discard.
+ * served by tsxen's blkback), discard / no-discard. The legacy
+ * `[phy:|file:|tap:aio:]target,vdev,access` form is accepted too.
  */
 
 export interface DiskSpec {
@@ -90,8 +91,26 @@ export function parseDiskSpec(spec: string): DiskSpec {
     // Positional target last: with all four, the target may hold commas.
     s[positional[pos++]!] = p;
   }
-  const target = s.target;
+  // The legacy three-part form, "[prefix:]target,vdev,access": the second
+  // part is a disk name rather than a format.
+  if (
+    s.format !== undefined &&
+    s.access === undefined &&
+    !["raw", "qcow2"].includes(s.format.toLowerCase()) &&
+    vdevToDevid(s.format) !== undefined
+  ) {
+    s.access = s.vdev;
+    s.vdev = s.format;
+    s.format = undefined;
+  }
+  let target = s.target;
   if (target === undefined || target === "") throw new Error(`disk spec '${spec}': no target`);
+  // Legacy target prefixes: phy:, file:, tap:aio:, aio:, and a format.
+  const prefix = /^(?:(phy|file|tap2?|aio|raw|qcow2):)+/.exec(target);
+  if (prefix) {
+    if (prefix[0].includes("qcow2:")) s.format = s.format ?? "qcow2";
+    target = target.slice(prefix[0].length);
+  }
   const format = (s.format ?? "raw").toLowerCase();
   if (format !== "raw" && format !== "qcow2") {
     throw new Error(`disk spec '${spec}': format '${format}' is not raw or qcow2`);

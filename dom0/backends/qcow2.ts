@@ -1,0 +1,313 @@
+/**
+ * qcow2 images (QEMU's format, docs/interop/qcow2.txt; versions 2 and 3,
+ * 16-bit refcounts, no encryption): reads go through the L1 and L2 tables
+ * to the host cluster, to the backing file, or to zeros; writes allocate
+ * clusters at the end of the file (L2 tables and data clusters, copying a
+ * partly written cluster's old contents from the backing file or zeros) and
+ * keep refcounts and the COPIED flags as `qemu-img check` expects. The
+ * file grows as the disk is written. Compressed clusters are read as an
+ * error (tsxen does not decompress them), as are images with unknown
+ * incompatible features.
+ */
+import {
+  closeSync,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  readSync,
+  writeSync,
+} from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { RawFileStorage, SECTOR, type BlockStorage } from "./storage.js";
+
+export const QCOW2_MAGIC = 0x514649fb;
+const L1E_OFFSET_MASK = 0x00fffffffffffe00n;
+const L2E_OFFSET_MASK = 0x00fffffffffffe00n;
+const QCOW_OFLAG_COPIED = 1n << 63n;
+const QCOW_OFLAG_COMPRESSED = 1n << 62n;
+const QCOW_OFLAG_ZERO = 1n;
+
+/** Whether the file at `path` starts with qcow2's magic. */
+export function isQcow2(path: string): boolean {
+  const fd = openSync(path, "r");
+  try {
+    const b = Buffer.alloc(4);
+    return readSync(fd, b, 0, 4, 0) === 4 && b.readUInt32BE(0) === QCOW2_MAGIC;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Opens `path` as qcow2 or raw, by its magic. */
+export function openImage(path: string, readonly: boolean): BlockStorage {
+  return isQcow2(path) ? new Qcow2Storage(path, readonly) : new RawFileStorage(path, readonly);
+}
+
+export class Qcow2Storage implements BlockStorage {
+  private fd: number;
+  readonly sectors: number;
+  readonly description: string;
+  readonly version: number;
+  readonly clusterBits: number;
+  readonly clusterSize: number;
+  private readonly l2Bits: number;
+  private readonly l1: BigUint64Array;
+  private readonly l1Offset: number;
+  private readonly refTable: BigUint64Array;
+  private readonly refTableOffset: number;
+  private readonly refBlockEntries: number;
+  readonly backing: BlockStorage | undefined;
+  /** Where the next cluster goes: the end of the file, cluster-aligned. */
+  private fileEnd: number;
+  private readonly l2Cache = new Map<number, BigUint64Array>();
+
+  constructor(
+    readonly path: string,
+    readonly readonly: boolean,
+  ) {
+    this.fd = openSync(path, readonly ? "r" : "r+");
+    try {
+      const h = Buffer.alloc(104);
+      readSync(this.fd, h, 0, 104, 0);
+      const fail = (why: string): never => {
+        throw new Error(`${path}: ${why}`);
+      };
+      if (h.readUInt32BE(0) !== QCOW2_MAGIC) fail("not a qcow2 image");
+      this.version = h.readUInt32BE(4);
+      if (this.version !== 2 && this.version !== 3)
+        fail(`qcow2 version ${this.version} is not 2 or 3`);
+      this.clusterBits = h.readUInt32BE(20);
+      if (this.clusterBits < 9 || this.clusterBits > 21)
+        fail(`cluster_bits ${this.clusterBits} is out of range`);
+      this.clusterSize = 1 << this.clusterBits;
+      this.l2Bits = this.clusterBits - 3;
+      const size = Number(h.readBigUInt64BE(24));
+      if (h.readUInt32BE(32) !== 0) fail("encrypted images are not supported");
+      const l1Size = h.readUInt32BE(36);
+      this.l1Offset = Number(h.readBigUInt64BE(40));
+      this.refTableOffset = Number(h.readBigUInt64BE(48));
+      const refClusters = h.readUInt32BE(56);
+      if (this.version === 3) {
+        const incompatible = h.readBigUInt64BE(72);
+        // Bit 0 (dirty) needs a refcount repair, bit 1 means corrupt: refuse both, and any unknown one.
+        if (incompatible !== 0n)
+          fail(`incompatible features 0x${incompatible.toString(16)} are not supported`);
+        const order = h.readUInt32BE(96);
+        if (order !== 4) fail(`refcount_order ${order} is not 4 (16-bit refcounts)`);
+      }
+      this.refBlockEntries = this.clusterSize / 2;
+      if (l1Size * 8 > 32 * 2 ** 20) fail(`an L1 table of ${l1Size} entries is too large`);
+      const needL1 = Math.ceil(size / (this.clusterSize * (this.clusterSize / 8)));
+      if (l1Size < needL1) fail(`an L1 table of ${l1Size} entries cannot cover ${size} bytes`);
+      this.l1 = this.readTable(this.l1Offset, l1Size);
+      this.refTable = this.readTable(this.refTableOffset, (refClusters * this.clusterSize) / 8);
+      this.sectors = Math.floor(size / SECTOR);
+      this.fileEnd = Math.ceil(fstatSync(this.fd).size / this.clusterSize) * this.clusterSize;
+      const backingOffset = Number(h.readBigUInt64BE(8));
+      const backingSize = h.readUInt32BE(16);
+      if (backingOffset !== 0) {
+        if (backingSize > 1023) fail("the backing file name is too long");
+        const nb = Buffer.alloc(backingSize);
+        readSync(this.fd, nb, 0, backingSize, backingOffset);
+        const name = nb.toString("utf8");
+        const bpath = isAbsolute(name) ? name : resolve(dirname(path), name);
+        try {
+          this.backing = openImage(bpath, true);
+        } catch (e) {
+          fail(`backing file ${bpath}: ${(e as Error).message}`);
+        }
+      }
+      this.description = `qcow2:${path}${this.backing ? ` (backing ${this.backing.description})` : ""}`;
+    } catch (e) {
+      closeSync(this.fd);
+      throw e;
+    }
+  }
+
+  private readTable(offset: number, entries: number): BigUint64Array {
+    const b = Buffer.alloc(entries * 8);
+    readSync(this.fd, b, 0, b.length, offset);
+    const t = new BigUint64Array(entries);
+    for (let i = 0; i < entries; i++) t[i] = b.readBigUInt64BE(i * 8);
+    return t;
+  }
+
+  private writeU64(offset: number, v: bigint): void {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64BE(v);
+    writeSync(this.fd, b, 0, 8, offset);
+  }
+
+  private l2Table(offset: number): BigUint64Array {
+    let t = this.l2Cache.get(offset);
+    if (!t) {
+      t = this.readTable(offset, this.clusterSize / 8);
+      if (this.l2Cache.size > 256) this.l2Cache.clear();
+      this.l2Cache.set(offset, t);
+    }
+    return t;
+  }
+
+  /** The L2 entry for guest byte `off`, or 0n when no L2 table exists. */
+  private l2Entry(off: number): bigint {
+    const l1i = Math.floor(off / 2 ** (this.clusterBits + this.l2Bits));
+    const l2Off = Number((this.l1[l1i] ?? 0n) & L1E_OFFSET_MASK);
+    if (l2Off === 0) return 0n;
+    const l2i = Math.floor(off / this.clusterSize) % (this.clusterSize / 8);
+    return this.l2Table(l2Off)[l2i]!;
+  }
+
+  /** Reads `dst.length` bytes at guest byte `off` within one cluster. */
+  private readInCluster(off: number, dst: Uint8Array): void {
+    const e = this.l2Entry(off);
+    if (e & QCOW_OFLAG_COMPRESSED)
+      throw new Error(`${this.path}: compressed clusters are not supported`);
+    const host = Number(e & L2E_OFFSET_MASK);
+    if (host === 0 || (e & QCOW_OFLAG_ZERO) !== 0n) {
+      if (
+        host === 0 &&
+        !(e & QCOW_OFLAG_ZERO) &&
+        this.backing &&
+        off < this.backing.sectors * SECTOR
+      ) {
+        this.readBacking(off, dst);
+      } else dst.fill(0);
+      return;
+    }
+    const inCluster = off % this.clusterSize;
+    let done = 0;
+    while (done < dst.length) {
+      const n = readSync(this.fd, dst, done, dst.length - done, host + inCluster + done);
+      if (n === 0) {
+        dst.fill(0, done);
+        return;
+      }
+      done += n;
+    }
+  }
+
+  /** Backing-file bytes, zero past its end. */
+  private readBacking(off: number, dst: Uint8Array): void {
+    const b = this.backing!;
+    const end = Math.min(off + dst.length, b.sectors * SECTOR);
+    dst.fill(0);
+    // Whole sectors from the backing file; the caller's range is sector-aligned.
+    if (end > off) b.read(off / SECTOR, dst.subarray(0, end - off));
+  }
+
+  read(sector: number, dst: Uint8Array): void {
+    let off = sector * SECTOR;
+    let done = 0;
+    while (done < dst.length) {
+      const n = Math.min(dst.length - done, this.clusterSize - (off % this.clusterSize));
+      this.readInCluster(off, dst.subarray(done, done + n));
+      off += n;
+      done += n;
+    }
+  }
+
+  /** A new zeroed cluster at the end of the file, with its refcount set to 1. */
+  private allocCluster(): number {
+    const at = this.fileEnd;
+    this.fileEnd += this.clusterSize;
+    writeSync(this.fd, Buffer.alloc(this.clusterSize), 0, this.clusterSize, at);
+    this.setRefcount(at, 1);
+    return at;
+  }
+
+  private setRefcount(hostOff: number, value: number): void {
+    const cluster = Math.floor(hostOff / this.clusterSize);
+    const ti = Math.floor(cluster / this.refBlockEntries);
+    if (ti >= this.refTable.length) {
+      throw new Error(
+        `${this.path}: the refcount table is full (the image has grown past what tsxen can map)`,
+      );
+    }
+    let block = Number(this.refTable[ti]!);
+    if (block === 0) {
+      // A new refcount block, placed in a cluster it may itself count.
+      block = this.fileEnd;
+      this.fileEnd += this.clusterSize;
+      writeSync(this.fd, Buffer.alloc(this.clusterSize), 0, this.clusterSize, block);
+      this.refTable[ti] = BigInt(block);
+      this.writeU64(this.refTableOffset + ti * 8, BigInt(block));
+      this.setRefcount(block, 1);
+    }
+    const b = Buffer.alloc(2);
+    b.writeUInt16BE(value);
+    writeSync(this.fd, b, 0, 2, block + (cluster % this.refBlockEntries) * 2);
+  }
+
+  /** The host cluster for guest byte `off`, allocated (and filled from below) if it has none. */
+  private clusterForWrite(off: number, coveringWholeCluster: boolean): number {
+    const l1i = Math.floor(off / 2 ** (this.clusterBits + this.l2Bits));
+    if (l1i >= this.l1.length) throw new Error(`${this.path}: offset ${off} is past the L1 table`);
+    let l2Off = Number(this.l1[l1i]! & L1E_OFFSET_MASK);
+    if (l2Off === 0) {
+      l2Off = this.allocCluster();
+      this.l1[l1i] = BigInt(l2Off) | QCOW_OFLAG_COPIED;
+      this.writeU64(this.l1Offset + l1i * 8, this.l1[l1i]!);
+      this.l2Cache.set(l2Off, new BigUint64Array(this.clusterSize / 8));
+    }
+    const l2 = this.l2Table(l2Off);
+    const l2i = Math.floor(off / this.clusterSize) % (this.clusterSize / 8);
+    const e = l2[l2i]!;
+    if (e & QCOW_OFLAG_COMPRESSED)
+      throw new Error(`${this.path}: compressed clusters are not supported`);
+    const host = Number(e & L2E_OFFSET_MASK);
+    if (host !== 0 && e & QCOW_OFLAG_COPIED) {
+      if (e & QCOW_OFLAG_ZERO) {
+        // A preallocated zero cluster: make its bytes real zeros, then clear the flag.
+        writeSync(this.fd, Buffer.alloc(this.clusterSize), 0, this.clusterSize, host);
+        l2[l2i] = BigInt(host) | QCOW_OFLAG_COPIED;
+        this.writeU64(l2Off + l2i * 8, l2[l2i]!);
+      }
+      return host;
+    }
+    // Unallocated, zero, or shared (refcount > 1, say with a snapshot): a new
+    // cluster, holding what the guest saw there before unless it is all overwritten.
+    const base = off - (off % this.clusterSize);
+    const old = new Uint8Array(this.clusterSize);
+    if (!coveringWholeCluster) this.readInCluster(base, old);
+    const fresh = this.allocCluster();
+    if (!coveringWholeCluster) writeSync(this.fd, old, 0, old.length, fresh);
+    l2[l2i] = BigInt(fresh) | QCOW_OFLAG_COPIED;
+    this.writeU64(l2Off + l2i * 8, l2[l2i]!);
+    return fresh;
+  }
+
+  write(sector: number, src: Uint8Array): void {
+    if (this.readonly) throw new Error(`${this.path} is read-only`);
+    let off = sector * SECTOR;
+    let done = 0;
+    while (done < src.length) {
+      const inCluster = off % this.clusterSize;
+      const n = Math.min(src.length - done, this.clusterSize - inCluster);
+      const host = this.clusterForWrite(off, n === this.clusterSize);
+      let w = 0;
+      while (w < n) w += writeSync(this.fd, src, done + w, n - w, host + inCluster + w);
+      off += n;
+      done += n;
+    }
+  }
+
+  flush(): void {
+    fsyncSync(this.fd);
+  }
+
+  discard(sector: number, count: number): void {
+    // Zeros, written: simple, and what the guest reads back.
+    const zeros = new Uint8Array(Math.min(count, 2048) * SECTOR);
+    for (let s = 0; s < count; s += zeros.length / SECTOR) {
+      const n = Math.min(zeros.length / SECTOR, count - s);
+      this.write(sector + s, zeros.subarray(0, n * SECTOR));
+    }
+  }
+
+  close(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+    this.backing?.close();
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * qcow2 images written through blkback are valid for QEMU: `qemu-img check`
+ * finds no errors, and `qemu-img convert` reads back the bytes the guest
+ * wrote. Partial-cluster writes keep the rest of the cluster, images grow
+ * as they are written, and an overlay reads through to its backing file
+ * (which stays untouched) until a cluster is written.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { guestPath, newHost, until } from "../helpers.js";
+import { Libxl } from "../../tools/libxl/domain.js";
+import { Qcow2Storage } from "../../dom0/backends/qcow2.js";
+import type { XlDomainConfig } from "../../tools/libxl/config.js";
+
+const qemuImg = (...args: string[]): string => execFileSync("qemu-img", args, { encoding: "utf8" });
+
+/** blkbench's pattern (extras/mini-os/examples/blkbench.ts) for `mib` MiB. */
+function pattern(mib: number, seed: number, firstSector = 0): Buffer {
+  const b = Buffer.alloc(mib << 20);
+  for (let s = 0; s < b.length / 512; s++) {
+    for (let i = 0; i < 128; i++) {
+      b.writeUInt32LE(((firstSector + s) * 131 + i * 7 + seed * 1000003) >>> 0, s * 512 + i * 4);
+    }
+  }
+  return b;
+}
+
+function cfg(name: string, cmdline: string, disk: string): XlDomainConfig {
+  return {
+    name,
+    type: "pv",
+    kernel: guestPath("blkbench"),
+    memory: 8,
+    maxmem: 8,
+    vcpus: 1,
+    maxvcpus: 1,
+    cmdline,
+    uuid: undefined,
+    onPoweroff: "preserve",
+    onReboot: "destroy",
+    onCrash: "preserve",
+    weight: 256,
+    cap: 0,
+    maxEvtchnPort: 1023,
+    maxGrantFrames: 64,
+    maxMaptrackFrames: 1024,
+    disks: [disk],
+    vifs: [],
+  };
+}
+
+test("a guest's writes to qcow2 pass qemu-img check and read back in qemu-img", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-qcow2-"));
+  const host = newHost();
+  const libxl = new Libxl(host);
+  try {
+    const img = join(dir, "a.qcow2");
+    qemuImg("create", "-q", "-f", "qcow2", img, "16M");
+    const before = statSync(img).size;
+    const d = await libxl.create(
+      cfg("q", "mib=4 ios=50 seed=5", `format=qcow2, vdev=xvda, target=${img}`),
+    );
+    await until(() => d.isShutdown, 20_000, "blkbench");
+    const out = host.xenconsoled.read(d.domid);
+    assert.match(out, /verify ok \(4 MiB\)/, out);
+    libxl.destroy(d.domid);
+    await until(() => host.vbd.list().length === 0, 2000, "the device to go");
+    assert.ok(statSync(img).size > before + (4 << 20), "the image grew as it was written");
+    assert.match(qemuImg("check", img), /No errors were found on the image/);
+    const raw = join(dir, "a.raw");
+    qemuImg("convert", "-f", "qcow2", "-O", "raw", img, raw);
+    const got = readFileSync(raw);
+    assert.ok(got.subarray(0, 4 << 20).equals(pattern(4, 5)), "qemu-img reads the guest's bytes");
+    assert.ok(
+      got.subarray(4 << 20).every((x) => x === 0),
+      "the rest reads as zeros",
+    );
+  } finally {
+    await host.shutdown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("an overlay reads through to its backing file and leaves it untouched", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-qcow2-"));
+  const host = newHost();
+  const libxl = new Libxl(host);
+  try {
+    const base = join(dir, "base.raw");
+    writeFileSync(base, Buffer.concat([pattern(2, 3), Buffer.alloc(6 << 20)]));
+    const over = join(dir, "over.qcow2");
+    qemuImg("create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", over);
+    const r = await libxl.create(
+      cfg("r", "verify seed=3 mib=2", `format=qcow2, vdev=xvda, access=ro, target=${over}`),
+    );
+    await until(() => r.isShutdown, 20_000, "the reader");
+    assert.match(host.xenconsoled.read(r.domid), /verify ok \(2 MiB\)/);
+    libxl.destroy(r.domid);
+    const w = await libxl.create(
+      cfg("w", "write seed=4 mib=1", `format=qcow2, vdev=xvda, target=${over}`),
+    );
+    await until(() => w.isShutdown, 20_000, "the writer");
+    libxl.destroy(w.domid);
+    await until(() => host.vbd.list().length === 0, 2000, "the devices to go");
+    assert.match(qemuImg("check", over), /No errors were found/);
+    const raw = join(dir, "over.raw");
+    qemuImg("convert", "-f", "qcow2", "-O", "raw", over, raw);
+    const got = readFileSync(raw);
+    assert.ok(got.subarray(0, 1 << 20).equals(pattern(1, 4)), "the written MiB");
+    assert.ok(
+      got.subarray(1 << 20, 2 << 20).equals(pattern(2, 3).subarray(1 << 20)),
+      "read through",
+    );
+    assert.ok(
+      readFileSync(base)
+        .subarray(0, 2 << 20)
+        .equals(pattern(2, 3)),
+      "the backing file is unchanged",
+    );
+  } finally {
+    await host.shutdown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("partial-cluster writes keep the rest of the cluster; bad images are refused by name", () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-qcow2-"));
+  try {
+    const img = join(dir, "p.qcow2");
+    qemuImg("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", img, "1M");
+    const q = new Qcow2Storage(img, false);
+    const a = Buffer.alloc(1024, 0xaa);
+    const b = Buffer.alloc(512, 0xbb);
+    q.write(3, a); // sectors 3-4 of cluster 0
+    q.write(9, b); // sector 1 of cluster 1
+    q.write(6, Buffer.alloc(2048, 0xcc)); // sectors 6-9: across the cluster boundary
+    q.flush();
+    const back = Buffer.alloc(8 * 512);
+    q.read(2, back);
+    q.close();
+    const want = Buffer.alloc(8 * 512);
+    want.fill(0xaa, 512, 1536);
+    want.fill(0xcc, 2048, 4096);
+    assert.ok(back.equals(want));
+    assert.match(qemuImg("check", img), /No errors were found/);
+    const raw = join(dir, "p.raw");
+    qemuImg("convert", "-O", "raw", img, raw);
+    assert.ok(readFileSync(raw).subarray(1024, 5120).equals(want));
+
+    writeFileSync(join(dir, "junk.qcow2"), Buffer.from("QFI\xfb\0\0\0\x09", "latin1"));
+    assert.throws(
+      () => new Qcow2Storage(join(dir, "junk.qcow2"), true),
+      /junk\.qcow2: qcow2 version 9 is not 2 or 3/,
+    );
+    writeFileSync(join(dir, "raw.img"), Buffer.alloc(4096));
+    assert.throws(
+      () => new Qcow2Storage(join(dir, "raw.img"), true),
+      /raw\.img: not a qcow2 image/,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
