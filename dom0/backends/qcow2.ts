@@ -9,15 +9,7 @@
  * error (tsxen does not decompress them), as are images with unknown
  * incompatible features.
  */
-import {
-  closeSync,
-  fstatSync,
-  fsyncSync,
-  openSync,
-  readFileSync,
-  readSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { RawFileStorage, SECTOR, type BlockStorage } from "./storage.js";
 
