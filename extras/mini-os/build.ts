@@ -28,6 +28,7 @@ import * as arch from "../../xen/include/public/arch-wasm32.js";
 import * as cons from "../../xen/include/public/io/console.js";
 import * as blkif from "../../xen/include/public/io/blkif.js";
 import * as xenbus from "../../xen/include/public/io/xenbus.js";
+import * as netif from "../../xen/include/public/io/netif.js";
 import * as config from "../../xen/arch/wasm32/config.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 
@@ -50,7 +51,7 @@ function abiSource(): string {
     seen.add(name);
     lines.push(`export const ${name}: i32 = ${value};`);
   };
-  for (const mod of [xen, sched, vcpu, version, memory, evtchn, gnttab, blkif, xenbus]) {
+  for (const mod of [xen, sched, vcpu, version, memory, evtchn, gnttab, blkif, xenbus, netif]) {
     for (const [k, v] of Object.entries(mod))
       if (typeof v === "number" && /^[A-Z_]/.test(k)) emit(k, v);
   }

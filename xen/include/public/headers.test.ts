@@ -21,6 +21,7 @@ import * as domctl from "./domctl.js";
 import * as sysctl from "./sysctl.js";
 import * as blkif from "./io/blkif.js";
 import * as xenbus from "./io/xenbus.js";
+import * as netif from "./io/netif.js";
 
 const INCLUDE = process.env.XEN_INCLUDE_DIR ?? "/usr/include/xen";
 
@@ -45,6 +46,10 @@ const NOT_IN_HEADERS: Record<string, string> = {
   BLKIF_SECTOR_SIZE: "blkif.h's 512-byte sector unit, stated in prose",
   BLKIF_SEGS_PER_INDIRECT_FRAME: "a macro over sizeof(struct blkif_request_segment)",
   BLKIF_RING_ENTRY: "sizeof(union blkif_sring_entry)",
+  NETIF_TX_ENTRY: "sizeof(union netif_tx_sring_entry)",
+  NETIF_RX_ENTRY: "sizeof(union netif_rx_sring_entry)",
+  NET_TX_RING_SIZE: "__CONST_RING_SIZE(netif_tx, 4096), Linux's name",
+  NET_RX_RING_SIZE: "__CONST_RING_SIZE(netif_rx, 4096), Linux's name",
 };
 
 /** Macro name → expression text, and enum names → values, from every header. */
@@ -67,6 +72,7 @@ function readHeaders(): Map<string, string> {
     "sysctl.h",
     "io/blkif.h",
     "io/xenbus.h",
+    "io/netif.h",
   ];
   for (const f of files) {
     const text = readFileSync(`${INCLUDE}/${f}`, "utf8").replace(/\/\*[\s\S]*?\*\//g, "");
@@ -121,6 +127,7 @@ const modules = {
   sysctl,
   blkif,
   xenbus,
+  netif,
 };
 
 test("libxen-dev headers are installed", () => {

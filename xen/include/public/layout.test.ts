@@ -49,6 +49,14 @@ import {
   blkifRingSize,
 } from "./io/blkif.js";
 import {
+  NET_RX_RING_SIZE,
+  NET_TX_RING_SIZE,
+  netif_rx_request,
+  netif_rx_response,
+  netif_tx_request,
+  netif_tx_response,
+} from "./io/netif.js";
+import {
   xen_sysctl,
   xen_sysctl_getdomaininfolist,
   xen_sysctl_physinfo,
@@ -239,6 +247,10 @@ const table: Array<[Layout<string>, number, Record<string, number>]> = [
     { indirect_op: 1, nr_segments: 2, id: 8, handle: 24, indirect_grefs: 28 },
   ],
   [blkif_response, 16, { id: 0, operation: 8, status: 10 }],
+  [netif_tx_request, 12, { gref: 0, offset: 4, flags: 6, id: 8, size: 10 }],
+  [netif_tx_response, 4, { id: 0, status: 2 }],
+  [netif_rx_request, 8, { id: 0, gref: 4 }],
+  [netif_rx_response, 8, { id: 0, offset: 2, flags: 4, status: 6 }],
   [sring_header, 64, { req_prod: 0, req_event: 4, rsp_prod: 8, rsp_event: 12, pvt: 16, __pad: 20 }],
 ];
 
@@ -263,4 +275,9 @@ test("ring sizes round down to a power of two as __CONST_RING_SIZE does", () => 
 test("a one-page blkif ring has 32 entries", () => {
   assert.equal(blkifRingSize(1), 32);
   assert.equal(blkifRingSize(4), 128);
+});
+
+test("netif rings hold 256 entries in a page", () => {
+  assert.equal(NET_TX_RING_SIZE, 256);
+  assert.equal(NET_RX_RING_SIZE, 256);
 });
