@@ -29,6 +29,8 @@ import { XenbusBackendBus, type DeviceInfo } from "../../dom0/backends/xenbus.js
 import { Blkback } from "../../dom0/backends/blkback.js";
 import { RawFileStorage, type BlockStorage } from "../../dom0/backends/storage.js";
 import { Qcow2Storage } from "../../dom0/backends/qcow2.js";
+import { Netback } from "../../dom0/backends/netback.js";
+import { Bridge } from "../../dom0/backends/bridge.js";
 
 /** A domain config whose kernel is a file path or an already loaded Kernel. */
 export type HostDomainConfig = Omit<DomainConfig, "kernel"> & {
@@ -70,6 +72,10 @@ export class Host {
   readonly xenbus: LocalXenbusStore;
   readonly blkback: Blkback;
   readonly vbd: XenbusBackendBus;
+  /** The network backend, its vif bus, and the software bridges by name (xenbr0...). */
+  readonly netback: Netback;
+  readonly vif: XenbusBackendBus;
+  readonly bridges = new Map<string, Bridge>();
   /** xenstored, as a Dom0 service with guest rings. */
   xenstored: Xenstored;
   private xsRings: RingTransport;
@@ -92,6 +98,19 @@ export class Host {
       "vbd",
       (info) => this.blkback.device(info, openDiskStorage(info), log),
       log,
+    );
+    this.netback = new Netback(this.dom0);
+    const netlog = (m: string): void => this.hv.console.printk(`netback: ${m}`);
+    this.vif = new XenbusBackendBus(
+      this.xenbus,
+      "vif",
+      (info) =>
+        this.netback.device(
+          info,
+          this.bridge(info.store.read(`${info.backend}/bridge`) ?? "xenbr0"),
+          netlog,
+        ),
+      netlog,
     );
     this.hv.listeners.add({
       shutdown: (d) => this.xenstored.domainShutdown(d.domid),
@@ -126,6 +145,16 @@ export class Host {
       }
     }
     return d;
+  }
+
+  /** The software bridge `name`, made on first use (as `brctl addbr`). */
+  bridge(name: string): Bridge {
+    let b = this.bridges.get(name);
+    if (!b) {
+      b = new Bridge(name);
+      this.bridges.set(name, b);
+    }
+    return b;
   }
 
   private get(domid: number): Domain {
@@ -265,6 +294,8 @@ export class Host {
     for (const s of this.xsServers.splice(0)) await s.close();
     this.vbd.dispose();
     this.blkback.dispose();
+    this.vif.dispose();
+    this.netback.dispose();
     this.xenbus.dispose();
     this.xenconsoled.dispose();
     await this.hv.dispose();

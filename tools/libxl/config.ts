@@ -10,6 +10,7 @@
 import { isAbsolute, resolve } from "node:path";
 import { CfgError, type CfgSetting, type CfgValue } from "../libxlu/cfg.js";
 import { parseDiskSpec } from "./disk.js";
+import { parseNicSpec } from "./nic.js";
 
 /** What to do when a domain powers off, reboots or crashes (xl.cfg's on_*). */
 export const ACTIONS = [
@@ -159,6 +160,16 @@ export function domainConfig(
       throw new CfgError(file, v.line, v.col, (e as Error).message);
     }
   }
+  const vifs = strings("vif");
+  const vifSetting = settings.get("vif");
+  for (const [i, v] of vifs.entries()) {
+    try {
+      parseNicSpec(v);
+    } catch (e) {
+      const at = vifSetting!.value.kind === "list" ? vifSetting!.value.items[i]! : vifSetting!;
+      throw new CfgError(file, at.line, at.col, (e as Error).message);
+    }
+  }
   const uuid = str("uuid");
   if (
     uuid !== undefined &&
@@ -186,7 +197,7 @@ export function domainConfig(
       maxGrantFrames: num("max_grant_frames", 1) ?? 64,
       maxMaptrackFrames: num("max_maptrack_frames", 0) ?? 1024,
       disks,
-      vifs: strings("vif"),
+      vifs,
     },
     warnings,
   };

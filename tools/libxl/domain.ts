@@ -17,12 +17,9 @@ import type { Host } from "../host/host.js";
 import { domainPath } from "../xenstored/path.js";
 import { DOM0 } from "../xenstored/perms.js";
 import { isValidDomainName, type Action, type XlDomainConfig } from "./config.js";
-import { parseDiskSpec, type DiskSpec } from "./disk.js";
-import {
-  XenbusStateClosed,
-  XenbusStateClosing,
-  XenbusStateInitialising,
-} from "../../xen/include/public/io/xenbus.js";
+import { parseDiskSpec, vdevToDevid, type DiskSpec } from "./disk.js";
+import { parseNicSpec, type NicSpec } from "./nic.js";
+import { addDevice, listDevices, removeDevice } from "./device.js";
 
 /** A running domain as libxl knows it: its config and its /vm uuid. */
 export interface LibxlDomain {
@@ -55,6 +52,13 @@ export class Libxl {
         throw new Error(`libxl: domain name '${config.name}' is in use by domain ${x.domid}`);
       }
     }
+    // A vif without a MAC gets one now, and keeps it across reboots.
+    config = {
+      ...config,
+      vifs: config.vifs.map((v) =>
+        /(^|,)\s*mac=/.test(v) ? v : `${v}${v.trim() ? "," : ""}mac=${parseNicSpec(v).mac}`,
+      ),
+    };
     const kernel = await loadKernelFile(config.kernel);
     const d = this.host.createSync({
       name: config.name,
@@ -93,6 +97,7 @@ export class Libxl {
     }
     try {
       for (const spec of config.disks) this.addDisk(d.domid, parseDiskSpec(spec));
+      for (const spec of config.vifs) this.addNic(d.domid, parseNicSpec(spec));
     } catch (e) {
       this.destroy(d.domid);
       throw e;
@@ -100,82 +105,42 @@ export class Libxl {
     return d;
   }
 
-  /** The backend and frontend directories of domain `domid`'s vbd `devid`. */
-  private vbdPaths(domid: number, devid: number): { backend: string; frontend: string } {
-    return {
-      backend: `/local/domain/0/backend/vbd/${domid}/${devid}`,
-      frontend: `${domainPath(domid)}/device/vbd/${devid}`,
-    };
-  }
-
   /**
-   * libxl_device_disk_add: the backend and frontend directories of
-   * xenstore-paths, backend first; blkback notices the backend's and the
-   * guest's blkfront its own. The target must exist (libxl checks too).
+   * libxl_device_disk_add: the vbd's backend and frontend directories
+   * (device.ts); blkback notices the backend's and the guest's blkfront its
+   * own. The target must exist (libxl checks too).
    */
   addDisk(domid: number, disk: DiskSpec): void {
     this.get(domid);
-    const { backend, frontend } = this.vbdPaths(domid, disk.devid);
-    const xs = this.host.xenstored;
-    if (xs.store.get(backend)) {
-      throw new Error(`libxl: domain ${domid} already has a disk ${disk.vdev} (${disk.devid})`);
-    }
     if (!existsSync(disk.target)) {
       throw new Error(`libxl: disk ${disk.vdev}: ${disk.target}: No such file or directory`);
     }
-    const w = (p: string, v: string): void => xs.writeText(p, v);
-    // Permissions first: the nodes written below inherit them.
-    xs.mkdir(xs.store, DOM0, frontend);
-    xs.setPerms(xs.store, DOM0, frontend, [
-      { domid, access: 0 },
-      { domid: 0, access: 1 },
-    ]);
-    xs.mkdir(xs.store, DOM0, backend);
-    xs.setPerms(xs.store, DOM0, backend, [
-      { domid: 0, access: 0 },
-      { domid, access: 1 },
-    ]);
-    w(`${frontend}/backend`, backend);
-    w(`${frontend}/backend-id`, "0");
-    w(`${frontend}/virtual-device`, String(disk.devid));
-    w(`${frontend}/device-type`, disk.devtype);
-    w(`${frontend}/state`, String(XenbusStateInitialising));
-    w(`${backend}/frontend`, frontend);
-    w(`${backend}/frontend-id`, String(domid));
-    w(`${backend}/params`, disk.target);
-    w(`${backend}/format`, disk.format);
-    w(`${backend}/type`, "phy");
-    w(`${backend}/mode`, disk.readonly ? "r" : "w");
-    w(`${backend}/dev`, disk.vdev);
-    w(`${backend}/device-type`, disk.devtype);
-    w(`${backend}/removable`, "0");
-    w(`${backend}/bootable`, "1");
-    w(`${backend}/discard-enable`, disk.discard ? "1" : "0");
-    w(`${backend}/online`, "1");
-    w(`${backend}/state`, String(XenbusStateInitialising));
+    addDevice(
+      this.host,
+      "vbd",
+      domid,
+      disk.devid,
+      {
+        params: disk.target,
+        format: disk.format,
+        type: "phy",
+        mode: disk.readonly ? "r" : "w",
+        dev: disk.vdev,
+        "device-type": disk.devtype,
+        removable: "0",
+        bootable: "1",
+        "discard-enable": disk.discard ? "1" : "0",
+      },
+      { "virtual-device": String(disk.devid), "device-type": disk.devtype },
+    );
   }
 
-  /**
-   * libxl_device_disk_remove: asks the backend to close (online 0, state
-   * Closing), waits up to `timeoutMs` for it to reach Closed (not at all
-   * when the domain has shut down), then removes both directories, as
-   * libxl does after its timeout too.
-   */
+  /** libxl_device_disk_remove (see removeDevice). */
   async removeDisk(domid: number, vdev: string, timeoutMs = 10_000): Promise<void> {
     this.get(domid);
-    const devid = /^\d+$/.test(vdev) ? Number(vdev) : parseDiskSpec(`vdev=${vdev}, target=-`).devid;
-    const { backend, frontend } = this.vbdPaths(domid, devid);
-    const xs = this.host.xenstored;
-    if (!xs.store.get(backend)) throw new Error(`libxl: domain ${domid} has no disk ${vdev}`);
-    xs.writeText(`${backend}/online`, "0");
-    xs.writeText(`${backend}/state`, String(XenbusStateClosing));
-    // A frontend whose domain has shut down can never answer: no wait.
-    const d = this.host.hv.domains.get(domid);
-    const end = d && !d.isShutdown ? Date.now() + timeoutMs : 0;
-    while (Date.now() < end && xs.readText(`${backend}/state`) !== String(XenbusStateClosed)) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    for (const p of [frontend, backend]) if (xs.store.get(p)) xs.rm(xs.store, DOM0, p);
+    const devid = /^\d+$/.test(vdev) ? Number(vdev) : vdevToDevid(vdev);
+    if (devid === undefined) throw new Error(`libxl: '${vdev}' is not a disk name`);
+    await removeDevice(this.host, "vbd", domid, devid, timeoutMs);
   }
 
   /** libxl_device_disk_list, as xl block-list shows it. */
@@ -188,19 +153,63 @@ export class Libxl {
     backend: string;
   }> {
     this.get(domid);
-    const xs = this.host.xenstored;
-    const dir = `${domainPath(domid)}/device/vbd`;
-    return [...(xs.store.get(dir)?.children ?? [])].map((dev) => {
-      const n = (k: string): number => Number(xs.readText(`${dir}/${dev}/${k}`) ?? -1);
-      return {
-        vdev: Number(dev),
-        backendId: n("backend-id"),
-        state: n("state"),
-        evtchn: n("event-channel"),
-        ringRef: n("ring-ref"),
-        backend: xs.readText(`${dir}/${dev}/backend`) ?? "",
-      };
-    });
+    return listDevices(this.host, "vbd", domid).map(({ devid, node }) => ({
+      vdev: devid,
+      backendId: Number(node("backend-id") ?? -1),
+      state: Number(node("state") ?? -1),
+      evtchn: Number(node("event-channel") ?? -1),
+      ringRef: Number(node("ring-ref") ?? -1),
+      backend: node("backend") ?? "",
+    }));
+  }
+
+  /** libxl_device_nic_add: a vif on a bridge, with its MAC on both sides. */
+  addNic(domid: number, nic: NicSpec): number {
+    this.get(domid);
+    const devid = nic.devid ?? this.nextNicDevid(domid);
+    addDevice(
+      this.host,
+      "vif",
+      domid,
+      devid,
+      {
+        mac: nic.mac,
+        bridge: nic.bridge,
+        handle: String(devid),
+        type: "vif",
+        script: "vif-bridge",
+      },
+      { mac: nic.mac, handle: String(devid) },
+    );
+    return devid;
+  }
+
+  private nextNicDevid(domid: number): number {
+    const used = new Set(listDevices(this.host, "vif", domid).map((d) => d.devid));
+    let n = 0;
+    while (used.has(n)) n++;
+    return n;
+  }
+
+  /** libxl_device_nic_remove (see removeDevice). */
+  async removeNic(domid: number, devid: number, timeoutMs = 10_000): Promise<void> {
+    this.get(domid);
+    await removeDevice(this.host, "vif", domid, devid, timeoutMs);
+  }
+
+  /** libxl_device_nic_list, as xl network-list shows it. */
+  listNics(domid: number): Array<Record<string, string | number>> {
+    this.get(domid);
+    return listDevices(this.host, "vif", domid).map(({ devid, node }) => ({
+      devid,
+      backendId: Number(node("backend-id") ?? -1),
+      mac: node("mac") ?? "",
+      state: Number(node("state") ?? -1),
+      evtchn: Number(node("event-channel") ?? -1),
+      txRingRef: Number(node("tx-ring-ref") ?? -1),
+      rxRingRef: Number(node("rx-ring-ref") ?? -1),
+      backend: node("backend") ?? "",
+    }));
   }
 
   /** The domain's record, or an Error naming the domid. */

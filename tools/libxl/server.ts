@@ -9,6 +9,7 @@
  *   destroy {domid}, rename {domid, name}
  *   memSet {domid, mib}, vcpuSet {domid, vcpus}
  *   diskAdd {domid, spec}, diskRemove {domid, vdev}, diskList {domid} → {disks}
+ *   nicAdd {domid, spec} → {devid}, nicRemove {domid, devid}, nicList {domid} → {nics}
  *   listLong {domids?}            → {json} (xl list -l)
  *   stopHost {timeoutMs}          → shuts every guest down, then the host
  */
@@ -17,6 +18,7 @@ import { LineClient, connectUnix, listenUnix, readLines, sendLine } from "../jso
 import type { Libxl } from "./domain.js";
 import { checkDomainConfig } from "./config.js";
 import { parseDiskSpec } from "./disk.js";
+import { parseNicSpec } from "./nic.js";
 
 export class LibxlServer {
   private server: Server | undefined;
@@ -94,6 +96,15 @@ export class LibxlServer {
         return;
       case "diskList":
         return { disks: x.listDisks(int("domid")) };
+      case "nicAdd": {
+        const devid = x.addNic(int("domid"), parseNicSpec(String(m.spec)));
+        return { devid };
+      }
+      case "nicRemove":
+        await x.removeNic(int("domid"), int("devid"), Number(m.timeoutMs ?? 10_000));
+        return;
+      case "nicList":
+        return { nics: x.listNics(int("domid")) };
       case "listLong": {
         const domids = Array.isArray(m.domids) ? (m.domids as number[]) : undefined;
         return { json: x.listLong(domids) };

@@ -771,6 +771,56 @@ async function cmdBlockList(args: string[]): Promise<number> {
   return 0;
 }
 
+async function cmdNetworkAttach(args: string[]): Promise<number> {
+  const { positionals } = opts("network-attach", args, {}, 1);
+  const domid = await findDomain(positionals[0]!);
+  try {
+    await (await libxl()).call("nicAdd", { domid, spec: positionals.slice(1).join(",") });
+  } catch (e) {
+    throw new XlFail(`libxl_device_nic_add failed: ${(e as Error).message}`);
+  }
+  return 0;
+}
+
+async function cmdNetworkDetach(args: string[]): Promise<number> {
+  const { positionals } = opts("network-detach", args, {}, 2, 2);
+  const domid = await findDomain(positionals[0]!);
+  const which = positionals[1]!;
+  const lx = await libxl();
+  let devid: number | undefined = /^\d+$/.test(which) ? Number(which) : undefined;
+  if (devid === undefined) {
+    const nics = (await lx.call("nicList", { domid })).nics as Array<{
+      devid: number;
+      mac: string;
+    }>;
+    devid = nics.find((n) => n.mac === which.toLowerCase())?.devid;
+  }
+  if (devid === undefined) throw new XlFail(`Unknown device ${which}.`);
+  try {
+    await lx.call("nicRemove", { domid, devid });
+  } catch (e) {
+    throw new XlFail(`libxl_device_nic_remove failed: ${(e as Error).message}`);
+  }
+  return 0;
+}
+
+async function cmdNetworkList(args: string[]): Promise<number> {
+  const { positionals } = opts("network-list", args, {}, 1);
+  console.log(
+    `${"Idx".padEnd(3)} ${"BE".padEnd(2)} ${"Mac Addr.".padEnd(17)} ${"handle".padEnd(6)} ${"state".padEnd(5)} ${"evt-ch".padEnd(6)} ${"tx-".padStart(5)}/${"rx-ring-ref".padEnd(11)} ${"BE-path".padEnd(30)}`,
+  );
+  for (const q of positionals) {
+    const domid = await findDomain(q);
+    const r = await (await libxl()).call("nicList", { domid });
+    for (const n of r.nics as Array<Record<string, number | string>>) {
+      console.log(
+        `${String(n.devid).padEnd(3)} ${String(n.backendId).padEnd(2)} ${String(n.mac).padEnd(17)} ${String(n.devid).padEnd(6)} ${String(n.state).padEnd(5)} ${String(n.evtchn).padEnd(6)} ${String(n.txRingRef).padStart(5)}/${String(n.rxRingRef).padEnd(11)} ${String(n.backend).padEnd(30)}`,
+      );
+    }
+  }
+  return 0;
+}
+
 const COMMANDS: Record<string, [string, (args: string[]) => Promise<number>]> = {
   create: ["Create a domain from config file <filename>", cmdCreate],
   list: ["List information about all/some domains", cmdList],
@@ -797,6 +847,9 @@ const COMMANDS: Record<string, [string, (args: string[]) => Promise<number>]> = 
   "block-attach": ["Create a new virtual block device", cmdBlockAttach],
   "block-detach": ["Destroy a domain's virtual block device", cmdBlockDetach],
   "block-list": ["List virtual block devices for a domain", cmdBlockList],
+  "network-attach": ["Create a new virtual network device", cmdNetworkAttach],
+  "network-detach": ["Destroy a domain's virtual network device", cmdNetworkDetach],
+  "network-list": ["List virtual network interfaces for a domain", cmdNetworkList],
   help: ["Print this help", async (a) => help(a[0])],
 };
 

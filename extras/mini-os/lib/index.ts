@@ -9,3 +9,5 @@ export * from "./gnttab";
 export * from "./xenbus";
 export * from "./vchan";
 export * from "./blkfront";
+export * from "./netfront";
+export * from "./ip";

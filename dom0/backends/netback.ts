@@ -1,0 +1,352 @@
+/**
+ * netback (Linux's drivers/net/xen-netback), the network backend: a vif
+ * `vif<domid>.<devid>` on a software bridge, serving the frontend's netif
+ * tx and rx rings (xen/include/public/io/netif.h) by grant mapping and
+ * copying (`feature-rx-copy`; receive-side flipping is long gone from Xen).
+ * Packets may span several slots (`feature-sg`, NETTXF_more_data chains of
+ * up to XEN_NETIF_NR_SLOTS_MIN); a frontend may ask for several queues
+ * (`multi-queue-num-queues` with `queue-N/` directories, up to
+ * `multi-queue-max-queues`) and for split event channels.
+ *
+ * Frames for the guest wait in a bounded queue until the frontend posts rx
+ * buffers; past the bound they are dropped, as a NIC drops on a full ring.
+ * A malformed tx request is answered NETIF_RSP_ERROR and its packet
+ * dropped; a ring whose indices run wild closes the vif.
+ */
+import type { Dom0Drivers } from "../drivers/index.js";
+import type { XenEvtchn } from "../drivers/evtchn.js";
+import type { GrantMap, XenGnttab } from "../drivers/gntdev.js";
+import { BackRing } from "../drivers/ring.js";
+import * as N from "../../xen/include/public/io/netif.js";
+import { sring_header } from "../../xen/include/public/io/ring.js";
+import { XenbusStateClosing } from "../../xen/include/public/io/xenbus.js";
+import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
+import type { BackendDevice, DeviceInfo } from "./xenbus.js";
+import type { Bridge, BridgePort } from "./bridge.js";
+
+export const MAX_QUEUES = 4;
+/** Frames waiting for rx buffers, per queue. */
+export const RX_QUEUE_MAX = 512;
+const MAX_PACKET = 65535;
+const ETH_HLEN = 14;
+
+const TX = N.netif_tx_request.fields;
+const TXR = N.netif_tx_response.fields;
+const RX = N.netif_rx_request.fields;
+const RXR = N.netif_rx_response.fields;
+
+interface Queue {
+  tx: BackRing;
+  rx: BackRing;
+  txPort: number;
+  rxPort: number;
+  maps: GrantMap[];
+  pending: Uint8Array[];
+}
+
+export interface NetbackStats {
+  txPackets: number;
+  rxPackets: number;
+  txErrors: number;
+  rxDropped: number;
+}
+
+export class NetbackDevice implements BackendDevice, BridgePort {
+  readonly name: string;
+  private queues: Queue[] = [];
+  private sg = false;
+  private readonly gnt: XenGnttab;
+  readonly stats: NetbackStats = { txPackets: 0, rxPackets: 0, txErrors: 0, rxDropped: 0 };
+
+  constructor(
+    readonly info: DeviceInfo,
+    readonly bridge: Bridge,
+    drivers: Dom0Drivers,
+    private readonly evtchn: XenEvtchn,
+    private readonly ports: Map<number, { dev: NetbackDevice; q: number }>,
+    private readonly log: (msg: string) => void = () => {},
+  ) {
+    this.name = `vif${info.frontendId}.${info.devid}`;
+    this.gnt = drivers.openGnttab();
+  }
+
+  features(): Record<string, string> {
+    return {
+      "feature-rx-copy": "1",
+      "feature-rx-flip": "0",
+      "feature-sg": "1",
+      "feature-gso-tcpv4": "0",
+      "feature-split-event-channels": "1",
+      "multi-queue-max-queues": String(MAX_QUEUES),
+    };
+  }
+
+  get connected(): boolean {
+    return this.queues.length > 0;
+  }
+
+  connect(): void {
+    const { store, frontend, frontendId } = this.info;
+    const read = (p: string): string | undefined => store.read(`${frontend}/${p}`);
+    const num = (p: string): number => {
+      const v = read(p);
+      if (v === undefined || !/^\d+$/.test(v)) {
+        throw new Error(
+          `the frontend's ${p} is ${v === undefined ? "missing" : `'${v.slice(0, 32)}'`}`,
+        );
+      }
+      return Number(v);
+    };
+    if (read("request-rx-copy") !== "1") {
+      throw new Error("the frontend does not request-rx-copy: this netback only copies");
+    }
+    const nq = read("multi-queue-num-queues") === undefined ? 1 : num("multi-queue-num-queues");
+    if (nq < 1 || nq > MAX_QUEUES)
+      throw new Error(`multi-queue-num-queues ${nq} is not 1..${MAX_QUEUES}`);
+    this.sg = read("feature-sg") === "1";
+    const queues: Queue[] = [];
+    try {
+      for (let q = 0; q < nq; q++) {
+        const dir = nq > 1 ? `queue-${q}/` : "";
+        const maps = this.gnt.mapMany(
+          frontendId,
+          [num(`${dir}tx-ring-ref`), num(`${dir}rx-ring-ref`)],
+          true,
+        );
+        const queue: Queue = {
+          tx: new BackRing(maps[0]!.page, N.NETIF_TX_ENTRY),
+          rx: new BackRing(maps[1]!.page, N.NETIF_RX_ENTRY),
+          txPort: -1,
+          rxPort: -1,
+          maps,
+          pending: [],
+        };
+        queues.push(queue);
+        if (read(`${dir}event-channel-tx`) !== undefined) {
+          queue.txPort = this.evtchn.bindInterdomain(frontendId, num(`${dir}event-channel-tx`));
+          queue.rxPort = this.evtchn.bindInterdomain(frontendId, num(`${dir}event-channel-rx`));
+        } else {
+          queue.txPort = queue.rxPort = this.evtchn.bindInterdomain(
+            frontendId,
+            num(`${dir}event-channel`),
+          );
+        }
+        this.ports.set(queue.txPort, { dev: this, q });
+        this.ports.set(queue.rxPort, { dev: this, q });
+      }
+    } catch (e) {
+      this.release(queues);
+      throw e;
+    }
+    this.queues = queues;
+    this.bridge.attach(this);
+    for (let q = 0; q < queues.length; q++) this.kick(q);
+  }
+
+  private release(queues: Queue[]): void {
+    for (const q of queues) {
+      for (const p of new Set([q.txPort, q.rxPort])) {
+        if (p < 0) continue;
+        this.ports.delete(p);
+        try {
+          this.evtchn.unbind(p);
+        } catch {
+          // Closed with the frontend's domain.
+        }
+      }
+      for (const m of q.maps) this.gnt.unmap(m);
+    }
+  }
+
+  disconnect(): void {
+    this.bridge.detach(this);
+    this.release(this.queues);
+    this.queues = [];
+  }
+
+  destroy(): void {
+    this.disconnect();
+    this.gnt.dispose();
+  }
+
+  private fatal(why: string): void {
+    this.log(`${this.name}: ${why}; closing the vif`);
+    this.info.store.write(`${this.info.backend}/error`, why);
+    this.disconnect();
+    this.info.store.write(`${this.info.backend}/state`, String(XenbusStateClosing));
+  }
+
+  /** An event on queue `q`: transmit what the guest sent, fill what it posted. */
+  kick(q: number): void {
+    if (!this.queues[q]) return;
+    this.transmit(q);
+    if (this.queues[q]) this.receive(q);
+  }
+
+  private transmit(qi: number): void {
+    const q = this.queues[qi]!;
+    const ring = q.tx;
+    for (;;) {
+      const prod = ring.u32(sring_header.fields.req_prod.offset);
+      if ((prod - ring.rspProdPvt) >>> 0 > ring.size) {
+        return this.fatal(`the tx ring is bogus: req_prod ${prod}, ${ring.rspProdPvt} answered`);
+      }
+      while (ring.unconsumedRequests() > 0) {
+        // Find the packet's slots without consuming them: it may not be all there yet.
+        const avail = ring.unconsumedRequests();
+        let n = 0;
+        let flags = 0;
+        do {
+          if (n >= avail) break;
+          flags = new DataView(ring.slot(ring.reqCons + n).buffer).getUint16(
+            ring.slot(ring.reqCons + n).byteOffset + TX.flags.offset,
+            true,
+          );
+          n++;
+        } while (flags & N.NETTXF_more_data && n <= N.XEN_NETIF_NR_SLOTS_MIN);
+        const complete = !(flags & N.NETTXF_more_data);
+        if (!complete && n < N.XEN_NETIF_NR_SLOTS_MIN + 1 && n >= avail) break;
+        const reqs = Array.from({ length: n }, () => {
+          const s = ring.nextRequest();
+          const dv = new DataView(s.buffer, s.byteOffset, N.netif_tx_request.size);
+          return {
+            gref: dv.getUint32(TX.gref.offset, true),
+            offset: dv.getUint16(TX.offset.offset, true),
+            flags: dv.getUint16(TX.flags.offset, true),
+            id: dv.getUint16(TX.id.offset, true),
+            size: dv.getUint16(TX.size.offset, true),
+          };
+        });
+        const packet = complete ? this.gather(reqs) : undefined;
+        if (!packet) this.stats.txErrors++;
+        for (const r of reqs) {
+          const slot = ring.nextResponse();
+          const dv = new DataView(slot.buffer, slot.byteOffset, N.netif_tx_response.size);
+          dv.setUint16(TXR.id.offset, r.id, true);
+          dv.setInt16(TXR.status.offset, packet ? N.NETIF_RSP_OKAY : N.NETIF_RSP_ERROR, true);
+        }
+        if (packet) {
+          this.stats.txPackets++;
+          this.bridge.forward(packet, this);
+          if (!this.queues[qi]) return; // the vif went away meanwhile
+        }
+      }
+      if (ring.pushResponses()) this.evtchn.notify(q.txPort);
+      if (!ring.finalCheckForRequests()) return;
+    }
+  }
+
+  /** Copies a packet out of its tx slots; undefined if the slots are not a valid packet. */
+  private gather(
+    reqs: Array<{ gref: number; offset: number; flags: number; size: number }>,
+  ): Uint8Array | undefined {
+    const total = reqs[0]!.size;
+    if (reqs.some((r) => r.flags & N.NETTXF_extra_info)) return undefined; // no GSO was offered
+    if (total < ETH_HLEN || total > MAX_PACKET) return undefined;
+    // The first slot's own data is what the others leave of the total.
+    const rest = reqs.slice(1).reduce((a, r) => a + r.size, 0);
+    if (rest >= total) return undefined;
+    const sizes = [total - rest, ...reqs.slice(1).map((r) => r.size)];
+    if (reqs.some((r, i) => r.offset + sizes[i]! > PAGE_SIZE)) return undefined;
+    let maps: GrantMap[];
+    try {
+      maps = this.gnt.mapMany(
+        this.info.frontendId,
+        reqs.map((r) => r.gref),
+        false,
+      );
+    } catch {
+      return undefined;
+    }
+    const packet = new Uint8Array(total);
+    let at = 0;
+    reqs.forEach((r, i) => {
+      packet.set(maps[i]!.page.subarray(r.offset, r.offset + sizes[i]!), at);
+      at += sizes[i]!;
+    });
+    for (const m of maps) this.gnt.unmap(m);
+    return packet;
+  }
+
+  /** A frame from the bridge, for this guest. */
+  deliver(frame: Uint8Array): void {
+    if (this.queues.length === 0) return;
+    // Steer by the addresses, so that one flow stays on one queue.
+    const qi = this.queues.length === 1 ? 0 : (frame[5]! ^ frame[11]!) % this.queues.length;
+    const q = this.queues[qi]!;
+    if (q.pending.length >= RX_QUEUE_MAX) {
+      this.stats.rxDropped++;
+      return;
+    }
+    q.pending.push(frame.slice());
+    this.receive(qi);
+  }
+
+  private receive(qi: number): void {
+    const q = this.queues[qi]!;
+    const ring = q.rx;
+    let pushed = false;
+    while (q.pending.length > 0) {
+      const frame = q.pending[0]!;
+      const slots = Math.ceil(frame.length / PAGE_SIZE);
+      if (slots > 1 && !this.sg) {
+        q.pending.shift();
+        this.stats.rxDropped++;
+        continue;
+      }
+      if (ring.unconsumedRequests() < slots) break;
+      q.pending.shift();
+      for (let i = 0; i < slots; i++) {
+        const s = ring.nextRequest();
+        const dv = new DataView(s.buffer, s.byteOffset, N.netif_rx_request.size);
+        const id = dv.getUint16(RX.id.offset, true);
+        const gref = dv.getUint32(RX.gref.offset, true);
+        const chunk = frame.subarray(i * PAGE_SIZE, Math.min(frame.length, (i + 1) * PAGE_SIZE));
+        let status: number = chunk.length;
+        try {
+          const m = this.gnt.map(this.info.frontendId, gref, true);
+          m.page.set(chunk, 0);
+          this.gnt.unmap(m);
+        } catch {
+          status = N.NETIF_RSP_ERROR;
+        }
+        const r = ring.nextResponse();
+        const rv = new DataView(r.buffer, r.byteOffset, N.netif_rx_response.size);
+        rv.setUint16(RXR.id.offset, id, true);
+        rv.setUint16(RXR.offset.offset, 0, true);
+        rv.setUint16(
+          RXR.flags.offset,
+          N.NETRXF_data_validated | (i + 1 < slots ? N.NETRXF_more_data : 0),
+          true,
+        );
+        rv.setInt16(RXR.status.offset, status, true);
+      }
+      this.stats.rxPackets++;
+      pushed = true;
+    }
+    if (pushed && ring.pushResponses()) this.evtchn.notify(q.rxPort);
+  }
+}
+
+/** The netback driver: one event channel handle for all its vifs. */
+export class Netback {
+  readonly evtchn: XenEvtchn;
+  readonly ports = new Map<number, { dev: NetbackDevice; q: number }>();
+
+  constructor(readonly drivers: Dom0Drivers) {
+    this.evtchn = drivers.openEvtchn();
+    this.evtchn.on((port) => {
+      this.evtchn.unmask(port);
+      const t = this.ports.get(port);
+      t?.dev.kick(t.q);
+    });
+  }
+
+  device(info: DeviceInfo, bridge: Bridge, log?: (msg: string) => void): NetbackDevice {
+    return new NetbackDevice(info, bridge, this.drivers, this.evtchn, this.ports, log);
+  }
+
+  dispose(): void {
+    this.evtchn.dispose();
+  }
+}

@@ -1,0 +1,213 @@
+// netfront (mini-os netfront.c): a network frontend over the netif tx and
+// rx rings (io/netif.h), with the xenbus handshake of pv-drivers-lifecycle.
+// It posts NRX receive pages (copy mode: request-rx-copy) and sends from a
+// pool of NTX pages, one frame per slot (no scatter-gather). All pages are
+// granted to the backend once.
+//
+// netfront_init() connects device/vif/0; netfront_send(ptr, len) queues a
+// frame; netfront_recv(buf, max) takes one received frame (0 when none);
+// netfront_wait(deadline) sleeps until an event or system time `deadline`.
+import {
+  XenbusStateInitialised,
+  XenbusStateConnected,
+  XenbusStateClosing,
+  XEN_EINVAL,
+  XEN_EIO,
+} from "./xen_abi";
+import { gnttab_grant_access, virt_to_gfn } from "./gnttab";
+import {
+  evtchn_alloc_unbound,
+  notify_remote_via_evtchn,
+  unmask_evtchn,
+  fire_count,
+} from "./events";
+import {
+  xenbus_read,
+  xenbus_read_u32,
+  xenbus_write,
+  xenbus_write_u32,
+  xenbus_watch,
+  xenbus_wait_for_watch,
+  xenbus_reply,
+  xenbus_reply_len,
+} from "./xenbus";
+import { block, init_time } from "./sched";
+import { HYPERVISOR_set_timer_op } from "./hypervisor";
+
+const HDR: u32 = 64;
+const TX_ENTRY: u32 = 12;
+const RX_ENTRY: u32 = 8;
+const RING: u32 = 256;
+const NRX: u32 = 64;
+const NTX: u32 = 32;
+
+const tx_ring = memory.data(4096, 4096);
+const rx_ring = memory.data(4096, 4096);
+const rx_pages = memory.data(<i32>(NRX * 4096), 4096);
+const tx_pages = memory.data(<i32>(NTX * 4096), 4096);
+const rx_grefs = memory.data(<i32>(NRX * 4));
+const tx_grefs = memory.data(<i32>(NTX * 4));
+const tx_free = memory.data(<i32>(NTX * 4));
+const mac = memory.data(8);
+
+let tx_free_n: u32 = 0;
+let tx_prod_pvt: u32 = 0;
+let tx_rsp_cons: u32 = 0;
+let rx_prod_pvt: u32 = 0;
+let rx_rsp_cons: u32 = 0;
+let port: u32 = 0;
+let backend_id: u32 = 0;
+
+/** The 6-byte MAC address from device/vif/0/mac. */
+export function netfront_mac(): usize {
+  return mac;
+}
+
+function hexval(c: u32): i32 {
+  if (c >= 48 && c <= 57) return <i32>c - 48;
+  if (c >= 97 && c <= 102) return <i32>c - 87;
+  if (c >= 65 && c <= 70) return <i32>c - 55;
+  return -1;
+}
+
+function post_rx(id: u32): void {
+  const r = rx_ring + HDR + (rx_prod_pvt & (RING - 1)) * RX_ENTRY;
+  store<u16>(r, <u16>id);
+  store<u16>(r + 2, 0);
+  store<u32>(r + 4, load<u32>(rx_grefs + id * 4));
+  rx_prod_pvt++;
+}
+
+/** RING_PUSH_REQUESTS_AND_CHECK_NOTIFY on `ring` up to `prod`. */
+function push(ring: usize, prod: u32): void {
+  const old = atomic.load<u32>(ring);
+  atomic.store<u32>(ring, prod);
+  const ev = atomic.load<u32>(ring + 4);
+  if (prod - ev < prod - old) notify_remote_via_evtchn(port);
+}
+
+/** Connects device/vif/0; 0 or a negative error. */
+export function netfront_init(): i32 {
+  const dev = "device/vif/0";
+  if (xenbus_read(dev + "/backend") < 0) return -XEN_EINVAL;
+  const backend = String.UTF8.decodeUnsafe(xenbus_reply(), <usize>xenbus_reply_len());
+  const bid = xenbus_read_u32(dev + "/backend-id");
+  if (bid < 0) return <i32>bid;
+  backend_id = <u32>bid;
+  if (xenbus_read(dev + "/mac") < 0 || xenbus_reply_len() != 17) return -XEN_EINVAL;
+  for (let i = 0; i < 6; i++) {
+    const hi = hexval(load<u8>(xenbus_reply() + i * 3));
+    const lo = hexval(load<u8>(xenbus_reply() + i * 3 + 1));
+    if (hi < 0 || lo < 0) return -XEN_EINVAL;
+    store<u8>(mac + i, <u8>((hi << 4) | lo));
+  }
+  memory.fill(tx_ring, 0, 4096);
+  memory.fill(rx_ring, 0, 4096);
+  const txref = gnttab_grant_access(backend_id, virt_to_gfn(tx_ring), false);
+  const rxref = gnttab_grant_access(backend_id, virt_to_gfn(rx_ring), false);
+  if (txref < 0 || rxref < 0) return -XEN_EINVAL;
+  for (let i: u32 = 0; i < NRX; i++) {
+    const g = gnttab_grant_access(backend_id, virt_to_gfn(rx_pages + i * 4096), false);
+    if (g < 0) return -XEN_EINVAL;
+    store<u32>(rx_grefs + i * 4, <u32>g);
+  }
+  for (let i: u32 = 0; i < NTX; i++) {
+    const g = gnttab_grant_access(backend_id, virt_to_gfn(tx_pages + i * 4096), true);
+    if (g < 0) return -XEN_EINVAL;
+    store<u32>(tx_grefs + i * 4, <u32>g);
+    store<u32>(tx_free + i * 4, i);
+  }
+  tx_free_n = NTX;
+  const p = evtchn_alloc_unbound(backend_id);
+  if (p < 0) return p;
+  port = <u32>p;
+  unmask_evtchn(port);
+  let rc = xenbus_write_u32(dev + "/tx-ring-ref", <u32>txref);
+  if (rc == 0) rc = xenbus_write_u32(dev + "/rx-ring-ref", <u32>rxref);
+  if (rc == 0) rc = xenbus_write_u32(dev + "/event-channel", port);
+  if (rc == 0) rc = xenbus_write(dev + "/request-rx-copy", "1");
+  if (rc == 0) rc = xenbus_write(dev + "/feature-rx-notify", "1");
+  if (rc == 0) rc = xenbus_write_u32(dev + "/state", <u32>XenbusStateInitialised);
+  if (rc < 0) return rc;
+  rc = xenbus_watch(backend + "/state", "netfront");
+  if (rc < 0) return rc;
+  while (true) {
+    const st = xenbus_read_u32(backend + "/state");
+    if (st == <i64>XenbusStateConnected) break;
+    if (st >= <i64>XenbusStateClosing) return -XEN_EIO;
+    xenbus_wait_for_watch();
+  }
+  for (let i: u32 = 0; i < NRX; i++) post_rx(i);
+  push(rx_ring, rx_prod_pvt);
+  return xenbus_write_u32(dev + "/state", <u32>XenbusStateConnected);
+}
+
+/** Takes back the tx slots the backend has answered. */
+function reclaim_tx(): void {
+  const prod = atomic.load<u32>(tx_ring + 8);
+  while (tx_rsp_cons != prod) {
+    const r = tx_ring + HDR + (tx_rsp_cons & (RING - 1)) * TX_ENTRY;
+    store<u32>(tx_free + tx_free_n * 4, <u32>load<u16>(r));
+    tx_free_n++;
+    tx_rsp_cons++;
+  }
+}
+
+/** Sleeps until an event arrives or system time `deadline` (ns; 0 for no deadline). */
+export function netfront_wait(deadline: u64): void {
+  // Ask for events on both rings' next responses (RING_FINAL_CHECK_FOR_RESPONSES).
+  atomic.store<u32>(rx_ring + 12, rx_rsp_cons + 1);
+  atomic.store<u32>(tx_ring + 12, tx_rsp_cons + 1);
+  if (atomic.load<u32>(rx_ring + 8) != rx_rsp_cons) return;
+  if (deadline != 0) {
+    init_time();
+    HYPERVISOR_set_timer_op(deadline);
+  }
+  block();
+}
+
+/** Queues frame `len` bytes at `ptr` (at most a page); 0, or -XEN_EINVAL. */
+export function netfront_send(ptr: usize, len: u32): i32 {
+  if (len == 0 || len > 4096) return -XEN_EINVAL;
+  reclaim_tx();
+  while (tx_free_n == 0) {
+    const seen = fire_count(port);
+    atomic.store<u32>(tx_ring + 12, tx_rsp_cons + 1);
+    reclaim_tx();
+    if (tx_free_n > 0) break;
+    while (fire_count(port) == seen) block();
+    reclaim_tx();
+  }
+  tx_free_n--;
+  const id = load<u32>(tx_free + tx_free_n * 4);
+  memory.copy(tx_pages + id * 4096, ptr, len);
+  const r = tx_ring + HDR + (tx_prod_pvt & (RING - 1)) * TX_ENTRY;
+  store<u32>(r, load<u32>(tx_grefs + id * 4));
+  store<u16>(r + 4, 0);
+  store<u16>(r + 6, 0);
+  store<u16>(r + 8, <u16>id);
+  store<u16>(r + 10, <u16>len);
+  tx_prod_pvt++;
+  push(tx_ring, tx_prod_pvt);
+  return 0;
+}
+
+/** Copies one received frame into `buf` (up to `max` bytes); its length, or 0 if none waits. */
+export function netfront_recv(buf: usize, max: u32): u32 {
+  while (rx_rsp_cons != atomic.load<u32>(rx_ring + 8)) {
+    const r = rx_ring + HDR + (rx_rsp_cons & (RING - 1)) * RX_ENTRY;
+    const id = <u32>load<u16>(r);
+    const offset = <u32>load<u16>(r + 2);
+    const status = load<i16>(r + 6);
+    rx_rsp_cons++;
+    let n: u32 = 0;
+    if (status > 0 && id < NRX && offset + <u32>status <= 4096) {
+      n = <u32>status < max ? <u32>status : max;
+      memory.copy(buf, rx_pages + id * 4096 + offset, n);
+    }
+    if (id < NRX) post_rx(id);
+    push(rx_ring, rx_prod_pvt);
+    if (n > 0) return n;
+  }
+  return 0;
+}
