@@ -1,0 +1,248 @@
+/**
+ * The split network driver end to end: two mini-os guests ping each other
+ * and exchange UDP through netback and the xenbr0 bridge; a vif detached in
+ * the middle of traffic leaves no port, mapping or bridge port behind; and
+ * hostile frontends played from TypeScript (bad offsets, runt packets,
+ * grants never given, a wild ring, a frontend that will not copy) get
+ * error responses or a closed vif while the host carries on.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { guestPath, newHost, until } from "../helpers.js";
+import { Libxl } from "../../tools/libxl/domain.js";
+import type { XlDomainConfig } from "../../tools/libxl/config.js";
+import type { Host } from "../../tools/host/host.js";
+import type { Domain } from "../../xen/common/domain.js";
+import * as N from "../../xen/include/public/io/netif.js";
+import * as EV from "../../xen/include/public/event_channel.js";
+import { HYPERVISOR as H } from "../../xen/include/public/xen.js";
+import { GTF_permit_access } from "../../xen/include/public/grant_table.js";
+import { PFN_GRANT_TABLE } from "../../xen/arch/wasm32/config.js";
+
+function cfg(name: string, cmdline: string, kernel = "ping"): XlDomainConfig {
+  return {
+    name,
+    type: "pv",
+    kernel: guestPath(kernel),
+    memory: 8,
+    maxmem: 8,
+    vcpus: 1,
+    maxvcpus: 1,
+    cmdline,
+    uuid: undefined,
+    onPoweroff: "preserve",
+    onReboot: "destroy",
+    onCrash: "preserve",
+    weight: 256,
+    cap: 0,
+    maxEvtchnPort: 1023,
+    maxGrantFrames: 64,
+    maxMaptrackFrames: 1024,
+    disks: [],
+    vifs: ["bridge=xenbr0"],
+  };
+}
+
+const out = (host: Host, d: Domain): string => host.xenconsoled.read(d.domid);
+
+test("two guests ping each other and exchange UDP through the bridge", async () => {
+  const host = newHost();
+  const libxl = new Libxl(host);
+  try {
+    const pong = await libxl.create(cfg("pong", "ip=10.0.0.2"));
+    const ping = await libxl.create(
+      cfg("ping", "ip=10.0.0.1 peer=10.0.0.2 count=3 udp=300 size=1200"),
+    );
+    await until(() => ping.isShutdown, 20_000, "ping to finish");
+    const o = out(host, ping);
+    assert.equal(ping.shutdownName, "poweroff", o);
+    assert.match(o, /64 bytes from 10\.0\.0\.2: icmp_seq=3 ttl=64 time=\d+\.\d{3} ms/);
+    assert.match(o, /3 packets transmitted, 3 received, 0% packet loss/);
+    assert.match(o, /udp echo: 'hello over udp'/);
+    assert.match(o, /peer says 'GOT 300 360000'/, o);
+    assert.match(out(host, pong), /port 9 got 300 datagrams, 360000 bytes/);
+    assert.deepEqual(
+      host.bridge("xenbr0").portNames.sort(),
+      [`vif${ping.domid}.0`, `vif${pong.domid}.0`].sort(),
+    );
+    // The MACs libxl chose are in Xen's OUI and in both directories.
+    const mac = host.xenstored.readText(`/local/domain/${pong.domid}/device/vif/0/mac`)!;
+    assert.match(mac, /^00:16:3e(:[0-9a-f]{2}){3}$/);
+    assert.equal(host.xenstored.readText(`/local/domain/0/backend/vif/${pong.domid}/0/mac`), mac);
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("a vif detached in the middle of traffic leaves nothing behind", async () => {
+  const host = newHost();
+  const libxl = new Libxl(host);
+  try {
+    const pong = await libxl.create(cfg("pong", "ip=10.0.0.2"));
+    const ping = await libxl.create(
+      cfg("ping", "ip=10.0.0.1 peer=10.0.0.2 count=1 udp=200000 size=1000"),
+    );
+    await until(() => /udp echo/.test(out(host, ping)), 20_000, "traffic to start");
+    const vif = `vif${pong.domid}.0`;
+    // mini-os's netfront does not answer a Closing backend: libxl's timeout removes it.
+    await libxl.removeNic(pong.domid, 0, 200);
+    await until(
+      () => !host.vif.list().some((d) => d.backend.endsWith(`/${pong.domid}/0`)),
+      2000,
+      "the vif to go",
+    );
+    assert.ok(!host.bridge("xenbr0").portNames.includes(vif), "off the bridge");
+    assert.ok(![...host.netback.ports.values()].some((p) => p.dev.name === vif), "no port bound");
+    assert.equal(host.xenstored.readText(`/local/domain/0/backend/vif/${pong.domid}/0`), undefined);
+    assert.equal(host.xenstored.readText(`/local/domain/${pong.domid}/device/vif/0`), undefined);
+    // The sender carries on, unanswered, and finishes.
+    await until(() => ping.isShutdown, 60_000, "the sender");
+    assert.equal(ping.shutdownName, "poweroff", out(host, ping));
+    libxl.destroy(pong.domid);
+    assert.equal(host.hv.domains.has(pong.domid), false, "no grant mapping keeps the domain dying");
+  } finally {
+    await host.shutdown();
+  }
+});
+
+/** A netfront played from TypeScript on paused guest `d`. */
+class FakeNetfront {
+  static TX = 900;
+  static RX = 901;
+  static DATA = 902;
+  readonly port: number;
+  private txProd = 0;
+
+  constructor(
+    readonly host: Host,
+    readonly d: Domain,
+  ) {
+    this.grant(10, FakeNetfront.TX);
+    this.grant(11, FakeNetfront.RX);
+    this.grant(12, FakeNetfront.DATA);
+    d.mem.clear(FakeNetfront.TX * 4096, 3 * 4096);
+    this.port = host.dom0.openEvtchn().allocUnboundIn(d.domid, 0);
+  }
+
+  grant(ref: number, pfn: number): void {
+    const e = PFN_GRANT_TABLE * 4096 + ref * 8;
+    this.d.mem.setU32(e + 4, pfn);
+    this.d.mem.setU16(e + 2, 0);
+    this.d.mem.setU16(e, GTF_permit_access);
+  }
+
+  get frontend(): string {
+    return `/local/domain/${this.d.domid}/device/vif/0`;
+  }
+  get backend(): string {
+    return `/local/domain/0/backend/vif/${this.d.domid}/0`;
+  }
+
+  start(copy = true): void {
+    const w = (k: string, v: string): void =>
+      this.host.xenstored.writeText(`${this.frontend}/${k}`, v);
+    w("tx-ring-ref", "10");
+    w("rx-ring-ref", "11");
+    w("event-channel", String(this.port));
+    if (copy) w("request-rx-copy", "1");
+    w("state", "3");
+  }
+
+  /** One tx request; resolves with its response status. */
+  async send(gref: number, offset: number, size: number, flags = 0): Promise<number> {
+    const base = FakeNetfront.TX * 4096;
+    const o = base + 64 + (this.txProd % 256) * 12;
+    const dv = this.d.mem.dv;
+    dv.setUint32(o, gref, true);
+    dv.setUint16(o + 4, offset, true);
+    dv.setUint16(o + 6, flags, true);
+    dv.setUint16(o + 8, this.txProd, true);
+    dv.setUint16(o + 10, size, true);
+    this.txProd++;
+    dv.setUint32(base, this.txProd, true);
+    this.kick();
+    await until(() => dv.getUint32(base + 8, true) === this.txProd, 2000, "a tx response");
+    return dv.getInt16(o + 2, true);
+  }
+
+  kick(): void {
+    const a = 950 * 4096;
+    this.d.mem.setU32(a, this.port);
+    this.host.hv.dispatch(
+      this.d.vcpus[0]!,
+      H.__HYPERVISOR_event_channel_op,
+      EV.EVTCHNOP_send,
+      a,
+      0,
+      0,
+      0,
+    );
+  }
+}
+
+test("hostile netfronts get error responses or a closed vif; the host carries on", async () => {
+  const host = newHost();
+  const libxl = new Libxl(host);
+  try {
+    const d = await libxl.create(cfg("fe", "", "ticker"), { paused: true });
+    const fe = new FakeNetfront(host, d);
+    fe.start();
+    await until(
+      () => host.xenstored.readText(`${fe.backend}/state`) === "4",
+      2000,
+      "the vif to connect",
+    );
+    const frames: Uint8Array[] = [];
+    const tap = { name: "tap", deliver: (f: Uint8Array) => frames.push(f.slice()) };
+    host.bridge("xenbr0").attach(tap);
+    // A good broadcast frame reaches the bridge's other port.
+    const page = FakeNetfront.DATA * 4096;
+    d.mem.u8.fill(0xff, page, page + 6);
+    d.mem.u8.fill(0x02, page + 6, page + 12);
+    assert.equal(await fe.send(12, 0, 60), N.NETIF_RSP_OKAY);
+    assert.equal(frames.length, 1);
+    assert.equal(frames[0]!.length, 60);
+    const rows: Array<[string, number, number, number, number]> = [
+      ["offset + size past the page", 12, 4090, 60, 0],
+      ["a runt frame", 12, 0, 10, 0],
+      ["a grant never given", 999, 0, 60, 0],
+      ["an extra-info slot nobody offered", 12, 0, 60, N.NETTXF_extra_info],
+    ];
+    for (const [what, gref, offset, size, flags] of rows) {
+      assert.equal(await fe.send(gref, offset, size, flags), N.NETIF_RSP_ERROR, what);
+    }
+    assert.equal(frames.length, 1, "nothing bad reached the bridge");
+    // A wild producer index closes the vif.
+    d.mem.setU32(FakeNetfront.TX * 4096, 1_000_000);
+    fe.kick();
+    await until(
+      () => host.xenstored.readText(`${fe.backend}/state`) === "5",
+      2000,
+      "the vif to close",
+    );
+    assert.match(host.xenstored.readText(`${fe.backend}/error`) ?? "", /tx ring is bogus/);
+    assert.ok(!host.bridge("xenbr0").portNames.includes(`vif${d.domid}.0`));
+
+    // A frontend that will not copy is refused at connect.
+    const d2 = await libxl.create(cfg("fe2", "", "ticker"), { paused: true });
+    const fe2 = new FakeNetfront(host, d2);
+    fe2.start(false);
+    await until(
+      () => host.xenstored.readText(`${fe2.backend}/state`) === "6",
+      2000,
+      "a refused vif",
+    );
+    assert.match(host.xenstored.readText(`${fe2.backend}/error`) ?? "", /request-rx-copy/);
+    host.bridge("xenbr0").detach(tap);
+
+    // Meanwhile real guests are fine.
+    const pong = await libxl.create(cfg("pong", "ip=10.0.0.2"));
+    const ping = await libxl.create(cfg("ping", "ip=10.0.0.1 peer=10.0.0.2 count=2"));
+    await until(() => ping.isShutdown, 20_000, "ping");
+    assert.match(out(host, ping), /2 packets transmitted, 2 received/);
+    for (const x of [d, d2, pong]) libxl.destroy(x.domid);
+    assert.equal(host.hv.domains.has(d.domid), false);
+  } finally {
+    await host.shutdown();
+  }
+});
