@@ -19,6 +19,7 @@ import * as xenstored from "./xenstored.js";
 import * as vchan from "./vchan.js";
 import * as xl from "./xl.js";
 import * as blk from "./blk.js";
+import * as net from "./net.js";
 
 const run = promisify(execFile);
 
@@ -34,6 +35,7 @@ const benches = {
   vchan,
   xl,
   blk,
+  net,
 } satisfies Record<string, { run(quick: boolean): Promise<Row[]> }>;
 
 const { values } = parseCommandLine("bench", {

@@ -147,7 +147,7 @@ export function _start(): void {
     const t0 = NOW();
     for (let i: u64 = 0; i < udp; i++) udp_send(peer, 4001, 9, buf, size);
     let answer: i32 = -1;
-    for (let tries = 0; tries < 20 && answer < 0; tries++) {
+    for (let tries = 0; tries < 6 && answer < 0; tries++) {
       udp_send(peer, 4001, 9, buf, str_at(buf, "END"));
       // Skip anything but the count.
       const end = NOW() + SECOND / 2;
