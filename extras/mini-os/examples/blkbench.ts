@@ -16,12 +16,16 @@ import {
   do_hypervisor_callback,
   local_irq_enable,
   xenbus_init,
+} from "../lib/index";
+// Drivers are imported by the kernels that use them: their static pages
+// would otherwise be in every kernel.
+import {
   blkfront_init,
   blkfront_sectors,
   blkfront_read,
   blkfront_write,
   blkfront_flush,
-} from "../lib/index";
+} from "../lib/blkfront";
 
 export function hypervisor_callback(vcpu: u32): void {
   do_hypervisor_callback(vcpu);

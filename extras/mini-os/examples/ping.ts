@@ -17,9 +17,11 @@ import {
   do_hypervisor_callback,
   local_irq_enable,
   xenbus_init,
-  netfront_init,
-  netfront_mac,
-  netfront_wait,
+} from "../lib/index";
+// Drivers are imported by the kernels that use them: their static pages
+// would otherwise be in every kernel.
+import { netfront_init, netfront_mac, netfront_wait } from "../lib/netfront";
+import {
   ip_init,
   ip_str,
   cmdline_ip,
@@ -28,7 +30,7 @@ import {
   udp_send,
   udp_recv,
   udp_dropped,
-} from "../lib/index";
+} from "../lib/ip";
 
 export function hypervisor_callback(vcpu: u32): void {
   do_hypervisor_callback(vcpu);

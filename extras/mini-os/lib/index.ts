@@ -8,6 +8,3 @@ export * from "./xen_abi";
 export * from "./gnttab";
 export * from "./xenbus";
 export * from "./vchan";
-export * from "./blkfront";
-export * from "./netfront";
-export * from "./ip";
