@@ -100,18 +100,23 @@ test("a disk written by one guest, detached, and read back by another", async ()
 /** A frontend played from TypeScript on paused guest `d`: its pages, grants, port and ring. */
 class FakeFrontend {
   static RING_PFN = 900;
-  static DATA_PFN = 901;
+  static DATA_PFN = 904;
   readonly port: number;
   private prod = 0;
   private readonly base = FakeFrontend.RING_PFN * 4096;
+  private readonly slots: number;
 
+  /** A ring of 2^`order` pages at RING_PFN (grant refs 20...), data pages at DATA_PFN (refs 11...). */
   constructor(
     readonly host: Host,
     readonly d: Domain,
+    readonly order = 0,
   ) {
     this.grant(10, FakeFrontend.RING_PFN);
-    for (let i = 0; i < 4; i++) this.grant(11 + i, FakeFrontend.DATA_PFN + i);
-    d.mem.clear(this.base, 4096);
+    for (let i = 0; i < 1 << order; i++) this.grant(20 + i, FakeFrontend.RING_PFN + i);
+    for (let i = 0; i < 16; i++) this.grant(i < 4 ? 11 + i : 26 + i, FakeFrontend.DATA_PFN + i);
+    d.mem.clear(this.base, 4096 << order);
+    this.slots = B.blkifRingSize(1 << order);
     this.port = host.dom0.openEvtchn().allocUnboundIn(d.domid, 0);
   }
 
@@ -131,7 +136,11 @@ class FakeFrontend {
 
   async connect(): Promise<void> {
     const xs = this.host.xenstored;
-    xs.writeText(`${this.frontend}/ring-ref`, "10");
+    if (this.order > 0) {
+      xs.writeText(`${this.frontend}/ring-page-order`, String(this.order));
+      for (let i = 0; i < 1 << this.order; i++)
+        xs.writeText(`${this.frontend}/ring-ref${i}`, String(20 + i));
+    } else xs.writeText(`${this.frontend}/ring-ref`, "10");
     xs.writeText(`${this.frontend}/event-channel`, String(this.port));
     xs.writeText(`${this.frontend}/state`, "3");
     await until(() => xs.readText(`${this.backend}/state`) === "4", 2000, "the backend to connect");
@@ -139,7 +148,7 @@ class FakeFrontend {
 
   /** Sends one request (`fill` writes it); resolves with the response status. */
   async request(fill: (dv: DataView, o: number) => void): Promise<number> {
-    const o = this.base + 64 + (this.prod % 32) * 112;
+    const o = this.base + 64 + (this.prod % this.slots) * 112;
     this.d.mem.clear(o, 112);
     fill(this.d.mem.dv, o);
     this.d.mem.setU32(o + B.blkif_request.fields.id.offset, this.prod + 1000);
@@ -265,6 +274,92 @@ test("hostile frontends get error responses or a closed device; the host carries
       "cleanup",
     );
     assert.equal(host.hv.domains.has(d.domid), false, "no grant mapping keeps the domain dying");
+  } finally {
+    await host.shutdown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("indirect requests, discard, barriers and a multi-page ring", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-blk-"));
+  const img = join(dir, "disk.img");
+  const pattern = Buffer.alloc(1024 * 1024);
+  for (let i = 0; i < pattern.length; i++) pattern[i] = (i * 7 + (i >> 9)) & 0xff;
+  writeFileSync(img, pattern);
+  const host = newHost();
+  const libxl = new Libxl(host);
+  try {
+    const d = await libxl.create(cfg("fe", "ticker", { disks: [`vdev=xvda, target=${img}`] }), {
+      paused: true,
+    });
+    // A two-page ring: 64 slots; go round it more than once.
+    const fe = new FakeFrontend(host, d, 1);
+    await fe.connect();
+    const back = host.xenstored.readText(`${fe.backend}/max-ring-page-order`);
+    assert.equal(back, "4");
+    for (let i = 0; i < 70; i++) {
+      assert.equal(await fe.request(rw(B.BLKIF_OP_READ, i * 8, [[11, 0, 7]])), B.BLKIF_RSP_OKAY);
+    }
+    assert.deepEqual(
+      Buffer.from(d.mem.read(FakeFrontend.DATA_PFN * 4096, 4096)),
+      pattern.subarray(69 * 4096, 70 * 4096),
+    );
+
+    // INDIRECT: 12 segments (more than a direct request holds) listed in an indirect page.
+    const indPfn = 960;
+    fe.grant(60, indPfn);
+    const dataRefs = Array.from({ length: 12 }, (_, i) => (i < 4 ? 11 + i : 26 + i));
+    dataRefs.forEach((ref, i) => {
+      const o = indPfn * 4096 + i * 8;
+      d.mem.setU32(o, ref);
+      d.mem.setU8(o + 4, 0);
+      d.mem.setU8(o + 5, 7);
+    });
+    const I = B.blkif_request_indirect.fields;
+    const st = await fe.request((dv, o) => {
+      dv.setUint8(o + I.operation.offset, B.BLKIF_OP_INDIRECT);
+      dv.setUint8(o + I.indirect_op.offset, B.BLKIF_OP_READ);
+      dv.setUint16(o + I.nr_segments.offset, 12, true);
+      dv.setBigUint64(o + I.sector_number.offset, 16n, true);
+      dv.setUint32(o + I.indirect_grefs.offset, 60, true);
+    });
+    assert.equal(st, B.BLKIF_RSP_OKAY);
+    for (let i = 0; i < 12; i++) {
+      const got = Buffer.from(d.mem.read((FakeFrontend.DATA_PFN + i) * 4096, 4096));
+      assert.ok(
+        got.equals(pattern.subarray((2 + i) * 4096, (3 + i) * 4096)),
+        `indirect segment ${i}`,
+      );
+    }
+
+    // DISCARD: the sectors read back as zeros.
+    const D = B.blkif_request_discard.fields;
+    assert.equal(
+      await fe.request((dv, o) => {
+        dv.setUint8(o + D.operation.offset, B.BLKIF_OP_DISCARD);
+        dv.setBigUint64(o + D.sector_number.offset, 100n, true);
+        dv.setBigUint64(o + D.nr_sectors.offset, 20n, true);
+      }),
+      B.BLKIF_RSP_OKAY,
+    );
+    // WRITE_BARRIER: the page's bytes are on disk when it answers.
+    d.mem.u8.fill(0x5a, FakeFrontend.DATA_PFN * 4096, FakeFrontend.DATA_PFN * 4096 + 512);
+    assert.equal(await fe.request(rw(B.BLKIF_OP_WRITE_BARRIER, 4, [[11, 0, 0]])), B.BLKIF_RSP_OKAY);
+    const disk = readFileSync(img);
+    assert.ok(
+      disk.subarray(100 * 512, 120 * 512).every((x) => x === 0),
+      "discarded",
+    );
+    assert.ok(
+      disk.subarray(99 * 512, 100 * 512).equals(pattern.subarray(99 * 512, 100 * 512)),
+      "only those",
+    );
+    assert.ok(
+      disk.subarray(4 * 512, 5 * 512).every((x) => x === 0x5a),
+      "the barrier write",
+    );
+    const dev = [...host.blkback.devices.values()][0]!;
+    assert.ok(dev.stats.flushes >= 1 && dev.stats.discards === 1);
   } finally {
     await host.shutdown();
     rmSync(dir, { recursive: true, force: true });
