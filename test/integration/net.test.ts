@@ -246,3 +246,114 @@ test("hostile netfronts get error responses or a closed vif; the host carries on
     await host.shutdown();
   }
 });
+
+test("netback: two queues with split event channels, and a frame across two rx slots", async () => {
+  const host = newHost();
+  const libxl = new Libxl(host);
+  try {
+    const d = await libxl.create(cfg("mq", "", "ticker"), { paused: true });
+    const mem = d.mem;
+    const grant = (ref: number, pfn: number): void => {
+      const e = PFN_GRANT_TABLE * 4096 + ref * 8;
+      mem.setU32(e + 4, pfn);
+      mem.setU16(e + 2, 0);
+      mem.setU16(e, GTF_permit_access);
+    };
+    const evtchn = host.dom0.openEvtchn();
+    const front = `/local/domain/${d.domid}/device/vif/0`;
+    const back = `/local/domain/0/backend/vif/${d.domid}/0`;
+    const w = (k: string, v: string): void => host.xenstored.writeText(`${front}/${k}`, v);
+    const ports: Array<{ tx: number; rx: number }> = [];
+    for (let q = 0; q < 2; q++) {
+      grant(10 + 2 * q, 900 + 2 * q);
+      grant(11 + 2 * q, 901 + 2 * q);
+      mem.clear((900 + 2 * q) * 4096, 2 * 4096);
+      const p = { tx: evtchn.allocUnboundIn(d.domid, 0), rx: evtchn.allocUnboundIn(d.domid, 0) };
+      ports.push(p);
+      w(`queue-${q}/tx-ring-ref`, String(10 + 2 * q));
+      w(`queue-${q}/rx-ring-ref`, String(11 + 2 * q));
+      w(`queue-${q}/event-channel-tx`, String(p.tx));
+      w(`queue-${q}/event-channel-rx`, String(p.rx));
+    }
+    for (let i = 0; i < 8; i++) grant(20 + i, 910 + i);
+    w("multi-queue-num-queues", "2");
+    w("request-rx-copy", "1");
+    w("feature-sg", "1");
+    w("state", "3");
+    await until(() => host.xenstored.readText(`${back}/state`) === "4", 2000, "the vif");
+    assert.equal(host.xenstored.readText(`${back}/multi-queue-max-queues`), "4");
+    const send = (port: number): void => {
+      mem.setU32(950 * 4096, port);
+      host.hv.dispatch(
+        d.vcpus[0]!,
+        H.__HYPERVISOR_event_channel_op,
+        EV.EVTCHNOP_send,
+        950 * 4096,
+        0,
+        0,
+        0,
+      );
+    };
+    const frames: Uint8Array[] = [];
+    const tap = { name: "tap", deliver: (f: Uint8Array) => frames.push(f.slice()) };
+    const br = host.bridge("xenbr0");
+    br.attach(tap);
+
+    // Transmit on queue 1: one 60-byte frame from page 910.
+    mem.u8.fill(0xff, 910 * 4096, 910 * 4096 + 6);
+    const tx1 = 902 * 4096;
+    mem.setU32(tx1 + 64, 20);
+    mem.setU16(tx1 + 64 + 4, 0);
+    mem.setU16(tx1 + 64 + 6, 0);
+    mem.setU16(tx1 + 64 + 8, 7);
+    mem.setU16(tx1 + 64 + 10, 60);
+    mem.setU32(tx1, 1);
+    send(ports[1]!.tx);
+    await until(() => frames.length === 1, 2000, "the frame on the bridge");
+    assert.equal(mem.u32(tx1 + 8), 1, "queue 1 answered");
+    assert.equal(mem.dv.getUint16(tx1 + 64, true), 7);
+
+    // Receive: post two pages on each queue; a 5000-byte frame needs two slots.
+    for (let q = 0; q < 2; q++) {
+      const rx = (901 + 2 * q) * 4096;
+      for (let i = 0; i < 2; i++) {
+        mem.setU16(rx + 64 + i * 8, 100 + i);
+        mem.setU32(rx + 64 + i * 8 + 4, 21 + 2 * q + i);
+      }
+      mem.setU32(rx, 2);
+      send(ports[q]!.rx);
+    }
+    const big = new Uint8Array(5000).map((_, i) => i & 0xff);
+    big.fill(0xff, 0, 6);
+    big[5] = 0xfe; // steer: (0xfe ^ 0x02) % 2 = 0
+    big.fill(0x02, 6, 12);
+    br.forward(big, tap);
+    const rx0 = 901 * 4096;
+    await until(() => mem.u32(rx0 + 8) === 2, 2000, "two rx responses on queue 0");
+    const r0 = {
+      id: mem.dv.getUint16(rx0 + 64, true),
+      flags: mem.dv.getUint16(rx0 + 68, true),
+      status: mem.dv.getInt16(rx0 + 70, true),
+    };
+    const r1 = {
+      id: mem.dv.getUint16(rx0 + 72, true),
+      flags: mem.dv.getUint16(rx0 + 76, true),
+      status: mem.dv.getInt16(rx0 + 78, true),
+    };
+    assert.deepEqual(
+      [r0.id, r0.status, r0.flags & N.NETRXF_more_data],
+      [100, 4096, N.NETRXF_more_data],
+    );
+    assert.deepEqual([r1.id, r1.status, r1.flags & N.NETRXF_more_data], [101, 904, 0]);
+    const got = Buffer.concat([
+      Buffer.from(mem.read(911 * 4096, 4096)),
+      Buffer.from(mem.read(912 * 4096, 904)),
+    ]);
+    assert.ok(got.equals(Buffer.from(big)), "the frame, in order across the two pages");
+    assert.equal(mem.u32(903 * 4096 + 8), 0, "queue 1 got nothing");
+    br.detach(tap);
+    libxl.destroy(d.domid);
+  } finally {
+    await host.shutdown();
+  }
+});
