@@ -160,7 +160,7 @@ export class Hypervisor implements VcpuHost {
   readonly dom0: Domain;
   /** Receives Dom0's event upcalls (the Dom0 kernel's evtchn driver). */
   dom0Kernel: Dom0Kernel | undefined;
-  private dom0UpcallScheduled = false;
+  private dom0UpcallPending = false;
 
   constructor(readonly config: HypervisorConfig = DEFAULT_HYPERVISOR_CONFIG) {
     this.frames = new FrameAllocator(Math.floor(config.memoryBytes / PAGE_SIZE));
@@ -229,18 +229,27 @@ export class Hypervisor implements VcpuHost {
     this.wake(v);
   };
 
-  /** Dom0's upcall runs from the event loop, never inside a guest's hypercall. */
+  /**
+   * Dom0's upcall runs between guest slices (SliceRunner.betweenSlices) or
+   * from the event loop, whichever comes first; never inside a guest's
+   * hypercall.
+   */
   private scheduleDom0Upcall(): void {
-    if (this.dom0UpcallScheduled || !this.dom0Kernel) return;
-    this.dom0UpcallScheduled = true;
-    setImmediate(() => {
-      this.dom0UpcallScheduled = false;
-      try {
-        this.dom0Kernel?.upcall();
-      } catch (e) {
-        this.console.printk(`BUG: Dom0's event upcall failed: ${String(e)}`);
-      }
-    });
+    if (this.dom0UpcallPending || !this.dom0Kernel) return;
+    this.dom0UpcallPending = true;
+    setImmediate(() => this.betweenSlices());
+  }
+
+  /** Runs Dom0's pending upcall; whether there was one. */
+  betweenSlices(): boolean {
+    if (!this.dom0UpcallPending) return false;
+    this.dom0UpcallPending = false;
+    try {
+      this.dom0Kernel?.upcall();
+    } catch (e) {
+      this.console.printk(`BUG: Dom0's event upcall failed: ${String(e)}`);
+    }
+    return true;
   }
 
   private wake(v: Vcpu): void {

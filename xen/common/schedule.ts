@@ -34,6 +34,12 @@ export const DEFAULT_SCHED_PARAMS: SchedulerParams = { tsliceUs: 10_000, periodU
 export interface SliceRunner {
   /** Runs `v` for at most one slice from `now` (performance.now()); returns why it stopped. */
   runSlice(v: Vcpu, sliceUs: number, now: number): Suspend;
+  /**
+   * Dom0's turn between two slices: runs its pending upcall, if any (its
+   * backends answer a guest without a trip through the event loop).
+   * Returns whether it ran.
+   */
+  betweenSlices?(): boolean;
 }
 
 export class Scheduler {
@@ -178,7 +184,12 @@ export class Scheduler {
     const budgetMs = this.params.tsliceUs / 1000;
     for (;;) {
       this.account(t0);
-      const v = this.pick();
+      let v = this.pick();
+      if (!v && this.runner.betweenSlices?.()) {
+        // Dom0's work may have woken a guest.
+        t0 = performance.now();
+        v = this.pick();
+      }
       if (!v) {
         if (this.queued > 0) setTimeout(() => this.kick(), this.params.periodUs / 1000).unref();
         return;
@@ -196,7 +207,8 @@ export class Scheduler {
       if (us > v.longestSliceUs) v.longestSliceUs = us;
       this.used.set(v.domain.domid, (this.used.get(v.domain.domid) ?? 0) + us);
       this.afterSlice(v, reason);
-      if (t1 - turnStart >= budgetMs) {
+      if (this.runner.betweenSlices?.()) t0 = performance.now();
+      if (t0 - turnStart >= budgetMs) {
         if (this.queued > 0) {
           this.inTurn = false;
           this.kick();
