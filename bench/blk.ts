@@ -21,6 +21,7 @@ import { join } from "node:path";
 import { guestPath } from "../extras/mini-os/build.js";
 import { Host } from "../tools/host/host.js";
 import { Libxl } from "../tools/libxl/domain.js";
+import { xlDomainConfig } from "../tools/libxl/config.js";
 import type { Row } from "./common.js";
 
 function nodeBaseline(
@@ -58,27 +59,17 @@ export async function run(quick: boolean): Promise<Row[]> {
   try {
     const base = nodeBaseline(img, mib, ios);
     const libxl = new Libxl(host);
-    const d = await libxl.create({
-      name: "blkbench",
-      type: "pv",
-      kernel: guestPath("blkbench"),
-      memory: 8,
-      maxmem: 8,
-      vcpus: 1,
-      maxvcpus: 1,
-      cmdline: `mib=${mib} ios=${ios}`,
-      uuid: undefined,
-      onPoweroff: "preserve",
-      onReboot: "destroy",
-      onCrash: "preserve",
-      weight: 256,
-      cap: 0,
-      maxEvtchnPort: 1023,
-      maxGrantFrames: 64,
-      maxMaptrackFrames: 1024,
-      disks: [`vdev=xvda, target=${img}`],
-      vifs: [],
-    });
+    const d = await libxl.create(
+      xlDomainConfig({
+        name: "blkbench",
+        kernel: guestPath("blkbench"),
+        memory: 8,
+        cmdline: `mib=${mib} ios=${ios}`,
+        onPoweroff: "preserve",
+        onCrash: "preserve",
+        disks: [`vdev=xvda, target=${img}`],
+      }),
+    );
     await host.waitShutdown(d.domid, 120_000);
     const out = host.xenconsoled.read(d.domid);
     const us = (what: string): number => {

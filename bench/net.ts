@@ -9,30 +9,20 @@
 import { guestPath } from "../extras/mini-os/build.js";
 import { Host } from "../tools/host/host.js";
 import { Libxl } from "../tools/libxl/domain.js";
-import type { XlDomainConfig } from "../tools/libxl/config.js";
+import { xlDomainConfig, type XlDomainConfig } from "../tools/libxl/config.js";
 import type { Row } from "./common.js";
 
-const cfg = (name: string, cmdline: string): XlDomainConfig => ({
-  name,
-  type: "pv",
-  kernel: guestPath("ping"),
-  memory: 8,
-  maxmem: 8,
-  vcpus: 1,
-  maxvcpus: 1,
-  cmdline,
-  uuid: undefined,
-  onPoweroff: "preserve",
-  onReboot: "destroy",
-  onCrash: "preserve",
-  weight: 256,
-  cap: 0,
-  maxEvtchnPort: 1023,
-  maxGrantFrames: 64,
-  maxMaptrackFrames: 1024,
-  disks: [],
-  vifs: ["bridge=xenbr0"],
-});
+const cfg = (name: string, cmdline: string): XlDomainConfig =>
+  xlDomainConfig({
+    name,
+    kernel: guestPath("ping"),
+    memory: 8,
+    cmdline,
+    onPoweroff: "preserve",
+    onReboot: "destroy",
+    onCrash: "preserve",
+    vifs: ["bridge=xenbr0"],
+  });
 
 export async function run(quick: boolean): Promise<Row[]> {
   const n = quick ? 500 : 50_000;

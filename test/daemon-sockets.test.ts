@@ -20,6 +20,7 @@ import { LibxlClient, LibxlServer } from "../tools/libxl/server.js";
 import { ConsoleServer, attachConsole } from "../tools/console/socket.js";
 import { HYPERVISOR as H } from "../xen/include/public/xen.js";
 import { guestPath } from "../extras/mini-os/build.js";
+import { xlDomainConfig } from "../tools/libxl/config.js";
 
 /** Sends raw bytes, resolves with everything received until the server closes or 300 ms pass. */
 function raw(path: string, bytes: string | Buffer): Promise<string> {
@@ -98,26 +99,7 @@ test("privcmd, libxl and console sockets refuse bad clients and the host carries
       /domain 42 is not a domain libxl created/,
     );
     await assert.rejects(c.call("create", { config: 5 }), /create needs a domain config/);
-    const base = {
-      name: "x",
-      type: "pv",
-      kernel: guestPath("ticker"),
-      memory: 4,
-      maxmem: 4,
-      vcpus: 1,
-      maxvcpus: 1,
-      cmdline: "",
-      onPoweroff: "destroy",
-      onReboot: "restart",
-      onCrash: "destroy",
-      weight: 256,
-      cap: 0,
-      maxEvtchnPort: 1023,
-      maxGrantFrames: 64,
-      maxMaptrackFrames: 1024,
-      disks: [],
-      vifs: [],
-    };
+    const base = xlDomainConfig({ name: "x", kernel: guestPath("ticker"), memory: 4 });
     await assert.rejects(
       c.call("create", { config: { ...base, kernel: join(dir, "nosuch.wasm") } }),
       /nosuch\.wasm/,

@@ -11,7 +11,7 @@
  */
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { RawFileStorage, SECTOR, type BlockStorage } from "./storage.js";
+import { RawFileStorage, SECTOR, writeZeros, type BlockStorage } from "./storage.js";
 
 export const QCOW2_MAGIC = 0x514649fb;
 const L1E_OFFSET_MASK = 0x00fffffffffffe00n;
@@ -289,12 +289,7 @@ export class Qcow2Storage implements BlockStorage {
   }
 
   discard(sector: number, count: number): void {
-    // Zeros, written: simple, and what the guest reads back.
-    const zeros = new Uint8Array(Math.min(count, 2048) * SECTOR);
-    for (let s = 0; s < count; s += zeros.length / SECTOR) {
-      const n = Math.min(zeros.length / SECTOR, count - s);
-      this.write(sector + s, zeros.subarray(0, n * SECTOR));
-    }
+    writeZeros(this, sector, count);
   }
 
   close(): void {

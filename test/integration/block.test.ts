@@ -11,40 +11,22 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { guestPath, newHost, until } from "../helpers.js";
+import { grantToDom0, guestPath, newHost, notifyFromGuest, until } from "../helpers.js";
 import { Libxl } from "../../tools/libxl/domain.js";
-import type { XlDomainConfig } from "../../tools/libxl/config.js";
+import { xlDomainConfig, type XlDomainConfig } from "../../tools/libxl/config.js";
 import type { Host } from "../../tools/host/host.js";
 import type { Domain } from "../../xen/common/domain.js";
 import * as B from "../../xen/include/public/io/blkif.js";
-import * as EV from "../../xen/include/public/event_channel.js";
-import { HYPERVISOR as H } from "../../xen/include/public/xen.js";
-import { GTF_permit_access } from "../../xen/include/public/grant_table.js";
-import { PFN_GRANT_TABLE } from "../../xen/arch/wasm32/config.js";
 
 function cfg(name: string, kernel: string, over: Partial<XlDomainConfig> = {}): XlDomainConfig {
-  return {
+  return xlDomainConfig({
     name,
-    type: "pv",
     kernel: guestPath(kernel),
     memory: 8,
-    maxmem: 8,
-    vcpus: 1,
-    maxvcpus: 1,
-    cmdline: "",
-    uuid: undefined,
     onPoweroff: "preserve",
-    onReboot: "restart",
     onCrash: "preserve",
-    weight: 256,
-    cap: 0,
-    maxEvtchnPort: 1023,
-    maxGrantFrames: 64,
-    maxMaptrackFrames: 1024,
-    disks: [],
-    vifs: [],
     ...over,
-  };
+  });
 }
 
 /** A sparse raw image of `bytes`. */
@@ -121,10 +103,7 @@ class FakeFrontend {
   }
 
   grant(ref: number, pfn: number): void {
-    const e = PFN_GRANT_TABLE * 4096 + ref * 8;
-    this.d.mem.setU32(e + 4, pfn);
-    this.d.mem.setU16(e + 2, 0);
-    this.d.mem.setU16(e, GTF_permit_access);
+    grantToDom0(this.d, ref, pfn);
   }
 
   get frontend(): string {
@@ -162,17 +141,7 @@ class FakeFrontend {
 
   /** EVTCHNOP_send from the guest's side. */
   kick(): void {
-    const a = 950 * 4096;
-    this.d.mem.setU32(a, this.port);
-    this.host.hv.dispatch(
-      this.d.vcpus[0]!,
-      H.__HYPERVISOR_event_channel_op,
-      EV.EVTCHNOP_send,
-      a,
-      0,
-      0,
-      0,
-    );
+    notifyFromGuest(this.host, this.d, this.port);
   }
 }
 

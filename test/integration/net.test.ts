@@ -8,39 +8,24 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { guestPath, newHost, until } from "../helpers.js";
+import { grantToDom0, guestPath, newHost, notifyFromGuest, until } from "../helpers.js";
 import { Libxl } from "../../tools/libxl/domain.js";
-import type { XlDomainConfig } from "../../tools/libxl/config.js";
+import { xlDomainConfig, type XlDomainConfig } from "../../tools/libxl/config.js";
 import type { Host } from "../../tools/host/host.js";
 import type { Domain } from "../../xen/common/domain.js";
 import * as N from "../../xen/include/public/io/netif.js";
-import * as EV from "../../xen/include/public/event_channel.js";
-import { HYPERVISOR as H } from "../../xen/include/public/xen.js";
-import { GTF_permit_access } from "../../xen/include/public/grant_table.js";
-import { PFN_GRANT_TABLE } from "../../xen/arch/wasm32/config.js";
 
 function cfg(name: string, cmdline: string, kernel = "ping"): XlDomainConfig {
-  return {
+  return xlDomainConfig({
     name,
-    type: "pv",
     kernel: guestPath(kernel),
     memory: 8,
-    maxmem: 8,
-    vcpus: 1,
-    maxvcpus: 1,
     cmdline,
-    uuid: undefined,
     onPoweroff: "preserve",
     onReboot: "destroy",
     onCrash: "preserve",
-    weight: 256,
-    cap: 0,
-    maxEvtchnPort: 1023,
-    maxGrantFrames: 64,
-    maxMaptrackFrames: 1024,
-    disks: [],
     vifs: ["bridge=xenbr0"],
-  };
+  });
 }
 
 const out = (host: Host, d: Domain): string => host.xenconsoled.read(d.domid);
@@ -125,10 +110,7 @@ class FakeNetfront {
   }
 
   grant(ref: number, pfn: number): void {
-    const e = PFN_GRANT_TABLE * 4096 + ref * 8;
-    this.d.mem.setU32(e + 4, pfn);
-    this.d.mem.setU16(e + 2, 0);
-    this.d.mem.setU16(e, GTF_permit_access);
+    grantToDom0(this.d, ref, pfn);
   }
 
   get frontend(): string {
@@ -166,17 +148,7 @@ class FakeNetfront {
   }
 
   kick(): void {
-    const a = 950 * 4096;
-    this.d.mem.setU32(a, this.port);
-    this.host.hv.dispatch(
-      this.d.vcpus[0]!,
-      H.__HYPERVISOR_event_channel_op,
-      EV.EVTCHNOP_send,
-      a,
-      0,
-      0,
-      0,
-    );
+    notifyFromGuest(this.host, this.d, this.port);
   }
 }
 
@@ -253,12 +225,7 @@ test("netback: two queues with split event channels, and a frame across two rx s
   try {
     const d = await libxl.create(cfg("mq", "", "ticker"), { paused: true });
     const mem = d.mem;
-    const grant = (ref: number, pfn: number): void => {
-      const e = PFN_GRANT_TABLE * 4096 + ref * 8;
-      mem.setU32(e + 4, pfn);
-      mem.setU16(e + 2, 0);
-      mem.setU16(e, GTF_permit_access);
-    };
+    const grant = (ref: number, pfn: number): void => grantToDom0(d, ref, pfn);
     const evtchn = host.dom0.openEvtchn();
     const front = `/local/domain/${d.domid}/device/vif/0`;
     const back = `/local/domain/0/backend/vif/${d.domid}/0`;
@@ -282,18 +249,7 @@ test("netback: two queues with split event channels, and a frame across two rx s
     w("state", "3");
     await until(() => host.xenstored.readText(`${back}/state`) === "4", 2000, "the vif");
     assert.equal(host.xenstored.readText(`${back}/multi-queue-max-queues`), "4");
-    const send = (port: number): void => {
-      mem.setU32(950 * 4096, port);
-      host.hv.dispatch(
-        d.vcpus[0]!,
-        H.__HYPERVISOR_event_channel_op,
-        EV.EVTCHNOP_send,
-        950 * 4096,
-        0,
-        0,
-        0,
-      );
-    };
+    const send = (port: number): void => notifyFromGuest(host, d, port);
     const frames: Uint8Array[] = [];
     const tap = { name: "tap", deliver: (f: Uint8Array) => frames.push(f.slice()) };
     const br = host.bridge("xenbr0");

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { guestPath, newHost, until } from "../helpers.js";
 import { Libxl } from "../../tools/libxl/domain.js";
 import { Qcow2Storage } from "../../dom0/backends/qcow2.js";
-import type { XlDomainConfig } from "../../tools/libxl/config.js";
+import { xlDomainConfig, type XlDomainConfig } from "../../tools/libxl/config.js";
 
 const qemuImg = (...args: string[]): string => execFileSync("qemu-img", args, { encoding: "utf8" });
 
@@ -30,27 +30,16 @@ function pattern(mib: number, seed: number, firstSector = 0): Buffer {
 }
 
 function cfg(name: string, cmdline: string, disk: string): XlDomainConfig {
-  return {
+  return xlDomainConfig({
     name,
-    type: "pv",
     kernel: guestPath("blkbench"),
     memory: 8,
-    maxmem: 8,
-    vcpus: 1,
-    maxvcpus: 1,
     cmdline,
-    uuid: undefined,
     onPoweroff: "preserve",
     onReboot: "destroy",
     onCrash: "preserve",
-    weight: 256,
-    cap: 0,
-    maxEvtchnPort: 1023,
-    maxGrantFrames: 64,
-    maxMaptrackFrames: 1024,
     disks: [disk],
-    vifs: [],
-  };
+  });
 }
 
 test("a guest's writes to qcow2 pass qemu-img check and read back in qemu-img", async () => {

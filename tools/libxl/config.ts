@@ -250,3 +250,35 @@ export function checkDomainConfig(x: unknown): XlDomainConfig {
   }
   return c as unknown as XlDomainConfig;
 }
+
+/**
+ * A domain config with xl's defaults for everything not given (what an
+ * xl.cfg with only these settings would give): for tests, benchmarks and
+ * programs that build domains without a file.
+ */
+export function xlDomainConfig(
+  c: Pick<XlDomainConfig, "name" | "kernel"> & Partial<XlDomainConfig>,
+): XlDomainConfig {
+  const memory = c.memory ?? 128;
+  const vcpus = c.vcpus ?? 1;
+  return {
+    type: "pv",
+    maxmem: memory,
+    maxvcpus: vcpus,
+    cmdline: "",
+    uuid: undefined,
+    onPoweroff: "destroy",
+    onReboot: "restart",
+    onCrash: "destroy",
+    weight: 256,
+    cap: 0,
+    maxEvtchnPort: 1023,
+    maxGrantFrames: 64,
+    maxMaptrackFrames: 1024,
+    disks: [],
+    vifs: [],
+    ...c,
+    memory,
+    vcpus,
+  };
+}
