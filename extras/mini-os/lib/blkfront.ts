@@ -20,7 +20,6 @@ import {
   BLKIF_MAX_SEGMENTS_PER_REQUEST,
   XenbusStateInitialised,
   XenbusStateConnected,
-  XenbusStateClosing,
   XEN_EIO,
   XEN_EINVAL,
 } from "./xen_abi";
@@ -32,14 +31,11 @@ import {
   fire_count,
 } from "./events";
 import {
-  xenbus_read,
   xenbus_read_u32,
   xenbus_write,
   xenbus_write_u32,
-  xenbus_watch,
-  xenbus_wait_for_watch,
-  xenbus_reply,
-  xenbus_reply_len,
+  xenbus_wait_for_state,
+  xenbus_read_string,
 } from "./xenbus";
 import { block } from "./sched";
 
@@ -85,16 +81,11 @@ function decimal(n: u32): string {
   return n.toString();
 }
 
-/** The reply of the last xenbus_read as a string (setup only: it allocates). */
-function reply_string(): string {
-  return String.UTF8.decodeUnsafe(xenbus_reply(), <usize>xenbus_reply_len());
-}
-
 /** Connects virtual device `devid`; 0, or a negative error (and the reason printed by the caller). */
 export function blkfront_init(devid: u32): i32 {
   const dev = "device/vbd/" + decimal(devid);
-  if (xenbus_read(dev + "/backend") < 0) return -XEN_EINVAL;
-  const backend = reply_string();
+  const backend = xenbus_read_string(dev + "/backend");
+  if (backend === null) return -XEN_EINVAL;
   const bid = xenbus_read_u32(dev + "/backend-id");
   if (bid < 0) return <i32>bid;
   backend_id = <u32>bid;
@@ -117,14 +108,8 @@ export function blkfront_init(devid: u32): i32 {
   if (rc == 0) rc = xenbus_write(dev + "/feature-persistent", "1");
   if (rc == 0) rc = xenbus_write_u32(dev + "/state", <u32>XenbusStateInitialised);
   if (rc < 0) return rc;
-  rc = xenbus_watch(backend + "/state", "blkfront");
+  rc = xenbus_wait_for_state(backend + "/state", <u32>XenbusStateConnected, "blkfront");
   if (rc < 0) return rc;
-  while (true) {
-    const st = xenbus_read_u32(backend + "/state");
-    if (st == <i64>XenbusStateConnected) break;
-    if (st >= <i64>XenbusStateClosing) return -XEN_EIO;
-    xenbus_wait_for_watch();
-  }
   const n = xenbus_read_u32(backend + "/sectors");
   if (n < 0) return <i32>n;
   sectors = <u64>n;

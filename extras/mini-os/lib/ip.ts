@@ -4,7 +4,7 @@
 // are u32 in host order (10.0.0.1 is 0x0a000001).
 import { netfront_mac, netfront_send, netfront_recv, netfront_wait } from "./netfront";
 import { NOW } from "./sched";
-import { cmdline_ptr, cmdline_len } from "./kernel";
+import { cmdline_ptr, cmdline_len, cmdline_value } from "./kernel";
 
 const ETH_HLEN: u32 = 14;
 const frame = memory.data(2048);
@@ -298,17 +298,6 @@ export function parse_ip(p: usize, len: i32): u32 {
 
 /** The address after `key=` on the command line; 0 if absent or malformed. */
 export function cmdline_ip(key: string): u32 {
-  const p = cmdline_ptr();
-  const n = cmdline_len();
-  const k = key.length;
-  let i = 0;
-  while (i < n) {
-    let match = i + k < n && load<u8>(p + i + k) == 61;
-    for (let j = 0; match && j < k; j++)
-      if (load<u8>(p + i + j) != <u8>key.charCodeAt(j)) match = false;
-    if (match) return parse_ip(p + i + k + 1, n - i - k - 1);
-    while (i < n && load<u8>(p + i) != 32) i++;
-    while (i < n && load<u8>(p + i) == 32) i++;
-  }
-  return 0;
+  const at = cmdline_value(key);
+  return at < 0 ? 0 : parse_ip(cmdline_ptr() + at, cmdline_len() - at);
 }

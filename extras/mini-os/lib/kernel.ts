@@ -56,10 +56,10 @@ export function xen_abort(message: usize, fileName: usize, line: u32, column: u3
 }
 
 /**
- * The number after `key=` on the command line (space-separated words), or
- * `dflt` when the key is absent: cmdline_arg("port", 0) on "port=5 n=9" is 5.
+ * Where the value after `key=` starts on the command line (space-separated
+ * words), as an offset from cmdline_ptr(); -1 when the key is absent.
  */
-export function cmdline_arg(key: string, dflt: u64): u64 {
+export function cmdline_value(key: string): i32 {
   const p = cmdline_ptr();
   const n = cmdline_len();
   const k = key.length;
@@ -69,19 +69,28 @@ export function cmdline_arg(key: string, dflt: u64): u64 {
     let match = i + k < n && load<u8>(p + i + k) == 61;
     for (let j = 0; match && j < k; j++)
       if (load<u8>(p + i + j) != <u8>key.charCodeAt(j)) match = false;
-    if (match) {
-      let v: u64 = 0;
-      let q = i + k + 1;
-      while (q < n && load<u8>(p + q) >= 48 && load<u8>(p + q) <= 57) {
-        v = v * 10 + <u64>(load<u8>(p + q) - 48);
-        q++;
-      }
-      return v;
-    }
+    if (match) return i + k + 1;
     while (i < n && load<u8>(p + i) != 32) i++;
     while (i < n && load<u8>(p + i) == 32) i++;
   }
-  return dflt;
+  return -1;
+}
+
+/**
+ * The number after `key=` on the command line, or `dflt` when the key is
+ * absent: cmdline_arg("port", 0) on "port=5 n=9" is 5.
+ */
+export function cmdline_arg(key: string, dflt: u64): u64 {
+  let q = cmdline_value(key);
+  if (q < 0) return dflt;
+  const p = cmdline_ptr();
+  const n = cmdline_len();
+  let v: u64 = 0;
+  while (q < n && load<u8>(p + q) >= 48 && load<u8>(p + q) <= 57) {
+    v = v * 10 + <u64>(load<u8>(p + q) - 48);
+    q++;
+  }
+  return v;
 }
 
 /** True if `word` appears on the command line as a word of its own. */

@@ -7,13 +7,7 @@
 // netfront_init() connects device/vif/0; netfront_send(ptr, len) queues a
 // frame; netfront_recv(buf, max) takes one received frame (0 when none);
 // netfront_wait(deadline) sleeps until an event or system time `deadline`.
-import {
-  XenbusStateInitialised,
-  XenbusStateConnected,
-  XenbusStateClosing,
-  XEN_EINVAL,
-  XEN_EIO,
-} from "./xen_abi";
+import { XenbusStateInitialised, XenbusStateConnected, XEN_EINVAL, XEN_EIO } from "./xen_abi";
 import { gnttab_grant_access, virt_to_gfn } from "./gnttab";
 import {
   evtchn_alloc_unbound,
@@ -26,8 +20,8 @@ import {
   xenbus_read_u32,
   xenbus_write,
   xenbus_write_u32,
-  xenbus_watch,
-  xenbus_wait_for_watch,
+  xenbus_wait_for_state,
+  xenbus_read_string,
   xenbus_reply,
   xenbus_reply_len,
 } from "./xenbus";
@@ -89,8 +83,8 @@ function push(ring: usize, prod: u32): void {
 /** Connects device/vif/0; 0 or a negative error. */
 export function netfront_init(): i32 {
   const dev = "device/vif/0";
-  if (xenbus_read(dev + "/backend") < 0) return -XEN_EINVAL;
-  const backend = String.UTF8.decodeUnsafe(xenbus_reply(), <usize>xenbus_reply_len());
+  const backend = xenbus_read_string(dev + "/backend");
+  if (backend === null) return -XEN_EINVAL;
   const bid = xenbus_read_u32(dev + "/backend-id");
   if (bid < 0) return <i32>bid;
   backend_id = <u32>bid;
@@ -129,14 +123,8 @@ export function netfront_init(): i32 {
   if (rc == 0) rc = xenbus_write(dev + "/feature-rx-notify", "1");
   if (rc == 0) rc = xenbus_write_u32(dev + "/state", <u32>XenbusStateInitialised);
   if (rc < 0) return rc;
-  rc = xenbus_watch(backend + "/state", "netfront");
+  rc = xenbus_wait_for_state(backend + "/state", <u32>XenbusStateConnected, "netfront");
   if (rc < 0) return rc;
-  while (true) {
-    const st = xenbus_read_u32(backend + "/state");
-    if (st == <i64>XenbusStateConnected) break;
-    if (st >= <i64>XenbusStateClosing) return -XEN_EIO;
-    xenbus_wait_for_watch();
-  }
   for (let i: u32 = 0; i < NRX; i++) post_rx(i);
   push(rx_ring, rx_prod_pvt);
   return xenbus_write_u32(dev + "/state", <u32>XenbusStateConnected);

@@ -37,6 +37,7 @@ import {
   XEN_EEXIST,
   XEN_ENOSPC,
   XEN_E2BIG,
+  XenbusStateClosing,
 } from "./xen_abi";
 import { notify_remote_via_evtchn, fire_count, unmask_evtchn } from "./events";
 import { block } from "./sched";
@@ -354,4 +355,26 @@ export function xenbus_wait_for_watch(): usize {
 export function str_eq(p: usize, s: string): bool {
   for (let i = 0; i < s.length; i++) if (load<u8>(p + i) != <u8>s.charCodeAt(i)) return false;
   return load<u8>(p + s.length) == 0;
+}
+
+/**
+ * A frontend's wait for its backend (pv-drivers-lifecycle): watches the
+ * state node at `path` (absolute) until it reads `want` (returns 0) or
+ * Closing or later (returns -XEN_EIO).
+ */
+export function xenbus_wait_for_state(path: string, want: u32, token: string): i32 {
+  const rc = xenbus_watch(path, token);
+  if (rc < 0) return rc;
+  while (true) {
+    const st = xenbus_read_u32(path);
+    if (st == <i64>want) return 0;
+    if (st >= <i64>XenbusStateClosing) return -XEN_EIO;
+    xenbus_wait_for_watch();
+  }
+}
+
+/** The value at `path` as a string, or null (setup only: it allocates). */
+export function xenbus_read_string(path: string): string | null {
+  if (xenbus_read(path) < 0) return null;
+  return String.UTF8.decodeUnsafe(reply, <usize>reply_length);
 }
