@@ -77,6 +77,33 @@ export async function listenUnix(path: string, onConnection: (s: Socket) => void
   return server;
 }
 
+/**
+ * A service on a unix socket (the daemon's privcmd, libxl and xenconsoled
+ * sockets): `accept` gets each new connection; `close` ends them all.
+ */
+export abstract class UnixService {
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(readonly path: string) {}
+
+  protected abstract accept(s: Socket): void;
+
+  async listen(): Promise<void> {
+    this.server = await listenUnix(this.path, (s) => {
+      this.sockets.add(s);
+      s.on("close", () => this.sockets.delete(s));
+      s.on("error", () => {});
+      this.accept(s);
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+}
+
 /** Connects to unix socket `path`; rejects with an error naming `what` and the path. */
 export function connectUnix(path: string, what: string): Promise<Socket> {
   return new Promise((resolve, reject) => {

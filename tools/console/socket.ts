@@ -5,27 +5,19 @@
  * from then on the connection is the raw console: bytes from the guest one
  * way, typed bytes the other. It ends when the domain is destroyed.
  */
-import type { Server, Socket } from "node:net";
-import { connectUnix, listenUnix, readLines, sendLine } from "../jsonl.js";
+import type { Socket } from "node:net";
+import { connectUnix, UnixService, readLines, sendLine } from "../jsonl.js";
 import type { Xenconsoled } from "./daemon.js";
 
-export class ConsoleServer {
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
-
+export class ConsoleServer extends UnixService {
   constructor(
     private readonly consoled: () => Xenconsoled,
-    readonly path: string,
-  ) {}
-
-  async listen(): Promise<void> {
-    this.server = await listenUnix(this.path, (s) => this.accept(s));
+    path: string,
+  ) {
+    super(path);
   }
 
-  private accept(s: Socket): void {
-    this.sockets.add(s);
-    s.on("close", () => this.sockets.delete(s));
-    s.on("error", () => {});
+  protected accept(s: Socket): void {
     const stop = readLines(
       s,
       (m) => {
@@ -62,11 +54,6 @@ export class ConsoleServer {
       () => {},
       4096,
     );
-  }
-
-  async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
   }
 }
 

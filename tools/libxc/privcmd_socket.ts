@@ -12,9 +12,9 @@
  * state (its event channels, grant mappings, memory, vCPU), which belongs
  * to the host process's drivers; a remote caller could only corrupt it.
  */
-import type { Server, Socket } from "node:net";
+import type { Socket } from "node:net";
 import type { Privcmd } from "../../dom0/drivers/privcmd.js";
-import { LineClient, connectUnix, listenUnix, readLines, sendLine } from "../jsonl.js";
+import { LineClient, connectUnix, UnixService, readLines, sendLine } from "../jsonl.js";
 import { BOUNCE_BASE, runHypercall, type HypercallChannel } from "./channel.js";
 import { HYPERVISOR, NR_HYPERCALLS } from "../../xen/include/public/xen.js";
 
@@ -26,24 +26,16 @@ export const PRIVCMD_SOCKET_HYPERCALLS: ReadonlySet<number> = new Set([
   HYPERVISOR.__HYPERVISOR_console_io,
 ]);
 
-export class PrivcmdServer {
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
-
+export class PrivcmdServer extends UnixService {
   constructor(
     private readonly privcmd: Privcmd,
-    readonly path: string,
+    path: string,
     private readonly log: (msg: string) => void = () => {},
-  ) {}
-
-  async listen(): Promise<void> {
-    this.server = await listenUnix(this.path, (s) => this.accept(s));
+  ) {
+    super(path);
   }
 
-  private accept(s: Socket): void {
-    this.sockets.add(s);
-    s.on("close", () => this.sockets.delete(s));
-    s.on("error", () => {});
+  protected accept(s: Socket): void {
     readLines(
       s,
       (m) => sendLine(s, { id: m.id, ...this.handle(m) }),
@@ -81,11 +73,6 @@ export class PrivcmdServer {
     } catch (e) {
       return { error: (e as Error).message };
     }
-  }
-
-  async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
   }
 }
 

@@ -13,32 +13,24 @@
  *   listLong {domids?}            → {json} (xl list -l)
  *   stopHost {timeoutMs}          → shuts every guest down, then the host
  */
-import type { Server, Socket } from "node:net";
-import { LineClient, connectUnix, listenUnix, readLines, sendLine } from "../jsonl.js";
+import type { Socket } from "node:net";
+import { LineClient, connectUnix, UnixService, readLines, sendLine } from "../jsonl.js";
 import type { Libxl } from "./domain.js";
 import { checkDomainConfig } from "./config.js";
 import { parseDiskSpec } from "./disk.js";
 import { parseNicSpec } from "./nic.js";
 
-export class LibxlServer {
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
-
+export class LibxlServer extends UnixService {
   constructor(
     private readonly libxl: Libxl,
-    readonly path: string,
+    path: string,
     private readonly onStop: (timeoutMs: number) => Promise<void>,
     private readonly log: (msg: string) => void = () => {},
-  ) {}
-
-  async listen(): Promise<void> {
-    this.server = await listenUnix(this.path, (s) => this.accept(s));
+  ) {
+    super(path);
   }
 
-  private accept(s: Socket): void {
-    this.sockets.add(s);
-    s.on("close", () => this.sockets.delete(s));
-    s.on("error", () => {});
+  protected accept(s: Socket): void {
     readLines(
       s,
       (m) => {
@@ -115,11 +107,6 @@ export class LibxlServer {
       default:
         throw new Error(`libxl: unknown call ${JSON.stringify(m.call)}`);
     }
-  }
-
-  async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
   }
 }
 
