@@ -83,23 +83,17 @@ export async function run(quick: boolean): Promise<Row[]> {
     if (!m) throw new Error(`blkbench printed no IOPS:\n${out}`);
     const iops = Number(m[1]);
     const f = (x: number): string => `${x.toFixed(0)} MiB/s`;
+    const seq = (name: string, guest: number, node: number): Row => ({
+      name,
+      measured: f(guest),
+      baseline: `Node ${f(node)}`,
+      ratio: guest / node,
+      target: "≥ 0.8×",
+      met: guest / node >= 0.8,
+    });
     return [
-      {
-        name: "guest sequential 1 MiB writes + flush",
-        measured: f(write),
-        baseline: `Node ${f(base.write)}`,
-        ratio: write / base.write,
-        target: "≥ 0.8×",
-        met: write / base.write >= 0.8,
-      },
-      {
-        name: "guest sequential 1 MiB reads",
-        measured: f(read),
-        baseline: `Node ${f(base.read)}`,
-        ratio: read / base.read,
-        target: "≥ 0.8×",
-        met: read / base.read >= 0.8,
-      },
+      seq("guest sequential 1 MiB writes + flush", write, base.write),
+      seq("guest sequential 1 MiB reads", read, base.read),
       {
         name: "guest random 4 KiB reads",
         measured: `${iops} IOPS`,

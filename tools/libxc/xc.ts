@@ -134,49 +134,56 @@ export class XcInterface {
     return bufferOffsets(sizes).map((o) => this.channel.bounceBase + o);
   }
 
-  /** A domctl: `fill` writes the union at offset `u`; resolves with the struct after the call. */
-  private async domctl(
+  /**
+   * A domctl or sysctl (same shape: cmd, interface version, a union at
+   * `u`): `head` fills the header's other fields, `fill` the union, given
+   * the bounce addresses of `extras` (buffers the union points at).
+   * Resolves with the struct as the hypervisor left it; throws XcError as `op`.
+   */
+  private async control(
+    nr: number,
+    layout: typeof DC.xen_domctl | typeof SC.xen_sysctl,
+    version: number,
+    op: string,
+    cmd: number,
+    head: (b: Buf) => void,
+    fill: (b: Buf, u: number, extra: number[]) => void,
+    extras: Buf[],
+  ): Promise<Buf> {
+    const b = new Buf(layout.size);
+    const [addr, ...extra] = this.addrs(b.bytes.length, ...extras.map((e) => e.bytes.length));
+    b.set32(layout.fields.cmd.offset, cmd);
+    b.set32(layout.fields.interface_version.offset, version);
+    head(b);
+    fill(b, layout.fields.u.offset, extra);
+    const rc = await this.channel.call(nr, [addr!], [b.bytes, ...extras.map((e) => e.bytes)]);
+    if (rc < 0) throw new XcError(op, -rc);
+    return b;
+  }
+
+  /** A domctl on `domid` (the error names it). */
+  private domctl(
     op: string,
     cmd: number,
     domid: number,
     fill: (b: Buf, u: number, extra: number[]) => void = () => {},
     extras: Buf[] = [],
   ): Promise<Buf> {
-    const b = new Buf(DC.xen_domctl.size);
-    const h = DC.xen_domctl.fields;
-    const [addr, ...extra] = this.addrs(b.bytes.length, ...extras.map((e) => e.bytes.length));
-    b.set32(h.cmd.offset, cmd);
-    b.set32(h.interface_version.offset, DC.XEN_DOMCTL_INTERFACE_VERSION);
-    b.set16(h.domain.offset, domid);
-    fill(b, h.u.offset, extra);
-    const rc = await this.channel.call(
-      HYPERVISOR.__HYPERVISOR_domctl,
-      [addr!],
-      [b.bytes, ...extras.map((e) => e.bytes)],
-    );
-    if (rc < 0) throw new XcError(`${op}(${domid})`, -rc);
-    return b;
+    const version = DC.XEN_DOMCTL_INTERFACE_VERSION;
+    const head = (b: Buf): void => b.set16(DC.xen_domctl.fields.domain.offset, domid);
+    const nr = HYPERVISOR.__HYPERVISOR_domctl;
+    return this.control(nr, DC.xen_domctl, version, `${op}(${domid})`, cmd, head, fill, extras);
   }
 
-  private async sysctl(
+  private sysctl(
     op: string,
     cmd: number,
     fill: (b: Buf, u: number, extra: number[]) => void = () => {},
     extras: Buf[] = [],
   ): Promise<Buf> {
-    const b = new Buf(SC.xen_sysctl.size);
-    const h = SC.xen_sysctl.fields;
-    const [addr, ...extra] = this.addrs(b.bytes.length, ...extras.map((e) => e.bytes.length));
-    b.set32(h.cmd.offset, cmd);
-    b.set32(h.interface_version.offset, SC.XEN_SYSCTL_INTERFACE_VERSION);
-    fill(b, h.u.offset, extra);
-    const rc = await this.channel.call(
-      HYPERVISOR.__HYPERVISOR_sysctl,
-      [addr!],
-      [b.bytes, ...extras.map((e) => e.bytes)],
-    );
-    if (rc < 0) throw new XcError(op, -rc);
-    return b;
+    const version = SC.XEN_SYSCTL_INTERFACE_VERSION;
+    const nr = HYPERVISOR.__HYPERVISOR_sysctl;
+    return this.control(nr, SC.xen_sysctl, version, op, cmd, () => {}, fill, extras);
   }
 
   /** xc_domain_getinfolist: up to `max` domains from `first` on, by domid. */
