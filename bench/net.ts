@@ -10,7 +10,7 @@ import { guestPath } from "../extras/mini-os/build.js";
 import { Host } from "../tools/host/host.js";
 import { Libxl } from "../tools/libxl/domain.js";
 import { xlDomainConfig, type XlDomainConfig } from "../tools/libxl/config.js";
-import type { Row } from "./common.js";
+import { fmt, median, type Row } from "./common.js";
 
 const cfg = (name: string, cmdline: string): XlDomainConfig =>
   xlDomainConfig({
@@ -42,7 +42,6 @@ export async function run(quick: boolean): Promise<Row[]> {
     const got = Number(m[2]);
     const bytes = Number(m[3]);
     const rtts = [...out.matchAll(/time=(\d+\.\d+) ms/g)].map((x) => Number(x[1]));
-    rtts.sort((a, b) => a - b);
     const mbps = bytes / us; // bytes per µs = MB/s
     // Baseline: the same bytes through memcpy in datagram-sized pieces.
     const src = Buffer.alloc(size, 1);
@@ -61,7 +60,7 @@ export async function run(quick: boolean): Promise<Row[]> {
       },
       {
         name: "guest→guest ping round trip, median",
-        measured: `${(rtts[rtts.length >> 1] ?? NaN).toFixed(3)} ms`,
+        measured: fmt(median(rtts), "ms", 3),
         baseline: "",
         ratio: NaN,
         target: "(report)",
