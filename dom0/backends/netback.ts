@@ -1,8 +1,9 @@
 /**
  * netback (Linux's drivers/net/xen-netback), the network backend: a vif
  * `vif<domid>.<devid>` on a software bridge, serving the frontend's netif
- * tx and rx rings (xen/include/public/io/netif.h) by grant mapping and
- * copying (`feature-rx-copy`; receive-side flipping is long gone from Xen).
+ * tx and rx rings (xen/include/public/io/netif.h), moving packet data with
+ * GNTTABOP_copy as Linux's netback does (`feature-rx-copy`; receive-side
+ * flipping is long gone from Xen). The rings themselves are mapped.
  * Packets may span several slots (`feature-sg`, NETTXF_more_data chains of
  * up to XEN_NETIF_NR_SLOTS_MIN); a frontend may ask for several queues
  * (`multi-queue-num-queues` with `queue-N/` directories, up to
@@ -248,23 +249,27 @@ export class NetbackDevice implements BackendDevice, BridgePort {
     if (rest >= total) return undefined;
     const sizes = [total - rest, ...reqs.slice(1).map((r) => r.size)];
     if (reqs.some((r, i) => r.offset + sizes[i]! > PAGE_SIZE)) return undefined;
-    let maps: GrantMap[];
+    // GNTTABOP_copy, fragment by fragment, as Linux's netback.
+    const segs = reqs.map((r, i) => ({
+      toGuest: false,
+      domid: this.info.frontendId,
+      ref: r.gref,
+      offset: r.offset,
+      data: new Uint8Array(sizes[i]!),
+    }));
+    let status: number[];
     try {
-      maps = this.gnt.mapMany(
-        this.info.frontendId,
-        reqs.map((r) => r.gref),
-        false,
-      );
+      status = this.gnt.grantCopy(segs);
     } catch {
       return undefined;
     }
+    if (status.some((st) => st !== 0)) return undefined;
     const packet = new Uint8Array(total);
     let at = 0;
-    reqs.forEach((r, i) => {
-      packet.set(maps[i]!.page.subarray(r.offset, r.offset + sizes[i]!), at);
-      at += sizes[i]!;
-    });
-    for (const m of maps) this.gnt.unmap(m);
+    for (const sg of segs) {
+      packet.set(sg.data, at);
+      at += sg.data.length;
+    }
     return packet;
   }
 
@@ -296,31 +301,39 @@ export class NetbackDevice implements BackendDevice, BridgePort {
       }
       if (ring.unconsumedRequests() < slots) break;
       q.pending.shift();
-      for (let i = 0; i < slots; i++) {
-        const s = ring.nextRequest();
-        const dv = new DataView(s.buffer, s.byteOffset, N.netif_rx_request.size);
-        const id = dv.getUint16(RX.id.offset, true);
-        const gref = dv.getUint32(RX.gref.offset, true);
-        const chunk = frame.subarray(i * PAGE_SIZE, Math.min(frame.length, (i + 1) * PAGE_SIZE));
-        let status: number = chunk.length;
-        try {
-          const m = this.gnt.map(this.info.frontendId, gref, true);
-          m.page.set(chunk, 0);
-          this.gnt.unmap(m);
-        } catch {
-          status = N.NETIF_RSP_ERROR;
-        }
-        const r = ring.nextResponse();
-        const rv = new DataView(r.buffer, r.byteOffset, N.netif_rx_response.size);
-        rv.setUint16(RXR.id.offset, id, true);
+      const reqs = Array.from({ length: slots }, () => {
+        const sl = ring.nextRequest();
+        const dv = new DataView(sl.buffer, sl.byteOffset, N.netif_rx_request.size);
+        return { id: dv.getUint16(RX.id.offset, true), gref: dv.getUint32(RX.gref.offset, true) };
+      });
+      // GNTTABOP_copy into the guest's posted pages.
+      let status: number[];
+      try {
+        status = this.gnt.grantCopy(
+          reqs.map((r, i) => ({
+            toGuest: true,
+            domid: this.info.frontendId,
+            ref: r.gref,
+            offset: 0,
+            data: frame.subarray(i * PAGE_SIZE, Math.min(frame.length, (i + 1) * PAGE_SIZE)),
+          })),
+        );
+      } catch {
+        status = reqs.map(() => -1);
+      }
+      reqs.forEach((r, i) => {
+        const len = Math.min(frame.length, (i + 1) * PAGE_SIZE) - i * PAGE_SIZE;
+        const rs = ring.nextResponse();
+        const rv = new DataView(rs.buffer, rs.byteOffset, N.netif_rx_response.size);
+        rv.setUint16(RXR.id.offset, r.id, true);
         rv.setUint16(RXR.offset.offset, 0, true);
         rv.setUint16(
           RXR.flags.offset,
           N.NETRXF_data_validated | (i + 1 < slots ? N.NETRXF_more_data : 0),
           true,
         );
-        rv.setInt16(RXR.status.offset, status, true);
-      }
+        rv.setInt16(RXR.status.offset, status[i] === 0 ? len : N.NETIF_RSP_ERROR, true);
+      });
       this.stats.rxPackets++;
       pushed = true;
     }

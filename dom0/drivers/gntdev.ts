@@ -10,7 +10,9 @@
 import * as G from "../../xen/include/public/grant_table.js";
 import { HYPERVISOR } from "../../xen/include/public/xen.js";
 import { errnoName } from "../../xen/include/public/errno.js";
-import type { Privcmd } from "./privcmd.js";
+import { DOM0_BOUNCE_PAGES, type Privcmd } from "./privcmd.js";
+import { DOMID_SELF } from "../../xen/include/public/xen.js";
+import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 
 /** A grant operation that failed: names the domain, the ref and Xen's status. */
 export class GrantError extends Error {
@@ -93,6 +95,71 @@ export class XenGnttab {
       throw failure;
     }
     return out;
+  }
+
+  /**
+   * xengnttab_grant_copy: copies between other domains' grants and Dom0's
+   * memory with GNTTABOP_copy, as Linux's netback moves packets. Each
+   * segment is one grant, `offset` into it, and `data` (at most the rest of
+   * the page): read from the guest into `data`, or written from `data` to
+   * the guest (`toGuest`). Dom0's side is a page of its bounce area per
+   * segment. Returns each segment's GNTST status; the batch is split into
+   * hypercalls as the bounce area allows.
+   */
+  grantCopy(
+    segs: ReadonlyArray<{
+      toGuest: boolean;
+      domid: number;
+      ref: number;
+      offset: number;
+      data: Uint8Array;
+    }>,
+  ): number[] {
+    const f = G.gnttab_copy.fields;
+    const p = G.gnttab_copy_ptr.fields;
+    const size = G.gnttab_copy.size;
+    const perCall = DOM0_BOUNCE_PAGES - 1;
+    const status: number[] = [];
+    for (let first = 0; first < segs.length; first += perCall) {
+      const batch = segs.slice(first, first + perCall);
+      const mem = this.pc.mem;
+      const a = this.pc.bounce(PAGE_SIZE * (batch.length + 1));
+      const pageOf = (i: number): number => a + PAGE_SIZE * (i + 1);
+      batch.forEach((s, i) => {
+        if (s.offset < 0 || s.offset + s.data.length > PAGE_SIZE) {
+          throw new RangeError(
+            `gntdev: a copy of ${s.data.length} bytes at ${s.offset} crosses a page`,
+          );
+        }
+        const op = a + i * size;
+        const guest = op + (s.toGuest ? f.dest : f.source).offset;
+        const local = op + (s.toGuest ? f.source : f.dest).offset;
+        mem.setU64(guest + p.u.offset, s.ref);
+        mem.setU16(guest + p.domid.offset, s.domid);
+        mem.setU16(guest + p.offset.offset, s.offset);
+        mem.setU64(local + p.u.offset, pageOf(i) / PAGE_SIZE);
+        mem.setU16(local + p.domid.offset, DOMID_SELF);
+        mem.setU16(local + p.offset.offset, 0);
+        mem.setU16(op + f.len.offset, s.data.length);
+        mem.setU16(op + f.flags.offset, s.toGuest ? G.GNTCOPY_dest_gref : G.GNTCOPY_source_gref);
+        if (s.toGuest) mem.write(pageOf(i), s.data);
+      });
+      const rc = this.pc.hypercall(
+        HYPERVISOR.__HYPERVISOR_grant_table_op,
+        G.GNTTABOP_copy,
+        a,
+        batch.length,
+      );
+      if (rc < 0)
+        throw new GrantError(G.GNTST_general_error, `gntdev: copy failed: ${errnoName(-rc)}`);
+      batch.forEach((s, i) => {
+        const st = mem.dv.getInt16(a + i * size + f.status.offset, true);
+        if (st === G.GNTST_okay && !s.toGuest)
+          s.data.set(mem.u8.subarray(pageOf(i), pageOf(i) + s.data.length));
+        status.push(st);
+      });
+    }
+    return status;
   }
 
   /** xengnttab_unmap: unmaps one mapping made by this handle. */
