@@ -20,7 +20,12 @@ import {
 } from "../lib/index";
 // Drivers are imported by the kernels that use them: their static pages
 // would otherwise be in every kernel.
-import { netfront_init, netfront_mac, netfront_wait } from "../lib/netfront";
+import {
+  netfront_init,
+  netfront_mac,
+  netfront_wait,
+  netfront_check_backend,
+} from "../lib/netfront";
 import {
   ip_init,
   ip_str,
@@ -60,6 +65,10 @@ function serve(): void {
   let count: u32 = 0;
   let bytes: u64 = 0;
   while (true) {
+    if (netfront_check_backend()) {
+      cons.s("ping: the vif was unplugged; powering off").nl();
+      shutdown(SHUTDOWN_poweroff);
+    }
     const n = udp_recv(buf, from, 0);
     if (n < 0) {
       netfront_wait(0);

@@ -7,7 +7,14 @@
 // netfront_init() connects device/vif/0; netfront_send(ptr, len) queues a
 // frame; netfront_recv(buf, max) takes one received frame (0 when none);
 // netfront_wait(deadline) sleeps until an event or system time `deadline`.
-import { XenbusStateInitialised, XenbusStateConnected, XEN_EINVAL, XEN_EIO } from "./xen_abi";
+import {
+  XenbusStateInitialised,
+  XenbusStateConnected,
+  XenbusStateClosing,
+  XenbusStateClosed,
+  XEN_EINVAL,
+  XEN_EIO,
+} from "./xen_abi";
 import { gnttab_grant_access, virt_to_gfn } from "./gnttab";
 import {
   evtchn_alloc_unbound,
@@ -22,6 +29,7 @@ import {
   xenbus_write_u32,
   xenbus_wait_for_state,
   xenbus_read_string,
+  xenbus_poll_watch,
   xenbus_reply,
   xenbus_reply_len,
 } from "./xenbus";
@@ -51,6 +59,8 @@ let rx_prod_pvt: u32 = 0;
 let rx_rsp_cons: u32 = 0;
 let port: u32 = 0;
 let backend_id: u32 = 0;
+let backend_state: string = "";
+let closed: bool = false;
 
 /** The 6-byte MAC address from device/vif/0/mac. */
 export function netfront_mac(): usize {
@@ -125,6 +135,7 @@ export function netfront_init(): i32 {
   if (rc < 0) return rc;
   rc = xenbus_wait_for_state(backend + "/state", <u32>XenbusStateConnected, "netfront");
   if (rc < 0) return rc;
+  backend_state = backend + "/state";
   for (let i: u32 = 0; i < NRX; i++) post_rx(i);
   push(rx_ring, rx_prod_pvt);
   return xenbus_write_u32(dev + "/state", <u32>XenbusStateConnected);
@@ -156,6 +167,7 @@ export function netfront_wait(deadline: u64): void {
 
 /** Queues frame `len` bytes at `ptr` (at most a page); 0, or -XEN_EINVAL. */
 export function netfront_send(ptr: usize, len: u32): i32 {
+  if (closed) return -XEN_EIO;
   if (len == 0 || len > 4096) return -XEN_EINVAL;
   reclaim_tx();
   while (tx_free_n == 0) {
@@ -182,6 +194,7 @@ export function netfront_send(ptr: usize, len: u32): i32 {
 
 /** Copies one received frame into `buf` (up to `max` bytes); its length, or 0 if none waits. */
 export function netfront_recv(buf: usize, max: u32): u32 {
+  if (closed) return 0;
   while (rx_rsp_cons != atomic.load<u32>(rx_ring + 8)) {
     const r = rx_ring + HDR + (rx_rsp_cons & (RING - 1)) * RX_ENTRY;
     const id = <u32>load<u16>(r);
@@ -198,4 +211,22 @@ export function netfront_recv(buf: usize, max: u32): u32 {
     if (n > 0) return n;
   }
   return 0;
+}
+
+/**
+ * Follows the backend's state (its watch was set at init): when it closes
+ * (hot-unplug, `xl network-detach`), the frontend closes too, as
+ * pv-drivers-lifecycle asks, and stops using the rings. Returns true once
+ * the vif is closed. Call it from the guest's main loop.
+ */
+export function netfront_check_backend(): bool {
+  if (closed || backend_state.length == 0) return closed;
+  if (xenbus_poll_watch() == 0) return false;
+  const st = xenbus_read_u32(backend_state);
+  if (st >= <i64>XenbusStateClosing || st < 0) {
+    xenbus_write_u32("device/vif/0/state", <u32>XenbusStateClosing);
+    xenbus_write_u32("device/vif/0/state", <u32>XenbusStateClosed);
+    closed = true;
+  }
+  return closed;
 }

@@ -333,18 +333,36 @@ export function xenbus_wait_for_watch(): usize {
     const seen = fire_count(port);
     const cons = ring_u32(XENSTORE_RSP_CONS_OFF);
     if (ring_u32(XENSTORE_RSP_PROD_OFF) != cons) {
-      ring_read(reply, 16);
-      const rtype = load<u32>(reply);
-      const len = load<u32>(reply + 12);
-      if (len > 4096) return 0;
-      ring_read(reply, len);
-      store<u8>(reply + len, 0);
-      reply_length = <i32>len;
-      if (rtype == XS_WATCH_EVENT) queue_event(len);
+      if (!take_message()) return 0;
       continue;
     }
     while (fire_count(port) == seen && ring_u32(XENSTORE_RSP_PROD_OFF) == cons) block();
   }
+  return next_event();
+}
+
+/** Reads one message off the ring, queueing it if it is a watch event; false if it is malformed. */
+function take_message(): bool {
+  ring_read(reply, 16);
+  const rtype = load<u32>(reply);
+  const len = load<u32>(reply + 12);
+  if (len > 4096) return false;
+  ring_read(reply, len);
+  store<u8>(reply + len, 0);
+  reply_length = <i32>len;
+  if (rtype == XS_WATCH_EVENT) queue_event(len);
+  return true;
+}
+
+/** A watch event that has already arrived (as xenbus_wait_for_watch gives it), or 0: never waits. */
+export function xenbus_poll_watch(): usize {
+  while (ev_count == 0 && ring_u32(XENSTORE_RSP_PROD_OFF) != ring_u32(XENSTORE_RSP_CONS_OFF)) {
+    if (!take_message()) return 0;
+  }
+  return ev_count == 0 ? 0 : next_event();
+}
+
+function next_event(): usize {
   const slot = events + ev_head * EVENT_SIZE;
   ev_head = (ev_head + 1) % EVENTS;
   ev_count--;
