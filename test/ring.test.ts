@@ -2,12 +2,14 @@
  * Shared rings (io/ring.h) in TypeScript: a front and a back ring over one
  * page, requests answered in order across the uint32 wrap, the event
  * suppression that RING_PUSH_*_AND_CHECK_NOTIFY and RING_FINAL_CHECK_* agree
- * on, and a frontend that writes a wild req_prod.
+ * on, and a frontend that writes a wild req_prod; and mini-os's front ring
+ * (extras/mini-os/lib/ring.ts) in a real guest against Dom0's back ring.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { BackRing, FrontRing, sharedRingInit } from "../dom0/drivers/ring.js";
 import { sring_header } from "../xen/include/public/io/ring.js";
+import { kernel, newHost, until } from "./helpers.js";
 
 const H = sring_header.fields;
 const PAGE = 4096;
@@ -122,4 +124,58 @@ test("a frontend's wild req_prod: the backend sees at most a ring's worth and ne
   assert.equal(back.unconsumedRequests(), 0);
   for (let i = 0; i < 32; i++) back.nextResponse();
   assert.equal(back.unconsumedRequests(), 32);
+});
+
+test("mini-os's front ring (lib/ring.ts) against Dom0's back ring, across the uint32 wrap", async () => {
+  const host = newHost();
+  try {
+    const start = 2 ** 32 - 100;
+    const d = host.createSync({
+      name: "ringtest",
+      kernel: await kernel("ringtest"),
+      memory: 2,
+      cmdline: `start=${start} n=1000`,
+    });
+    let out = "";
+    d.consoleListeners.add((b) => (out += new TextDecoder().decode(b)));
+    await until(() => /ringtest: ref \d+ port \d+/.test(out), 5000, "the guest's offer");
+    const [, ref, port, size] = /ringtest: ref (\d+) port (\d+) size (\d+)/.exec(out)!.map(Number);
+    assert.equal(size, 128, "(4096 - 64) / 16 = 252 entries round down to 128");
+    const gnt = host.dom0.openGnttab();
+    const ev = host.dom0.openEvtchn();
+    const map = gnt.map(d.domid, ref!);
+    const back = new BackRing(map.page, 16, start);
+    // The guest's header is io/ring.h's, byte for byte: indices at 0, 4, 8, 12.
+    const dv = new DataView(map.page.buffer, map.page.byteOffset, PAGE);
+    assert.equal(dv.getUint32(H.rsp_prod.offset, true), start);
+    const local = ev.bindInterdomain(d.domid, port!);
+    let answered = 0;
+    const serve = (): void => {
+      for (;;) {
+        while (back.unconsumedRequests() > 0) {
+          const v = new DataView(back.nextRequest().slice(0, 4).buffer).getUint32(0, true);
+          const slot = back.nextResponse();
+          new DataView(slot.buffer, slot.byteOffset, 4).setUint32(0, v * 2, true);
+          answered++;
+        }
+        if (back.pushResponses()) ev.notify(local);
+        if (!back.finalCheckForRequests()) break;
+      }
+    };
+    ev.on((p) => {
+      ev.unmask(p);
+      serve();
+    });
+    // As a backend does on connecting: requests sent before the bind count too.
+    serve();
+    await until(() => d.isShutdown, 10_000, "the guest to finish");
+    assert.match(out, new RegExp(`ringtest: ok 1000 through ${(start + 1000) % 2 ** 32}\\b`), out);
+    assert.equal(answered, 1000);
+    assert.equal(d.shutdownName, "poweroff");
+    gnt.unmap(map);
+    ev.dispose();
+    gnt.dispose();
+  } finally {
+    await host.shutdown();
+  }
 });

@@ -38,8 +38,15 @@ import {
   xenbus_read_string,
 } from "./xenbus";
 import { block } from "./sched";
+import {
+  front_ring_at,
+  front_ring_init,
+  ring_slot,
+  ring_push_requests,
+  ring_unconsumed_responses,
+  ring_final_check_for_responses,
+} from "./ring";
 
-const RING_HDR: u32 = 64;
 const ENTRY: u32 = 112;
 const RING_SIZE: u32 = 32;
 const SEGS: u32 = <u32>BLKIF_MAX_SEGMENTS_PER_REQUEST;
@@ -60,8 +67,7 @@ let cache_used: u32 = 0;
 
 let backend_id: u32 = 0;
 let port: u32 = 0;
-let req_prod_pvt: u32 = 0;
-let rsp_cons: u32 = 0;
+const fr = front_ring_at(memory.data(24, 8));
 let sectors: u64 = 0;
 let readonly: bool = false;
 let connected: bool = false;
@@ -90,7 +96,7 @@ export function blkfront_init(devid: u32): i32 {
   if (bid < 0) return <i32>bid;
   backend_id = <u32>bid;
   // SHARED_RING_INIT: every index zero.
-  memory.fill(ring, 0, 4096);
+  front_ring_init(fr, ring, 4096, ENTRY, 0);
   const ref = gnttab_grant_access(backend_id, virt_to_gfn(ring), false);
   if (ref < 0) return -XEN_EINVAL;
   for (let i: u32 = 0; i < BATCH * SEGS; i++) {
@@ -145,12 +151,12 @@ function grant_for(addr: usize): i32 {
 }
 
 function req_addr(idx: u32): usize {
-  return ring + RING_HDR + (idx & (RING_SIZE - 1)) * ENTRY;
+  return ring_slot(fr, idx);
 }
 
 /** Queues one request; `slot` picks its data pages (and is its id). */
 function queue(op: u8, slot: u32, sector: u64, bytes: u32): void {
-  const r = req_addr(req_prod_pvt);
+  const r = req_addr(fr.req_prod_pvt);
   store<u8>(r, op);
   const nseg = (bytes + 4095) / 4096;
   store<u8>(r + 1, <u8>nseg);
@@ -165,41 +171,34 @@ function queue(op: u8, slot: u32, sector: u64, bytes: u32): void {
     store<u8>(s + 4, 0);
     store<u8>(s + 5, <u8>(len / SECTOR - 1));
   }
-  req_prod_pvt++;
+  fr.req_prod_pvt++;
 }
 
-/** Publishes queued requests; notifies the backend if it asked to be (RING_PUSH_REQUESTS_AND_CHECK_NOTIFY). */
+/** Publishes queued requests; notifies the backend if it asked to be. */
 function push(): void {
-  const old = atomic.load<u32>(ring);
-  atomic.store<u32>(ring, req_prod_pvt);
-  const ev = atomic.load<u32>(ring + 4);
-  if (req_prod_pvt - ev < req_prod_pvt - old) notify_remote_via_evtchn(port);
+  if (ring_push_requests(fr)) notify_remote_via_evtchn(port);
 }
 
 /** Waits for `n` responses; returns how many were errors. */
 function wait(n: u32): u32 {
   let errors: u32 = 0;
   while (n > 0) {
-    const prod = atomic.load<u32>(ring + 8);
-    while (rsp_cons != prod && n > 0) {
-      const r = req_addr(rsp_cons);
-      if (load<i16>(r + 10) != <i16>BLKIF_RSP_OKAY) errors++;
-      rsp_cons++;
+    while (ring_unconsumed_responses(fr) > 0 && n > 0) {
+      if (load<i16>(ring_slot(fr, fr.rsp_cons) + 10) != <i16>BLKIF_RSP_OKAY) errors++;
+      fr.rsp_cons++;
       n--;
     }
-    if (n == 0) break;
-    // RING_FINAL_CHECK_FOR_RESPONSES, then sleep until the backend's event.
-    atomic.store<u32>(ring + 12, rsp_cons + 1);
-    if (atomic.load<u32>(ring + 8) != rsp_cons) continue;
+    if (n == 0 || ring_final_check_for_responses(fr)) continue;
+    // Sleep until the backend's event.
     const seen = fire_count(port);
-    while (fire_count(port) == seen && atomic.load<u32>(ring + 8) == rsp_cons) block();
+    while (fire_count(port) == seen && ring_unconsumed_responses(fr) == 0) block();
   }
   return errors;
 }
 
 /** Queues a request whose segments are the (granted) pages of `buf` itself. */
 function queue_direct(op: u8, sector: u64, buf: usize, bytes: u32): bool {
-  const r = req_addr(req_prod_pvt);
+  const r = req_addr(fr.req_prod_pvt);
   const nseg = (bytes + 4095) / 4096;
   for (let i: u32 = 0; i < nseg; i++) {
     const g = grant_for(buf + i * 4096);
@@ -216,7 +215,7 @@ function queue_direct(op: u8, sector: u64, buf: usize, bytes: u32): bool {
   store<u16>(r + 2, 0);
   store<u64>(r + 8, 0);
   store<u64>(r + 16, sector);
-  req_prod_pvt++;
+  fr.req_prod_pvt++;
   return true;
 }
 
@@ -296,12 +295,12 @@ export function blkfront_write(sector: u64, buf: usize, bytes: u32): i32 {
 /** BLKIF_OP_FLUSH_DISKCACHE: earlier writes are on the host's disk when it returns 0. */
 export function blkfront_flush(): i32 {
   if (!connected) return -XEN_EIO;
-  const r = req_addr(req_prod_pvt);
+  const r = req_addr(fr.req_prod_pvt);
   store<u8>(r, <u8>BLKIF_OP_FLUSH_DISKCACHE);
   store<u8>(r + 1, 0);
   store<u64>(r + 8, 0);
   store<u64>(r + 16, 0);
-  req_prod_pvt++;
+  fr.req_prod_pvt++;
   push();
   return wait(1) == 0 ? 0 : -XEN_EIO;
 }
@@ -309,13 +308,13 @@ export function blkfront_flush(): i32 {
 /** BLKIF_OP_DISCARD of `count` sectors from `sector`. */
 export function blkfront_discard(sector: u64, count: u64): i32 {
   if (!connected) return -XEN_EIO;
-  const r = req_addr(req_prod_pvt);
+  const r = req_addr(fr.req_prod_pvt);
   store<u8>(r, <u8>BLKIF_OP_DISCARD);
   store<u8>(r + 1, 0);
   store<u64>(r + 8, 0);
   store<u64>(r + 16, sector);
   store<u64>(r + 24, count);
-  req_prod_pvt++;
+  fr.req_prod_pvt++;
   push();
   return wait(1) == 0 ? 0 : -XEN_EIO;
 }

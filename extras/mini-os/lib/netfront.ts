@@ -34,12 +34,19 @@ import {
   xenbus_reply_len,
 } from "./xenbus";
 import { block, init_time } from "./sched";
+import {
+  FrontRing,
+  front_ring_at,
+  front_ring_init,
+  ring_slot,
+  ring_push_requests,
+  ring_unconsumed_responses,
+  ring_final_check_for_responses,
+} from "./ring";
 import { HYPERVISOR_set_timer_op } from "./hypervisor";
 
-const HDR: u32 = 64;
 const TX_ENTRY: u32 = 12;
 const RX_ENTRY: u32 = 8;
-const RING: u32 = 256;
 const NRX: u32 = 64;
 const NTX: u32 = 32;
 
@@ -53,10 +60,8 @@ const tx_free = memory.data(<i32>(NTX * 4));
 const mac = memory.data(8);
 
 let tx_free_n: u32 = 0;
-let tx_prod_pvt: u32 = 0;
-let tx_rsp_cons: u32 = 0;
-let rx_prod_pvt: u32 = 0;
-let rx_rsp_cons: u32 = 0;
+const txr = front_ring_at(memory.data(24, 8));
+const rxr = front_ring_at(memory.data(24, 8));
 let port: u32 = 0;
 let backend_id: u32 = 0;
 let backend_state: string = "";
@@ -75,19 +80,16 @@ function hexval(c: u32): i32 {
 }
 
 function post_rx(id: u32): void {
-  const r = rx_ring + HDR + (rx_prod_pvt & (RING - 1)) * RX_ENTRY;
+  const r = ring_slot(rxr, rxr.req_prod_pvt);
   store<u16>(r, <u16>id);
   store<u16>(r + 2, 0);
   store<u32>(r + 4, load<u32>(rx_grefs + id * 4));
-  rx_prod_pvt++;
+  rxr.req_prod_pvt++;
 }
 
-/** RING_PUSH_REQUESTS_AND_CHECK_NOTIFY on `ring` up to `prod`. */
-function push(ring: usize, prod: u32): void {
-  const old = atomic.load<u32>(ring);
-  atomic.store<u32>(ring, prod);
-  const ev = atomic.load<u32>(ring + 4);
-  if (prod - ev < prod - old) notify_remote_via_evtchn(port);
+/** Publishes `r`'s queued requests; notifies the backend if it asked to be. */
+function push(r: FrontRing): void {
+  if (ring_push_requests(r)) notify_remote_via_evtchn(port);
 }
 
 /** Connects device/vif/0; 0 or a negative error. */
@@ -105,8 +107,8 @@ export function netfront_init(): i32 {
     if (hi < 0 || lo < 0) return -XEN_EINVAL;
     store<u8>(mac + i, <u8>((hi << 4) | lo));
   }
-  memory.fill(tx_ring, 0, 4096);
-  memory.fill(rx_ring, 0, 4096);
+  front_ring_init(txr, tx_ring, 4096, TX_ENTRY, 0);
+  front_ring_init(rxr, rx_ring, 4096, RX_ENTRY, 0);
   const txref = gnttab_grant_access(backend_id, virt_to_gfn(tx_ring), false);
   const rxref = gnttab_grant_access(backend_id, virt_to_gfn(rx_ring), false);
   if (txref < 0 || rxref < 0) return -XEN_EINVAL;
@@ -137,27 +139,26 @@ export function netfront_init(): i32 {
   if (rc < 0) return rc;
   backend_state = backend + "/state";
   for (let i: u32 = 0; i < NRX; i++) post_rx(i);
-  push(rx_ring, rx_prod_pvt);
+  push(rxr);
   return xenbus_write_u32(dev + "/state", <u32>XenbusStateConnected);
 }
 
 /** Takes back the tx slots the backend has answered. */
 function reclaim_tx(): void {
-  const prod = atomic.load<u32>(tx_ring + 8);
-  while (tx_rsp_cons != prod) {
-    const r = tx_ring + HDR + (tx_rsp_cons & (RING - 1)) * TX_ENTRY;
-    store<u32>(tx_free + tx_free_n * 4, <u32>load<u16>(r));
+  while (ring_unconsumed_responses(txr) > 0) {
+    store<u32>(tx_free + tx_free_n * 4, <u32>load<u16>(ring_slot(txr, txr.rsp_cons)));
     tx_free_n++;
-    tx_rsp_cons++;
+    txr.rsp_cons++;
   }
 }
 
 /** Sleeps until an event arrives or system time `deadline` (ns; 0 for no deadline). */
 export function netfront_wait(deadline: u64): void {
-  // Ask for events on both rings' next responses (RING_FINAL_CHECK_FOR_RESPONSES).
-  atomic.store<u32>(rx_ring + 12, rx_rsp_cons + 1);
-  atomic.store<u32>(tx_ring + 12, tx_rsp_cons + 1);
-  if (atomic.load<u32>(rx_ring + 8) != rx_rsp_cons) return;
+  // Ask for events on both rings' next responses; with a frame already
+  // received, do not sleep (answered tx slots are just taken back).
+  reclaim_tx();
+  ring_final_check_for_responses(txr);
+  if (ring_final_check_for_responses(rxr)) return;
   if (deadline != 0) {
     init_time();
     HYPERVISOR_set_timer_op(deadline);
@@ -172,42 +173,41 @@ export function netfront_send(ptr: usize, len: u32): i32 {
   reclaim_tx();
   while (tx_free_n == 0) {
     const seen = fire_count(port);
-    atomic.store<u32>(tx_ring + 12, tx_rsp_cons + 1);
-    reclaim_tx();
-    if (tx_free_n > 0) break;
-    while (fire_count(port) == seen) block();
+    if (!ring_final_check_for_responses(txr)) {
+      while (fire_count(port) == seen && ring_unconsumed_responses(txr) == 0) block();
+    }
     reclaim_tx();
   }
   tx_free_n--;
   const id = load<u32>(tx_free + tx_free_n * 4);
   memory.copy(tx_pages + id * 4096, ptr, len);
-  const r = tx_ring + HDR + (tx_prod_pvt & (RING - 1)) * TX_ENTRY;
+  const r = ring_slot(txr, txr.req_prod_pvt);
   store<u32>(r, load<u32>(tx_grefs + id * 4));
   store<u16>(r + 4, 0);
   store<u16>(r + 6, 0);
   store<u16>(r + 8, <u16>id);
   store<u16>(r + 10, <u16>len);
-  tx_prod_pvt++;
-  push(tx_ring, tx_prod_pvt);
+  txr.req_prod_pvt++;
+  push(txr);
   return 0;
 }
 
 /** Copies one received frame into `buf` (up to `max` bytes); its length, or 0 if none waits. */
 export function netfront_recv(buf: usize, max: u32): u32 {
   if (closed) return 0;
-  while (rx_rsp_cons != atomic.load<u32>(rx_ring + 8)) {
-    const r = rx_ring + HDR + (rx_rsp_cons & (RING - 1)) * RX_ENTRY;
+  while (ring_unconsumed_responses(rxr) > 0) {
+    const r = ring_slot(rxr, rxr.rsp_cons);
     const id = <u32>load<u16>(r);
     const offset = <u32>load<u16>(r + 2);
     const status = load<i16>(r + 6);
-    rx_rsp_cons++;
+    rxr.rsp_cons++;
     let n: u32 = 0;
     if (status > 0 && id < NRX && offset + <u32>status <= 4096) {
       n = <u32>status < max ? <u32>status : max;
       memory.copy(buf, rx_pages + id * 4096 + offset, n);
     }
     if (id < NRX) post_rx(id);
-    push(rx_ring, rx_prod_pvt);
+    push(rxr);
     if (n > 0) return n;
   }
   return 0;
