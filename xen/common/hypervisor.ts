@@ -111,7 +111,7 @@ export const DOM0_WINDOW_FRAMES = 4096;
 
 /** Dom0's kernel, the host process, as the hypervisor sees it. */
 export interface Dom0Kernel {
-  /** Called (from the event loop) after an event became pending for Dom0. */
+  /** Called (between guest slices, or from the event loop) after an event became pending for Dom0. */
   upcall(): void;
 }
 
