@@ -39,10 +39,16 @@ const RSP = B.blkif_response.fields;
 
 /** A response being prepared: its status may still turn to an error at drain. */
 interface Resp {
-  id: bigint;
+  /** The request's id, echoed as its two 32-bit halves. */
+  idLo: number;
+  idHi: number;
   op: number;
   status: number;
 }
+
+/** A little-endian uint64 field as a number (exact below 2^53). */
+const u64 = (dv: DataView, off: number): number =>
+  dv.getUint32(off, true) + dv.getUint32(off + 4, true) * 2 ** 32;
 
 /** Transfers merged into one storage call. */
 interface Run {
@@ -78,6 +84,9 @@ export class BlkbackDevice implements BackendDevice {
   private persistent = false;
   private readonly pgrants = new Map<number, GrantMap>();
   private run: Run | undefined;
+  /** Where each request is copied before it is read. */
+  private readonly scratch = new Uint8Array(B.blkif_request.size);
+  private readonly scratchView = new DataView(this.scratch.buffer);
   private readonly temps: GrantMap[] = [];
   private readonly gnt: XenGnttab;
   readonly stats: BlkbackStats = {
@@ -220,10 +229,16 @@ export class BlkbackDevice implements BackendDevice {
       const resps: Resp[] = [];
       while (ring.unconsumedRequests() > 0) {
         // Copy first: the frontend can rewrite the slot while we work.
-        const req = ring.nextRequest().slice(0, B.blkif_request.size);
-        const dv = new DataView(req.buffer);
+        const req = this.scratch;
+        req.set(ring.nextRequest().subarray(0, B.blkif_request.size));
+        const dv = this.scratchView;
         const op = req[R.operation.offset]!;
-        const resp: Resp = { id: dv.getBigUint64(R.id.offset, true), op, status: B.BLKIF_RSP_OKAY };
+        const resp: Resp = {
+          idLo: dv.getUint32(R.id.offset, true),
+          idHi: dv.getUint32(R.id.offset + 4, true),
+          op,
+          status: B.BLKIF_RSP_OKAY,
+        };
         resps.push(resp);
         try {
           resp.status = this.handle(req, dv, op, resp);
@@ -235,13 +250,15 @@ export class BlkbackDevice implements BackendDevice {
       // The batch's transfers, merged, then every response in order.
       this.drain();
       for (const m of this.temps.splice(0)) this.gnt.unmap(m);
+      const rdv = ring.dv;
       for (const resp of resps) {
         if (resp.status !== B.BLKIF_RSP_OKAY) this.stats.errors++;
-        const slot = ring.nextResponse();
-        const rsp = new DataView(slot.buffer, slot.byteOffset, B.blkif_response.size);
-        rsp.setBigUint64(RSP.id.offset, resp.id, true);
-        rsp.setUint8(RSP.operation.offset, resp.op);
-        rsp.setInt16(RSP.status.offset, resp.status, true);
+        const o = ring.slotOffset(ring.rspProdPvt);
+        ring.nextResponse();
+        rdv.setUint32(o + RSP.id.offset, resp.idLo, true);
+        rdv.setUint32(o + RSP.id.offset + 4, resp.idHi, true);
+        rdv.setUint8(o + RSP.operation.offset, resp.op);
+        rdv.setInt16(o + RSP.status.offset, resp.status, true);
       }
       if (ring.pushResponses()) this.evtchn.notify(this.port);
       if (!ring.finalCheckForRequests()) return;
@@ -293,7 +310,7 @@ export class BlkbackDevice implements BackendDevice {
   }
 
   private handle(req: Uint8Array, dv: DataView, op: number, resp: Resp): number {
-    const sector = Number(dv.getBigUint64(R.sector_number.offset, true));
+    const sector = u64(dv, R.sector_number.offset);
     switch (op) {
       case B.BLKIF_OP_READ:
       case B.BLKIF_OP_WRITE:
@@ -316,9 +333,7 @@ export class BlkbackDevice implements BackendDevice {
       case B.BLKIF_OP_FLUSH_DISKCACHE:
         return this.flush();
       case B.BLKIF_OP_DISCARD: {
-        const count = Number(
-          dv.getBigUint64(B.blkif_request_discard.fields.nr_sectors.offset, true),
-        );
+        const count = u64(dv, B.blkif_request_discard.fields.nr_sectors.offset);
         if (this.storage.readonly || sector + count > this.storage.sectors)
           return B.BLKIF_RSP_ERROR;
         this.storage.discard(sector, count);

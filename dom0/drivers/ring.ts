@@ -66,8 +66,13 @@ class SharedRing {
 
   /** The slot of free-running index `idx`: a view of its bytes in the page. */
   slot(idx: number): Uint8Array {
-    const at = sring_header.size + (idx & (this.size - 1)) * this.slotBytes;
+    const at = this.slotOffset(idx);
     return this.page.subarray(at, at + this.slotBytes);
+  }
+
+  /** Byte offset of slot `idx` in the page (for reading it through `dv` without a view). */
+  slotOffset(idx: number): number {
+    return sring_header.size + (idx & (this.size - 1)) * this.slotBytes;
   }
 }
 
