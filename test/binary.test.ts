@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { stripKernel } from "../xen/arch/wasm32/binary.js";
+import { stripKernel, nonZeroRuns } from "../xen/arch/wasm32/binary.js";
 import { guestPath } from "../extras/mini-os/build.js";
 
 test("a built kernel loses its data segments and imports a 0..4 GiB shared memory", () => {
@@ -47,4 +47,23 @@ test("modules that break the contract are refused with the reason", () => {
   assert.throws(() => stripKernel(Uint8Array.from(unshared)), /not shared memory/);
   // Truncated section.
   assert.throws(() => stripKernel(Uint8Array.from(unshared.slice(0, 15))), /truncated/);
+});
+
+test("zero bytes of data segments are not written: a new guest's memory is zero already", () => {
+  const seg = (offset: number, bytes: number[]): { offset: number; data: Uint8Array } => ({
+    offset,
+    data: Uint8Array.from(bytes),
+  });
+  const big = new Array<number>(300).fill(0);
+  big[10] = 1;
+  big[11] = 2;
+  big[40] = 3; // a short zero gap: one run
+  big[200] = 4; // a long gap: a second run
+  assert.deepEqual(nonZeroRuns([seg(1000, big), seg(5000, [0, 0, 0])]), [
+    seg(1010, big.slice(10, 41)),
+    seg(1200, [4]),
+  ]);
+  // Overlapping segments apply in order, zeros included: they are kept whole.
+  const overlapping = [seg(100, [1, 2, 3, 4]), seg(102, [0, 0])];
+  assert.deepEqual(nonZeroRuns(overlapping), overlapping);
 });

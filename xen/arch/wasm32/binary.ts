@@ -190,5 +190,48 @@ export function stripKernel(module: Uint8Array): StrippedModule {
     for (const b of body) out.push(b);
   }
   if (minPages < 0) throw new Error("kernel does not import env.memory");
-  return { bytes: Uint8Array.from(out), segments, minPages };
+  return { bytes: Uint8Array.from(out), segments: nonZeroRuns(segments), minPages };
+}
+
+/** Zero bytes shorter than this between two non-zero runs stay in one segment. */
+const ZERO_GAP = 64;
+
+/**
+ * The segments' non-zero bytes only: a new guest's memory is already zero,
+ * and writing zeros (a compiler's `memory.data` reservations are zero
+ * segments) would only make those pages resident in every domain. Segments
+ * that overlap are kept whole.
+ */
+export function nonZeroRuns(segments: readonly DataSegment[]): DataSegment[] {
+  // Segments apply in order, so with overlaps a zero may overwrite: keep them whole.
+  const sorted = [...segments].sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i - 1]!.offset + sorted[i - 1]!.data.length > sorted[i]!.offset)
+      return [...segments];
+  }
+  const out: DataSegment[] = [];
+  for (const s of segments) {
+    const d = s.data;
+    let i = 0;
+    while (i < d.length) {
+      while (i < d.length && d[i] === 0) i++;
+      if (i === d.length) break;
+      const start = i;
+      let end = i;
+      // Extend over non-zero bytes and short zero gaps.
+      while (i < d.length) {
+        if (d[i] !== 0) {
+          end = ++i;
+          continue;
+        }
+        let z = i;
+        while (z < d.length && d[z] === 0 && z - i < ZERO_GAP) z++;
+        if (z === d.length || d[z] === 0) break;
+        i = z;
+      }
+      out.push({ offset: s.offset + start, data: d.slice(start, end) });
+      i = end;
+    }
+  }
+  return out;
 }
