@@ -1,9 +1,10 @@
 /**
  * The programmatic host API: boot a machine (hypervisor plus Dom0's record),
  * create domains from a config object, pause, unpause, shut down, destroy,
- * list, and read consoles. Tests, benchmarks and `npm start` use it; the
- * toolstack (libxl, issue #5) will drive the same hypervisor through
- * hypercalls.
+ * list, and read consoles; it runs Dom0's services (xenstored,
+ * xenconsoled, the vbd and vif backends). Tests, benchmarks, `npm start`
+ * and the host daemon (daemon.ts, which adds libxl and the toolstack's
+ * sockets) use it.
  */
 import { loadKernelFile, type Kernel } from "../../xen/arch/wasm32/kernel.js";
 import {
@@ -38,8 +39,9 @@ export type HostDomainConfig = Omit<DomainConfig, "kernel"> & {
   /**
    * Connect the guest to xenstored (store ring, port, /local/domain/N) and
    * give it a PV console ring served by xenconsoled.
-   * Off by default until the toolstack (#5) does it for every guest: Dom0's
-   * 2-level event channels bound it to about 4,000 such guests.
+   * libxl sets it for every guest it creates. Off by default here: the
+   * density and creation benchmarks measure bare domains, and Dom0's 2-level
+   * event channels bound Dom0 to about 2,000 connected guests (two ports each).
    */
   xenstore?: boolean;
 };

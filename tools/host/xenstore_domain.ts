@@ -1,7 +1,7 @@
 /**
- * What the domain builder and toolstack do to give a new guest its xenstore
- * connection and its PV console (Xen's xc_dom_gnttab_seed, libxl's domain creation), until
- * libxl exists (issue #5): grant Dom0 the ring page through the reserved
+ * What the domain builder does to give a new guest its xenstore connection
+ * and its PV console (Xen's xc_dom_gnttab_seed and libxl's domain
+ * creation): grant Dom0 the ring page through the reserved
  * grant entry GNTTAB_RESERVED_XENSTORE, allocate the guest's store port
  * unbound for Dom0 and put it in start_info, write the domain's nodes where
  * Xen's xenstore-paths doc puts them, and INTRODUCE the domain to xenstored.

@@ -9,8 +9,9 @@
  * - mode "server": offers a vchan to domain `domid` at `path`, and when the
  *   guest has connected, connects to `socket` and copies bytes both ways.
  *
- * It runs in the host process, which is Dom0's kernel: a separate command
- * needs the privcmd socket of the toolstack (#5).
+ * It runs in the host process, which is Dom0's kernel: it maps and binds
+ * through Dom0's drivers, which the privcmd socket does not offer to other
+ * processes.
  */
 import { rmSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";

@@ -2,8 +2,8 @@
  * `xl top`, which is xentop (xen-doc `man/xentop.1`): a table of every
  * domain with xentop's columns, refreshed every `delay` seconds; `-b`
  * prints each refresh plainly (batch mode) and `-i N` stops after N. On a
- * terminal, 'q' quits. tsxen has no network or block devices yet (#6), so
- * the NETS and VBD columns are zeros.
+ * terminal, 'q' quits. The NETS and VBD columns are zeros: the backends'
+ * counters are not exported to xl yet.
  */
 import { cpus } from "node:os";
 import type { XcDomInfo, XcInterface } from "../libxc/xc.js";
