@@ -16,7 +16,7 @@ import * as M from "../xen/include/public/memory.js";
 import type { Domain } from "../xen/common/domain.js";
 import { INVALID_GFN } from "../xen/common/grant_table.js";
 import { SCRATCH, call, get, op, put } from "./hc.js";
-import { accountedFrames } from "./helpers.js";
+import { accountedFrames, grantAccess } from "./helpers.js";
 
 const GT = 6 * 4096;
 
@@ -28,12 +28,7 @@ async function setup(): Promise<{ host: Host; a: Domain; b: Domain; c: Domain }>
   return { host, a: mk("a"), b: mk("b", 1), c: mk("c") };
 }
 
-/** Writes grant entry `ref` in `d`'s table the way a guest does: frame and domid, then flags. */
-function grant(d: Domain, ref: number, to: number, pfn: number, readonly = false): void {
-  d.mem.setU32(GT + ref * 8 + 4, pfn);
-  d.mem.setU16(GT + ref * 8 + 2, to);
-  d.mem.setU16(GT + ref * 8, G.GTF_permit_access | (readonly ? G.GTF_readonly : 0));
-}
+const grant = grantAccess;
 
 const flags = (d: Domain, ref: number): number => d.mem.u16(GT + ref * 8);
 

@@ -3,7 +3,7 @@ import { guestPath } from "../extras/mini-os/build.js";
 import { Host } from "../tools/host/host.js";
 import type { Domain } from "../xen/common/domain.js";
 import { PFN_GRANT_TABLE } from "../xen/arch/wasm32/config.js";
-import { GTF_permit_access } from "../xen/include/public/grant_table.js";
+import { GTF_permit_access, GTF_readonly } from "../xen/include/public/grant_table.js";
 import { EVTCHNOP_send } from "../xen/include/public/event_channel.js";
 import { HYPERVISOR as H } from "../xen/include/public/xen.js";
 import { loadKernelFile, type Kernel } from "../xen/arch/wasm32/kernel.js";
@@ -38,17 +38,36 @@ export function accountedFrames(host: Host): number {
   return sum;
 }
 
-/** Writes grant entry `ref` of guest `d` giving Dom0 page `pfn`, as the guest would (v1 table at its fixed pfns). */
-export function grantToDom0(d: Domain, ref: number, pfn: number): void {
+/**
+ * Writes grant entry `ref` in `d`'s table the way a guest does (v1 table at
+ * its fixed pfns): frame and domid first, then the flags that make it live.
+ */
+export function grantAccess(
+  d: Domain,
+  ref: number,
+  to: number,
+  pfn: number,
+  readonly = false,
+): void {
   const e = PFN_GRANT_TABLE * 4096 + ref * 8;
   d.mem.setU32(e + 4, pfn);
-  d.mem.setU16(e + 2, 0);
-  d.mem.setU16(e, GTF_permit_access);
+  d.mem.setU16(e + 2, to);
+  d.mem.setU16(e, GTF_permit_access | (readonly ? GTF_readonly : 0));
 }
 
-/** EVTCHNOP_send on `port` from guest `d`'s side (its argument at scratch page 950). */
-export function notifyFromGuest(host: Host, d: Domain, port: number): void {
-  const a = 950 * 4096;
-  d.mem.setU32(a, port);
-  host.hv.dispatch(d.vcpus[0]!, H.__HYPERVISOR_event_channel_op, EVTCHNOP_send, a, 0, 0, 0);
+/**
+ * EVTCHNOP_send on `port` from guest `d`'s side, its argument written at
+ * guest address `scratch`; the hypercall's result.
+ */
+export function notifyFromGuest(host: Host, d: Domain, port: number, scratch = 950 * 4096): number {
+  d.mem.setU32(scratch, port);
+  return host.hv.dispatch(
+    d.vcpus[0]!,
+    H.__HYPERVISOR_event_channel_op,
+    EVTCHNOP_send,
+    scratch,
+    0,
+    0,
+    0,
+  );
 }

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { grantToDom0, guestPath, newHost, notifyFromGuest, until } from "../helpers.js";
+import { grantAccess, guestPath, newHost, notifyFromGuest, until } from "../helpers.js";
 import { Libxl } from "../../tools/libxl/domain.js";
 import { xlDomainConfig, type XlDomainConfig } from "../../tools/libxl/config.js";
 import type { Host } from "../../tools/host/host.js";
@@ -103,7 +103,7 @@ class FakeFrontend {
   }
 
   grant(ref: number, pfn: number): void {
-    grantToDom0(this.d, ref, pfn);
+    grantAccess(this.d, ref, 0, pfn);
   }
 
   get frontend(): string {
@@ -141,7 +141,7 @@ class FakeFrontend {
 
   /** EVTCHNOP_send from the guest's side. */
   kick(): void {
-    notifyFromGuest(this.host, this.d, this.port);
+    assert.equal(notifyFromGuest(this.host, this.d, this.port), 0);
   }
 }
 

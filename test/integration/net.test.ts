@@ -8,7 +8,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { grantToDom0, guestPath, newHost, notifyFromGuest, until } from "../helpers.js";
+import { grantAccess, guestPath, newHost, notifyFromGuest, until } from "../helpers.js";
 import { Libxl } from "../../tools/libxl/domain.js";
 import { xlDomainConfig, type XlDomainConfig } from "../../tools/libxl/config.js";
 import type { Host } from "../../tools/host/host.js";
@@ -114,7 +114,7 @@ class FakeNetfront {
   }
 
   grant(ref: number, pfn: number): void {
-    grantToDom0(this.d, ref, pfn);
+    grantAccess(this.d, ref, 0, pfn);
   }
 
   get frontend(): string {
@@ -152,7 +152,7 @@ class FakeNetfront {
   }
 
   kick(): void {
-    notifyFromGuest(this.host, this.d, this.port);
+    assert.equal(notifyFromGuest(this.host, this.d, this.port), 0);
   }
 }
 
@@ -229,7 +229,7 @@ test("netback: two queues with split event channels, and a frame across two rx s
   try {
     const d = await libxl.create(cfg("mq", "", "ticker"), { paused: true });
     const mem = d.mem;
-    const grant = (ref: number, pfn: number): void => grantToDom0(d, ref, pfn);
+    const grant = (ref: number, pfn: number): void => grantAccess(d, ref, 0, pfn);
     const evtchn = host.dom0.openEvtchn();
     const front = `/local/domain/${d.domid}/device/vif/0`;
     const back = `/local/domain/0/backend/vif/${d.domid}/0`;
@@ -253,7 +253,7 @@ test("netback: two queues with split event channels, and a frame across two rx s
     w("state", "3");
     await until(() => host.xenstored.readText(`${back}/state`) === "4", 2000, "the vif");
     assert.equal(host.xenstored.readText(`${back}/multi-queue-max-queues`), "4");
-    const send = (port: number): void => notifyFromGuest(host, d, port);
+    const send = (port: number): void => assert.equal(notifyFromGuest(host, d, port), 0);
     const frames: Uint8Array[] = [];
     const tap = { name: "tap", deliver: (f: Uint8Array) => frames.push(f.slice()) };
     const br = host.bridge("xenbr0");

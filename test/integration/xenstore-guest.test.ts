@@ -9,11 +9,9 @@ import assert from "node:assert/strict";
 import type { Host } from "../../tools/host/host.js";
 import type { Domain } from "../../xen/common/domain.js";
 import * as W from "../../xen/include/public/io/xs_wire.js";
-import { HYPERVISOR } from "../../xen/include/public/xen.js";
-import { EVTCHNOP_send } from "../../xen/include/public/event_channel.js";
 import { start_info } from "../../xen/include/public/arch-wasm32.js";
 import { PFN_XENSTORE } from "../../xen/arch/wasm32/config.js";
-import { kernel, newHost, until } from "../helpers.js";
+import { kernel, newHost, notifyFromGuest, until } from "../helpers.js";
 
 const dom0 = { domid: 0, privileged: true, target: undefined };
 const text = (b: Uint8Array | undefined): string => new TextDecoder().decode(b);
@@ -107,19 +105,7 @@ test("a guest that writes wild ring indices loses its connection; another guest 
     const F = W.xenstore_domain_interface.fields;
     bad.mem.setU32(ring + F.req_prod.offset, bad.mem.u32(ring + F.req_cons.offset) + 5000);
     const port = bad.mem.u32(bad.startInfoAddr() + start_info.fields.store_evtchn.offset);
-    bad.mem.setU32(0x60000, port);
-    assert.equal(
-      host.hv.dispatch(
-        bad.vcpus[0]!,
-        HYPERVISOR.__HYPERVISOR_event_channel_op,
-        EVTCHNOP_send,
-        0x60000,
-        0,
-        0,
-        0,
-      ),
-      0,
-    );
+    assert.equal(notifyFromGuest(host, bad, port, 0x60000), 0);
     await until(
       () => bad.mem.u32(ring + F.error.offset) === W.XENSTORE_ERROR_RINGIDX,
       2000,
@@ -200,16 +186,7 @@ test("fuzzed bytes on a guest's ring: the guest is answered or cut off, xenstore
           bad.mem.u8[ring + F.req.offset + ((prod + i) & 1023)] =
             rand(4) === 0 ? rand(30) : rand(256);
         bad.mem.setU32(ring + F.req_prod.offset, (prod + n) >>> 0);
-        bad.mem.setU32(0x60000, port);
-        host.hv.dispatch(
-          bad.vcpus[0]!,
-          HYPERVISOR.__HYPERVISOR_event_channel_op,
-          EVTCHNOP_send,
-          0x60000,
-          0,
-          0,
-          0,
-        );
+        notifyFromGuest(host, bad, port, 0x60000);
         await new Promise((r) => setTimeout(r, 2));
       }
       host.destroy(bad.domid);
