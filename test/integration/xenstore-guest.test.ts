@@ -13,13 +13,7 @@ import { start_info } from "../../xen/include/public/arch-wasm32.js";
 import { PFN_XENSTORE } from "../../xen/arch/wasm32/config.js";
 import { kernel, newHost, notifyFromGuest, until } from "../helpers.js";
 
-const dom0 = { domid: 0, privileged: true, target: undefined };
 const text = (b: Uint8Array | undefined): string => new TextDecoder().decode(b);
-
-function read(host: Host, path: string): string | undefined {
-  const n = host.xenstored.store.get(path);
-  return n ? text(n.value) : undefined;
-}
 
 async function boot(host: Host, name: string): Promise<Domain> {
   const d = await host.create({
@@ -61,26 +55,21 @@ test("a guest reads, writes and counts in a transaction over its ring, and obeys
     const d = await boot(host, "guest");
     const home = `/local/domain/${d.domid}`;
     assert.match(host.readConsole(d.domid), new RegExp(`d${d.domid} is named 'guest'`));
-    assert.equal(read(host, `${home}/data/greeting`), "hello from mini-os");
-    assert.equal(read(host, `${home}/data/counter`), "1");
+    assert.equal(host.xenstored.readText(`${home}/data/greeting`), "hello from mini-os");
+    assert.equal(host.xenstored.readText(`${home}/data/counter`), "1");
     assert.equal(
-      read(host, `${home}/store/port`),
+      host.xenstored.readText(`${home}/store/port`),
       String(d.mem.u32(d.startInfoAddr() + start_info.fields.store_evtchn.offset)),
     );
     assert.ok(events.includes("@introduceDomain"));
     // The toolstack asks for a poweroff, as `xl shutdown` does.
-    host.xenstored.write(
-      host.xenstored.store,
-      dom0,
-      `${home}/control/shutdown`,
-      new TextEncoder().encode("poweroff"),
-    );
+    host.xenstored.writeText(`${home}/control/shutdown`, "poweroff");
     assert.equal(await host.waitShutdown(d.domid), "poweroff");
     assert.match(host.readConsole(d.domid), /control\/shutdown says 'poweroff'/);
-    assert.equal(read(host, `${home}/control/shutdown`), "", "the guest acknowledged");
+    assert.equal(host.xenstored.readText(`${home}/control/shutdown`), "", "the guest acknowledged");
     host.destroy(d.domid);
     assert.equal(host.hv.domains.has(d.domid), false, "nothing held its memory");
-    assert.equal(read(host, home), undefined);
+    assert.equal(host.xenstored.readText(home), undefined);
     assert.equal(host.xenstored.domains.has(d.domid), false);
     assert.equal(host.hv.dom0.gnttab.mappings, 0);
     assert.ok(events.includes("@releaseDomain"));
@@ -113,12 +102,7 @@ test("a guest that writes wild ring indices loses its connection; another guest 
     );
     assert.ok(host.xenstored.logLines.some((l) => /claim \d+ bytes: connection dropped/.test(l)));
     // The good guest still answers its toolstack.
-    host.xenstored.write(
-      host.xenstored.store,
-      dom0,
-      `/local/domain/${good.domid}/control/shutdown`,
-      new TextEncoder().encode("reboot"),
-    );
+    host.xenstored.writeText(`/local/domain/${good.domid}/control/shutdown`, "reboot");
     assert.equal(await host.waitShutdown(good.domid), "reboot");
   } finally {
     await host.shutdown();
@@ -142,15 +126,10 @@ test("xenstored restarts under a running guest: its nodes, connection and watche
     assert.equal(text(after.value), "hello from mini-os");
     assert.equal(after.generation, before.generation, "generation counts are kept");
     // The guest's watch, made before the restart, fires from the new daemon.
-    host.xenstored.write(
-      host.xenstored.store,
-      dom0,
-      `${home}/control/shutdown`,
-      new TextEncoder().encode("poweroff"),
-    );
+    host.xenstored.writeText(`${home}/control/shutdown`, "poweroff");
     assert.equal(await host.waitShutdown(d.domid), "poweroff");
     assert.equal(
-      read(host, `${home}/control/shutdown`),
+      host.xenstored.readText(`${home}/control/shutdown`),
       "",
       "and the guest still writes over its ring",
     );
@@ -192,13 +171,11 @@ test("fuzzed bytes on a guest's ring: the guest is answered or cut off, xenstore
       host.destroy(bad.domid);
     }
     assert.deepEqual(host.xenstored.store.check(), []);
-    assert.equal(read(host, `/local/domain/${keeper.domid}/data/greeting`), "hello from mini-os");
-    host.xenstored.write(
-      host.xenstored.store,
-      dom0,
-      `/local/domain/${keeper.domid}/control/shutdown`,
-      new TextEncoder().encode("poweroff"),
+    assert.equal(
+      host.xenstored.readText(`/local/domain/${keeper.domid}/data/greeting`),
+      "hello from mini-os",
     );
+    host.xenstored.writeText(`/local/domain/${keeper.domid}/control/shutdown`, "poweroff");
     assert.equal(await host.waitShutdown(keeper.domid), "poweroff");
   } finally {
     await host.shutdown();
