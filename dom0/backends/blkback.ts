@@ -21,7 +21,6 @@ import type { GrantMap, XenGnttab } from "../drivers/gntdev.js";
 import { BackRing } from "../drivers/ring.js";
 import * as B from "../../xen/include/public/io/blkif.js";
 import { sring_header } from "../../xen/include/public/io/ring.js";
-import { XenbusStateClosing } from "../../xen/include/public/io/xenbus.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 import type { BackendDevice, DeviceInfo } from "./xenbus.js";
 import { SECTOR, type BlockStorage } from "./storage.js";
@@ -207,22 +206,14 @@ export class BlkbackDevice implements BackendDevice {
     this.storage.close();
   }
 
-  /** The frontend's ring is broken beyond a response: stop serving it. */
-  private fatal(why: string): void {
-    this.log(`${this.info.backend}: ${why}; closing the device`);
-    this.info.store.write(`${this.info.backend}/error`, why);
-    this.disconnect();
-    this.info.store.write(`${this.info.backend}/state`, String(XenbusStateClosing));
-  }
-
   /** Serves every request on the ring (the event handler). */
   kick(): void {
     const ring = this.ring;
     if (!ring) return;
     for (;;) {
-      const prod = ring.u32(sring_header.fields.req_prod.offset);
-      if ((prod - ring.rspProdPvt) >>> 0 > ring.size) {
-        return this.fatal(
+      if (ring.requestProdOverflow()) {
+        const prod = ring.u32(sring_header.fields.req_prod.offset);
+        return this.info.fatal(
           `the frontend's ring is bogus: req_prod ${prod}, ${ring.rspProdPvt} answered, ${ring.size} slots`,
         );
       }

@@ -20,7 +20,6 @@ import type { GrantMap, XenGnttab } from "../drivers/gntdev.js";
 import { BackRing } from "../drivers/ring.js";
 import * as N from "../../xen/include/public/io/netif.js";
 import { sring_header } from "../../xen/include/public/io/ring.js";
-import { XenbusStateClosing } from "../../xen/include/public/io/xenbus.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 import type { BackendDevice, DeviceInfo } from "./xenbus.js";
 import type { Bridge, BridgePort } from "./bridge.js";
@@ -170,13 +169,6 @@ export class NetbackDevice implements BackendDevice, BridgePort {
     this.gnt.dispose();
   }
 
-  private fatal(why: string): void {
-    this.log(`${this.name}: ${why}; closing the vif`);
-    this.info.store.write(`${this.info.backend}/error`, why);
-    this.disconnect();
-    this.info.store.write(`${this.info.backend}/state`, String(XenbusStateClosing));
-  }
-
   /** An event on queue `q`: transmit what the guest sent, fill what it posted. */
   kick(q: number): void {
     if (!this.queues[q]) return;
@@ -188,9 +180,11 @@ export class NetbackDevice implements BackendDevice, BridgePort {
     const q = this.queues[qi]!;
     const ring = q.tx;
     for (;;) {
-      const prod = ring.u32(sring_header.fields.req_prod.offset);
-      if ((prod - ring.rspProdPvt) >>> 0 > ring.size) {
-        return this.fatal(`the tx ring is bogus: req_prod ${prod}, ${ring.rspProdPvt} answered`);
+      if (ring.requestProdOverflow()) {
+        const prod = ring.u32(sring_header.fields.req_prod.offset);
+        return this.info.fatal(
+          `the tx ring is bogus: req_prod ${prod}, ${ring.rspProdPvt} answered`,
+        );
       }
       while (ring.unconsumedRequests() > 0) {
         // Find the packet's slots without consuming them: it may not be all there yet.

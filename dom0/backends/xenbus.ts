@@ -48,6 +48,12 @@ export interface DeviceInfo {
   backend: string;
   frontend: string;
   store: XenbusStore;
+  /**
+   * xenbus_dev_fatal: the device cannot go on (a frontend broke its ring):
+   * `why` goes to the backend's `error` node and the log, the driver
+   * disconnects, and the backend moves to Closing.
+   */
+  fatal(why: string): void;
 }
 
 /** A driver's device: what it advertises, how it connects and disconnects. */
@@ -90,6 +96,15 @@ class Device {
     this.info.store.write(`${this.info.backend}/state`, String(state));
   }
 
+  /** DeviceInfo.fatal: error node, disconnect, Closing (Linux's xenbus_dev_fatal). */
+  fatal(why: string): void {
+    this.log(`${this.info.backend}: ${why}; closing the device`);
+    this.info.store.write(`${this.info.backend}/error`, why);
+    this.disconnect();
+    this.setState(XenbusStateClosing);
+  }
+
+  /** A connect that cannot be made: error node, disconnect, Closed. */
   private fail(why: string): void {
     this.log(`${this.info.backend}: ${why}`);
     this.info.store.write(`${this.info.backend}/error`, why);
@@ -200,6 +215,8 @@ export class XenbusBackendBus {
         const frontendId = Number(dom);
         const devid = Number(dev);
         if (!Number.isInteger(frontendId) || !Number.isInteger(devid)) continue;
+        // The device exists once the driver has made its half of it.
+        const made: { device?: Device } = {};
         const info: DeviceInfo = {
           type: this.type,
           frontendId,
@@ -207,6 +224,7 @@ export class XenbusBackendBus {
           backend,
           frontend,
           store: this.store,
+          fatal: (why) => made.device?.fatal(why),
         };
         let impl: BackendDevice;
         try {
@@ -217,10 +235,8 @@ export class XenbusBackendBus {
           this.store.write(`${backend}/state`, String(XenbusStateClosed));
           continue;
         }
-        this.devices.set(
-          backend,
-          new Device(info, impl, this.log, () => this.devices.delete(backend)),
-        );
+        made.device = new Device(info, impl, this.log, () => this.devices.delete(backend));
+        this.devices.set(backend, made.device);
       }
     }
   }

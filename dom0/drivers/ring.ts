@@ -13,7 +13,8 @@
  *
  * A back ring never trusts the frontend's indices: `unconsumedRequests` is
  * bounded by the free space as RING_HAS_UNCONSUMED_REQUESTS bounds it, and
- * `requestConsOverflow` tells a backend to stop (RING_REQUEST_CONS_OVERFLOW).
+ * `requestProdOverflow` and `requestConsOverflow` tell a backend to stop
+ * (RING_REQUEST_PROD_OVERFLOW, RING_REQUEST_CONS_OVERFLOW).
  */
 import { ringSize, sring_header } from "../../xen/include/public/io/ring.js";
 
@@ -170,6 +171,14 @@ export class BackRing extends SharedRing {
     const req = (this.u32(H.req_prod.offset) - this.reqCons) >>> 0;
     const rsp = this.size - ((this.reqCons - this.rspProdPvt) >>> 0);
     return Math.max(0, Math.min(req, rsp));
+  }
+
+  /**
+   * RING_REQUEST_PROD_OVERFLOW: the frontend's req_prod claims more requests
+   * than the ring can hold beyond the responses produced (a bogus ring).
+   */
+  requestProdOverflow(): boolean {
+    return (this.u32(H.req_prod.offset) - this.rspProdPvt) >>> 0 > this.size;
   }
 
   /** RING_REQUEST_CONS_OVERFLOW: consuming at `cons` would overrun unanswered requests. */
