@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { createConnection, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { kernel, newHost, until } from "./helpers.js";
+import { newHost, until } from "./helpers.js";
 import { PrivcmdClient, PrivcmdServer } from "../tools/libxc/privcmd_socket.js";
 import { XcInterface } from "../tools/libxc/xc.js";
 import { Libxl } from "../tools/libxl/domain.js";
@@ -130,7 +130,6 @@ test("privcmd, libxl and console sockets refuse bad clients and the host carries
     );
     xc.close();
     c.close();
-    assert.ok((await kernel("ticker")) !== undefined);
   } finally {
     await Promise.all([privcmd.close(), lx.close(), cons.close()]);
     await host.shutdown();

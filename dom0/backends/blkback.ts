@@ -21,6 +21,7 @@ import type { GrantMap, XenGnttab } from "../drivers/gntdev.js";
 import { BackRing } from "../drivers/ring.js";
 import * as B from "../../xen/include/public/io/blkif.js";
 import { sring_header } from "../../xen/include/public/io/ring.js";
+import { XEN_IO_PROTO_ABI_NATIVE } from "../../xen/include/public/io/protocols.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 import type { BackendDevice, DeviceInfo } from "./xenbus.js";
 import { SECTOR, type BlockStorage } from "./storage.js";
@@ -153,8 +154,10 @@ export class BlkbackDevice implements BackendDevice {
         : Array.from({ length: 1 << order }, (_, i) => num(`ring-ref${i}`));
     const evtchn = num("event-channel");
     const protocol = store.read(`${frontend}/protocol`);
-    if (protocol !== undefined && protocol !== "wasm32-abi") {
-      throw new Error(`protocol '${protocol.slice(0, 32)}' is not this host's (wasm32-abi)`);
+    if (protocol !== undefined && protocol !== XEN_IO_PROTO_ABI_NATIVE) {
+      throw new Error(
+        `protocol '${protocol.slice(0, 32)}' is not this host's (${XEN_IO_PROTO_ABI_NATIVE})`,
+      );
     }
     this.ringMaps = this.gnt.mapMany(frontendId, refs, true);
     // A multi-page ring is one array: its pages must follow one another.

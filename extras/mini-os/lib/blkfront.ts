@@ -110,6 +110,7 @@ export function blkfront_init(devid: u32): i32 {
   unmask_evtchn(port);
   let rc = xenbus_write_u32(dev + "/ring-ref", <u32>ref);
   if (rc == 0) rc = xenbus_write_u32(dev + "/event-channel", port);
+  // XEN_IO_PROTO_ABI_NATIVE of xen/include/public/io/protocols.ts.
   if (rc == 0) rc = xenbus_write(dev + "/protocol", "wasm32-abi");
   if (rc == 0) rc = xenbus_write(dev + "/feature-persistent", "1");
   if (rc == 0) rc = xenbus_write_u32(dev + "/state", <u32>XenbusStateInitialised);
