@@ -78,6 +78,8 @@ function abiSource(): string {
   emit("START_INFO_CONSOLE_EVTCHN_OFF", arch.start_info.fields.console_evtchn.offset);
   for (const [k, f] of Object.entries(cons.xencons_interface.fields))
     emit(`XENCONS_${k.toUpperCase()}_OFF`, f.offset);
+  for (const [k, f] of Object.entries(blkif.blkif_request_indirect.fields))
+    emit(`BLKIF_INDIRECT_${k.toUpperCase()}_OFF`, f.offset);
   emit("XENCONS_IN_SIZE", cons.XENCONS_IN_SIZE);
   emit("XENCONS_OUT_SIZE", cons.XENCONS_OUT_SIZE);
   for (const [k, f] of Object.entries(xsWire.xenstore_domain_interface.fields))

@@ -3,8 +3,11 @@
 // persistent (feature-persistent): a page granted to the backend stays
 // granted and the backend keeps it mapped. A page-aligned buffer is granted
 // page by page on first use and then used in place (zero copy); any other
-// buffer goes through a static pool of bounce pages. Up to BATCH requests of
-// 11 pages each are in flight.
+// buffer goes through a static pool of bounce pages. When the backend offers
+// feature-max-indirect-segments, a page-aligned transfer goes as indirect
+// requests (BLKIF_OP_INDIRECT) of up to 256 pages, their segments listed in
+// granted indirect pages, so that 1 MiB is one request; otherwise, and for
+// bounced transfers, up to BATCH requests of 11 pages each are in flight.
 //
 // blkfront_init(devid) connects virtual device `devid` (51712 is xvda);
 // blkfront_read / blkfront_write move whole sectors; blkfront_flush makes
@@ -16,6 +19,14 @@ import {
   BLKIF_OP_WRITE,
   BLKIF_OP_FLUSH_DISKCACHE,
   BLKIF_OP_DISCARD,
+  BLKIF_OP_INDIRECT,
+  BLKIF_INDIRECT_OPERATION_OFF,
+  BLKIF_INDIRECT_INDIRECT_OP_OFF,
+  BLKIF_INDIRECT_NR_SEGMENTS_OFF,
+  BLKIF_INDIRECT_ID_OFF,
+  BLKIF_INDIRECT_SECTOR_NUMBER_OFF,
+  BLKIF_INDIRECT_HANDLE_OFF,
+  BLKIF_INDIRECT_INDIRECT_GREFS_OFF,
   BLKIF_RSP_OKAY,
   BLKIF_MAX_SEGMENTS_PER_REQUEST,
   XenbusStateInitialised,
@@ -56,7 +67,16 @@ const SECTOR: u32 = 512;
 /** Bytes one request carries: 11 pages. */
 export const BLKFRONT_MAX_REQUEST: u32 = SEGS * 4096;
 
+/** Segments per indirect request at most (one indirect page's worth is 512). */
+const MAX_INDIRECT_SEGS: u32 = 256;
+/** Indirect requests in flight at once, each with its own indirect page. */
+const INDIRECT_SLOTS: u32 = 8;
+
 const ring = memory.data(4096, 4096);
+const indirect_pages = memory.data(<i32>(INDIRECT_SLOTS * 4096), 4096);
+const indirect_grefs = memory.data(<i32>(INDIRECT_SLOTS * 4));
+/** Segments per indirect request on this device; 0 when the backend has none. */
+let indirect_segs: u32 = 0;
 const pages = memory.data(<i32>(BATCH * SEGS * 4096), 4096);
 const grefs = memory.data(<i32>(BATCH * SEGS * 4));
 /** Persistent grants of callers' pages: gfn + 1 → gref, open addressing. */
@@ -123,6 +143,16 @@ export function blkfront_init(devid: u32): i32 {
   const info = xenbus_read_u32(backend + "/info");
   readonly = info > 0 && (info & 4) != 0;
   if (xenbus_read_u32(backend + "/sector-size") != <i64>SECTOR) return -XEN_EINVAL;
+  const most = xenbus_read_u32(backend + "/feature-max-indirect-segments");
+  if (most > <i64>SEGS) {
+    for (let i: u32 = 0; i < INDIRECT_SLOTS; i++) {
+      // Writable: a backend maps persistent grants writable.
+      const g = gnttab_grant_access(backend_id, virt_to_gfn(indirect_pages + i * 4096), false);
+      if (g < 0) return -XEN_EINVAL;
+      store<u32>(indirect_grefs + i * 4, <u32>g);
+    }
+    indirect_segs = most < <i64>MAX_INDIRECT_SEGS ? <u32>most : MAX_INDIRECT_SEGS;
+  }
   rc = xenbus_write_u32(dev + "/state", <u32>XenbusStateConnected);
   if (rc < 0) return rc;
   connected = true;
@@ -197,20 +227,43 @@ function wait(n: u32): u32 {
   return errors;
 }
 
-/** Queues a request whose segments are the (granted) pages of `buf` itself. */
-function queue_direct(op: u8, sector: u64, buf: usize, bytes: u32): bool {
-  const r = req_addr(fr.req_prod_pvt);
-  const nseg = (bytes + 4095) / 4096;
+/**
+ * Lists the (granted) whole pages of `buf` as `nseg` blkif_request_segments
+ * at `segs`; false if a page cannot be granted.
+ */
+function list_pages(segs: usize, buf: usize, nseg: u32): bool {
   for (let i: u32 = 0; i < nseg; i++) {
     const g = grant_for(buf + i * 4096);
     if (g < 0) return false;
-    const s = r + 24 + i * 8;
-    const left = bytes - i * 4096;
-    const len = left < 4096 ? left : 4096;
+    const s = segs + i * 8;
     store<u32>(s, <u32>g);
     store<u8>(s + 4, 0);
-    store<u8>(s + 5, <u8>(len / SECTOR - 1));
+    store<u8>(s + 5, <u8>(4096 / SECTOR - 1));
   }
+  return true;
+}
+
+/** Queues an indirect request for the pages of `buf`, listed in indirect page `slot`. */
+function queue_indirect(op: u8, slot: u32, sector: u64, buf: usize, bytes: u32): bool {
+  const nseg = bytes / 4096;
+  if (!list_pages(indirect_pages + slot * 4096, buf, nseg)) return false;
+  const r = req_addr(fr.req_prod_pvt);
+  store<u8>(r + BLKIF_INDIRECT_OPERATION_OFF, <u8>BLKIF_OP_INDIRECT);
+  store<u8>(r + BLKIF_INDIRECT_INDIRECT_OP_OFF, op);
+  store<u16>(r + BLKIF_INDIRECT_NR_SEGMENTS_OFF, <u16>nseg);
+  store<u64>(r + BLKIF_INDIRECT_ID_OFF, slot);
+  store<u64>(r + BLKIF_INDIRECT_SECTOR_NUMBER_OFF, sector);
+  store<u16>(r + BLKIF_INDIRECT_HANDLE_OFF, 0);
+  store<u32>(r + BLKIF_INDIRECT_INDIRECT_GREFS_OFF, load<u32>(indirect_grefs + slot * 4));
+  fr.req_prod_pvt++;
+  return true;
+}
+
+/** Queues a request whose segments are the (granted) pages of `buf` itself. */
+function queue_direct(op: u8, sector: u64, buf: usize, bytes: u32): bool {
+  const r = req_addr(fr.req_prod_pvt);
+  const nseg = bytes / 4096;
+  if (!list_pages(r + 24, buf, nseg)) return false;
   store<u8>(r, op);
   store<u8>(r + 1, <u8>nseg);
   store<u16>(r + 2, 0);
@@ -222,14 +275,21 @@ function queue_direct(op: u8, sector: u64, buf: usize, bytes: u32): bool {
 
 /** In place: `buf` is page-aligned; false (nothing sent) if its pages cannot all be granted. */
 function rw_direct(write: bool, sector: u64, buf: usize, bytes: u32): i32 {
+  const op = write ? <u8>BLKIF_OP_WRITE : <u8>BLKIF_OP_READ;
+  const most = indirect_segs > 0 ? indirect_segs * 4096 : BLKFRONT_MAX_REQUEST;
+  const slots = indirect_segs > 0 ? INDIRECT_SLOTS : RING_SIZE;
   let done: u32 = 0;
   while (done < bytes) {
     let inflight: u32 = 0;
-    while (inflight < RING_SIZE && done < bytes) {
+    while (inflight < slots && done < bytes) {
       const left = bytes - done;
-      const len = left < BLKFRONT_MAX_REQUEST ? left : BLKFRONT_MAX_REQUEST;
-      const op = write ? <u8>BLKIF_OP_WRITE : <u8>BLKIF_OP_READ;
-      if (!queue_direct(op, sector + done / SECTOR, buf + done, len)) {
+      const len = left < most ? left : most;
+      const at = sector + done / SECTOR;
+      const queued =
+        indirect_segs > 0
+          ? queue_indirect(op, inflight, at, buf + done, len)
+          : queue_direct(op, at, buf + done, len);
+      if (!queued) {
         if (inflight == 0 && done == 0) return 1;
         break;
       }
