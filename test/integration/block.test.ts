@@ -83,6 +83,40 @@ test("a disk written by one guest, detached, and read back by another", async ()
   }
 });
 
+test("xl block-detach of a running guest: its blkfront closes and the backend lets go", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-blk-"));
+  const img = join(dir, "disk.img");
+  sparse(img, 4 * 2 ** 20);
+  const host = newHost();
+  const libxl = new Libxl(host);
+  try {
+    const disk = `vdev=xvda, target=${img}`;
+    const d = await libxl.create(
+      cfg("holder", "blkbench", { cmdline: "write mib=1 hold", disks: [disk] }),
+    );
+    await until(
+      () => /holding xvda/.test(consoleOf(host, d)),
+      20_000,
+      "the guest to hold its disk",
+    );
+    assert.equal(host.vbd.list().length, 1);
+    // Hot-unplug as libxl does it: the frontend sees its backend close and
+    // closes too, well before libxl's 10 s timeout.
+    const t0 = performance.now();
+    await libxl.removeDisk(d.domid, "xvda");
+    assert.ok(performance.now() - t0 < 5000, "the frontend answered");
+    await until(() => d.isShutdown, 5000, "the guest to power off");
+    assert.match(consoleOf(host, d), /xvda was unplugged; powering off/);
+    assert.equal(d.shutdownName, "poweroff", consoleOf(host, d));
+    await until(() => host.vbd.list().length === 0, 2000, "blkback to drop the device");
+    assert.equal(host.blkback.devices.size, 0, "no port bound");
+    assert.equal(host.xenstored.readText(`/local/domain/${d.domid}/device/vbd/51712`), undefined);
+  } finally {
+    await host.shutdown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 /** A frontend played from TypeScript on paused guest `d`: its pages, grants, port and ring. */
 class FakeFrontend {
   static RING_PFN = 900;

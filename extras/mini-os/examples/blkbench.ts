@@ -4,7 +4,9 @@
 // 4 KiB reads, and prints each phase's speed. "write" on the command line
 // only writes the pattern and flushes; "verify" only reads it back and
 // checks it (so one guest can write a disk and another check it); `seed=N`
-// varies the pattern; `passes=N` reads N times and reports the fastest. It powers off when done, or crashes on a failure.
+// varies the pattern; `passes=N` reads N times and reports the fastest;
+// `hold` keeps the disk afterwards until it is unplugged (`xl block-detach`),
+// then powers off. It powers off when done, or crashes on a failure.
 import {
   cons,
   NOW,
@@ -16,6 +18,7 @@ import {
   do_hypervisor_callback,
   local_irq_enable,
   xenbus_init,
+  xenbus_wait_for_watch,
 } from "../lib/index";
 // Drivers are imported by the kernels that use them: their static pages
 // would otherwise be in every kernel.
@@ -25,6 +28,7 @@ import {
   blkfront_read,
   blkfront_write,
   blkfront_flush,
+  blkfront_follow_backend,
 } from "../lib/blkfront";
 
 export function hypervisor_callback(vcpu: u32): void {
@@ -147,6 +151,11 @@ export function _start(): void {
       .u(ns == 0 ? 0 : (ios * 1000000000) / ns)
       .s(" IOPS)")
       .nl();
+  }
+  if (cmdline_has("hold")) {
+    cons.s("blkbench: holding xvda").nl();
+    while (!blkfront_follow_backend()) xenbus_wait_for_watch();
+    cons.s("blkbench: xvda was unplugged; powering off").nl();
   }
   shutdown(SHUTDOWN_poweroff);
 }

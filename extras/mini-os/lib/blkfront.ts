@@ -31,6 +31,8 @@ import {
   BLKIF_MAX_SEGMENTS_PER_REQUEST,
   XenbusStateInitialised,
   XenbusStateConnected,
+  XenbusStateClosing,
+  XenbusStateClosed,
   XEN_EIO,
   XEN_EINVAL,
 } from "./xen_abi";
@@ -47,6 +49,7 @@ import {
   xenbus_write_u32,
   xenbus_wait_for_state,
   xenbus_read_string,
+  xenbus_poll_watch,
 } from "./xenbus";
 import { block } from "./sched";
 import {
@@ -91,6 +94,9 @@ const fr = front_ring_at(memory.data(24, 8));
 let sectors: u64 = 0;
 let readonly: bool = false;
 let connected: bool = false;
+/** The frontend's directory and the backend's state node, once connected. */
+let dev_path: string = "";
+let backend_state: string = "";
 let failed: u32 = 0;
 
 /** Sectors on the connected device. */
@@ -156,7 +162,38 @@ export function blkfront_init(devid: u32): i32 {
   rc = xenbus_write_u32(dev + "/state", <u32>XenbusStateConnected);
   if (rc < 0) return rc;
   connected = true;
+  dev_path = dev;
+  // The watch xenbus_wait_for_state set stays, for blkfront_check_backend.
+  backend_state = backend + "/state";
   return 0;
+}
+
+/**
+ * Reads the backend's state and follows it: when it is Closing or gone
+ * (hot-unplug, `xl block-detach`), the frontend stops using the ring and
+ * goes to Closing, then Closed, as pv-drivers-lifecycle asks, so that the
+ * backend can let go without waiting out the toolstack's timeout. Returns
+ * true once the device is closed.
+ */
+export function blkfront_follow_backend(): bool {
+  if (!connected || backend_state.length == 0) return !connected;
+  const st = xenbus_read_u32(backend_state);
+  if (st < <i64>XenbusStateClosing && st >= 0) return false;
+  connected = false;
+  xenbus_write_u32(dev_path + "/state", <u32>XenbusStateClosing);
+  xenbus_write_u32(dev_path + "/state", <u32>XenbusStateClosed);
+  return true;
+}
+
+/**
+ * For a guest's main loop: follows the backend (blkfront_follow_backend)
+ * when a xenstore watch event has come in since the last call. Returns true
+ * once the device is closed.
+ */
+export function blkfront_check_backend(): bool {
+  if (!connected) return true;
+  if (xenbus_poll_watch() == 0) return false;
+  return blkfront_follow_backend();
 }
 
 /** A persistent grant of the page at `addr`, made on first use; -1 when none can be had. */
