@@ -5,11 +5,14 @@
  * clusters at the end of the file (L2 tables and data clusters, copying a
  * partly written cluster's old contents from the backing file or zeros) and
  * keep refcounts and the COPIED flags as `qemu-img check` expects. The
- * file grows as the disk is written. Compressed clusters are read as an
- * error (tsxen does not decompress them), as are images with unknown
- * incompatible features.
+ * file grows as the disk is written. Compressed clusters (zlib, as
+ * `qemu-img convert -c` makes them) are inflated on read; a write into one
+ * moves the cluster to a new, uncompressed one and gives back the
+ * compressed bytes' references. Images with unknown incompatible features
+ * (zstd compression among them) are refused by name.
  */
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
+import { inflateRawSync } from "node:zlib";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { RawFileStorage, SECTOR, writeZeros, type BlockStorage } from "./storage.js";
 
@@ -53,6 +56,8 @@ export class Qcow2Storage implements BlockStorage {
   /** Where the next cluster goes: the end of the file, cluster-aligned. */
   private fileEnd: number;
   private readonly l2Cache = new Map<number, BigUint64Array>();
+  /** The last compressed cluster inflated, by its L2 entry: reads come a page at a time. */
+  private inflated: { entry: bigint; data: Buffer } | undefined;
 
   constructor(
     readonly path: string,
@@ -150,11 +155,52 @@ export class Qcow2Storage implements BlockStorage {
     return this.l2Table(l2Off)[l2i]!;
   }
 
+  /**
+   * Where a compressed cluster's bytes are (the Compressed Clusters
+   * Descriptor, x = 62 - (cluster_bits - 8)): bits 0..x-1 are the host byte
+   * offset, bits x..61 the count of 512-byte sectors used after the one that
+   * offset is in. The range runs from that first sector's start.
+   */
+  private compressedRange(e: bigint): { start: number; data: number; end: number } {
+    const x = BigInt(62 - (this.clusterBits - 8));
+    const data = Number(e & ((1n << x) - 1n));
+    const more = Number((e >> x) & ((1n << (62n - x)) - 1n));
+    const start = data - (data % SECTOR);
+    return { start, data, end: start + (more + 1) * SECTOR };
+  }
+
+  /** A compressed cluster's contents: raw deflate (no zlib header), exactly one cluster. */
+  private inflate(e: bigint): Buffer {
+    if (this.inflated?.entry === e) return this.inflated.data;
+    const { data, end } = this.compressedRange(e);
+    const raw = Buffer.alloc(end - data);
+    const n = readSync(this.fd, raw, 0, raw.length, data);
+    let out: Buffer;
+    try {
+      // The stream may stop short of its last sector: what follows is ignored.
+      out = inflateRawSync(raw.subarray(0, n), { maxOutputLength: this.clusterSize });
+    } catch (err) {
+      throw new Error(
+        `${this.path}: the compressed cluster at ${data} does not inflate: ${(err as Error).message}`,
+      );
+    }
+    if (out.length !== this.clusterSize) {
+      throw new Error(
+        `${this.path}: the compressed cluster at ${data} inflates to ${out.length} bytes, not ${this.clusterSize}`,
+      );
+    }
+    this.inflated = { entry: e, data: out };
+    return out;
+  }
+
   /** Reads `dst.length` bytes at guest byte `off` within one cluster. */
   private readInCluster(off: number, dst: Uint8Array): void {
     const e = this.l2Entry(off);
-    if (e & QCOW_OFLAG_COMPRESSED)
-      throw new Error(`${this.path}: compressed clusters are not supported`);
+    if (e & QCOW_OFLAG_COMPRESSED) {
+      const at = off % this.clusterSize;
+      dst.set(this.inflate(e).subarray(at, at + dst.length));
+      return;
+    }
     const host = Number(e & L2E_OFFSET_MASK);
     if (host === 0 || (e & QCOW_OFLAG_ZERO) !== 0n) {
       if (
@@ -245,9 +291,8 @@ export class Qcow2Storage implements BlockStorage {
     const l2 = this.l2Table(l2Off);
     const l2i = Math.floor(off / this.clusterSize) % (this.clusterSize / 8);
     const e = l2[l2i]!;
-    if (e & QCOW_OFLAG_COMPRESSED)
-      throw new Error(`${this.path}: compressed clusters are not supported`);
-    const host = Number(e & L2E_OFFSET_MASK);
+    const compressed = (e & QCOW_OFLAG_COMPRESSED) !== 0n;
+    const host = compressed ? 0 : Number(e & L2E_OFFSET_MASK);
     if (host !== 0 && e & QCOW_OFLAG_COPIED) {
       if (e & QCOW_OFLAG_ZERO) {
         // A preallocated zero cluster: make its bytes real zeros, then clear the flag.
@@ -266,7 +311,28 @@ export class Qcow2Storage implements BlockStorage {
     if (!coveringWholeCluster) writeSync(this.fd, old, 0, old.length, fresh);
     l2[l2i] = BigInt(fresh) | QCOW_OFLAG_COPIED;
     this.writeU64(l2Off + l2i * 8, l2[l2i]!);
+    if (compressed) {
+      // The compressed bytes lose this reference: one off the refcount of
+      // every cluster they touch (another compressed cluster may share one).
+      const { start, end } = this.compressedRange(e);
+      const last = Math.floor((end - 1) / this.clusterSize);
+      for (let c = Math.floor(start / this.clusterSize); c <= last; c++) {
+        const at = c * this.clusterSize;
+        this.setRefcount(at, Math.max(0, this.refcount(at) - 1));
+      }
+      if (this.inflated?.entry === e) this.inflated = undefined;
+    }
     return fresh;
+  }
+
+  /** The refcount of the host cluster holding byte `hostOff`; 0 where no block counts it. */
+  private refcount(hostOff: number): number {
+    const cluster = Math.floor(hostOff / this.clusterSize);
+    const block = Number(this.refTable[Math.floor(cluster / this.refBlockEntries)] ?? 0n);
+    if (block === 0) return 0;
+    const b = Buffer.alloc(2);
+    readSync(this.fd, b, 0, 2, block + (cluster % this.refBlockEntries) * 2);
+    return b.readUInt16BE(0);
   }
 
   write(sector: number, src: Uint8Array): void {
