@@ -182,6 +182,7 @@ export class Qcow2Storage implements BlockStorage {
     } catch (err) {
       throw new Error(
         `${this.path}: the compressed cluster at ${data} does not inflate: ${(err as Error).message}`,
+        { cause: err },
       );
     }
     if (out.length !== this.clusterSize) {
