@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { grantAccess, guestPath, newHost, notifyFromGuest, until } from "../helpers.js";
 import { Libxl } from "../../tools/libxl/domain.js";
 import { xlDomainConfig, type XlDomainConfig } from "../../tools/libxl/config.js";
+import { parseDiskSpec } from "../../tools/libxl/disk.js";
 import type { Host } from "../../tools/host/host.js";
 import type { Domain } from "../../xen/common/domain.js";
 import * as B from "../../xen/include/public/io/blkif.js";
@@ -111,6 +112,26 @@ test("xl block-detach of a running guest: its blkfront closes and the backend le
     await until(() => host.vbd.list().length === 0, 2000, "blkback to drop the device");
     assert.equal(host.blkback.devices.size, 0, "no port bound");
     assert.equal(host.xenstored.readText(`/local/domain/${d.domid}/device/vbd/51712`), undefined);
+  } finally {
+    await host.shutdown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("xl block-attach to a running guest: it finds the new disk and uses it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-blk-"));
+  const img = join(dir, "disk.img");
+  sparse(img, 4 * 2 ** 20);
+  const host = newHost();
+  const libxl = new Libxl(host);
+  try {
+    const d = await libxl.create(cfg("plug", "blkbench", { cmdline: "wait mib=2 ios=10" }));
+    await until(() => /waiting for xvda/.test(consoleOf(host, d)), 20_000, "the guest to wait");
+    assert.equal(host.vbd.list().length, 0);
+    libxl.addDisk(d.domid, parseDiskSpec(`vdev=xvda, target=${img}`));
+    await until(() => d.isShutdown, 20_000, "the guest to use its new disk");
+    assert.match(consoleOf(host, d), /verify ok \(2 MiB\)/, consoleOf(host, d));
+    assert.equal(d.shutdownName, "poweroff", consoleOf(host, d));
   } finally {
     await host.shutdown();
     rmSync(dir, { recursive: true, force: true });

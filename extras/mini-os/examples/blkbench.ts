@@ -6,7 +6,8 @@
 // checks it (so one guest can write a disk and another check it); `seed=N`
 // varies the pattern; `passes=N` reads N times and reports the fastest;
 // `hold` keeps the disk afterwards until it is unplugged (`xl block-detach`),
-// then powers off. It powers off when done, or crashes on a failure.
+// then powers off; `wait` boots without a disk and waits for xvda to be
+// hot-plugged (`xl block-attach`). It powers off when done, or crashes on a failure.
 import {
   cons,
   NOW,
@@ -19,6 +20,7 @@ import {
   local_irq_enable,
   xenbus_init,
   xenbus_wait_for_watch,
+  xenbus_wait_for_node,
 } from "../lib/index";
 // Drivers are imported by the kernels that use them: their static pages
 // would otherwise be in every kernel.
@@ -81,6 +83,11 @@ function rate(what: string, bytes: u64, ns: u64): void {
 export function _start(): void {
   local_irq_enable(0);
   xenbus_init();
+  if (cmdline_has("wait")) {
+    cons.s("blkbench: waiting for xvda").nl();
+    const w = xenbus_wait_for_node("device/vbd/51712/state", "blkbench");
+    if (w < 0) fail("waiting for xvda", w);
+  }
   const rc = blkfront_init(51712);
   if (rc < 0) fail("connecting xvda", rc);
   const sectors = blkfront_sectors();

@@ -391,6 +391,19 @@ export function xenbus_wait_for_state(path: string, want: u32, token: string): i
   }
 }
 
+/**
+ * Waits until node `path` exists: a device the toolstack hot-plugs after
+ * boot, say (its frontend's `state` node is written last). Watches `path`
+ * (xenstored fires a watch once when it is set, so nothing is missed) and
+ * reads it after each event. Returns 0, or a negative error.
+ */
+export function xenbus_wait_for_node(path: string, token: string): i32 {
+  const rc = xenbus_watch(path, token);
+  if (rc < 0) return rc;
+  while (xenbus_read(path) < 0) xenbus_wait_for_watch();
+  return xenbus_unwatch(path, token);
+}
+
 /** The value at `path` as a string, or null (setup only: it allocates). */
 export function xenbus_read_string(path: string): string | null {
   if (xenbus_read(path) < 0) return null;
