@@ -171,7 +171,9 @@ test("compressed clusters (qemu-img convert -c): a guest reads them; writes move
       "qemu-img compressed it",
     );
 
-    const d = await libxl.create(cfg("c", "verify seed=3 mib=2", `format=qcow2, vdev=xvda, target=${img}`));
+    const d = await libxl.create(
+      cfg("c", "verify seed=3 mib=2", `format=qcow2, vdev=xvda, target=${img}`),
+    );
     await until(() => d.isShutdown, 20_000, "blkbench");
     assert.match(
       host.xenconsoled.read(d.domid),
