@@ -1,6 +1,8 @@
 /**
  * Instruments a guest kernel so that its vCPUs can be preempted and can block.
  *
+ * 0. Small innermost loops are unrolled (unroll.ts), so that their checks
+ *    come once every few iterations.
  * 1. Binaryen's `log-execution` pass puts a call at every function entry and
  *    loop head. Its import is replaced by a function of our own that counts
  *    down a non-exported mutable global (one per instance, so per vCPU, and out
@@ -17,6 +19,7 @@
 import { createRequire } from "node:module";
 import binaryen from "binaryen";
 import { stripKernel, type DataSegment } from "./binary.js";
+import { UNROLL_FACTOR, unrollLoops } from "./unroll.js";
 import {
   IMPORT_HYPERCALL,
   IMPORT_MODULE,
@@ -75,6 +78,7 @@ export function instrumentKernel(
     }
     if (!hasHypercall) throw new Error("kernel does not import xen.hypercall");
 
+    unrollLoops(m);
     m.runPasses(["log-execution"]);
     m.removeFunction(CHECK_FN);
     m.addGlobal(COUNTER, binaryen.i32, true, m.i32.const(PREEMPT_CHECK_INTERVAL));
@@ -121,5 +125,5 @@ export const BINARYEN_VERSION: string = (
 
 /** A string that changes whenever instrumentation's output may change. */
 export function instrumenterVersion(options: InstrumentOptions): string {
-  return `binaryen-${BINARYEN_VERSION}-opt${options.optimizeLevel}-check${PREEMPT_CHECK_INTERVAL}-v2`;
+  return `binaryen-${BINARYEN_VERSION}-opt${options.optimizeLevel}-check${PREEMPT_CHECK_INTERVAL}-unroll${UNROLL_FACTOR}-v3`;
 }

@@ -1,0 +1,197 @@
+/**
+ * Loop unrolling for instrumented kernels: a preemption check costs five or
+ * six instructions, as much as a tight loop's own body, so the innermost
+ * small loops are unrolled UNROLL_FACTOR times before the checks go in, and
+ * their loop-head check then runs once every UNROLL_FACTOR iterations.
+ *
+ * Only one shape is unrolled, the one AssemblyScript (and Binaryen's own
+ * output) gives `for` and `while` loops:
+ *
+ *     (loop $L (if C (then S1 ... Sn (br $L))))
+ *
+ * where the final `br $L` is the only way back to the loop head (no
+ * `continue`), and C and the S are small, define no loop or label, and are
+ * made only of expressions this walker knows. It becomes
+ *
+ *     (loop $L (block $exit
+ *       (br_if $exit (i32.eqz C)) S1 ... Sn      ; UNROLL_FACTOR copies
+ *       ...
+ *       (br $L)))
+ *
+ * which evaluates C and the S in the same order, and leaves the loop where
+ * the original did. Because no copy contains a loop, the work between two
+ * checks stays bounded (UNROLL_FACTOR × MAX_UNROLL_NODES straight-line
+ * expressions, plus calls, which have their own entry checks), so a
+ * hostile kernel is still descheduled on time.
+ */
+import binaryen from "binaryen";
+
+/** Copies of a loop body between two loop-head checks. */
+export const UNROLL_FACTOR = 4;
+/** The largest condition or statement, in expressions, that is copied. */
+export const MAX_UNROLL_NODES = 64;
+
+/** Expressions with no children. */
+const LEAVES = new Set<number>([
+  binaryen.LocalGetId,
+  binaryen.GlobalGetId,
+  binaryen.ConstId,
+  binaryen.NopId,
+  binaryen.UnreachableId,
+  binaryen.MemorySizeId,
+  binaryen.AtomicFenceId,
+  binaryen.DataDropId,
+]);
+
+type Info = Record<string, unknown> & { id: number };
+
+const info = <T extends binaryen.ExpressionInfo>(e: binaryen.ExpressionRef): T =>
+  binaryen.getExpressionInfo(e) as T;
+
+/** The child expressions of `e`, or null for a kind this walker does not know. */
+export function childrenOf(e: binaryen.ExpressionRef): binaryen.ExpressionRef[] | null {
+  const id = binaryen.getExpressionId(e);
+  if (LEAVES.has(id)) return [];
+  const i = binaryen.getExpressionInfo(e) as unknown as Info;
+  const refs = (...xs: unknown[]): binaryen.ExpressionRef[] =>
+    xs.filter((x): x is number => typeof x === "number" && x !== 0);
+  switch (id) {
+    case binaryen.BlockId:
+      return refs(...(i.children as number[]));
+    case binaryen.IfId:
+      return refs(i.condition, i.ifTrue, i.ifFalse);
+    case binaryen.LoopId:
+      return refs(i.body);
+    case binaryen.BreakId:
+    case binaryen.SwitchId:
+      return refs(i.condition, i.value);
+    case binaryen.CallId:
+      return refs(...(i.operands as number[]));
+    case binaryen.CallIndirectId:
+      return refs(...(i.operands as number[]), i.target);
+    case binaryen.LocalSetId:
+    case binaryen.GlobalSetId:
+    case binaryen.UnaryId:
+    case binaryen.DropId:
+    case binaryen.ReturnId:
+      return refs(i.value);
+    case binaryen.LoadId:
+      return refs(i.ptr);
+    case binaryen.StoreId:
+    case binaryen.AtomicRMWId:
+      return refs(i.ptr, i.value);
+    case binaryen.BinaryId:
+      return refs(i.left, i.right);
+    case binaryen.SelectId:
+      return refs(i.ifTrue, i.ifFalse, i.condition);
+    case binaryen.MemoryGrowId:
+      return refs(i.delta);
+    case binaryen.AtomicCmpxchgId:
+      return refs(i.ptr, i.expected, i.replacement);
+    case binaryen.AtomicWaitId:
+      return refs(i.ptr, i.expected, i.timeout);
+    case binaryen.AtomicNotifyId:
+      return refs(i.ptr, i.notifyCount);
+    case binaryen.MemoryCopyId:
+      return refs(i.dest, i.source, i.size);
+    case binaryen.MemoryFillId:
+      return refs(i.dest, i.value, i.size);
+    case binaryen.MemoryInitId:
+      return refs(i.dest, i.offset, i.size);
+    default:
+      return null;
+  }
+}
+
+/**
+ * Whether `e` may be copied into an unrolled loop `name`: known kinds only,
+ * no loop, no label of its own, no branch back to `name`, at most `budget`
+ * expressions.
+ */
+function copyable(e: binaryen.ExpressionRef, name: string, budget: number): boolean {
+  const stack = [e];
+  let count = 0;
+  while (stack.length > 0) {
+    const x = stack.pop()!;
+    if (++count > budget) return false;
+    const kids = childrenOf(x);
+    if (kids === null) return false;
+    const id = binaryen.getExpressionId(x);
+    if (id === binaryen.LoopId) return false;
+    // A label defined in the copy would be defined again in every copy.
+    if (id === binaryen.BlockId && info<binaryen.BlockInfo>(x).name) return false;
+    if (id === binaryen.BreakId && info<binaryen.BreakInfo>(x).name === name) return false;
+    if (id === binaryen.SwitchId) {
+      const sw = info<binaryen.SwitchInfo>(x);
+      if (sw.defaultName === name || sw.names.includes(name)) return false;
+    }
+    stack.push(...kids);
+  }
+  return true;
+}
+
+/** binaryen.js's setter for a loop's body, which its typings leave out. */
+const setLoopBody = (
+  binaryen as unknown as {
+    Loop: { setBody(loop: binaryen.ExpressionRef, body: binaryen.ExpressionRef): void };
+  }
+).Loop.setBody;
+
+/** The parts of a loop of the unrollable shape, or undefined. */
+function unrollable(
+  loop: binaryen.ExpressionRef,
+):
+  | { name: string; exit: string; cond: binaryen.ExpressionRef; stmts: binaryen.ExpressionRef[] }
+  | undefined {
+  const { name, body } = info<binaryen.LoopInfo>(loop);
+  if (!name || binaryen.getExpressionId(body) !== binaryen.IfId) return undefined;
+  const branch = info<binaryen.IfInfo>(body);
+  if (branch.ifFalse || binaryen.getExpressionId(branch.ifTrue) !== binaryen.BlockId) {
+    return undefined;
+  }
+  const { children, name: exit } = info<binaryen.BlockInfo>(branch.ifTrue);
+  const last = children[children.length - 1];
+  if (last === undefined || binaryen.getExpressionId(last) !== binaryen.BreakId) return undefined;
+  const br = info<binaryen.BreakInfo>(last);
+  if (br.name !== name || br.condition || br.value) return undefined;
+  const stmts = children.slice(0, -1);
+  if (!copyable(branch.condition, name, MAX_UNROLL_NODES)) return undefined;
+  if (!stmts.every((s) => copyable(s, name, MAX_UNROLL_NODES))) return undefined;
+  return { name, exit, cond: branch.condition, stmts };
+}
+
+/**
+ * Unrolls every loop of the shape above in `m`'s defined functions, in
+ * place; returns how many. Run it before the preemption checks go in.
+ */
+export function unrollLoops(m: binaryen.Module, factor = UNROLL_FACTOR): number {
+  let unrolled = 0;
+  for (let f = 0; f < m.getNumFunctions(); f++) {
+    const fn = binaryen.getFunctionInfo(m.getFunctionByIndex(f));
+    if (fn.module) continue; // an import has no body
+    const stack = [fn.body];
+    while (stack.length > 0) {
+      const x = stack.pop()!;
+      const kids = childrenOf(x);
+      if (kids) stack.push(...kids);
+      if (binaryen.getExpressionId(x) !== binaryen.LoopId) continue;
+      const loop = unrollable(x);
+      if (!loop) continue;
+      // A branch to the `then` block's label leaves the loop, as one to the
+      // exit block does: the exit block takes that label when there is one.
+      const exit = loop.exit || `tsxen_unrolled_${f}_${unrolled}`;
+      const parts: binaryen.ExpressionRef[] = [];
+      for (let k = 0; k < factor; k++) {
+        // The first copy reuses the original expressions.
+        const copy = (e: binaryen.ExpressionRef): binaryen.ExpressionRef =>
+          k === 0 ? e : m.copyExpression(e);
+        parts.push(m.br(exit, m.i32.eqz(copy(loop.cond))));
+        for (const s of loop.stmts) parts.push(copy(s));
+      }
+      parts.push(m.br(loop.name));
+      setLoopBody(x, m.block(exit, parts, binaryen.none));
+      unrolled++;
+    }
+  }
+  return unrolled;
+}
