@@ -459,3 +459,14 @@ test("console_io output is line-buffered into dmesg, and UTF-8 split across writ
     await host.shutdown();
   }
 });
+
+test("an event that came while upcalls were masked is delivered on the next hypercall's return", async () => {
+  const host = new Host({ memoryBytes: 2 * 1024 ** 3 });
+  try {
+    const d = await host.create({ name: "upcall", kernel: guestPath("upcall"), memory: 2 });
+    await host.waitShutdown(d.domid, 10_000);
+    assert.match(host.readConsole(d.domid), /upcall: 0 while masked, 1 after one hypercall/);
+  } finally {
+    await host.shutdown();
+  }
+});

@@ -220,6 +220,7 @@ export class Hypervisor implements VcpuHost {
 
   /** Called by event channels when an event is newly pending for `v`. */
   readonly kick: EventKick = (v, port, pollOnly) => {
+    v.attention = true;
     if (v.domain.domid === 0) {
       if (!pollOnly) this.scheduleDom0Upcall();
       return;
@@ -491,6 +492,7 @@ export class Hypervisor implements VcpuHost {
   /** Pauses a domain (xl pause): nestable, as Xen's pause count is. */
   pauseDomain(d: Domain): void {
     d.pauseCount++;
+    for (const v of d.vcpus) v.attention = true;
     if (this.sched.current?.domain === d) this.slice.expireNow();
     for (const v of d.vcpus) this.sched.remove(v);
     for (const v of d.vcpus) if (v.state !== VcpuState.Offline) this.sched.add(v);
@@ -509,6 +511,7 @@ export class Hypervisor implements VcpuHost {
     if (d.isShutdown || d.isDying) return;
     d.isShutdown = true;
     d.shutdownReason = reason;
+    for (const v of d.vcpus) v.attention = true;
     const cur = this.sched.current;
     if (cur?.domain === d) {
       cur.suspend = Suspend.Shutdown;
@@ -544,6 +547,7 @@ export class Hypervisor implements VcpuHost {
     if (!d) return -XenErrno.ESRCH;
     if (d.isDying) return 0;
     d.isDying = true;
+    for (const v of d.vcpus) v.attention = true;
     if (this.sched.current?.domain === d) {
       // Its vCPU is on the pCPU (a console listener is destroying it): finish
       // once the slice returns.
@@ -654,14 +658,19 @@ export class Hypervisor implements VcpuHost {
     a5: number,
   ): number {
     const rc = this.dispatch(v, op, a1, a2, a3, a4, a5);
-    if (v.suspend !== Suspend.None) {
-      v.startUnwind(v.suspend, rc);
-    } else if (!v.domain.runnable) {
-      v.startUnwind(Suspend.Shutdown, rc);
-    } else if (!v.inUpcall && v.upcallDeliverable()) {
-      v.startUnwind(Suspend.Upcall, rc);
-    }
+    // One flag on the usual path: each further check cost 1–3 ns of a 12 ns call.
+    if (v.suspend !== Suspend.None) v.startUnwind(v.suspend, rc);
+    else if (v.attention) this.attend(v, rc);
     return rc;
+  }
+
+  /** A hypercall's return when `v.attention` is set: stop, enter the upcall, or clear the flag. */
+  private attend(v: Vcpu, rc: number): void {
+    if (!v.domain.runnable) v.startUnwind(Suspend.Shutdown, rc);
+    else if (!v.upcallPending || v.domain.kernel?.hasCallback !== true) v.attention = false;
+    else if (!v.inUpcall && v.upcallDeliverable()) v.startUnwind(Suspend.Upcall, rc);
+    // Otherwise pending but masked, or inside the upcall: keep looking, so that
+    // the hypercall a guest makes after unmasking delivers it.
   }
 
   /** Runs hypercall `op` for `v` and returns its result (multicall uses this too). */

@@ -94,6 +94,14 @@ export class Vcpu {
   mainSuspended = false;
   upcallSuspended = false;
   inUpcall = false;
+  /**
+   * Something may need doing when this vCPU's next hypercall returns: an
+   * event became pending for it, or its domain was paused, shut down or
+   * destroyed. The hypervisor sets it; the return path clears it once no
+   * upcall is pending. A guest that sets its own upcall-pending flag is
+   * noticed at its next slice instead (Xen would at its next hypercall).
+   */
+  attention = false;
   private rewinding = false;
   /** True while run() is on the stack. */
   private active = false;
