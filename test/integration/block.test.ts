@@ -38,13 +38,25 @@ function sparse(path: string, bytes: number): void {
 
 const consoleOf = (host: Host, d: Domain): string => host.xenconsoled.read(d.domid);
 
-test("a disk written by one guest, detached, and read back by another", async () => {
+/** Runs `fn` with a host, its libxl and a sparse raw image of `bytes`, and cleans up after. */
+async function withDisk(
+  bytes: number,
+  fn: (ctx: { host: Host; libxl: Libxl; img: string }) => Promise<void>,
+): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "tsxen-blk-"));
   const img = join(dir, "disk.img");
-  sparse(img, 16 * 2 ** 20);
+  sparse(img, bytes);
   const host = newHost();
-  const libxl = new Libxl(host);
   try {
+    await fn({ host, libxl: new Libxl(host), img });
+  } finally {
+    await host.shutdown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("a disk written by one guest, detached, and read back by another", async () => {
+  await withDisk(16 * 2 ** 20, async ({ host, libxl, img }) => {
     const disk = `format=raw, vdev=xvda, access=rw, target=${img}`;
     const a = await libxl.create(
       cfg("writer", "blkbench", { cmdline: "write seed=7 mib=4", disks: [disk] }),
@@ -78,19 +90,11 @@ test("a disk written by one guest, detached, and read back by another", async ()
     );
     await until(() => c.isShutdown, 20_000, "the wrong reader");
     assert.match(consoleOf(host, c), /verify FAILED at sector 0/);
-  } finally {
-    await host.shutdown();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test("xl block-detach of a running guest: its blkfront closes and the backend lets go", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "tsxen-blk-"));
-  const img = join(dir, "disk.img");
-  sparse(img, 4 * 2 ** 20);
-  const host = newHost();
-  const libxl = new Libxl(host);
-  try {
+  await withDisk(4 * 2 ** 20, async ({ host, libxl, img }) => {
     const disk = `vdev=xvda, target=${img}`;
     const d = await libxl.create(
       cfg("holder", "blkbench", { cmdline: "write mib=1 hold", disks: [disk] }),
@@ -112,19 +116,11 @@ test("xl block-detach of a running guest: its blkfront closes and the backend le
     await until(() => host.vbd.list().length === 0, 2000, "blkback to drop the device");
     assert.equal(host.blkback.devices.size, 0, "no port bound");
     assert.equal(host.xenstored.readText(`/local/domain/${d.domid}/device/vbd/51712`), undefined);
-  } finally {
-    await host.shutdown();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test("xl block-attach to a running guest: it finds the new disk and uses it", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "tsxen-blk-"));
-  const img = join(dir, "disk.img");
-  sparse(img, 4 * 2 ** 20);
-  const host = newHost();
-  const libxl = new Libxl(host);
-  try {
+  await withDisk(4 * 2 ** 20, async ({ host, libxl, img }) => {
     const d = await libxl.create(cfg("plug", "blkbench", { cmdline: "wait mib=2 ios=10" }));
     await until(() => /waiting for xvda/.test(consoleOf(host, d)), 20_000, "the guest to wait");
     assert.equal(host.vbd.list().length, 0);
@@ -132,10 +128,7 @@ test("xl block-attach to a running guest: it finds the new disk and uses it", as
     await until(() => d.isShutdown, 20_000, "the guest to use its new disk");
     assert.match(consoleOf(host, d), /verify ok \(2 MiB\)/, consoleOf(host, d));
     assert.equal(d.shutdownName, "poweroff", consoleOf(host, d));
-  } finally {
-    await host.shutdown();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 /** A frontend played from TypeScript on paused guest `d`: its pages, grants, port and ring. */

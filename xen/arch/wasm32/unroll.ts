@@ -31,76 +31,58 @@ export const UNROLL_FACTOR = 4;
 /** The largest condition or statement, in expressions, that is copied. */
 export const MAX_UNROLL_NODES = 64;
 
-/** Expressions with no children. */
-const LEAVES = new Set<number>([
-  binaryen.LocalGetId,
-  binaryen.GlobalGetId,
-  binaryen.ConstId,
-  binaryen.NopId,
-  binaryen.UnreachableId,
-  binaryen.MemorySizeId,
-  binaryen.AtomicFenceId,
-  binaryen.DataDropId,
+/** Each expression kind the walker knows, with its child fields in evaluation order. */
+const CHILD_FIELDS = new Map<number, readonly string[]>([
+  [binaryen.LocalGetId, []],
+  [binaryen.GlobalGetId, []],
+  [binaryen.ConstId, []],
+  [binaryen.NopId, []],
+  [binaryen.UnreachableId, []],
+  [binaryen.MemorySizeId, []],
+  [binaryen.AtomicFenceId, []],
+  [binaryen.DataDropId, []],
+  [binaryen.BlockId, ["children"]],
+  [binaryen.IfId, ["condition", "ifTrue", "ifFalse"]],
+  [binaryen.LoopId, ["body"]],
+  [binaryen.BreakId, ["condition", "value"]],
+  [binaryen.SwitchId, ["condition", "value"]],
+  [binaryen.CallId, ["operands"]],
+  [binaryen.CallIndirectId, ["operands", "target"]],
+  [binaryen.LocalSetId, ["value"]],
+  [binaryen.GlobalSetId, ["value"]],
+  [binaryen.UnaryId, ["value"]],
+  [binaryen.DropId, ["value"]],
+  [binaryen.ReturnId, ["value"]],
+  [binaryen.LoadId, ["ptr"]],
+  [binaryen.StoreId, ["ptr", "value"]],
+  [binaryen.AtomicRMWId, ["ptr", "value"]],
+  [binaryen.BinaryId, ["left", "right"]],
+  [binaryen.SelectId, ["ifTrue", "ifFalse", "condition"]],
+  [binaryen.MemoryGrowId, ["delta"]],
+  [binaryen.AtomicCmpxchgId, ["ptr", "expected", "replacement"]],
+  [binaryen.AtomicWaitId, ["ptr", "expected", "timeout"]],
+  [binaryen.AtomicNotifyId, ["ptr", "notifyCount"]],
+  [binaryen.MemoryCopyId, ["dest", "source", "size"]],
+  [binaryen.MemoryFillId, ["dest", "value", "size"]],
+  [binaryen.MemoryInitId, ["dest", "offset", "size"]],
 ]);
-
-type Info = Record<string, unknown> & { id: number };
 
 const info = <T extends binaryen.ExpressionInfo>(e: binaryen.ExpressionRef): T =>
   binaryen.getExpressionInfo(e) as T;
 
 /** The child expressions of `e`, or null for a kind this walker does not know. */
 export function childrenOf(e: binaryen.ExpressionRef): binaryen.ExpressionRef[] | null {
-  const id = binaryen.getExpressionId(e);
-  if (LEAVES.has(id)) return [];
-  const i = binaryen.getExpressionInfo(e) as unknown as Info;
-  const refs = (...xs: unknown[]): binaryen.ExpressionRef[] =>
-    xs.filter((x): x is number => typeof x === "number" && x !== 0);
-  switch (id) {
-    case binaryen.BlockId:
-      return refs(...(i.children as number[]));
-    case binaryen.IfId:
-      return refs(i.condition, i.ifTrue, i.ifFalse);
-    case binaryen.LoopId:
-      return refs(i.body);
-    case binaryen.BreakId:
-    case binaryen.SwitchId:
-      return refs(i.condition, i.value);
-    case binaryen.CallId:
-      return refs(...(i.operands as number[]));
-    case binaryen.CallIndirectId:
-      return refs(...(i.operands as number[]), i.target);
-    case binaryen.LocalSetId:
-    case binaryen.GlobalSetId:
-    case binaryen.UnaryId:
-    case binaryen.DropId:
-    case binaryen.ReturnId:
-      return refs(i.value);
-    case binaryen.LoadId:
-      return refs(i.ptr);
-    case binaryen.StoreId:
-    case binaryen.AtomicRMWId:
-      return refs(i.ptr, i.value);
-    case binaryen.BinaryId:
-      return refs(i.left, i.right);
-    case binaryen.SelectId:
-      return refs(i.ifTrue, i.ifFalse, i.condition);
-    case binaryen.MemoryGrowId:
-      return refs(i.delta);
-    case binaryen.AtomicCmpxchgId:
-      return refs(i.ptr, i.expected, i.replacement);
-    case binaryen.AtomicWaitId:
-      return refs(i.ptr, i.expected, i.timeout);
-    case binaryen.AtomicNotifyId:
-      return refs(i.ptr, i.notifyCount);
-    case binaryen.MemoryCopyId:
-      return refs(i.dest, i.source, i.size);
-    case binaryen.MemoryFillId:
-      return refs(i.dest, i.value, i.size);
-    case binaryen.MemoryInitId:
-      return refs(i.dest, i.offset, i.size);
-    default:
-      return null;
+  const fields = CHILD_FIELDS.get(binaryen.getExpressionId(e));
+  if (fields === undefined) return null;
+  if (fields.length === 0) return [];
+  const i = info<binaryen.ExpressionInfo>(e) as unknown as Record<string, unknown>;
+  const out: binaryen.ExpressionRef[] = [];
+  for (const f of fields) {
+    const v = i[f];
+    if (Array.isArray(v)) out.push(...(v as binaryen.ExpressionRef[]));
+    else if (typeof v === "number" && v !== 0) out.push(v);
   }
+  return out;
 }
 
 /**
