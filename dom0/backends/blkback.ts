@@ -269,9 +269,9 @@ export class BlkbackDevice implements BackendDevice {
   }
 
   /**
-   * Queues a transfer of `buffer`'s bytes `start`–`end` at sector `at`, merged with the one before
-   * when it continues it on disk and in memory (a frontend's requests for
-   * one large buffer are usually such a run).
+   * Queues a transfer of `buffer`'s bytes `start`–`end` at sector `at`,
+   * merged with the one before when it continues it on disk and in memory
+   * (a frontend's requests for one large buffer are usually such a run).
    */
   private issue(
     read: boolean,

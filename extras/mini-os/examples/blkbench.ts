@@ -5,9 +5,9 @@
 // only writes the pattern and flushes; "verify" only reads it back and
 // checks it (so one guest can write a disk and another check it); `seed=N`
 // varies the pattern; `passes=N` reads N times and reports the fastest;
-// `hold` keeps the disk afterwards until it is unplugged (`xl block-detach`),
-// then powers off; `wait` boots without a disk and waits for xvda to be
-// hot-plugged (`xl block-attach`). It powers off when done, or crashes on a failure.
+// `hold` keeps the disk afterwards until it is unplugged (`xl block-detach`);
+// `wait` boots without a disk and waits for xvda to be hot-plugged
+// (`xl block-attach`). It powers off when done, or crashes on a failure.
 import {
   cons,
   NOW,

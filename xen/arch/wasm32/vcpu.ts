@@ -152,10 +152,7 @@ export class Vcpu {
     this.domain.mem.u8[this.vcpuInfoAddr + UPCALL_MASK] = masked ? 1 : 0;
   }
 
-  /**
-   * True when an upcall may be entered now. It runs after every hypercall,
-   * so the usual answer (nothing pending) is found first, in one byte.
-   */
+  /** True when an upcall may be entered now; the usual answer (nothing pending) comes first. */
   upcallDeliverable(): boolean {
     const u8 = this.domain.mem.u8;
     const a = this.vcpuInfoAddr;
