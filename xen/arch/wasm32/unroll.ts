@@ -25,65 +25,12 @@
  * hostile kernel is still descheduled on time.
  */
 import binaryen from "binaryen";
+import { childrenOf, info, setLoopBody } from "./wasm_ir.js";
 
 /** Copies of a loop body between two loop-head checks. */
 export const UNROLL_FACTOR = 4;
 /** The largest condition or statement, in expressions, that is copied. */
 export const MAX_UNROLL_NODES = 64;
-
-/** Each expression kind the walker knows, with its child fields in evaluation order. */
-const CHILD_FIELDS = new Map<number, readonly string[]>([
-  [binaryen.LocalGetId, []],
-  [binaryen.GlobalGetId, []],
-  [binaryen.ConstId, []],
-  [binaryen.NopId, []],
-  [binaryen.UnreachableId, []],
-  [binaryen.MemorySizeId, []],
-  [binaryen.AtomicFenceId, []],
-  [binaryen.DataDropId, []],
-  [binaryen.BlockId, ["children"]],
-  [binaryen.IfId, ["condition", "ifTrue", "ifFalse"]],
-  [binaryen.LoopId, ["body"]],
-  [binaryen.BreakId, ["condition", "value"]],
-  [binaryen.SwitchId, ["condition", "value"]],
-  [binaryen.CallId, ["operands"]],
-  [binaryen.CallIndirectId, ["operands", "target"]],
-  [binaryen.LocalSetId, ["value"]],
-  [binaryen.GlobalSetId, ["value"]],
-  [binaryen.UnaryId, ["value"]],
-  [binaryen.DropId, ["value"]],
-  [binaryen.ReturnId, ["value"]],
-  [binaryen.LoadId, ["ptr"]],
-  [binaryen.StoreId, ["ptr", "value"]],
-  [binaryen.AtomicRMWId, ["ptr", "value"]],
-  [binaryen.BinaryId, ["left", "right"]],
-  [binaryen.SelectId, ["ifTrue", "ifFalse", "condition"]],
-  [binaryen.MemoryGrowId, ["delta"]],
-  [binaryen.AtomicCmpxchgId, ["ptr", "expected", "replacement"]],
-  [binaryen.AtomicWaitId, ["ptr", "expected", "timeout"]],
-  [binaryen.AtomicNotifyId, ["ptr", "notifyCount"]],
-  [binaryen.MemoryCopyId, ["dest", "source", "size"]],
-  [binaryen.MemoryFillId, ["dest", "value", "size"]],
-  [binaryen.MemoryInitId, ["dest", "offset", "size"]],
-]);
-
-const info = <T extends binaryen.ExpressionInfo>(e: binaryen.ExpressionRef): T =>
-  binaryen.getExpressionInfo(e) as T;
-
-/** The child expressions of `e`, or null for a kind this walker does not know. */
-export function childrenOf(e: binaryen.ExpressionRef): binaryen.ExpressionRef[] | null {
-  const fields = CHILD_FIELDS.get(binaryen.getExpressionId(e));
-  if (fields === undefined) return null;
-  if (fields.length === 0) return [];
-  const i = info<binaryen.ExpressionInfo>(e) as unknown as Record<string, unknown>;
-  const out: binaryen.ExpressionRef[] = [];
-  for (const f of fields) {
-    const v = i[f];
-    if (Array.isArray(v)) out.push(...(v as binaryen.ExpressionRef[]));
-    else if (typeof v === "number" && v !== 0) out.push(v);
-  }
-  return out;
-}
 
 /**
  * Whether `e` may be copied into an unrolled loop `name`: known kinds only,
@@ -111,13 +58,6 @@ function copyable(e: binaryen.ExpressionRef, name: string, budget: number): bool
   }
   return true;
 }
-
-/** binaryen.js's setter for a loop's body, which its typings leave out. */
-const setLoopBody = (
-  binaryen as unknown as {
-    Loop: { setBody(loop: binaryen.ExpressionRef, body: binaryen.ExpressionRef): void };
-  }
-).Loop.setBody;
 
 /** The parts of a loop of the unrollable shape, or undefined. */
 function unrollable(
