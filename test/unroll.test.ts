@@ -33,7 +33,7 @@ const WAT = `(module
       (local.set $s (i32.add (local.get $s) (local.get $i)))
       (br $L))))
     (local.get $s))
-  ;; nested loops: the inner one unrolled, the outer one left alone
+  ;; nested loops: the inner one unrolled, then the outer one, with copies of the unrolled inner one
   (func (export "nest") (param $n i32) (result i32) (local $i i32) (local $j i32) (local $s i32)
     (loop $O (if (i32.lt_s (local.get $i) (local.get $n)) (then
       (local.set $j (i32.const 0))
@@ -54,7 +54,7 @@ const WAT = `(module
         (local.set $d (i32.add (local.get $d) (local.get $c)))
         (br $L))))
     (i32.add (local.get $c) (i32.mul (local.get $d) (i32.const 1000))))
-  ;; a loop with a label inside its body: left alone (copies would repeat the label)
+  ;; a label inside the body: unrolled, each copy with a label of its own
   (func (export "inner") (param $n i32) (result i32) (local $i i32)
     (loop $L (if (i32.lt_s (local.get $i) (local.get $n)) (then
       (block $x (br_if $x (i32.const 1)) (unreachable))
@@ -69,18 +69,22 @@ async function instantiate(bytes: Uint8Array): Promise<Fns> {
   return (await WebAssembly.instantiate(module)).exports as unknown as Fns;
 }
 
-test("innermost simple loops are unrolled; others are left alone; results do not change", async () => {
+test("loops of the unrollable shape are unrolled, nested ones too; others are left alone; results do not change", async () => {
   const original = binaryen.parseText(WAT);
   const before = original.emitBinary();
   original.dispose();
 
   const m = binaryen.parseText(WAT);
   try {
-    // sum, brk, nest's inner loop and side; not cont, nest's outer loop or inner.
-    assert.equal(unrollLoops(m), 4);
+    // All but cont: sum, brk, nest's two loops, side and inner.
+    assert.equal(unrollLoops(m), 6);
     assert.ok(m.validate(), "the unrolled module validates");
     const text = m.emitText();
-    assert.equal(text.match(/br_if \$tsxen_unrolled/g)?.length, 3 * UNROLL_FACTOR);
+    // nest's outer loop holds UNROLL_FACTOR copies of the inner one, each
+    // with a name of its own; inner's block $x is renamed in all but one copy.
+    assert.equal(text.match(/\(loop \$I/g)?.length, UNROLL_FACTOR);
+    assert.equal(new Set(text.match(/\(loop \$I\S*/g)).size, UNROLL_FACTOR);
+    assert.equal(new Set(text.match(/\(block \$x\S*/g)).size, UNROLL_FACTOR);
     assert.match(text, /\(block \$b/, "brk's exit block keeps its label");
     const a = await instantiate(before);
     const b = await instantiate(m.emitBinary());

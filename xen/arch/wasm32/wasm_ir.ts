@@ -1,8 +1,8 @@
 /**
  * A few tools over Binaryen's IR for the instrumentation passes of this
  * directory: a walker that knows the expression kinds a wasm32 kernel may
- * hold (and says when it meets one it does not), and the two setters
- * binaryen.js has but its typings leave out.
+ * hold (and says when it meets one it does not), label renaming for copied
+ * trees, and the setters binaryen.js has but its typings leave out.
  */
 import binaryen from "binaryen";
 
@@ -61,16 +61,73 @@ export function childrenOf(e: binaryen.ExpressionRef): binaryen.ExpressionRef[] 
   return out;
 }
 
+type Ref = binaryen.ExpressionRef;
+
+/** The setters binaryen.js has and its typings leave out. */
+const setters = binaryen as unknown as {
+  Loop: { setBody(loop: Ref, body: Ref): void; setName(loop: Ref, name: string): void };
+  Block: { setName(block: Ref, name: string): void };
+  Break: { setName(br: Ref, name: string): void };
+  Switch: {
+    setNameAt(sw: Ref, index: number, name: string): void;
+    setDefaultName(sw: Ref, name: string): void;
+  };
+  Call: { setTarget(call: Ref, target: string): void };
+};
+
 /** Replaces `loop`'s body (binaryen.js's Loop.setBody). */
-export const setLoopBody: (loop: binaryen.ExpressionRef, body: binaryen.ExpressionRef) => void = (
-  binaryen as unknown as {
-    Loop: { setBody(loop: binaryen.ExpressionRef, body: binaryen.ExpressionRef): void };
-  }
-).Loop.setBody;
+export const setLoopBody = (loop: Ref, body: Ref): void => setters.Loop.setBody(loop, body);
 
 /** Points `call` at function `target` (binaryen.js's Call.setTarget). */
-export const setCallTarget: (call: binaryen.ExpressionRef, target: string) => void = (
-  binaryen as unknown as {
-    Call: { setTarget(call: binaryen.ExpressionRef, target: string): void };
+export const setCallTarget = (call: Ref, target: string): void =>
+  setters.Call.setTarget(call, target);
+
+/** Every expression of the tree at `root`; undefined if it holds a kind the walker does not know. */
+export function expressionsOf(root: Ref): Ref[] | undefined {
+  const all: Ref[] = [];
+  const stack = [root];
+  while (stack.length > 0) {
+    const x = stack.pop()!;
+    const kids = childrenOf(x);
+    if (kids === null) return undefined;
+    all.push(x);
+    stack.push(...kids);
   }
-).Call.setTarget;
+  return all;
+}
+
+/**
+ * Gives every label defined inside the tree at `root` (blocks and loops) a
+ * new name ending in `suffix`, and points the branches inside at the new
+ * names; branches to labels outside are left alone. A copy of a tree needs
+ * this to sit next to the original. The tree must be fully known
+ * (expressionsOf is not undefined).
+ */
+export function renameLabels(root: Ref, suffix: string): void {
+  const all = expressionsOf(root)!;
+  const renamed = new Map<string, string>();
+  for (const x of all) {
+    const id = binaryen.getExpressionId(x);
+    if (id !== binaryen.BlockId && id !== binaryen.LoopId) continue;
+    const name = info<binaryen.BlockInfo | binaryen.LoopInfo>(x).name;
+    if (!name) continue;
+    renamed.set(name, `${name}${suffix}`);
+    if (id === binaryen.BlockId) setters.Block.setName(x, `${name}${suffix}`);
+    else setters.Loop.setName(x, `${name}${suffix}`);
+  }
+  for (const x of all) {
+    const id = binaryen.getExpressionId(x);
+    if (id === binaryen.BreakId) {
+      const to = renamed.get(info<binaryen.BreakInfo>(x).name);
+      if (to) setters.Break.setName(x, to);
+    } else if (id === binaryen.SwitchId) {
+      const sw = info<binaryen.SwitchInfo>(x);
+      sw.names.forEach((n, i) => {
+        const to = renamed.get(n);
+        if (to) setters.Switch.setNameAt(x, i, to);
+      });
+      const to = sw.defaultName === null ? undefined : renamed.get(sw.defaultName);
+      if (to) setters.Switch.setDefaultName(x, to);
+    }
+  }
+}
