@@ -60,9 +60,30 @@ const WAT = `(module
       (block $x (br_if $x (i32.const 1)) (unreachable))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $L))))
-    (local.get $i)))`;
+    (local.get $i))
+  ;; do { s += i; i++ } while (i < n): unrolled
+  (func (export "dosum") (param $n i32) (result i32) (local $i i32) (local $s i32)
+    (loop $L
+      (local.set $s (i32.add (local.get $s) (local.get $i)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $L (i32.lt_s (local.get $i) (local.get $n))))
+    (local.get $s))
+  ;; a do-while left through its body's label: unrolled, the label kept
+  (func (export "dobrk") (param $n i32) (result i32) (local $i i32)
+    (loop $L (block $d
+      (br_if $d (i32.ge_s (local.get $i) (local.get $n)))
+      (local.set $i (i32.add (local.get $i) (i32.const 2)))
+      (br_if $L (i32.lt_s (local.get $i) (i32.const 1000)))))
+    (local.get $i))
+  ;; a do-while that yields a value: left alone
+  (func (export "doval") (param $n i32) (result i32) (local $i i32)
+    (loop $L (result i32)
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $L (i32.lt_s (local.get $i) (local.get $n)))
+      (local.get $i))))`;
 
-type Fns = Record<"sum" | "brk" | "cont" | "nest" | "side" | "inner", (n: number) => number>;
+const NAMES = ["sum", "brk", "cont", "nest", "side", "inner", "dosum", "dobrk", "doval"] as const;
+type Fns = Record<(typeof NAMES)[number], (n: number) => number>;
 
 async function instantiate(bytes: Uint8Array): Promise<Fns> {
   const module = await WebAssembly.compile(new Uint8Array(bytes));
@@ -76,8 +97,8 @@ test("loops of the unrollable shape are unrolled, nested ones too; others are le
 
   const m = binaryen.parseText(WAT);
   try {
-    // All but cont: sum, brk, nest's two loops, side and inner.
-    assert.equal(unrollLoops(m), 6);
+    // All but cont and doval: sum, brk, nest's two loops, side, inner, dosum, dobrk.
+    assert.equal(unrollLoops(m), 8);
     assert.ok(m.validate(), "the unrolled module validates");
     const text = m.emitText();
     // nest's outer loop holds UNROLL_FACTOR copies of the inner one, each
@@ -86,10 +107,11 @@ test("loops of the unrollable shape are unrolled, nested ones too; others are le
     assert.equal(new Set(text.match(/\(loop \$I\S*/g)).size, UNROLL_FACTOR);
     assert.equal(new Set(text.match(/\(block \$x\S*/g)).size, UNROLL_FACTOR);
     assert.match(text, /\(block \$b/, "brk's exit block keeps its label");
+    assert.match(text, /\(block \$d/, "dobrk's exit block keeps its label");
     const a = await instantiate(before);
     const b = await instantiate(m.emitBinary());
     for (const n of [0, 1, 2, 3, 4, 5, 7, 8, 9, 31, 100, 1001]) {
-      for (const f of ["sum", "brk", "cont", "nest", "side", "inner"] as const) {
+      for (const f of NAMES) {
         assert.equal(b[f](n), a[f](n), `${f}(${n})`);
       }
     }

@@ -132,5 +132,5 @@ export const BINARYEN_VERSION: string = (
 
 /** A string that changes whenever instrumentation's output may change. */
 export function instrumenterVersion(options: InstrumentOptions): string {
-  return `binaryen-${BINARYEN_VERSION}-opt${options.optimizeLevel}-check${PREEMPT_CHECK_INTERVAL}-unroll${UNROLL_FACTOR}-rec${MAX_RECURSIVE_NODES}-v5`;
+  return `binaryen-${BINARYEN_VERSION}-opt${options.optimizeLevel}-check${PREEMPT_CHECK_INTERVAL}-unroll${UNROLL_FACTOR}-rec${MAX_RECURSIVE_NODES}-v6`;
 }

@@ -4,21 +4,26 @@
  * small loops are unrolled UNROLL_FACTOR times before the checks go in, and
  * their loop-head check then runs once every UNROLL_FACTOR iterations.
  *
- * Only one shape is unrolled, the one AssemblyScript (and Binaryen's own
- * output) gives `for` and `while` loops:
+ * Two shapes are unrolled: the one AssemblyScript gives `for` and `while`
+ * loops, and the do-while one that optimizers and C compilers give:
  *
  *     (loop $L (if C (then S1 ... Sn (br $L))))
+ *     (loop $L (block S1 ... Sn (br_if $L C)))
  *
- * where the final `br $L` is the only way back to the loop head (no
+ * where the final branch is the only way back to the loop head (no
  * `continue`), and C and the S are small (MAX_UNROLL_NODES in all) and
- * made only of expressions this walker knows. It becomes
+ * made only of expressions this walker knows. They become
  *
  *     (loop $L (block $exit
  *       (br_if $exit (i32.eqz C)) S1 ... Sn      ; UNROLL_FACTOR copies
  *       ...
  *       (br $L)))
+ *     (loop $L (block $exit
+ *       S1 ... Sn (br_if $exit (i32.eqz C))      ; UNROLL_FACTOR - 1 copies
+ *       ...
+ *       S1 ... Sn (br_if $L C)))
  *
- * which evaluates C and the S in the same order, and leaves the loop where
+ * which evaluate C and the S in the same order, and leave the loop where
  * the original did; labels defined inside C and the S (inner loops and
  * blocks) are renamed in each copy. Inner loops keep their own checks, so
  * the work between two checks stays bounded (UNROLL_FACTOR ×
@@ -58,26 +63,61 @@ function copyable(parts: binaryen.ExpressionRef[], name: string): boolean {
   return true;
 }
 
-/** The parts of a loop of the unrollable shape, or undefined. */
-function unrollable(
-  loop: binaryen.ExpressionRef,
-):
-  | { name: string; exit: string; cond: binaryen.ExpressionRef; stmts: binaryen.ExpressionRef[] }
-  | undefined {
+/** A loop of an unrollable shape, taken apart. */
+interface Unrollable {
+  name: string;
+  /** The body's own label (a branch to it leaves the loop), or "". */
+  exit: string;
+  /** `while`: C is tested before each pass; `do`: after it. */
+  kind: "while" | "do";
+  cond: binaryen.ExpressionRef;
+  stmts: binaryen.ExpressionRef[];
+}
+
+/** Whether `e` is `br $name` (when `cond`, `br_if $name C`) with no value. */
+function backEdge(e: binaryen.ExpressionRef | undefined, name: string, cond: boolean): boolean {
+  if (e === undefined || binaryen.getExpressionId(e) !== binaryen.BreakId) return false;
+  const br = info<binaryen.BreakInfo>(e);
+  return br.name === name && !br.value && (br.condition !== 0) === cond;
+}
+
+/** The parts of a loop of an unrollable shape, or undefined. */
+function unrollable(loop: binaryen.ExpressionRef): Unrollable | undefined {
   const { name, body } = info<binaryen.LoopInfo>(loop);
-  if (!name || binaryen.getExpressionId(body) !== binaryen.IfId) return undefined;
-  const branch = info<binaryen.IfInfo>(body);
-  if (branch.ifFalse || binaryen.getExpressionId(branch.ifTrue) !== binaryen.BlockId) {
-    return undefined;
+  if (!name || binaryen.getExpressionType(loop) !== binaryen.none) return undefined;
+  let shape: Unrollable | undefined;
+  const id = binaryen.getExpressionId(body);
+  if (id === binaryen.IfId) {
+    // while: (loop $L (if C (then S... (br $L))))
+    const branch = info<binaryen.IfInfo>(body);
+    if (branch.ifFalse || binaryen.getExpressionId(branch.ifTrue) !== binaryen.BlockId) {
+      return undefined;
+    }
+    const block = info<binaryen.BlockInfo>(branch.ifTrue);
+    const last = block.children[block.children.length - 1];
+    if (!backEdge(last, name, false)) return undefined;
+    shape = {
+      name,
+      exit: block.name,
+      kind: "while",
+      cond: branch.condition,
+      stmts: block.children.slice(0, -1),
+    };
+  } else if (id === binaryen.BlockId) {
+    // do: (loop $L (block S... (br_if $L C)))
+    const block = info<binaryen.BlockInfo>(body);
+    const last = block.children[block.children.length - 1];
+    if (!backEdge(last, name, true)) return undefined;
+    shape = {
+      name,
+      exit: block.name,
+      kind: "do",
+      cond: info<binaryen.BreakInfo>(last!).condition,
+      stmts: block.children.slice(0, -1),
+    };
   }
-  const { children, name: exit } = info<binaryen.BlockInfo>(branch.ifTrue);
-  const last = children[children.length - 1];
-  if (last === undefined || binaryen.getExpressionId(last) !== binaryen.BreakId) return undefined;
-  const br = info<binaryen.BreakInfo>(last);
-  if (br.name !== name || br.condition || br.value) return undefined;
-  const stmts = children.slice(0, -1);
-  if (!copyable([branch.condition, ...stmts], name)) return undefined;
-  return { name, exit, cond: branch.condition, stmts };
+  if (!shape || !copyable([shape.cond, ...shape.stmts], name)) return undefined;
+  return shape;
 }
 
 /**
@@ -103,8 +143,8 @@ export function unrollLoops(m: binaryen.Module, factor = UNROLL_FACTOR): number 
     for (const x of loops.reverse()) {
       const loop = unrollable(x);
       if (!loop) continue;
-      // A branch to the `then` block's label leaves the loop, as one to the
-      // exit block does: the exit block takes that label when there is one.
+      // A branch to the body's own label leaves the loop, as one to the exit
+      // block does: the exit block takes that label when there is one.
       const exit = loop.exit || `tsxen_unrolled_${f}_${unrolled}`;
       const parts: binaryen.ExpressionRef[] = [];
       for (let k = 0; k < factor; k++) {
@@ -116,10 +156,15 @@ export function unrollLoops(m: binaryen.Module, factor = UNROLL_FACTOR): number 
           renameLabels(c, `$tsxen_u${f}_${unrolled}_${k}`);
           return c;
         };
-        parts.push(m.br(exit, m.i32.eqz(copy(loop.cond))));
+        if (loop.kind === "while") parts.push(m.br(exit, m.i32.eqz(copy(loop.cond))));
         for (const s of loop.stmts) parts.push(copy(s));
+        if (loop.kind === "do") {
+          // The last copy's test is the back edge; the others leave when it fails.
+          const c = copy(loop.cond);
+          parts.push(k === factor - 1 ? m.br(loop.name, c) : m.br(exit, m.i32.eqz(c)));
+        }
       }
-      parts.push(m.br(loop.name));
+      if (loop.kind === "while") parts.push(m.br(loop.name));
       setLoopBody(x, m.block(exit, parts, binaryen.none));
       unrolled++;
     }
