@@ -1,8 +1,8 @@
 /**
  * Instruments a guest kernel so that its vCPUs can be preempted and can block.
  *
- * 0. Small innermost loops are unrolled (unroll.ts), so that their checks
- *    come once every few iterations, and small self-recursive functions get
+ * 0. Small loops are unrolled (unroll.ts), so that their checks come once
+ *    every few iterations, and small self-recursive functions get
  *    one level of themselves inlined (recursion.ts), so that they make half
  *    the calls; Binaryen's inlining pass then runs once before the checks.
  * 1. Binaryen's `log-execution` pass puts a call at every function entry and
@@ -10,7 +10,10 @@
  *    down a non-exported mutable global (one per instance, so per vCPU, and out
  *    of the guest's reach: no guest instruction can name it) and, every
  *    PREEMPT_CHECK_INTERVAL counts, calls the host import `xen.preempt`, which
- *    reads a host-owned word that says whether the slice is over.
+ *    reads a host-owned word that says whether the slice is over. Innermost
+ *    loops without calls get a budget in a local instead, their check moved
+ *    to a wrapper loop that runs once every LOOP_BUDGET iterations
+ *    (loop_budget.ts), so that Asyncify leaves the loop itself alone.
  * 2. That function is inlined at every site.
  * 3. Binaryen's Asyncify, limited to `xen.hypercall` and `xen.preempt`, lets the
  *    host unwind a vCPU's wasm stack inside either import and rewind it later.
@@ -23,6 +26,7 @@ import binaryen from "binaryen";
 import { stripKernel, type DataSegment } from "./binary.js";
 import { UNROLL_FACTOR, unrollLoops } from "./unroll.js";
 import { MAX_RECURSIVE_NODES, splitSelfRecursion } from "./recursion.js";
+import { LOOP_BUDGET, budgetLoops } from "./loop_budget.js";
 import {
   IMPORT_HYPERCALL,
   IMPORT_MODULE,
@@ -88,6 +92,7 @@ export function instrumentKernel(
     binaryen.setAlwaysInlineMaxSize(MAX_RECURSIVE_NODES);
     m.runPasses(["inlining"]);
     m.runPasses(["log-execution"]);
+    budgetLoops(m, CHECK_FN);
     m.removeFunction(CHECK_FN);
     m.addGlobal(COUNTER, binaryen.i32, true, m.i32.const(PREEMPT_CHECK_INTERVAL));
     m.addFunctionImport(PREEMPT_FN, IMPORT_MODULE, IMPORT_PREEMPT, binaryen.none, binaryen.none);
@@ -132,5 +137,5 @@ export const BINARYEN_VERSION: string = (
 
 /** A string that changes whenever instrumentation's output may change. */
 export function instrumenterVersion(options: InstrumentOptions): string {
-  return `binaryen-${BINARYEN_VERSION}-opt${options.optimizeLevel}-check${PREEMPT_CHECK_INTERVAL}-unroll${UNROLL_FACTOR}-rec${MAX_RECURSIVE_NODES}-v6`;
+  return `binaryen-${BINARYEN_VERSION}-opt${options.optimizeLevel}-check${PREEMPT_CHECK_INTERVAL}-unroll${UNROLL_FACTOR}-rec${MAX_RECURSIVE_NODES}-budget${LOOP_BUDGET}-v7`;
 }

@@ -78,6 +78,9 @@ const setters = binaryen as unknown as {
 /** Replaces `loop`'s body (binaryen.js's Loop.setBody). */
 export const setLoopBody = (loop: Ref, body: Ref): void => setters.Loop.setBody(loop, body);
 
+/** Renames `loop` (binaryen.js's Loop.setName); branches to it must follow. */
+export const setLoopName = (loop: Ref, name: string): void => setters.Loop.setName(loop, name);
+
 /** Points `call` at function `target` (binaryen.js's Call.setTarget). */
 export const setCallTarget = (call: Ref, target: string): void =>
   setters.Call.setTarget(call, target);
