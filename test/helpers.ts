@@ -1,4 +1,5 @@
 /** Shared fixtures for integration tests: built guests and a host per test. */
+import binaryen from "binaryen";
 import { guestPath } from "../extras/mini-os/build.js";
 import { Host } from "../tools/host/host.js";
 import type { Domain } from "../xen/common/domain.js";
@@ -70,4 +71,20 @@ export function notifyFromGuest(host: Host, d: Domain, port: number, scratch = 9
     0,
     0,
   );
+}
+
+/** A module's exports, compiled from `bytes` with no imports. */
+export async function wasmExports<T>(bytes: Uint8Array): Promise<T> {
+  const module = await WebAssembly.compile(new Uint8Array(bytes));
+  return (await WebAssembly.instantiate(module)).exports as unknown as T;
+}
+
+/** The binary of a module given as text, through Binaryen. */
+export function watBinary(wat: string): Uint8Array {
+  const m = binaryen.parseText(wat);
+  try {
+    return m.emitBinary();
+  } finally {
+    m.dispose();
+  }
 }

@@ -5,6 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import binaryen from "binaryen";
+import { wasmExports, watBinary } from "./helpers.js";
 import { MAX_RECURSIVE_NODES, splitSelfRecursion } from "../xen/arch/wasm32/recursion.js";
 
 const WAT = `(module
@@ -39,16 +40,10 @@ const WAT = `(module
 
 type Fns = Record<"fib" | "sum" | "even" | "big", (n: number) => number>;
 
-async function instantiate(bytes: Uint8Array): Promise<Fns> {
-  const module = await WebAssembly.compile(new Uint8Array(bytes));
-  return (await WebAssembly.instantiate(module)).exports as unknown as Fns;
-}
+const instantiate = (bytes: Uint8Array): Promise<Fns> => wasmExports<Fns>(bytes);
 
 test("small self-recursive functions get one level of themselves inlined; results do not change", async () => {
-  const original = binaryen.parseText(WAT);
-  const before = original.emitBinary();
-  original.dispose();
-
+  const before = watBinary(WAT);
   const m = binaryen.parseText(WAT);
   try {
     assert.equal(splitSelfRecursion(m), 2, "fib and sum; not even/odd or big");

@@ -6,6 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import binaryen from "binaryen";
+import { wasmExports, watBinary } from "./helpers.js";
 import { unrollLoops, UNROLL_FACTOR } from "../xen/arch/wasm32/unroll.js";
 
 /** Each function takes n and returns an i32; comments say what must happen to its loop. */
@@ -85,16 +86,10 @@ const WAT = `(module
 const NAMES = ["sum", "brk", "cont", "nest", "side", "inner", "dosum", "dobrk", "doval"] as const;
 type Fns = Record<(typeof NAMES)[number], (n: number) => number>;
 
-async function instantiate(bytes: Uint8Array): Promise<Fns> {
-  const module = await WebAssembly.compile(new Uint8Array(bytes));
-  return (await WebAssembly.instantiate(module)).exports as unknown as Fns;
-}
+const instantiate = (bytes: Uint8Array): Promise<Fns> => wasmExports<Fns>(bytes);
 
 test("loops of the unrollable shape are unrolled, nested ones too; others are left alone; results do not change", async () => {
-  const original = binaryen.parseText(WAT);
-  const before = original.emitBinary();
-  original.dispose();
-
+  const before = watBinary(WAT);
   const m = binaryen.parseText(WAT);
   try {
     // All but cont and doval: sum, brk, nest's two loops, side, inner, dosum, dobrk.

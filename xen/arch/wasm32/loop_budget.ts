@@ -25,7 +25,7 @@
  * put the checks in (CHECK is its call), before they are made countdowns.
  */
 import binaryen from "binaryen";
-import { expressionsOf, info, setLoopBody, setLoopName } from "./wasm_ir.js";
+import { expressionsOf, info, setLoopBody, setLoopName, smallAndClean } from "./wasm_ir.js";
 
 /** Iterations of a budgeted loop between two checks. */
 export const LOOP_BUDGET = 16;
@@ -41,20 +41,14 @@ const addVar = (
 
 /** Whether the statements `stmts` may run LOOP_BUDGET times between checks. */
 function budgetable(stmts: binaryen.ExpressionRef[]): boolean {
-  let count = 0;
-  for (const s of stmts) {
-    const all = expressionsOf(s);
-    if (all === undefined) return false;
-    count += all.length;
-    if (count > MAX_BUDGET_NODES) return false;
-    for (const x of all) {
-      const id = binaryen.getExpressionId(x);
-      if (id === binaryen.CallId || id === binaryen.CallIndirectId || id === binaryen.LoopId) {
-        return false;
-      }
-    }
-  }
-  return stmts.length > 0;
+  return (
+    stmts.length > 0 &&
+    smallAndClean(
+      stmts,
+      MAX_BUDGET_NODES,
+      (_, id) => id === binaryen.CallId || id === binaryen.CallIndirectId || id === binaryen.LoopId,
+    )
+  );
 }
 
 /**

@@ -31,7 +31,7 @@
  * checks), and a hostile kernel is still descheduled on time.
  */
 import binaryen from "binaryen";
-import { childrenOf, expressionsOf, info, renameLabels, setLoopBody } from "./wasm_ir.js";
+import { childrenOf, info, renameLabels, setLoopBody, smallAndClean } from "./wasm_ir.js";
 
 /** Copies of a loop body between two loop-head checks. */
 export const UNROLL_FACTOR = 4;
@@ -45,22 +45,12 @@ export const MAX_UNROLL_NODES = 256;
  * each copy gets its own labels.
  */
 function copyable(parts: binaryen.ExpressionRef[], name: string): boolean {
-  let count = 0;
-  for (const part of parts) {
-    const all = expressionsOf(part);
-    if (all === undefined) return false;
-    count += all.length;
-    if (count > MAX_UNROLL_NODES) return false;
-    for (const x of all) {
-      const id = binaryen.getExpressionId(x);
-      if (id === binaryen.BreakId && info<binaryen.BreakInfo>(x).name === name) return false;
-      if (id === binaryen.SwitchId) {
-        const sw = info<binaryen.SwitchInfo>(x);
-        if (sw.defaultName === name || sw.names.includes(name)) return false;
-      }
-    }
-  }
-  return true;
+  return smallAndClean(parts, MAX_UNROLL_NODES, (x, id) => {
+    if (id === binaryen.BreakId) return info<binaryen.BreakInfo>(x).name === name;
+    if (id !== binaryen.SwitchId) return false;
+    const sw = info<binaryen.SwitchInfo>(x);
+    return sw.defaultName === name || sw.names.includes(name);
+  });
 }
 
 /** A loop of an unrollable shape, taken apart. */

@@ -100,6 +100,26 @@ export function expressionsOf(root: Ref): Ref[] | undefined {
 }
 
 /**
+ * Whether the trees `parts` are fully known, hold at most `max` expressions
+ * in all, and hold none that `refuse` refuses.
+ */
+export function smallAndClean(
+  parts: readonly Ref[],
+  max: number,
+  refuse: (e: Ref, id: number) => boolean,
+): boolean {
+  let count = 0;
+  for (const part of parts) {
+    const all = expressionsOf(part);
+    if (all === undefined) return false;
+    count += all.length;
+    if (count > max) return false;
+    if (all.some((x) => refuse(x, binaryen.getExpressionId(x)))) return false;
+  }
+  return true;
+}
+
+/**
  * Gives every label defined inside the tree at `root` (blocks and loops) a
  * new name ending in `suffix`, and points the branches inside at the new
  * names; branches to labels outside are left alone. A copy of a tree needs
