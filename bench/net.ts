@@ -10,7 +10,7 @@ import { guestPath } from "../extras/mini-os/build.js";
 import { Host } from "../tools/host/host.js";
 import { Libxl } from "../tools/libxl/domain.js";
 import { xlDomainConfig, type XlDomainConfig } from "../tools/libxl/config.js";
-import { fmt, median, type Row } from "./common.js";
+import { fmt, median, type Row, reportRow } from "./common.js";
 
 const cfg = (name: string, cmdline: string): XlDomainConfig =>
   xlDomainConfig({
@@ -58,14 +58,7 @@ export async function run(quick: boolean): Promise<Row[]> {
         target: "(report)",
         met: true,
       },
-      {
-        name: "guest→guest ping round trip, median",
-        measured: fmt(median(rtts), "ms", 3),
-        baseline: "",
-        ratio: NaN,
-        target: "(report)",
-        met: true,
-      },
+      reportRow("guest→guest ping round trip, median", fmt(median(rtts), "ms", 3)),
     ];
   } finally {
     await host.shutdown();

@@ -23,7 +23,7 @@ import * as B from "../../xen/include/public/io/blkif.js";
 import { sring_header } from "../../xen/include/public/io/ring.js";
 import { XEN_IO_PROTO_ABI_NATIVE } from "../../xen/include/public/io/protocols.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
-import type { BackendDevice, DeviceInfo } from "./xenbus.js";
+import { frontendUint, type BackendDevice, type DeviceInfo } from "./xenbus.js";
 import { SECTOR, type BlockStorage } from "./storage.js";
 
 /** Segments an indirect request may carry (Linux's MAX_INDIRECT_SEGMENTS). */
@@ -140,15 +140,7 @@ export class BlkbackDevice implements BackendDevice {
 
   connect(): void {
     const { store, frontend, frontendId } = this.info;
-    const num = (k: string): number => {
-      const v = store.read(`${frontend}/${k}`);
-      if (v === undefined || !/^\d+$/.test(v)) {
-        throw new Error(
-          `the frontend's ${k} is ${v === undefined ? "missing" : `'${v.slice(0, 32)}'`}`,
-        );
-      }
-      return Number(v);
-    };
+    const num = (k: string): number => frontendUint(this.info, k);
     const orderNode = store.read(`${frontend}/ring-page-order`);
     const order = orderNode === undefined ? 0 : num("ring-page-order");
     if (order > MAX_RING_PAGE_ORDER) {

@@ -21,7 +21,7 @@ import { BackRing } from "../drivers/ring.js";
 import * as N from "../../xen/include/public/io/netif.js";
 import { sring_header } from "../../xen/include/public/io/ring.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
-import type { BackendDevice, DeviceInfo } from "./xenbus.js";
+import { frontendUint, type BackendDevice, type DeviceInfo } from "./xenbus.js";
 import type { Bridge, BridgePort } from "./bridge.js";
 
 export const MAX_QUEUES = 4;
@@ -88,15 +88,7 @@ export class NetbackDevice implements BackendDevice, BridgePort {
   connect(): void {
     const { store, frontend, frontendId } = this.info;
     const read = (p: string): string | undefined => store.read(`${frontend}/${p}`);
-    const num = (p: string): number => {
-      const v = read(p);
-      if (v === undefined || !/^\d+$/.test(v)) {
-        throw new Error(
-          `the frontend's ${p} is ${v === undefined ? "missing" : `'${v.slice(0, 32)}'`}`,
-        );
-      }
-      return Number(v);
-    };
+    const num = (p: string): number => frontendUint(this.info, p);
     if (read("request-rx-copy") !== "1") {
       throw new Error("the frontend does not request-rx-copy: this netback only copies");
     }

@@ -14,7 +14,14 @@
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
 import { inflateRawSync } from "node:zlib";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { RawFileStorage, SECTOR, writeZeros, type BlockStorage } from "./storage.js";
+import {
+  RawFileStorage,
+  SECTOR,
+  preadFully,
+  pwriteFully,
+  writeZeros,
+  type BlockStorage,
+} from "./storage.js";
 
 export const QCOW2_MAGIC = 0x514649fb;
 const L1E_OFFSET_MASK = 0x00fffffffffffe00n;
@@ -214,16 +221,7 @@ export class Qcow2Storage implements BlockStorage {
       } else dst.fill(0);
       return;
     }
-    const inCluster = off % this.clusterSize;
-    let done = 0;
-    while (done < dst.length) {
-      const n = readSync(this.fd, dst, done, dst.length - done, host + inCluster + done);
-      if (n === 0) {
-        dst.fill(0, done);
-        return;
-      }
-      done += n;
-    }
+    preadFully(this.fd, dst, host + (off % this.clusterSize));
   }
 
   /** Backing-file bytes, zero past its end. */
@@ -344,8 +342,7 @@ export class Qcow2Storage implements BlockStorage {
       const inCluster = off % this.clusterSize;
       const n = Math.min(src.length - done, this.clusterSize - inCluster);
       const host = this.clusterForWrite(off, n === this.clusterSize);
-      let w = 0;
-      while (w < n) w += writeSync(this.fd, src, done + w, n - w, host + inCluster + w);
+      pwriteFully(this.fd, src.subarray(done, done + n), host + inCluster);
       off += n;
       done += n;
     }

@@ -39,22 +39,11 @@ export class RawFileStorage implements BlockStorage {
   }
 
   read(sector: number, dst: Uint8Array): void {
-    let done = 0;
-    while (done < dst.length) {
-      const n = readSync(this.fd, dst, done, dst.length - done, sector * SECTOR + done);
-      if (n === 0) {
-        dst.fill(0, done);
-        return;
-      }
-      done += n;
-    }
+    preadFully(this.fd, dst, sector * SECTOR);
   }
 
   write(sector: number, src: Uint8Array): void {
-    let done = 0;
-    while (done < src.length) {
-      done += writeSync(this.fd, src, done, src.length - done, sector * SECTOR + done);
-    }
+    pwriteFully(this.fd, src, sector * SECTOR);
   }
 
   flush(): void {
@@ -69,6 +58,25 @@ export class RawFileStorage implements BlockStorage {
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
   }
+}
+
+/** Reads `dst.length` bytes of `fd` at `pos`, however many reads it takes; zeros past the end of the file. */
+export function preadFully(fd: number, dst: Uint8Array, pos: number): void {
+  let done = 0;
+  while (done < dst.length) {
+    const n = readSync(fd, dst, done, dst.length - done, pos + done);
+    if (n === 0) {
+      dst.fill(0, done);
+      return;
+    }
+    done += n;
+  }
+}
+
+/** Writes all of `src` to `fd` at `pos`, however many writes it takes. */
+export function pwriteFully(fd: number, src: Uint8Array, pos: number): void {
+  let done = 0;
+  while (done < src.length) done += writeSync(fd, src, done, src.length - done, pos + done);
 }
 
 /** Discard as zeros written over the range, 1 MiB at a time: simple, and what the guest reads back. */

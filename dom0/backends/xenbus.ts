@@ -56,6 +56,20 @@ export interface DeviceInfo {
   fatal(why: string): void;
 }
 
+/**
+ * The frontend's node `key` as a number (xenbus_scanf with "%u"); throws
+ * naming the node and what it held when it is missing or not decimal.
+ */
+export function frontendUint(info: DeviceInfo, key: string): number {
+  const v = info.store.read(`${info.frontend}/${key}`);
+  if (v === undefined || !/^\d+$/.test(v)) {
+    throw new Error(
+      `the frontend's ${key} is ${v === undefined ? "missing" : `'${v.slice(0, 32)}'`}`,
+    );
+  }
+  return Number(v);
+}
+
 /** A driver's device: what it advertises, how it connects and disconnects. */
 export interface BackendDevice {
   /** Nodes to write in the backend directory before InitWait (features, sizes). */

@@ -31,6 +31,7 @@ import * as xenbus from "../../xen/include/public/io/xenbus.js";
 import * as netif from "../../xen/include/public/io/netif.js";
 import * as config from "../../xen/arch/wasm32/config.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
+import type { Layout } from "../../xen/include/public/layout.js";
 
 /** The source tree (this file runs from dist/extras/mini-os). */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
@@ -55,6 +56,12 @@ function abiSource(): string {
     for (const [k, v] of Object.entries(mod))
       if (typeof v === "number" && /^[A-Z_]/.test(k)) emit(k, v);
   }
+  /** Every field offset of `layout`, as PREFIX_FIELD_OFF, and its size as PREFIX_BYTES. */
+  const emitLayout = (prefix: string, layout: Layout<string>): void => {
+    for (const [k, fl] of Object.entries(layout.fields))
+      emit(`${prefix}_${k.toUpperCase()}_OFF`, fl.offset);
+    emit(`${prefix}_BYTES`, layout.size);
+  };
   for (const [k, v] of Object.entries(xen.HYPERVISOR)) emit(k, v);
   for (const [k, v] of Object.entries(errno.XenErrno)) emit(`XEN_${k}`, v);
   const f = arch.vcpu_info.fields;
@@ -78,8 +85,15 @@ function abiSource(): string {
   emit("START_INFO_CONSOLE_EVTCHN_OFF", arch.start_info.fields.console_evtchn.offset);
   for (const [k, f] of Object.entries(cons.xencons_interface.fields))
     emit(`XENCONS_${k.toUpperCase()}_OFF`, f.offset);
-  for (const [k, f] of Object.entries(blkif.blkif_request_indirect.fields))
-    emit(`BLKIF_INDIRECT_${k.toUpperCase()}_OFF`, f.offset);
+  emitLayout("BLKIF_REQUEST", blkif.blkif_request);
+  emitLayout("BLKIF_SEGMENT", blkif.blkif_request_segment);
+  emitLayout("BLKIF_DISCARD", blkif.blkif_request_discard);
+  emitLayout("BLKIF_INDIRECT", blkif.blkif_request_indirect);
+  emitLayout("BLKIF_RESPONSE", blkif.blkif_response);
+  emitLayout("NETIF_TX_REQUEST", netif.netif_tx_request);
+  emitLayout("NETIF_TX_RESPONSE", netif.netif_tx_response);
+  emitLayout("NETIF_RX_REQUEST", netif.netif_rx_request);
+  emitLayout("NETIF_RX_RESPONSE", netif.netif_rx_response);
   emit("XENCONS_IN_SIZE", cons.XENCONS_IN_SIZE);
   emit("XENCONS_OUT_SIZE", cons.XENCONS_OUT_SIZE);
   for (const [k, f] of Object.entries(xsWire.xenstore_domain_interface.fields))

@@ -27,12 +27,25 @@ import {
   BLKIF_INDIRECT_SECTOR_NUMBER_OFF,
   BLKIF_INDIRECT_HANDLE_OFF,
   BLKIF_INDIRECT_INDIRECT_GREFS_OFF,
+  BLKIF_RING_ENTRY,
+  BLKIF_REQUEST_OPERATION_OFF,
+  BLKIF_REQUEST_NR_SEGMENTS_OFF,
+  BLKIF_REQUEST_HANDLE_OFF,
+  BLKIF_REQUEST_ID_OFF,
+  BLKIF_REQUEST_SECTOR_NUMBER_OFF,
+  BLKIF_REQUEST_SEG_OFF,
+  BLKIF_SEGMENT_BYTES,
+  BLKIF_SEGMENT_GREF_OFF,
+  BLKIF_SEGMENT_FIRST_SECT_OFF,
+  BLKIF_SEGMENT_LAST_SECT_OFF,
+  BLKIF_DISCARD_FLAG_OFF,
+  BLKIF_DISCARD_NR_SECTORS_OFF,
+  BLKIF_RESPONSE_STATUS_OFF,
+  VDISK_READONLY,
   BLKIF_RSP_OKAY,
   BLKIF_MAX_SEGMENTS_PER_REQUEST,
   XenbusStateInitialised,
   XenbusStateConnected,
-  XenbusStateClosing,
-  XenbusStateClosed,
   XEN_EIO,
   XEN_EINVAL,
 } from "./xen_abi";
@@ -50,6 +63,7 @@ import {
   xenbus_wait_for_state,
   xenbus_read_string,
   xenbus_poll_watch,
+  xenbus_follow_backend,
 } from "./xenbus";
 import { block } from "./sched";
 import {
@@ -61,8 +75,6 @@ import {
   ring_final_check_for_responses,
 } from "./ring";
 
-const ENTRY: u32 = 112;
-const RING_SIZE: u32 = 32;
 const SEGS: u32 = <u32>BLKIF_MAX_SEGMENTS_PER_REQUEST;
 /** Requests in flight at once. */
 const BATCH: u32 = 8;
@@ -94,8 +106,8 @@ const fr = front_ring_at(memory.data(24, 8));
 let sectors: u64 = 0;
 let readonly: bool = false;
 let connected: bool = false;
-/** The frontend's directory and the backend's state node, once connected. */
-let dev_path: string = "";
+/** The frontend's and the backend's state nodes, once connected. */
+let frontend_state: string = "";
 let backend_state: string = "";
 let failed: u32 = 0;
 
@@ -122,7 +134,7 @@ export function blkfront_init(devid: u32): i32 {
   if (bid < 0) return <i32>bid;
   backend_id = <u32>bid;
   // SHARED_RING_INIT: every index zero.
-  front_ring_init(fr, ring, 4096, ENTRY, 0);
+  front_ring_init(fr, ring, 4096, BLKIF_RING_ENTRY, 0);
   const ref = gnttab_grant_access(backend_id, virt_to_gfn(ring), false);
   if (ref < 0) return -XEN_EINVAL;
   for (let i: u32 = 0; i < BATCH * SEGS; i++) {
@@ -147,7 +159,7 @@ export function blkfront_init(devid: u32): i32 {
   if (n < 0) return <i32>n;
   sectors = <u64>n;
   const info = xenbus_read_u32(backend + "/info");
-  readonly = info > 0 && (info & 4) != 0;
+  readonly = info > 0 && (info & VDISK_READONLY) != 0;
   if (xenbus_read_u32(backend + "/sector-size") != <i64>SECTOR) return -XEN_EINVAL;
   const most = xenbus_read_u32(backend + "/feature-max-indirect-segments");
   if (most > <i64>SEGS) {
@@ -162,7 +174,7 @@ export function blkfront_init(devid: u32): i32 {
   rc = xenbus_write_u32(dev + "/state", <u32>XenbusStateConnected);
   if (rc < 0) return rc;
   connected = true;
-  dev_path = dev;
+  frontend_state = dev + "/state";
   // The watch xenbus_wait_for_state set stays, for blkfront_check_backend.
   backend_state = backend + "/state";
   return 0;
@@ -177,11 +189,8 @@ export function blkfront_init(devid: u32): i32 {
  */
 export function blkfront_follow_backend(): bool {
   if (!connected || backend_state.length == 0) return !connected;
-  const st = xenbus_read_u32(backend_state);
-  if (st < <i64>XenbusStateClosing && st >= 0) return false;
+  if (!xenbus_follow_backend(backend_state, frontend_state)) return false;
   connected = false;
-  xenbus_write_u32(dev_path + "/state", <u32>XenbusStateClosing);
-  xenbus_write_u32(dev_path + "/state", <u32>XenbusStateClosed);
   return true;
 }
 
@@ -218,28 +227,38 @@ function grant_for(addr: usize): i32 {
   return -1;
 }
 
-function req_addr(idx: u32): usize {
-  return ring_slot(fr, idx);
+/**
+ * Takes the next request slot and fills the blkif_request header every
+ * operation shares (handle 0: one device per ring); returns the slot.
+ */
+function next_request(op: u8, nseg: u32, id: u64, sector: u64): usize {
+  const r = ring_slot(fr, fr.req_prod_pvt);
+  store<u8>(r + BLKIF_REQUEST_OPERATION_OFF, op);
+  store<u8>(r + BLKIF_REQUEST_NR_SEGMENTS_OFF, <u8>nseg);
+  store<u16>(r + BLKIF_REQUEST_HANDLE_OFF, 0);
+  store<u64>(r + BLKIF_REQUEST_ID_OFF, id);
+  store<u64>(r + BLKIF_REQUEST_SECTOR_NUMBER_OFF, sector);
+  fr.req_prod_pvt++;
+  return r;
+}
+
+/** Writes segment `i` of the list at `segs`: sectors 0..`bytes`/512 - 1 of grant `gref`'s page. */
+function put_segment(segs: usize, i: u32, gref: u32, bytes: u32): void {
+  const s = segs + i * BLKIF_SEGMENT_BYTES;
+  store<u32>(s + BLKIF_SEGMENT_GREF_OFF, gref);
+  store<u8>(s + BLKIF_SEGMENT_FIRST_SECT_OFF, 0);
+  store<u8>(s + BLKIF_SEGMENT_LAST_SECT_OFF, <u8>(bytes / SECTOR - 1));
 }
 
 /** Queues one request; `slot` picks its data pages (and is its id). */
 function queue(op: u8, slot: u32, sector: u64, bytes: u32): void {
-  const r = req_addr(fr.req_prod_pvt);
-  store<u8>(r, op);
   const nseg = (bytes + 4095) / 4096;
-  store<u8>(r + 1, <u8>nseg);
-  store<u16>(r + 2, 0);
-  store<u64>(r + 8, slot);
-  store<u64>(r + 16, sector);
+  const r = next_request(op, nseg, slot, sector);
   for (let i: u32 = 0; i < nseg; i++) {
-    const s = r + 24 + i * 8;
     const left = bytes - i * 4096;
-    const len = left < 4096 ? left : 4096;
-    store<u32>(s, load<u32>(grefs + (slot * SEGS + i) * 4));
-    store<u8>(s + 4, 0);
-    store<u8>(s + 5, <u8>(len / SECTOR - 1));
+    const gref = load<u32>(grefs + (slot * SEGS + i) * 4);
+    put_segment(r + BLKIF_REQUEST_SEG_OFF, i, gref, left < 4096 ? left : 4096);
   }
-  fr.req_prod_pvt++;
 }
 
 /** Publishes queued requests; notifies the backend if it asked to be. */
@@ -252,7 +271,8 @@ function wait(n: u32): u32 {
   let errors: u32 = 0;
   while (n > 0) {
     while (ring_unconsumed_responses(fr) > 0 && n > 0) {
-      if (load<i16>(ring_slot(fr, fr.rsp_cons) + 10) != <i16>BLKIF_RSP_OKAY) errors++;
+      const status = load<i16>(ring_slot(fr, fr.rsp_cons) + BLKIF_RESPONSE_STATUS_OFF);
+      if (status != <i16>BLKIF_RSP_OKAY) errors++;
       fr.rsp_cons++;
       n--;
     }
@@ -272,10 +292,7 @@ function list_pages(segs: usize, buf: usize, nseg: u32): bool {
   for (let i: u32 = 0; i < nseg; i++) {
     const g = grant_for(buf + i * 4096);
     if (g < 0) return false;
-    const s = segs + i * 8;
-    store<u32>(s, <u32>g);
-    store<u8>(s + 4, 0);
-    store<u8>(s + 5, <u8>(4096 / SECTOR - 1));
+    put_segment(segs, i, <u32>g, 4096);
   }
   return true;
 }
@@ -284,7 +301,8 @@ function list_pages(segs: usize, buf: usize, nseg: u32): bool {
 function queue_indirect(op: u8, slot: u32, sector: u64, buf: usize, bytes: u32): bool {
   const nseg = bytes / 4096;
   if (!list_pages(indirect_pages + slot * 4096, buf, nseg)) return false;
-  const r = req_addr(fr.req_prod_pvt);
+  // blkif_request_indirect has its own layout (nr_segments is 16 bits).
+  const r = ring_slot(fr, fr.req_prod_pvt);
   store<u8>(r + BLKIF_INDIRECT_OPERATION_OFF, <u8>BLKIF_OP_INDIRECT);
   store<u8>(r + BLKIF_INDIRECT_INDIRECT_OP_OFF, op);
   store<u16>(r + BLKIF_INDIRECT_NR_SEGMENTS_OFF, <u16>nseg);
@@ -298,15 +316,10 @@ function queue_indirect(op: u8, slot: u32, sector: u64, buf: usize, bytes: u32):
 
 /** Queues a request whose segments are the (granted) pages of `buf` itself. */
 function queue_direct(op: u8, sector: u64, buf: usize, bytes: u32): bool {
-  const r = req_addr(fr.req_prod_pvt);
+  // The segments go in first: a page that cannot be granted leaves the slot unused.
   const nseg = bytes / 4096;
-  if (!list_pages(r + 24, buf, nseg)) return false;
-  store<u8>(r, op);
-  store<u8>(r + 1, <u8>nseg);
-  store<u16>(r + 2, 0);
-  store<u64>(r + 8, 0);
-  store<u64>(r + 16, sector);
-  fr.req_prod_pvt++;
+  if (!list_pages(ring_slot(fr, fr.req_prod_pvt) + BLKIF_REQUEST_SEG_OFF, buf, nseg)) return false;
+  next_request(op, nseg, 0, sector);
   return true;
 }
 
@@ -314,7 +327,7 @@ function queue_direct(op: u8, sector: u64, buf: usize, bytes: u32): bool {
 function rw_direct(write: bool, sector: u64, buf: usize, bytes: u32): i32 {
   const op = write ? <u8>BLKIF_OP_WRITE : <u8>BLKIF_OP_READ;
   const most = indirect_segs > 0 ? indirect_segs * 4096 : BLKFRONT_MAX_REQUEST;
-  const slots = indirect_segs > 0 ? INDIRECT_SLOTS : RING_SIZE;
+  const slots = indirect_segs > 0 ? INDIRECT_SLOTS : fr.size;
   let done: u32 = 0;
   while (done < bytes) {
     let inflight: u32 = 0;
@@ -393,12 +406,7 @@ export function blkfront_write(sector: u64, buf: usize, bytes: u32): i32 {
 /** BLKIF_OP_FLUSH_DISKCACHE: earlier writes are on the host's disk when it returns 0. */
 export function blkfront_flush(): i32 {
   if (!connected) return -XEN_EIO;
-  const r = req_addr(fr.req_prod_pvt);
-  store<u8>(r, <u8>BLKIF_OP_FLUSH_DISKCACHE);
-  store<u8>(r + 1, 0);
-  store<u64>(r + 8, 0);
-  store<u64>(r + 16, 0);
-  fr.req_prod_pvt++;
+  next_request(<u8>BLKIF_OP_FLUSH_DISKCACHE, 0, 0, 0);
   push();
   return wait(1) == 0 ? 0 : -XEN_EIO;
 }
@@ -406,13 +414,10 @@ export function blkfront_flush(): i32 {
 /** BLKIF_OP_DISCARD of `count` sectors from `sector`. */
 export function blkfront_discard(sector: u64, count: u64): i32 {
   if (!connected) return -XEN_EIO;
-  const r = req_addr(fr.req_prod_pvt);
-  store<u8>(r, <u8>BLKIF_OP_DISCARD);
-  store<u8>(r + 1, 0);
-  store<u64>(r + 8, 0);
-  store<u64>(r + 16, sector);
-  store<u64>(r + 24, count);
-  fr.req_prod_pvt++;
+  // blkif_request_discard shares the header's offsets up to sector_number.
+  const r = next_request(<u8>BLKIF_OP_DISCARD, 0, 0, sector);
+  store<u8>(r + BLKIF_DISCARD_FLAG_OFF, 0);
+  store<u64>(r + BLKIF_DISCARD_NR_SECTORS_OFF, count);
   push();
   return wait(1) == 0 ? 0 : -XEN_EIO;
 }

@@ -10,8 +10,20 @@
 import {
   XenbusStateInitialised,
   XenbusStateConnected,
-  XenbusStateClosing,
-  XenbusStateClosed,
+  NETIF_TX_ENTRY,
+  NETIF_RX_ENTRY,
+  NETIF_TX_REQUEST_GREF_OFF,
+  NETIF_TX_REQUEST_OFFSET_OFF,
+  NETIF_TX_REQUEST_FLAGS_OFF,
+  NETIF_TX_REQUEST_ID_OFF,
+  NETIF_TX_REQUEST_SIZE_OFF,
+  NETIF_TX_RESPONSE_ID_OFF,
+  NETIF_RX_REQUEST_ID_OFF,
+  NETIF_RX_REQUEST_PAD_OFF,
+  NETIF_RX_REQUEST_GREF_OFF,
+  NETIF_RX_RESPONSE_ID_OFF,
+  NETIF_RX_RESPONSE_OFFSET_OFF,
+  NETIF_RX_RESPONSE_STATUS_OFF,
   XEN_EINVAL,
   XEN_EIO,
 } from "./xen_abi";
@@ -30,6 +42,7 @@ import {
   xenbus_wait_for_state,
   xenbus_read_string,
   xenbus_poll_watch,
+  xenbus_follow_backend,
   xenbus_reply,
   xenbus_reply_len,
 } from "./xenbus";
@@ -45,8 +58,6 @@ import {
 } from "./ring";
 import { HYPERVISOR_set_timer_op } from "./hypervisor";
 
-const TX_ENTRY: u32 = 12;
-const RX_ENTRY: u32 = 8;
 const NRX: u32 = 64;
 const NTX: u32 = 32;
 
@@ -81,9 +92,9 @@ function hexval(c: u32): i32 {
 
 function post_rx(id: u32): void {
   const r = ring_slot(rxr, rxr.req_prod_pvt);
-  store<u16>(r, <u16>id);
-  store<u16>(r + 2, 0);
-  store<u32>(r + 4, load<u32>(rx_grefs + id * 4));
+  store<u16>(r + NETIF_RX_REQUEST_ID_OFF, <u16>id);
+  store<u16>(r + NETIF_RX_REQUEST_PAD_OFF, 0);
+  store<u32>(r + NETIF_RX_REQUEST_GREF_OFF, load<u32>(rx_grefs + id * 4));
   rxr.req_prod_pvt++;
 }
 
@@ -107,8 +118,8 @@ export function netfront_init(): i32 {
     if (hi < 0 || lo < 0) return -XEN_EINVAL;
     store<u8>(mac + i, <u8>((hi << 4) | lo));
   }
-  front_ring_init(txr, tx_ring, 4096, TX_ENTRY, 0);
-  front_ring_init(rxr, rx_ring, 4096, RX_ENTRY, 0);
+  front_ring_init(txr, tx_ring, 4096, NETIF_TX_ENTRY, 0);
+  front_ring_init(rxr, rx_ring, 4096, NETIF_RX_ENTRY, 0);
   const txref = gnttab_grant_access(backend_id, virt_to_gfn(tx_ring), false);
   const rxref = gnttab_grant_access(backend_id, virt_to_gfn(rx_ring), false);
   if (txref < 0 || rxref < 0) return -XEN_EINVAL;
@@ -146,7 +157,8 @@ export function netfront_init(): i32 {
 /** Takes back the tx slots the backend has answered. */
 function reclaim_tx(): void {
   while (ring_unconsumed_responses(txr) > 0) {
-    store<u32>(tx_free + tx_free_n * 4, <u32>load<u16>(ring_slot(txr, txr.rsp_cons)));
+    const id = load<u16>(ring_slot(txr, txr.rsp_cons) + NETIF_TX_RESPONSE_ID_OFF);
+    store<u32>(tx_free + tx_free_n * 4, <u32>id);
     tx_free_n++;
     txr.rsp_cons++;
   }
@@ -182,11 +194,11 @@ export function netfront_send(ptr: usize, len: u32): i32 {
   const id = load<u32>(tx_free + tx_free_n * 4);
   memory.copy(tx_pages + id * 4096, ptr, len);
   const r = ring_slot(txr, txr.req_prod_pvt);
-  store<u32>(r, load<u32>(tx_grefs + id * 4));
-  store<u16>(r + 4, 0);
-  store<u16>(r + 6, 0);
-  store<u16>(r + 8, <u16>id);
-  store<u16>(r + 10, <u16>len);
+  store<u32>(r + NETIF_TX_REQUEST_GREF_OFF, load<u32>(tx_grefs + id * 4));
+  store<u16>(r + NETIF_TX_REQUEST_OFFSET_OFF, 0);
+  store<u16>(r + NETIF_TX_REQUEST_FLAGS_OFF, 0);
+  store<u16>(r + NETIF_TX_REQUEST_ID_OFF, <u16>id);
+  store<u16>(r + NETIF_TX_REQUEST_SIZE_OFF, <u16>len);
   txr.req_prod_pvt++;
   push(txr);
   return 0;
@@ -197,9 +209,9 @@ export function netfront_recv(buf: usize, max: u32): u32 {
   if (closed) return 0;
   while (ring_unconsumed_responses(rxr) > 0) {
     const r = ring_slot(rxr, rxr.rsp_cons);
-    const id = <u32>load<u16>(r);
-    const offset = <u32>load<u16>(r + 2);
-    const status = load<i16>(r + 6);
+    const id = <u32>load<u16>(r + NETIF_RX_RESPONSE_ID_OFF);
+    const offset = <u32>load<u16>(r + NETIF_RX_RESPONSE_OFFSET_OFF);
+    const status = load<i16>(r + NETIF_RX_RESPONSE_STATUS_OFF);
     rxr.rsp_cons++;
     let n: u32 = 0;
     if (status > 0 && id < NRX && offset + <u32>status <= 4096) {
@@ -222,11 +234,6 @@ export function netfront_recv(buf: usize, max: u32): u32 {
 export function netfront_check_backend(): bool {
   if (closed || backend_state.length == 0) return closed;
   if (xenbus_poll_watch() == 0) return false;
-  const st = xenbus_read_u32(backend_state);
-  if (st >= <i64>XenbusStateClosing || st < 0) {
-    xenbus_write_u32("device/vif/0/state", <u32>XenbusStateClosing);
-    xenbus_write_u32("device/vif/0/state", <u32>XenbusStateClosed);
-    closed = true;
-  }
+  closed = xenbus_follow_backend(backend_state, "device/vif/0/state");
   return closed;
 }

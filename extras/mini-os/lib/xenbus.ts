@@ -38,6 +38,7 @@ import {
   XEN_ENOSPC,
   XEN_E2BIG,
   XenbusStateClosing,
+  XenbusStateClosed,
 } from "./xen_abi";
 import { notify_remote_via_evtchn, fire_count, unmask_evtchn } from "./events";
 import { block } from "./sched";
@@ -402,6 +403,21 @@ export function xenbus_wait_for_node(path: string, token: string): i32 {
   if (rc < 0) return rc;
   while (xenbus_read(path) < 0) xenbus_wait_for_watch();
   return xenbus_unwatch(path, token);
+}
+
+/**
+ * A frontend's answer to its backend closing (pv-drivers-lifecycle): reads
+ * the backend's state node `backend_state`; when it is Closing or later, or
+ * gone (hot-unplug), moves the frontend's state node `frontend_state` to
+ * Closing, then Closed, and returns true. The driver then stops using its
+ * rings.
+ */
+export function xenbus_follow_backend(backend_state: string, frontend_state: string): bool {
+  const st = xenbus_read_u32(backend_state);
+  if (st >= 0 && st < <i64>XenbusStateClosing) return false;
+  xenbus_write_u32(frontend_state, <u32>XenbusStateClosing);
+  xenbus_write_u32(frontend_state, <u32>XenbusStateClosed);
+  return true;
 }
 
 /** The value at `path` as a string, or null (setup only: it allocates). */
