@@ -17,6 +17,8 @@
  * 2. That function is inlined at every site.
  * 3. Binaryen's Asyncify, limited to `xen.hypercall` and `xen.preempt`, lets the
  *    host unwind a vCPU's wasm stack inside either import and rewind it later.
+ *    Each function then reads Asyncify's state from a local rather than its
+ *    global (state_local.ts).
  *
  * This module is pure (bytes in, bytes out); kernel.ts runs it off the main
  * thread and caches the result.
@@ -27,6 +29,7 @@ import { stripKernel, type DataSegment } from "./binary.js";
 import { UNROLL_FACTOR, unrollLoops } from "./unroll.js";
 import { MAX_RECURSIVE_NODES, splitSelfRecursion } from "./recursion.js";
 import { LOOP_BUDGET, budgetLoops } from "./loop_budget.js";
+import { stateInLocals } from "./state_local.js";
 import {
   IMPORT_HYPERCALL,
   IMPORT_MODULE,
@@ -64,6 +67,8 @@ export interface InstrumentedKernel {
 const COUNTER = "tsxen_preempt_countdown";
 const CHECK_FN = "log_execution";
 const PREEMPT_FN = "tsxen_preempt";
+/** The global in which Asyncify keeps whether it is unwinding or rewinding. */
+const ASYNCIFY_STATE = "__asyncify_state";
 
 /** Instruments `module` (a guest kernel as built). Throws on a contract breach. */
 export function instrumentKernel(
@@ -121,6 +126,7 @@ export function instrumentKernel(
     binaryen.setOptimizeLevel(options.optimizeLevel);
     binaryen.setShrinkLevel(0);
     m.runPasses(["asyncify"]);
+    stateInLocals(m, ASYNCIFY_STATE);
     if (options.optimizeLevel > 0) m.optimize();
     if (!m.validate()) throw new Error("instrumented kernel does not validate (Binaryen bug?)");
     return { bytes: m.emitBinary(), segments: stripped.segments, minPages: stripped.minPages };
@@ -137,5 +143,5 @@ export const BINARYEN_VERSION: string = (
 
 /** A string that changes whenever instrumentation's output may change. */
 export function instrumenterVersion(options: InstrumentOptions): string {
-  return `binaryen-${BINARYEN_VERSION}-opt${options.optimizeLevel}-check${PREEMPT_CHECK_INTERVAL}-unroll${UNROLL_FACTOR}-rec${MAX_RECURSIVE_NODES}-budget${LOOP_BUDGET}-v7`;
+  return `binaryen-${BINARYEN_VERSION}-opt${options.optimizeLevel}-check${PREEMPT_CHECK_INTERVAL}-unroll${UNROLL_FACTOR}-rec${MAX_RECURSIVE_NODES}-budget${LOOP_BUDGET}-v8`;
 }

@@ -61,7 +61,71 @@ export function childrenOf(e: binaryen.ExpressionRef): binaryen.ExpressionRef[] 
   return out;
 }
 
-type Ref = binaryen.ExpressionRef;
+export type Ref = binaryen.ExpressionRef;
+
+/** binaryen.js's class name for each expression kind the walker knows, where it has setters. */
+const KIND_NAMES = new Map<number, string>([
+  [binaryen.BlockId, "Block"],
+  [binaryen.IfId, "If"],
+  [binaryen.LoopId, "Loop"],
+  [binaryen.BreakId, "Break"],
+  [binaryen.SwitchId, "Switch"],
+  [binaryen.CallId, "Call"],
+  [binaryen.CallIndirectId, "CallIndirect"],
+  [binaryen.LocalSetId, "LocalSet"],
+  [binaryen.GlobalSetId, "GlobalSet"],
+  [binaryen.UnaryId, "Unary"],
+  [binaryen.DropId, "Drop"],
+  [binaryen.ReturnId, "Return"],
+  [binaryen.LoadId, "Load"],
+  [binaryen.StoreId, "Store"],
+  [binaryen.AtomicRMWId, "AtomicRMW"],
+  [binaryen.BinaryId, "Binary"],
+  [binaryen.SelectId, "Select"],
+  [binaryen.MemoryGrowId, "MemoryGrow"],
+  [binaryen.AtomicCmpxchgId, "AtomicCmpxchg"],
+  [binaryen.AtomicWaitId, "AtomicWait"],
+  [binaryen.AtomicNotifyId, "AtomicNotify"],
+  [binaryen.MemoryCopyId, "MemoryCopy"],
+  [binaryen.MemoryFillId, "MemoryFill"],
+  [binaryen.MemoryInitId, "MemoryInit"],
+]);
+
+/** A child of an expression, the field that holds it, and how to put another in its place. */
+export interface ChildSlot {
+  readonly field: string;
+  readonly child: Ref;
+  readonly replace: (by: Ref) => void;
+}
+
+type Setter = (parent: Ref, ...args: Array<Ref | number>) => void;
+
+/** The children of `e` with their slots, or null for a kind this walker does not know. */
+export function childSlotsOf(e: Ref): ChildSlot[] | null {
+  const id = binaryen.getExpressionId(e);
+  const fields = CHILD_FIELDS.get(id);
+  if (fields === undefined) return null;
+  if (fields.length === 0) return [];
+  const kind = (binaryen as unknown as Record<string, Record<string, Setter | undefined>>)[
+    KIND_NAMES.get(id)!
+  ]!;
+  const i = info<binaryen.ExpressionInfo>(e) as unknown as Record<string, unknown>;
+  const out: ChildSlot[] = [];
+  for (const field of fields) {
+    const v = i[field];
+    if (Array.isArray(v)) {
+      const setAt = kind[field === "children" ? "setChildAt" : "setOperandAt"]!;
+      (v as Ref[]).forEach((child, k) =>
+        out.push({ field, child, replace: (by) => setAt(e, k, by) }),
+      );
+    } else if (typeof v === "number" && v !== 0) {
+      const set = kind[`set${field[0]!.toUpperCase()}${field.slice(1)}`];
+      if (set === undefined) throw new Error(`binaryen.js has no setter for ${field}`);
+      out.push({ field, child: v, replace: (by) => set(e, by) });
+    }
+  }
+  return out;
+}
 
 /** The setters binaryen.js has and its typings leave out. */
 const setters = binaryen as unknown as {
