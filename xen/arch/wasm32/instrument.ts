@@ -29,7 +29,7 @@ import { stripKernel, type DataSegment } from "./binary.js";
 import { UNROLL_FACTOR, unrollLoops } from "./unroll.js";
 import { MAX_RECURSIVE_NODES, splitSelfRecursion } from "./recursion.js";
 import { LOOP_BUDGET, budgetLoops } from "./loop_budget.js";
-import { stateInLocals } from "./state_local.js";
+import { MAX_UNSWITCH_NODES, stateInLocals } from "./state_local.js";
 import {
   IMPORT_HYPERCALL,
   IMPORT_MODULE,
@@ -143,5 +143,5 @@ export const BINARYEN_VERSION: string = (
 
 /** A string that changes whenever instrumentation's output may change. */
 export function instrumenterVersion(options: InstrumentOptions): string {
-  return `binaryen-${BINARYEN_VERSION}-opt${options.optimizeLevel}-check${PREEMPT_CHECK_INTERVAL}-unroll${UNROLL_FACTOR}-rec${MAX_RECURSIVE_NODES}-budget${LOOP_BUDGET}-v8`;
+  return `binaryen-${BINARYEN_VERSION}-opt${options.optimizeLevel}-check${PREEMPT_CHECK_INTERVAL}-unroll${UNROLL_FACTOR}-rec${MAX_RECURSIVE_NODES}-budget${LOOP_BUDGET}-unswitch${MAX_UNSWITCH_NODES}-v8`;
 }
