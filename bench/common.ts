@@ -32,6 +32,20 @@ export function bestMs(reps: number, fn: () => void): number {
   return best;
 }
 
+/**
+ * Best-of-`reps` wall times of `a` and `b` in ms, run in turns (a, b, a,
+ * b, ...) so that both see the same spells of a noisy machine.
+ */
+export function bestPairMs(reps: number, a: () => void, b: () => void): [number, number] {
+  let bestA = Infinity;
+  let bestB = Infinity;
+  for (let i = 0; i < reps; i++) {
+    bestA = Math.min(bestA, bestMs(1, a));
+    bestB = Math.min(bestB, bestMs(1, b));
+  }
+  return [bestA, bestB];
+}
+
 export const fmt = (x: number, unit: string, digits = 2): string => `${x.toFixed(digits)} ${unit}`;
 
 /** A figure reported without a ratio or a target. */

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { guestPath } from "../extras/mini-os/build.js";
 import { instrumentKernel } from "../xen/arch/wasm32/instrument.js";
-import { bestMs, fmt, type Row } from "./common.js";
+import { bestPairMs, fmt, type Row } from "./common.js";
 
 type Fns = { loop(n: number): number; fib(n: number): number; sieve(n: number): number };
 
@@ -48,9 +48,11 @@ export async function run(quick: boolean): Promise<Row[]> {
   for (const [name, fn] of cases) {
     if (fn(bare) !== fn(inst))
       throw new Error(`cpu bench ${name}: instrumented and bare results differ`);
-    const reps = quick ? 2 : 5;
-    const b = bestMs(reps, () => fn(bare));
-    const i = bestMs(reps, () => fn(inst));
+    const [b, i] = bestPairMs(
+      quick ? 2 : 7,
+      () => fn(bare),
+      () => fn(inst),
+    );
     worst = Math.max(worst, i / b);
     rows.push({
       name: `CPU ${name}: instrumented vs bare`,
