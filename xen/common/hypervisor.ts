@@ -45,7 +45,7 @@ import { handleKey } from "./keyhandler.js";
 import { FrameAllocator } from "./page_alloc.js";
 import { HypervisorConsole } from "./console.js";
 import { GuestFault } from "./guest_access.js";
-import { hypercallTable } from "./hypercall.js";
+import { invokeHypercall } from "./hypercall.js";
 import { freeAllFrames, populatePfn } from "./memory.js";
 import { XEN_EXTRAVERSION, XEN_SUBVERSION, XEN_VERSION } from "./version.js";
 import { DEFAULT_SCHED_PARAMS, Scheduler, type SchedulerParams } from "./schedule.js";
@@ -683,10 +683,8 @@ export class Hypervisor implements VcpuHost {
     a4: number,
     a5: number,
   ): number {
-    const h = hypercallTable[op];
-    if (h === undefined) return this.unimplemented(v, op);
     try {
-      return h(this, v, a1, a2, a3, a4, a5);
+      return invokeHypercall(this, v, op, a1, a2, a3, a4, a5, this.unimplemented);
     } catch (e) {
       if (e instanceof GuestFault) return -XenErrno.EFAULT;
       throw e;
