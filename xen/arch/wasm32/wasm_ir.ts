@@ -46,19 +46,30 @@ const CHILD_FIELDS = new Map<number, readonly string[]>([
 export const info = <T extends binaryen.ExpressionInfo>(e: binaryen.ExpressionRef): T =>
   binaryen.getExpressionInfo(e) as T;
 
+/**
+ * Calls `fn` for each child of `e` in evaluation order, with its field and,
+ * for a list field, its index; false for a kind this walker does not know.
+ */
+function eachChild(
+  e: binaryen.ExpressionRef,
+  fn: (field: string, child: binaryen.ExpressionRef, index: number) => void,
+): boolean {
+  const fields = CHILD_FIELDS.get(binaryen.getExpressionId(e));
+  if (fields === undefined) return false;
+  if (fields.length === 0) return true;
+  const i = info<binaryen.ExpressionInfo>(e) as unknown as Record<string, unknown>;
+  for (const field of fields) {
+    const v = i[field];
+    if (Array.isArray(v)) (v as binaryen.ExpressionRef[]).forEach((c, k) => fn(field, c, k));
+    else if (typeof v === "number" && v !== 0) fn(field, v, -1);
+  }
+  return true;
+}
+
 /** The child expressions of `e`, or null for a kind this walker does not know. */
 export function childrenOf(e: binaryen.ExpressionRef): binaryen.ExpressionRef[] | null {
-  const fields = CHILD_FIELDS.get(binaryen.getExpressionId(e));
-  if (fields === undefined) return null;
-  if (fields.length === 0) return [];
-  const i = info<binaryen.ExpressionInfo>(e) as unknown as Record<string, unknown>;
   const out: binaryen.ExpressionRef[] = [];
-  for (const f of fields) {
-    const v = i[f];
-    if (Array.isArray(v)) out.push(...(v as binaryen.ExpressionRef[]));
-    else if (typeof v === "number" && v !== 0) out.push(v);
-  }
-  return out;
+  return eachChild(e, (_, c) => out.push(c)) ? out : null;
 }
 
 export type Ref = binaryen.ExpressionRef;
@@ -102,29 +113,22 @@ type Setter = (parent: Ref, ...args: Array<Ref | number>) => void;
 
 /** The children of `e` with their slots, or null for a kind this walker does not know. */
 export function childSlotsOf(e: Ref): ChildSlot[] | null {
-  const id = binaryen.getExpressionId(e);
-  const fields = CHILD_FIELDS.get(id);
-  if (fields === undefined) return null;
-  if (fields.length === 0) return [];
   const kind = (binaryen as unknown as Record<string, Record<string, Setter | undefined>>)[
-    KIND_NAMES.get(id)!
-  ]!;
-  const i = info<binaryen.ExpressionInfo>(e) as unknown as Record<string, unknown>;
+    KIND_NAMES.get(binaryen.getExpressionId(e)) ?? ""
+  ];
   const out: ChildSlot[] = [];
-  for (const field of fields) {
-    const v = i[field];
-    if (Array.isArray(v)) {
-      const setAt = kind[field === "children" ? "setChildAt" : "setOperandAt"]!;
-      (v as Ref[]).forEach((child, k) =>
-        out.push({ field, child, replace: (by) => setAt(e, k, by) }),
-      );
-    } else if (typeof v === "number" && v !== 0) {
-      const set = kind[`set${field[0]!.toUpperCase()}${field.slice(1)}`];
-      if (set === undefined) throw new Error(`binaryen.js has no setter for ${field}`);
-      out.push({ field, child: v, replace: (by) => set(e, by) });
-    }
-  }
-  return out;
+  const known = eachChild(e, (field, child, k) => {
+    const name =
+      k >= 0
+        ? field === "children"
+          ? "setChildAt"
+          : "setOperandAt"
+        : `set${field[0]!.toUpperCase()}${field.slice(1)}`;
+    const set = kind?.[name];
+    if (set === undefined) throw new Error(`binaryen.js has no ${name} for ${field}`);
+    out.push({ field, child, replace: k >= 0 ? (by) => set(e, k, by) : (by) => set(e, by) });
+  });
+  return known ? out : null;
 }
 
 /** The setters binaryen.js has and its typings leave out. */
