@@ -84,6 +84,12 @@ export class BlkbackDevice implements BackendDevice {
    * array lookup is several times cheaper, which matters at 256 per MiB.
    */
   private pgrants: (GrantMap | undefined)[] = [];
+  /**
+   * Each persistent grant's page offset in the frontend's memory, plus one
+   * (0: none), by ref: the per-segment lookups of a request read numbers
+   * here rather than objects.
+   */
+  private pgOffset = new Float64Array(0);
   private pgrantCount = 0;
   private run: Run | undefined;
   /** Where each request is copied before it is read. */
@@ -94,7 +100,8 @@ export class BlkbackDevice implements BackendDevice {
   private readonly segGref = new Uint32Array(MAX_INDIRECT_SEGMENTS);
   private readonly segFirst = new Uint8Array(MAX_INDIRECT_SEGMENTS);
   private readonly segLast = new Uint8Array(MAX_INDIRECT_SEGMENTS);
-  private readonly segMaps: GrantMap[] = [];
+  /** Each segment's page offset in the frontend's memory. */
+  private readonly segOffset = new Float64Array(MAX_INDIRECT_SEGMENTS);
   private readonly gnt: XenGnttab;
   readonly stats: BlkbackStats = {
     reads: 0,
@@ -200,6 +207,7 @@ export class BlkbackDevice implements BackendDevice {
     }
     for (const m of this.pgrants) if (m) this.gnt.unmap(m);
     this.pgrants = [];
+    this.pgOffset = new Float64Array(0);
     this.pgrantCount = 0;
     this.unmapRing();
   }
@@ -399,6 +407,13 @@ export class BlkbackDevice implements BackendDevice {
     m = this.gnt.map(this.info.frontendId, gref, true);
     if (this.pgrantCount < MAX_PERSISTENT_GRANTS) {
       this.pgrants[gref] = m;
+      // The ref mapped, so it is within the frontend's grant table.
+      if (gref >= this.pgOffset.length) {
+        const grown = new Float64Array(Math.max(gref + 1, 2 * this.pgOffset.length));
+        grown.set(this.pgOffset);
+        this.pgOffset = grown;
+      }
+      this.pgOffset[gref] = m.offset + 1;
       this.pgrantCount++;
     } else temp.push(m);
     return m;
@@ -411,7 +426,7 @@ export class BlkbackDevice implements BackendDevice {
    */
   private rw(read: boolean, sector: number, n: number, resp: Resp): number {
     const perSector = PAGE_SIZE / SECTOR;
-    const { segFirst: first, segLast: last, segMaps: maps } = this;
+    const { segFirst: first, segLast: last, segGref: gref, segOffset: offset } = this;
     let total = 0;
     for (let i = 0; i < n; i++) {
       if (first[i]! > last[i]! || last[i]! >= perSector) return B.BLKIF_RSP_ERROR;
@@ -422,27 +437,38 @@ export class BlkbackDevice implements BackendDevice {
     }
     if (!read && this.storage.readonly) return B.BLKIF_RSP_ERROR;
     const temp: GrantMap[] = [];
+    // The frontend's memory, which every segment's page is a view of.
+    let buffer: ArrayBufferLike | undefined;
     try {
-      for (let i = 0; i < n; i++) maps[i] = this.grantPage(this.segGref[i]!, read, temp);
+      const known = this.pgOffset;
+      for (let i = 0; i < n; i++) {
+        const g = gref[i]!;
+        const o = g < known.length ? known[g]! : 0;
+        if (o !== 0) offset[i] = o - 1;
+        else {
+          const m = this.grantPage(g, read, temp);
+          offset[i] = m.offset;
+          buffer ??= m.page.buffer;
+        }
+      }
+      buffer ??= this.pgrants[gref[0]!]!.page.buffer;
     } catch {
       for (const m of temp) this.gnt.unmap(m);
       return B.BLKIF_RSP_ERROR;
     }
     // Temporary mappings stay until the batch's transfers are done.
     for (const m of temp) this.temps.push(m);
-    // All the pages are views of the frontend's one memory, so a page that
-    // starts where the last ended continues it.
+    // A page that starts where the last ended continues it.
     let at = sector;
     for (let i = 0; i < n;) {
-      const base = maps[i]!.offset;
-      const start = base + first[i]! * SECTOR;
-      let end = base + (last[i]! + 1) * SECTOR;
+      const start = offset[i]! + first[i]! * SECTOR;
+      let end = offset[i]! + (last[i]! + 1) * SECTOR;
       let j = i + 1;
-      while (j < n && last[j - 1] === perSector - 1 && first[j] === 0 && maps[j]!.offset === end) {
+      while (j < n && last[j - 1] === perSector - 1 && first[j] === 0 && offset[j] === end) {
         end += (last[j]! + 1) * SECTOR;
         j++;
       }
-      this.issue(read, at, maps[i]!.page.buffer, start, end, resp);
+      this.issue(read, at, buffer, start, end, resp);
       at += (end - start) / SECTOR;
       i = j;
     }
