@@ -11,15 +11,15 @@
  * compressed bytes' references. Images with unknown incompatible features
  * (zstd compression among them) are refused by name.
  */
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync, writeSync } from "node:fs";
 import { inflateRawSync } from "node:zlib";
 import { dirname, isAbsolute, resolve } from "node:path";
 import {
+  ImageFile,
   RawFileStorage,
   SECTOR,
   preadFully,
   pwriteFully,
-  writeZeros,
   type BlockStorage,
 } from "./storage.js";
 
@@ -46,8 +46,7 @@ export function openImage(path: string, readonly: boolean): BlockStorage {
   return isQcow2(path) ? new Qcow2Storage(path, readonly) : new RawFileStorage(path, readonly);
 }
 
-export class Qcow2Storage implements BlockStorage {
-  private fd: number;
+export class Qcow2Storage extends ImageFile {
   readonly sectors: number;
   readonly description: string;
   readonly version: number;
@@ -66,11 +65,8 @@ export class Qcow2Storage implements BlockStorage {
   /** The last compressed cluster inflated, by its L2 entry: reads come a page at a time. */
   private inflated: { entry: bigint; data: Buffer } | undefined;
 
-  constructor(
-    readonly path: string,
-    readonly readonly: boolean,
-  ) {
-    this.fd = openSync(path, readonly ? "r" : "r+");
+  constructor(path: string, readonly: boolean) {
+    super(path, readonly);
     try {
       const h = Buffer.alloc(104);
       readSync(this.fd, h, 0, 104, 0);
@@ -348,17 +344,8 @@ export class Qcow2Storage implements BlockStorage {
     }
   }
 
-  flush(): void {
-    fsyncSync(this.fd);
-  }
-
-  discard(sector: number, count: number): void {
-    writeZeros(this, sector, count);
-  }
-
-  close(): void {
-    if (this.fd >= 0) closeSync(this.fd);
-    this.fd = -1;
+  override close(): void {
+    super.close();
     this.backing?.close();
   }
 }

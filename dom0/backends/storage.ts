@@ -22,29 +22,24 @@ export interface BlockStorage {
   close(): void;
 }
 
-/** A raw image: byte n of the disk is byte n of the file. */
-export class RawFileStorage implements BlockStorage {
-  private fd: number;
-  readonly sectors: number;
-  readonly description: string;
+/**
+ * What the disks kept in an image file share: the open file, fsync as
+ * flush, discard as zeros written, and closing.
+ */
+export abstract class ImageFile implements BlockStorage {
+  protected fd: number;
+  abstract readonly sectors: number;
+  abstract readonly description: string;
 
   constructor(
     readonly path: string,
     readonly readonly: boolean,
   ) {
     this.fd = openSync(path, readonly ? "r" : "r+");
-    const size = fstatSync(this.fd).size;
-    this.sectors = Math.floor(size / SECTOR);
-    this.description = `raw:${path}`;
   }
 
-  read(sector: number, dst: Uint8Array): void {
-    preadFully(this.fd, dst, sector * SECTOR);
-  }
-
-  write(sector: number, src: Uint8Array): void {
-    pwriteFully(this.fd, src, sector * SECTOR);
-  }
+  abstract read(sector: number, dst: Uint8Array): void;
+  abstract write(sector: number, src: Uint8Array): void;
 
   flush(): void {
     fsyncSync(this.fd);
@@ -57,6 +52,26 @@ export class RawFileStorage implements BlockStorage {
   close(): void {
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
+  }
+}
+
+/** A raw image: byte n of the disk is byte n of the file. */
+export class RawFileStorage extends ImageFile {
+  readonly sectors: number;
+  readonly description: string;
+
+  constructor(path: string, readonly: boolean) {
+    super(path, readonly);
+    this.sectors = Math.floor(fstatSync(this.fd).size / SECTOR);
+    this.description = `raw:${path}`;
+  }
+
+  read(sector: number, dst: Uint8Array): void {
+    preadFully(this.fd, dst, sector * SECTOR);
+  }
+
+  write(sector: number, src: Uint8Array): void {
+    pwriteFully(this.fd, src, sector * SECTOR);
   }
 }
 

@@ -42,7 +42,7 @@ const ARCH_0 = H.__HYPERVISOR_arch_0;
 
 /**
  * Runs hypercall `op` for `v` with the arguments its handler takes, or
- * `unimplemented` (called on `hv`) when tsxen has no handler for that number;
+ * `hv.unimplemented` when tsxen has no handler for that number;
  * any number at all may come in: negative, huge or fractional. One direct
  * call per number rather than a call through a table: a call site that has
  * seen several handlers is megamorphic and V8 inlines none of them, while
@@ -60,7 +60,6 @@ export function invokeHypercall(
   // No handler takes a fourth or fifth argument yet.
   _a4: number,
   _a5: number,
-  unimplemented: (this: Hypervisor, v: Vcpu, op: number) => number,
 ): number {
   switch (op) {
     case CONSOLE_IO:
@@ -88,6 +87,6 @@ export function invokeHypercall(
     case ARCH_0:
       return do_arch_time(hv, v);
     default:
-      return unimplemented.call(hv, v, op);
+      return hv.unimplemented(v, op);
   }
 }

@@ -684,7 +684,7 @@ export class Hypervisor implements VcpuHost {
     a5: number,
   ): number {
     try {
-      return invokeHypercall(this, v, op, a1, a2, a3, a4, a5, this.unimplemented);
+      return invokeHypercall(this, v, op, a1, a2, a3, a4, a5);
     } catch (e) {
       if (e instanceof GuestFault) return -XenErrno.EFAULT;
       throw e;
@@ -692,7 +692,7 @@ export class Hypervisor implements VcpuHost {
   }
 
   /** -ENOSYS, reported on the console once per domain and name (kept off the hot path). */
-  private unimplemented(v: Vcpu, op: number): number {
+  unimplemented(v: Vcpu, op: number): number {
     // Numbers past the table share one report, so garbage cannot flood the console.
     const inTable = Number.isInteger(op) && op >= 0 && op < NR_HYPERCALLS;
     const name = inTable ? hypercallName(op) : "out-of-range";

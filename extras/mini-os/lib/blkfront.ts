@@ -49,7 +49,7 @@ import {
   XEN_EIO,
   XEN_EINVAL,
 } from "./xen_abi";
-import { gnttab_grant_access, virt_to_gfn } from "./gnttab";
+import { gnttab_grant_access, gnttab_grant_pages, virt_to_gfn } from "./gnttab";
 import {
   evtchn_alloc_unbound,
   notify_remote_via_evtchn,
@@ -137,11 +137,7 @@ export function blkfront_init(devid: u32): i32 {
   front_ring_init(fr, ring, 4096, BLKIF_RING_ENTRY, 0);
   const ref = gnttab_grant_access(backend_id, virt_to_gfn(ring), false);
   if (ref < 0) return -XEN_EINVAL;
-  for (let i: u32 = 0; i < BATCH * SEGS; i++) {
-    const g = gnttab_grant_access(backend_id, virt_to_gfn(pages + i * 4096), false);
-    if (g < 0) return -XEN_EINVAL;
-    store<u32>(grefs + i * 4, <u32>g);
-  }
+  if (!gnttab_grant_pages(backend_id, pages, BATCH * SEGS, grefs, false)) return -XEN_EINVAL;
   const p = evtchn_alloc_unbound(backend_id);
   if (p < 0) return p;
   port = <u32>p;
@@ -163,11 +159,9 @@ export function blkfront_init(devid: u32): i32 {
   if (xenbus_read_u32(backend + "/sector-size") != <i64>SECTOR) return -XEN_EINVAL;
   const most = xenbus_read_u32(backend + "/feature-max-indirect-segments");
   if (most > <i64>SEGS) {
-    for (let i: u32 = 0; i < INDIRECT_SLOTS; i++) {
-      // Writable: a backend maps persistent grants writable.
-      const g = gnttab_grant_access(backend_id, virt_to_gfn(indirect_pages + i * 4096), false);
-      if (g < 0) return -XEN_EINVAL;
-      store<u32>(indirect_grefs + i * 4, <u32>g);
+    // Writable: a backend maps persistent grants writable.
+    if (!gnttab_grant_pages(backend_id, indirect_pages, INDIRECT_SLOTS, indirect_grefs, false)) {
+      return -XEN_EINVAL;
     }
     indirect_segs = most < <i64>MAX_INDIRECT_SEGS ? <u32>most : MAX_INDIRECT_SEGS;
   }

@@ -55,6 +55,26 @@ export function gnttab_grant_access(domid: u32, gfn: u32, readonly: bool): i32 {
 }
 
 /**
+ * Grants domain `domid` access to the `n` pages from `base` on, one grant
+ * each, and stores their refs as u32s from `refs` on (how a frontend shares
+ * its buffer pages). Returns false when the grant entries run out.
+ */
+export function gnttab_grant_pages(
+  domid: u32,
+  base: usize,
+  n: u32,
+  refs: usize,
+  readonly: bool,
+): bool {
+  for (let i: u32 = 0; i < n; i++) {
+    const g = gnttab_grant_access(domid, virt_to_gfn(base + i * 4096), readonly);
+    if (g < 0) return false;
+    store<u32>(refs + i * 4, <u32>g);
+  }
+  return true;
+}
+
+/**
  * Ends access through `ref` (gnttab_end_access): fails, changing nothing,
  * while the grantee still has the page mapped or is copying it.
  */

@@ -27,7 +27,7 @@ import {
   XEN_EINVAL,
   XEN_EIO,
 } from "./xen_abi";
-import { gnttab_grant_access, virt_to_gfn } from "./gnttab";
+import { gnttab_grant_access, gnttab_grant_pages, virt_to_gfn } from "./gnttab";
 import {
   evtchn_alloc_unbound,
   notify_remote_via_evtchn,
@@ -123,17 +123,9 @@ export function netfront_init(): i32 {
   const txref = gnttab_grant_access(backend_id, virt_to_gfn(tx_ring), false);
   const rxref = gnttab_grant_access(backend_id, virt_to_gfn(rx_ring), false);
   if (txref < 0 || rxref < 0) return -XEN_EINVAL;
-  for (let i: u32 = 0; i < NRX; i++) {
-    const g = gnttab_grant_access(backend_id, virt_to_gfn(rx_pages + i * 4096), false);
-    if (g < 0) return -XEN_EINVAL;
-    store<u32>(rx_grefs + i * 4, <u32>g);
-  }
-  for (let i: u32 = 0; i < NTX; i++) {
-    const g = gnttab_grant_access(backend_id, virt_to_gfn(tx_pages + i * 4096), true);
-    if (g < 0) return -XEN_EINVAL;
-    store<u32>(tx_grefs + i * 4, <u32>g);
-    store<u32>(tx_free + i * 4, i);
-  }
+  if (!gnttab_grant_pages(backend_id, rx_pages, NRX, rx_grefs, false)) return -XEN_EINVAL;
+  if (!gnttab_grant_pages(backend_id, tx_pages, NTX, tx_grefs, true)) return -XEN_EINVAL;
+  for (let i: u32 = 0; i < NTX; i++) store<u32>(tx_free + i * 4, i);
   tx_free_n = NTX;
   const p = evtchn_alloc_unbound(backend_id);
   if (p < 0) return p;
