@@ -85,6 +85,7 @@ function abiSource(): string {
   emit("START_INFO_CONSOLE_EVTCHN_OFF", arch.start_info.fields.console_evtchn.offset);
   for (const [k, f] of Object.entries(cons.xencons_interface.fields))
     emit(`XENCONS_${k.toUpperCase()}_OFF`, f.offset);
+  emitLayout("GNTTAB_SETUP_TABLE", gnttab.gnttab_setup_table);
   emitLayout("BLKIF_REQUEST", blkif.blkif_request);
   emitLayout("BLKIF_SEGMENT", blkif.blkif_request_segment);
   emitLayout("BLKIF_DISCARD", blkif.blkif_request_discard);

@@ -1,13 +1,21 @@
 // Grant tables, v1 (mini-os gnttab.c): granting pages of this domain to
 // another, ending the grant, and copying to and from pages others granted.
-// The table's first frame is the wasm32 architecture page at GNTTAB_ADDR
-// (pfn 6): 512 entries, of which refs 0..7 are reserved for the toolstack.
+// The table's frames are the wasm32 architecture pages from GNTTAB_ADDR on
+// (pfn 6..): 512 entries each, of which refs 0..7 are reserved for the
+// toolstack. A domain starts with one frame; the SDK asks for more
+// (GNTTABOP_setup_table) when it first needs them, up to NR_GRANT_FRAMES.
 // A wasm32 guest cannot map a foreign page into its memory; it moves data with
 // GNTTABOP_copy (see docs/arch-wasm32.md).
 import {
   GNTTAB_ADDR,
   GNTTAB_NR_RESERVED_ENTRIES,
   GNTTABOP_copy,
+  GNTTABOP_setup_table,
+  GNTTAB_SETUP_TABLE_DOM_OFF,
+  GNTTAB_SETUP_TABLE_NR_FRAMES_OFF,
+  GNTTAB_SETUP_TABLE_STATUS_OFF,
+  GNTTAB_SETUP_TABLE_FRAME_LIST_OFF,
+  GNTTAB_SETUP_TABLE_BYTES,
   GNTCOPY_source_gref,
   GNTCOPY_dest_gref,
   GNTTAB_COPY_SIZE,
@@ -23,8 +31,15 @@ import {
 } from "./xen_abi";
 import { HYPERVISOR_grant_table_op } from "./hypervisor";
 
-/** Entries in the first grant frame, the only one this SDK uses. */
-export const NR_GRANT_ENTRIES: u32 = 512;
+/** Grant frames this SDK uses at most (mini-os's NR_GRANT_FRAMES). */
+const NR_GRANT_FRAMES: u32 = 4;
+/** Entries per frame: 4096 / sizeof(grant_entry_v1). */
+const ENTRIES_PER_FRAME: u32 = 512;
+export const NR_GRANT_ENTRIES: u32 = NR_GRANT_FRAMES * ENTRIES_PER_FRAME;
+/** Frames the table has now. */
+let nr_frames: u32 = 1;
+const setup_op = memory.data(GNTTAB_SETUP_TABLE_BYTES, 8);
+const frame_list = memory.data(<i32>(NR_GRANT_FRAMES * 8), 8);
 // A bitmap of refs in use (the SDK does not allocate).
 const used = memory.data(<i32>NR_GRANT_ENTRIES / 8);
 const copy_op = memory.data(GNTTAB_COPY_SIZE, 8);
@@ -32,6 +47,18 @@ const copy_op = memory.data(GNTTAB_COPY_SIZE, 8);
 /** The guest frame number of guest address `addr` (wasm32 guests are auto-translated). */
 export function virt_to_gfn(addr: usize): u32 {
   return <u32>(addr >> 12);
+}
+
+/** GNTTABOP_setup_table for `n` frames (they sit in the architecture area already); whether it worked. */
+function grow_table(n: u32): bool {
+  memory.fill(setup_op, 0, GNTTAB_SETUP_TABLE_BYTES);
+  store<u16>(setup_op + GNTTAB_SETUP_TABLE_DOM_OFF, <u16>DOMID_SELF);
+  store<u32>(setup_op + GNTTAB_SETUP_TABLE_NR_FRAMES_OFF, n);
+  store<u64>(setup_op + GNTTAB_SETUP_TABLE_FRAME_LIST_OFF, <u64>frame_list);
+  const rc = HYPERVISOR_grant_table_op(GNTTABOP_setup_table, setup_op, 1);
+  if (rc != 0 || load<i16>(setup_op + GNTTAB_SETUP_TABLE_STATUS_OFF) != 0) return false;
+  nr_frames = n;
+  return true;
 }
 
 /**
@@ -43,6 +70,7 @@ export function gnttab_grant_access(domid: u32, gfn: u32, readonly: bool): i32 {
     const byte = used + (ref >> 3);
     const bit = <u8>((<u32>1) << (ref & 7));
     if ((load<u8>(byte) & bit) != 0) continue;
+    if (ref / ENTRIES_PER_FRAME >= nr_frames && !grow_table(ref / ENTRIES_PER_FRAME + 1)) return -1;
     store<u8>(byte, load<u8>(byte) | bit);
     const e = GNTTAB_ADDR + ref * 8;
     store<u32>(e + 4, gfn);
