@@ -14,6 +14,11 @@
 // earlier writes durable; blkfront_discard drops sectors. All return 0 or a
 // negative value: -XEN_EIO for an error response, -XEN_EINVAL for a request
 // the device cannot take.
+//
+// blkfront_aio_read / blkfront_aio_write (mini-os's blkfront_aio) start one
+// indirect request and return its id without waiting, so that a guest can
+// keep several in flight; blkfront_aio_wait collects the next one answered.
+// The synchronous calls refuse to run while any is in flight.
 import {
   BLKIF_OP_READ,
   BLKIF_OP_WRITE,
@@ -40,6 +45,7 @@ import {
   BLKIF_SEGMENT_LAST_SECT_OFF,
   BLKIF_DISCARD_FLAG_OFF,
   BLKIF_DISCARD_NR_SECTORS_OFF,
+  BLKIF_RESPONSE_ID_OFF,
   BLKIF_RESPONSE_STATUS_OFF,
   VDISK_READONLY,
   BLKIF_RSP_OKAY,
@@ -48,6 +54,7 @@ import {
   XenbusStateConnected,
   XEN_EIO,
   XEN_EINVAL,
+  XEN_EBUSY,
 } from "./xen_abi";
 import { gnttab_grant_access, gnttab_grant_pages, virt_to_gfn } from "./gnttab";
 import {
@@ -88,6 +95,10 @@ const MAX_INDIRECT_SEGS: u32 = 256;
 const INDIRECT_SLOTS: u32 = 8;
 
 const ring = memory.data(4096, 4096);
+/** Indirect slots held by asynchronous requests, a bit each. */
+let aio_busy: u32 = 0;
+/** The status of the request blkfront_aio_wait last returned. */
+let aio_status: i32 = 0;
 const indirect_pages = memory.data(<i32>(INDIRECT_SLOTS * 4096), 4096);
 const indirect_grefs = memory.data(<i32>(INDIRECT_SLOTS * 4));
 /** Segments per indirect request on this device; 0 when the backend has none. */
@@ -347,11 +358,20 @@ function rw_direct(write: bool, sector: u64, buf: usize, bytes: u32): i32 {
   return 0;
 }
 
-/** Reads or writes `bytes` (whole sectors) at `buf` from `sector` on. */
-function rw(write: bool, sector: u64, buf: usize, bytes: u32): i32 {
+/** Whether a transfer of `bytes` from `sector` fits the device; 0, or a negative error. */
+function check_transfer(write: bool, sector: u64, bytes: u32): i32 {
   if (!connected) return -XEN_EIO;
   if (bytes % SECTOR != 0 || sector + <u64>(bytes / SECTOR) > sectors) return -XEN_EINVAL;
   if (write && readonly) return -XEN_EINVAL;
+  return 0;
+}
+
+/** Reads or writes `bytes` (whole sectors) at `buf` from `sector` on. */
+function rw(write: bool, sector: u64, buf: usize, bytes: u32): i32 {
+  const bad = check_transfer(write, sector, bytes);
+  if (bad < 0) return bad;
+  // The indirect slots and the responses are the asynchronous requests' now.
+  if (aio_busy != 0) return -XEN_EBUSY;
   if ((buf & 4095) == 0 && bytes % 4096 == 0) {
     const rc = rw_direct(write, sector, buf, bytes);
     if (rc <= 0) return rc;
@@ -389,6 +409,67 @@ function rw(write: bool, sector: u64, buf: usize, bytes: u32): i32 {
   return 0;
 }
 
+/**
+ * Starts one request for `bytes` at `buf` from `sector`, answered later
+ * (blkfront_aio_wait); returns its id (0..7), or a negative error:
+ * -XEN_EINVAL when the device has no indirect requests or the transfer is
+ * not whole pages of a page-aligned buffer within one request
+ * (feature-max-indirect-segments pages), -XEN_EBUSY when 8 are in flight.
+ */
+function aio(write: bool, sector: u64, buf: usize, bytes: u32): i32 {
+  const bad = check_transfer(write, sector, bytes);
+  if (bad < 0) return bad;
+  if (indirect_segs == 0 || (buf & 4095) != 0 || bytes == 0 || bytes % 4096 != 0) {
+    return -XEN_EINVAL;
+  }
+  if (bytes > indirect_segs * 4096) return -XEN_EINVAL;
+  const slot = <u32>ctz(~aio_busy);
+  if (slot >= INDIRECT_SLOTS) return -XEN_EBUSY;
+  const op = write ? <u8>BLKIF_OP_WRITE : <u8>BLKIF_OP_READ;
+  if (!queue_indirect(op, slot, sector, buf, bytes)) return -XEN_EINVAL;
+  aio_busy |= 1 << slot;
+  push();
+  return <i32>slot;
+}
+
+export function blkfront_aio_read(sector: u64, buf: usize, bytes: u32): i32 {
+  return aio(false, sector, buf, bytes);
+}
+
+export function blkfront_aio_write(sector: u64, buf: usize, bytes: u32): i32 {
+  return aio(true, sector, buf, bytes);
+}
+
+/**
+ * Waits for the next asynchronous request to be answered and returns its
+ * id (its status: blkfront_aio_status); -XEN_EINVAL when none is in flight.
+ */
+export function blkfront_aio_wait(): i32 {
+  if (aio_busy == 0) return -XEN_EINVAL;
+  while (true) {
+    while (ring_unconsumed_responses(fr) > 0) {
+      const r = ring_slot(fr, fr.rsp_cons);
+      const id = load<u64>(r + BLKIF_RESPONSE_ID_OFF);
+      const status = load<i16>(r + BLKIF_RESPONSE_STATUS_OFF);
+      fr.rsp_cons++;
+      // An id that is not in flight is the backend's mistake: skipped.
+      if (id >= <u64>INDIRECT_SLOTS || (aio_busy & (1 << (<u32>id))) == 0) continue;
+      aio_busy &= ~(1 << (<u32>id));
+      aio_status = status == <i16>BLKIF_RSP_OKAY ? 0 : -XEN_EIO;
+      return <i32>id;
+    }
+    if (ring_final_check_for_responses(fr)) continue;
+    const seen = fire_count(port);
+    while (fire_count(port) == seen && ring_unconsumed_responses(fr) == 0) block();
+  }
+  return unreachable();
+}
+
+/** 0 if the request blkfront_aio_wait last returned succeeded, -XEN_EIO if not. */
+export function blkfront_aio_status(): i32 {
+  return aio_status;
+}
+
 export function blkfront_read(sector: u64, buf: usize, bytes: u32): i32 {
   return rw(false, sector, buf, bytes);
 }
@@ -400,6 +481,7 @@ export function blkfront_write(sector: u64, buf: usize, bytes: u32): i32 {
 /** BLKIF_OP_FLUSH_DISKCACHE: earlier writes are on the host's disk when it returns 0. */
 export function blkfront_flush(): i32 {
   if (!connected) return -XEN_EIO;
+  if (aio_busy != 0) return -XEN_EBUSY;
   next_request(<u8>BLKIF_OP_FLUSH_DISKCACHE, 0, 0, 0);
   push();
   return wait(1) == 0 ? 0 : -XEN_EIO;
@@ -408,6 +490,7 @@ export function blkfront_flush(): i32 {
 /** BLKIF_OP_DISCARD of `count` sectors from `sector`. */
 export function blkfront_discard(sector: u64, count: u64): i32 {
   if (!connected) return -XEN_EIO;
+  if (aio_busy != 0) return -XEN_EBUSY;
   // blkif_request_discard shares the header's offsets up to sector_number.
   const r = next_request(<u8>BLKIF_OP_DISCARD, 0, 0, sector);
   store<u8>(r + BLKIF_DISCARD_FLAG_OFF, 0);
