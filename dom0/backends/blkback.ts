@@ -14,6 +14,16 @@
  * ring before it is read; a bad segment count, grant, sector range or
  * operation gets an error response (the device carries on); a ring whose
  * producer index runs past what the ring can hold closes the device.
+ *
+ * Reads from a storage that can read off the main thread (a raw image:
+ * BlockStorage.readAsync) are asynchronous, as Linux's blkback submits bios
+ * and answers from their completion: the request's response goes on the
+ * ring when its data is in the frontend's pages, in whatever order the reads
+ * finish (blkif's ids say which is which), and the guests run meanwhile.
+ * Everything else (writes, flushes, discards, qcow2) is done before the
+ * batch's responses, and waits for the reads in flight: a write never
+ * overtakes an earlier read. Grant mappings a read in flight fills, and the
+ * storage, are released only once it is done.
  */
 import type { Dom0Drivers } from "../drivers/index.js";
 import type { XenEvtchn } from "../drivers/evtchn.js";
@@ -37,6 +47,14 @@ const R = B.blkif_request.fields;
 const S = B.blkif_request_segment.fields;
 const RSP = B.blkif_response.fields;
 
+/** Bytes one storage call moves at most: a frontend's large buffer still gives several reads in flight. */
+const MAX_RUN_BYTES = MAX_INDIRECT_SEGMENTS * PAGE_SIZE;
+/**
+ * Smallest read worth handing to the thread pool: the trip there and back
+ * costs more main-thread time than copying this much from the page cache.
+ */
+const ASYNC_MIN_BYTES = 64 * 1024;
+
 /** A response being prepared: its status may still turn to an error at drain. */
 interface Resp {
   /** The request's id, echoed as its two 32-bit halves. */
@@ -44,6 +62,12 @@ interface Resp {
   idHi: number;
   op: number;
   status: number;
+  /** Reads in flight for it; the response goes on the ring at 0. */
+  pending: number;
+  /** Mappings made for this request alone, unmapped when it is answered. */
+  temps: GrantMap[] | undefined;
+  /** The connection it came in on (a late answer for an earlier one is dropped). */
+  gen: number;
 }
 
 /** A little-endian uint64 field as a number (exact below 2^53). */
@@ -68,6 +92,8 @@ export interface BlkbackStats {
   discards: number;
   /** Reads and writes that came as BLKIF_OP_INDIRECT (counted in reads/writes too). */
   indirect: number;
+  /** Storage reads done off the main thread (several requests' worth when merged). */
+  asyncReads: number;
   errors: number;
   sectorsRead: number;
   sectorsWritten: number;
@@ -92,10 +118,17 @@ export class BlkbackDevice implements BackendDevice {
   private pgOffset = new Float64Array(0);
   private pgrantCount = 0;
   private run: Run | undefined;
+  /** Reads in flight (storage.readAsync calls not yet done). */
+  private inflight = 0;
+  /** A request that must wait for the reads in flight is on the ring. */
+  private stalled = false;
+  /** Counts connections, for Resp.gen. */
+  private gen = 0;
+  /** What waits for the reads in flight to finish: unmapping their pages, closing the storage. */
+  private readonly whenIdle: Array<() => void> = [];
   /** Where each request is copied before it is read. */
   private readonly scratch = new Uint8Array(B.blkif_request.size);
   private readonly scratchView = new DataView(this.scratch.buffer);
-  private readonly temps: GrantMap[] = [];
   /** The request being served's segments, parsed once (no objects per segment). */
   private readonly segGref = new Uint32Array(MAX_INDIRECT_SEGMENTS);
   private readonly segFirst = new Uint8Array(MAX_INDIRECT_SEGMENTS);
@@ -109,6 +142,7 @@ export class BlkbackDevice implements BackendDevice {
     flushes: 0,
     discards: 0,
     indirect: 0,
+    asyncReads: 0,
     errors: 0,
     sectorsRead: 0,
     sectorsWritten: 0,
@@ -205,17 +239,45 @@ export class BlkbackDevice implements BackendDevice {
       }
       this.port = -1;
     }
-    for (const m of this.pgrants) if (m) this.gnt.unmap(m);
+    // Reads in flight still fill persistent grants' pages: those go when they are done.
+    const held = this.pgrants;
+    this.idle(() => {
+      for (const m of held) if (m) this.gnt.unmap(m);
+    });
     this.pgrants = [];
     this.pgOffset = new Float64Array(0);
     this.pgrantCount = 0;
+    this.stalled = false;
+    this.gen++;
     this.unmapRing();
   }
 
   destroy(): void {
     this.disconnect();
-    this.gnt.dispose();
-    this.storage.close();
+    this.idle(() => {
+      this.gnt.dispose();
+      this.storage.close();
+    });
+  }
+
+  /** Runs `fn` now if no read is in flight, otherwise once the last one is done. */
+  private idle(fn: () => void): void {
+    if (this.inflight === 0) fn();
+    else this.whenIdle.push(fn);
+  }
+
+  /**
+   * Whether the request at req_cons must wait for the reads in flight, or
+   * about to be (a read queued for merging): anything but a read must.
+   */
+  private mustWait(ring: BackRing): boolean {
+    const reading = this.inflight > 0 || (this.run?.read === true && !!this.storage.readAsync);
+    // (A queued read may yet be done here; the stall then ends with its batch.)
+    if (!reading) return false;
+    const o = ring.slotOffset(ring.reqCons);
+    const op = ring.dv.getUint8(o + R.operation.offset);
+    const iop = ring.dv.getUint8(o + B.blkif_request_indirect.fields.indirect_op.offset);
+    return !(op === B.BLKIF_OP_READ || (op === B.BLKIF_OP_INDIRECT && iop === B.BLKIF_OP_READ));
   }
 
   /** Serves every request on the ring (the event handler). */
@@ -231,6 +293,11 @@ export class BlkbackDevice implements BackendDevice {
       }
       const resps: Resp[] = [];
       while (ring.unconsumedRequests() > 0) {
+        if (this.mustWait(ring)) {
+          // Taken up again when the last read in flight is done.
+          this.stalled = true;
+          break;
+        }
         // Copy first: the frontend can rewrite the slot while we work.
         const req = this.scratch;
         req.set(ring.nextRequest().subarray(0, B.blkif_request.size));
@@ -241,6 +308,9 @@ export class BlkbackDevice implements BackendDevice {
           idHi: dv.getUint32(R.id.offset + 4, true),
           op,
           status: B.BLKIF_RSP_OKAY,
+          pending: 0,
+          temps: undefined,
+          gen: this.gen,
         };
         resps.push(resp);
         try {
@@ -249,23 +319,54 @@ export class BlkbackDevice implements BackendDevice {
           this.log(`${this.info.backend}: request failed: ${(e as Error).message}`);
           resp.status = B.BLKIF_RSP_ERROR;
         }
+        // Writes and flushes start after the reads before them (a stall
+        // above), and are done before the reads after them start.
+        if (op !== B.BLKIF_OP_READ && op !== B.BLKIF_OP_INDIRECT) this.drain();
       }
-      // The batch's transfers, merged, then every response in order.
-      this.drain();
-      for (const m of this.temps.splice(0)) this.gnt.unmap(m);
-      const rdv = ring.dv;
-      for (const resp of resps) {
-        if (resp.status !== B.BLKIF_RSP_OKAY) this.stats.errors++;
-        const o = ring.slotOffset(ring.rspProdPvt);
-        ring.nextResponse();
-        rdv.setUint32(o + RSP.id.offset, resp.idLo, true);
-        rdv.setUint32(o + RSP.id.offset + 4, resp.idHi, true);
-        rdv.setUint8(o + RSP.operation.offset, resp.op);
-        rdv.setInt16(o + RSP.status.offset, resp.status, true);
-      }
+      // The batch's transfers, merged, then every response whose data is
+      // there, in order; the others when their reads are done.
+      this.drain(true);
+      for (const resp of resps) if (resp.pending === 0) this.answer(ring, resp);
       if (ring.pushResponses()) this.evtchn.notify(this.port);
-      if (!ring.finalCheckForRequests()) return;
+      // The read the stall waited for was done here after all.
+      if (this.stalled && this.inflight === 0) this.stalled = false;
+      else if (this.stalled || !ring.finalCheckForRequests()) return;
     }
+  }
+
+  /** Puts `resp` on the ring and lets go of its temporary mappings. */
+  private answer(ring: BackRing | undefined, resp: Resp): void {
+    if (resp.temps) for (const m of resp.temps) this.gnt.unmap(m);
+    resp.temps = undefined;
+    if (!ring || resp.gen !== this.gen) return;
+    if (resp.status !== B.BLKIF_RSP_OKAY) this.stats.errors++;
+    const rdv = ring.dv;
+    const o = ring.slotOffset(ring.rspProdPvt);
+    ring.nextResponse();
+    rdv.setUint32(o + RSP.id.offset, resp.idLo, true);
+    rdv.setUint32(o + RSP.id.offset + 4, resp.idHi, true);
+    rdv.setUint8(o + RSP.operation.offset, resp.op);
+    rdv.setInt16(o + RSP.status.offset, resp.status, true);
+  }
+
+  /** A read done off the main thread has finished: answers what it completes. */
+  private readDone(r: Run, err: Error | undefined): void {
+    this.inflight--;
+    if (err) this.failRun(r, err);
+    const ring = this.ring;
+    for (const m of r.members) if (--m.pending === 0) this.answer(ring, m);
+    if (this.inflight === 0) for (const fn of this.whenIdle.splice(0)) fn();
+    if (!ring) return;
+    if (ring.pushResponses()) this.evtchn.notify(this.port);
+    if (this.inflight === 0 && this.stalled) {
+      this.stalled = false;
+      this.kick();
+    }
+  }
+
+  private failRun(r: Run, e: Error): void {
+    this.log(`${this.info.backend}: ${this.storage.description}: ${e.message}`);
+    for (const m of r.members) m.status = B.BLKIF_RSP_ERROR;
   }
 
   /**
@@ -287,7 +388,8 @@ export class BlkbackDevice implements BackendDevice {
       r.read === read &&
       r.buffer === buffer &&
       r.end === start &&
-      r.at + (r.end - r.start) / SECTOR === at
+      r.at + (r.end - r.start) / SECTOR === at &&
+      end - r.start <= MAX_RUN_BYTES
     ) {
       r.end = end;
       if (r.members[r.members.length - 1] !== resp) r.members.push(resp);
@@ -297,18 +399,41 @@ export class BlkbackDevice implements BackendDevice {
     this.run = { read, at, buffer, start, end, members: [resp] };
   }
 
-  /** Performs the queued transfer; a storage failure fails every request in it. */
-  private drain(): void {
+  /**
+   * Starts the queued transfer, or does it; a storage failure fails every
+   * request in it. A large read goes off the main thread (where the storage
+   * can) when there is something to overlap it with: reads already in
+   * flight, or, unless it is the `last` of its batch, the transfers after
+   * it. Alone, it is quicker done here than handed over.
+   */
+  private drain(last = false): void {
     const r = this.run;
     if (!r) return;
     this.run = undefined;
     const bytes = new Uint8Array(r.buffer, r.start, r.end - r.start);
+    const storage = this.storage;
     try {
-      if (r.read) this.storage.read(r.at, bytes);
-      else this.storage.write(r.at, bytes);
+      if (
+        r.read &&
+        storage.readAsync &&
+        bytes.length >= ASYNC_MIN_BYTES &&
+        (!last || this.inflight > 0)
+      ) {
+        storage.readAsync(r.at, bytes, (err) => {
+          try {
+            this.readDone(r, err);
+          } catch (e) {
+            // From the event loop: report, never take the host down.
+            this.log(`${this.info.backend}: answering a read failed: ${(e as Error).message}`);
+          }
+        });
+        this.inflight++;
+        this.stats.asyncReads++;
+        for (const m of r.members) m.pending++;
+      } else if (r.read) storage.read(r.at, bytes);
+      else storage.write(r.at, bytes);
     } catch (e) {
-      this.log(`${this.info.backend}: ${this.storage.description}: ${(e as Error).message}`);
-      for (const m of r.members) m.status = B.BLKIF_RSP_ERROR;
+      this.failRun(r, e as Error);
     }
   }
 
@@ -456,8 +581,8 @@ export class BlkbackDevice implements BackendDevice {
       for (const m of temp) this.gnt.unmap(m);
       return B.BLKIF_RSP_ERROR;
     }
-    // Temporary mappings stay until the batch's transfers are done.
-    for (const m of temp) this.temps.push(m);
+    // Temporary mappings stay until the request is answered.
+    if (temp.length > 0) resp.temps = temp;
     // A page that starts where the last ended continues it.
     let at = sector;
     for (let i = 0; i < n;) {

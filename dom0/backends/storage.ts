@@ -4,7 +4,7 @@
  * image file, or memory. Sectors are 512 bytes. `flush` makes every write
  * before it durable on the host (fsync for a file).
  */
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, fsyncSync, openSync, read, readSync, writeSync } from "node:fs";
 
 export const SECTOR = 512;
 
@@ -15,6 +15,12 @@ export interface BlockStorage {
   readonly description: string;
   /** Reads `dst.length` bytes (whole sectors) from `sector`. */
   read(sector: number, dst: Uint8Array): void;
+  /**
+   * Where a storage has it: the same read done off the main thread (Node's
+   * thread pool), `done` called from the event loop with the error, if any.
+   * `dst` must stay valid until then, and the storage open.
+   */
+  readAsync?(sector: number, dst: Uint8Array, done: (err?: Error) => void): void;
   write(sector: number, src: Uint8Array): void;
   flush(): void;
   /** The sectors read back as zeros afterwards. */
@@ -70,6 +76,10 @@ export class RawFileStorage extends ImageFile {
     preadFully(this.fd, dst, sector * SECTOR);
   }
 
+  readAsync(sector: number, dst: Uint8Array, done: (err?: Error) => void): void {
+    preadFullyAsync(this.fd, dst, sector * SECTOR, done);
+  }
+
   write(sector: number, src: Uint8Array): void {
     pwriteFully(this.fd, src, sector * SECTOR);
   }
@@ -86,6 +96,24 @@ export function preadFully(fd: number, dst: Uint8Array, pos: number): void {
     }
     done += n;
   }
+}
+
+/** preadFully on Node's thread pool: `done` once `dst` is filled, or with the error. */
+export function preadFullyAsync(
+  fd: number,
+  dst: Uint8Array,
+  pos: number,
+  done: (err?: Error) => void,
+): void {
+  const step = (filled: number): void => {
+    read(fd, dst, filled, dst.length - filled, pos + filled, (err, n) => {
+      if (err) return done(err);
+      if (n === 0) dst.fill(0, filled);
+      if (n === 0 || filled + n === dst.length) return done();
+      step(filled + n);
+    });
+  };
+  step(0);
 }
 
 /** Writes all of `src` to `fd` at `pos`, however many writes it takes. */

@@ -18,6 +18,7 @@ import { parseDiskSpec } from "../../tools/libxl/disk.js";
 import type { Host } from "../../tools/host/host.js";
 import type { Domain } from "../../xen/common/domain.js";
 import * as B from "../../xen/include/public/io/blkif.js";
+import { RawFileStorage } from "../../dom0/backends/storage.js";
 
 function cfg(name: string, kernel: string, over: Partial<XlDomainConfig> = {}): XlDomainConfig {
   return xlDomainConfig({
@@ -81,6 +82,24 @@ test("a disk written by one guest, detached, and read back by another", async ()
     const dev = [...host.blkback.devices.values()].find((x) => x.info.frontendId === b.domid)!;
     assert.equal(dev.stats.indirect, 4);
     assert.equal(dev.stats.sectorsRead, 4 * 2048);
+    // With four 1 MiB reads in flight (blkfront_aio), answered as blkback's
+    // reads off the main thread finish, whatever their order.
+    const e = await libxl.create(
+      cfg("readahead", "blkbench", {
+        cmdline: "verify seed=7 mib=4 depth=4 passes=2",
+        memory: 16,
+        disks: [disk],
+      }),
+    );
+    await until(() => e.isShutdown, 20_000, "the read-ahead reader to finish");
+    assert.match(
+      consoleOf(host, e),
+      /4 requests in flight[^]*verify ok \(4 MiB\)/,
+      consoleOf(host, e),
+    );
+    const devE = [...host.blkback.devices.values()].find((x) => x.info.frontendId === e.domid)!;
+    assert.equal(devE.stats.sectorsRead, 3 * 4 * 2048, "two timed passes and the checked one");
+    assert.ok(devE.stats.asyncReads > 0, "some reads were done off the main thread");
     // And with another seed, the check does fail: it is not vacuous.
     const c = await libxl.create(
       cfg("wrong", "blkbench", {
@@ -179,16 +198,43 @@ class FakeFrontend {
 
   /** Sends one request (`fill` writes it); resolves with the response status. */
   async request(fill: (dv: DataView, o: number) => void): Promise<number> {
-    const o = this.base + 64 + (this.prod % this.slots) * 112;
-    this.d.mem.clear(o, 112);
-    fill(this.d.mem.dv, o);
-    this.d.mem.setU32(o + B.blkif_request.fields.id.offset, this.prod + 1000);
-    this.prod++;
+    return (await this.requests([fill]))[0]!;
+  }
+
+  /**
+   * Sends several requests with one event; resolves with their statuses in
+   * request order, whatever order the responses came in (found by id).
+   */
+  async requests(fills: Array<(dv: DataView, o: number) => void>): Promise<number[]> {
+    const slot = (i: number): number => this.base + 64 + (i % this.slots) * 112;
+    const first = this.send(fills);
+    await until(() => this.d.mem.u32(this.base + 8) === this.prod, 2000, "the responses");
+    const status = new Map<number, number>();
+    for (let i = first; i < this.prod; i++) {
+      const o = slot(i);
+      status.set(
+        this.d.mem.u32(o),
+        this.d.mem.dv.getInt16(o + B.blkif_response.fields.status.offset, true),
+      );
+    }
+    const ids = fills.map((_, k) => first + k + 1000);
+    assert.deepEqual([...status.keys()].sort(), ids, "each response echoes one request's id");
+    return ids.map((id) => status.get(id)!);
+  }
+
+  /** Puts requests on the ring and sends one event; returns the first one's index. */
+  send(fills: Array<(dv: DataView, o: number) => void>): number {
+    const first = this.prod;
+    for (const fill of fills) {
+      const o = this.base + 64 + (this.prod % this.slots) * 112;
+      this.d.mem.clear(o, 112);
+      fill(this.d.mem.dv, o);
+      this.d.mem.setU32(o + B.blkif_request.fields.id.offset, this.prod + 1000);
+      this.prod++;
+    }
     this.d.mem.setU32(this.base, this.prod);
     this.kick();
-    await until(() => this.d.mem.u32(this.base + 8) === this.prod, 2000, "a response");
-    assert.equal(this.d.mem.u32(o), this.prod - 1 + 1000, "the response echoes the id");
-    return this.d.mem.dv.getInt16(o + B.blkif_response.fields.status.offset, true);
+    return first;
   }
 
   /** EVTCHNOP_send from the guest's side. */
@@ -382,6 +428,97 @@ test("indirect requests, discard, barriers and a multi-page ring", async () => {
     const dev = [...host.blkback.devices.values()][0]!;
     assert.ok(dev.stats.flushes >= 1 && dev.stats.discards === 1);
   } finally {
+    await host.shutdown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Milliseconds by which raw images' reads off the main thread are held back (0: not). */
+let slowReads = 0;
+const readAsync = RawFileStorage.prototype.readAsync;
+RawFileStorage.prototype.readAsync = function (sector, dst, done) {
+  if (slowReads === 0) return readAsync.call(this, sector, dst, done);
+  setTimeout(() => readAsync.call(this, sector, dst, done), slowReads);
+};
+
+test("a write waits for the reads in flight before it, which read what was there before", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-blk-"));
+  const img = join(dir, "disk.img");
+  const pattern = Buffer.alloc(1024 * 1024);
+  for (let i = 0; i < pattern.length; i++) pattern[i] = (i * 13 + (i >> 12)) & 0xff;
+  writeFileSync(img, pattern);
+  const host = newHost();
+  const libxl = new Libxl(host);
+  try {
+    const d = await libxl.create(cfg("fe", "ticker", { disks: [`vdev=xvda, target=${img}`] }), {
+      paused: true,
+    });
+    const fe = new FakeFrontend(host, d);
+    await fe.connect();
+    // Two indirect reads of the first 64 KiB into the 16 data pages (large
+    // enough to go off the main thread), then a write over their first
+    // sectors from another page, all in one batch.
+    const dataRefs = Array.from({ length: 16 }, (_, i) => (i < 4 ? 11 + i : 26 + i));
+    const indirect = (ref: number, pfn: number): ((dv: DataView, o: number) => void) => {
+      fe.grant(ref, pfn);
+      dataRefs.forEach((g, i) => {
+        const o = pfn * 4096 + i * 8;
+        d.mem.setU32(o, g);
+        d.mem.setU8(o + 4, 0);
+        d.mem.setU8(o + 5, 7);
+      });
+      const I = B.blkif_request_indirect.fields;
+      return (dv, o) => {
+        dv.setUint8(o + I.operation.offset, B.BLKIF_OP_INDIRECT);
+        dv.setUint8(o + I.indirect_op.offset, B.BLKIF_OP_READ);
+        dv.setUint16(o + I.nr_segments.offset, 16, true);
+        dv.setUint32(o + I.indirect_grefs.offset, ref, true);
+      };
+    };
+    fe.grant(62, 962);
+    const reads = [indirect(60, 960), indirect(61, 961)];
+    // A slow disk: reads off the main thread start 20 ms late, so that a
+    // write that did not wait for them would be on disk first.
+    slowReads = 20;
+    // Each round writes a new byte over the first page; its reads must see
+    // the one before.
+    let before = pattern.subarray(0, 4096);
+    for (let round = 0; round < 3; round++) {
+      const byte = 0xe0 + round;
+      d.mem.u8.fill(byte, 962 * 4096, 963 * 4096);
+      d.mem.clear(FakeFrontend.DATA_PFN * 4096, 16 * 4096);
+      const statuses = await fe.requests([...reads, rw(B.BLKIF_OP_WRITE, 0, [[62, 0, 7]])]);
+      assert.deepEqual(statuses, [B.BLKIF_RSP_OKAY, B.BLKIF_RSP_OKAY, B.BLKIF_RSP_OKAY]);
+      assert.deepEqual(
+        Buffer.from(d.mem.read(FakeFrontend.DATA_PFN * 4096, 16 * 4096)),
+        Buffer.concat([before, pattern.subarray(4096, 16 * 4096)]),
+        `round ${round}: the reads saw the disk from before the write`,
+      );
+      before = Buffer.alloc(4096, byte);
+    }
+    const dev = [...host.blkback.devices.values()][0]!;
+    assert.ok(dev.stats.asyncReads >= 3, "reads went off the main thread");
+    const disk = readFileSync(img);
+    assert.ok(disk.subarray(0, 4096).equals(before), "the last write is on disk");
+    assert.ok(disk.subarray(4096).equals(pattern.subarray(4096)), "and nothing else changed");
+
+    // Destroyed with reads in flight: the pages they fill stay mapped, and
+    // the domain dying, until they are done; then nothing is left.
+    slowReads = 300;
+    const started = dev.stats.asyncReads;
+    fe.send(reads);
+    await until(() => dev.stats.asyncReads === started + 2, 2000, "the reads to start");
+    libxl.destroy(d.domid);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(
+      host.hv.domains.get(d.domid)?.isDying,
+      true,
+      "dying while its pages are read into",
+    );
+    await until(() => !host.hv.domains.has(d.domid), 3000, "the domain to go");
+    assert.equal(host.vbd.list().length, 0);
+  } finally {
+    slowReads = 0;
     await host.shutdown();
     rmSync(dir, { recursive: true, force: true });
   }
