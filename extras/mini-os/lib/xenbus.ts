@@ -415,9 +415,29 @@ export function xenbus_wait_for_node(path: string, token: string): i32 {
 export function xenbus_follow_backend(backend_state: string, frontend_state: string): bool {
   const st = xenbus_read_u32(backend_state);
   if (st >= 0 && st < <i64>XenbusStateClosing) return false;
-  xenbus_write_u32(frontend_state, <u32>XenbusStateClosing);
-  xenbus_write_u32(frontend_state, <u32>XenbusStateClosed);
+  xenbus_switch_state(frontend_state, <u32>XenbusStateClosing);
+  xenbus_switch_state(frontend_state, <u32>XenbusStateClosed);
   return true;
+}
+
+/**
+ * Writes `state` at the state node `path`, as Linux's xenbus_switch_state:
+ * in a transaction that first reads the node, so that a device the
+ * toolstack has already removed (hot-unplug) is not brought back as an
+ * empty directory by a late write. Returns 0, -XEN_ENOENT when the node is
+ * gone, or another negative error.
+ */
+export function xenbus_switch_state(path: string, state: u32): i32 {
+  while (true) {
+    const tx = xenbus_transaction_start();
+    if (tx < 0) return tx;
+    let rc = xenbus_read(path, <u32>tx);
+    if (rc >= 0) rc = xenbus_write_u32(path, state, <u32>tx);
+    const end = xenbus_transaction_end(<u32>tx, rc < 0);
+    if (rc < 0) return rc;
+    if (end != -XEN_EAGAIN) return end;
+  }
+  return unreachable();
 }
 
 /** The value at `path` as a string, or null (setup only: it allocates). */
