@@ -17,8 +17,9 @@ export interface BlockStorage {
   read(sector: number, dst: Uint8Array): void;
   /**
    * Where a storage has it: the same read done off the main thread (Node's
-   * thread pool), `done` called from the event loop with the error, if any.
-   * `dst` must stay valid until then, and the storage open.
+   * thread pool), `done` called later from the event loop (never before
+   * readAsync returns) with the error, if any. `dst` must stay valid until
+   * then, and the storage open.
    */
   readAsync?(sector: number, dst: Uint8Array, done: (err?: Error) => void): void;
   write(sector: number, src: Uint8Array): void;

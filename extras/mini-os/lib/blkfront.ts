@@ -412,9 +412,10 @@ function rw(write: bool, sector: u64, buf: usize, bytes: u32): i32 {
 /**
  * Starts one request for `bytes` at `buf` from `sector`, answered later
  * (blkfront_aio_wait); returns its id (0..7), or a negative error:
- * -XEN_EINVAL when the device has no indirect requests or the transfer is
+ * -XEN_EINVAL when the device has no indirect requests, the transfer is
  * not whole pages of a page-aligned buffer within one request
- * (feature-max-indirect-segments pages), -XEN_EBUSY when 8 are in flight.
+ * (feature-max-indirect-segments pages), or its pages cannot all be
+ * granted; -XEN_EBUSY when 8 are in flight.
  */
 function aio(write: bool, sector: u64, buf: usize, bytes: u32): i32 {
   const bad = check_transfer(write, sector, bytes);

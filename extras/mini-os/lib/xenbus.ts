@@ -435,7 +435,7 @@ export function xenbus_switch_state(path: string, state: u32): i32 {
     if (rc >= 0) rc = xenbus_write_u32(path, state, <u32>tx);
     const end = xenbus_transaction_end(<u32>tx, rc < 0);
     if (rc < 0) return rc;
-    if (end != -XEN_EAGAIN) return end;
+    if (end != -XEN_EAGAIN) return end < 0 ? end : 0;
   }
   return unreachable();
 }
