@@ -4,7 +4,9 @@
  * back by another; and hostile frontends played from TypeScript on a paused
  * guest's memory (bad segment counts, grants, sectors, operations, a ring
  * with wild indices, garbage in xenstore): each gets an error response or a
- * closed device, while the host and another guest carry on.
+ * closed device, while the host and another guest carry on. Reads done off
+ * the main thread: a guest with four in flight, a write that must wait for
+ * the reads before it, and a domain destroyed while its pages are read into.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -218,7 +220,11 @@ class FakeFrontend {
       );
     }
     const ids = fills.map((_, k) => first + k + 1000);
-    assert.deepEqual([...status.keys()].sort(), ids, "each response echoes one request's id");
+    assert.deepEqual(
+      [...status.keys()].sort((a, b) => a - b),
+      ids,
+      "each response echoes one request's id",
+    );
     return ids.map((id) => status.get(id)!);
   }
 
