@@ -58,6 +58,32 @@ async function withDisk(
   }
 }
 
+/**
+ * Runs `fn` with a 1 MiB raw image whose byte i is `byte(i)`, a host, and a
+ * paused guest `d` that has the image as xvda; cleans up after.
+ */
+async function withPausedGuestDisk(
+  byte: (i: number) => number,
+  fn: (ctx: { host: Host; libxl: Libxl; img: string; pattern: Buffer; d: Domain }) => Promise<void>,
+): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-blk-"));
+  const img = join(dir, "disk.img");
+  const pattern = Buffer.alloc(1024 * 1024);
+  for (let i = 0; i < pattern.length; i++) pattern[i] = byte(i);
+  writeFileSync(img, pattern);
+  const host = newHost();
+  const libxl = new Libxl(host);
+  try {
+    const d = await libxl.create(cfg("fe", "ticker", { disks: [`vdev=xvda, target=${img}`] }), {
+      paused: true,
+    });
+    await fn({ host, libxl, img, pattern, d });
+  } finally {
+    await host.shutdown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 test("a disk written by one guest, detached, and read back by another", async () => {
   await withDisk(16 * 2 ** 20, async ({ host, libxl, img }) => {
     const disk = `format=raw, vdev=xvda, access=rw, target=${img}`;
@@ -169,7 +195,7 @@ class FakeFrontend {
   ) {
     this.grant(10, FakeFrontend.RING_PFN);
     for (let i = 0; i < 1 << order; i++) this.grant(20 + i, FakeFrontend.RING_PFN + i);
-    for (let i = 0; i < 16; i++) this.grant(i < 4 ? 11 + i : 26 + i, FakeFrontend.DATA_PFN + i);
+    for (let i = 0; i < 16; i++) this.grant(FakeFrontend.dataRef(i), FakeFrontend.DATA_PFN + i);
     d.mem.clear(this.base, 4096 << order);
     this.slots = B.blkifRingSize(1 << order);
     this.port = host.dom0.openEvtchn().allocUnboundIn(d.domid, 0);
@@ -177,6 +203,33 @@ class FakeFrontend {
 
   grant(ref: number, pfn: number): void {
     grantAccess(this.d, ref, 0, pfn);
+  }
+
+  /** The grant ref of data page `i` (0..15, at DATA_PFN + i). */
+  static dataRef(i: number): number {
+    return i < 4 ? 11 + i : 26 + i;
+  }
+
+  /**
+   * An indirect read of data pages 0..`n`-1 (whole pages) from `sector`: the
+   * segments listed in page `pfn`, granted as `ref`. Returns the request's fill.
+   */
+  indirectRead(ref: number, pfn: number, n: number, sector = 0): (dv: DataView, o: number) => void {
+    this.grant(ref, pfn);
+    for (let i = 0; i < n; i++) {
+      const o = pfn * 4096 + i * 8;
+      this.d.mem.setU32(o, FakeFrontend.dataRef(i));
+      this.d.mem.setU8(o + 4, 0);
+      this.d.mem.setU8(o + 5, 7);
+    }
+    const I = B.blkif_request_indirect.fields;
+    return (dv, o) => {
+      dv.setUint8(o + I.operation.offset, B.BLKIF_OP_INDIRECT);
+      dv.setUint8(o + I.indirect_op.offset, B.BLKIF_OP_READ);
+      dv.setUint16(o + I.nr_segments.offset, n, true);
+      dv.setBigUint64(o + I.sector_number.offset, BigInt(sector), true);
+      dv.setUint32(o + I.indirect_grefs.offset, ref, true);
+    };
   }
 
   get frontend(): string {
@@ -354,17 +407,8 @@ test("hostile frontends get error responses or a closed device; the host carries
 });
 
 test("indirect requests, discard, barriers and a multi-page ring", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "tsxen-blk-"));
-  const img = join(dir, "disk.img");
-  const pattern = Buffer.alloc(1024 * 1024);
-  for (let i = 0; i < pattern.length; i++) pattern[i] = (i * 7 + (i >> 9)) & 0xff;
-  writeFileSync(img, pattern);
-  const host = newHost();
-  const libxl = new Libxl(host);
-  try {
-    const d = await libxl.create(cfg("fe", "ticker", { disks: [`vdev=xvda, target=${img}`] }), {
-      paused: true,
-    });
+  const byte = (i: number): number => (i * 7 + (i >> 9)) & 0xff;
+  await withPausedGuestDisk(byte, async ({ host, img, pattern, d }) => {
     // A two-page ring: 64 slots; go round it more than once.
     const fe = new FakeFrontend(host, d, 1);
     await fe.connect();
@@ -379,23 +423,7 @@ test("indirect requests, discard, barriers and a multi-page ring", async () => {
     );
 
     // INDIRECT: 12 segments (more than a direct request holds) listed in an indirect page.
-    const indPfn = 960;
-    fe.grant(60, indPfn);
-    const dataRefs = Array.from({ length: 12 }, (_, i) => (i < 4 ? 11 + i : 26 + i));
-    dataRefs.forEach((ref, i) => {
-      const o = indPfn * 4096 + i * 8;
-      d.mem.setU32(o, ref);
-      d.mem.setU8(o + 4, 0);
-      d.mem.setU8(o + 5, 7);
-    });
-    const I = B.blkif_request_indirect.fields;
-    const st = await fe.request((dv, o) => {
-      dv.setUint8(o + I.operation.offset, B.BLKIF_OP_INDIRECT);
-      dv.setUint8(o + I.indirect_op.offset, B.BLKIF_OP_READ);
-      dv.setUint16(o + I.nr_segments.offset, 12, true);
-      dv.setBigUint64(o + I.sector_number.offset, 16n, true);
-      dv.setUint32(o + I.indirect_grefs.offset, 60, true);
-    });
+    const st = await fe.request(fe.indirectRead(60, 960, 12, 16));
     assert.equal(st, B.BLKIF_RSP_OKAY);
     for (let i = 0; i < 12; i++) {
       const got = Buffer.from(d.mem.read((FakeFrontend.DATA_PFN + i) * 4096, 4096));
@@ -433,10 +461,7 @@ test("indirect requests, discard, barriers and a multi-page ring", async () => {
     );
     const dev = [...host.blkback.devices.values()][0]!;
     assert.ok(dev.stats.flushes >= 1 && dev.stats.discards === 1);
-  } finally {
-    await host.shutdown();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 /** Milliseconds by which raw images' reads off the main thread are held back (0: not). */
@@ -448,84 +473,58 @@ RawFileStorage.prototype.readAsync = function (sector, dst, done) {
 };
 
 test("a write waits for the reads in flight before it, which read what was there before", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "tsxen-blk-"));
-  const img = join(dir, "disk.img");
-  const pattern = Buffer.alloc(1024 * 1024);
-  for (let i = 0; i < pattern.length; i++) pattern[i] = (i * 13 + (i >> 12)) & 0xff;
-  writeFileSync(img, pattern);
-  const host = newHost();
-  const libxl = new Libxl(host);
+  const byte = (i: number): number => (i * 13 + (i >> 12)) & 0xff;
   try {
-    const d = await libxl.create(cfg("fe", "ticker", { disks: [`vdev=xvda, target=${img}`] }), {
-      paused: true,
-    });
-    const fe = new FakeFrontend(host, d);
-    await fe.connect();
-    // Two indirect reads of the first 64 KiB into the 16 data pages (large
-    // enough to go off the main thread), then a write over their first
-    // sectors from another page, all in one batch.
-    const dataRefs = Array.from({ length: 16 }, (_, i) => (i < 4 ? 11 + i : 26 + i));
-    const indirect = (ref: number, pfn: number): ((dv: DataView, o: number) => void) => {
-      fe.grant(ref, pfn);
-      dataRefs.forEach((g, i) => {
-        const o = pfn * 4096 + i * 8;
-        d.mem.setU32(o, g);
-        d.mem.setU8(o + 4, 0);
-        d.mem.setU8(o + 5, 7);
-      });
-      const I = B.blkif_request_indirect.fields;
-      return (dv, o) => {
-        dv.setUint8(o + I.operation.offset, B.BLKIF_OP_INDIRECT);
-        dv.setUint8(o + I.indirect_op.offset, B.BLKIF_OP_READ);
-        dv.setUint16(o + I.nr_segments.offset, 16, true);
-        dv.setUint32(o + I.indirect_grefs.offset, ref, true);
-      };
-    };
-    fe.grant(62, 962);
-    const reads = [indirect(60, 960), indirect(61, 961)];
-    // A slow disk: reads off the main thread start 20 ms late, so that a
-    // write that did not wait for them would be on disk first.
-    slowReads = 20;
-    // Each round writes a new byte over the first page; its reads must see
-    // the one before.
-    let before = pattern.subarray(0, 4096);
-    for (let round = 0; round < 3; round++) {
-      const byte = 0xe0 + round;
-      d.mem.u8.fill(byte, 962 * 4096, 963 * 4096);
-      d.mem.clear(FakeFrontend.DATA_PFN * 4096, 16 * 4096);
-      const statuses = await fe.requests([...reads, rw(B.BLKIF_OP_WRITE, 0, [[62, 0, 7]])]);
-      assert.deepEqual(statuses, [B.BLKIF_RSP_OKAY, B.BLKIF_RSP_OKAY, B.BLKIF_RSP_OKAY]);
-      assert.deepEqual(
-        Buffer.from(d.mem.read(FakeFrontend.DATA_PFN * 4096, 16 * 4096)),
-        Buffer.concat([before, pattern.subarray(4096, 16 * 4096)]),
-        `round ${round}: the reads saw the disk from before the write`,
-      );
-      before = Buffer.alloc(4096, byte);
-    }
-    const dev = [...host.blkback.devices.values()][0]!;
-    assert.ok(dev.stats.asyncReads >= 3, "reads went off the main thread");
-    const disk = readFileSync(img);
-    assert.ok(disk.subarray(0, 4096).equals(before), "the last write is on disk");
-    assert.ok(disk.subarray(4096).equals(pattern.subarray(4096)), "and nothing else changed");
+    await withPausedGuestDisk(byte, async ({ host, libxl, img, pattern, d }) => {
+      const fe = new FakeFrontend(host, d);
+      await fe.connect();
+      // Two indirect reads of the first 64 KiB into the 16 data pages (large
+      // enough to go off the main thread), then a write over their first
+      // sectors from another page, all in one batch.
+      fe.grant(62, 962);
+      const reads = [fe.indirectRead(60, 960, 16), fe.indirectRead(61, 961, 16)];
+      // A slow disk: reads off the main thread start 20 ms late, so that a
+      // write that did not wait for them would be on disk first.
+      slowReads = 20;
+      // Each round writes a new byte over the first page; its reads must see
+      // the one before.
+      let before = pattern.subarray(0, 4096);
+      for (let round = 0; round < 3; round++) {
+        const byte = 0xe0 + round;
+        d.mem.u8.fill(byte, 962 * 4096, 963 * 4096);
+        d.mem.clear(FakeFrontend.DATA_PFN * 4096, 16 * 4096);
+        const statuses = await fe.requests([...reads, rw(B.BLKIF_OP_WRITE, 0, [[62, 0, 7]])]);
+        assert.deepEqual(statuses, [B.BLKIF_RSP_OKAY, B.BLKIF_RSP_OKAY, B.BLKIF_RSP_OKAY]);
+        assert.deepEqual(
+          Buffer.from(d.mem.read(FakeFrontend.DATA_PFN * 4096, 16 * 4096)),
+          Buffer.concat([before, pattern.subarray(4096, 16 * 4096)]),
+          `round ${round}: the reads saw the disk from before the write`,
+        );
+        before = Buffer.alloc(4096, byte);
+      }
+      const dev = [...host.blkback.devices.values()][0]!;
+      assert.ok(dev.stats.asyncReads >= 3, "reads went off the main thread");
+      const disk = readFileSync(img);
+      assert.ok(disk.subarray(0, 4096).equals(before), "the last write is on disk");
+      assert.ok(disk.subarray(4096).equals(pattern.subarray(4096)), "and nothing else changed");
 
-    // Destroyed with reads in flight: the pages they fill stay mapped, and
-    // the domain dying, until they are done; then nothing is left.
-    slowReads = 300;
-    const started = dev.stats.asyncReads;
-    fe.send(reads);
-    await until(() => dev.stats.asyncReads === started + 2, 2000, "the reads to start");
-    libxl.destroy(d.domid);
-    await new Promise((r) => setTimeout(r, 100));
-    assert.equal(
-      host.hv.domains.get(d.domid)?.isDying,
-      true,
-      "dying while its pages are read into",
-    );
-    await until(() => !host.hv.domains.has(d.domid), 3000, "the domain to go");
-    assert.equal(host.vbd.list().length, 0);
+      // Destroyed with reads in flight: the pages they fill stay mapped, and
+      // the domain dying, until they are done; then nothing is left.
+      slowReads = 300;
+      const started = dev.stats.asyncReads;
+      fe.send(reads);
+      await until(() => dev.stats.asyncReads === started + 2, 2000, "the reads to start");
+      libxl.destroy(d.domid);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(
+        host.hv.domains.get(d.domid)?.isDying,
+        true,
+        "dying while its pages are read into",
+      );
+      await until(() => !host.hv.domains.has(d.domid), 3000, "the domain to go");
+      assert.equal(host.vbd.list().length, 0);
+    });
   } finally {
     slowReads = 0;
-    await host.shutdown();
-    rmSync(dir, { recursive: true, force: true });
   }
 });
