@@ -80,9 +80,8 @@ async function nodeBaseline(
   buf.fill(7);
   const fd = openSync(path, "r+");
   let write = 0;
-  let t0 = 0;
   for (let p = 0; p < PASSES; p++) {
-    t0 = performance.now();
+    const t0 = performance.now();
     for (let i = 0; i < mib; i++) writeSync(fd, buf, 0, buf.length, i << 20);
     fsyncSync(fd);
     write = Math.max(write, mib / ((performance.now() - t0) / 1000));
@@ -90,14 +89,14 @@ async function nodeBaseline(
   let read = 0;
   let ahead = 0;
   for (let p = 0; p < PASSES; p++) {
-    t0 = performance.now();
+    const t0 = performance.now();
     for (let i = 0; i < mib; i++) readSync(fd, buf, 0, buf.length, i << 20);
     read = Math.max(read, mib / ((performance.now() - t0) / 1000));
     ahead = Math.max(ahead, await readAhead(fd, mib, READ_DEPTH));
   }
   const small = buf.subarray(0, 4096);
   const span = Math.floor((mib << 20) / 4096);
-  t0 = performance.now();
+  const t0 = performance.now();
   for (let i = 0; i < ios; i++)
     readSync(fd, small, 0, 4096, Math.floor(Math.random() * span) * 4096);
   const iops = ios / ((performance.now() - t0) / 1000);
