@@ -20,10 +20,12 @@
  * and answers from their completion: the request's response goes on the
  * ring when its data is in the frontend's pages, in whatever order the reads
  * finish (blkif's ids say which is which), and the guests run meanwhile.
- * Everything else (writes, flushes, discards, qcow2) is done before the
- * batch's responses, and waits for the reads in flight: a write never
- * overtakes an earlier read. Grant mappings a read in flight fills, and the
- * storage, are released only once it is done.
+ * Flushes (fsync, which can take a disk's worth of time) are asynchronous
+ * too where the storage can (flushAsync), and nothing after a flush starts
+ * before it is done. Everything else (writes, discards, qcow2's reads) is
+ * done before the batch's responses, and waits for what is in flight: a
+ * write never overtakes an earlier read. Grant mappings a read in flight
+ * fills, and the storage, are released only once it is done.
  */
 import type { Dom0Drivers } from "../drivers/index.js";
 import type { XenEvtchn } from "../drivers/evtchn.js";
@@ -118,8 +120,10 @@ export class BlkbackDevice implements BackendDevice {
   private pgOffset = new Float64Array(0);
   private pgrantCount = 0;
   private run: Run | undefined;
-  /** Reads in flight (storage.readAsync calls not yet done). */
+  /** Reads and flushes in flight (storage.readAsync and flushAsync calls not yet done). */
   private inflight = 0;
+  /** A flush is in flight: every request waits for it. */
+  private flushing = false;
   /** A request that must wait for the reads in flight is on the ring. */
   private stalled = false;
   /** Counts connections, for Resp.gen. */
@@ -267,10 +271,12 @@ export class BlkbackDevice implements BackendDevice {
   }
 
   /**
-   * Whether the request at req_cons must wait for the reads in flight, or
-   * about to be (a read queued for merging): anything but a read must.
+   * Whether the request at req_cons must wait for what is in flight: for a
+   * flush, every request; for reads in flight, or about to be (a read queued
+   * for merging), anything but a read.
    */
   private mustWait(ring: BackRing): boolean {
+    if (this.flushing) return true;
     const reading = this.inflight > 0 || (this.run?.read === true && !!this.storage.readAsync);
     // (A queued read may yet be done here; the stall then ends with its batch.)
     if (!reading) return false;
@@ -349,13 +355,19 @@ export class BlkbackDevice implements BackendDevice {
     rdv.setInt16(o + RSP.status.offset, resp.status, true);
   }
 
-  /** A read done off the main thread has finished: answers what it completes. */
-  private readDone(r: Run, err: Error | undefined): void {
+  /**
+   * A read or flush done off the main thread has finished: answers the
+   * requests it completes.
+   */
+  private ioDone(members: Resp[], err: Error | undefined): void {
     this.inflight--;
-    if (err) this.failRun(r, err);
+    if (err) this.fail(members, err);
     const ring = this.ring;
-    for (const m of r.members) if (--m.pending === 0) this.answer(ring, m);
-    if (this.inflight === 0) for (const fn of this.whenIdle.splice(0)) fn();
+    for (const m of members) if (--m.pending === 0) this.answer(ring, m);
+    if (this.inflight === 0) {
+      this.flushing = false;
+      for (const fn of this.whenIdle.splice(0)) fn();
+    }
     if (!ring) return;
     if (ring.pushResponses()) this.evtchn.notify(this.port);
     if (this.inflight === 0 && this.stalled) {
@@ -364,9 +376,26 @@ export class BlkbackDevice implements BackendDevice {
     }
   }
 
-  private failRun(r: Run, e: Error): void {
+  private fail(members: Resp[], e: Error): void {
     this.log(`${this.info.backend}: ${this.storage.description}: ${e.message}`);
-    for (const m of r.members) m.status = B.BLKIF_RSP_ERROR;
+    for (const m of members) m.status = B.BLKIF_RSP_ERROR;
+  }
+
+  /**
+   * Runs `start` (a storage call that answers `done` from the event loop)
+   * for `members`: their responses wait for it, and so do the idle tasks.
+   */
+  private offMainThread(members: Resp[], start: (done: (err?: Error) => void) => void): void {
+    start((err) => {
+      try {
+        this.ioDone(members, err);
+      } catch (e) {
+        // From the event loop: report, never take the host down.
+        this.log(`${this.info.backend}: answering a request failed: ${(e as Error).message}`);
+      }
+    });
+    this.inflight++;
+    for (const m of members) m.pending++;
   }
 
   /**
@@ -419,21 +448,13 @@ export class BlkbackDevice implements BackendDevice {
         bytes.length >= ASYNC_MIN_BYTES &&
         (!last || this.inflight > 0)
       ) {
-        storage.readAsync(r.at, bytes, (err) => {
-          try {
-            this.readDone(r, err);
-          } catch (e) {
-            // From the event loop: report, never take the host down.
-            this.log(`${this.info.backend}: answering a read failed: ${(e as Error).message}`);
-          }
-        });
-        this.inflight++;
+        const readAsync = storage.readAsync.bind(storage);
+        this.offMainThread(r.members, (done) => readAsync(r.at, bytes, done));
         this.stats.asyncReads++;
-        for (const m of r.members) m.pending++;
       } else if (r.read) storage.read(r.at, bytes);
       else storage.write(r.at, bytes);
     } catch (e) {
-      this.failRun(r, e as Error);
+      this.fail(r.members, e as Error);
     }
   }
 
@@ -444,14 +465,14 @@ export class BlkbackDevice implements BackendDevice {
       case B.BLKIF_OP_WRITE:
       case B.BLKIF_OP_WRITE_BARRIER: {
         const n = req[R.nr_segments.offset]!;
-        if (op === B.BLKIF_OP_WRITE_BARRIER && n === 0) return this.flush();
+        if (op === B.BLKIF_OP_WRITE_BARRIER && n === 0) return this.flush(resp);
         if (n === 0 || n > B.BLKIF_MAX_SEGMENTS_PER_REQUEST) return B.BLKIF_RSP_ERROR;
         this.parseSegments(dv, R.seg.offset, 0, n);
         const st = this.rw(op === B.BLKIF_OP_READ, sector, n, resp);
-        return st === B.BLKIF_RSP_OKAY && op === B.BLKIF_OP_WRITE_BARRIER ? this.flush() : st;
+        return st === B.BLKIF_RSP_OKAY && op === B.BLKIF_OP_WRITE_BARRIER ? this.flush(resp) : st;
       }
       case B.BLKIF_OP_FLUSH_DISKCACHE:
-        return this.flush();
+        return this.flush(resp);
       case B.BLKIF_OP_DISCARD: {
         const count = u64(dv, B.blkif_request_discard.fields.nr_sectors.offset);
         if (this.storage.readonly || sector + count > this.storage.sectors)
@@ -496,11 +517,21 @@ export class BlkbackDevice implements BackendDevice {
     }
   }
 
-  private flush(): number {
+  /**
+   * Makes the writes before it durable (fsync): off the main thread where
+   * the storage can, `resp` answered when it is done. Only a request that
+   * waited for everything in flight gets here (mustWait).
+   */
+  private flush(resp: Resp): number {
     // Writes queued before the flush reach storage first.
     this.drain();
-    this.storage.flush();
     this.stats.flushes++;
+    const storage = this.storage;
+    if (storage.flushAsync) {
+      const flushAsync = storage.flushAsync.bind(storage);
+      this.offMainThread([resp], flushAsync);
+      this.flushing = true;
+    } else storage.flush();
     return B.BLKIF_RSP_OKAY;
   }
 

@@ -4,7 +4,16 @@
  * image file, or memory. Sectors are 512 bytes. `flush` makes every write
  * before it durable on the host (fsync for a file).
  */
-import { closeSync, fstatSync, fsyncSync, openSync, read, readSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  fstatSync,
+  fsync,
+  fsyncSync,
+  openSync,
+  read,
+  readSync,
+  writeSync,
+} from "node:fs";
 
 export const SECTOR = 512;
 
@@ -24,6 +33,8 @@ export interface BlockStorage {
   readAsync?(sector: number, dst: Uint8Array, done: (err?: Error) => void): void;
   write(sector: number, src: Uint8Array): void;
   flush(): void;
+  /** Where a storage has it: flush done off the main thread, `done` as for readAsync. */
+  flushAsync?(done: (err?: Error) => void): void;
   /** The sectors read back as zeros afterwards. */
   discard(sector: number, count: number): void;
   close(): void;
@@ -50,6 +61,10 @@ export abstract class ImageFile implements BlockStorage {
 
   flush(): void {
     fsyncSync(this.fd);
+  }
+
+  flushAsync(done: (err?: Error) => void): void {
+    fsync(this.fd, (err) => done(err ?? undefined));
   }
 
   discard(sector: number, count: number): void {

@@ -261,17 +261,11 @@ class FakeFrontend {
    * request order, whatever order the responses came in (found by id).
    */
   async requests(fills: Array<(dv: DataView, o: number) => void>): Promise<number[]> {
-    const slot = (i: number): number => this.base + 64 + (i % this.slots) * 112;
     const first = this.send(fills);
-    await until(() => this.d.mem.u32(this.base + 8) === this.prod, 2000, "the responses");
+    await until(() => this.responses === this.prod, 2000, "the responses");
     const status = new Map<number, number>();
-    for (let i = first; i < this.prod; i++) {
-      const o = slot(i);
-      status.set(
-        this.d.mem.u32(o),
-        this.d.mem.dv.getInt16(o + B.blkif_response.fields.status.offset, true),
-      );
-    }
+    for (let i = first; i < this.prod; i++) status.set(...this.response(i));
+
     const ids = fills.map((_, k) => first + k + 1000);
     assert.deepEqual(
       [...status.keys()].sort((a, b) => a - b),
@@ -279,6 +273,20 @@ class FakeFrontend {
       "each response echoes one request's id",
     );
     return ids.map((id) => status.get(id)!);
+  }
+
+  /** The backend's rsp_prod: responses it has produced. */
+  get responses(): number {
+    return this.d.mem.u32(this.base + 8);
+  }
+
+  /** Response `i` (in the order produced): its id and status. */
+  response(i: number): [number, number] {
+    const o = this.base + 64 + (i % this.slots) * 112;
+    return [
+      this.d.mem.u32(o),
+      this.d.mem.dv.getInt16(o + B.blkif_response.fields.status.offset, true),
+    ];
   }
 
   /** Puts requests on the ring and sends one event; returns the first one's index. */
@@ -526,5 +534,40 @@ test("a write waits for the reads in flight before it, which read what was there
     });
   } finally {
     slowReads = 0;
+  }
+});
+
+/** Milliseconds by which raw images' flushes off the main thread are held back (0: not). */
+let slowFlushes = 0;
+const flushAsync = RawFileStorage.prototype.flushAsync;
+RawFileStorage.prototype.flushAsync = function (done) {
+  if (slowFlushes === 0) return flushAsync.call(this, done);
+  setTimeout(() => flushAsync.call(this, done), slowFlushes);
+};
+
+test("a flush is done off the main thread, and the requests after it wait for it", async () => {
+  try {
+    await withPausedGuestDisk(
+      (i) => i & 0xff,
+      async ({ host, d }) => {
+        const fe = new FakeFrontend(host, d);
+        await fe.connect();
+        slowFlushes = 200;
+        const flush = (dv: DataView, o: number): void =>
+          dv.setUint8(o + B.blkif_request.fields.operation.offset, B.BLKIF_OP_FLUSH_DISKCACHE);
+        const first = fe.send([flush, rw(B.BLKIF_OP_READ, 8, [[11, 0, 7]])]);
+        // Meanwhile the host runs: timers fire, and the read is not answered.
+        await new Promise((r) => setTimeout(r, 100));
+        assert.equal(fe.responses, first, "nothing answered yet");
+        await until(() => fe.responses === first + 2, 2000, "both answers");
+        // The flush's response comes first: the read waited for it.
+        assert.deepEqual(fe.response(first), [first + 1000, B.BLKIF_RSP_OKAY]);
+        assert.deepEqual(fe.response(first + 1), [first + 1001, B.BLKIF_RSP_OKAY]);
+        const dev = [...host.blkback.devices.values()][0]!;
+        assert.equal(dev.stats.flushes, 1);
+      },
+    );
+  } finally {
+    slowFlushes = 0;
   }
 });
