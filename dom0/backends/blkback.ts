@@ -56,6 +56,12 @@ const MAX_RUN_BYTES = MAX_INDIRECT_SEGMENTS * PAGE_SIZE;
  * costs more main-thread time than copying this much from the page cache.
  */
 const ASYNC_MIN_BYTES = 64 * 1024;
+/**
+ * Reads in flight per device at most: past that the ring waits, so that one
+ * frontend cannot take all of Node's thread pool (four threads, shared with
+ * the rest of the host) for long.
+ */
+export const MAX_READS_IN_FLIGHT = 8;
 
 /** A response being prepared: its status may still turn to an error at drain. */
 interface Resp {
@@ -273,13 +279,15 @@ export class BlkbackDevice implements BackendDevice {
   /**
    * Whether the request at req_cons must wait for what is in flight: for a
    * flush, every request; for reads in flight, or about to be (a read queued
-   * for merging), anything but a read.
+   * for merging), anything but a read, and every request once there are
+   * MAX_READS_IN_FLIGHT.
    */
   private mustWait(ring: BackRing): boolean {
     if (this.flushing) return true;
-    const reading = this.inflight > 0 || (this.run?.read === true && !!this.storage.readAsync);
     // (A queued read may yet be done here; the stall then ends with its batch.)
-    if (!reading) return false;
+    const queued = this.run?.read === true && !!this.storage.readAsync ? 1 : 0;
+    if (this.inflight + queued >= MAX_READS_IN_FLIGHT) return true;
+    if (this.inflight + queued === 0) return false;
     const o = ring.slotOffset(ring.reqCons);
     const op = ring.dv.getUint8(o + R.operation.offset);
     const iop = ring.dv.getUint8(o + B.blkif_request_indirect.fields.indirect_op.offset);
@@ -370,7 +378,8 @@ export class BlkbackDevice implements BackendDevice {
     }
     if (!ring) return;
     if (ring.pushResponses()) this.evtchn.notify(this.port);
-    if (this.inflight === 0 && this.stalled) {
+    if (this.stalled) {
+      // What waited may go now (kick looks again).
       this.stalled = false;
       this.kick();
     }

@@ -20,6 +20,7 @@ import { parseDiskSpec } from "../../tools/libxl/disk.js";
 import type { Host } from "../../tools/host/host.js";
 import type { Domain } from "../../xen/common/domain.js";
 import * as B from "../../xen/include/public/io/blkif.js";
+import { MAX_READS_IN_FLIGHT } from "../../dom0/backends/blkback.js";
 import { RawFileStorage } from "../../dom0/backends/storage.js";
 
 function cfg(name: string, kernel: string, over: Partial<XlDomainConfig> = {}): XlDomainConfig {
@@ -569,5 +570,34 @@ test("a flush is done off the main thread, and the requests after it wait for it
     );
   } finally {
     slowFlushes = 0;
+  }
+});
+
+test("a frontend has at most MAX_READS_IN_FLIGHT reads off the main thread; the rest wait", async () => {
+  try {
+    await withPausedGuestDisk(
+      (i) => (i >> 9) & 0xff,
+      async ({ host, d }) => {
+        const fe = new FakeFrontend(host, d);
+        await fe.connect();
+        const dev = [...host.blkback.devices.values()][0]!;
+        const read = fe.indirectRead(60, 960, 16);
+        slowReads = 200;
+        const first = fe.send(Array.from({ length: MAX_READS_IN_FLIGHT + 4 }, () => read));
+        await new Promise((r) => setTimeout(r, 100));
+        assert.equal(dev.stats.asyncReads, MAX_READS_IN_FLIGHT, "the others wait on the ring");
+        assert.equal(fe.responses, first);
+        await until(
+          () => fe.responses === first + MAX_READS_IN_FLIGHT + 4,
+          3000,
+          "every read answered",
+        );
+        for (let i = first; i < fe.responses; i++)
+          assert.equal(fe.response(i)[1], B.BLKIF_RSP_OKAY);
+        assert.equal(dev.stats.asyncReads, MAX_READS_IN_FLIGHT + 4);
+      },
+    );
+  } finally {
+    slowReads = 0;
   }
 });
