@@ -20,11 +20,11 @@
  * and answers from their completion: the request's response goes on the
  * ring when its data is in the frontend's pages, in whatever order the reads
  * finish (blkif's ids say which is which), and the guests run meanwhile.
- * Flushes (fsync, which can take a disk's worth of time) are asynchronous
- * too where the storage can (flushAsync), and nothing after a flush starts
- * before it is done. Everything else (writes, discards, qcow2's reads) is
- * done before the batch's responses, and waits for what is in flight: a
- * write never overtakes an earlier read. Grant mappings a read in flight
+ * Flushes (fsync, which can take a disk's worth of time) and discards (a
+ * hole punched in a raw image) are asynchronous too where the storage can,
+ * and nothing after them starts before they are done. Everything else
+ * (writes, qcow2's reads) is done before the batch's responses, and waits
+ * for what is in flight: a write never overtakes an earlier read. Grant mappings a read in flight
  * fills, and the storage, are released only once it is done.
  */
 import type { Dom0Drivers } from "../drivers/index.js";
@@ -126,10 +126,10 @@ export class BlkbackDevice implements BackendDevice {
   private pgOffset = new Float64Array(0);
   private pgrantCount = 0;
   private run: Run | undefined;
-  /** Reads and flushes in flight (storage.readAsync and flushAsync calls not yet done). */
+  /** Reads, flushes and discards in flight (storage calls not yet done). */
   private inflight = 0;
-  /** A flush is in flight: every request waits for it. */
-  private flushing = false;
+  /** A flush or a discard is in flight: every request waits for it. */
+  private exclusive = false;
   /** A request that must wait for the reads in flight is on the ring. */
   private stalled = false;
   /** Counts connections, for Resp.gen. */
@@ -278,12 +278,12 @@ export class BlkbackDevice implements BackendDevice {
 
   /**
    * Whether the request at req_cons must wait for what is in flight: for a
-   * flush, every request; for reads in flight, or about to be (a read queued
+   * flush or a discard, every request; for reads in flight, or about to be (a read queued
    * for merging), anything but a read, and every request once there are
    * MAX_READS_IN_FLIGHT.
    */
   private mustWait(ring: BackRing): boolean {
-    if (this.flushing) return true;
+    if (this.exclusive) return true;
     // (A queued read may yet be done here; the stall then ends with its batch.)
     const queued = this.run?.read === true && !!this.storage.readAsync ? 1 : 0;
     if (this.inflight + queued >= MAX_READS_IN_FLIGHT) return true;
@@ -364,7 +364,7 @@ export class BlkbackDevice implements BackendDevice {
   }
 
   /**
-   * A read or flush done off the main thread has finished: answers the
+   * A read, flush or discard done off the main thread has finished: answers the
    * requests it completes.
    */
   private ioDone(members: Resp[], err: Error | undefined): void {
@@ -373,7 +373,7 @@ export class BlkbackDevice implements BackendDevice {
     const ring = this.ring;
     for (const m of members) if (--m.pending === 0) this.answer(ring, m);
     if (this.inflight === 0) {
-      this.flushing = false;
+      this.exclusive = false;
       for (const fn of this.whenIdle.splice(0)) fn();
     }
     if (!ring) return;
@@ -486,8 +486,14 @@ export class BlkbackDevice implements BackendDevice {
         const count = u64(dv, B.blkif_request_discard.fields.nr_sectors.offset);
         if (this.storage.readonly || sector + count > this.storage.sectors)
           return B.BLKIF_RSP_ERROR;
-        this.storage.discard(sector, count);
         this.stats.discards++;
+        const storage = this.storage;
+        if (storage.discardAsync) {
+          // However large, off the main thread; what follows waits for it.
+          const discardAsync = storage.discardAsync.bind(storage);
+          this.offMainThread([resp], (done) => discardAsync(sector, count, done));
+          this.exclusive = true;
+        } else storage.discard(sector, count);
         return B.BLKIF_RSP_OKAY;
       }
       case B.BLKIF_OP_INDIRECT: {
@@ -539,7 +545,7 @@ export class BlkbackDevice implements BackendDevice {
     if (storage.flushAsync) {
       const flushAsync = storage.flushAsync.bind(storage);
       this.offMainThread([resp], flushAsync);
-      this.flushing = true;
+      this.exclusive = true;
     } else storage.flush();
     return B.BLKIF_RSP_OKAY;
   }

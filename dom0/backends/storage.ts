@@ -12,8 +12,10 @@ import {
   openSync,
   read,
   readSync,
+  write,
   writeSync,
 } from "node:fs";
+import { execFile } from "node:child_process";
 
 export const SECTOR = 512;
 
@@ -37,6 +39,8 @@ export interface BlockStorage {
   flushAsync?(done: (err?: Error) => void): void;
   /** The sectors read back as zeros afterwards. */
   discard(sector: number, count: number): void;
+  /** Where a storage has it: discard done off the main thread, `done` as for readAsync. */
+  discardAsync?(sector: number, count: number, done: (err?: Error) => void): void;
   close(): void;
 }
 
@@ -99,6 +103,26 @@ export class RawFileStorage extends ImageFile {
   write(sector: number, src: Uint8Array): void {
     pwriteFully(this.fd, src, sector * SECTOR);
   }
+
+  /**
+   * Punches a hole (util-linux's fallocate --punch-hole, what Linux's loop
+   * device does for a discard): the range reads back as zeros and takes no
+   * space, however large it is. The file is named through /proc as this
+   * process's open descriptor, so a file renamed or replaced meanwhile is
+   * not touched. Where that fails (no fallocate, a file system without
+   * holes) zeros are written, off the main thread too.
+   */
+  discardAsync(sector: number, count: number, done: (err?: Error) => void): void {
+    const offset = sector * SECTOR;
+    const length = count * SECTOR;
+    if (length === 0) return void setImmediate(done);
+    const file = `/proc/${process.pid}/fd/${this.fd}`;
+    const args = ["--punch-hole", "--offset", String(offset), "--length", String(length), file];
+    execFile("fallocate", args, (err) => {
+      if (!err) return done();
+      writeZerosAsync(this.fd, offset, length, done);
+    });
+  }
 }
 
 /** Reads `dst.length` bytes of `fd` at `pos`, however many reads it takes; zeros past the end of the file. */
@@ -130,6 +154,23 @@ export function preadFullyAsync(
     });
   };
   step(0);
+}
+
+/** `length` zero bytes written at `offset` of `fd` on Node's thread pool, 1 MiB at a time. */
+function writeZerosAsync(
+  fd: number,
+  offset: number,
+  length: number,
+  done: (err?: Error) => void,
+): void {
+  const zeros = new Uint8Array(Math.min(length, 1 << 20));
+  const end = offset + length;
+  const step = (at: number): void => {
+    if (at >= end) return done();
+    const n = Math.min(zeros.length, end - at);
+    write(fd, zeros, 0, n, at, (err, wrote) => (err ? done(err) : step(at + wrote)));
+  };
+  step(offset);
 }
 
 /** Writes all of `src` to `fd` at `pos`, however many writes it takes. */

@@ -10,7 +10,17 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { grantAccess, guestPath, newHost, notifyFromGuest, until } from "../helpers.js";
@@ -60,18 +70,21 @@ async function withDisk(
 }
 
 /**
- * Runs `fn` with a 1 MiB raw image whose byte i is `byte(i)`, a host, and a
- * paused guest `d` that has the image as xvda; cleans up after.
+ * Runs `fn` with a raw image of `bytes` (1 MiB unless given) whose first
+ * MiB has `byte(i)` at byte i (the rest is a hole), a host, and a paused
+ * guest `d` that has the image as xvda; cleans up after.
  */
 async function withPausedGuestDisk(
   byte: (i: number) => number,
   fn: (ctx: { host: Host; libxl: Libxl; img: string; pattern: Buffer; d: Domain }) => Promise<void>,
+  bytes = 1024 * 1024,
 ): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "tsxen-blk-"));
   const img = join(dir, "disk.img");
   const pattern = Buffer.alloc(1024 * 1024);
   for (let i = 0; i < pattern.length; i++) pattern[i] = byte(i);
   writeFileSync(img, pattern);
+  truncateSync(img, bytes);
   const host = newHost();
   const libxl = new Libxl(host);
   try {
@@ -600,4 +613,34 @@ test("a frontend has at most MAX_READS_IN_FLIGHT reads off the main thread; the 
   } finally {
     slowReads = 0;
   }
+});
+
+test("a discard of a whole 1 GiB disk punches a hole: it takes no space and reads back as zeros", async () => {
+  await withPausedGuestDisk(
+    (i) => (i * 5 + 1) & 0xff,
+    async ({ host, img, d }) => {
+      const fe = new FakeFrontend(host, d);
+      await fe.connect();
+      const D = B.blkif_request_discard.fields;
+      const st = await fe.request((dv, o) => {
+        dv.setUint8(o + D.operation.offset, B.BLKIF_OP_DISCARD);
+        dv.setBigUint64(o + D.sector_number.offset, 0n, true);
+        dv.setBigUint64(o + D.nr_sectors.offset, BigInt(2 ** 30 / 512), true);
+      });
+      assert.equal(st, B.BLKIF_RSP_OKAY);
+      const after = statSync(img);
+      assert.equal(after.size, 2 ** 30, "the disk keeps its size");
+      // Zeros written over it would have taken the whole GiB.
+      assert.ok(after.blocks * 512 < 1024 * 1024, `${after.blocks * 512} bytes allocated`);
+      const head = Buffer.alloc(1024 * 1024, 0xff);
+      const fd = openSync(img, "r");
+      readSync(fd, head, 0, head.length, 0);
+      closeSync(fd);
+      assert.ok(
+        head.every((x) => x === 0),
+        "the data that was there reads back as zeros",
+      );
+    },
+    2 ** 30,
+  );
 });
