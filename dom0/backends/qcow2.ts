@@ -306,9 +306,17 @@ export class Qcow2Storage extends ImageFile {
     if (!coveringWholeCluster) writeSync(this.fd, old, 0, old.length, fresh);
     l2[l2i] = BigInt(fresh) | QCOW_OFLAG_COPIED;
     this.writeU64(l2Off + l2i * 8, l2[l2i]!);
-    if (compressed) {
-      // The compressed bytes lose this reference: one off the refcount of
-      // every cluster they touch (another compressed cluster may share one).
+    if (compressed) this.release(e);
+    return fresh;
+  }
+
+  /**
+   * Gives back the references an L2 entry that no longer points anywhere
+   * held: its host cluster's, or, for compressed bytes, one off every
+   * cluster they touch (another compressed cluster may share one).
+   */
+  private release(e: bigint): void {
+    if (e & QCOW_OFLAG_COMPRESSED) {
       const { start, end } = this.compressedRange(e);
       const last = Math.floor((end - 1) / this.clusterSize);
       for (let c = Math.floor(start / this.clusterSize); c <= last; c++) {
@@ -316,8 +324,76 @@ export class Qcow2Storage extends ImageFile {
         this.setRefcount(at, Math.max(0, this.refcount(at) - 1));
       }
       if (this.inflated?.entry === e) this.inflated = undefined;
+      return;
     }
-    return fresh;
+    const host = Number(e & L2E_OFFSET_MASK);
+    if (host !== 0) this.setRefcount(host, Math.max(0, this.refcount(host) - 1));
+  }
+
+  /**
+   * Discards without writing whole clusters: each becomes a zero cluster
+   * (version 3's zero flag; on version 2, an unallocated one where no
+   * backing file shows through) and its host cluster's reference is given
+   * back, as QEMU does; the range's ends in partial clusters are written as
+   * zeros. Each L2 table is written once, before the references it held go
+   * (a crash between the two leaks clusters rather than sharing them). A
+   * stretch with no L2 table and nothing below it reads as zeros already and
+   * is passed over a table's span at a time, so discarding a large, mostly
+   * empty disk is quick. Freed clusters stay in the file: new ones are still
+   * appended at its end.
+   */
+  override discard(sector: number, count: number): void {
+    if (this.readonly) throw new Error(`${this.path} is read-only`);
+    const cs = this.clusterSize;
+    const span = 2 ** (this.clusterBits + this.l2Bits);
+    const zero = this.version >= 3 ? QCOW_OFLAG_ZERO : 0n;
+    let off = sector * SECTOR;
+    const end = off + count * SECTOR;
+    const wholeEnd = end - (end % cs);
+    /** The L2 table being changed, and the entries it no longer holds. */
+    let table: { offset: number; entries: BigUint64Array; released: bigint[] } | undefined;
+    const finish = (): void => {
+      if (!table) return;
+      const b = Buffer.alloc(cs);
+      table.entries.forEach((v, i) => b.writeBigUInt64BE(v, i * 8));
+      writeSync(this.fd, b, 0, cs, table.offset);
+      for (const e of table.released) this.release(e);
+      table = undefined;
+    };
+    try {
+      while (off < end) {
+        const n = Math.min(end - off, cs - (off % cs));
+        const below = this.backing !== undefined && off < this.backing.sectors * SECTOR;
+        const l1i = Math.floor(off / span);
+        const l2Off = Number(this.l1[l1i]! & L1E_OFFSET_MASK);
+        if (n === cs && l2Off === 0 && !below) {
+          off = Math.max(off + cs, Math.min((l1i + 1) * span, wholeEnd));
+          continue;
+        }
+        if (n < cs || l2Off === 0 || (zero === 0n && below)) {
+          // A partial cluster; or zeros that only an L2 entry of their own can
+          // show over the backing file: written (which makes the table).
+          finish();
+          this.write(off / SECTOR, new Uint8Array(n));
+          off += n;
+          continue;
+        }
+        if (table?.offset !== l2Off) {
+          finish();
+          table = { offset: l2Off, entries: this.l2Table(l2Off), released: [] };
+        }
+        const l2i = Math.floor(off / cs) % (cs / 8);
+        const e = table.entries[l2i]!;
+        // (An unallocated cluster with nothing below reads as zeros already.)
+        if (e !== zero && (e !== 0n || below)) {
+          table.entries[l2i] = zero;
+          table.released.push(e);
+        }
+        off += cs;
+      }
+    } finally {
+      finish();
+    }
   }
 
   /** The refcount of the host cluster holding byte `hostOff`; 0 where no block counts it. */

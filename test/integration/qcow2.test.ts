@@ -228,3 +228,67 @@ test("compressed clusters (qemu-img convert -c): a guest reads them; writes move
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a discard zeroes clusters without writing them and gives their references back", () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-qcow2-"));
+  try {
+    const cases: Array<{ name: string; opts: string[] }> = [
+      { name: "v3", opts: ["-o", "compat=1.1,cluster_size=65536"] },
+      { name: "v2 over a backing file", opts: ["-o", "compat=0.10,cluster_size=65536"] },
+    ];
+    for (const c of cases) {
+      const img = join(dir, `${c.name.replace(/\W+/g, "-")}.qcow2`);
+      const size = 64 << 20;
+      let want: Buffer;
+      if (c.name.startsWith("v2")) {
+        // A 4 MiB backing file under a 64 MiB disk: beyond it, nothing shows through.
+        const base = join(dir, "base.raw");
+        writeFileSync(base, pattern(4, 9));
+        want = Buffer.concat([pattern(4, 9), Buffer.alloc(size - (4 << 20))]);
+        qemuImg(
+          "create",
+          "-q",
+          "-f",
+          "qcow2",
+          ...c.opts,
+          "-b",
+          base,
+          "-F",
+          "raw",
+          img,
+          String(size),
+        );
+      } else {
+        qemuImg("create", "-q", "-f", "qcow2", ...c.opts, img, String(size));
+        want = Buffer.alloc(size);
+      }
+      const q = new Qcow2Storage(img, false);
+      const data = pattern(4, 7);
+      q.write(0, data);
+      data.copy(want, 0);
+      // From 0.5 MiB + 1 sector to 3 MiB + 2 sectors: partial clusters at both ends.
+      const from = 1024 + 1;
+      const to = 6 * 1024 + 2;
+      q.discard(from, to - from);
+      want.fill(0, from * 512, to * 512);
+      // And the empty rest of the disk, which has no L2 tables: passed over.
+      q.discard(8 * 2048, size / 512 - 8 * 2048);
+      want.fill(0, 8 << 20);
+      q.flush();
+      const back = Buffer.alloc(8 << 20);
+      q.read(0, back);
+      const fileSize = statSync(img).size;
+      q.close();
+      assert.ok(back.equals(want.subarray(0, 8 << 20)), `${c.name}: tsxen reads zeros there`);
+      assert.ok(fileSize < 8 << 20, `${c.name}: nothing written for the discarded clusters`);
+      const check = qemuImg("check", img);
+      assert.match(check, /No errors were found/, `${c.name}: ${check}`);
+      assert.doesNotMatch(check, /leaked/, `${c.name}: ${check}`);
+      const raw = join(dir, "out.raw");
+      qemuImg("convert", "-O", "raw", img, raw);
+      assert.ok(readFileSync(raw).equals(want), `${c.name}: qemu-img reads the same bytes`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
