@@ -24,8 +24,9 @@
  * hole punched in a raw image) are asynchronous too where the storage can,
  * and nothing after them starts before they are done. Everything else
  * (writes, qcow2's reads) is done before the batch's responses, and waits
- * for what is in flight: a write never overtakes an earlier read. Grant mappings a read in flight
- * fills, and the storage, are released only once it is done.
+ * for what is in flight: a write never overtakes an earlier read. Grant
+ * mappings a read in flight fills, and the storage, are released only once
+ * it is done. A device has at most MAX_READS_IN_FLIGHT reads in flight.
  */
 import type { Dom0Drivers } from "../drivers/index.js";
 import type { XenEvtchn } from "../drivers/evtchn.js";
@@ -130,7 +131,7 @@ export class BlkbackDevice implements BackendDevice {
   private inflight = 0;
   /** A flush or a discard is in flight: every request waits for it. */
   private exclusive = false;
-  /** A request that must wait for the reads in flight is on the ring. */
+  /** A request that must wait for what is in flight is on the ring. */
   private stalled = false;
   /** Counts connections, for Resp.gen. */
   private gen = 0;
@@ -278,9 +279,9 @@ export class BlkbackDevice implements BackendDevice {
 
   /**
    * Whether the request at req_cons must wait for what is in flight: for a
-   * flush or a discard, every request; for reads in flight, or about to be (a read queued
-   * for merging), anything but a read, and every request once there are
-   * MAX_READS_IN_FLIGHT.
+   * flush or a discard, every request; for reads in flight, or about to be
+   * (a read queued for merging), anything but a read, and every request
+   * once there are MAX_READS_IN_FLIGHT.
    */
   private mustWait(ring: BackRing): boolean {
     if (this.exclusive) return true;
@@ -364,8 +365,8 @@ export class BlkbackDevice implements BackendDevice {
   }
 
   /**
-   * A read, flush or discard done off the main thread has finished: answers the
-   * requests it completes.
+   * A read, flush or discard done off the main thread has finished:
+   * answers the requests it completes.
    */
   private ioDone(members: Resp[], err: Error | undefined): void {
     this.inflight--;
