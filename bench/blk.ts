@@ -135,7 +135,7 @@ export async function run(quick: boolean): Promise<Row[]> {
     };
     const write = mib / (us("sequential write") / 1e6);
     const read = mib / (us("sequential read") / 1e6);
-    const readAhead = mib / (us("sequential read-ahead") / 1e6);
+    const ahead = mib / (us("sequential read-ahead") / 1e6);
     const m = /random 4 KiB reads \d+ in \d+ ms \((\d+) IOPS\)/.exec(out);
     if (!m) throw new Error(`blkbench printed no IOPS:\n${out}`);
     const iops = Number(m[1]);
@@ -151,7 +151,7 @@ export async function run(quick: boolean): Promise<Row[]> {
     return [
       seq("guest sequential 1 MiB writes + flush", write, base.write),
       seq("guest sequential 1 MiB reads", read, base.read),
-      seq(`guest sequential 1 MiB reads, ${READ_DEPTH} in flight`, readAhead, base.readAhead),
+      seq(`guest sequential 1 MiB reads, ${READ_DEPTH} in flight`, ahead, base.readAhead),
       {
         name: "guest random 4 KiB reads",
         measured: `${iops} IOPS`,

@@ -135,7 +135,7 @@ export class BlkbackDevice implements BackendDevice {
   private stalled = false;
   /** Counts connections, for Resp.gen. */
   private gen = 0;
-  /** What waits for the reads in flight to finish: unmapping their pages, closing the storage. */
+  /** What waits for everything in flight to finish: unmapping its pages, closing the storage. */
   private readonly whenIdle: Array<() => void> = [];
   /** Where each request is copied before it is read. */
   private readonly scratch = new Uint8Array(B.blkif_request.size);
@@ -309,7 +309,7 @@ export class BlkbackDevice implements BackendDevice {
       const resps: Resp[] = [];
       while (ring.unconsumedRequests() > 0) {
         if (this.mustWait(ring)) {
-          // Taken up again when the last read in flight is done.
+          // Taken up again when something in flight is done (ioDone).
           this.stalled = true;
           break;
         }
@@ -489,12 +489,11 @@ export class BlkbackDevice implements BackendDevice {
           return B.BLKIF_RSP_ERROR;
         this.stats.discards++;
         const storage = this.storage;
-        if (storage.discardAsync) {
-          // However large, off the main thread; what follows waits for it.
-          const discardAsync = storage.discardAsync.bind(storage);
-          this.offMainThread([resp], (done) => discardAsync(sector, count, done));
-          this.exclusive = true;
-        } else storage.discard(sector, count);
+        // However large, off the main thread where the storage can.
+        const discardAsync = storage.discardAsync?.bind(storage);
+        this.exclusiveOp(resp, discardAsync && ((done) => discardAsync(sector, count, done)), () =>
+          storage.discard(sector, count),
+        );
         return B.BLKIF_RSP_OKAY;
       }
       case B.BLKIF_OP_INDIRECT: {
@@ -543,12 +542,23 @@ export class BlkbackDevice implements BackendDevice {
     this.drain();
     this.stats.flushes++;
     const storage = this.storage;
-    if (storage.flushAsync) {
-      const flushAsync = storage.flushAsync.bind(storage);
-      this.offMainThread([resp], flushAsync);
-      this.exclusive = true;
-    } else storage.flush();
+    this.exclusiveOp(resp, storage.flushAsync?.bind(storage), () => storage.flush());
     return B.BLKIF_RSP_OKAY;
+  }
+
+  /**
+   * A flush or a discard for `resp`: `start`ed off the main thread when the
+   * storage has a way to, every request after it waiting until it is done;
+   * otherwise `sync`, here.
+   */
+  private exclusiveOp(
+    resp: Resp,
+    start: ((done: (err?: Error) => void) => void) | undefined,
+    sync: () => void,
+  ): void {
+    if (!start) return sync();
+    this.offMainThread([resp], start);
+    this.exclusive = true;
   }
 
   /** Copies `n` blkif_request_segments at `dv`+`off` into the segment arrays from index `at`. */

@@ -50,9 +50,11 @@ const CHUNK: u32 = 1 << 20;
  * persistent grants (and the grant table's 2048 entries) leave room for.
  */
 const MAX_DEPTH: u32 = 4;
-/** `depth` 1 MiB buffers, page-aligned, from the heap (not in the image). */
+/**
+ * `depth` 1 MiB buffers, page-aligned, from the heap (not in the image); the
+ * first is also the one-at-a-time phases' buffer.
+ */
 let bufs: usize = 0;
-let buf: usize = 0;
 /** For each asynchronous request id: the chunk it reads and the buffer it fills. */
 const id_chunk = memory.data(<i32>(MAX_DEPTH * 8), 8);
 const id_buf = memory.data(<i32>(MAX_DEPTH * 4), 4);
@@ -68,7 +70,7 @@ function word(sector: u64, i: u32, seed: u64): u32 {
 
 function fill(first: u64, seed: u64): void {
   for (let s: u32 = 0; s < CHUNK / 512; s++)
-    for (let i: u32 = 0; i < 128; i++) store<u32>(buf + s * 512 + i * 4, word(first + s, i, seed));
+    for (let i: u32 = 0; i < 128; i++) store<u32>(bufs + s * 512 + i * 4, word(first + s, i, seed));
 }
 
 /** The first sector of the chunk at `at` whose contents differ from the pattern, or -1. */
@@ -142,7 +144,6 @@ export function _start(): void {
   if (depth < 1) depth = 1;
   if (depth > MAX_DEPTH) depth = MAX_DEPTH;
   bufs = (heap.alloc(<usize>depth * CHUNK + 4095) + 4095) & ~(<usize>4095);
-  buf = bufs;
   if (cmdline_has("wait")) {
     cons.s("blkbench: waiting for xvda").nl();
     const w = xenbus_wait_for_node("device/vbd/51712/state", "blkbench");
@@ -169,7 +170,7 @@ export function _start(): void {
       for (let c: u64 = 0; c < mib; c++) {
         fill(c * chunkSectors, seed);
         const t0 = NOW();
-        const w = blkfront_write(c * chunkSectors, buf, CHUNK);
+        const w = blkfront_write(c * chunkSectors, bufs, CHUNK);
         ns += NOW() - t0;
         if (w < 0) fail("write", w);
       }
@@ -191,10 +192,10 @@ export function _start(): void {
       let ns: u64 = 0;
       for (let c: u64 = 0; c < mib; c++) {
         const t0 = NOW();
-        const r = blkfront_read(c * chunkSectors, buf, CHUNK);
+        const r = blkfront_read(c * chunkSectors, bufs, CHUNK);
         ns += NOW() - t0;
         if (r < 0) fail("read", r);
-        if (bad < 0) bad = check(buf, c * chunkSectors, seed);
+        if (bad < 0) bad = check(bufs, c * chunkSectors, seed);
       }
       if (ns < best) best = ns;
       if (depth > 1) {
@@ -225,7 +226,7 @@ export function _start(): void {
     const t0 = NOW();
     for (let i: u64 = 0; i < ios; i++) {
       x = x * 6364136223846793005 + 1442695040888963407;
-      const r = blkfront_read(((x >> 33) % span) * 8, buf, 4096);
+      const r = blkfront_read(((x >> 33) % span) * 8, bufs, 4096);
       if (r < 0) fail("random read", r);
     }
     const ns = NOW() - t0;
