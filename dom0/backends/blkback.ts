@@ -140,12 +140,15 @@ export class BlkbackDevice implements BackendDevice {
   /** Where each request is copied before it is read. */
   private readonly scratch = new Uint8Array(B.blkif_request.size);
   private readonly scratchView = new DataView(this.scratch.buffer);
-  /** The request being served's segments, parsed once (no objects per segment). */
-  private readonly segGref = new Uint32Array(MAX_INDIRECT_SEGMENTS);
-  private readonly segFirst = new Uint8Array(MAX_INDIRECT_SEGMENTS);
-  private readonly segLast = new Uint8Array(MAX_INDIRECT_SEGMENTS);
-  /** Each segment's page offset in the frontend's memory. */
-  private readonly segOffset = new Float64Array(MAX_INDIRECT_SEGMENTS);
+  /**
+   * The request's memory as runs of contiguous bytes (segments that carry
+   * on where the one before ended), start and end offsets in the
+   * frontend's memory: one run for a frontend's usual contiguous buffer.
+   */
+  private readonly runStart = new Float64Array(MAX_INDIRECT_SEGMENTS);
+  private readonly runEnd = new Float64Array(MAX_INDIRECT_SEGMENTS);
+  /** The frontend's memory, of which every grant mapped here is a view (set by the first). */
+  private frontendMemory: ArrayBufferLike | undefined;
   private readonly gnt: XenGnttab;
   readonly stats: BlkbackStats = {
     reads: 0,
@@ -477,8 +480,7 @@ export class BlkbackDevice implements BackendDevice {
         const n = req[R.nr_segments.offset]!;
         if (op === B.BLKIF_OP_WRITE_BARRIER && n === 0) return this.flush(resp);
         if (n === 0 || n > B.BLKIF_MAX_SEGMENTS_PER_REQUEST) return B.BLKIF_RSP_ERROR;
-        this.parseSegments(dv, R.seg.offset, 0, n);
-        const st = this.rw(op === B.BLKIF_OP_READ, sector, n, resp);
+        const st = this.rw(op === B.BLKIF_OP_READ, sector, dv, R.seg.offset, n, resp);
         return st === B.BLKIF_RSP_OKAY && op === B.BLKIF_OP_WRITE_BARRIER ? this.flush(resp) : st;
       }
       case B.BLKIF_OP_FLUSH_DISKCACHE:
@@ -507,23 +509,20 @@ export class BlkbackDevice implements BackendDevice {
         ) {
           return B.BLKIF_RSP_ERROR;
         }
-        const pages = Math.ceil(n / B.BLKIF_SEGS_PER_INDIRECT_FRAME);
-        // Persistent grants cover the indirect pages too, as in Linux.
+        // Persistent grants cover the indirect page too, as in Linux. One
+        // page lists them all (MAX_INDIRECT_SEGMENTS is within a page's 512).
         const temp: GrantMap[] = [];
+        let st: number;
         try {
-          for (let p = 0; p < pages; p++) {
-            const ref = dv.getUint32(I.indirect_grefs.offset + p * 4, true);
-            const page = this.grantPage(ref, false, temp).page;
-            const dvp = new DataView(page.buffer, page.byteOffset, PAGE_SIZE);
-            const first = p * B.BLKIF_SEGS_PER_INDIRECT_FRAME;
-            this.parseSegments(dvp, 0, first, Math.min(n - first, B.BLKIF_SEGS_PER_INDIRECT_FRAME));
-          }
+          const ref = dv.getUint32(I.indirect_grefs.offset, true);
+          const page = this.grantPage(ref, false, temp).page;
+          const list = new DataView(page.buffer, page.byteOffset, PAGE_SIZE);
+          st = this.rw(iop === B.BLKIF_OP_READ, sector, list, 0, n, resp);
         } catch {
           return B.BLKIF_RSP_ERROR;
         } finally {
           for (const m of temp) this.gnt.unmap(m);
         }
-        const st = this.rw(iop === B.BLKIF_OP_READ, sector, n, resp);
         if (st === B.BLKIF_RSP_OKAY) this.stats.indirect++;
         return st;
       }
@@ -561,15 +560,11 @@ export class BlkbackDevice implements BackendDevice {
     this.exclusive = true;
   }
 
-  /** Copies `n` blkif_request_segments at `dv`+`off` into the segment arrays from index `at`. */
-  private parseSegments(dv: DataView, off: number, at: number, n: number): void {
-    const size = B.blkif_request_segment.size;
-    for (let i = 0; i < n; i++) {
-      const o = off + i * size;
-      this.segGref[at + i] = dv.getUint32(o + S.gref.offset, true);
-      this.segFirst[at + i] = dv.getUint8(o + S.first_sect.offset);
-      this.segLast[at + i] = dv.getUint8(o + S.last_sect.offset);
-    }
+  /** Maps the frontend's grant `gref`, noting the memory that every mapping is a view of. */
+  private map(gref: number, writable: boolean): GrantMap {
+    const m = this.gnt.map(this.info.frontendId, gref, writable);
+    this.frontendMemory ??= m.page.buffer;
+    return m;
   }
 
   /**
@@ -580,13 +575,13 @@ export class BlkbackDevice implements BackendDevice {
    */
   private grantPage(gref: number, writable: boolean, temp: GrantMap[]): GrantMap {
     if (!this.persistent) {
-      const m = this.gnt.map(this.info.frontendId, gref, writable);
+      const m = this.map(gref, writable);
       temp.push(m);
       return m;
     }
     let m = this.pgrants[gref];
     if (m) return m;
-    m = this.gnt.map(this.info.frontendId, gref, true);
+    m = this.map(gref, true);
     if (this.pgrantCount < MAX_PERSISTENT_GRANTS) {
       this.pgrants[gref] = m;
       // The ref mapped, so it is within the frontend's grant table.
@@ -602,57 +597,66 @@ export class BlkbackDevice implements BackendDevice {
   }
 
   /**
-   * Reads or writes the `n` parsed segments from `sector` on. Segments that
-   * run on into the next page of the same memory (a frontend's buffer is
-   * usually contiguous) go to storage as one transfer.
+   * Reads or writes the `n` blkif_request_segments listed at `list`+`off`,
+   * from `sector` on. One pass reads each segment once (whatever the
+   * frontend does to the list meanwhile), checks it, finds its page and
+   * collects runs: segments that carry on where the one before ended in the
+   * frontend's memory (its buffer is usually contiguous), each one storage
+   * call. Only a request valid throughout is started.
    */
-  private rw(read: boolean, sector: number, n: number, resp: Resp): number {
-    const perSector = PAGE_SIZE / SECTOR;
-    const { segFirst: first, segLast: last, segGref: gref, segOffset: offset } = this;
-    let total = 0;
-    for (let i = 0; i < n; i++) {
-      if (first[i]! > last[i]! || last[i]! >= perSector) return B.BLKIF_RSP_ERROR;
-      total += last[i]! - first[i]! + 1;
-    }
-    if (!Number.isSafeInteger(sector) || sector + total > this.storage.sectors) {
+  private rw(
+    read: boolean,
+    sector: number,
+    list: DataView,
+    off: number,
+    n: number,
+    resp: Resp,
+  ): number {
+    if (!Number.isSafeInteger(sector) || (!read && this.storage.readonly)) {
       return B.BLKIF_RSP_ERROR;
     }
-    if (!read && this.storage.readonly) return B.BLKIF_RSP_ERROR;
+    const perSector = PAGE_SIZE / SECTOR;
+    const size = B.blkif_request_segment.size;
+    const { runStart, runEnd } = this;
+    const known = this.pgOffset;
     const temp: GrantMap[] = [];
-    // The frontend's memory, which every segment's page is a view of.
-    let buffer: ArrayBufferLike | undefined;
+    let total = 0;
+    let runs = 0;
+    let end = -1;
     try {
-      const known = this.pgOffset;
       for (let i = 0; i < n; i++) {
-        const g = gref[i]!;
-        const o = g < known.length ? known[g]! : 0;
-        if (o !== 0) offset[i] = o - 1;
-        else {
-          const m = this.grantPage(g, read, temp);
-          offset[i] = m.offset;
-          buffer ??= m.page.buffer;
+        const o = off + i * size;
+        const g = list.getUint32(o + S.gref.offset, true);
+        const f = list.getUint8(o + S.first_sect.offset);
+        const l = list.getUint8(o + S.last_sect.offset);
+        if (f > l || l >= perSector) {
+          for (const m of temp) this.gnt.unmap(m);
+          return B.BLKIF_RSP_ERROR;
         }
+        total += l - f + 1;
+        let page = g < known.length ? known[g]! - 1 : -1;
+        if (page < 0) page = this.grantPage(g, read, temp).offset;
+        const start = page + f * SECTOR;
+        if (start !== end) runStart[runs++] = start;
+        end = page + (l + 1) * SECTOR;
+        runEnd[runs - 1] = end;
       }
-      buffer ??= this.pgrants[gref[0]!]!.page.buffer;
     } catch {
+      for (const m of temp) this.gnt.unmap(m);
+      return B.BLKIF_RSP_ERROR;
+    }
+    if (sector + total > this.storage.sectors) {
       for (const m of temp) this.gnt.unmap(m);
       return B.BLKIF_RSP_ERROR;
     }
     // Temporary mappings stay until the request is answered.
     if (temp.length > 0) resp.temps = temp;
-    // A page that starts where the last ended continues it.
+    // Set by the first mapping, which every page found here went through.
+    const buffer = this.frontendMemory!;
     let at = sector;
-    for (let i = 0; i < n;) {
-      const start = offset[i]! + first[i]! * SECTOR;
-      let end = offset[i]! + (last[i]! + 1) * SECTOR;
-      let j = i + 1;
-      while (j < n && last[j - 1] === perSector - 1 && first[j] === 0 && offset[j] === end) {
-        end += (last[j]! + 1) * SECTOR;
-        j++;
-      }
-      this.issue(read, at, buffer, start, end, resp);
-      at += (end - start) / SECTOR;
-      i = j;
+    for (let r = 0; r < runs; r++) {
+      this.issue(read, at, buffer, runStart[r]!, runEnd[r]!, resp);
+      at += (runEnd[r]! - runStart[r]!) / SECTOR;
     }
     if (read) {
       this.stats.reads++;
