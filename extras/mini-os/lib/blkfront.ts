@@ -101,6 +101,14 @@ let aio_busy: u32 = 0;
 let aio_status: i32 = 0;
 const indirect_pages = memory.data(<i32>(INDIRECT_SLOTS * 4096), 4096);
 const indirect_grefs = memory.data(<i32>(INDIRECT_SLOTS * 4));
+/**
+ * What each indirect page lists now: the buffer and page count (0: nothing
+ * valid). A request for the same pages as the last one in its slot (a
+ * program reading into the same buffer again) reuses the list as it is:
+ * persistent grants do not change while the device is connected.
+ */
+const indirect_buf = memory.data(<i32>(INDIRECT_SLOTS * 4));
+const indirect_nseg = memory.data(<i32>(INDIRECT_SLOTS * 4));
 /** Segments per indirect request on this device; 0 when the backend has none. */
 let indirect_segs: u32 = 0;
 const pages = memory.data(<i32>(BATCH * SEGS * 4096), 4096);
@@ -175,6 +183,7 @@ export function blkfront_init(devid: u32): i32 {
       return -XEN_EINVAL;
     }
     indirect_segs = most < <i64>MAX_INDIRECT_SEGS ? <u32>most : MAX_INDIRECT_SEGS;
+    memory.fill(indirect_nseg, 0, INDIRECT_SLOTS * 4);
   }
   rc = xenbus_write_u32(dev + "/state", <u32>XenbusStateConnected);
   if (rc < 0) return rc;
@@ -305,7 +314,13 @@ function list_pages(segs: usize, buf: usize, nseg: u32): bool {
 /** Queues an indirect request for the pages of `buf`, listed in indirect page `slot`. */
 function queue_indirect(op: u8, slot: u32, sector: u64, buf: usize, bytes: u32): bool {
   const nseg = bytes / 4096;
-  if (!list_pages(indirect_pages + slot * 4096, buf, nseg)) return false;
+  const listed = load<u32>(indirect_nseg + slot * 4) == nseg;
+  if (!listed || load<u32>(indirect_buf + slot * 4) != <u32>buf) {
+    store<u32>(indirect_nseg + slot * 4, 0);
+    if (!list_pages(indirect_pages + slot * 4096, buf, nseg)) return false;
+    store<u32>(indirect_buf + slot * 4, <u32>buf);
+    store<u32>(indirect_nseg + slot * 4, nseg);
+  }
   // blkif_request_indirect has its own layout (nr_segments is 16 bits).
   const r = ring_slot(fr, fr.req_prod_pvt);
   store<u8>(r + BLKIF_INDIRECT_OPERATION_OFF, <u8>BLKIF_OP_INDIRECT);
