@@ -120,10 +120,11 @@ test("a disk written by one guest, detached, and read back by another", async ()
     );
     await until(() => b.isShutdown, 20_000, "the reader to finish");
     assert.match(consoleOf(host, b), /verify ok \(4 MiB\)/, consoleOf(host, b));
-    // mini-os's blkfront took the backend's offer of indirect requests: 1 MiB each.
+    // mini-os's blkfront took the backend's offer of indirect requests: 1 MiB
+    // each, the disk read twice (timed, then checked).
     const dev = [...host.blkback.devices.values()].find((x) => x.info.frontendId === b.domid)!;
-    assert.equal(dev.stats.indirect, 4);
-    assert.equal(dev.stats.sectorsRead, 4 * 2048);
+    assert.equal(dev.stats.indirect, 8);
+    assert.equal(dev.stats.sectorsRead, 8 * 2048);
     // With four 1 MiB reads in flight (blkfront_aio), answered as blkback's
     // reads off the main thread finish, whatever their order.
     const e = await libxl.create(
@@ -140,7 +141,11 @@ test("a disk written by one guest, detached, and read back by another", async ()
       consoleOf(host, e),
     );
     const devE = [...host.blkback.devices.values()].find((x) => x.info.frontendId === e.domid)!;
-    assert.equal(devE.stats.sectorsRead, 5 * 4 * 2048, "two passes each way, and the checked one");
+    assert.equal(
+      devE.stats.sectorsRead,
+      6 * 4 * 2048,
+      "two timed passes each way, and a checked one each way",
+    );
     assert.ok(devE.stats.asyncReads > 0, "some reads were done off the main thread");
     // And with another seed, the check does fail: it is not vacuous.
     const c = await libxl.create(
@@ -370,6 +375,24 @@ test("hostile frontends get error responses or a closed device; the host carries
       ["a sector past the end", rw(B.BLKIF_OP_READ, 2047, [[11, 0, 1]]), err],
       ["first_sect > last_sect", rw(B.BLKIF_OP_READ, 0, [[11, 5, 2]]), err],
       ["last_sect past the page", rw(B.BLKIF_OP_WRITE, 0, [[11, 0, 8]]), err],
+      // Checked throughout before anything is written.
+      [
+        "a write whose third segment is bad",
+        rw(B.BLKIF_OP_WRITE, 0, [
+          [11, 0, 7],
+          [11, 0, 7],
+          [11, 3, 1],
+        ]),
+        err,
+      ],
+      [
+        "a write whose second grant was never given",
+        rw(B.BLKIF_OP_WRITE, 8, [
+          [11, 0, 7],
+          [999, 0, 7],
+        ]),
+        err,
+      ],
       ["an unknown operation", (dv, o) => dv.setUint8(o, 99), B.BLKIF_RSP_EOPNOTSUPP],
       [
         "an indirect request of 300 segments",
