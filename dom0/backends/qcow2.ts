@@ -2,10 +2,12 @@
  * qcow2 images (QEMU's format, docs/interop/qcow2.txt; versions 2 and 3,
  * 16-bit refcounts, no encryption): reads go through the L1 and L2 tables
  * to the host cluster, to the backing file, or to zeros; writes allocate
- * clusters at the end of the file (L2 tables and data clusters, copying a
- * partly written cluster's old contents from the backing file or zeros) and
- * keep refcounts and the COPIED flags as `qemu-img check` expects. The
- * file grows as the disk is written. Compressed clusters (zlib, as
+ * clusters (L2 tables and data clusters, copying a partly written
+ * cluster's old contents from the backing file or zeros) and keep
+ * refcounts and the COPIED flags as `qemu-img check` expects. A new
+ * cluster goes where the first cluster with a refcount of 0 is (one a
+ * discard gave back), as in QEMU, or at the end: the file grows as the
+ * disk is written. Compressed clusters (zlib, as
  * `qemu-img convert -c` makes them) are inflated on read; a write into one
  * moves the cluster to a new, uncompressed one and gives back the
  * compressed bytes' references. Images with unknown incompatible features
@@ -59,8 +61,15 @@ export class Qcow2Storage extends ImageFile {
   private readonly refTableOffset: number;
   private readonly refBlockEntries: number;
   readonly backing: BlockStorage | undefined;
-  /** Where the next cluster goes: the end of the file, cluster-aligned. */
+  /** The end of the file, cluster-aligned: where a cluster goes when none is free. */
   private fileEnd: number;
+  /**
+   * No cluster below this one is free (QEMU's free_cluster_index): the
+   * search for one starts here. It moves back when a refcount falls to 0,
+   * and to the file's end when a search finds none, so that appending
+   * costs no search.
+   */
+  private freeHint = 0;
   private readonly l2Cache = new Map<number, BigUint64Array>();
   /** The last compressed cluster inflated, by its L2 entry: reads come a page at a time. */
   private inflated: { entry: bigint; data: Buffer } | undefined;
@@ -240,13 +249,49 @@ export class Qcow2Storage extends ImageFile {
     }
   }
 
-  /** A new zeroed cluster at the end of the file, with its refcount set to 1. */
+  /**
+   * A new zeroed cluster with its refcount set to 1: the first free one in
+   * the file, or one at its end.
+   */
   private allocCluster(): number {
-    const at = this.fileEnd;
-    this.fileEnd += this.clusterSize;
+    let at = this.freeCluster();
+    if (at < 0) {
+      at = this.fileEnd;
+      this.fileEnd += this.clusterSize;
+      this.freeHint = this.fileEnd / this.clusterSize;
+    }
     writeSync(this.fd, Buffer.alloc(this.clusterSize), 0, this.clusterSize, at);
     this.setRefcount(at, 1);
     return at;
+  }
+
+  /**
+   * The offset of the first cluster from freeHint on, inside the file,
+   * whose refcount is 0; -1 when there is none. Reads each refcount block
+   * it looks in once; a cluster in a stretch no block covers counts 0.
+   */
+  private freeCluster(): number {
+    const total = this.fileEnd / this.clusterSize;
+    const perBlock = this.refBlockEntries;
+    let c = this.freeHint;
+    while (c < total) {
+      const block = Number(this.refTable[Math.floor(c / perBlock)] ?? 0n);
+      if (block === 0) break;
+      const first = c % perBlock;
+      const n = Math.min(perBlock - first, total - c);
+      const counts = Buffer.alloc(n * 2);
+      preadFully(this.fd, counts, block + first * 2);
+      let i = 0;
+      while (i < n && counts.readUInt16BE(i * 2) !== 0) i++;
+      c += i;
+      if (i < n) break;
+    }
+    if (c >= total) {
+      this.freeHint = total;
+      return -1;
+    }
+    this.freeHint = c + 1;
+    return c * this.clusterSize;
   }
 
   private setRefcount(hostOff: number, value: number): void {
@@ -270,6 +315,7 @@ export class Qcow2Storage extends ImageFile {
     const b = Buffer.alloc(2);
     b.writeUInt16BE(value);
     writeSync(this.fd, b, 0, 2, block + (cluster % this.refBlockEntries) * 2);
+    if (value === 0) this.freeHint = Math.min(this.freeHint, cluster);
   }
 
   /** The host cluster for guest byte `off`, allocated (and filled from below) if it has none. */
@@ -339,8 +385,8 @@ export class Qcow2Storage extends ImageFile {
    * (a crash between the two leaks clusters rather than sharing them). A
    * stretch with no L2 table and nothing below it reads as zeros already and
    * is passed over a table's span at a time, so discarding a large, mostly
-   * empty disk is quick. Freed clusters stay in the file: new ones are still
-   * appended at its end.
+   * empty disk is quick. Freed clusters stay in the file until new ones
+   * take their place (the file does not shrink, as with QEMU's default).
    */
   override discard(sector: number, count: number): void {
     if (this.readonly) throw new Error(`${this.path} is read-only`);
