@@ -623,6 +623,7 @@ export class BlkbackDevice implements BackendDevice {
     let total = 0;
     let runs = 0;
     let end = -1;
+    let bad = false;
     try {
       for (let i = 0; i < n; i++) {
         const o = off + i * size;
@@ -630,8 +631,8 @@ export class BlkbackDevice implements BackendDevice {
         const f = list.getUint8(o + S.first_sect.offset);
         const l = list.getUint8(o + S.last_sect.offset);
         if (f > l || l >= perSector) {
-          for (const m of temp) this.gnt.unmap(m);
-          return B.BLKIF_RSP_ERROR;
+          bad = true;
+          break;
         }
         total += l - f + 1;
         let page = g < known.length ? known[g]! - 1 : -1;
@@ -642,10 +643,10 @@ export class BlkbackDevice implements BackendDevice {
         runEnd[runs - 1] = end;
       }
     } catch {
-      for (const m of temp) this.gnt.unmap(m);
-      return B.BLKIF_RSP_ERROR;
+      // A grant the frontend never gave.
+      bad = true;
     }
-    if (sector + total > this.storage.sectors) {
+    if (bad || sector + total > this.storage.sectors) {
       for (const m of temp) this.gnt.unmap(m);
       return B.BLKIF_RSP_ERROR;
     }
