@@ -514,13 +514,16 @@ export class BlkbackDevice implements BackendDevice {
         const temp: GrantMap[] = [];
         let st: number;
         try {
-          const ref = dv.getUint32(I.indirect_grefs.offset, true);
-          const page = this.grantPage(ref, false, temp).page;
+          let page: Uint8Array;
+          try {
+            page = this.grantPage(dv.getUint32(I.indirect_grefs.offset, true), false, temp).page;
+          } catch {
+            return B.BLKIF_RSP_ERROR;
+          }
           const list = new DataView(page.buffer, page.byteOffset, PAGE_SIZE);
           st = this.rw(iop === B.BLKIF_OP_READ, sector, list, 0, n, resp);
-        } catch {
-          return B.BLKIF_RSP_ERROR;
         } finally {
+          // Read through: the segments are all in rw's runs now.
           for (const m of temp) this.gnt.unmap(m);
         }
         if (st === B.BLKIF_RSP_OKAY) this.stats.indirect++;
