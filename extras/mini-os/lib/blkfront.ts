@@ -314,8 +314,10 @@ function list_pages(segs: usize, buf: usize, nseg: u32): bool {
 /** Queues an indirect request for the pages of `buf`, listed in indirect page `slot`. */
 function queue_indirect(op: u8, slot: u32, sector: u64, buf: usize, bytes: u32): bool {
   const nseg = bytes / 4096;
-  const listed = load<u32>(indirect_nseg + slot * 4) == nseg;
-  if (!listed || load<u32>(indirect_buf + slot * 4) != <u32>buf) {
+  if (
+    load<u32>(indirect_nseg + slot * 4) != nseg ||
+    load<u32>(indirect_buf + slot * 4) != <u32>buf
+  ) {
     store<u32>(indirect_nseg + slot * 4, 0);
     if (!list_pages(indirect_pages + slot * 4096, buf, nseg)) return false;
     store<u32>(indirect_buf + slot * 4, <u32>buf);
