@@ -14,10 +14,10 @@
  * READ_DEPTH requests in flight (blkbench depth=N), as a readahead would,
  * against the better of Node's two ways: readSync, and READ_DEPTH reads in
  * flight on its thread pool. Both sides first read WARMUP_MIB each way,
- * untimed: the guest's requests go through Dom0's JavaScript, which V8
- * compiles fully only after a thousand or so of them, and the figure is
- * for a host that has run a while. The guest's warm-up speed is reported
- * too, in its own row.
+ * untimed, before they write: the guest's requests go through Dom0's
+ * JavaScript, which V8 compiles fully only after a thousand or so of them,
+ * and the figures are for a host that has run a while. The guest's
+ * warm-up speed is reported too, in its own row.
  */
 import {
   read,
@@ -43,7 +43,7 @@ import type { Row } from "./common.js";
 const PASSES = 5;
 /** Sequential 1 MiB reads in flight at once, in the guest and in Node's second way. */
 const READ_DEPTH = 4;
-/** MiB read each way before the sequential reads are timed (full runs). */
+/** MiB read each way before anything is timed (full runs). */
 const WARMUP_MIB = 2048;
 
 /**
@@ -86,6 +86,8 @@ async function nodeBaseline(
   const [buf] = alignedBuffers(1) as [Uint8Array];
   buf.fill(7);
   const fd = openSync(path, "r+");
+  for (let i = 0; i < warmup; i++) readSync(fd, buf, 0, buf.length, (i % mib) << 20);
+  for (let i = 0; i < warmup; i += mib) await readAhead(fd, mib, READ_DEPTH);
   let write = 0;
   for (let p = 0; p < PASSES; p++) {
     const t0 = performance.now();
@@ -93,8 +95,6 @@ async function nodeBaseline(
     fsyncSync(fd);
     write = Math.max(write, mib / ((performance.now() - t0) / 1000));
   }
-  for (let i = 0; i < warmup; i++) readSync(fd, buf, 0, buf.length, (i % mib) << 20);
-  for (let i = 0; i < warmup; i += mib) await readAhead(fd, mib, READ_DEPTH);
   let read = 0;
   let ahead = 0;
   for (let p = 0; p < PASSES; p++) {
