@@ -9,8 +9,9 @@
 // `depth=N` (up to 4) also times reads with N 1 MiB requests in flight
 // (blkfront_aio), as a readahead would, in turns with the one-at-a-time
 // passes, and checks what they read in a last, untimed pass; `warmup=N`
-// first reads N MiB each way, so that the timed phases see the host's path
-// compiled (the one-at-a-time part is reported as "warm-up read");
+// first writes a pass and flushes (unless only verifying), then reads N MiB
+// each way, so that the timed phases see the host's path compiled (the
+// one-at-a-time reads are reported as "warm-up read");
 // `hold` keeps the disk afterwards until it is unplugged (`xl block-detach`);
 // `wait` boots without a disk and waits for xvda to be hot-plugged
 // (`xl block-attach`). It powers off when done, or crashes on a failure.
