@@ -167,9 +167,8 @@ export function _start(): void {
   if (passes == 0) passes = 1;
   // With warmup=N, N MiB read each way first, so that the timed phases
   // see the host's JIT-compiled path, as a long-running host does. A pass
-  // of writes and a flush go before them (unless only verifying): V8
-  // compiles the path for what it has seen, and a first write after that
-  // would send it back to be compiled again.
+  // of writes and a flush go before them (unless only verifying), so that
+  // both kinds of request have been through the path before any is timed.
   const warm = cmdline_arg("warmup", 0);
   if (warm > 0) {
     if (!only_verify) {
