@@ -40,7 +40,7 @@ import { xlDomainConfig } from "../tools/libxl/config.js";
 import type { Row } from "./common.js";
 
 /** Sequential writes and reads are timed this many times on both sides; the fastest pass counts. */
-const PASSES = 5;
+const PASSES = 10;
 /** Sequential 1 MiB reads in flight at once, in the guest and in Node's second way. */
 const READ_DEPTH = 4;
 /** MiB read each way before anything is timed (full runs). */
