@@ -274,27 +274,26 @@ export class BlkbackDevice implements BackendDevice {
     });
   }
 
-  /** Runs `fn` now if no read is in flight, otherwise once the last one is done. */
+  /** Runs `fn` now if nothing is in flight, otherwise once the last storage call is done. */
   private idle(fn: () => void): void {
     if (this.inflight === 0) fn();
     else this.whenIdle.push(fn);
   }
 
   /**
-   * Whether the request at req_cons must wait for what is in flight: for a
-   * flush or a discard, every request; for reads in flight, or about to be
-   * (a read queued for merging), anything but a read, and every request
-   * once there are MAX_READS_IN_FLIGHT.
+   * Whether request `req` (copied from req_cons, not yet consumed) must wait
+   * for what is in flight: for a flush or a discard, every request; for
+   * reads in flight, or about to be (a read queued for merging), anything
+   * but a read, and every request once there are MAX_READS_IN_FLIGHT.
    */
-  private mustWait(ring: BackRing): boolean {
+  private mustWait(req: Uint8Array): boolean {
     if (this.exclusive) return true;
     // (A queued read may yet be done here; the stall then ends with its batch.)
     const queued = this.run?.read === true && !!this.storage.readAsync ? 1 : 0;
     if (this.inflight + queued >= MAX_READS_IN_FLIGHT) return true;
     if (this.inflight + queued === 0) return false;
-    const o = ring.slotOffset(ring.reqCons);
-    const op = ring.dv.getUint8(o + R.operation.offset);
-    const iop = ring.dv.getUint8(o + B.blkif_request_indirect.fields.indirect_op.offset);
+    const op = req[R.operation.offset];
+    const iop = req[B.blkif_request_indirect.fields.indirect_op.offset];
     return !(op === B.BLKIF_OP_READ || (op === B.BLKIF_OP_INDIRECT && iop === B.BLKIF_OP_READ));
   }
 
@@ -311,14 +310,16 @@ export class BlkbackDevice implements BackendDevice {
       }
       const resps: Resp[] = [];
       while (ring.unconsumedRequests() > 0) {
-        if (this.mustWait(ring)) {
+        // Copy first: the frontend can rewrite the slot while we work, and
+        // what is decided here (wait, or serve) must hold for what is served.
+        const req = this.scratch;
+        req.set(ring.slot(ring.reqCons).subarray(0, B.blkif_request.size));
+        if (this.mustWait(req)) {
           // Taken up again when something in flight is done (ioDone).
           this.stalled = true;
           break;
         }
-        // Copy first: the frontend can rewrite the slot while we work.
-        const req = this.scratch;
-        req.set(ring.nextRequest().subarray(0, B.blkif_request.size));
+        ring.nextRequest();
         const dv = this.scratchView;
         const op = req[R.operation.offset]!;
         const resp: Resp = {
