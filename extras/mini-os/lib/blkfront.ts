@@ -280,6 +280,12 @@ function push(): void {
   if (ring_push_requests(fr)) notify_remote_via_evtchn(port);
 }
 
+/** Sleeps until the backend's event, or a response already on the ring. */
+function sleep_for_responses(): void {
+  const seen = fire_count(port);
+  while (fire_count(port) == seen && ring_unconsumed_responses(fr) == 0) block();
+}
+
 /** Waits for `n` responses; returns how many were errors. */
 function wait(n: u32): u32 {
   let errors: u32 = 0;
@@ -291,9 +297,7 @@ function wait(n: u32): u32 {
       n--;
     }
     if (n == 0 || ring_final_check_for_responses(fr)) continue;
-    // Sleep until the backend's event.
-    const seen = fire_count(port);
-    while (fire_count(port) == seen && ring_unconsumed_responses(fr) == 0) block();
+    sleep_for_responses();
   }
   return errors;
 }
@@ -477,8 +481,7 @@ export function blkfront_aio_wait(): i32 {
       return <i32>id;
     }
     if (ring_final_check_for_responses(fr)) continue;
-    const seen = fire_count(port);
-    while (fire_count(port) == seen && ring_unconsumed_responses(fr) == 0) block();
+    sleep_for_responses();
   }
   return unreachable();
 }
