@@ -62,6 +62,8 @@ export const isArchFrame = (p: Pfn): boolean => p < PFN_IMAGE_BASE;
 export const IMPORT_MODULE = "xen";
 export const IMPORT_HYPERCALL = "hypercall";
 export const IMPORT_PREEMPT = "preempt";
+/** memory.grow, rewritten (confine.ts): grows linear memory from the reservation. */
+export const IMPORT_GROW = "grow";
 export const IMPORT_MEMORY_MODULE = "env";
 export const IMPORT_MEMORY = "memory";
 export const EXPORT_ENTRY = "_start";

@@ -30,7 +30,9 @@ import { UNROLL_FACTOR, unrollLoops } from "./unroll.js";
 import { MAX_RECURSIVE_NODES, splitSelfRecursion } from "./recursion.js";
 import { LOOP_BUDGET, budgetLoops } from "./loop_budget.js";
 import { MAX_UNSWITCH_NODES, stateInLocals } from "./state_local.js";
+import { confineKernel, refusedFeature } from "./confine.js";
 import {
+  IMPORT_GROW,
   IMPORT_HYPERCALL,
   IMPORT_MODULE,
   IMPORT_PREEMPT,
@@ -69,6 +71,13 @@ const CHECK_FN = "log_execution";
 const PREEMPT_FN = "tsxen_preempt";
 /** The global in which Asyncify keeps whether it is unwinding or rewinding. */
 const ASYNCIFY_STATE = "__asyncify_state";
+/** A temporary export that keeps the memory import through the passes. */
+const KEEP_MEMORY = "tsxen_keep_memory";
+
+/** Validates `m` without Binaryen printing the reasons to stderr. */
+function validates(m: binaryen.Module): boolean {
+  return m.validate() !== 0;
+}
 
 /** Instruments `module` (a guest kernel as built). Throws on a contract breach. */
 export function instrumentKernel(
@@ -79,16 +88,26 @@ export function instrumentKernel(
   const m = binaryen.readBinary(stripped.bytes);
   try {
     m.setFeatures(FEATURES);
-    if (!m.validate()) throw new Error("kernel module does not validate");
-    let hasHypercall = false;
+    if (!validates(m)) {
+      const feature = refusedFeature(m, FEATURES);
+      throw new Error(
+        feature
+          ? `kernel uses ${feature}, a wasm feature tsxen does not allow guests (docs/arch-wasm32.md)`
+          : "kernel module does not validate",
+      );
+    }
     for (let i = 0; i < m.getNumFunctions(); i++) {
       const f = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
-      if (f.module === IMPORT_MODULE && f.base === IMPORT_HYPERCALL) hasHypercall = true;
-      if (f.module === IMPORT_MODULE && f.base === IMPORT_PREEMPT) {
-        throw new Error("kernel imports xen.preempt, which belongs to the hypervisor");
+      if (f.module === IMPORT_MODULE && (f.base === IMPORT_PREEMPT || f.base === IMPORT_GROW)) {
+        throw new Error(`kernel imports xen.${f.base}, which belongs to the hypervisor`);
       }
     }
-    if (!hasHypercall) throw new Error("kernel does not import xen.hypercall");
+    // The memory import stays even in a kernel that never touches memory:
+    // Asyncify would otherwise make a memory of its own for the save areas.
+    m.addFunction(KEEP_MEMORY, binaryen.none, binaryen.i32, [], m.memory.size());
+    m.addFunctionExport(KEEP_MEMORY, KEEP_MEMORY);
+    m.addFunctionImport(PREEMPT_FN, IMPORT_MODULE, IMPORT_PREEMPT, binaryen.none, binaryen.none);
+    confineKernel(m, PREEMPT_FN);
 
     unrollLoops(m);
     splitSelfRecursion(m);
@@ -100,7 +119,6 @@ export function instrumentKernel(
     budgetLoops(m, CHECK_FN);
     m.removeFunction(CHECK_FN);
     m.addGlobal(COUNTER, binaryen.i32, true, m.i32.const(PREEMPT_CHECK_INTERVAL));
-    m.addFunctionImport(PREEMPT_FN, IMPORT_MODULE, IMPORT_PREEMPT, binaryen.none, binaryen.none);
     const count = m.global.get(COUNTER, binaryen.i32);
     m.addFunction(
       CHECK_FN,
@@ -128,6 +146,8 @@ export function instrumentKernel(
     m.runPasses(["asyncify"]);
     stateInLocals(m, ASYNCIFY_STATE);
     if (options.optimizeLevel > 0) m.optimize();
+    m.removeExport(KEEP_MEMORY);
+    m.removeFunction(KEEP_MEMORY);
     if (!m.validate()) throw new Error("instrumented kernel does not validate (Binaryen bug?)");
     return { bytes: m.emitBinary(), segments: stripped.segments, minPages: stripped.minPages };
   } finally {
@@ -143,5 +163,5 @@ export const BINARYEN_VERSION: string = (
 
 /** A string that changes whenever instrumentation's output may change. */
 export function instrumenterVersion(options: InstrumentOptions): string {
-  return `binaryen-${BINARYEN_VERSION}-opt${options.optimizeLevel}-check${PREEMPT_CHECK_INTERVAL}-unroll${UNROLL_FACTOR}-rec${MAX_RECURSIVE_NODES}-budget${LOOP_BUDGET}-unswitch${MAX_UNSWITCH_NODES}-v8`;
+  return `binaryen-${BINARYEN_VERSION}-opt${options.optimizeLevel}-check${PREEMPT_CHECK_INTERVAL}-unroll${UNROLL_FACTOR}-rec${MAX_RECURSIVE_NODES}-budget${LOOP_BUDGET}-unswitch${MAX_UNSWITCH_NODES}-v9`;
 }
