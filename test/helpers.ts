@@ -32,10 +32,13 @@ export async function until(pred: () => boolean, ms: number, what: string): Prom
   }
 }
 
-/** Free frames plus every domain's pages plus Dom0's: must equal the machine's frames. */
+/**
+ * Free frames plus every domain's pages (and the holes below its top) plus
+ * Dom0's: must equal the machine's frames.
+ */
 export function accountedFrames(host: Host): number {
   let sum = host.hv.frames.freeFrames + host.hv.dom0Pages;
-  for (const d of host.hv.domains.values()) sum += d.totPages;
+  for (const d of host.hv.domains.values()) sum += d.totPages + d.holes.length;
   return sum;
 }
 

@@ -114,14 +114,27 @@ test("memory_op keeps the books exact", async () => {
       -E.EPERM,
     );
 
+    // Linear memory is as large as what was given: 2 MiB, not maxmem's 4.
+    assert.equal(d.mem.size, 2 * 1024 ** 2);
+    assert.equal(d.topPfn, 512);
     // populate two free pfns above the initial 2 MiB; the third is past maxmem.
+    // Memory grows to cover them, in whole 64 KiB wasm pages: pfns 512..607
+    // become addressable, and the 94 not asked for are holes charged to d.
     d.mem.setU64(list, 600);
     d.mem.setU64(list + 8, 601);
     d.mem.setU64(list + 16, 5000);
     reservation(list, 3);
     assert.equal(call(host, d, H.__HYPERVISOR_memory_op, M.XENMEM_populate_physmap, SCRATCH), 2);
     assert.equal(d.totPages, 514);
-    assert.equal(host.hv.frames.freeFrames, free0 - 2);
+    assert.equal(d.topPfn, 608);
+    assert.equal(d.holes.length, 94);
+    assert.equal(host.hv.frames.freeFrames, free0 - 96);
+    // A hole below the top is filled from its own frame: the heap is untouched.
+    d.mem.setU64(list, 520);
+    reservation(list, 1);
+    assert.equal(call(host, d, H.__HYPERVISOR_memory_op, M.XENMEM_populate_physmap, SCRATCH), 1);
+    assert.equal(d.holes.length, 93);
+    assert.equal(host.hv.frames.freeFrames, free0 - 96);
     // Populating a populated pfn stops the batch.
     reservation(list, 1);
     assert.equal(call(host, d, H.__HYPERVISOR_memory_op, M.XENMEM_populate_physmap, SCRATCH), 0);
@@ -135,18 +148,22 @@ test("memory_op keeps the books exact", async () => {
       call(host, d, H.__HYPERVISOR_memory_op, M.XENMEM_decrease_reservation, SCRATCH),
       1,
     );
-    assert.equal(d.totPages, 513);
+    assert.equal(d.totPages, 514);
     assert.equal(
       d.mem.u8.subarray(600 * 4096, 601 * 4096).some((b) => b !== 0),
       false,
     );
-    assert.equal(host.hv.frames.freeFrames, free0 - 1);
+    // Its page stays addressable (wasm cannot unmap it), so its frame stays
+    // charged to d as a hole rather than going back to the heap.
+    assert.equal(d.holes.length, 94);
+    assert.equal(host.hv.frames.freeFrames, free0 - 96);
+    assert.equal(accountedFrames(host), host.hv.frames.totalFrames);
 
-    // increase_reservation up to max_pages (1024): 511 more fit, not 600.
+    // increase_reservation up to max_pages (1024): 510 more fit, not 600.
     reservation(0, 600);
     assert.equal(
       call(host, d, H.__HYPERVISOR_memory_op, M.XENMEM_increase_reservation, SCRATCH),
-      511,
+      510,
     );
     assert.equal(d.totPages, 1024);
     // An order above the domU limit does nothing.

@@ -6,13 +6,23 @@
  * VIRQ_CON_RING and new input VIRQ_CONSOLE on Dom0 (through `onOutput` and
  * `onInput`, set by the hypervisor).
  */
-import { CONSOLEIO_read, CONSOLEIO_write } from "../include/public/xen.js";
+import { CONSOLEIO_read, CONSOLEIO_write, HYPERVISOR } from "../include/public/xen.js";
 import { XenErrno } from "../include/public/errno.js";
 import type { Vcpu } from "../arch/wasm32/vcpu.js";
 import type { Hypervisor } from "./hypervisor.js";
 
 /** Bytes the console ring keeps (Xen's conring_size; its default is 16 KiB). */
 export const CONRING_SIZE = 64 * 1024;
+/** Bytes console_io writes between two preemption checks. */
+export const CONSOLE_WRITE_CHUNK = 4096;
+/**
+ * Guest console lines each domain may put on the hypervisor console in a
+ * burst, and per second after it (Xen rate-limits guest printk the same
+ * way); the rest are counted and reported, not stored. The guest's own
+ * console (xenconsoled, Host.readConsole) keeps all of them.
+ */
+export const GUEST_LINES_BURST = 200;
+export const GUEST_LINES_PER_SEC = 100;
 /** Bytes of serial input held for Dom0 (Xen's SERIAL_RX_SIZE); more is dropped. */
 export const SERIAL_RX_SIZE = 128;
 
@@ -49,6 +59,40 @@ export class HypervisorConsole {
     this.onOutput?.();
   }
 
+  /** Per domain: rate-limit tokens, when they were last topped up, lines dropped since. */
+  private readonly guestRate = new Map<number, { tokens: number; at: number; dropped: number }>();
+
+  /**
+   * A line of guest `d`'s console_io output, as "(dN) line", within the
+   * domain's rate (GUEST_LINES_BURST, GUEST_LINES_PER_SEC): a guest printing
+   * without pause cannot flood the ring, the log or the host's stdout.
+   */
+  guestLine(d: { domid: number }, line: string): void {
+    let r = this.guestRate.get(d.domid);
+    const now = performance.now();
+    if (!r) {
+      r = { tokens: GUEST_LINES_BURST, at: now, dropped: 0 };
+      this.guestRate.set(d.domid, r);
+    }
+    r.tokens = Math.min(GUEST_LINES_BURST, r.tokens + ((now - r.at) / 1000) * GUEST_LINES_PER_SEC);
+    r.at = now;
+    if (r.tokens < 1) {
+      r.dropped++;
+      return;
+    }
+    if (r.dropped > 0) {
+      this.printk(`d${d.domid}: ${r.dropped} console lines suppressed (rate limit)`);
+      r.dropped = 0;
+    }
+    r.tokens--;
+    this.put(`(d${d.domid}) ${line}`);
+  }
+
+  /** Forgets a destroyed domain's rate (its id may be reused). */
+  forgetGuest(domid: number): void {
+    this.guestRate.delete(domid);
+  }
+
   /** A hypervisor message, as Xen prints it. */
   printk(msg: string): void {
     this.put(`(XEN) ${msg}`);
@@ -81,9 +125,25 @@ export function do_console_io(
   const d = v.domain;
   switch (cmd) {
     case CONSOLEIO_write: {
-      if (count === 0) return 0;
-      const bytes = d.mem.read(buffer >>> 0, count >>> 0);
-      d.consoleWrite(bytes, (line) => hv.console.put(`(d${d.domid}) ${line}`));
+      // In pieces, and what is left when the slice ends is written in the
+      // vCPU's next slice (Xen's guest_console_write and its continuation).
+      buffer >>>= 0;
+      count >>>= 0;
+      d.mem.check(buffer, count);
+      for (let done = 0; done < count;) {
+        const n = Math.min(CONSOLE_WRITE_CHUNK, count - done);
+        d.consoleWrite(d.mem.read(buffer + done, n), (line) => hv.console.guestLine(d, line));
+        done += n;
+        if (done < count && hv.preemptCheck(v)) {
+          return hv.createContinuation(
+            v,
+            HYPERVISOR.__HYPERVISOR_console_io,
+            cmd,
+            count - done,
+            buffer + done,
+          );
+        }
+      }
       return 0;
     }
     case CONSOLEIO_read: {

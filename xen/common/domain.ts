@@ -37,10 +37,19 @@ export const CONSOLE_KEEP_BYTES = 64 * 1024;
 export class Domain {
   readonly vcpus: Vcpu[] = [];
   readonly mem: GuestMemory;
-  /** pfn → mfn; INVALID_MFN where the frame is not populated. */
+  /** pfn → mfn for every pfn up to maxmem; INVALID_MFN where the frame is not populated. */
   readonly p2m: Uint32Array;
   /** Frames allocated to the domain but not in its physmap (increase_reservation). */
   readonly unmapped: Mfn[] = [];
+  /**
+   * Frames behind the pfns below the top of linear memory that are not
+   * populated (released with decrease_reservation, or above the pfns asked
+   * for in the last wasm page of a growth). Wasm memory cannot shrink or
+   * unmap a page, so every page below the top may cost the host real memory:
+   * it stays charged to the domain, out of the free heap, until the domain
+   * repopulates it or dies (docs/arch-wasm32.md, "Memory accounting").
+   */
+  readonly holes: Mfn[] = [];
   /** Pages the domain holds (Xen's tot_pages). */
   totPages = 0;
   /** Most pages the domain may hold (Xen's max_pages). */
@@ -80,6 +89,7 @@ export class Domain {
     readonly privileged: boolean,
     readonly kernel: Kernel | undefined,
     readonly wasmMemory: WebAssembly.Memory,
+    maxPfns: number,
     maxPages: number,
     readonly cmdline: string,
     handle: Uint8Array,
@@ -87,15 +97,21 @@ export class Domain {
     kick: EventKick,
   ) {
     this.mem = new GuestMemory(wasmMemory.buffer);
-    this.p2m = new Uint32Array(this.mem.size / PAGE_SIZE).fill(mfn_x(INVALID_MFN));
+    this.p2m = new Uint32Array(maxPfns).fill(mfn_x(INVALID_MFN));
     this.maxPages = maxPages;
     this.evtchn = new EventChannels(this, kick, limits.maxEvtchnPort);
     this.gnttab = new GrantTable(this, limits.maxGrantFrames, limits.maxMaptrackFrames);
     this.handle = handle;
   }
 
+  /** Pfns the domain may ever address: its linear memory's maximum (maxmem). */
   get nrPfns(): number {
     return this.p2m.length;
+  }
+
+  /** Pfns its linear memory has now: every one below is charged to the domain. */
+  get topPfn(): number {
+    return this.mem.size / PAGE_SIZE;
   }
 
   isPopulated(pfn: Pfn): boolean {

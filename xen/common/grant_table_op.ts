@@ -12,7 +12,7 @@
  */
 import * as G from "../include/public/grant_table.js";
 import { XenErrno } from "../include/public/errno.js";
-import { DOMID_SELF } from "../include/public/xen.js";
+import { DOMID_SELF, HYPERVISOR } from "../include/public/xen.js";
 import { PAGE_SIZE, _pfn, mfn_x, type Pfn } from "../include/xen/mm.js";
 import type { Vcpu } from "../arch/wasm32/vcpu.js";
 import type { Domain } from "./domain.js";
@@ -145,12 +145,25 @@ export function do_grant_table_op(
   const mem = ld.mem;
   uop >>>= 0;
   count >>>= 0;
+  // A batch that is still going when the slice ends continues in the
+  // vCPU's next slice from where it stopped, as Xen's continuation does.
   const batch = (size: number, one: (op: number) => void): number => {
     if (count > GNTTAB_MAX_BATCH) return -XenErrno.EINVAL;
     mem.check(uop, size * count);
-    for (let i = 0; i < count; i++) one(uop + i * size);
+    for (let i = 0; i < count; i++) {
+      one(uop + i * size);
+      if (i + 1 < count && hv.preemptCheck(v)) return continueAt(i + 1, size);
+    }
     return 0;
   };
+  const continueAt = (next: number, size: number): number =>
+    hv.createContinuation(
+      v,
+      HYPERVISOR.__HYPERVISOR_grant_table_op,
+      cmd,
+      uop + next * size,
+      count - next,
+    );
   const single = (size: number): boolean => {
     if (count !== 1) return false;
     mem.check(uop, size);
@@ -186,6 +199,7 @@ export function do_grant_table_op(
       for (let i = 0; i < count; i++) {
         const op = uop + i * G.gnttab_copy.size;
         mem.dv.setInt16(op + f.status.offset, copyOne(hv, ld, op), true);
+        if (i + 1 < count && hv.preemptCheck(v)) return continueAt(i + 1, G.gnttab_copy.size);
       }
       return 0;
     }

@@ -4,8 +4,10 @@
  * the hypervisor goes through here; an access outside the guest's memory
  * throws GuestFault, which the hypercall layer turns into -EFAULT.
  *
- * Guest memory is a shared WebAssembly.Memory whose size never changes
- * (initial = maximum), so the views made here stay valid for its lifetime.
+ * Guest memory is a shared WebAssembly.Memory that only grows (as the domain
+ * populates pages above its top, memory.ts), and a shared memory grows in
+ * place: a view made here stays valid for the range it covers, and `refresh`
+ * widens this object's views after a growth.
  */
 
 /** A guest pointer or length that does not lie inside the guest's memory. */
@@ -19,12 +21,19 @@ const TWO32 = 2 ** 32;
 
 /** Typed views of one guest's memory with bounds-checked accessors. */
 export class GuestMemory {
-  readonly u8: Uint8Array;
-  readonly i32: Int32Array;
-  readonly dv: DataView;
-  readonly size: number;
+  u8!: Uint8Array;
+  i32!: Int32Array;
+  dv!: DataView;
+  size!: number;
+  buffer!: ArrayBufferLike;
 
-  constructor(readonly buffer: ArrayBufferLike) {
+  constructor(buffer: ArrayBufferLike) {
+    this.refresh(buffer);
+  }
+
+  /** Points the views at `buffer`, the same memory after it grew. */
+  refresh(buffer: ArrayBufferLike): void {
+    this.buffer = buffer;
     this.u8 = new Uint8Array(buffer);
     this.i32 = new Int32Array(buffer, 0, buffer.byteLength >>> 2);
     this.dv = new DataView(buffer);

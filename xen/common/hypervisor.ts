@@ -46,7 +46,7 @@ import { FrameAllocator } from "./page_alloc.js";
 import { HypervisorConsole } from "./console.js";
 import { GuestFault } from "./guest_access.js";
 import { invokeHypercall } from "./hypercall.js";
-import { freeAllFrames, populatePfn } from "./memory.js";
+import { chargeInitialTop, freeAllFrames, guestGrow, populatePfn } from "./memory.js";
 import { XEN_EXTRAVERSION, XEN_SUBVERSION, XEN_VERSION } from "./version.js";
 import { DEFAULT_SCHED_PARAMS, Scheduler, type SchedulerParams } from "./schedule.js";
 import { TimerQueue, type Timer } from "./timer.js";
@@ -195,12 +195,14 @@ export class Hypervisor implements VcpuHost {
       true,
       undefined,
       memory,
+      wasmPages * FRAMES_PER_WASM_PAGE,
       this.dom0Pages,
       "",
       new Uint8Array(16),
       limits,
       this.kick,
     );
+    chargeInitialTop(this, d);
     for (let p = 0; p < window; p++) populatePfn(this, d, _pfn(p));
     while (d.totPages < this.dom0Pages) {
       d.unmapped.push(this.frames.alloc(0)!);
@@ -319,11 +321,14 @@ export class Hypervisor implements VcpuHost {
     }
     if (vcpus > 1 && !cfg.kernel.hasSecondaryEntry)
       fail(XenErrno.EINVAL, `vcpus=${vcpus} but the kernel has no _start_vcpu export`);
-    const wasmPages = maxPages / FRAMES_PER_WASM_PAGE;
+    // Linear memory starts at `memory` and grows only as pages are given
+    // (memory.ts), up to maxmem.
+    const wasmPages = pages / FRAMES_PER_WASM_PAGE;
+    const maxWasmPages = maxPages / FRAMES_PER_WASM_PAGE;
     if (cfg.kernel.minPages > wasmPages) {
       fail(
         XenErrno.ENOMEM,
-        `the kernel needs ${cfg.kernel.minPages * 64} KiB of memory, maxmem is ${maxMiB * 1024} KiB`,
+        `the kernel needs ${cfg.kernel.minPages * 64} KiB of memory, memory is ${memMiB * 1024} KiB`,
       );
     }
     if (this.frames.freeFrames < pages) {
@@ -365,7 +370,11 @@ export class Hypervisor implements VcpuHost {
     const domid = this.allocDomid(cfg.domid);
     let wasmMemory: WebAssembly.Memory;
     try {
-      wasmMemory = new WebAssembly.Memory({ initial: wasmPages, maximum: wasmPages, shared: true });
+      wasmMemory = new WebAssembly.Memory({
+        initial: wasmPages,
+        maximum: maxWasmPages,
+        shared: true,
+      });
     } catch (e) {
       return fail(
         XenErrno.ENOMEM,
@@ -379,6 +388,7 @@ export class Hypervisor implements VcpuHost {
       cfg.kernel,
       wasmMemory,
       maxPages,
+      maxPages,
       cmdline,
       randomBytes(16),
       limits,
@@ -386,6 +396,7 @@ export class Hypervisor implements VcpuHost {
     );
     d.weight = cfg.weight ?? 256;
     d.cap = cfg.cap ?? 0;
+    chargeInitialTop(this, d);
     for (let p = 0; p < pages; p++) populatePfn(this, d, _pfn(p));
     for (const s of cfg.kernel.segments) d.mem.u8.set(s.data, s.offset);
     const timers = {
@@ -609,6 +620,7 @@ export class Hypervisor implements VcpuHost {
     if (this.domains.get(d.domid) !== d) return;
     freeAllFrames(this, d);
     this.domains.delete(d.domid);
+    this.console.forgetGuest(d.domid);
     this.dom0.evtchn.sendGlobalVirq(VIRQ_DOM_EXC);
     for (const l of this.listeners) l.destroyed?.(d.domid);
   }
@@ -617,6 +629,32 @@ export class Hypervisor implements VcpuHost {
 
   sliceExpired(): boolean {
     return this.slice.expired();
+  }
+
+  /**
+   * Xen's hypercall_preempt_check: whether a long hypercall of `v`'s should
+   * stop here and continue in a later slice. Only for a guest vCPU running
+   * its slice; Dom0's kernel (the host process) finishes what it asks.
+   */
+  preemptCheck(v: Vcpu): boolean {
+    return v.running && this.slice.expired();
+  }
+
+  /**
+   * Xen's hypercall_create_continuation: `v` is descheduled when its current
+   * hypercall returns (unless it is already blocking or yielding) and, when
+   * it runs again, the hypercall is made again as `op` with `args`, which
+   * say how far it got. The handler's own return value is then not seen.
+   */
+  createContinuation(v: Vcpu, op: number, ...args: number[]): number {
+    v.setContinuation(op, args);
+    if (v.suspend === Suspend.None) v.suspend = Suspend.Preempt;
+    return 0;
+  }
+
+  /** A guest's memory.grow (VcpuHost): pages from its reservation, or -1. */
+  growMemory(v: Vcpu, delta: number): number {
+    return guestGrow(this, v.domain, delta);
   }
 
   /** Runs one slice of `v` (the scheduler's SliceRunner). */

@@ -2,11 +2,16 @@
  * memory_op (Xen's `common/memory.c`): reservations and the physmap.
  *
  * wasm32 guests are auto-translated: a guest names frames by gfn (= pfn), and
- * the hypervisor keeps the pfn → mfn map. Populating a pfn takes a machine frame
- * from the heap and counts it in tot_pages; releasing one returns the frame and
- * zeroes the guest page, so no data outlives its frame. The wasm linear memory
- * itself is sized to maxmem and cannot be unmapped, so a released pfn stays
- * addressable (and zero): the accounting, not the MMU, enforces the reservation.
+ * the hypervisor keeps the pfn → mfn map. A domain's linear memory is as large
+ * as the pages it was given (its top), not as large as maxmem: populating a
+ * pfn at or above the top grows it (a whole 64 KiB wasm page at a time), and
+ * the guest's own `memory.grow` is rewritten into the same (confine.ts), so a
+ * guest cannot touch a page it was not given. Every pfn below the top is
+ * backed by a machine frame charged to the domain: populated (counted in
+ * tot_pages) or a hole (`Domain.holes`: released, or the rest of a wasm page
+ * a growth added). Wasm memory cannot shrink or unmap a page, so releasing a
+ * pfn zeroes it and keeps its frame as a hole: the host's memory stays equal
+ * to what the books say, and `xl info`'s free memory is real.
  *
  * Partial success is reported as Xen does: the number of extents completed.
  * Where tsxen differs: populating a pfn that is already populated stops the
@@ -28,7 +33,7 @@ import {
 } from "../include/public/memory.js";
 import { shared_info } from "../include/public/arch-wasm32.js";
 import { XenErrno } from "../include/public/errno.js";
-import { DOMID_SELF } from "../include/public/xen.js";
+import { DOMID_SELF, HYPERVISOR } from "../include/public/xen.js";
 import {
   INVALID_MFN,
   PAGE_SIZE,
@@ -38,32 +43,91 @@ import {
   pfn_to_paddr,
   type Pfn,
 } from "../include/xen/mm.js";
-import { PFN_SHARED_INFO, isArchFrame } from "../arch/wasm32/config.js";
+import { FRAMES_PER_WASM_PAGE, PFN_SHARED_INFO, isArchFrame } from "../arch/wasm32/config.js";
 import type { Vcpu } from "../arch/wasm32/vcpu.js";
 import type { Domain } from "./domain.js";
 import type { Hypervisor } from "./hypervisor.js";
 
+/**
+ * A continued memory_op carries the extent to start from in cmd's bits
+ * above this shift (Xen's MEMOP_EXTENT_SHIFT, internal to the hypervisor:
+ * xen/include/xen/hypercall.h).
+ */
+export const MEMOP_EXTENT_SHIFT = 6;
+
 /** Largest extent order an unprivileged domain may ask for (Xen's domU default). */
 export const DOMU_MAX_ORDER = 9;
+
+/** Heap frames that making pfns below `endPfn` addressable would take (whole wasm pages). */
+export function growthCost(d: Domain, endPfn: number): number {
+  const top = Math.ceil(endPfn / FRAMES_PER_WASM_PAGE) * FRAMES_PER_WASM_PAGE;
+  return Math.max(0, top - d.topPfn);
+}
+
+/**
+ * Grows `d`'s linear memory so that every pfn below `endPfn` is addressable,
+ * each new pfn's frame taken from the heap as a hole. False (nothing done)
+ * past maxmem or when the host lacks the frames.
+ */
+export function growTop(hv: Hypervisor, d: Domain, endPfn: number): boolean {
+  const cost = growthCost(d, endPfn);
+  if (cost === 0) return true;
+  if (d.topPfn + cost > d.nrPfns || hv.frames.freeFrames < cost) return false;
+  try {
+    d.wasmMemory.grow(cost / FRAMES_PER_WASM_PAGE);
+  } catch {
+    return false;
+  }
+  for (let i = 0; i < cost; i++) d.holes.push(hv.frames.alloc(d.domid)!);
+  d.mem.refresh(d.wasmMemory.buffer);
+  return true;
+}
+
+/**
+ * Charges a new domain for its linear memory as created: every pfn below the
+ * top gets a frame, as a hole that populatePfn then fills.
+ */
+export function chargeInitialTop(hv: Hypervisor, d: Domain): void {
+  while (d.holes.length + d.totPages < d.topPfn) d.holes.push(hv.frames.alloc(d.domid)!);
+}
 
 /** Gives pfn `p` of `d` a machine frame. False when over max_pages or the host is out of memory. */
 export function populatePfn(hv: Hypervisor, d: Domain, p: Pfn): boolean {
   if (p >= d.nrPfns || d.isPopulated(p) || d.totPages >= d.maxPages) return false;
-  const m = hv.frames.alloc(d.domid);
-  if (m === undefined) return false;
-  d.p2m[p] = mfn_x(m);
+  if (p >= d.topPfn && !growTop(hv, d, p + 1)) return false;
+  // Below the top, an unpopulated pfn always has its hole frame.
+  d.p2m[p] = mfn_x(d.holes.pop()!);
   d.totPages++;
   return true;
 }
 
-/** Takes pfn `p`'s frame from `d`, zeroing the page. False if it was not populated. */
-export function releasePfn(hv: Hypervisor, d: Domain, p: Pfn): boolean {
+/** Takes pfn `p` out of `d`'s physmap, zeroing the page; its frame stays a hole. False if it was not populated. */
+export function releasePfn(d: Domain, p: Pfn): boolean {
   if (!d.isPopulated(p)) return false;
-  hv.frames.free(_mfn(d.p2m[p]!));
+  d.holes.push(_mfn(d.p2m[p]!));
   d.p2m[p] = mfn_x(INVALID_MFN);
   d.totPages--;
   d.mem.u8.fill(0, pfn_to_paddr(p), pfn_to_paddr(p) + PAGE_SIZE);
   return true;
+}
+
+/**
+ * `memory.grow(delta)` of a guest (the `xen.grow` import): the next `delta`
+ * wasm pages are populated from the domain's reservation. The old size in
+ * wasm pages, or -1 past maxmem, max_pages or the host's free memory, as the
+ * instruction answers when it cannot grow.
+ */
+export function guestGrow(hv: Hypervisor, d: Domain, delta: number): number {
+  const old = d.topPfn / FRAMES_PER_WASM_PAGE;
+  delta >>>= 0;
+  if (delta === 0) return old;
+  const frames = delta * FRAMES_PER_WASM_PAGE;
+  const end = d.topPfn + frames;
+  if (end > d.nrPfns || d.totPages + frames > d.maxPages) return -1;
+  const from = d.topPfn;
+  if (!growTop(hv, d, end)) return -1;
+  for (let p = from; p < end; p++) populatePfn(hv, d, _pfn(p));
+  return old;
 }
 
 /** Returns every frame of a dying domain to the heap (its memory is dropped, not zeroed). */
@@ -75,6 +139,7 @@ export function freeAllFrames(hv: Hypervisor, d: Domain): void {
     }
   }
   for (const m of d.unmapped.splice(0)) hv.frames.free(m);
+  for (const m of d.holes.splice(0)) hv.frames.free(m);
   d.totPages = 0;
 }
 
@@ -85,7 +150,7 @@ export function targetDomain(hv: Hypervisor, v: Vcpu, domid: number): Domain | n
   return hv.domainById(domid) ?? -XenErrno.ESRCH;
 }
 
-function reservation(hv: Hypervisor, v: Vcpu, cmd: number, arg: number): number {
+function reservation(hv: Hypervisor, v: Vcpu, cmd: number, arg: number, start: number): number {
   const mem = v.domain.mem;
   const f = xen_memory_reservation.fields;
   mem.check(arg, xen_memory_reservation.size);
@@ -97,8 +162,18 @@ function reservation(hv: Hypervisor, v: Vcpu, cmd: number, arg: number): number 
   if (order > DOMU_MAX_ORDER && !v.domain.privileged) return 0;
   if (order > 20) return 0;
   const frames = 2 ** order;
-  let done = 0;
+  let done = start;
   for (; done < nr; done++) {
+    // A long batch continues in the vCPU's next slice from this extent, with
+    // the extent in cmd's high bits, as Xen's memory_op continues.
+    if (done > start && hv.preemptCheck(v)) {
+      return hv.createContinuation(
+        v,
+        HYPERVISOR.__HYPERVISOR_memory_op,
+        cmd + done * 2 ** MEMOP_EXTENT_SHIFT,
+        arg,
+      );
+    }
     if (cmd === XENMEM_increase_reservation) {
       // Frames not placed in the physmap: their mfns go back to the caller.
       if (target.totPages + frames > target.maxPages || hv.frames.freeFrames < frames) break;
@@ -120,7 +195,13 @@ function reservation(hv: Hypervisor, v: Vcpu, cmd: number, arg: number): number 
       for (let i = 0; i < frames && ok; i++) {
         if (target.isPopulated(_pfn(gpfn + i))) ok = false;
       }
-      if (!ok || target.totPages + frames > target.maxPages || hv.frames.freeFrames < frames) break;
+      if (
+        !ok ||
+        target.totPages + frames > target.maxPages ||
+        hv.frames.freeFrames < growthCost(target, gpfn + frames) ||
+        !growTop(hv, target, gpfn + frames)
+      )
+        break;
       for (let i = 0; i < frames; i++) populatePfn(hv, target, _pfn(gpfn + i));
     } else {
       // decrease_reservation: the architecture's own frames are not the guest's to give.
@@ -130,7 +211,7 @@ function reservation(hv: Hypervisor, v: Vcpu, cmd: number, arg: number): number 
         if (!target.isPopulated(p) || isArchFrame(p)) ok = false;
       }
       if (!ok) break;
-      for (let i = 0; i < frames; i++) releasePfn(hv, target, _pfn(gpfn + i));
+      for (let i = 0; i < frames; i++) releasePfn(target, _pfn(gpfn + i));
     }
   }
   return done;
@@ -174,11 +255,14 @@ function addToPhysmap(hv: Hypervisor, v: Vcpu, arg: number): number {
 /** memory_op(cmd, arg) */
 export function do_memory_op(hv: Hypervisor, v: Vcpu, cmd: number, arg: number): number {
   arg >>>= 0;
+  cmd >>>= 0;
+  const start = Math.floor(cmd / 2 ** MEMOP_EXTENT_SHIFT);
+  cmd %= 2 ** MEMOP_EXTENT_SHIFT;
   switch (cmd) {
     case XENMEM_increase_reservation:
     case XENMEM_decrease_reservation:
     case XENMEM_populate_physmap:
-      return reservation(hv, v, cmd, arg);
+      return reservation(hv, v, cmd, arg, start);
     case XENMEM_current_reservation:
     case XENMEM_maximum_reservation: {
       const target = targetDomain(hv, v, v.domain.mem.u16(arg));
@@ -188,7 +272,7 @@ export function do_memory_op(hv: Hypervisor, v: Vcpu, cmd: number, arg: number):
     case XENMEM_maximum_gpfn: {
       const target = targetDomain(hv, v, v.domain.mem.u16(arg));
       if (typeof target === "number") return target;
-      return target.nrPfns - 1;
+      return target.topPfn - 1;
     }
     case XENMEM_add_to_physmap:
       return addToPhysmap(hv, v, arg);

@@ -3,6 +3,12 @@
  * each one's result into its entry. A nested multicall fails with -EINVAL. If
  * an entry asks to deschedule the vCPU (yield, block, poll), the rest of the
  * batch still runs and the vCPU is descheduled when the batch is done.
+ *
+ * A batch still going when the vCPU's slice ends continues in its next slice
+ * (a continuation of the multicall from the next entry), and an entry that
+ * itself continues is written back into its slot, with the arguments that
+ * say how far it got, and the multicall continues from it: as Xen's
+ * multicall does, so that no batch holds the host longer than a slice.
  */
 import { multicall_entry } from "../include/public/arch-wasm32.js";
 import { XenErrno } from "../include/public/errno.js";
@@ -24,7 +30,23 @@ export function do_multicall(hv: Hypervisor, v: Vcpu, list: number, nr: number):
       op === HYPERVISOR.__HYPERVISOR_multicall
         ? -XenErrno.EINVAL
         : hv.dispatch(v, op, a(0), a(1), a(2), a(3), a(4));
+    const inner = v.takeContinuation();
+    if (inner) {
+      mem.setU64(e + f.op.offset, inner.op);
+      for (let k = 0; k < 5; k++) mem.setU64(e + f.args.offset + k * 8, inner.args[k]! >>> 0);
+      return again(i);
+    }
     mem.setI64(e + f.result.offset, rc);
+    if (i + 1 < nr && hv.preemptCheck(v)) return again(i + 1);
   }
   return 0;
+
+  function again(from: number): number {
+    return hv.createContinuation(
+      v,
+      HYPERVISOR.__HYPERVISOR_multicall,
+      list + from * multicall_entry.size,
+      nr - from,
+    );
+  }
 }

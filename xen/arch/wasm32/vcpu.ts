@@ -22,6 +22,7 @@ import type { Domain } from "../../common/domain.js";
 import {
   EXPORT_ENTRY,
   EXPORT_SECONDARY_ENTRY,
+  IMPORT_GROW,
   IMPORT_HYPERCALL,
   IMPORT_MEMORY,
   IMPORT_MEMORY_MODULE,
@@ -83,6 +84,8 @@ export interface VcpuHost {
   ): number;
   /** True once the running slice is over. Must not allocate. */
   sliceExpired(): boolean;
+  /** The guest's memory.grow (rewritten by confine.ts): old size in wasm pages, or -1. */
+  growMemory(v: Vcpu, delta: number): number;
 }
 
 export class Vcpu {
@@ -105,6 +108,15 @@ export class Vcpu {
   private rewinding = false;
   /** True while run() is on the stack. */
   private active = false;
+  /**
+   * A hypercall to run again when each context (0 main, 1 upcall) resumes:
+   * Xen's hypercall continuation, which re-executes the hypercall instruction
+   * with arguments that say how far it got. op -1: none.
+   */
+  private readonly continuations = [
+    { op: -1, args: [0, 0, 0, 0, 0] },
+    { op: -1, args: [0, 0, 0, 0, 0] },
+  ];
   private exports: KernelExports | undefined;
   /** Ports a SCHEDOP_poll waits on, while polling. */
   pollPorts: number[] | undefined;
@@ -177,7 +189,15 @@ export class Vcpu {
           a4: number,
           a5: number,
         ) => {
-          if (this.rewinding) return this.finishRewind();
+          if (this.rewinding) {
+            const rc = this.finishRewind();
+            const c = this.continuations[this.inUpcall ? 1 : 0]!;
+            if (c.op < 0) return rc;
+            const [b1, b2, b3, b4, b5] = c.args as [number, number, number, number, number];
+            const again = c.op;
+            c.op = -1;
+            return host.hypercall(this, again, b1, b2, b3, b4, b5);
+          }
           return host.hypercall(this, op, a1, a2, a3, a4, a5);
         },
         [IMPORT_PREEMPT]: () => {
@@ -189,6 +209,7 @@ export class Vcpu {
           // slice to end and nothing to unwind to.
           if (this.active && host.sliceExpired()) this.startUnwind(Suspend.Preempt, 0);
         },
+        [IMPORT_GROW]: (delta: number) => host.growMemory(this, delta),
       },
       [IMPORT_MEMORY_MODULE]: { [IMPORT_MEMORY]: this.domain.wasmMemory },
     };
@@ -196,6 +217,30 @@ export class Vcpu {
     if (!kernel) throw new Error(`d${this.domain.domid} has no kernel to run`);
     const instance = new WebAssembly.Instance(kernel.module, imports);
     this.exports = instance.exports as unknown as KernelExports;
+  }
+
+  /** True while this vCPU runs guest code (inside run()). */
+  get running(): boolean {
+    return this.active;
+  }
+
+  /**
+   * Makes the running context's current hypercall run again, as `op` with
+   * `args`, when the context resumes (see `continuations`).
+   */
+  setContinuation(op: number, args: readonly number[]): void {
+    const c = this.continuations[this.inUpcall ? 1 : 0]!;
+    c.op = op;
+    for (let i = 0; i < 5; i++) c.args[i] = args[i] ?? 0;
+  }
+
+  /** The running context's pending continuation, taken (multicall folds it into its entry). */
+  takeContinuation(): { op: number; args: number[] } | undefined {
+    const c = this.continuations[this.inUpcall ? 1 : 0]!;
+    if (c.op < 0) return undefined;
+    const out = { op: c.op, args: [...c.args] };
+    c.op = -1;
+    return out;
   }
 
   private finishRewind(): number {
