@@ -2,11 +2,25 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import {
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { guestPath } from "../extras/mini-os/build.js";
-import { kernelCacheDir, loadKernel, loadKernelFile } from "../xen/arch/wasm32/kernel.js";
+import {
+  MAX_KERNEL_BYTES,
+  kernelCacheDir,
+  loadKernel,
+  loadKernelFile,
+} from "../xen/arch/wasm32/kernel.js";
 
 /** The hello kernel with a custom section appended: same code, a new hash. */
 function variant(tag: string): Uint8Array {
@@ -44,8 +58,32 @@ test("a file that is not a kernel is refused with its name and the reason", asyn
   );
   await assert.rejects(
     loadKernelFile(join(dir, "missing.wasm")),
-    /cannot read kernel .*missing.wasm: ENOENT/,
+    /kernel .*missing.wasm: No such file or directory \(ENOENT\)/,
   );
+});
+
+test("a kernel that is not a regular file, or too large, is refused at once, by name", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-kinds-"));
+  const fifo = join(dir, "fifo.wasm");
+  execFileSync("mkfifo", [fifo]);
+  const loop = join(dir, "loop.wasm");
+  symlinkSync(loop, loop);
+  const huge = join(dir, "huge.wasm");
+  writeFileSync(huge, "");
+  truncateSync(huge, MAX_KERNEL_BYTES + 1);
+  const rows: Array<[string, RegExp]> = [
+    // A FIFO with no writer would hold open(2) forever.
+    [fifo, /kernel .*fifo\.wasm: is a FIFO, not a regular file/],
+    ["/dev/zero", /kernel \/dev\/zero: is a character device, not a regular file/],
+    [dir, /kernel .*tsxen-kinds-\w+: is a directory, not a regular file/],
+    [loop, /kernel .*loop\.wasm: Too many levels of symbolic links \(ELOOP\)/],
+    [huge, /kernel .*huge\.wasm: is 256 MiB; a kernel may be at most 256 MiB/],
+  ];
+  for (const [path, msg] of rows) {
+    const t = performance.now();
+    await assert.rejects(loadKernelFile(path), msg);
+    assert.ok(performance.now() - t < 500, `${path} took ${performance.now() - t} ms to refuse`);
+  }
 });
 
 test("a kernel file is read again only when it changes, and a vanished file is an error", async () => {
@@ -60,5 +98,8 @@ test("a kernel file is read again only when it changes, and a vanished file is a
   assert.notEqual(k2.hash, k1.hash);
   assert.equal(k2.hash, createHash("sha256").update(readFileSync(path)).digest("hex"));
   rmSync(path);
-  await assert.rejects(loadKernelFile(path), /cannot read kernel .*guest\.wasm: ENOENT/);
+  await assert.rejects(
+    loadKernelFile(path),
+    /kernel .*guest\.wasm: No such file or directory \(ENOENT\)/,
+  );
 });

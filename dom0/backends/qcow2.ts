@@ -13,7 +13,8 @@
  * compressed bytes' references. Images with unknown incompatible features
  * (zstd compression among them) are refused by name.
  */
-import { closeSync, fstatSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, readSync, writeSync } from "node:fs";
+import { openHostFile } from "../../xen/common/host_file.js";
 import { inflateRawSync } from "node:zlib";
 import { dirname, isAbsolute, resolve } from "node:path";
 import {
@@ -32,9 +33,9 @@ const QCOW_OFLAG_COPIED = 1n << 63n;
 const QCOW_OFLAG_COMPRESSED = 1n << 62n;
 const QCOW_OFLAG_ZERO = 1n;
 
-/** Whether the file at `path` starts with qcow2's magic. */
-export function isQcow2(path: string): boolean {
-  const fd = openSync(path, "r");
+/** Whether the file at `path` starts with qcow2's magic (`what` names it in errors). */
+export function isQcow2(path: string, what = "disk"): boolean {
+  const { fd } = openHostFile(path, { what, blockDevice: true });
   try {
     const b = Buffer.alloc(4);
     return readSync(fd, b, 0, 4, 0) === 4 && b.readUInt32BE(0) === QCOW2_MAGIC;
@@ -122,7 +123,9 @@ export class Qcow2Storage extends ImageFile {
         const name = nb.toString("utf8");
         const bpath = isAbsolute(name) ? name : resolve(dirname(path), name);
         try {
-          this.backing = openImage(bpath, true);
+          this.backing = isQcow2(bpath, "backing file")
+            ? new Qcow2Storage(bpath, true)
+            : new RawFileStorage(bpath, true);
         } catch (e) {
           fail(`backing file ${bpath}: ${(e as Error).message}`);
         }

@@ -4,18 +4,9 @@
  * image file, or memory. Sectors are 512 bytes. `flush` makes every write
  * before it durable on the host (fsync for a file).
  */
-import {
-  closeSync,
-  fstatSync,
-  fsync,
-  fsyncSync,
-  openSync,
-  read,
-  readSync,
-  write,
-  writeSync,
-} from "node:fs";
+import { closeSync, fsync, fsyncSync, read, readSync, write, writeSync } from "node:fs";
 import { execFile } from "node:child_process";
+import { openHostFile } from "../../xen/common/host_file.js";
 
 export const SECTOR = 512;
 
@@ -57,8 +48,19 @@ export abstract class ImageFile implements BlockStorage {
     readonly path: string,
     readonly readonly: boolean,
   ) {
-    this.fd = openSync(path, readonly ? "r" : "r+");
+    // Without blocking, and only a regular file or a block device (a FIFO,
+    // a directory or a character device is refused with its name).
+    const { fd, size } = openHostFile(path, {
+      what: "disk",
+      write: !readonly,
+      blockDevice: true,
+    });
+    this.fd = fd;
+    this.bytes = size;
   }
+
+  /** The image file's size in bytes when it was opened (block devices included). */
+  protected readonly bytes: number;
 
   abstract read(sector: number, dst: Uint8Array): void;
   abstract write(sector: number, src: Uint8Array): void;
@@ -88,7 +90,7 @@ export class RawFileStorage extends ImageFile {
 
   constructor(path: string, readonly: boolean) {
     super(path, readonly);
-    this.sectors = Math.floor(fstatSync(this.fd).size / SECTOR);
+    this.sectors = Math.floor(this.bytes / SECTOR);
     this.description = `raw:${path}`;
   }
 

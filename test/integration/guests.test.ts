@@ -184,7 +184,7 @@ test("bad domain configs are refused with a message that names the problem", asy
     );
     await assert.rejects(
       host.create({ name: "x", kernel: "/nonexistent.wasm", memory: 2 }),
-      /cannot read kernel \/nonexistent.wasm: ENOENT/,
+      /kernel \/nonexistent.wasm: No such file or directory \(ENOENT\)/,
     );
     host.destroy(d.domid);
     assert.equal(host.hv.frames.freeFrames, free0);

@@ -10,7 +10,11 @@
  *
  *   xl [-v] <subcommand> [args]     (xl help lists them)
  */
-import { readFileSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
+import { HostFileError, readHostFileSync } from "../../xen/common/host_file.js";
+
+/** Largest xl.cfg read (Xen's xl reads a config file whole too; real ones are a few KiB). */
+const MAX_CFG_BYTES = 1024 * 1024;
 import { dirname, resolve } from "node:path";
 import { hostname, release, version as osVersion, machine } from "node:os";
 import { parseArgs } from "node:util";
@@ -156,12 +160,14 @@ async function cmdCreate(args: string[]): Promise<number> {
   if (!file) throw new UsageError("create", "needs a config file");
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new XlFail(
-      `Failed to read config file: ${file}: ${code === "ENOENT" ? "No such file or directory" : (e as Error).message}`,
+    // Never blocks (a FIFO is refused, not waited on) and never reads a huge file whole.
+    text = readHostFileSync(file, { what: "config file", maxBytes: MAX_CFG_BYTES }).toString(
+      "utf8",
     );
+  } catch (e) {
+    if (!(e instanceof HostFileError)) throw e;
+    // xl's words, then the cause: "Failed to read config file: F: No such file or directory".
+    throw new XlFail(`Failed to read config file: ${e.message.replace(/^config file /, "")}`);
   }
   if (!values.quiet) console.error(`Parsing config from ${file}`);
   let parsed;

@@ -5,6 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { readHostFile } from "../../common/host_file.js";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
@@ -181,8 +182,10 @@ export async function loadKernelFile(
   const abs = resolve(path);
   let id: string | undefined;
   try {
+    // stat never blocks, even on a FIFO; only a regular file is remembered.
     const st = statSync(abs);
-    id = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}:${instrumenterVersion(options)}`;
+    if (st.isFile())
+      id = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}:${instrumenterVersion(options)}`;
   } catch {
     // Reading it below reports what is wrong.
   }
@@ -196,16 +199,17 @@ export async function loadKernelFile(
 /** Files loaded by loadKernelFile: absolute path → the file's identity then, and its kernel. */
 const loadedFiles = new Map<string, { id: string; kernel: Kernel }>();
 
+/**
+ * Largest kernel file accepted. A kernel is read whole and instrumented in
+ * memory (Binaryen takes many times its size), so a path to a huge file must
+ * fail at once with a message, not after eating the host's memory.
+ */
+export const MAX_KERNEL_BYTES = 256 * 1024 * 1024;
+
 async function readAndLoadKernel(path: string, options: InstrumentOptions): Promise<Kernel> {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new Error(
-      `cannot read kernel ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-      { cause: e },
-    );
-  }
+  // Opened without blocking and checked (a FIFO, /dev/zero, a directory or a
+  // huge file is refused by name) before anything is read; read off the main thread.
+  const { bytes } = await readHostFile(path, { what: "kernel", maxBytes: MAX_KERNEL_BYTES });
   try {
     return await loadKernel(bytes, options);
   } catch (e) {
