@@ -6,6 +6,7 @@
  */
 import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
+import { unsafeSocketDir } from "./rundir.js";
 import { dirname } from "node:path";
 
 export const MAX_LINE = 16 * 1024 * 1024;
@@ -107,6 +108,12 @@ export abstract class UnixService {
 /** Connects to unix socket `path`; rejects with an error naming `what` and the path. */
 export function connectUnix(path: string, what: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
+    // A socket in a directory someone else controls could be anyone's.
+    const unsafe = unsafeSocketDir(path);
+    if (unsafe) {
+      reject(new Error(`${what}: refusing ${path}: ${unsafe}`));
+      return;
+    }
     const s = createConnection(path);
     s.once("connect", () => {
       s.off("error", reject);

@@ -1,7 +1,9 @@
 /**
  * Where a tsxen host keeps its runtime files: `$TSXEN_RUN_DIR`, by default
- * /run/tsxen for root and `$XDG_RUNTIME_DIR/tsxen` (or /tmp/tsxen-<uid>)
- * otherwise; and its logs: `$TSXEN_LOG_DIR`, by default /var/log/tsxen for
+ * /run/tsxen for root and `$XDG_RUNTIME_DIR/tsxen` otherwise, or, with no
+ * XDG_RUNTIME_DIR, `$XDG_STATE_HOME/tsxen/run` (~/.local/state/tsxen/run):
+ * never a name in /tmp, which another local user could create first and so
+ * receive this user's xl requests; and its logs: `$TSXEN_LOG_DIR`, by default /var/log/tsxen for
  * root and `$XDG_STATE_HOME/tsxen/log` (or ~/.local/state/tsxen/log).
  *
  *   <run dir>/tsxen.pid             the running host's pid (the lock)
@@ -13,17 +15,100 @@
  *   <log dir>/console/guest-<name>.log   each guest's console
  *
  * The run directory is made mode 0700 and every socket 0600: only its owner
- * may use them, as only root may open Linux's /dev/xen/privcmd.
+ * may use them, as only root may open Linux's /dev/xen/privcmd. Before the
+ * host listens there, and before a client connects there, the directory and
+ * every one above it are checked as OpenSSH checks the paths it trusts
+ * (`checkSafeDir`): owned by the user or root, and writable by no one else
+ * (a world-writable directory with the sticky bit, such as /tmp, may be an
+ * ancestor, since no one else can rename what is in it).
  */
+import { chmodSync, lstatSync, mkdirSync, realpathSync, statSync } from "node:fs";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 /** The run directory, from the environment. */
-export function runDir(env: NodeJS.ProcessEnv = process.env): string {
+export function runDir(
+  env: NodeJS.ProcessEnv = process.env,
+  uid: number = process.getuid?.() ?? 0,
+): string {
   if (env.TSXEN_RUN_DIR) return env.TSXEN_RUN_DIR;
-  const uid = process.getuid?.() ?? 0;
   if (uid === 0) return "/run/tsxen";
-  return join(env.XDG_RUNTIME_DIR ?? `/tmp/tsxen-${uid}`, "tsxen");
+  if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, "tsxen");
+  return join(env.XDG_STATE_HOME ?? join(homedir(), ".local", "state"), "tsxen", "run");
+}
+
+/** A directory the host or a client must not trust: the message says which and why. */
+export class UnsafePathError extends Error {}
+
+const S_ISVTX = 0o1000;
+
+/**
+ * Throws UnsafePathError unless `dir` and every directory above it are owned
+ * by `uid` or root and writable by no one else (sticky world-writable
+ * ancestors excepted), and `dir` itself is a real directory (not a symlink)
+ * owned by `uid`. With `privateDir`, `dir` must also be mode 0700.
+ */
+export function checkSafeDir(dir: string, opts: { uid?: number; privateDir?: boolean } = {}): void {
+  const uid = opts.uid ?? process.getuid?.() ?? 0;
+  const leaf = lstatSync(dir);
+  if (leaf.isSymbolicLink())
+    throw new UnsafePathError(`${dir} is a symbolic link, not a directory`);
+  if (!leaf.isDirectory()) throw new UnsafePathError(`${dir} is not a directory`);
+  if (leaf.uid !== uid) {
+    throw new UnsafePathError(
+      `bad ownership for directory ${dir}: owned by uid ${leaf.uid}, not by this user (uid ${uid})`,
+    );
+  }
+  if (opts.privateDir && (leaf.mode & 0o077) !== 0) {
+    throw new UnsafePathError(
+      `bad modes for directory ${dir}: ${(leaf.mode & 0o777).toString(8)}, must be 700`,
+    );
+  }
+  let p = realpathSync(dir);
+  for (;;) {
+    const st = statSync(p);
+    if (st.uid !== uid && st.uid !== 0) {
+      throw new UnsafePathError(
+        `bad ownership for directory ${p}: owned by uid ${st.uid}, neither this user (uid ${uid}) nor root`,
+      );
+    }
+    if ((st.mode & 0o022) !== 0 && !(p !== dir && (st.mode & S_ISVTX) !== 0)) {
+      throw new UnsafePathError(
+        `bad modes for directory ${p}: ${(st.mode & 0o7777).toString(8)} lets others write in it`,
+      );
+    }
+    const up = dirname(p);
+    if (up === p) return;
+    p = up;
+  }
+}
+
+/**
+ * Why a client must not connect to the socket at `path` (its directory is
+ * not safe, checkSafeDir), or undefined. A directory that does not exist is
+ * left to connect(2) to report.
+ */
+export function unsafeSocketDir(path: string): string | undefined {
+  try {
+    checkSafeDir(dirname(path));
+    return undefined;
+  } catch (e) {
+    if (e instanceof UnsafePathError) return e.message;
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+}
+
+/**
+ * Makes the run directory (mode 0700, as its own user) if it is missing and
+ * checks it (checkSafeDir): a directory someone else made, or one others
+ * may write in or above, is refused rather than used.
+ */
+export function prepareRunDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = lstatSync(dir);
+  if (st.isDirectory() && st.uid === (process.getuid?.() ?? 0)) chmodSync(dir, 0o700);
+  checkSafeDir(dir, { privateDir: true });
 }
 
 /** The log directory, from the environment. */

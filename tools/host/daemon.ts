@@ -14,20 +14,12 @@
  * 3 when no host runs (the LSB's "not running").
  */
 import { spawn } from "node:child_process";
-import {
-  chmodSync,
-  closeSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseCommandLine } from "../cli.js";
 import { connectUnix } from "../jsonl.js";
-import { hostPaths, logDir, runDir } from "../rundir.js";
+import { hostPaths, logDir, prepareRunDir, runDir } from "../rundir.js";
 import { Host } from "./host.js";
 import { Libxl } from "../libxl/domain.js";
 import { LibxlClient, LibxlServer } from "../libxl/server.js";
@@ -81,8 +73,7 @@ function lock(pidFile: string): void {
 async function foreground(memMiB: number): Promise<void> {
   const dir = runDir();
   const paths = hostPaths(dir);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  chmodSync(dir, 0o700);
+  prepareRunDir(dir);
   lock(paths.pidFile);
   const logs = logDir();
   const host = new Host({ memoryBytes: memMiB * 2 ** 20 }, join(logs, "console"));

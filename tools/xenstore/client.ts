@@ -7,7 +7,7 @@
  */
 import { connect, type Socket } from "node:net";
 import * as W from "../../xen/include/public/io/xs_wire.js";
-import { clientSocket } from "../rundir.js";
+import { clientSocket, unsafeSocketDir } from "../rundir.js";
 
 /** A request xenstored refused: the error name (ENOENT, EACCES, ...) and the request. */
 export class XsClientError extends Error {
@@ -65,6 +65,12 @@ export class XsClient {
   /** xs_open: connects to `path` (default: XENSTORED_PATH, else the host's socket). */
   static open(path = clientSocket()): Promise<XsClient> {
     return new Promise((resolve, reject) => {
+      // A socket in a directory someone else controls could be anyone's xenstored.
+      const unsafe = unsafeSocketDir(path);
+      if (unsafe) {
+        reject(new Error(`xenstore: refusing ${path}: ${unsafe}`));
+        return;
+      }
       const s = connect(path);
       s.once("connect", () => resolve(new XsClient(s)));
       s.once("error", (e) =>
