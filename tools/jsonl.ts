@@ -9,25 +9,81 @@ import { createConnection, createServer, type Server, type Socket } from "node:n
 import { unsafeSocketDir } from "./rundir.js";
 import { dirname } from "node:path";
 
-export const MAX_LINE = 16 * 1024 * 1024;
+/** Longest request line a daemon socket accepts (privcmd's 256 KiB bounce buffer is ~350 KiB of base64). */
+export const MAX_LINE = 1024 * 1024;
+/** Longest line a client accepts from the host (`xl list -l` of many domains). */
+export const MAX_REPLY_LINE = 64 * 1024 * 1024;
+/**
+ * Bytes of unsent replies a connection may have before the daemon stops
+ * reading its requests (until the client reads): a client that sends
+ * without reading cannot make the daemon queue without limit.
+ */
+export const MAX_OUTPUT_BACKLOG = 1024 * 1024;
+/**
+ * Unfinished request bytes all of the daemon's connections together may
+ * hold: past it, the connection that would add more is closed, so that many
+ * connections with long unfinished lines cannot take the host's memory.
+ */
+export const MAX_TOTAL_INPUT = 32 * 1024 * 1024;
+/** Connections one daemon socket serves at once; more are closed at accept. */
+export const MAX_CONNECTIONS = 128;
 
-/** Calls `onMessage` with each JSON object read from `s`; `onError` on a bad line (then closes). */
+/** Unfinished input held by every readLines of this process. */
+let totalInput = 0;
+
+/** How readLines bounds what it holds. */
+export interface LineLimits {
+  /** Longest line (default MAX_LINE). */
+  readonly maxLine?: number;
+  /** Count unfinished input against MAX_TOTAL_INPUT (a daemon's side; default true). */
+  readonly shared?: boolean;
+}
+
+/**
+ * Calls `onMessage` with each JSON object read from `s`; `onError` on a bad
+ * line (then closes). While `s` has more than MAX_OUTPUT_BACKLOG bytes of
+ * replies unsent, it is not read.
+ */
 export function readLines(
   s: Socket,
   onMessage: (m: Record<string, unknown>) => void,
   onError: (why: string) => void,
-  maxLine = MAX_LINE,
+  limits: LineLimits = {},
 ): () => Buffer {
+  const maxLine = limits.maxLine ?? MAX_LINE;
+  const shared = limits.shared ?? true;
   let buf: Buffer = Buffer.alloc(0);
   let stopped = false;
-  const onData = (chunk: Buffer): void => {
-    if (stopped) return;
-    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-    for (;;) {
+  let held = false;
+  const setBuf = (b: Buffer): void => {
+    if (shared) totalInput += b.length - buf.length;
+    buf = b;
+  };
+  const fail = (why: string): void => {
+    stopped = true;
+    setBuf(Buffer.alloc(0));
+    onError(why);
+    s.destroy();
+  };
+  const pump = (): void => {
+    while (!stopped) {
+      if (s.writableLength > MAX_OUTPUT_BACKLOG) {
+        // Read on once the client has taken its replies.
+        if (!held) {
+          held = true;
+          s.pause();
+          s.once("drain", () => {
+            held = false;
+            s.resume();
+            pump();
+          });
+        }
+        return;
+      }
       const nl = buf.indexOf(10);
       if (nl < 0) break;
       const line = buf.subarray(0, nl).toString("utf8");
-      buf = buf.subarray(nl + 1);
+      setBuf(buf.subarray(nl + 1));
       let m: unknown;
       try {
         m = JSON.parse(line);
@@ -35,26 +91,35 @@ export function readLines(
         m = undefined;
       }
       if (typeof m !== "object" || m === null || Array.isArray(m)) {
-        stopped = true;
-        onError(`not a JSON object: ${JSON.stringify(line.slice(0, 80))}`);
-        s.destroy();
+        fail(`not a JSON object: ${JSON.stringify(line.slice(0, 80))}`);
         return;
       }
       onMessage(m as Record<string, unknown>);
-      if (stopped) return;
     }
-    if (buf.length > maxLine) {
-      stopped = true;
-      onError(`a line longer than ${maxLine} bytes`);
-      s.destroy();
-    }
+    if (stopped) return;
+    if (buf.length > maxLine) fail(`a line longer than ${maxLine} bytes`);
+    else if (shared && totalInput > MAX_TOTAL_INPUT)
+      fail(
+        `more unfinished input than the daemon holds for all clients (${MAX_TOTAL_INPUT} bytes)`,
+      );
+  };
+  const onData = (chunk: Buffer): void => {
+    if (stopped) return;
+    setBuf(buf.length === 0 ? chunk : Buffer.concat([buf, chunk]));
+    pump();
   };
   s.on("data", onData);
+  s.once("close", () => {
+    if (!stopped) setBuf(Buffer.alloc(0));
+    stopped = true;
+  });
   /** Stops reading lines and hands back what was read past the last one. */
   return () => {
     stopped = true;
     s.off("data", onData);
-    return buf;
+    const rest = buf;
+    setBuf(Buffer.alloc(0));
+    return rest;
   };
 }
 
@@ -92,6 +157,10 @@ export abstract class UnixService {
 
   async listen(): Promise<void> {
     this.server = await listenUnix(this.path, (s) => {
+      if (this.sockets.size >= MAX_CONNECTIONS) {
+        s.destroy();
+        return;
+      }
       this.sockets.add(s);
       s.on("close", () => this.sockets.delete(s));
       s.on("error", () => {});
@@ -156,6 +225,7 @@ export class LineClient {
         w.resolve(m);
       },
       (why) => this.failAll(`${what} sent ${why}`),
+      { maxLine: MAX_REPLY_LINE, shared: false },
     );
     socket.on("close", () => this.failAll(`${what} closed the connection`));
     socket.on("error", () => {});

@@ -6,7 +6,7 @@
  * way, typed bytes the other. It ends when the domain is destroyed.
  */
 import type { Socket } from "node:net";
-import { connectUnix, UnixService, readLines, sendLine } from "../jsonl.js";
+import { MAX_OUTPUT_BACKLOG, connectUnix, UnixService, readLines, sendLine } from "../jsonl.js";
 import type { Xenconsoled } from "./daemon.js";
 
 export class ConsoleServer extends UnixService {
@@ -33,8 +33,11 @@ export class ConsoleServer extends UnixService {
         const detach = c.attach(
           domid as number,
           {
+            // A client that does not read loses output past the backlog
+            // (as xenconsoled discards what a full buffer cannot take),
+            // rather than the host queueing it without limit.
             output: (b) => {
-              if (!s.destroyed) s.write(b);
+              if (!s.destroyed && s.writableLength < MAX_OUTPUT_BACKLOG) s.write(b);
             },
             closed: () => s.end(),
           },
@@ -52,7 +55,7 @@ export class ConsoleServer extends UnixService {
         s.on("data", input);
       },
       () => {},
-      4096,
+      { maxLine: 4096 },
     );
   }
 }

@@ -4,6 +4,12 @@
  * socket client is Dom0, privileged, as in Xen. A client that sends a header
  * announcing more than XENSTORE_PAYLOAD_MAX bytes is disconnected (xenstore.txt);
  * nobody else notices.
+ *
+ * What a client that does not read its replies can make the daemon hold is
+ * bounded: past XS_OUTPUT_HIGH bytes of unsent replies its requests are not
+ * read (the rest of what it already sent waits, parsed, in its queue), and a
+ * client whose unsent output still passes XS_OUTPUT_MAX (watch events keep
+ * coming) is disconnected with a line in the log.
  */
 import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
@@ -11,9 +17,16 @@ import { dirname } from "node:path";
 import { XsParser, encodeXsMsg } from "../../xen/include/public/io/xs_wire.js";
 import type { Xenstored } from "./xenstored.js";
 
+/** Unsent reply bytes past which a socket client's requests wait. */
+export const XS_OUTPUT_HIGH = 1024 * 1024;
+/** Unsent bytes past which a socket client is disconnected. */
+export const XS_OUTPUT_MAX = 16 * 1024 * 1024;
+
 export class XsSocketServer {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
+  /** Each client's requests read but not yet handled (waiting for it to read replies). */
+  private readonly queues = new Map<Socket, Array<{ payload: Uint8Array }>>();
   private serial = 0;
 
   private readonly daemon: () => Xenstored;
@@ -47,8 +60,43 @@ export class XsSocketServer {
     const d = this.daemon();
     this.sockets.add(s);
     s.setNoDelay?.(true);
-    const c = d.connect(0, true, (m) => s.write(encodeXsMsg(m)), `socket ${++this.serial}`);
+    const c = d.connect(
+      0,
+      true,
+      (m) => {
+        if (s.destroyed) return;
+        if (s.writableLength > XS_OUTPUT_MAX) {
+          d.log(
+            `${c.name}: does not read its replies (${s.writableLength} bytes unsent): disconnected`,
+          );
+          s.destroy();
+          return;
+        }
+        s.write(encodeXsMsg(m));
+      },
+      `socket ${++this.serial}`,
+    );
     const parser = new XsParser();
+    const queue: Parameters<Xenstored["handle"]>[1][] = [];
+    this.queues.set(s, queue);
+    let held = false;
+    const pump = (): void => {
+      while (queue.length > 0 && !s.destroyed) {
+        if (s.writableLength > XS_OUTPUT_HIGH) {
+          if (!held) {
+            held = true;
+            s.pause();
+            s.once("drain", () => {
+              held = false;
+              s.resume();
+              pump();
+            });
+          }
+          return;
+        }
+        d.handle(c, queue.shift()!);
+      }
+    };
     s.on("data", (chunk: Buffer) => {
       for (const r of parser.push(chunk)) {
         if ("error" in r) {
@@ -56,15 +104,25 @@ export class XsSocketServer {
           s.destroy();
           return;
         }
-        d.handle(c, r.msg);
+        queue.push(r.msg);
       }
+      pump();
     });
     const gone = (): void => {
       this.sockets.delete(s);
+      this.queues.delete(s);
       c.close();
     };
     s.on("close", gone);
     s.on("error", gone);
+  }
+
+  /** Bytes held for clients now: replies not yet sent and requests not yet handled. */
+  unsentBytes(): number {
+    let n = 0;
+    for (const s of this.sockets) n += s.writableLength;
+    for (const q of this.queues.values()) for (const m of q) n += m.payload.length + 16;
+    return n;
   }
 
   /** Connections open now. */
