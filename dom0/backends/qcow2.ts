@@ -13,7 +13,13 @@
  * compressed bytes' references. Images with unknown incompatible features
  * (zstd compression among them) are refused by name.
  */
-import { closeSync, fstatSync, readSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, readSync, realpathSync, writeSync } from "node:fs";
+import {
+  QCOW_MAX_L1_SIZE,
+  QCOW_MAX_REFTABLE_SIZE,
+  checkQcow2,
+  validateTable,
+} from "./qcow2_check.js";
 import { openHostFile } from "../../xen/common/host_file.js";
 import { inflateRawSync } from "node:zlib";
 import { dirname, isAbsolute, resolve } from "node:path";
@@ -27,6 +33,8 @@ import {
 } from "./storage.js";
 
 export const QCOW2_MAGIC = 0x514649fb;
+/** Images in a backing chain, the disk's own included. */
+export const MAX_BACKING_DEPTH = 16;
 const L1E_OFFSET_MASK = 0x00fffffffffffe00n;
 const L2E_OFFSET_MASK = 0x00fffffffffffe00n;
 const QCOW_OFLAG_COPIED = 1n << 63n;
@@ -75,11 +83,17 @@ export class Qcow2Storage extends ImageFile {
   /** The last compressed cluster inflated, by its L2 entry: reads come a page at a time. */
   private inflated: { entry: bigint; data: Buffer } | undefined;
 
-  constructor(path: string, readonly: boolean) {
-    super(path, readonly);
+  /**
+   * Opens and checks (qcow2_check.ts) the image at `path`. `chain` holds the
+   * real paths of the images above it, whose backing file this is: a chain
+   * that comes back to one of them, or is deeper than MAX_BACKING_DEPTH, is
+   * refused.
+   */
+  constructor(path: string, readonly: boolean, chain: readonly string[] = []) {
+    super(path, readonly, chain.length > 0 ? "backing file" : "disk");
     try {
       const h = Buffer.alloc(104);
-      readSync(this.fd, h, 0, 104, 0);
+      const got = readSync(this.fd, h, 0, 104, 0);
       const fail = (why: string): never => {
         throw new Error(`${path}: ${why}`);
       };
@@ -87,6 +101,9 @@ export class Qcow2Storage extends ImageFile {
       this.version = h.readUInt32BE(4);
       if (this.version !== 2 && this.version !== 3)
         fail(`qcow2 version ${this.version} is not 2 or 3`);
+      // Version 2's header is 72 bytes; version 3's at least 104.
+      if (got < 72 || (h.readUInt32BE(4) === 3 && got < 104))
+        fail(`the header is truncated (the file is ${this.bytes} bytes)`);
       this.clusterBits = h.readUInt32BE(20);
       if (this.clusterBits < 9 || this.clusterBits > 21)
         fail(`cluster_bits ${this.clusterBits} is out of range`);
@@ -107,27 +124,85 @@ export class Qcow2Storage extends ImageFile {
         if (order !== 4) fail(`refcount_order ${order} is not 4 (16-bit refcounts)`);
       }
       this.refBlockEntries = this.clusterSize / 2;
-      if (l1Size * 8 > 32 * 2 ** 20) fail(`an L1 table of ${l1Size} entries is too large`);
       const needL1 = Math.ceil(size / (this.clusterSize * (this.clusterSize / 8)));
       if (l1Size < needL1) fail(`an L1 table of ${l1Size} entries cannot cover ${size} bytes`);
+      const check = (f: () => void): void => {
+        try {
+          f();
+        } catch (e) {
+          fail((e as Error).message);
+        }
+      };
+      // QEMU's limits and alignment (in its order: the refcount table, then
+      // the L1 table), and inside the file, before a byte of either is read.
+      check(() => {
+        const cs = this.clusterSize;
+        const refBytes = refClusters * cs;
+        validateTable(
+          "Reference count table",
+          this.refTableOffset,
+          refBytes,
+          QCOW_MAX_REFTABLE_SIZE,
+          cs,
+          this.bytes,
+        );
+        if (refClusters === 0) throw new Error("Image does not contain a reference count table");
+        validateTable(
+          "Active L1 table",
+          this.l1Offset,
+          l1Size * 8,
+          QCOW_MAX_L1_SIZE,
+          cs,
+          this.bytes,
+        );
+      });
       this.l1 = this.readTable(this.l1Offset, l1Size);
       this.refTable = this.readTable(this.refTableOffset, (refClusters * this.clusterSize) / 8);
+      check(() =>
+        checkQcow2({
+          fd: this.fd,
+          fileBytes: this.bytes,
+          clusterBits: this.clusterBits,
+          l1Offset: this.l1Offset,
+          l1: this.l1,
+          refTableOffset: this.refTableOffset,
+          refTable: this.refTable,
+        }),
+      );
       this.sectors = Math.floor(size / SECTOR);
       this.fileEnd = Math.ceil(fstatSync(this.fd).size / this.clusterSize) * this.clusterSize;
       const backingOffset = Number(h.readBigUInt64BE(8));
       const backingSize = h.readUInt32BE(16);
       if (backingOffset !== 0) {
-        if (backingSize > 1023) fail("the backing file name is too long");
+        if (backingSize > 1023) fail("Backing file name too long");
+        if (backingOffset > this.clusterSize || backingOffset + backingSize > this.bytes)
+          fail(`Invalid backing file offset ${backingOffset}`);
         const nb = Buffer.alloc(backingSize);
         readSync(this.fd, nb, 0, backingSize, backingOffset);
         const name = nb.toString("utf8");
         const bpath = isAbsolute(name) ? name : resolve(dirname(path), name);
+        const here = [...chain, realpathSync(path)];
+        let real: string | undefined;
+        try {
+          real = realpathSync(bpath);
+        } catch {
+          // Opening it below says what is wrong.
+        }
+        if (real !== undefined && here.includes(real))
+          fail(`backing file ${bpath}: the backing chain loops back to ${real}`);
+        if (here.length >= MAX_BACKING_DEPTH)
+          fail(
+            `backing file ${bpath}: the backing chain is deeper than ${MAX_BACKING_DEPTH} images`,
+          );
         try {
           this.backing = isQcow2(bpath, "backing file")
-            ? new Qcow2Storage(bpath, true)
-            : new RawFileStorage(bpath, true);
+            ? new Qcow2Storage(bpath, true, here)
+            : new RawFileStorage(bpath, true, "backing file");
         } catch (e) {
-          fail(`backing file ${bpath}: ${(e as Error).message}`);
+          let why = (e as Error).message;
+          for (const p of [`backing file ${bpath}: `, `${bpath}: `])
+            if (why.startsWith(p)) why = why.slice(p.length);
+          fail(`backing file ${bpath}: ${why}`);
         }
       }
       this.description = `qcow2:${path}${this.backing ? ` (backing ${this.backing.description})` : ""}`;
@@ -263,9 +338,25 @@ export class Qcow2Storage extends ImageFile {
       this.fileEnd += this.clusterSize;
       this.freeHint = this.fileEnd / this.clusterSize;
     }
+    // The open's check makes this impossible (every metadata cluster has a
+    // refcount); kept so that no bug can write through the header or a table.
+    if (this.overlapsFixedMetadata(at)) {
+      throw new Error(`${this.path}: cluster ${at} holds metadata; refusing to write through it`);
+    }
     writeSync(this.fd, Buffer.alloc(this.clusterSize), 0, this.clusterSize, at);
     this.setRefcount(at, 1);
     return at;
+  }
+
+  /** Whether the cluster at `at` is the header's or part of the L1 or refcount table. */
+  private overlapsFixedMetadata(at: number): boolean {
+    const end = at + this.clusterSize;
+    const hits = (off: number, len: number): boolean => at < off + len && off < end;
+    return (
+      at === 0 ||
+      hits(this.l1Offset, this.l1.length * 8) ||
+      hits(this.refTableOffset, this.refTable.length * 8)
+    );
   }
 
   /**

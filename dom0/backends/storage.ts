@@ -44,14 +44,16 @@ export abstract class ImageFile implements BlockStorage {
   abstract readonly sectors: number;
   abstract readonly description: string;
 
+  /** @param what what the file is to the user, for errors: "disk" or "backing file" */
   constructor(
     readonly path: string,
     readonly readonly: boolean,
+    what = "disk",
   ) {
     // Without blocking, and only a regular file or a block device (a FIFO,
     // a directory or a character device is refused with its name).
     const { fd, size } = openHostFile(path, {
-      what: "disk",
+      what,
       write: !readonly,
       blockDevice: true,
     });
@@ -88,8 +90,8 @@ export class RawFileStorage extends ImageFile {
   readonly sectors: number;
   readonly description: string;
 
-  constructor(path: string, readonly: boolean) {
-    super(path, readonly);
+  constructor(path: string, readonly: boolean, what = "disk") {
+    super(path, readonly, what);
     this.sectors = Math.floor(this.bytes / SECTOR);
     this.description = `raw:${path}`;
   }
