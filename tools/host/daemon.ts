@@ -13,6 +13,7 @@
  * start, it did not stop); 2 a mistake on the command line; `status` exits
  * 3 when no host runs (the LSB's "not running").
  */
+import { watchdog } from "../../xen/common/watchdog.js";
 import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
@@ -79,6 +80,8 @@ async function foreground(memMiB: number): Promise<void> {
   const host = new Host({ memoryBytes: memMiB * 2 ** 20 }, join(logs, "console"));
   const log = (line: string): void => void process.stdout.write(`${line}\n`);
   host.hv.console.listeners.add(log);
+  // A stall of the main thread is reported while it lasts, straight to where the console goes.
+  watchdog.reportFd = 1;
   process.stdout.write(host.dmesg());
   // What xen-init-dom0 writes for Dom0.
   host.xenstored.writeText("/local/domain/0/name", "Domain-0");

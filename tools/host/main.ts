@@ -7,6 +7,7 @@
  *
  *   node dist/tools/host/main.js [--memory MiB] [--guest NAME]... [--list-every SECONDS]
  */
+import { watchdog } from "../../xen/common/watchdog.js";
 import { parseCommandLine } from "../cli.js";
 import { guestPath } from "../../extras/mini-os/build.js";
 import { Host } from "./host.js";
@@ -44,6 +45,8 @@ if (!Number.isInteger(memMiB) || memMiB < 1024) {
 
 const host = new Host({ memoryBytes: memMiB * 2 ** 20 });
 host.hv.console.listeners.add((line) => process.stdout.write(`${line}\n`));
+// A stall of the main thread is reported while it lasts, straight to where the console goes.
+watchdog.reportFd = 1;
 // Domains that power off are destroyed, as xl's default on_poweroff="destroy".
 host.hv.listeners.add({
   shutdown: (d) => {
