@@ -715,9 +715,7 @@ export class Hypervisor implements VcpuHost {
     a4: number,
     a5: number,
   ): number {
-    activity[ACT_HYPERCALL] = op;
     const rc = this.dispatch(v, op, a1, a2, a3, a4, a5);
-    activity[ACT_HYPERCALL] = -1;
     // One flag on the usual path: each further check cost 1–3 ns of a 12 ns call.
     if (v.suspend !== Suspend.None) v.startUnwind(v.suspend, rc);
     else if (v.attention) this.attend(v, rc);

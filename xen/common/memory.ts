@@ -18,6 +18,7 @@
  * batch there (Xen would replace the page), since a wasm32 pfn's memory cannot
  * be swapped for another frame's.
  */
+import { enterHypercall, leaveHypercall } from "./watchdog.js";
 import {
   XENMAPSPACE_grant_table,
   XENMAPSPACE_shared_info,
@@ -254,6 +255,15 @@ function addToPhysmap(hv: Hypervisor, v: Vcpu, arg: number): number {
 
 /** memory_op(cmd, arg) */
 export function do_memory_op(hv: Hypervisor, v: Vcpu, cmd: number, arg: number): number {
+  const prev = enterHypercall(HYPERVISOR.__HYPERVISOR_memory_op);
+  try {
+    return do_memory_op_body(hv, v, cmd, arg);
+  } finally {
+    leaveHypercall(prev);
+  }
+}
+
+function do_memory_op_body(hv: Hypervisor, v: Vcpu, cmd: number, arg: number): number {
   arg >>>= 0;
   cmd >>>= 0;
   const start = Math.floor(cmd / 2 ** MEMOP_EXTENT_SHIFT);

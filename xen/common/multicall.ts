@@ -10,6 +10,7 @@
  * say how far it got, and the multicall continues from it: as Xen's
  * multicall does, so that no batch holds the host longer than a slice.
  */
+import { enterHypercall, leaveHypercall } from "./watchdog.js";
 import { multicall_entry } from "../include/public/arch-wasm32.js";
 import { XenErrno } from "../include/public/errno.js";
 import { HYPERVISOR } from "../include/public/xen.js";
@@ -17,6 +18,15 @@ import type { Vcpu } from "../arch/wasm32/vcpu.js";
 import type { Hypervisor } from "./hypervisor.js";
 
 export function do_multicall(hv: Hypervisor, v: Vcpu, list: number, nr: number): number {
+  const prev = enterHypercall(HYPERVISOR.__HYPERVISOR_multicall);
+  try {
+    return do_multicall_body(hv, v, list, nr);
+  } finally {
+    leaveHypercall(prev);
+  }
+}
+
+function do_multicall_body(hv: Hypervisor, v: Vcpu, list: number, nr: number): number {
   const mem = v.domain.mem;
   const f = multicall_entry.fields;
   list >>>= 0;
