@@ -102,9 +102,9 @@ test("a bulk instruction out of bounds traps before writing anything", async () 
 });
 
 test("kernels using features tsxen refuses are refused by the feature's name", () => {
-  const wrap = (body: string): Uint8Array =>
+  const wrap = (body: string, hc = "(param i32 i32 i32 i32 i32 i32) (result i32)"): Uint8Array =>
     watBinary(`(module
-      (import "xen" "hypercall" (func $hc (param i32 i32 i32 i32 i32 i32) (result i32)))
+      (import "xen" "hypercall" (func $hc ${hc}))
       (import "env" "memory" (memory 1 65536 shared))
       ${body})`);
   const rows: Array<[string, string, RegExp]> = [
@@ -129,6 +129,17 @@ test("kernels using features tsxen refuses are refused by the feature's name", (
       /table .* has 2000000 entries; at most 1048576/,
     ],
   ];
+  // Found by the kernel fuzzer: a hypercall import of another type broke instrumentation.
+  assert.throws(
+    () =>
+      instrumentKernel(
+        wrap(
+          `(func (export "_start") (param i32) (drop (memory.atomic.wait32 (i32.const 0) (i32.const 0) (i64.const 0))))`,
+          "(param i32 i32 i32 i32 v128 i32) (result i32)",
+        ),
+      ),
+    /kernel imports xen\.hypercall with the wrong type/,
+  );
   for (const [what, body, msg] of rows) {
     let bytes: Uint8Array;
     try {

@@ -110,7 +110,15 @@ export function confineKernel(m: binaryen.Module, preemptFn: string): void {
   for (let i = 0; i < m.getNumFunctions(); i++) {
     const fn = m.getFunctionByIndex(i);
     const f = binaryen.getFunctionInfo(fn);
-    if (f.module === IMPORT_MODULE && f.base === IMPORT_HYPERCALL) hypercall = f.name;
+    if (f.module === IMPORT_MODULE && f.base === IMPORT_HYPERCALL) {
+      const params = binaryen.expandType(f.params);
+      if (params.length !== 6 || params.some((t) => t !== i32) || f.results !== i32) {
+        throw new Error(
+          "kernel imports xen.hypercall with the wrong type; the contract is (i32, i32, i32, i32, i32, i32) -> i32",
+        );
+      }
+      hypercall = f.name;
+    }
     if (!f.module) originals.push(fn);
   }
   if (hypercall === undefined) throw new Error("kernel does not import xen.hypercall");

@@ -74,9 +74,24 @@ const ASYNCIFY_STATE = "__asyncify_state";
 /** A temporary export that keeps the memory import through the passes. */
 const KEEP_MEMORY = "tsxen_keep_memory";
 
+/**
+ * Runs `fn` with this thread's stderr silenced: Binaryen's validator prints
+ * every reason a module fails to it, and the reasons a hostile module fails
+ * are many and not the log's business (the Error thrown names the cause).
+ */
+export function quietly<T>(fn: () => T): T {
+  const write = process.stderr.write;
+  process.stderr.write = (() => true) as typeof process.stderr.write;
+  try {
+    return fn();
+  } finally {
+    process.stderr.write = write;
+  }
+}
+
 /** Validates `m` without Binaryen printing the reasons to stderr. */
 function validates(m: binaryen.Module): boolean {
-  return m.validate() !== 0;
+  return quietly(() => m.validate() !== 0);
 }
 
 /** Instruments `module` (a guest kernel as built). Throws on a contract breach. */
@@ -84,12 +99,17 @@ export function instrumentKernel(
   module: Uint8Array,
   options: InstrumentOptions = DEFAULT_INSTRUMENT_OPTIONS,
 ): InstrumentedKernel {
+  // V8's validator first: Binaryen's reader is not made for hostile bytes
+  // (it may abort, and cannot be used again after that).
   const stripped = stripKernel(module);
+  if (!WebAssembly.validate(new Uint8Array(module))) {
+    throw new Error("not a valid WebAssembly module (V8's validator rejects it)");
+  }
   const m = binaryen.readBinary(stripped.bytes);
   try {
     m.setFeatures(FEATURES);
     if (!validates(m)) {
-      const feature = refusedFeature(m, FEATURES);
+      const feature = quietly(() => refusedFeature(m, FEATURES));
       throw new Error(
         feature
           ? `kernel uses ${feature}, a wasm feature tsxen does not allow guests (docs/arch-wasm32.md)`

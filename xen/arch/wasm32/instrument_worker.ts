@@ -14,6 +14,10 @@ parentPort!.on("message", (msg: { id: number; bytes: Uint8Array; options: Instru
       out: instrumentKernel(msg.bytes, msg.options),
     });
   } catch (e) {
-    parentPort!.postMessage({ id: msg.id, ok: false, error: (e as Error).message });
+    const error = (e as Error).message;
+    parentPort!.postMessage({ id: msg.id, ok: false, error });
+    // Binaryen cannot be used again after it aborts: end this thread, and
+    // the host starts a new one for the next kernel.
+    if (/^Aborted/.test(error)) process.exit(1);
   }
 });

@@ -61,7 +61,12 @@ function instrumenter(): Worker {
   w.on("error", (e) => {
     for (const p of pending.values()) p.reject(e);
     pending.clear();
-    worker = undefined;
+    if (worker === w) worker = undefined;
+  });
+  w.on("exit", () => {
+    for (const p of pending.values()) p.reject(new Error("the kernel instrumenter stopped"));
+    pending.clear();
+    if (worker === w) worker = undefined;
   });
   worker = w;
   return w;
