@@ -321,3 +321,18 @@ test("a multicall of 65,536-page grant copies runs in slices and completes", asy
     },
   );
 });
+
+test("console_io of 1000 MiB of zero bytes is written in slices and returns to its caller", async () => {
+  await underAttack(
+    `(func (export "_start") (param i32)
+       (i32.store (i32.const 0x100020)
+         ${hc(18, "(i32.const 0)", "(i32.const 0x3e800000)", "(i32.const 0x200000)")})
+       ${POWEROFF}
+       (loop $l (br $l)))`,
+    { memory: 1024 },
+    async (host, d) => {
+      assert.equal(await host.waitShutdown(d.domid, 30_000), "poweroff", d.crashMessage);
+      assert.equal(d.mem.u32(0x100020), 0, "console_io returned 0");
+    },
+  );
+});
