@@ -77,7 +77,7 @@ test("a kernel that is not a regular file, or too large, is refused at once, by 
     ["/dev/zero", /kernel \/dev\/zero: is a character device, not a regular file/],
     [dir, /kernel .*tsxen-kinds-\w+: is a directory, not a regular file/],
     [loop, /kernel .*loop\.wasm: Too many levels of symbolic links \(ELOOP\)/],
-    [huge, /kernel .*huge\.wasm: is 256 MiB; a kernel may be at most 256 MiB/],
+    [huge, /kernel .*huge\.wasm: is 32 MiB; a kernel may be at most 32 MiB/],
   ];
   for (const [path, msg] of rows) {
     const t = performance.now();
