@@ -31,6 +31,29 @@ export const MAX_CONNECTIONS = 128;
 /** Unfinished input held by every readLines of this process. */
 let totalInput = 0;
 
+/** Sockets not being read until their unsent output drains (heldForBacklog). */
+const held = new WeakSet<Socket>();
+
+/**
+ * True when `s` has more than `limit` bytes of output unsent: it is then
+ * not read until that output drains, when `resume` is called. A daemon
+ * calls this before handling each request, so that a client that sends
+ * without reading its replies makes it hold no more than `limit` for it.
+ */
+export function heldForBacklog(s: Socket, limit: number, resume: () => void): boolean {
+  if (s.writableLength <= limit) return false;
+  if (!held.has(s)) {
+    held.add(s);
+    s.pause();
+    s.once("drain", () => {
+      held.delete(s);
+      s.resume();
+      resume();
+    });
+  }
+  return true;
+}
+
 /** How readLines bounds what it holds. */
 export interface LineLimits {
   /** Longest line (default MAX_LINE). */
@@ -54,7 +77,6 @@ export function readLines(
   const shared = limits.shared ?? true;
   let buf: Buffer = Buffer.alloc(0);
   let stopped = false;
-  let held = false;
   const setBuf = (b: Buffer): void => {
     if (shared) totalInput += b.length - buf.length;
     buf = b;
@@ -67,19 +89,7 @@ export function readLines(
   };
   const pump = (): void => {
     while (!stopped) {
-      if (s.writableLength > MAX_OUTPUT_BACKLOG) {
-        // Read on once the client has taken its replies.
-        if (!held) {
-          held = true;
-          s.pause();
-          s.once("drain", () => {
-            held = false;
-            s.resume();
-            pump();
-          });
-        }
-        return;
-      }
+      if (heldForBacklog(s, MAX_OUTPUT_BACKLOG, pump)) return;
       const nl = buf.indexOf(10);
       if (nl < 0) break;
       const line = buf.subarray(0, nl).toString("utf8");

@@ -16,6 +16,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { dirname } from "node:path";
 import { XsParser, encodeXsMsg } from "../../xen/include/public/io/xs_wire.js";
 import type { Xenstored } from "./xenstored.js";
+import { heldForBacklog } from "../jsonl.js";
 
 /** Unsent reply bytes past which a socket client's requests wait. */
 export const XS_OUTPUT_HIGH = 1024 * 1024;
@@ -79,21 +80,9 @@ export class XsSocketServer {
     const parser = new XsParser();
     const queue: Parameters<Xenstored["handle"]>[1][] = [];
     this.queues.set(s, queue);
-    let held = false;
     const pump = (): void => {
       while (queue.length > 0 && !s.destroyed) {
-        if (s.writableLength > XS_OUTPUT_HIGH) {
-          if (!held) {
-            held = true;
-            s.pause();
-            s.once("drain", () => {
-              held = false;
-              s.resume();
-              pump();
-            });
-          }
-          return;
-        }
+        if (heldForBacklog(s, XS_OUTPUT_HIGH, pump)) return;
         d.handle(c, queue.shift()!);
       }
     };

@@ -6,7 +6,7 @@
  * VIRQ_CON_RING and new input VIRQ_CONSOLE on Dom0 (through `onOutput` and
  * `onInput`, set by the hypervisor).
  */
-import { enterHypercall, leaveHypercall } from "./watchdog.js";
+import { trackedHypercall } from "./watchdog.js";
 import { CONSOLEIO_read, CONSOLEIO_write, HYPERVISOR } from "../include/public/xen.js";
 import { XenErrno } from "../include/public/errno.js";
 import type { Vcpu } from "../arch/wasm32/vcpu.js";
@@ -116,20 +116,11 @@ export class HypervisorConsole {
  * serial input, as in Xen, and are for privileged domains only; the ring of
  * output is read with sysctl readconsole (`xl dmesg`), not here.
  */
-export function do_console_io(
-  hv: Hypervisor,
-  v: Vcpu,
-  cmd: number,
-  count: number,
-  buffer: number,
-): number {
-  const prev = enterHypercall(HYPERVISOR.__HYPERVISOR_console_io);
-  try {
-    return do_console_io_body(hv, v, cmd, count, buffer);
-  } finally {
-    leaveHypercall(prev);
-  }
-}
+/** do_console_io, marked for the watchdog (trackedHypercall). */
+export const do_console_io = trackedHypercall(
+  HYPERVISOR.__HYPERVISOR_console_io,
+  do_console_io_body,
+);
 
 function do_console_io_body(
   hv: Hypervisor,

@@ -10,7 +10,7 @@
  * GNTTABOP_copy; Dom0's kernel reads the mapped page directly
  * (Hypervisor.grantMappingView). docs/arch-wasm32.md says the same to guests.
  */
-import { enterHypercall, leaveHypercall } from "./watchdog.js";
+import { trackedHypercall } from "./watchdog.js";
 import * as G from "../include/public/grant_table.js";
 import { XenErrno } from "../include/public/errno.js";
 import { DOMID_SELF, HYPERVISOR } from "../include/public/xen.js";
@@ -135,20 +135,11 @@ function tableTarget(hv: Hypervisor, ld: Domain, dom: number): Domain | number {
   return hv.domainById(dom) ?? G.GNTST_bad_domain;
 }
 
-export function do_grant_table_op(
-  hv: Hypervisor,
-  v: Vcpu,
-  cmd: number,
-  uop: number,
-  count: number,
-): number {
-  const prev = enterHypercall(HYPERVISOR.__HYPERVISOR_grant_table_op);
-  try {
-    return do_grant_table_op_body(hv, v, cmd, uop, count);
-  } finally {
-    leaveHypercall(prev);
-  }
-}
+/** do_grant_table_op, marked for the watchdog (trackedHypercall). */
+export const do_grant_table_op = trackedHypercall(
+  HYPERVISOR.__HYPERVISOR_grant_table_op,
+  do_grant_table_op_body,
+);
 
 function do_grant_table_op_body(
   hv: Hypervisor,

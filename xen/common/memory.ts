@@ -18,7 +18,7 @@
  * batch there (Xen would replace the page), since a wasm32 pfn's memory cannot
  * be swapped for another frame's.
  */
-import { enterHypercall, leaveHypercall } from "./watchdog.js";
+import { trackedHypercall } from "./watchdog.js";
 import {
   XENMAPSPACE_grant_table,
   XENMAPSPACE_shared_info,
@@ -254,14 +254,8 @@ function addToPhysmap(hv: Hypervisor, v: Vcpu, arg: number): number {
 }
 
 /** memory_op(cmd, arg) */
-export function do_memory_op(hv: Hypervisor, v: Vcpu, cmd: number, arg: number): number {
-  const prev = enterHypercall(HYPERVISOR.__HYPERVISOR_memory_op);
-  try {
-    return do_memory_op_body(hv, v, cmd, arg);
-  } finally {
-    leaveHypercall(prev);
-  }
-}
+/** do_memory_op, marked for the watchdog (trackedHypercall). */
+export const do_memory_op = trackedHypercall(HYPERVISOR.__HYPERVISOR_memory_op, do_memory_op_body);
 
 function do_memory_op_body(hv: Hypervisor, v: Vcpu, cmd: number, arg: number): number {
   arg >>>= 0;

@@ -10,21 +10,15 @@
  * say how far it got, and the multicall continues from it: as Xen's
  * multicall does, so that no batch holds the host longer than a slice.
  */
-import { enterHypercall, leaveHypercall } from "./watchdog.js";
+import { trackedHypercall } from "./watchdog.js";
 import { multicall_entry } from "../include/public/arch-wasm32.js";
 import { XenErrno } from "../include/public/errno.js";
 import { HYPERVISOR } from "../include/public/xen.js";
 import type { Vcpu } from "../arch/wasm32/vcpu.js";
 import type { Hypervisor } from "./hypervisor.js";
 
-export function do_multicall(hv: Hypervisor, v: Vcpu, list: number, nr: number): number {
-  const prev = enterHypercall(HYPERVISOR.__HYPERVISOR_multicall);
-  try {
-    return do_multicall_body(hv, v, list, nr);
-  } finally {
-    leaveHypercall(prev);
-  }
-}
+/** do_multicall, marked for the watchdog (trackedHypercall). */
+export const do_multicall = trackedHypercall(HYPERVISOR.__HYPERVISOR_multicall, do_multicall_body);
 
 function do_multicall_body(hv: Hypervisor, v: Vcpu, list: number, nr: number): number {
   const mem = v.domain.mem;

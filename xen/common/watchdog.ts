@@ -17,7 +17,7 @@
  *
  * The activity block: Int32 slots the hypervisor writes (two stores per
  * slice, two per hypercall whose work depends on its arguments: see
- * enterHypercall), read only by the worker.
+ * trackedHypercall), read only by the worker.
  */
 import { Worker } from "node:worker_threads";
 
@@ -105,19 +105,22 @@ export const watchdog = new Watchdog();
 export const activity = watchdog.act;
 
 /**
- * Marks the start of a hypercall whose work depends on its arguments (a
- * batch, a multicall, a console write) for the watchdog's report; returns
- * what was marked before, for leaveHypercall. The short hypercalls are not
- * marked: two stores to the shared block cost 2–3 ns, a third of a whole
- * round trip.
+ * `fn`, a hypercall handler whose work depends on its arguments (a batch, a
+ * multicall, a console write), marked as hypercall `op` while it runs, for
+ * the watchdog's report. The short hypercalls are not marked: two stores to
+ * the shared block cost 2–3 ns, a third of a whole round trip.
  */
-export function enterHypercall(op: number): number {
-  const prev = activity[ACT_HYPERCALL]!;
-  activity[ACT_HYPERCALL] = op;
-  return prev;
-}
-
-/** Ends what enterHypercall marked. */
-export function leaveHypercall(prev: number): void {
-  activity[ACT_HYPERCALL] = prev;
+export function trackedHypercall<A extends unknown[]>(
+  op: number,
+  fn: (...args: A) => number,
+): (...args: A) => number {
+  return (...args: A): number => {
+    const prev = activity[ACT_HYPERCALL]!;
+    activity[ACT_HYPERCALL] = op;
+    try {
+      return fn(...args);
+    } finally {
+      activity[ACT_HYPERCALL] = prev;
+    }
+  };
 }
