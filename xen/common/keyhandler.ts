@@ -39,7 +39,7 @@ export function handleKey(key: string, domains: Domain[], printk: (s: string) =>
       for (const d of domains) {
         printk(`General information for domain ${d.domid} (${d.name}):`);
         printk(
-          `    state=${d.runState} pause_count=${d.pauseCount} tot_pages=${d.totPages} max_pages=${d.maxPages}`,
+          `    state=${d.runState} pause_count=${d.pauseCount} tot_pages=${d.totPages} max_pages=${d.maxPages} top=${d.topPfn} holes=${d.holes.length}`,
         );
         for (const v of d.vcpus) {
           printk(
