@@ -21,6 +21,12 @@ export const QCOW_MAX_L1_SIZE = 32 * 1024 * 1024;
 export const QCOW_MAX_REFTABLE_SIZE = 8 * 1024 * 1024;
 /** Clusters in a file whose references one check counts (a 2-byte counter each: 256 MiB). */
 export const MAX_CHECKED_CLUSTERS = 1 << 27;
+/**
+ * L2 tables one check reads (each is one read of a cluster, on the thread
+ * that opens the image): 32 TiB of disk with 64 KiB clusters. An image of
+ * tiny clusters could otherwise make the open read millions of them.
+ */
+export const MAX_CHECKED_L2_TABLES = 65536;
 
 const L1E_OFFSET_MASK = 0x00fffffffffffe00n;
 const L2E_OFFSET_MASK = 0x00fffffffffffe00n;
@@ -97,6 +103,13 @@ export function checkQcow2(img: Qcow2Layout): void {
     blocks[i] = off;
   });
 
+  let inUse = 0;
+  for (const e of img.l1) if ((e & L1E_OFFSET_MASK) !== 0n) inUse++;
+  if (inUse > MAX_CHECKED_L2_TABLES) {
+    throw new Error(
+      `the active L1 table names ${inUse} L2 tables; tsxen checks images of at most ${MAX_CHECKED_L2_TABLES}`,
+    );
+  }
   const tables: Array<[number, number]> = [];
   img.l1.forEach((e, i) => {
     const off = Number(e & L1E_OFFSET_MASK);

@@ -100,6 +100,18 @@ test("tables QEMU refuses, or that lie past the end of the file, are refused by 
   const huge = image(dir, "hugel1.qcow2");
   patch(huge).setU32(L1_SIZE, 8 * 1024 * 1024);
   refused(huge, /Active L1 table too large/);
+  // 512-byte clusters and an L1 table naming 100,000 L2 tables: the open
+  // would read each; refused before any is read.
+  const tiny = join(dir, "tiny.qcow2");
+  qemuImg("create", "-q", "-f", "qcow2", "-o", "cluster_size=512", tiny, "64M");
+  const t = patch(tiny);
+  const n = 100_000;
+  const l1 = Buffer.alloc(n * 8);
+  for (let i = 0; i < n; i++) l1.writeBigUInt64BE(BigInt((1 << 20) + i * 512), i * 8);
+  t.setU32(L1_SIZE, n);
+  t.setU64(L1_OFFSET, 1 << 30);
+  t.setBytes(1 << 30, l1);
+  refused(tiny, /names 100000 L2 tables; tsxen checks images of at most 65536/);
 });
 
 test("metadata that overlaps, or whose refcount would let a write land on it, is refused", () => {
