@@ -91,7 +91,7 @@ test("disk= and block-list, block-detach, block-attach; flushed data survives SI
     assert.match(badSpec.err, /vdev 'floppy' is not a disk name/);
 
     // Kill the host outright: what blkbench flushed is in the file.
-    const pid = Number(readFileSync(hostPaths(env.TSXEN_RUN_DIR).pidFile, "utf8"));
+    const pid = Number(readFileSync(hostPaths(env.TSXEN_RUN_DIR).pidFile, "utf8").split(" ")[0]);
     process.kill(pid, "SIGKILL");
     killed = true;
     const data = readFileSync(img);

@@ -6,8 +6,8 @@
  * `tsxen stop` shuts every guest down as xendomains does (then destroys
  * what is left) and stops the host; `tsxen status` says whether one runs.
  * Files: tools/rundir.ts. One host per run directory: `tsxen.pid`,
- * created exclusively, is the lock; a stale one (its process gone) is
- * replaced.
+ * created exclusively, is the lock; a stale one (its process gone, or its
+ * pid now another process's) is replaced (pidlock.ts).
  *
  * Exit status: 0 done; 1 failed (a host is already running, it did not
  * start, it did not stop); 2 a mistake on the command line; `status` exits
@@ -15,13 +15,14 @@
  */
 import { watchdog } from "../../xen/common/watchdog.js";
 import { spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseCommandLine } from "../cli.js";
 import { connectUnix } from "../jsonl.js";
 import { hostPaths, logDir, prepareRunDir, runDir } from "../rundir.js";
 import { Host } from "./host.js";
+import { lockRunDir, runningPid, unlockRunDir } from "./pidlock.js";
 import { Libxl } from "../libxl/domain.js";
 import { LibxlClient, LibxlServer } from "../libxl/server.js";
 import { PrivcmdServer } from "../libxc/privcmd_socket.js";
@@ -34,48 +35,11 @@ Runs a tsxen host: the hypervisor, Dom0, xenstored, xenconsoled and the
 sockets xl uses. Run directory: $TSXEN_RUN_DIR (now ${runDir()});
 logs: $TSXEN_LOG_DIR (now ${logDir()}).`;
 
-/** The pid in `pidFile` if that process is alive. */
-function runningPid(pidFile: string): number | undefined {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(pidFile, "utf8").trim());
-  } catch {
-    return undefined;
-  }
-  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM" ? pid : undefined;
-  }
-}
-
-/** Takes the run directory's lock for this process, or throws naming the running host. */
-function lock(pidFile: string): void {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(pidFile, "wx", 0o644);
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const pid = runningPid(pidFile);
-      if (pid !== undefined) {
-        throw new Error(`a host is already running on ${runDir()} (pid ${pid})`, { cause: e });
-      }
-      rmSync(pidFile, { force: true });
-    }
-  }
-  throw new Error(`cannot take the lock ${pidFile}: another host is starting`);
-}
-
 async function foreground(memMiB: number): Promise<void> {
   const dir = runDir();
   const paths = hostPaths(dir);
   prepareRunDir(dir);
-  lock(paths.pidFile);
+  lockRunDir(paths.pidFile, dir);
   const logs = logDir();
   const host = new Host({ memoryBytes: memMiB * 2 ** 20 }, join(logs, "console"));
   const log = (line: string): void => void process.stdout.write(`${line}\n`);
@@ -96,7 +60,7 @@ async function foreground(memMiB: number): Promise<void> {
       if (forced > 0) log(`tsxen: destroyed ${forced} domain(s) that did not shut down in time`);
       for (const s of servers) await s.close();
       await host.shutdown();
-      rmSync(paths.pidFile, { force: true });
+      unlockRunDir(paths.pidFile);
       log("tsxen: stopped");
       process.exit(0);
     })());
@@ -112,7 +76,7 @@ async function foreground(memMiB: number): Promise<void> {
     await lx.listen();
     servers.push(lx);
   } catch (e) {
-    rmSync(paths.pidFile, { force: true });
+    unlockRunDir(paths.pidFile);
     throw e;
   }
   process.on("SIGINT", () => void stop(10_000, "SIGINT"));
@@ -184,6 +148,8 @@ async function stopHost(timeoutS: number): Promise<number> {
     await c.call("stopHost", { timeoutMs: timeoutS * 1000 });
     c.close();
   } catch {
+    // runningPid checked the process's start time: this is the host, not
+    // whatever took its pid after it died.
     process.kill(pid, "SIGTERM");
   }
   const gone = await waitFor(

@@ -3,7 +3,10 @@
  * the hypervisor console, where guest console_io output appears as "(dN) ..."
  * lines, and serves xenstored's socket under the run directory, so that
  * `xenstore-ls` shows the guests' nodes. Ctrl-C (SIGINT) or SIGTERM destroys
- * every domain and exits cleanly.
+ * every domain and exits cleanly. It holds the run directory's lock as the
+ * daemon does (pidlock.ts): one host per run directory, however started.
+ * Output that cannot be written (`npm start | head -3`) stops the output,
+ * not the host.
  *
  *   node dist/tools/host/main.js [--memory MiB] [--guest NAME]... [--list-every SECONDS]
  */
@@ -11,6 +14,8 @@ import { watchdog } from "../../xen/common/watchdog.js";
 import { parseCommandLine } from "../cli.js";
 import { guestPath } from "../../extras/mini-os/build.js";
 import { Host } from "./host.js";
+import { lockRunDir, unlockRunDir } from "./pidlock.js";
+import { hostPaths, prepareRunDir, runDir } from "../rundir.js";
 import { formatList } from "./format.js";
 import { VchanSocketProxy } from "../libvchan/socket-proxy.js";
 
@@ -43,8 +48,29 @@ if (!Number.isInteger(memMiB) || memMiB < 1024) {
   process.exit(2);
 }
 
+const paths = hostPaths();
+try {
+  prepareRunDir(runDir());
+  lockRunDir(paths.pidFile, runDir());
+} catch (e) {
+  console.error(`tsxen: ${(e as Error).message}`);
+  process.exit(1);
+}
+process.on("exit", () => unlockRunDir(paths.pidFile));
+// A reader that went away (a closed pipe) ends the output; the host runs on.
+let silent = false;
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE") throw e;
+    silent = true;
+  });
+}
+const say = (text: string): void => {
+  if (!silent) process.stdout.write(`${text}\n`);
+};
+
 const host = new Host({ memoryBytes: memMiB * 2 ** 20 });
-host.hv.console.listeners.add((line) => process.stdout.write(`${line}\n`));
+host.hv.console.listeners.add(say);
 // A stall of the main thread is reported while it lasts, straight to where the console goes.
 watchdog.reportFd = 1;
 // Domains that power off are destroyed, as xl's default on_poweroff="destroy".
@@ -53,10 +79,10 @@ host.hv.listeners.add({
     if (d.shutdownName === "poweroff") setImmediate(() => host.hv.destroyDomain(d.domid));
   },
 });
-process.stdout.write(host.dmesg());
+say(host.dmesg().trimEnd());
 try {
-  const xs = await host.serveXenstore();
-  console.log(`tsxen: xenstored listening on ${xs.path} (XENSTORED_PATH=${xs.path} xenstore-ls)`);
+  const xs = await host.serveXenstore(paths.xenstored);
+  say(`tsxen: xenstored listening on ${xs.path} (XENSTORED_PATH=${xs.path} xenstore-ls)`);
 } catch (e) {
   console.error(
     `tsxen: xenstored cannot listen: ${(e as Error).message}; guests still get their rings`,
@@ -67,7 +93,7 @@ let stopping = false;
 async function stop(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
-  console.log(`\ntsxen: ${signal}: destroying ${host.hv.domains.size} domain(s) and stopping`);
+  say(`\ntsxen: ${signal}: destroying ${host.hv.domains.size} domain(s) and stopping`);
   await host.shutdown();
   process.exit(0);
 }
@@ -84,7 +110,7 @@ for (const spec of values.guest) {
       cmdline: rest.length > 0 ? rest.join(":") : `demo guest ${name}`,
       xenstore: true,
     });
-    console.log(`tsxen: created domain ${d.domid} (${name})`);
+    say(`tsxen: created domain ${d.domid} (${name})`);
   } catch (e) {
     console.error(`tsxen: ${(e as Error).message}`);
   }
@@ -100,13 +126,13 @@ for (const spec of values["vchan-proxy"]) {
       { drivers: host.dom0, xenstored: host.xenstored },
       { mode, domid: Number(domid), path, socket },
     );
-    console.log(`tsxen: vchan-socket-proxy (${mode}) d${domid} ${path} <-> ${socket}`);
+    say(`tsxen: vchan-socket-proxy (${mode}) d${domid} ${path} <-> ${socket}`);
   } catch (e) {
     console.error(`tsxen: --vchan-proxy ${spec}: ${(e as Error).message}`);
   }
 }
-console.log(formatList(host.list()));
+say(formatList(host.list()));
 const every = Number(values["list-every"]);
-if (every > 0) setInterval(() => console.log(formatList(host.list())), every * 1000);
+if (every > 0) setInterval(() => say(formatList(host.list())), every * 1000);
 // Keep the process alive while guests run (the scheduler's timers are unref'd).
 setInterval(() => {}, 1 << 30);
