@@ -210,7 +210,7 @@ test("ports run out at max_event_channels and at the 2-level limit, with -ENOSPC
     assert.equal(allocUnbound(host, dom0, d.domid), -E.ENOSPC);
     assert.throws(
       () => host.createSync({ name: "x", kernel, memory: 2, maxEvtchnPort: -5 }),
-      /max_event_channels=-4 is not a whole number from 1/,
+      /max_event_channels=-5 is not a whole number from 1/,
     );
   } finally {
     await host.shutdown();

@@ -31,7 +31,7 @@ test("every option tsxen knows, and a warning for the others", () => {
       "memory = 16; maxmem = 32; vcpus = 2; maxvcpus = 4",
       'extra = "console=hvc0"; uuid = "0123456789abcdef0123456789abcdef"',
       'on_poweroff = "preserve"; on_reboot = "destroy"; on_crash = "rename-restart"',
-      "cpu_weight = 512; cap = 50; event_channels = 64; max_grant_frames = 8; max_maptrack_frames = 16",
+      "cpu_weight = 512; cap = 50; max_event_channels = 64; max_grant_frames = 8; max_maptrack_frames = 16",
       "disk = [ 'file:/tmp/d.img,xvda,w' ]; vif = [ 'mac=00:16:3e:00:00:01,bridge=xenbr0' ]",
       "pci = [ '01:00.0' ]",
     ].join("\n"),
@@ -51,7 +51,7 @@ test("every option tsxen knows, and a warning for the others", () => {
       config.maxGrantFrames,
       config.maxMaptrackFrames,
     ],
-    [512, 50, 63, 8, 16],
+    [512, 50, 64, 8, 16],
   );
   assert.deepEqual(config.disks, ["file:/tmp/d.img,xvda,w"]);
   assert.deepEqual(config.vifs, ["mac=00:16:3e:00:00:01,bridge=xenbr0"]);
@@ -109,4 +109,13 @@ test("every example guest's config parses and names a kernel that npm install bu
     assert.equal(`${config.name}.cfg`, f);
     assert.ok(existsSync(config.kernel), `${f}: ${config.kernel}`);
   }
+});
+
+test("max_event_channels is Xen's key and the highest port; event_channels is not an xl.cfg key", () => {
+  const xen = build('name = "g"\nkernel = "g.wasm"\nmax_event_channels = 31\n');
+  assert.equal(xen.config.maxEvtchnPort, 31);
+  assert.deepEqual(xen.warnings, []);
+  const not = build('name = "g"\nkernel = "g.wasm"\nevent_channels = 31\n');
+  assert.equal(not.config.maxEvtchnPort, 1023, "ignored, as Xen's xl ignores it");
+  assert.match(not.warnings.join("\n"), /g\.cfg:3: ignoring option 'event_channels'/);
 });

@@ -2,7 +2,7 @@
  * A domain's configuration from xl.cfg settings (Xen's xl_parse.c into
  * libxl_domain_config; xen-doc `man/xl.cfg.5`), for the options tsxen's
  * guests have: name, type, kernel, memory, maxmem, vcpus, maxvcpus, extra,
- * cmdline, uuid, the on_* actions, cpu_weight, cap, event_channels,
+ * cmdline, uuid, the on_* actions, cpu_weight, cap, max_event_channels,
  * max_grant_frames, max_maptrack_frames, and disk and vif (kept as their
  * spec strings for the split drivers). Other options are reported as
  * ignored; a wrong type or value is an error naming the option and its place.
@@ -73,7 +73,7 @@ const KNOWN = new Set([
   "on_crash",
   "cpu_weight",
   "cap",
-  "event_channels",
+  "max_event_channels",
   "max_grant_frames",
   "max_maptrack_frames",
   "disk",
@@ -193,7 +193,9 @@ export function domainConfig(
       onCrash: action("on_crash", "destroy"),
       weight: num("cpu_weight", 1, 65535) ?? 256,
       cap: num("cap", 0, 100 * 64) ?? 0,
-      maxEvtchnPort: (num("event_channels", 1) ?? 1024) - 1,
+      // Xen's libxl passes max_event_channels to DOMCTL_set_max_evtchn as the
+      // highest port; its default is 1023.
+      maxEvtchnPort: num("max_event_channels", 1) ?? 1023,
       maxGrantFrames: num("max_grant_frames", 1) ?? 64,
       maxMaptrackFrames: num("max_maptrack_frames", 0) ?? 1024,
       disks,

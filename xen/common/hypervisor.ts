@@ -92,7 +92,7 @@ export interface DomainConfig {
   paused?: boolean;
   weight?: number;
   cap?: number;
-  /** Highest event channel port (xl.cfg max_event_channels - 1; default 1023 as libxl). */
+  /** Highest event channel port (xl.cfg max_event_channels, as Xen's libxl passes it; default 1023). */
   maxEvtchnPort?: number;
   /** Grant table frames (xl.cfg max_grant_frames; default 64). */
   maxGrantFrames?: number;
@@ -100,7 +100,7 @@ export interface DomainConfig {
   maxMaptrackFrames?: number;
 }
 
-/** libxl's default for max_event_channels is 1023 ports plus port 0. */
+/** libxl's default for max_event_channels, the highest port (1,023 ports plus port 0). */
 export const DEFAULT_MAX_EVTCHN_PORT = 1023;
 
 /**
@@ -368,7 +368,7 @@ export class Hypervisor implements VcpuHost {
       maxMaptrackFrames: cfg.maxMaptrackFrames ?? DEFAULT_MAX_MAPTRACK_FRAMES,
     };
     for (const [k, v, lo] of [
-      ["max_event_channels", limits.maxEvtchnPort + 1, 1],
+      ["max_event_channels", limits.maxEvtchnPort, 1],
       ["max_grant_frames", limits.maxGrantFrames, 1],
       ["max_maptrack_frames", limits.maxMaptrackFrames, 0],
     ] as const) {
