@@ -86,6 +86,12 @@ test("disk= and block-list, block-detach, block-attach; flushed data survives SI
     const bad = run(XL, "block-attach", "dur", `vdev=xvdc, target=${join(dir, "nosuch.img")}`);
     assert.equal(bad.code, 1);
     assert.match(bad.err, /nosuch\.img: No such file or directory/);
+    // An image the backend refuses (a directory) fails block-attach too,
+    // and leaves no device behind.
+    const refused = run(XL, "block-attach", "dur", `vdev=xvdd, access=ro, target=${dir}`);
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /libxl: disk xvdd: .*is a directory, not a regular file/);
+    assert.doesNotMatch(xl("block-list", "dur"), /^51760 /m);
     const badSpec = run(XL, "block-attach", "dur", "vdev=floppy, target=/x");
     assert.equal(badSpec.code, 1);
     assert.match(badSpec.err, /vdev 'floppy' is not a disk name/);

@@ -322,6 +322,8 @@ export function openDiskStorage(info: DeviceInfo): BlockStorage {
   try {
     return format === "qcow2" ? new Qcow2Storage(params, ro) : new RawFileStorage(params, ro);
   } catch (e) {
-    throw new Error(`cannot open ${params}: ${(e as Error).message}`, { cause: e });
+    // The storage's own messages name the image already.
+    const why = (e as Error).message;
+    throw new Error(why.includes(params) ? why : `cannot open ${params}: ${why}`, { cause: e });
   }
 }

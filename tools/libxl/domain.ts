@@ -19,7 +19,11 @@ import { DOM0 } from "../xenstored/perms.js";
 import { isValidDomainName, type Action, type XlDomainConfig } from "./config.js";
 import { parseDiskSpec, vdevToDevid, type DiskSpec } from "./disk.js";
 import { parseNicSpec, type NicSpec } from "./nic.js";
-import { addDevice, listDevices, removeDevice } from "./device.js";
+import { addDevice, devicePaths, listDevices, removeDevice } from "./device.js";
+import { XenbusStateClosed, XenbusStateInitWait } from "../../xen/include/public/io/xenbus.js";
+
+/** How long a create or block-attach waits for a disk's backend to open its image. */
+export const BACKEND_WAIT_MS = 10_000;
 
 /** A running domain as libxl knows it: its config and its /vm uuid. */
 export interface LibxlDomain {
@@ -60,6 +64,9 @@ export class Libxl {
       ),
     };
     const kernel = await loadKernelFile(config.kernel);
+    // With disks, the domain is built paused and runs once every backend has
+    // its image open, as Xen's libxl waits for its devices before unpausing.
+    const holdForDisks = config.disks.length > 0;
     const d = this.host.createSync({
       name: config.name,
       kernel,
@@ -68,7 +75,7 @@ export class Libxl {
       vcpus: config.vcpus,
       maxvcpus: config.maxvcpus,
       cmdline: config.cmdline,
-      paused: opts.paused,
+      paused: opts.paused === true || holdForDisks,
       weight: config.weight,
       cap: config.cap,
       maxEvtchnPort: config.maxEvtchnPort,
@@ -96,13 +103,54 @@ export class Libxl {
       );
     }
     try {
-      for (const spec of config.disks) this.addDisk(d.domid, parseDiskSpec(spec));
+      const disks = config.disks.map(parseDiskSpec);
+      for (const disk of disks) this.addDisk(d.domid, disk);
       for (const spec of config.vifs) this.addNic(d.domid, parseNicSpec(spec));
+      for (const disk of disks) await this.diskBackendReady(d.domid, disk);
     } catch (e) {
       this.destroy(d.domid);
       throw e;
     }
+    if (holdForDisks && opts.paused !== true) this.host.unpause(d.domid);
     return d;
+  }
+
+  /**
+   * Waits until the backend of vbd `disk` has its image open (InitWait or
+   * later) or has refused it (its `error` node, state Closed, as the xenbus
+   * backend core writes them), at most BACKEND_WAIT_MS; throws naming the
+   * disk and the backend's reason. In Xen the backend's failure fails the
+   * create, and `xl block-attach`, the same way.
+   */
+  async diskBackendReady(domid: number, disk: DiskSpec): Promise<void> {
+    const { backend } = devicePaths("vbd", domid, disk.devid);
+    const xs = this.host.xenstored;
+    const end = Date.now() + BACKEND_WAIT_MS;
+    for (;;) {
+      const error = xs.store.get(`${backend}/error`) ? xs.readText(`${backend}/error`) : undefined;
+      const state = Number(xs.readText(`${backend}/state`));
+      if (error !== undefined || state === XenbusStateClosed) {
+        throw new Error(`libxl: disk ${disk.vdev}: ${error ?? "the backend closed the device"}`);
+      }
+      if (state >= XenbusStateInitWait) return;
+      if (Date.now() > end) {
+        throw new Error(
+          `libxl: disk ${disk.vdev}: the backend did not answer in ${BACKEND_WAIT_MS} ms`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+
+  /** libxl_device_disk_add for a running domain (xl block-attach): fails, leaving nothing, when the backend refuses the image. */
+  async attachDisk(domid: number, disk: DiskSpec): Promise<void> {
+    this.addDisk(domid, disk);
+    try {
+      await this.diskBackendReady(domid, disk);
+    } catch (e) {
+      await removeDevice(this.host, "vbd", domid, disk.devid, 0);
+      throw e;
+    }
   }
 
   /**

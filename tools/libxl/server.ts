@@ -80,7 +80,7 @@ export class LibxlServer extends UnixService {
         return;
       case "diskAdd": {
         const domid = int("domid");
-        x.addDisk(domid, parseDiskSpec(String(m.spec)));
+        await x.attachDisk(domid, parseDiskSpec(String(m.spec)));
         return;
       }
       case "diskRemove":
