@@ -114,9 +114,9 @@ export class HypervisorConsole {
  * console_io(cmd, count, buffer). Writes from any domain are accepted, as a
  * debug build of Xen accepts them, and appear as "(dN) " lines. Reads take
  * serial input, as in Xen, and are for privileged domains only; the ring of
- * output is read with sysctl readconsole (`xl dmesg`), not here.
+ * output is read with sysctl readconsole (`xl dmesg`), not here. Marked
+ * for the watchdog while it runs (trackedHypercall).
  */
-/** do_console_io, marked for the watchdog (trackedHypercall). */
 export const do_console_io = trackedHypercall(
   HYPERVISOR.__HYPERVISOR_console_io,
   do_console_io_body,

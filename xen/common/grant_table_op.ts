@@ -135,7 +135,7 @@ function tableTarget(hv: Hypervisor, ld: Domain, dom: number): Domain | number {
   return hv.domainById(dom) ?? G.GNTST_bad_domain;
 }
 
-/** do_grant_table_op, marked for the watchdog (trackedHypercall). */
+/** grant_table_op(cmd, uop, count), marked for the watchdog while it runs (trackedHypercall). */
 export const do_grant_table_op = trackedHypercall(
   HYPERVISOR.__HYPERVISOR_grant_table_op,
   do_grant_table_op_body,

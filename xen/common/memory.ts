@@ -253,8 +253,7 @@ function addToPhysmap(hv: Hypervisor, v: Vcpu, arg: number): number {
   return 0;
 }
 
-/** memory_op(cmd, arg) */
-/** do_memory_op, marked for the watchdog (trackedHypercall). */
+/** memory_op(cmd, arg), marked for the watchdog while it runs (trackedHypercall). */
 export const do_memory_op = trackedHypercall(HYPERVISOR.__HYPERVISOR_memory_op, do_memory_op_body);
 
 function do_memory_op_body(hv: Hypervisor, v: Vcpu, cmd: number, arg: number): number {

@@ -17,7 +17,7 @@ import { HYPERVISOR } from "../include/public/xen.js";
 import type { Vcpu } from "../arch/wasm32/vcpu.js";
 import type { Hypervisor } from "./hypervisor.js";
 
-/** do_multicall, marked for the watchdog (trackedHypercall). */
+/** multicall(list, nr), marked for the watchdog while it runs (trackedHypercall). */
 export const do_multicall = trackedHypercall(HYPERVISOR.__HYPERVISOR_multicall, do_multicall_body);
 
 function do_multicall_body(hv: Hypervisor, v: Vcpu, list: number, nr: number): number {

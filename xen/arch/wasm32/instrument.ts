@@ -1,6 +1,10 @@
 /**
  * Instruments a guest kernel so that its vCPUs can be preempted and can block.
  *
+ * First the module is checked (V8's validator, then the features tsxen
+ * allows) and confined (confine.ts): what could hold the host or reach
+ * memory not given is rewritten or refused.
+ *
  * 0. Small loops are unrolled (unroll.ts), so that their checks come once
  *    every few iterations, and small self-recursive functions get
  *    one level of themselves inlined (recursion.ts), so that they make half
@@ -71,7 +75,7 @@ const CHECK_FN = "log_execution";
 const PREEMPT_FN = "tsxen_preempt";
 /** The global in which Asyncify keeps whether it is unwinding or rewinding. */
 const ASYNCIFY_STATE = "__asyncify_state";
-/** A temporary export that keeps the memory import through the passes. */
+/** A function, exported while the passes run, whose use of memory keeps the memory import. */
 const KEEP_MEMORY = "tsxen_keep_memory";
 
 /**
@@ -99,9 +103,9 @@ export function instrumentKernel(
   module: Uint8Array,
   options: InstrumentOptions = DEFAULT_INSTRUMENT_OPTIONS,
 ): InstrumentedKernel {
-  // V8's validator first: Binaryen's reader is not made for hostile bytes
-  // (it may abort, and cannot be used again after that).
   const stripped = stripKernel(module);
+  // V8's validator before Binaryen's reader, which is not made for hostile
+  // bytes (it may abort, and cannot be used again after that).
   if (!WebAssembly.validate(new Uint8Array(module))) {
     throw new Error("not a valid WebAssembly module (V8's validator rejects it)");
   }
