@@ -5,8 +5,7 @@
  * `xenstore-ls` shows the guests' nodes. Ctrl-C (SIGINT) or SIGTERM destroys
  * every domain and exits cleanly. It holds the run directory's lock as the
  * daemon does (pidlock.ts): one host per run directory, however started.
- * Output that cannot be written (`npm start | head -3`) stops the output,
- * not the host.
+ * A closed output pipe (`npm start | head -3`) stops it as SIGTERM does.
  *
  *   node dist/tools/host/main.js [--memory MiB] [--guest NAME]... [--list-every SECONDS]
  */
@@ -57,12 +56,15 @@ try {
   process.exit(1);
 }
 process.on("exit", () => unlockRunDir(paths.pidFile));
-// A reader that went away (a closed pipe) ends the output; the host runs on.
+// A reader that went away (`npm start | head -3`) stops the host as SIGTERM
+// does, guests destroyed and the lock given up, as a program whose output
+// pipe closes ends; writing on would raise an unhandled EPIPE.
 let silent = false;
 for (const stream of [process.stdout, process.stderr]) {
   stream.on("error", (e: NodeJS.ErrnoException) => {
     if (e.code !== "EPIPE") throw e;
     silent = true;
+    void stop("output closed");
   });
 }
 const say = (text: string): void => {
@@ -90,6 +92,7 @@ try {
 }
 
 let stopping = false;
+/** Destroys every domain and exits (the signal's handler, or the output closing). */
 async function stop(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
