@@ -54,6 +54,8 @@ test("two guests ping each other and exchange UDP through the bridge", async () 
     const mac = host.xenstored.readText(`/local/domain/${pong.domid}/device/vif/0/mac`)!;
     assert.match(mac, /^00:16:3e(:[0-9a-f]{2}){3}$/);
     assert.equal(host.xenstored.readText(`/local/domain/0/backend/vif/${pong.domid}/0/mac`), mac);
+    // The bridge was made on first use, and the console says so once.
+    assert.equal(host.dmesg().match(/netback: bridge xenbr0 created/g)?.length, 1);
   } finally {
     await host.shutdown();
   }

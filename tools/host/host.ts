@@ -149,12 +149,17 @@ export class Host {
     return d;
   }
 
-  /** The software bridge `name`, made on first use (as `brctl addbr`). */
+  /**
+   * The software bridge `name`, made on first use (as `brctl addbr` would)
+   * and said so on the console: tsxen creates the bridges vifs ask for,
+   * where Xen's vif-bridge script fails on one that does not exist.
+   */
   bridge(name: string): Bridge {
     let b = this.bridges.get(name);
     if (!b) {
       b = new Bridge(name);
       this.bridges.set(name, b);
+      this.hv.console.printk(`netback: bridge ${name} created (bridges are made on first use)`);
     }
     return b;
   }
