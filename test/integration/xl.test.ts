@@ -335,6 +335,33 @@ test("hostile files through xl: a FIFO kernel or disk, /dev/zero, a directory, a
   }
 });
 
+test("global options: -N is a dry run (create prints libxl's config and makes nothing), -t/-T are refused, unknown ones fail", () => {
+  const cfg = join(EXAMPLES, "hello.cfg");
+  let r = xl("-N", "create", cfg);
+  assert.equal(r.code, 0, r.err);
+  const out = JSON.parse(r.out) as {
+    domid: null;
+    config: { c_info: { name: string; uuid: string }; b_info: { max_memkb: number } };
+  };
+  assert.equal(out.domid, null);
+  assert.equal(out.config.c_info.name, "hello");
+  assert.match(out.config.c_info.uuid, /^[0-9a-f-]{36}$/);
+  assert.ok(out.config.b_info.max_memkb > 0);
+  assert.equal(list().size, 1, "a dry run made no domain");
+  assert.equal(xl("create", "-n", cfg).code, 0);
+  assert.equal(list().size, 1);
+  r = xl("-N", "destroy", "0");
+  assert.equal(r.code, 1);
+  assert.equal(r.err, "command does not implement -N (dryrun) option\n");
+  r = xl("-t", "list");
+  assert.equal(r.code, 1);
+  assert.match(r.err, /-t is not implemented by tsxen's xl/);
+  r = xl("-x", "list");
+  assert.equal(r.code, 1);
+  assert.match(r.err, /invalid option -- 'x'/);
+  assert.equal(xl("-v", "-f", "list").code, 0);
+});
+
 test("create -c shows a guest's output from its first byte", () => {
   const r = run(XL, ["create", "-c", join(EXAMPLES, "hello.cfg")], "");
   assert.equal(r.code, 0, r.err);

@@ -20,6 +20,7 @@ import { isValidDomainName, type Action, type XlDomainConfig } from "./config.js
 import { parseDiskSpec, vdevToDevid, type DiskSpec } from "./disk.js";
 import { parseNicSpec, type NicSpec } from "./nic.js";
 import { addDevice, devicePaths, listDevices, removeDevice } from "./device.js";
+import { configJson } from "./json.js";
 import { XenbusStateClosed, XenbusStateInitWait } from "../../xen/include/public/io/xenbus.js";
 
 /** How long a create or block-attach waits for a disk's backend to open its image. */
@@ -358,34 +359,7 @@ export class Libxl {
         online.push(i);
       }
     }
-    return {
-      c_info: { type: c.type, name: c.name, uuid: x.uuid },
-      b_info: {
-        max_vcpus: c.maxvcpus,
-        avail_vcpus: online,
-        max_memkb: maxKiB,
-        target_memkb: targetKiB,
-        sched_params: { weight: c.weight, cap: c.cap },
-        event_channels: c.maxEvtchnPort,
-        max_grant_frames: c.maxGrantFrames,
-        max_maptrack_frames: c.maxMaptrackFrames,
-        kernel: c.kernel,
-        cmdline: c.cmdline,
-      },
-      disks: c.disks.map((spec) => {
-        const d = parseDiskSpec(spec);
-        return {
-          pdev_path: d.target,
-          vdev: d.vdev,
-          format: d.format,
-          readwrite: d.readonly ? 0 : 1,
-          is_cdrom: d.devtype === "cdrom" ? 1 : 0,
-        };
-      }),
-      on_poweroff: c.onPoweroff,
-      on_reboot: c.onReboot,
-      on_crash: c.onCrash,
-    };
+    return configJson(c, x.uuid, { targetKiB, maxKiB, online });
   }
 
   /**

@@ -10,6 +10,8 @@
  *
  *   xl [-v] <subcommand> [args]     (xl help lists them)
  */
+import { randomUUID } from "node:crypto";
+import { configJson } from "../libxl/json.js";
 import { statSync } from "node:fs";
 import { HostFileError, readHostFileSync } from "../../xen/common/host_file.js";
 
@@ -182,7 +184,9 @@ async function cmdCreate(args: string[]): Promise<number> {
   }
   for (const w of parsed.warnings) console.error(`Warning: ${w}`);
   if (values["dry-run"]) {
-    console.log(JSON.stringify(parsed.config, null, 4));
+    // What xl -N create prints: the domain config libxl would be given, and no domain.
+    const json = configJson(parsed.config, parsed.config.uuid ?? randomUUID());
+    console.log(JSON.stringify({ domid: null, config: json }, null, 4));
     return 0;
   }
   const lx = await libxl();
@@ -870,11 +874,34 @@ function help(cmd?: string): number {
   return 0;
 }
 
+/**
+ * xl's global options, before the subcommand, as Xen's xl takes them: -v
+ * (more verbose; tsxen's xl has one level, so it is accepted and changes
+ * nothing), -N (dry run: only commands that implement it run, as in Xen,
+ * and tsxen's create is the one), -f (force past a running xend: there is
+ * none, so nothing is forced), -h. -t and -T (progress indicators and
+ * timestamps for save and migrate's messages) are refused until those
+ * commands exist.
+ */
 async function main(argv: string[]): Promise<number> {
   let i = 0;
-  while (argv[i]?.startsWith("-")) {
-    if (argv[i] === "-h" || argv[i] === "--help") return help();
-    i++; // -v, -N, -f, -t: accepted and ignored, as tsxen's xl has one verbosity
+  let dryRun = false;
+  while (argv[i]?.startsWith("-") && argv[i] !== "-") {
+    for (const flag of argv[i]!.slice(1)) {
+      if (flag === "h") return help();
+      if (flag === "N") dryRun = true;
+      else if (flag === "t" || flag === "T") {
+        console.error(
+          `xl: -${flag} is not implemented by tsxen's xl (no command shows progress yet)`,
+        );
+        return 1;
+      } else if (flag !== "v" && flag !== "f") {
+        console.error(`xl: invalid option -- '${flag}'`);
+        help();
+        return 1;
+      }
+    }
+    i++;
   }
   const cmd = argv[i];
   if (cmd === undefined) {
@@ -888,6 +915,13 @@ async function main(argv: string[]): Promise<number> {
   }
   const args = argv.slice(i + 1);
   if (args.includes("-h") || args.includes("--help")) return help(cmd);
+  if (dryRun) {
+    if (cmd !== "create") {
+      console.error("command does not implement -N (dryrun) option");
+      return 1;
+    }
+    return entry[1](["--dry-run", ...args]);
+  }
   return entry[1](args);
 }
 
