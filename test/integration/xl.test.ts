@@ -362,6 +362,20 @@ test("global options: -N is a dry run (create prints libxl's config and makes no
   assert.equal(xl("-v", "-f", "list").code, 0);
 });
 
+test("xl shutdown -w waits as long as the domain takes, as Xen's does, and ends when it is destroyed", async () => {
+  ok("create", join(EXAMPLES, "spin.cfg"));
+  // spin never answers control/shutdown: the wait outlives the old 10 s limit.
+  const w = spawn(process.execPath, [XL, "shutdown", "-w", "spin"], { env });
+  let err = "";
+  w.stderr.on("data", (b) => (err += String(b)));
+  const code = new Promise<number | null>((r) => w.once("exit", r));
+  await sleep(11_000);
+  assert.equal(w.exitCode, null, `xl shutdown -w gave up: ${err}`);
+  ok("destroy", "spin");
+  assert.equal(await code, 0);
+  assert.match(err, /Domain \d+ has been destroyed\./);
+});
+
 test("create -c shows a guest's output from its first byte", () => {
   const r = run(XL, ["create", "-c", join(EXAMPLES, "hello.cfg")], "");
   assert.equal(r.code, 0, r.err);

@@ -240,21 +240,33 @@ export class Host {
     return () => d.consoleListeners.delete(l);
   }
 
-  /** Resolves when domain `domid` has shut down (or crashed), with its reason name. */
+  /**
+   * Resolves when domain `domid` has shut down (or crashed), with its reason
+   * name ("destroyed" if it went without), or rejects after `timeoutMs`.
+   */
   waitShutdown(domid: number, timeoutMs = 10_000): Promise<string> {
     const d = this.get(domid);
     if (d.isShutdown) return Promise.resolve(d.shutdownName ?? "unknown");
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      // Infinity: as long as it takes (xl shutdown -w).
+      const timer = Number.isFinite(timeoutMs)
+        ? setTimeout(() => {
+            this.hv.listeners.delete(l);
+            reject(new Error(`domain ${domid} did not shut down within ${timeoutMs} ms`));
+          }, timeoutMs)
+        : undefined;
+      const done = (why: string): void => {
+        clearTimeout(timer);
         this.hv.listeners.delete(l);
-        reject(new Error(`domain ${domid} did not shut down within ${timeoutMs} ms`));
-      }, timeoutMs);
+        resolve(why);
+      };
       const l = {
         shutdown: (s: Domain) => {
-          if (s !== d) return;
-          clearTimeout(timer);
-          this.hv.listeners.delete(l);
-          resolve(s.shutdownName ?? "unknown");
+          if (s === d) done(s.shutdownName ?? "unknown");
+        },
+        // Destroyed without shutting down: nothing more will come.
+        destroyed: (id: number) => {
+          if (id === domid) done("destroyed");
         },
       };
       this.hv.listeners.add(l);

@@ -61,7 +61,9 @@ export class LibxlServer extends UnixService {
       case "shutdown": {
         const domid = int("domid");
         const reason = m.reason === "reboot" ? "reboot" : "poweroff";
-        const done = x.shutdown(domid, reason, Number(m.timeoutMs ?? 10_000));
+        // xl shutdown -w waits as long as it takes, as Xen's does.
+        const limit = m.timeoutMs ?? (m.wait === true ? undefined : 10_000);
+        const done = x.shutdown(domid, reason, limit === undefined ? Infinity : Number(limit));
         if (m.wait === true) return { reason: await done };
         done.catch(() => {});
         return;

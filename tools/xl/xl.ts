@@ -299,6 +299,10 @@ async function cmdShutdownOrReboot(what: "shutdown" | "reboot", args: string[]):
     waits.push(
       p.then(
         (r) => {
+          if (r.reason === "destroyed") {
+            console.error(`Domain ${domid} has been destroyed.`);
+            return;
+          }
           const code = ["poweroff", "reboot", "suspend", "crash", "watchdog", "soft_reset"].indexOf(
             String(r.reason),
           );
