@@ -376,6 +376,39 @@ test("xl shutdown -w waits as long as the domain takes, as Xen's does, and ends 
   assert.match(err, /Domain \d+ has been destroyed\./);
 });
 
+test("xl <command> -h prints each command's usage and options; bash completion knows the commands and the domains", () => {
+  const commands = ok("help")
+    .split("\n")
+    .slice(4)
+    .map((l) => l.trim().split(/\s+/)[0]!)
+    .filter((c) => c);
+  assert.ok(commands.length > 25, commands.join(" "));
+  for (const cmd of commands) {
+    const r = xl(cmd, "-h");
+    assert.equal(r.code, 0, cmd);
+    assert.match(r.out, new RegExp(`^Usage: xl \\[-v\\] ${cmd} `), cmd);
+    assert.doesNotMatch(r.out, /See xl\(1\)/, `${cmd} still prints the stub`);
+  }
+  assert.match(xl("create", "-h").out, /^-p +Leave the domain paused/m);
+  assert.match(xl("sched-credit", "-h").out, /^-w WEIGHT, --weight=WEIGHT +/m);
+  // Completion, in a bash where `xl` is this xl.
+  const complete = (line: string): string[] => {
+    const words = line.split(" ");
+    const script = [
+      `xl() { "${process.execPath}" "${XL}" "$@"; }`,
+      `source "${join(ROOT, "tools/xl/bash-completion/xl")}"`,
+      `COMP_WORDS=(${words.map((w) => `"${w}"`).join(" ")}); COMP_CWORD=${words.length - 1}`,
+      `_xl; printf '%s\\n' "\${COMPREPLY[@]}"`,
+    ].join("\n");
+    const r = spawnSync("bash", ["-c", script], { env, encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.split("\n").filter((w) => w);
+  };
+  assert.deepEqual(complete("xl cre").sort(), ["create"]);
+  assert.ok(complete("xl -v block-").includes("block-attach"));
+  assert.ok(complete("xl pause ").includes("Domain-0"));
+});
+
 test("create -c shows a guest's output from its first byte", () => {
   const r = run(XL, ["create", "-c", join(EXAMPLES, "hello.cfg")], "");
   assert.equal(r.code, 0, r.err);

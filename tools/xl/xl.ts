@@ -10,6 +10,7 @@
  *
  *   xl [-v] <subcommand> [args]     (xl help lists them)
  */
+import { usageText } from "./usage.js";
 import { randomUUID } from "node:crypto";
 import { configJson } from "../libxl/json.js";
 import { statSync } from "node:fs";
@@ -869,7 +870,7 @@ const COMMANDS: Record<string, [string, (args: string[]) => Promise<number>]> = 
 
 function help(cmd?: string): number {
   if (cmd && COMMANDS[cmd]) {
-    console.log(`Usage: xl ${cmd} ...\n\n${COMMANDS[cmd][0]}.\n\nSee xl(1) for the options.`);
+    process.stdout.write(usageText(cmd, COMMANDS[cmd][0]));
     return 0;
   }
   const lines = ["Usage xl [-v] <subcommand> [args]", "", "xl full list of subcommands:", ""];
