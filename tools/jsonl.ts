@@ -249,6 +249,11 @@ export class LineClient {
   request(m: Record<string, unknown>): Promise<Record<string, unknown>> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
+      // A closed connection would never answer (nor keep the process waiting).
+      if (this.socket.destroyed || this.socket.writableEnded) {
+        reject(new Error(`${this.what} closed the connection`));
+        return;
+      }
       this.waiting.set(id, { resolve, reject });
       sendLine(this.socket, { ...m, id });
     });

@@ -106,3 +106,27 @@ test("npm start | head -3: when the pipe closes the host stops cleanly, as on SI
   assert.doesNotMatch(stderr.join(""), /EPIPE|Unhandled/);
   assert.equal(runningPid(hostPaths(env.TSXEN_RUN_DIR).pidFile), undefined, "the lock went");
 });
+
+test("tsxen stop says which domains it shuts down and when each is down", async () => {
+  const env = envFor();
+  const XL = join(ROOT, "dist/tools/xl/xl.js");
+  const start = spawnSync(process.execPath, [TSXEN, "start"], { env, encoding: "utf8" });
+  assert.equal(start.status, 0, start.stderr);
+  try {
+    const c = spawnSync(
+      process.execPath,
+      [XL, "create", join(ROOT, "extras/mini-os/examples/xenstore.cfg")],
+      { env, encoding: "utf8" },
+    );
+    assert.equal(c.status, 0, c.stderr);
+  } finally {
+    const stop = spawnSync(process.execPath, [TSXEN, "stop", "--timeout", "10"], {
+      env,
+      encoding: "utf8",
+    });
+    assert.equal(stop.status, 0, stop.stderr);
+    assert.match(stop.stdout, /^tsxen: shutting down 1 domain\(s\): xenstore$/m);
+    assert.match(stop.stdout, /^tsxen: xenstore \(domain \d+\) is down$/m);
+    assert.match(stop.stdout, /^tsxen: host stopped \(pid \d+\)$/m);
+  }
+});

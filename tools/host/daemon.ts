@@ -136,6 +136,28 @@ async function start(memory: string): Promise<number> {
   return 0;
 }
 
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The names of the guests libxl runs, by domid (empty when it cannot be asked). */
+async function guestNames(c: LibxlClient): Promise<Map<number, string>> {
+  try {
+    const r = (await c.call("listLong", {})) as { json: string };
+    const rows = JSON.parse(r.json) as Array<{
+      domid: number;
+      config: { c_info: { name: string } };
+    }>;
+    return new Map(rows.map((x) => [x.domid, x.config.c_info.name]));
+  } catch {
+    return new Map();
+  }
+}
+
+/**
+ * `tsxen stop`: asks the host to shut its guests down (as xendomains does)
+ * and says which are going and, as each goes, that it is down, then that
+ * the host stopped. A host that does not answer on its socket is sent
+ * SIGTERM; runningPid made sure it is the host.
+ */
 async function stopHost(timeoutS: number): Promise<number> {
   const paths = hostPaths();
   const pid = runningPid(paths.pidFile);
@@ -143,13 +165,36 @@ async function stopHost(timeoutS: number): Promise<number> {
     console.log(`tsxen: no host is running on ${runDir()}`);
     return 0;
   }
+  let c: LibxlClient | undefined;
   try {
-    const c = await LibxlClient.connect(paths.libxl);
+    c = await LibxlClient.connect(paths.libxl);
+    const names = await guestNames(c);
+    console.log(
+      names.size === 0
+        ? "tsxen: no domains to shut down"
+        : `tsxen: shutting down ${names.size} domain(s): ${[...names.values()].join(", ")}`,
+    );
     await c.call("stopHost", { timeoutMs: timeoutS * 1000 });
+    // Progress while the host shuts its guests down; when it has stopped,
+    // none is left (what did not shut down in time was destroyed).
+    const end = Date.now() + timeoutS * 1000 + 15_000;
+    while (names.size > 0 && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 100));
+      const stopped = runningPid(paths.pidFile) !== pid;
+      // A host too busy to answer within a second is asked again next time.
+      const now = stopped
+        ? new Map<number, string>()
+        : await Promise.race([guestNames(c), sleep(1000).then(() => undefined)]);
+      if (now === undefined) continue;
+      for (const [domid, name] of names) {
+        if (now.has(domid)) continue;
+        console.log(`tsxen: ${name} (domain ${domid}) is down`);
+        names.delete(domid);
+      }
+    }
     c.close();
   } catch {
-    // runningPid checked the process's start time: this is the host, not
-    // whatever took its pid after it died.
+    c?.close();
     process.kill(pid, "SIGTERM");
   }
   const gone = await waitFor(
