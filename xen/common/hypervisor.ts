@@ -625,7 +625,13 @@ export class Hypervisor implements VcpuHost {
   debugKeys(keys: string): void {
     const all = [this.dom0, ...[...this.domains.values()].sort((a, b) => a.domid - b.domid)];
     for (const k of keys) {
-      if (!handleKey(k, all, (s) => this.console.printk(s)))
+      const machine = {
+        totalFrames: this.frames.totalFrames,
+        freeFrames: this.frames.freeFrames,
+        nowNs: NOW(),
+        bootWallclockNs: BOOT_WALLCLOCK_NS,
+      };
+      if (!handleKey(k, all, (s) => this.console.printk(s), machine))
         this.console.printk(`'${k}' pressed -> no handler for this key`);
     }
   }

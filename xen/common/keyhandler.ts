@@ -4,9 +4,12 @@
  * VIRQ_DEBUG on every vCPU, asking guests to dump their own state, as Xen's
  * dump_domains does.
  *
+ *   h  the keys and what each does
  *   q  domains: state, pages, vCPUs (and VIRQ_DEBUG to each vCPU)
  *   e  event channels of every domain
  *   g  grant tables of every domain: entries in use and who pins them
+ *   m  machine memory: frames in all and free, and each domain's share
+ *   t  the hypervisor's time: system time and the wall clock
  */
 import { VIRQ_DEBUG } from "../include/public/xen.js";
 import {
@@ -26,14 +29,59 @@ const STATE_NAMES: Record<number, string> = {
 
 /** The keys handleKey knows, with what each dumps (for `xl debug-keys h`). */
 export const DEBUG_KEYS: Record<string, string> = {
-  q: "dump domain (and guest debug) info",
   e: "dump evtchn info",
   g: "print grant table usage",
+  h: "show this message",
+  m: "memory info",
+  q: "dump domain (and guest debug) info",
+  t: "display multi-cpu clock info",
 };
 
+/** What the machine-wide keys read besides the domains. */
+export interface MachineInfo {
+  readonly totalFrames: number;
+  readonly freeFrames: number;
+  /** System time, ns since boot. */
+  readonly nowNs: number;
+  /** The wall clock at boot, ns since the epoch. */
+  readonly bootWallclockNs: number;
+}
+
 /** Runs debug key `key` over `domains` (Dom0 first), printing with `printk`. */
-export function handleKey(key: string, domains: Domain[], printk: (s: string) => void): boolean {
+export function handleKey(
+  key: string,
+  domains: Domain[],
+  printk: (s: string) => void,
+  machine: MachineInfo,
+): boolean {
   switch (key) {
+    case "h":
+      printk("'h' pressed -> showing installed handlers");
+      for (const [k, what] of Object.entries(DEBUG_KEYS)) {
+        printk(` key '${k}' (ascii '${k.charCodeAt(0).toString(16).padStart(2, "0")}') => ${what}`);
+      }
+      return true;
+    case "m": {
+      printk("'m' pressed -> Memory info");
+      const mib = (frames: number): string => `${(frames / 256).toFixed(1)} MiB`;
+      printk(
+        `    machine: ${machine.totalFrames} frames (${mib(machine.totalFrames)}), ${machine.freeFrames} free (${mib(machine.freeFrames)})`,
+      );
+      for (const d of domains) {
+        printk(
+          `    d${d.domid}: tot_pages=${d.totPages} max_pages=${d.maxPages} top=${d.topPfn} holes=${d.holes.length} charged=${d.totPages + d.holes.length} (${mib(d.totPages + d.holes.length)})`,
+        );
+      }
+      return true;
+    }
+    case "t": {
+      printk("'t' pressed -> dumping time info");
+      const wall = machine.bootWallclockNs + machine.nowNs;
+      printk(
+        `    system time ${(machine.nowNs / 1e9).toFixed(6)} s since boot; wall clock ${new Date(wall / 1e6).toISOString()}`,
+      );
+      return true;
+    }
     case "q":
       printk("'q' pressed -> dumping domain info");
       for (const d of domains) {
