@@ -449,9 +449,9 @@ test("info, dmesg, vcpu-list, vcpu-pin, sched-credit, uptime, top -b, rename, me
   const keys = ok("dmesg");
   for (const k of ["e", "g", "h", "m", "q", "t"])
     assert.match(keys, new RegExp(`\\(XEN\\)  key '${k}' \\(ascii '[0-9a-f]{2}'\\) => `));
-  assert.match(keys, /\(XEN\)     machine: \d+ frames \([\d.]+ MiB\), \d+ free/);
-  assert.match(keys, /\(XEN\)     d0: tot_pages=\d+ max_pages=\d+ top=\d+ holes=0 charged=\d+/);
-  assert.match(keys, /\(XEN\)     system time [\d.]+ s since boot; wall clock 20\d\d-/);
+  assert.match(keys, /\(XEN\) {5}machine: \d+ frames \([\d.]+ MiB\), \d+ free/);
+  assert.match(keys, /\(XEN\) {5}d0: tot_pages=\d+ max_pages=\d+ top=\d+ holes=0 charged=\d+/);
+  assert.match(keys, /\(XEN\) {5}system time [\d.]+ s since boot; wall clock 20\d\d-/);
 
   ok("create", join(EXAMPLES, "ticker.cfg"));
   const vl = ok("vcpu-list", "ticker").split("\n");
