@@ -52,7 +52,15 @@ import { DEFAULT_SCHED_PARAMS, Scheduler, type SchedulerParams } from "./schedul
 import { TimerQueue, type Timer } from "./timer.js";
 import { BOOT_WALLCLOCK_NS, NOW } from "./time.js";
 import type { EventKick } from "./event_channel.js";
-import { ACT_DOMID, ACT_HYPERCALL, ACT_VCPU, activity, watchdog, type Stall } from "./watchdog.js";
+import {
+  ACT_DOMID,
+  ACT_HYPERCALL,
+  ACT_VCPU,
+  activity,
+  describeHold,
+  watchdog,
+  type Stall,
+} from "./watchdog.js";
 
 /** Boot parameters of a machine. */
 export interface HypervisorConfig {
@@ -184,14 +192,7 @@ export class Hypervisor implements VcpuHost {
 
   /** The watchdog's report of a stall of the main thread, on this machine's console. */
   private readonly onStall = (s: Stall): void => {
-    const by =
-      s.domid < 0
-        ? "outside any guest (Dom0's services, the toolstack or the garbage collector)"
-        : `by d${s.domid}${this.domainById(s.domid) ? ` (${this.domainById(s.domid)!.name})` : ""} vcpu#${s.vcpu}${
-            s.hypercall >= 0 && s.hypercall < NR_HYPERCALLS
-              ? ` in hypercall ${hypercallName(s.hypercall)} (${s.hypercall})`
-              : " running guest code"
-          }`;
+    const by = describeHold(s.domid, s.vcpu, s.hypercall, this.domainById(s.domid)?.name);
     this.console.printk(`watchdog: the main thread was held for ${s.ms} ms ${by}`);
   };
 

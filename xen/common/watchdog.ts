@@ -20,20 +20,14 @@
  * trackedHypercall), read only by the worker.
  */
 import { Worker } from "node:worker_threads";
+import { ACT_FD, ACT_HYPERCALL, BLOCK_BYTES, F64_HEARTBEAT } from "./watchdog_block.js";
+
+export { ACT_DOMID, ACT_HYPERCALL, ACT_VCPU, describeHold } from "./watchdog_block.js";
 
 /** How long the main thread may be away from the event loop before it is reported. */
 export const WATCHDOG_DEADLINE_MS = 100;
 /** How often the main thread writes its heartbeat. */
 export const HEARTBEAT_MS = 20;
-
-/** Int32 slots of the shared block. */
-export const ACT_DOMID = 0;
-export const ACT_VCPU = 1;
-export const ACT_HYPERCALL = 2;
-/** Set by the main thread, read by the worker: the fd it writes stalls to, or -1. */
-export const ACT_FD = 3;
-/** Float64 slot (after the 4 Int32 ones): the last heartbeat, as an absolute time in ms. */
-export const F64_HEARTBEAT = 2;
 
 /** A stall, as the worker reports it once the main thread is back. */
 export interface Stall {
@@ -48,7 +42,7 @@ export interface Stall {
 type Listener = (s: Stall) => void;
 
 class Watchdog {
-  readonly sab = new SharedArrayBuffer(32);
+  readonly sab = new SharedArrayBuffer(BLOCK_BYTES);
   /** What the main thread is doing now: see the ACT_* slots. */
   readonly act = new Int32Array(this.sab, 0, 4);
   private readonly f64 = new Float64Array(this.sab);

@@ -1,28 +1,19 @@
 /** The watchdog's thread: see watchdog.ts for the protocol. */
 import { writeSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
-import { hypercallName, NR_HYPERCALLS } from "../include/public/xen.js";
+import {
+  ACT_DOMID,
+  ACT_FD,
+  ACT_HYPERCALL,
+  ACT_VCPU,
+  F64_HEARTBEAT,
+  describeHold,
+} from "./watchdog_block.js";
 
 const { sab, deadline } = workerData as { sab: SharedArrayBuffer; deadline: number };
 const act = new Int32Array(sab, 0, 4);
 const f64 = new Float64Array(sab);
-const ACT_DOMID = 0;
-const ACT_VCPU = 1;
-const ACT_HYPERCALL = 2;
-const ACT_FD = 3;
-const F64_HEARTBEAT = 2;
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
-
-/** What the main thread was doing, as words. */
-function doing(domid: number, vcpu: number, hc: number): string {
-  if (domid < 0)
-    return "outside any guest (Dom0's services, the toolstack or the garbage collector)";
-  const call =
-    hc >= 0 && hc < NR_HYPERCALLS
-      ? ` in hypercall ${hypercallName(hc)} (${hc})`
-      : " running guest code";
-  return `by d${domid} vcpu#${vcpu}${call}`;
-}
 
 let stalled: { since: number; domid: number; vcpu: number; hypercall: number } | undefined;
 for (;;) {
@@ -42,7 +33,7 @@ for (;;) {
         try {
           writeSync(
             fd,
-            `(XEN) watchdog: the main thread has missed its ${deadline} ms deadline, held ${doing(stalled.domid, stalled.vcpu, stalled.hypercall)}\n`,
+            `(XEN) watchdog: the main thread has missed its ${deadline} ms deadline, held ${describeHold(stalled.domid, stalled.vcpu, stalled.hypercall)}\n`,
           );
         } catch {
           // Nowhere to write: the report after the stall still comes.
