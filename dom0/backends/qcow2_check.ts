@@ -27,6 +27,8 @@ export const MAX_CHECKED_CLUSTERS = 1 << 27;
  * tiny clusters could otherwise make the open read millions of them.
  */
 export const MAX_CHECKED_L2_TABLES = 65536;
+/** L2 table bytes one check reads: 1 TiB of disk with 64 KiB clusters. */
+export const MAX_CHECKED_L2_BYTES = 128 * 1024 * 1024;
 
 const L1E_OFFSET_MASK = 0x00fffffffffffe00n;
 const L2E_OFFSET_MASK = 0x00fffffffffffe00n;
@@ -78,6 +80,8 @@ export function checkQcow2(img: Qcow2Layout): void {
   /** References to each cluster, and what took it first (metadata only). */
   const refs = new Uint16Array(clusters);
   const meta = new Map<number, string>();
+  /** The clusters with a reference, in the order first met: what the refcount pass visits. */
+  const used: number[] = [];
   const inFile = (off: number, len: number): boolean => off + len <= img.fileBytes;
   const take = (off: number, len: number, what: string, metadata: boolean): void => {
     for (let c = Math.floor(off / cs); c * cs < off + len; c++) {
@@ -86,6 +90,7 @@ export function checkQcow2(img: Qcow2Layout): void {
         throw new Error(`${what} at ${c * cs} overlaps ${first ?? "a data cluster"}`);
       }
       if (metadata) meta.set(c, what);
+      if (refs[c] === 0) used.push(c);
       if (refs[c]! < 0xffff) refs[c]!++;
     }
   };
@@ -105,9 +110,9 @@ export function checkQcow2(img: Qcow2Layout): void {
 
   let inUse = 0;
   for (const e of img.l1) if ((e & L1E_OFFSET_MASK) !== 0n) inUse++;
-  if (inUse > MAX_CHECKED_L2_TABLES) {
+  if (inUse > MAX_CHECKED_L2_TABLES || inUse * cs > MAX_CHECKED_L2_BYTES) {
     throw new Error(
-      `the active L1 table names ${inUse} L2 tables; tsxen checks images of at most ${MAX_CHECKED_L2_TABLES}`,
+      `the active L1 table names ${inUse} L2 tables; tsxen checks images of at most ${MAX_CHECKED_L2_TABLES} (and ${MAX_CHECKED_L2_BYTES >> 20} MiB of them)`,
     );
   }
   const tables: Array<[number, number]> = [];
@@ -161,8 +166,10 @@ export function checkQcow2(img: Qcow2Layout): void {
     }
     return block.readUInt16BE((c % per) * 2);
   };
-  for (let c = 0; c < clusters; c++) {
-    if (refs[c] === 0) continue;
+  // Only the clusters in use: a sparse file of millions of clusters costs
+  // nothing here (every cluster of a 64 GiB file of 512-byte ones took 370 ms).
+  used.sort((a, b) => a - b);
+  for (const c of used) {
     const rc = refcount(c);
     if (rc < refs[c]!) {
       throw new Error(
