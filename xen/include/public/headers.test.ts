@@ -22,6 +22,9 @@ import * as sysctl from "./sysctl.js";
 import * as blkif from "./io/blkif.js";
 import * as xenbus from "./io/xenbus.js";
 import * as netif from "./io/netif.js";
+import * as ioreq from "./hvm/ioreq.js";
+import * as dmop from "./hvm/dm_op.js";
+import * as hvmop from "./hvm/hvm_op.js";
 
 const INCLUDE = process.env.XEN_INCLUDE_DIR ?? "/usr/include/xen";
 
@@ -50,6 +53,10 @@ const NOT_IN_HEADERS: Record<string, string> = {
   NETIF_RX_ENTRY: "sizeof(union netif_rx_sring_entry)",
   NET_TX_RING_SIZE: "__CONST_RING_SIZE(netif_tx, 4096), Linux's name",
   NET_RX_RING_SIZE: "__CONST_RING_SIZE(netif_rx, 4096), Linux's name",
+  IOREQ_FLAG_STATE_MASK: "ioreq_t's state:4 bit-field, as a mask of its flags byte",
+  IOREQ_FLAG_DATA_IS_PTR: "ioreq_t's data_is_ptr:1 bit-field",
+  IOREQ_FLAG_DIR_READ: "ioreq_t's dir:1 bit-field",
+  IOREQ_FLAG_DF: "ioreq_t's df:1 bit-field",
 };
 
 /** Macro name → expression text, and enum names → values, from every header. */
@@ -73,10 +80,14 @@ function readHeaders(): Map<string, string> {
     "io/blkif.h",
     "io/xenbus.h",
     "io/netif.h",
+    "hvm/ioreq.h",
+    "hvm/dm_op.h",
+    "hvm/hvm_op.h",
+    "hvm/params.h",
   ];
   for (const f of files) {
     const text = readFileSync(`${INCLUDE}/${f}`, "utf8").replace(/\/\*[\s\S]*?\*\//g, "");
-    for (const m of text.matchAll(/^#define\s+([A-Za-z_]\w*)[ \t]+([^\n]+)$/gm)) {
+    for (const m of text.matchAll(/^#\s*define\s+([A-Za-z_]\w*)[ \t]+([^\n]+)$/gm)) {
       if (!defs.has(m[1]!)) defs.set(m[1]!, m[2]!.trim());
     }
     for (const m of text.matchAll(/XEN_ERRNO\((\w+),\s*(\d+)\)/g)) defs.set(`E:${m[1]}`, m[2]!);
@@ -128,6 +139,9 @@ const modules = {
   blkif,
   xenbus,
   netif,
+  ioreq,
+  dmop,
+  hvmop,
 };
 
 test("libxen-dev headers are installed", () => {

@@ -14,7 +14,18 @@ import {
 } from "./arch-wasm32.js";
 import { sched_poll, sched_remote_shutdown, sched_shutdown } from "./sched.js";
 import { vcpu_runstate_info, vcpu_set_singleshot_timer } from "./vcpu.js";
-import { xen_add_to_physmap, xen_memory_reservation } from "./memory.js";
+import { xen_add_to_physmap, xen_mem_acquire_resource, xen_memory_reservation } from "./memory.js";
+import { ioreq } from "./hvm/ioreq.js";
+import {
+  xen_dm_op,
+  xen_dm_op_buf,
+  xen_dm_op_create_ioreq_server,
+  xen_dm_op_get_ioreq_server_info,
+  xen_dm_op_ioreq_server_range,
+  xen_dm_op_remote_shutdown,
+  xen_dm_op_set_ioreq_server_state,
+} from "./hvm/dm_op.js";
+import { xen_hvm_param } from "./hvm/hvm_op.js";
 import { xen_compile_info, xen_feature_info } from "./version.js";
 import {
   grant_entry_v1,
@@ -195,6 +206,28 @@ const table: Array<[Layout<string>, number, Record<string, number>]> = [
     },
   ],
   [xsd_sockmsg, 16, { type: 0, req_id: 4, tx_id: 8, len: 12 }],
+  [
+    ioreq,
+    32,
+    { addr: 0, data: 8, count: 16, size: 20, vp_eport: 24, _pad0: 28, flags: 30, type: 31 },
+  ],
+  [xen_dm_op_buf, 16, { h: 0, size: 8 }],
+  [xen_dm_op, 32, { op: 0, pad: 4, u: 8 }],
+  [xen_dm_op_create_ioreq_server, 6, { handle_bufioreq: 0, pad: 1, id: 4 }],
+  [
+    xen_dm_op_get_ioreq_server_info,
+    24,
+    { id: 0, flags: 2, bufioreq_port: 4, ioreq_gfn: 8, bufioreq_gfn: 16 },
+  ],
+  [xen_dm_op_ioreq_server_range, 24, { id: 0, pad: 2, type: 4, start: 8, end: 16 }],
+  [xen_dm_op_set_ioreq_server_state, 4, { id: 0, enabled: 2, pad: 3 }],
+  [xen_dm_op_remote_shutdown, 4, { reason: 0 }],
+  [xen_hvm_param, 16, { domid: 0, pad: 2, index: 4, value: 8 }],
+  [
+    xen_mem_acquire_resource,
+    32,
+    { domid: 0, type: 2, id: 4, nr_frames: 8, pad: 12, frame: 16, frame_list: 24 },
+  ],
   [xen_domctl, 144, { cmd: 0, interface_version: 4, domain: 8, u: 16 }],
   [
     xen_domctl_getdomaininfo,

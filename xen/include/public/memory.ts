@@ -38,3 +38,21 @@ export const xen_add_to_physmap = struct("xen_add_to_physmap", [
   ["idx", 8],
   ["gpfn", 8],
 ]);
+
+export const XENMEM_acquire_resource = 28;
+export const XENMEM_resource_ioreq_server = 0;
+export const XENMEM_resource_grant_table = 1;
+export const XENMEM_resource_ioreq_server_frame_bufioreq = 0;
+/** Frame id of an ioreq server's synchronous ioreq page n (XENMEM_resource_ioreq_server_frame_ioreq(n)). */
+export const XENMEM_resource_ioreq_server_frame_ioreq = (n: number): number => 1 + n;
+
+/** struct xen_mem_acquire_resource (frame_list is a guest handle to xen_pfn_t[]). */
+export const xen_mem_acquire_resource = struct("xen_mem_acquire_resource", [
+  ["domid", 2],
+  ["type", 2],
+  ["id", 4],
+  ["nr_frames", 4],
+  ["pad", 4],
+  ["frame", 8],
+  ["frame_list", 8],
+]);
