@@ -35,23 +35,72 @@ export interface ConsoleClient {
 
 const F = xencons_interface.fields;
 
-class GuestConsole {
+/** Which console of a domain: its PV console ring, or the serial port of its device model. */
+export type ConsoleType = "pv" | "serial";
+
+/** What every console keeps: its replay buffer, its log and its attached clients. */
+class ConsoleOutput {
   readonly clients = new Set<ConsoleClient>();
   /** Output not yet replayed away: newest last, at most REPLAY_BYTES in all. */
   private history: Uint8Array[] = [];
   private historyBytes = 0;
-  /** Input that did not fit the ring yet. */
-  private pendingInput: Uint8Array[] = [];
   log: WriteStream | undefined;
-  private readonly dv: DataView;
 
   constructor(
     readonly domid: number,
     public name: string,
+  ) {}
+
+  /** Output from the guest: kept, logged, and passed to every client. */
+  output(out: Uint8Array): void {
+    this.keep(out);
+    this.log?.write(out);
+    for (const c of this.clients) c.output(out);
+  }
+
+  private keep(b: Uint8Array): void {
+    this.history.push(b);
+    this.historyBytes += b.length;
+    while (this.historyBytes - this.history[0]!.length >= REPLAY_BYTES) {
+      this.historyBytes -= this.history.shift()!.length;
+    }
+  }
+
+  /** What was printed so far (up to REPLAY_BYTES). */
+  replay(): Uint8Array {
+    const all = Buffer.concat(this.history);
+    return all.subarray(Math.max(0, all.length - REPLAY_BYTES));
+  }
+}
+
+/**
+ * An HVM domain's serial port, emulated by its device model (QEMU's serial
+ * console, which `xl console -t serial` reaches): output arrives from the
+ * device model, typed input goes to it.
+ */
+class SerialConsole extends ConsoleOutput {
+  constructor(
+    domid: number,
+    name: string,
+    readonly input: (bytes: Uint8Array) => void,
+  ) {
+    super(domid, name);
+  }
+}
+
+class GuestConsole extends ConsoleOutput {
+  /** Input that did not fit the ring yet. */
+  private pendingInput: Uint8Array[] = [];
+  private readonly dv: DataView;
+
+  constructor(
+    domid: number,
+    name: string,
     readonly map: GrantMap,
     readonly port: number,
     private readonly evtchn: XenEvtchn,
   ) {
+    super(domid, name);
     const p = map.page;
     this.dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
   }
@@ -72,24 +121,8 @@ class GuestConsole {
       out[i] = this.map.page[F.out.offset + MASK_XENCONS_IDX(cons + i, XENCONS_OUT_SIZE)]!;
     }
     this.dv.setUint32(F.out_cons.offset, (cons + n) >>> 0, true);
-    this.keep(out);
-    this.log?.write(out);
-    for (const c of this.clients) c.output(out);
+    this.output(out);
     return true;
-  }
-
-  private keep(b: Uint8Array): void {
-    this.history.push(b);
-    this.historyBytes += b.length;
-    while (this.historyBytes - this.history[0]!.length >= REPLAY_BYTES) {
-      this.historyBytes -= this.history.shift()!.length;
-    }
-  }
-
-  /** What was printed so far (up to REPLAY_BYTES). */
-  replay(): Uint8Array {
-    const all = Buffer.concat(this.history);
-    return all.subarray(Math.max(0, all.length - REPLAY_BYTES));
   }
 
   input(bytes: Uint8Array): void {
@@ -123,6 +156,7 @@ class GuestConsole {
 export class Xenconsoled {
   private readonly consoles = new Map<number, GuestConsole>();
   private readonly byPort = new Map<number, GuestConsole>();
+  private readonly serials = new Map<number, SerialConsole>();
   private readonly evtchn: XenEvtchn;
   private readonly gnttab: XenGnttab;
 
@@ -156,42 +190,91 @@ export class Xenconsoled {
       throw e;
     }
     const c = new GuestConsole(domid, name, map, local, this.evtchn);
-    if (this.logDir)
-      c.log = createWriteStream(join(this.logDir, `guest-${name}.log`), { flags: "a" });
+    c.log = this.openLog(name);
     this.consoles.set(domid, c);
     this.byPort.set(local, c);
     c.drain();
   }
 
-  has(domid: number): boolean {
-    return this.consoles.has(domid);
+  /**
+   * Connects an HVM domain's serial port, emulated by its device model:
+   * output comes through serialOutput, typed input goes to `input`. It logs
+   * to the same guest-<name>.log as the PV console.
+   */
+  addSerial(domid: number, name: string, input: (bytes: Uint8Array) => void): void {
+    if (this.serials.has(domid))
+      throw new Error(`xenconsoled: domain ${domid} has a serial console`);
+    const c = new SerialConsole(domid, name, input);
+    c.log = this.openLog(name);
+    this.serials.set(domid, c);
+  }
+
+  /** Output of domain `domid`'s serial port. */
+  serialOutput(domid: number, bytes: Uint8Array): void {
+    this.serials.get(domid)?.output(bytes);
+  }
+
+  private openLog(name: string): WriteStream | undefined {
+    return this.logDir
+      ? createWriteStream(join(this.logDir, `guest-${name}.log`), { flags: "a" })
+      : undefined;
+  }
+
+  private console(domid: number, type: ConsoleType): ConsoleOutput | undefined {
+    return type === "serial" ? this.serials.get(domid) : this.consoles.get(domid);
+  }
+
+  /** The console `xl console` attaches to by default: the serial port of an HVM domain, else the PV console. */
+  defaultType(domid: number): ConsoleType {
+    return this.serials.has(domid) ? "serial" : "pv";
+  }
+
+  has(domid: number, type: ConsoleType = "pv"): boolean {
+    return this.console(domid, type) !== undefined;
   }
 
   /** The log file of a domain's console (when logging). */
   logPath(domid: number): string | undefined {
-    const c = this.consoles.get(domid);
+    const c = this.consoles.get(domid) ?? this.serials.get(domid);
     return c?.log ? String(c.log.path) : undefined;
   }
 
   /** The domain was renamed: later output goes to the new name's log. */
   rename(domid: number, name: string): void {
-    const c = this.consoles.get(domid);
-    if (!c || c.name === name) return;
-    c.name = name;
-    if (this.logDir) {
-      c.log?.end();
-      c.log = createWriteStream(join(this.logDir, `guest-${name}.log`), { flags: "a" });
+    for (const c of [this.consoles.get(domid), this.serials.get(domid)]) {
+      if (!c || c.name === name) continue;
+      c.name = name;
+      if (this.logDir) {
+        c.log?.end();
+        c.log = this.openLog(name);
+      }
     }
+  }
+
+  private need(domid: number, type: ConsoleType): ConsoleOutput {
+    const c = this.console(domid, type);
+    if (!c) {
+      throw new Error(
+        type === "serial"
+          ? `xenconsoled: domain ${domid} has no serial console`
+          : `xenconsoled: domain ${domid} has no console`,
+      );
+    }
+    if (c instanceof GuestConsole) c.drain();
+    return c;
   }
 
   /**
    * Attaches `client`: it gets everything kept so far, then output as it
-   * comes. Returns the detach function. Throws when the domain has no console.
+   * comes. Returns the detach function. Throws when the domain has no such console.
    */
-  attach(domid: number, client: ConsoleClient, replay = true): () => void {
-    const c = this.consoles.get(domid);
-    if (!c) throw new Error(`xenconsoled: domain ${domid} has no console`);
-    c.drain();
+  attach(
+    domid: number,
+    client: ConsoleClient,
+    replay = true,
+    type: ConsoleType = "pv",
+  ): () => void {
+    const c = this.need(domid, type);
     if (replay) {
       const r = c.replay();
       if (r.length > 0) client.output(r);
@@ -200,24 +283,31 @@ export class Xenconsoled {
     return () => c.clients.delete(client);
   }
 
-  /** Input typed at an attached console, for the guest's input ring. */
-  input(domid: number, bytes: Uint8Array): void {
-    const c = this.consoles.get(domid);
-    if (!c) throw new Error(`xenconsoled: domain ${domid} has no console`);
-    c.input(bytes);
-    this.evtchn.notify(c.port);
+  /** Input typed at an attached console. */
+  input(domid: number, bytes: Uint8Array, type: ConsoleType = "pv"): void {
+    const c = this.need(domid, type);
+    if (c instanceof GuestConsole) {
+      c.input(bytes);
+      this.evtchn.notify(c.port);
+    } else if (c instanceof SerialConsole) {
+      c.input(bytes);
+    }
   }
 
-  /** Output kept for domain `domid`, after draining its ring. */
-  read(domid: number): string {
-    const c = this.consoles.get(domid);
-    if (!c) throw new Error(`xenconsoled: domain ${domid} has no console`);
-    c.drain();
-    return Buffer.from(c.replay()).toString("utf8");
+  /** Output kept for domain `domid`'s console. */
+  read(domid: number, type: ConsoleType = "pv"): string {
+    return Buffer.from(this.need(domid, type).replay()).toString("utf8");
   }
 
   /** The domain is gone: its clients are told, its ring and port let go. */
   remove(domid: number, reason = `domain ${domid} was destroyed`): void {
+    const serial = this.serials.get(domid);
+    if (serial) {
+      this.serials.delete(domid);
+      for (const cl of serial.clients) cl.closed(reason);
+      serial.clients.clear();
+      serial.log?.end();
+    }
     const c = this.consoles.get(domid);
     if (!c) return;
     c.drain();
@@ -239,7 +329,8 @@ export class Xenconsoled {
   }
 
   dispose(): void {
-    for (const domid of [...this.consoles.keys()]) this.remove(domid, "xenconsoled is stopping");
+    const ids = new Set([...this.consoles.keys(), ...this.serials.keys()]);
+    for (const domid of ids) this.remove(domid, "xenconsoled is stopping");
     this.evtchn.dispose();
     this.gnttab.dispose();
   }

@@ -32,6 +32,12 @@ import { RawFileStorage, type BlockStorage } from "../../dom0/backends/storage.j
 import { Qcow2Storage } from "../../dom0/backends/qcow2.js";
 import { Netback } from "../../dom0/backends/netback.js";
 import { Bridge } from "../../dom0/backends/bridge.js";
+import { XenDevicemodel } from "../../dom0/drivers/devicemodel.js";
+import { DeviceModel } from "../../dom0/devicemodel/qemu.js";
+import type { DmDiskSpec } from "../../dom0/devicemodel/dm_protocol.js";
+import type { ShareSpec } from "../../dom0/devicemodel/wasi.js";
+import type { HvmDomainConfig } from "../../xen/common/hypervisor.js";
+import { NOW } from "../../xen/common/time.js";
 
 /** A domain config whose kernel is a file path or an already loaded Kernel. */
 export type HostDomainConfig = Omit<DomainConfig, "kernel"> & {
@@ -45,6 +51,16 @@ export type HostDomainConfig = Omit<DomainConfig, "kernel"> & {
    */
   xenstore?: boolean;
 };
+
+/** An HVM domain to create: the program and its device model's devices. */
+export interface HostHvmConfig extends HvmDomainConfig {
+  /** argv[0], then the words of the command line. */
+  args: string[];
+  env: string[];
+  shares: ShareSpec[];
+  disks: DmDiskSpec[];
+  xenstore?: boolean;
+}
 
 /** One row of `list()`, with the fields `xl list` prints. */
 export interface DomainInfo {
@@ -83,11 +99,15 @@ export class Host {
   private xsRings: RingTransport;
   private readonly xsServers: XsSocketServer[] = [];
   private readonly xsEvtchn: XenEvtchn;
+  /** libxendevicemodel for the device models, and the running ones by domid. */
+  readonly xendevicemodel: XenDevicemodel;
+  readonly deviceModels = new Map<number, DeviceModel>();
 
   /** @param consoleLogDir where xenconsoled writes guest-<name>.log (none without it) */
   constructor(config: Partial<HypervisorConfig> = {}, consoleLogDir?: string) {
     this.hv = new Hypervisor({ ...DEFAULT_HYPERVISOR_CONFIG, ...config });
     this.dom0 = new Dom0Drivers(this.hv);
+    this.xendevicemodel = new XenDevicemodel(this.dom0.privcmd);
     this.xsRings = new RingTransport(this.dom0, (id) => this.hv.domainById(id) !== undefined);
     this.xenstored = new Xenstored(this.xsRings);
     this.xsEvtchn = this.dom0.openEvtchn();
@@ -117,6 +137,9 @@ export class Host {
     this.hv.listeners.add({
       shutdown: (d) => this.xenstored.domainShutdown(d.domid),
       dying: (d) => {
+        const dm = this.deviceModels.get(d.domid);
+        this.deviceModels.delete(d.domid);
+        void dm?.stop();
         this.xenconsoled.remove(d.domid);
         releaseFromXenstore(d.domid, this.xenstored);
       },
@@ -146,6 +169,57 @@ export class Host {
         );
       }
     }
+    return d;
+  }
+
+  /**
+   * Creates an HVM domain and its device model (as libxl spawns QEMU): the
+   * domain is built paused, the device model starts and enables its ioreq
+   * server, then the domain runs unless `paused`. The serial console is
+   * xenconsoled's, as `xl console -t serial` reaches it. Rejects naming what
+   * failed, with nothing left behind.
+   */
+  async createHvm(cfg: HostHvmConfig): Promise<Domain> {
+    const d = this.hv.createHvmDomain({ ...cfg, paused: true });
+    const domid = d.domid;
+    try {
+      if (cfg.xenstore) {
+        introduceToXenstore(d, this.xenstored, this.xsEvtchn);
+        this.xenconsoled.add(domid, seedConsole(d, this.xenstored, this.xsEvtchn), d.name);
+      }
+      const started: { dm?: DeviceModel } = {};
+      this.xenconsoled.addSerial(domid, d.name, (b) => started.dm?.input(b));
+      const dm = await DeviceModel.start(
+        domid,
+        this.xendevicemodel,
+        {
+          args: cfg.args,
+          env: cfg.env,
+          shares: cfg.shares,
+          disks: cfg.disks,
+          systemTimeBase: process.hrtime.bigint() - BigInt(NOW()),
+        },
+        {
+          serial: (b) => this.xenconsoled.serialOutput(domid, b),
+          exited: (code) => {
+            if (this.hv.domains.get(domid) === d) d.shutdownCode = code;
+          },
+          log: (line) => this.hv.console.printk(`qemu-dm: ${line}`),
+        },
+      );
+      if (this.hv.domains.get(domid) !== d || d.isDying) {
+        await dm.stop();
+        throw new Error("the domain was destroyed while its device model started");
+      }
+      started.dm = dm;
+      this.deviceModels.set(domid, dm);
+    } catch (e) {
+      if (this.hv.domains.get(domid) === d) this.hv.destroyDomain(domid);
+      throw new Error(`cannot start the device model of '${cfg.name}': ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+    if (!cfg.paused) this.hv.unpauseDomain(d);
     return d;
   }
 
@@ -209,7 +283,7 @@ export class Host {
         domid: d.domid,
         memMiB: Math.floor((d.totPages * PAGE_SIZE) / 2 ** 20),
         maxMemMiB: Math.floor((d.maxPages * PAGE_SIZE) / 2 ** 20),
-        vcpus: d.vcpus.filter((v) => v.state !== 0).length,
+        vcpus: d.hvm ? 1 : d.vcpus.filter((v) => v.state !== 0).length,
         state: s,
         stateFlags:
           flag("r", s === "running") +
@@ -219,7 +293,7 @@ export class Host {
           // The shutdown reason's letter, as xl's "-rscwS" (poweroff shows '-').
           (d.isShutdown ? ("-rscwS"[d.shutdownReason] ?? "?") : "-") +
           flag("d", d.isDying),
-        cpuTime: d.vcpus.reduce((t, v) => t + v.cpuTimeNs, 0) / 1e9,
+        cpuTime: (d.hvm?.vcpu?.cpuTimeNs ?? d.vcpus.reduce((t, v) => t + v.cpuTimeNs, 0)) / 1e9,
         shutdownReason: d.shutdownName,
         crashMessage: d.crashMessage,
       });
@@ -317,6 +391,9 @@ export class Host {
     this.netback.dispose();
     this.xenbus.dispose();
     this.xenconsoled.dispose();
+    const dms = [...this.deviceModels.values()];
+    this.deviceModels.clear();
+    await Promise.all(dms.map((dm) => dm.stop()));
     await this.hv.dispose();
     this.xsRings.dispose();
     this.xsEvtchn.dispose();

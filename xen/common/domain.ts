@@ -19,6 +19,8 @@ import { GuestMemory } from "./guest_access.js";
 import { EventChannels, type EventKick } from "./event_channel.js";
 import { GrantTable } from "./grant_table.js";
 import { SHUTDOWN_NAMES, SHUTDOWN_crash } from "../include/public/sched.js";
+import type { HvmDomain } from "./ioreq.js";
+import { HVM_RUNNING } from "../arch/wasm32/hvm_ctl.js";
 
 /** What `xl list` shows in its State column, one letter each: r b p s c d. */
 export type DomainRunState = "running" | "blocked" | "paused" | "shutdown" | "crashed" | "dying";
@@ -78,6 +80,14 @@ export class Domain {
   readonly consoleListeners = new Set<(bytes: Uint8Array) => void>();
   /** A 16-byte handle (UUID) as `xl` shows and XENVER_guest_handle returns. */
   readonly handle: Uint8Array;
+  /**
+   * An HVM domain's program, memory, parameters, ioreq servers and vCPU
+   * thread; undefined for PV domains. An HVM domain's `mem` is not the
+   * program's memory but a page area of the hypervisor's own (shared_info,
+   * the console and xenstore pages, grant frames), which the program cannot
+   * reach: events sent to it land there, never in the program's data.
+   */
+  hvm: HvmDomain | undefined;
 
   /**
    * @param kernel the guest kernel; undefined for Dom0, whose kernel is the
@@ -102,6 +112,7 @@ export class Domain {
     this.evtchn = new EventChannels(this, kick, limits.maxEvtchnPort);
     this.gnttab = new GrantTable(this, limits.maxGrantFrames, limits.maxMaptrackFrames);
     this.handle = handle;
+    this.hvm = undefined;
   }
 
   /** Pfns the domain may ever address: its linear memory's maximum (maxmem). */
@@ -150,6 +161,10 @@ export class Domain {
     if (this.isDying) return "dying";
     if (this.isShutdown) return this.shutdownReason === SHUTDOWN_crash ? "crashed" : "shutdown";
     if (this.pauseCount > 0) return "paused";
+    if (this.hvm) {
+      // Waiting for an ioreq's answer is the HVM counterpart of SCHEDOP_block.
+      return this.hvm.vcpu?.state === HVM_RUNNING ? "running" : "blocked";
+    }
     if (this.vcpus.some((v) => v.state === VcpuState.Running || v.state === VcpuState.Runnable)) {
       return "running";
     }

@@ -16,6 +16,8 @@ import { do_event_channel_op } from "./event_channel_op.js";
 import { do_grant_table_op } from "./grant_table_op.js";
 import { do_domctl } from "./domctl.js";
 import { do_sysctl } from "./sysctl.js";
+import { do_hvm_op } from "./hvm.js";
+import { do_dm_op } from "./dm.js";
 
 /** wasm32's arch_0: refresh the calling vCPU's vcpu_time_info (the clock read). */
 function do_arch_time(hv: Hypervisor, v: Vcpu): number {
@@ -87,6 +89,20 @@ export function invokeHypercall(
     case ARCH_0:
       return do_arch_time(hv, v);
     default:
-      return hv.unimplemented(v, op);
+      return invokeOther(hv, v, op, a1, a2, a3);
   }
+}
+
+/** The hypercalls kept out of the switch above (HVM ones are never on a hot path). */
+function invokeOther(
+  hv: Hypervisor,
+  v: Vcpu,
+  op: number,
+  a1: number,
+  a2: number,
+  a3: number,
+): number {
+  if (op === H.__HYPERVISOR_hvm_op) return do_hvm_op(hv, v, a1, a2);
+  if (op === H.__HYPERVISOR_dm_op) return do_dm_op(hv, v, a1, a2, a3);
+  return hv.unimplemented(v, op);
 }

@@ -23,7 +23,7 @@ import {
   vcpu_info,
   vcpu_time_info,
 } from "../include/public/arch-wasm32.js";
-import { PAGE_SIZE, _pfn, pfn_to_paddr } from "../include/xen/mm.js";
+import { PAGE_SIZE, _pfn, mfn_x, pfn_to_paddr } from "../include/xen/mm.js";
 import {
   FRAMES_PER_WASM_PAGE,
   GUEST_IMAGE_BASE,
@@ -36,6 +36,11 @@ import {
   SAVE_UPCALL_BYTES,
 } from "../arch/wasm32/config.js";
 import type { Kernel } from "../arch/wasm32/kernel.js";
+import type { HvmImage } from "../arch/wasm32/hvm_image.js";
+import { HvmVcpu } from "../arch/wasm32/hvm_vcpu.js";
+import { HvmDomain, XenPages, type IoreqServer } from "./ioreq.js";
+import { WASM_PAGE_SIZE } from "../arch/wasm32/config.js";
+import { SHUTDOWN_poweroff } from "../include/public/sched.js";
 import { GuestExit, Suspend, Vcpu, VcpuState, type VcpuHost } from "../arch/wasm32/vcpu.js";
 import { SliceTimer } from "../arch/wasm32/slice_timer.js";
 import { Domain, type DomainLimits } from "./domain.js";
@@ -108,6 +113,25 @@ export interface DomainConfig {
   maxMaptrackFrames?: number;
 }
 
+/** What creating an HVM domain needs (libxl's domain_build_info for type "hvm"). */
+export interface HvmDomainConfig {
+  name: string;
+  image: HvmImage;
+  /** Memory, MiB: all of it is the domain's from the start, as Xen populates an HVM guest. */
+  memory: number;
+  /** The guest's command line (its argv, as the device model gives it). */
+  cmdline?: string;
+  domid?: number;
+  paused?: boolean;
+  weight?: number;
+  cap?: number;
+  maxEvtchnPort?: number;
+  maxGrantFrames?: number;
+  maxMaptrackFrames?: number;
+  /** Seconds added to the host's clock for the guest's wallclock (xl.cfg rtc_timeoffset). */
+  rtcTimeoffset?: number;
+}
+
 /** libxl's default for max_event_channels, the highest port (1,023 ports plus port 0). */
 export const DEFAULT_MAX_EVTCHN_PORT = 1023;
 
@@ -156,6 +180,8 @@ export class Hypervisor implements VcpuHost {
   readonly sched: Scheduler;
   readonly bootDate = new Date().toUTCString();
   readonly listeners = new Set<HypervisorEvents>();
+  /** Pages of Xen's own that Dom0 may map by frame (ioreq server pages). */
+  readonly xenPages = new XenPages();
   private readonly slice = new SliceTimer();
   private lastDomid = 0;
   private readonly pendingDestroy = new Set<Domain>();
@@ -442,6 +468,138 @@ export class Hypervisor implements VcpuHost {
     return d;
   }
 
+  /**
+   * Creates an HVM domain running a WASI program (docs/arch-wasm32.md, "HVM
+   * guests"): all of `memory` is populated at once, as Xen's domain builder
+   * populates an HVM guest, and the program's linear memory may grow into
+   * it (never past it). Its vCPU is a thread, started paused when `paused`:
+   * the toolstack starts the device model first, then unpauses.
+   */
+  createHvmDomain(cfg: HvmDomainConfig): Domain {
+    const fail = (errno: number, msg: string): never => {
+      throw new DomainCreateError(errno, `cannot create domain '${cfg.name}': ${msg}`);
+    };
+    const memMiB = cfg.memory;
+    if (!Number.isInteger(memMiB) || memMiB <= 0)
+      fail(XenErrno.EINVAL, `memory=${memMiB} is not a positive whole number of MiB`);
+    if (memMiB > 4095)
+      fail(XenErrno.EINVAL, `memory=${memMiB}M exceeds the 4 GiB of a wasm32 guest`);
+    const pages = memMiB * 256;
+    const wasmPages = (memMiB * 1024 * 1024) / WASM_PAGE_SIZE;
+    if (cfg.image.minPages > wasmPages) {
+      fail(
+        XenErrno.ENOMEM,
+        `the program needs ${cfg.image.minPages * 64} KiB of memory, memory is ${memMiB * 1024} KiB`,
+      );
+    }
+    if (this.frames.freeFrames < pages) {
+      fail(
+        XenErrno.ENOMEM,
+        `not enough free machine memory: need ${pages} pages, ${this.frames.freeFrames} free`,
+      );
+    }
+    const cmdline = cfg.cmdline ?? "";
+    if (Buffer.byteLength(cmdline) >= start_info.fields.cmd_line.size)
+      fail(
+        XenErrno.E2BIG,
+        `command line is longer than ${start_info.fields.cmd_line.size - 1} bytes`,
+      );
+    const limits: DomainLimits = {
+      maxEvtchnPort: cfg.maxEvtchnPort ?? DEFAULT_MAX_EVTCHN_PORT,
+      maxGrantFrames: cfg.maxGrantFrames ?? DEFAULT_MAX_GRANT_FRAMES,
+      maxMaptrackFrames: cfg.maxMaptrackFrames ?? DEFAULT_MAX_MAPTRACK_FRAMES,
+    };
+    const domid = this.allocDomid(cfg.domid);
+    let program: WebAssembly.Memory;
+    const maxWasmPages = Math.min(cfg.image.maxPages, wasmPages);
+    try {
+      program = new WebAssembly.Memory({
+        initial: cfg.image.minPages,
+        maximum: maxWasmPages,
+        shared: true,
+      });
+    } catch (e) {
+      return fail(
+        XenErrno.ENOMEM,
+        `the host cannot reserve ${memMiB} MiB of guest memory (${(e as Error).message})`,
+      );
+    }
+    // The hypervisor's own pages for the domain: one wasm page, out of the program's reach.
+    const xenArea = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+    const d = new Domain(
+      domid,
+      cfg.name,
+      false,
+      undefined,
+      xenArea,
+      pages,
+      pages,
+      cmdline,
+      randomBytes(16),
+      limits,
+      this.kick,
+    );
+    d.weight = cfg.weight ?? 256;
+    d.cap = cfg.cap ?? 0;
+    for (let p = 0; p < pages; p++) d.p2m[p] = mfn_x(this.frames.alloc(domid)!);
+    d.totPages = pages;
+    d.hvm = new HvmDomain(cfg.image, program, maxWasmPages);
+    const none = (): void => {};
+    d.vcpus.push(new Vcpu(d, 0, { singleshot: none, periodic: none, pollTimeout: none }));
+    this.writeStartInfo(d, FRAMES_PER_WASM_PAGE);
+    this.writeSharedInfo(d);
+    this.domains.set(domid, d);
+    if (cfg.paused) d.pauseCount++;
+    const vcpu = new HvmVcpu(
+      cfg.image,
+      program,
+      {
+        ended: (how) => {
+          if (d.isDying) return;
+          if (how.kind === "crash") this.domainCrash(d, d.vcpus[0], how.why);
+          // A program that ended with no device model to hear its proc_exit.
+          else if (!d.isShutdown) this.domainShutdown(d, SHUTDOWN_poweroff);
+        },
+      },
+      {
+        systemTimeBase: process.hrtime.bigint() - BigInt(NOW()),
+        wallclockOffsetNs: BigInt(Math.round((cfg.rtcTimeoffset ?? 0) * 1e9)),
+        vpEport: 0,
+      },
+    );
+    d.hvm.vcpu = vcpu;
+    vcpu.start(d.pauseCount);
+    return d;
+  }
+
+  /** The enabled ioreq servers of `d` changed: its vCPU follows the new routes. */
+  hvmRoutesChanged(d: Domain): void {
+    d.hvm?.vcpu?.setRoutes(d.hvm.routes());
+  }
+
+  /** Destroys ioreq server `s` of `d`: its page and frame go. */
+  destroyIoreqServer(d: Domain, s: IoreqServer): void {
+    d.hvm!.servers.delete(s.id);
+    this.xenPages.delete(s.mfn);
+    this.frames.free(s.mfn);
+    this.hvmRoutesChanged(d);
+    this.console.printk(`d${d.domid}: ioreq server ${s.id} destroyed`);
+  }
+
+  /**
+   * Dom0's foreign mapping of an HVM domain's memory (privcmd's
+   * IOCTL_PRIVCMD_MMAPBATCH_V2 over the whole physmap, as QEMU's mapcache
+   * maps a guest): the program's linear memory, for a privileged caller
+   * only. Throws naming what was refused.
+   */
+  mapForeignMemory(caller: Domain, domid: number): WebAssembly.Memory {
+    if (!caller.privileged) throw new Error(`d${caller.domid} may not map d${domid}'s memory`);
+    const d = this.domains.get(domid);
+    if (!d || d.isDying) throw new Error(`no domain ${domid}`);
+    if (!d.hvm) throw new Error(`domain ${domid} is not an HVM domain`);
+    return d.hvm.memory;
+  }
+
   private writeStartInfo(d: Domain, pages: number): void {
     const f = start_info.fields;
     const a = d.startInfoAddr();
@@ -519,6 +677,7 @@ export class Hypervisor implements VcpuHost {
   /** Pauses a domain (xl pause): nestable, as Xen's pause count is. */
   pauseDomain(d: Domain): void {
     d.pauseCount++;
+    d.hvm?.vcpu?.setPause(d.pauseCount);
     for (const v of d.vcpus) v.attention = true;
     if (this.sched.current?.domain === d) this.slice.expireNow();
     for (const v of d.vcpus) this.sched.remove(v);
@@ -529,6 +688,7 @@ export class Hypervisor implements VcpuHost {
   unpauseDomain(d: Domain): number {
     if (d.pauseCount === 0) return -XenErrno.EINVAL;
     d.pauseCount--;
+    d.hvm?.vcpu?.setPause(d.pauseCount);
     if (d.runnable) for (const v of d.vcpus) this.sched.enqueue(v);
     return 0;
   }
@@ -539,6 +699,8 @@ export class Hypervisor implements VcpuHost {
     d.isShutdown = true;
     d.shutdownReason = reason;
     for (const v of d.vcpus) v.attention = true;
+    // An HVM vCPU stops where it is; its memory stays for the toolstack.
+    void d.hvm?.vcpu?.stop();
     const cur = this.sched.current;
     if (cur?.domain === d) {
       cur.suspend = Suspend.Shutdown;
@@ -598,6 +760,10 @@ export class Hypervisor implements VcpuHost {
       v.dispose((t: Timer) => this.timers.stop(t));
     }
     d.evtchn.dispose();
+    if (d.hvm) {
+      void d.hvm.vcpu?.stop();
+      for (const s of [...d.hvm.servers.values()]) this.destroyIoreqServer(d, s);
+    }
     for (const h of d.gnttab.handles()) unmapGrantRef(this, d, h);
     d.consoleListeners.clear();
     for (const l of this.listeners) {

@@ -22,6 +22,7 @@ import { trackedHypercall } from "./watchdog.js";
 import {
   XENMAPSPACE_grant_table,
   XENMAPSPACE_shared_info,
+  XENMEM_acquire_resource,
   XENMEM_add_to_physmap,
   XENMEM_current_reservation,
   XENMEM_decrease_reservation,
@@ -48,6 +49,7 @@ import { FRAMES_PER_WASM_PAGE, PFN_SHARED_INFO, isArchFrame } from "../arch/wasm
 import type { Vcpu } from "../arch/wasm32/vcpu.js";
 import type { Domain } from "./domain.js";
 import type { Hypervisor } from "./hypervisor.js";
+import { acquireResource } from "./dm.js";
 
 /**
  * A continued memory_op carries the extent to start from in cmd's bits
@@ -279,6 +281,8 @@ function do_memory_op_body(hv: Hypervisor, v: Vcpu, cmd: number, arg: number): n
     }
     case XENMEM_add_to_physmap:
       return addToPhysmap(hv, v, arg);
+    case XENMEM_acquire_resource:
+      return acquireResource(hv, v, arg);
     default:
       return -XenErrno.ENOSYS;
   }

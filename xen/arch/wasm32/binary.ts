@@ -26,7 +26,7 @@ const SEC_IMPORT = 2;
 const SEC_DATA = 11;
 const SEC_DATACOUNT = 12;
 
-class Reader {
+export class Reader {
   pos: number;
   constructor(
     readonly b: Uint8Array,
@@ -72,7 +72,7 @@ class Reader {
   }
 }
 
-function leb(n: number): number[] {
+export function leb(n: number): number[] {
   const out: number[] = [];
   do {
     let byte = n & 0x7f;

@@ -1,0 +1,195 @@
+/**
+ * tsxen's QEMU: the device model of an HVM domain, as Xen's libxl starts one
+ * QEMU per HVM guest in Dom0. This is its main-thread half, which does what
+ * QEMU's Xen glue does at start and stop (xen-hvm.c): create an ioreq server
+ * with dm_op, claim the WASI ports, map the server's ioreq page and the
+ * guest's memory, then enable the server; and the other way round at the
+ * end. The device emulation runs on the device model's own thread
+ * (dm_worker.ts), which this half feeds console input and from which it
+ * takes console output and the guest's power-off.
+ */
+import { MessageChannel, Worker } from "node:worker_threads";
+import { SHUTDOWN_poweroff } from "../../xen/include/public/sched.js";
+import {
+  WASI_NR_PORTS,
+  WASI_PORT_BASE,
+  WASM32_IOREQ_DOORBELL,
+} from "../../xen/include/public/hvm/wasm32_io.js";
+import type { XenDevicemodel } from "../drivers/devicemodel.js";
+import {
+  CTL_DM_MSG,
+  CTL_DM_SERIAL,
+  SERIAL_HIGH,
+  type DmCommand,
+  type DmDiskSpec,
+  type DmMessage,
+  type DmWorkerData,
+} from "./dm_protocol.js";
+import type { ShareSpec } from "./wasi.js";
+
+export interface DeviceModelConfig {
+  args: string[];
+  env: string[];
+  shares: ShareSpec[];
+  disks: DmDiskSpec[];
+  /** process.hrtime.bigint() at system time 0 (the hypervisor's NOW()). */
+  systemTimeBase: bigint;
+}
+
+export interface DeviceModelHooks {
+  /** Output of the emulated serial port. */
+  serial(bytes: Uint8Array): void;
+  /** The program exited with `code` (the domain is being powered off). */
+  exited(code: number): void;
+  /** A line for the device model's log. */
+  log(line: string): void;
+}
+
+/** Worker heap for the device model's own JavaScript. */
+const DM_HEAP_MB = 64;
+
+export class DeviceModel {
+  private readonly ctl = new SharedArrayBuffer(8);
+  private readonly ctlI32 = new Int32Array(this.ctl);
+  private readonly channel = new MessageChannel();
+  private worker: Worker | undefined;
+  private serverId = -1;
+  private page: Int32Array | undefined;
+  private stopped = false;
+
+  private constructor(
+    readonly domid: number,
+    private readonly dm: XenDevicemodel,
+    private readonly hooks: DeviceModelHooks,
+  ) {}
+
+  /**
+   * Starts the device model of HVM domain `domid` and resolves once its
+   * ioreq server is enabled; rejects naming what failed (a share or disk
+   * that cannot be opened, a dm_op refused), with nothing left behind.
+   */
+  static async start(
+    domid: number,
+    dm: XenDevicemodel,
+    config: DeviceModelConfig,
+    hooks: DeviceModelHooks,
+  ): Promise<DeviceModel> {
+    const m = new DeviceModel(domid, dm, hooks);
+    try {
+      await m.boot(config);
+    } catch (e) {
+      await m.stop();
+      throw e;
+    }
+    return m;
+  }
+
+  private async boot(config: DeviceModelConfig): Promise<void> {
+    this.serverId = this.dm.createIoreqServer(this.domid);
+    this.dm.mapIoRangeToIoreqServer(
+      this.domid,
+      this.serverId,
+      WASI_PORT_BASE,
+      WASI_PORT_BASE + WASI_NR_PORTS - 1,
+    );
+    const page = this.dm.mapIoreqPage(this.domid, this.serverId);
+    this.page = new Int32Array(page);
+    const memory = this.dm.mapForeignMemory(this.domid);
+    const data: DmWorkerData = {
+      page,
+      memory,
+      ctl: this.ctl,
+      port: this.channel.port2,
+      args: config.args,
+      env: config.env,
+      shares: config.shares,
+      disks: config.disks,
+      systemTimeBase: config.systemTimeBase,
+    };
+    const w = new Worker(new URL("./dm_worker.js", import.meta.url), {
+      workerData: data,
+      transferList: [this.channel.port2],
+      resourceLimits: { maxOldGenerationSizeMb: DM_HEAP_MB },
+    });
+    this.worker = w;
+    await new Promise<void>((resolve, reject) => {
+      w.on("message", (msg: DmMessage) => {
+        switch (msg.kind) {
+          case "ready":
+            resolve();
+            break;
+          case "error":
+            reject(new Error(msg.message));
+            break;
+          case "serial": {
+            const before = Atomics.sub(this.ctlI32, CTL_DM_SERIAL, msg.bytes.length);
+            this.hooks.serial(msg.bytes);
+            // A write held for a backed-up console goes on once it drained.
+            if (before > SERIAL_HIGH && before - msg.bytes.length <= SERIAL_HIGH) this.ring();
+            break;
+          }
+          case "exit":
+            this.hooks.log(`d${this.domid}: the program exited with code ${msg.code}`);
+            this.hooks.exited(msg.code);
+            try {
+              this.dm.shutdown(this.domid, SHUTDOWN_poweroff);
+            } catch (e) {
+              this.hooks.log(`d${this.domid}: power-off refused: ${(e as Error).message}`);
+            }
+            break;
+        }
+      });
+      w.on("error", (e) => {
+        this.hooks.log(`d${this.domid}: the device model failed: ${e.message}`);
+        reject(e);
+      });
+      w.on("exit", () => reject(new Error("the device model stopped before it was ready")));
+    });
+    w.unref();
+    this.dm.setIoreqServerState(this.domid, this.serverId, true);
+  }
+
+  /** Rings the device model's doorbell: a message is waiting, or its console drained. */
+  private ring(): void {
+    if (!this.page) return;
+    Atomics.add(this.page, WASM32_IOREQ_DOORBELL >> 2, 1);
+    Atomics.notify(this.page, WASM32_IOREQ_DOORBELL >> 2);
+  }
+
+  private send(cmd: DmCommand): void {
+    this.channel.port1.postMessage(cmd);
+    Atomics.add(this.ctlI32, CTL_DM_MSG, 1);
+    this.ring();
+  }
+
+  /** Console input for the emulated serial port. */
+  input(bytes: Uint8Array): void {
+    if (!this.stopped) this.send({ kind: "input", bytes });
+  }
+
+  /**
+   * Stops the device model: its ioreq server is destroyed (when the domain
+   * still exists) and its thread ends.
+   */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.serverId >= 0) {
+      try {
+        this.dm.destroyIoreqServer(this.domid, this.serverId);
+      } catch {
+        // Destroyed with its domain.
+      }
+    }
+    const w = this.worker;
+    this.worker = undefined;
+    if (w) {
+      this.send({ kind: "stop" });
+      const done = new Promise<void>((r) => w.once("exit", () => r()));
+      const t = setTimeout(() => void w.terminate(), 1000);
+      await done;
+      clearTimeout(t);
+    }
+    this.channel.port1.close();
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * The words an HVM vCPU's thread shares with the hypervisor (never with the
+ * guest): its run state, the pause request, and its counters. One
+ * SharedArrayBuffer per vCPU; Int32 slots first, Float64 slots from byte 64.
+ */
+
+/** Int32 slots. */
+export const CTL_STATE = 0;
+/** The pause count the thread must honour (> 0: stop at the next safe point). */
+export const CTL_PAUSE = 1;
+/** Bumped when the hypervisor posted a message to the thread (it drains them synchronously). */
+export const CTL_MSG = 2;
+/** The port of the ioreq in flight, or -1. */
+export const CTL_PORT = 3;
+/** Ioreqs sent since boot. */
+export const CTL_IOREQS = 4;
+/** Set by the vCPU's loop check when its budget ran out: a check happened. */
+export const CTL_CHECKS = 5;
+
+/** Float64 slots (index into a Float64Array over the same buffer). */
+export const CTL_F64_BASE = 8;
+/** Milliseconds spent running guest code (not waiting for ioreqs or paused). */
+export const CTL_RUN_MS = CTL_F64_BASE + 0;
+
+export const CTL_BYTES = 128;
+
+/** CTL_STATE values. */
+export const HVM_STARTING = 0;
+export const HVM_RUNNING = 1;
+/** Waiting for a device model's answer to an ioreq. */
+export const HVM_IOREQ_WAIT = 2;
+export const HVM_PAUSED = 3;
+/** The program returned or called proc_exit, or trapped. */
+export const HVM_DONE = 4;

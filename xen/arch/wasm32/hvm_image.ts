@@ -1,0 +1,282 @@
+/**
+ * HVM program images: an unmodified WASI preview1 command module, checked
+ * and prepared to run as an HVM guest (docs/arch-wasm32.md, "HVM guests").
+ *
+ * Nothing inside the program's code is changed. The module is checked
+ * (valid wasm; every import a preview1 function with preview1's signature;
+ * one 32-bit memory of its own; a `_start` export), and its memory
+ * definition becomes an import of a shared memory, so that the domain's
+ * memory can be handed to the vCPU's thread and mapped by the device model,
+ * and capped at the domain's `memory=`. Compiled once per content, as PV
+ * kernels are.
+ *
+ * Format: the WebAssembly core specification, binary format (section 5.5).
+ */
+import { createHash } from "node:crypto";
+import { resolve } from "node:path";
+import { statSync } from "node:fs";
+import { readHostFile } from "../../common/host_file.js";
+import { Reader, leb } from "./binary.js";
+import { WASI_FUNCTIONS, WASI_MODULE } from "../../include/public/hvm/wasm32_io.js";
+
+/** A checked, compiled HVM program, shared by every domain that runs it. */
+export interface HvmImage {
+  /** Content hash of the file as given (hex sha256). */
+  readonly hash: string;
+  readonly module: WebAssembly.Module;
+  /** The memory the program declares: initial and maximum, in 64 KiB pages. */
+  readonly minPages: number;
+  readonly maxPages: number;
+  /** The WASI functions it imports. */
+  readonly wasiImports: readonly string[];
+  /** Bytes of the module as given. */
+  readonly size: number;
+}
+
+/**
+ * Largest program file accepted: read whole and compiled in memory, so a
+ * path to a huge file must fail at once. yosys, the largest WASI program
+ * the tests run, is 31 MB.
+ */
+export const MAX_HVM_IMAGE_BYTES = 256 * 1024 * 1024;
+
+const SEC_TYPE = 1;
+const SEC_IMPORT = 2;
+const SEC_MEMORY = 5;
+const SEC_EXPORT = 7;
+
+const VALTYPES: Record<number, string> = {
+  0x7f: "i32",
+  0x7e: "i64",
+  0x7d: "f32",
+  0x7c: "f64",
+  0x7b: "v128",
+  0x70: "funcref",
+  0x6f: "externref",
+};
+
+interface FuncType {
+  params: string[];
+  results: string[];
+}
+
+function readTypes(body: Uint8Array): FuncType[] {
+  const r = new Reader(body);
+  const n = r.u32();
+  const out: FuncType[] = [];
+  for (let i = 0; i < n; i++) {
+    const form = r.byte();
+    if (form !== 0x60) {
+      // A GC-proposal type (rec group, struct, array): not in preview1 programs.
+      throw new Error(`type ${i} is not a function type (0x${form.toString(16)})`);
+    }
+    const params = Array.from({ length: r.u32() }, () => VALTYPES[r.byte()] ?? "?");
+    const results = Array.from({ length: r.u32() }, () => VALTYPES[r.byte()] ?? "?");
+    out.push({ params, results });
+  }
+  return out;
+}
+
+const sig = (params: readonly string[], results: readonly string[]): string =>
+  `(${params.join(", ")}) -> (${results.join(", ")})`;
+
+/** Reads limits (flags, min, max); memory64 and a missing max are reported to the caller. */
+function readLimits(r: Reader): { flags: number; min: number; max: number | undefined } {
+  const flags = r.byte();
+  if (flags & 4)
+    throw new Error("its memory is 64-bit (memory64); wasm32 guests have 32-bit memory");
+  const min = r.u32();
+  const max = flags & 1 ? r.u32() : undefined;
+  return { flags, min, max };
+}
+
+/**
+ * Checks `bytes` as an HVM program and returns the module to compile, with
+ * its memory turned into an `env.memory` shared import. Throws an Error that
+ * says what is wrong. Only the sections' framing, imports, memory and exports
+ * are read here; the engine validates the code when it compiles the result,
+ * off the main thread.
+ */
+export function prepareHvmImage(bytes: Uint8Array): {
+  bytes: Uint8Array;
+  minPages: number;
+  maxPages: number;
+  wasiImports: string[];
+} {
+  if (
+    bytes.length < 8 ||
+    bytes[0] !== 0 ||
+    bytes[1] !== 0x61 ||
+    bytes[2] !== 0x73 ||
+    bytes[3] !== 0x6d
+  )
+    throw new Error("not a WebAssembly module (bad magic)");
+  const r = new Reader(bytes, 8);
+  const pieces: Uint8Array[] = [bytes.subarray(0, 8)];
+  let types: FuncType[] = [];
+  let memory: { flags: number; min: number; max: number | undefined } | undefined;
+  const wasiImports: string[] = [];
+  let importBody: Uint8Array | undefined;
+  let importAt = -1;
+  let hasStart = false;
+  let afterTypes = 1;
+  while (r.pos < bytes.length) {
+    const start = r.pos;
+    const id = r.byte();
+    const size = r.u32();
+    const body = r.bytes(size);
+    if (id === SEC_TYPE) {
+      types = readTypes(body);
+      pieces.push(bytes.subarray(start, r.pos));
+      afterTypes = pieces.length;
+      continue;
+    }
+    if (id === SEC_IMPORT) {
+      importBody = body;
+      importAt = pieces.length;
+      pieces.push(new Uint8Array(0)); // replaced below
+      continue;
+    }
+    if (id === SEC_MEMORY) {
+      const m = new Reader(body);
+      const n = m.u32();
+      if (n !== 1) throw new Error(`it defines ${n} memories; an HVM program has one`);
+      memory = readLimits(m);
+      continue;
+    }
+    if (id === SEC_EXPORT) {
+      const e = new Reader(body);
+      const n = e.u32();
+      for (let i = 0; i < n; i++) {
+        const name = e.name();
+        const kind = e.byte();
+        e.u32();
+        if (name === "_start" && kind === 0) hasStart = true;
+      }
+    }
+    pieces.push(bytes.subarray(start, r.pos));
+  }
+  const imports: number[] = [];
+  let count = 0;
+  if (importBody) {
+    const m = new Reader(importBody);
+    const n = m.u32();
+    for (let i = 0; i < n; i++) {
+      const from = m.pos;
+      const mod = m.name();
+      const field = m.name();
+      const kind = m.byte();
+      const what = `${mod}.${field}`;
+      if (kind === 0x02)
+        throw new Error(`it imports its memory (${what}); an HVM program defines its own`);
+      if (kind !== 0x00)
+        throw new Error(
+          `it imports ${what}, which is not a function; HVM programs import only WASI preview1 functions`,
+        );
+      const t = types[m.u32()];
+      if (mod !== WASI_MODULE)
+        throw new Error(`it imports ${what}; HVM programs import only ${WASI_MODULE} functions`);
+      const f = WASI_FUNCTIONS.get(field);
+      if (!f) throw new Error(`it imports ${what}, which is not a WASI preview1 function`);
+      const want = sig(f.params, f.result ? [f.result] : []);
+      const got = t ? sig(t.params, t.results) : "?";
+      if (want !== got)
+        throw new Error(`its import ${what} has type ${got}; preview1's ${field} is ${want}`);
+      wasiImports.push(field);
+      for (let b = from; b < m.pos; b++) imports.push(importBody[b]!);
+      count++;
+    }
+  }
+  if (!hasStart) throw new Error("it does not export _start: not a WASI command");
+  if (!memory) throw new Error("it defines no memory");
+  // The memory, as a shared import: declared up to the program's own maximum
+  // (or 4 GiB), so that one compiled module serves domains of any size.
+  const declaredMax = memory.max ?? 65536;
+  if (memory.min > declaredMax) throw new Error("its memory's minimum exceeds its maximum");
+  const name = (s: string): number[] => {
+    const b = Buffer.from(s);
+    return [...leb(b.length), ...b];
+  };
+  imports.push(
+    ...name("env"),
+    ...name("memory"),
+    0x02,
+    0x03,
+    ...leb(memory.min),
+    ...leb(declaredMax),
+  );
+  count++;
+  const body = [...leb(count), ...imports];
+  const section = Uint8Array.from([SEC_IMPORT, ...leb(body.length), ...body]);
+  if (importAt >= 0) pieces[importAt] = section;
+  else pieces.splice(afterTypes, 0, section);
+  return { bytes: Buffer.concat(pieces), minPages: memory.min, maxPages: declaredMax, wasiImports };
+}
+
+const compiled = new Map<string, Promise<HvmImage>>();
+
+/** sha256 of `bytes`, in 4 MiB pieces with the event loop served between them. */
+async function hashInPieces(bytes: Uint8Array): Promise<string> {
+  const h = createHash("sha256");
+  const PIECE = 4 << 20;
+  for (let i = 0; i < bytes.length; i += PIECE) {
+    if (i > 0) await new Promise((res) => setImmediate(res));
+    h.update(bytes.subarray(i, i + PIECE));
+  }
+  return h.digest("hex");
+}
+
+/** Prepares and compiles `bytes` (concurrent and later loads of the same bytes share one). */
+export async function loadHvmImage(bytes: Uint8Array): Promise<HvmImage> {
+  const hash = await hashInPieces(bytes);
+  let p = compiled.get(hash);
+  if (!p) {
+    p = (async () => {
+      const prep = prepareHvmImage(bytes);
+      let module: WebAssembly.Module;
+      try {
+        module = await WebAssembly.compile(prep.bytes as Uint8Array<ArrayBuffer>);
+      } catch (e) {
+        const why = (e as Error).message.replace(/^WebAssembly\.compile\(\): /, "");
+        throw new Error(`not a valid WebAssembly module: ${why}`, { cause: e });
+      }
+      return {
+        hash,
+        module,
+        minPages: prep.minPages,
+        maxPages: prep.maxPages,
+        wasiImports: prep.wasiImports,
+        size: bytes.length,
+      };
+    })();
+    p.catch(() => compiled.delete(hash));
+    compiled.set(hash, p);
+  }
+  return p;
+}
+
+/** Files loaded before: absolute path → the file's identity then, and its image. */
+const loadedFiles = new Map<string, { id: string; image: HvmImage }>();
+
+/** Loads an HVM program from a file; the error names the file. */
+export async function loadHvmImageFile(path: string): Promise<HvmImage> {
+  const abs = resolve(path);
+  let id: string | undefined;
+  try {
+    const st = statSync(abs);
+    if (st.isFile()) id = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+  } catch {
+    // Reading it reports what is wrong.
+  }
+  const seen = loadedFiles.get(abs);
+  if (id !== undefined && seen?.id === id) return seen.image;
+  const { bytes } = await readHostFile(path, { what: "kernel", maxBytes: MAX_HVM_IMAGE_BYTES });
+  let image: HvmImage;
+  try {
+    image = await loadHvmImage(bytes);
+  } catch (e) {
+    throw new Error(`HVM program ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  if (id !== undefined) loadedFiles.set(abs, { id, image });
+  return image;
+}

@@ -1,0 +1,118 @@
+/**
+ * The hypervisor's side of an HVM vCPU: the thread that runs it
+ * (hvm_vcpu_worker.ts), its control words, pause and unpause, the ioreq
+ * routes it follows, and how it ended. docs/arch-wasm32.md ("HVM guests")
+ * says why an HVM vCPU is a thread while a PV vCPU is a slice of the main
+ * thread.
+ */
+import { MessageChannel, Worker } from "node:worker_threads";
+import type { HvmImage } from "./hvm_image.js";
+import type { HvmVcpuData, HvmVcpuExit } from "./hvm_vcpu_worker.js";
+import {
+  CTL_BYTES,
+  CTL_IOREQS,
+  CTL_MSG,
+  CTL_PAUSE,
+  CTL_PORT,
+  CTL_RUN_MS,
+  CTL_STATE,
+  HVM_DONE,
+} from "./hvm_ctl.js";
+import type { IoRange } from "../../common/ioreq.js";
+
+export interface HvmVcpuEvents {
+  /** The program ended: exit (it called proc_exit or returned) or a crash with its cause. */
+  ended(how: HvmVcpuExit): void;
+}
+
+/** Worker heap for the vCPU's own JavaScript (the guest's memory is not on it). */
+const VCPU_HEAP_MB = 64;
+
+export class HvmVcpu {
+  private readonly ctl = new SharedArrayBuffer(CTL_BYTES);
+  private readonly i32 = new Int32Array(this.ctl, 0, CTL_BYTES / 4);
+  private readonly f64 = new Float64Array(this.ctl);
+  private readonly channel = new MessageChannel();
+  private worker: Worker | undefined;
+  private over = false;
+
+  constructor(
+    readonly image: HvmImage,
+    readonly memory: WebAssembly.Memory,
+    private readonly events: HvmVcpuEvents,
+    private readonly timing: { systemTimeBase: bigint; wallclockOffsetNs: bigint; vpEport: number },
+  ) {
+    this.i32[CTL_PORT] = -1;
+  }
+
+  /** Starts the thread (paused if the pause count is above zero). */
+  start(pauseCount: number): void {
+    this.i32[CTL_PAUSE] = pauseCount;
+    const data: HvmVcpuData = {
+      module: this.image.module,
+      memory: this.memory,
+      ctl: this.ctl,
+      port: this.channel.port2,
+      systemTimeBase: this.timing.systemTimeBase,
+      wallclockOffsetNs: this.timing.wallclockOffsetNs,
+      vpEport: this.timing.vpEport,
+    };
+    const w = new Worker(new URL("./hvm_vcpu_worker.js", import.meta.url), {
+      workerData: data,
+      transferList: [this.channel.port2],
+      resourceLimits: { maxOldGenerationSizeMb: VCPU_HEAP_MB },
+      stdout: false,
+      stderr: false,
+    });
+    this.worker = w;
+    w.on("message", (m: HvmVcpuExit) => this.end(m));
+    w.on("error", (e) => this.end({ kind: "crash", why: `the vCPU thread failed: ${e.message}` }));
+    w.on("exit", () => this.end({ kind: "crash", why: "the vCPU thread stopped" }));
+    // An idle host with HVM guests may still exit: the guests hold no event loop open.
+    w.unref();
+  }
+
+  private end(how: HvmVcpuExit): void {
+    if (this.over) return;
+    this.over = true;
+    this.i32[CTL_STATE] = HVM_DONE;
+    this.events.ended(how);
+  }
+
+  /** Sets the pause count the thread honours at its next safe point. */
+  setPause(count: number): void {
+    Atomics.store(this.i32, CTL_PAUSE, count);
+    Atomics.notify(this.i32, CTL_PAUSE);
+  }
+
+  /** Points the vCPU at the enabled ioreq servers' pages. */
+  setRoutes(routes: Array<{ id: number; page: SharedArrayBuffer; ranges: IoRange[] }>): void {
+    this.channel.port1.postMessage({ routes });
+    Atomics.add(this.i32, CTL_MSG, 1);
+  }
+
+  /** Stops the thread for good (destroy, shutdown). */
+  async stop(): Promise<void> {
+    this.over = true;
+    this.i32[CTL_STATE] = HVM_DONE;
+    const w = this.worker;
+    this.worker = undefined;
+    this.channel.port1.close();
+    if (w) await w.terminate();
+  }
+
+  get state(): number {
+    return Atomics.load(this.i32, CTL_STATE);
+  }
+  /** The WASI port of the ioreq in flight, or -1. */
+  get portInFlight(): number {
+    return Atomics.load(this.i32, CTL_PORT);
+  }
+  get ioreqs(): number {
+    return Atomics.load(this.i32, CTL_IOREQS);
+  }
+  /** Nanoseconds spent running guest code (up to its last ioreq). */
+  get cpuTimeNs(): number {
+    return this.f64[CTL_RUN_MS]! * 1e6;
+  }
+}

@@ -1,0 +1,318 @@
+/**
+ * An HVM vCPU: a host thread that runs an unmodified WASI program's code at
+ * full speed (no instrumentation, no Asyncify) and leaves it only for I/O,
+ * as a hardware vCPU leaves guest mode only on a trapped instruction.
+ *
+ * Each WASI import is a trapped instruction. The four that never leave a
+ * CPU (clocks, random, yield) are answered here. Every other one becomes an
+ * ioreq in the page of the ioreq server that claimed its port
+ * (public/hvm/wasm32_io.ts): the arguments go in the page's slots, the state
+ * goes to READY, the doorbell rings, and this thread waits for IORESP_READY,
+ * spinning briefly first (a device model that is awake answers within a
+ * microsecond or two), then sleeping on the state word. Nothing here can
+ * block another domain or the host's main thread: waiting is this thread's
+ * own, and the hypervisor ends it with `Worker.terminate`.
+ *
+ * The hypervisor talks to this thread through the control words
+ * (hvm_ctl.ts): a pause count, honoured before each ioreq, after each answer
+ * and at the program's loop checks; and messages (new ioreq routes), drained
+ * synchronously when CTL_MSG moves, since this thread never returns to its
+ * event loop while the program runs.
+ */
+import { randomFillSync } from "node:crypto";
+import {
+  receiveMessageOnPort,
+  workerData,
+  parentPort,
+  type MessagePort,
+} from "node:worker_threads";
+import {
+  WASI_CPU_LOCAL,
+  WASI_FUNCTIONS,
+  WASI_MODULE,
+  WASI_PORT_BASE,
+  WASM32_IOREQ_ARGS,
+  WASM32_IOREQ_DOORBELL,
+  WASI_NR_PORTS,
+} from "../../include/public/hvm/wasm32_io.js";
+import {
+  IOREQ_TYPE_PIO,
+  STATE_IOREQ_READY,
+  STATE_IORESP_READY,
+} from "../../include/public/hvm/ioreq.js";
+import * as W from "../../include/public/hvm/wasi.js";
+import {
+  CTL_BYTES,
+  CTL_IOREQS,
+  CTL_MSG,
+  CTL_PAUSE,
+  CTL_PORT,
+  CTL_RUN_MS,
+  CTL_STATE,
+  HVM_DONE,
+  HVM_IOREQ_WAIT,
+  HVM_PAUSED,
+  HVM_RUNNING,
+} from "./hvm_ctl.js";
+
+export interface HvmVcpuData {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  ctl: SharedArrayBuffer;
+  port: MessagePort;
+  /** process.hrtime.bigint() when the hypervisor's system time was 0. */
+  systemTimeBase: bigint;
+  /** Nanoseconds to add to the host's realtime clock (the domain's RTC offset). */
+  wallclockOffsetNs: bigint;
+  vpEport: number;
+}
+
+/** What the thread tells the hypervisor when it stops. */
+export type HvmVcpuExit = { kind: "exit" } | { kind: "crash"; why: string };
+
+interface Route {
+  id: number;
+  page: SharedArrayBuffer;
+  ranges: Array<{ type: number; start: number; end: number }>;
+}
+
+const data = workerData as HvmVcpuData;
+const ctl = new Int32Array(data.ctl, 0, CTL_BYTES / 4);
+const ctlF = new Float64Array(data.ctl);
+const memory = data.memory;
+
+/** Spins (state checks) before sleeping on an ioreq's answer: about 20 µs. */
+const SPIN = 4000;
+
+/** Per port: the Int32 and Uint32 views of the page of the server that claims it. */
+let portI32: (Int32Array | undefined)[] = new Array(WASI_NR_PORTS);
+let portU32: (Uint32Array | undefined)[] = new Array(WASI_NR_PORTS);
+let seenMsg = 0;
+
+function applyRoutes(routes: Route[]): void {
+  const i32: (Int32Array | undefined)[] = new Array(WASI_NR_PORTS);
+  const u32: (Uint32Array | undefined)[] = new Array(WASI_NR_PORTS);
+  for (const r of routes) {
+    const ip = new Int32Array(r.page);
+    const up = new Uint32Array(r.page);
+    up[6] = data.vpEport; // vcpu 0's ioreq_t.vp_eport
+    for (const range of r.ranges) {
+      if (range.type !== 0) continue;
+      for (let p = 0; p < WASI_NR_PORTS; p++) {
+        const addr = WASI_PORT_BASE + p;
+        if (addr >= range.start && addr <= range.end && !i32[p]) {
+          i32[p] = ip;
+          u32[p] = up;
+        }
+      }
+    }
+  }
+  portI32 = i32;
+  portU32 = u32;
+}
+
+function drainMessages(): void {
+  seenMsg = Atomics.load(ctl, CTL_MSG);
+  for (;;) {
+    const m = receiveMessageOnPort(data.port);
+    if (!m) break;
+    const msg = m.message as { routes?: Route[] };
+    if (msg.routes) applyRoutes(msg.routes);
+  }
+}
+
+let resumedAt = performance.now();
+
+/** Leaves guest mode: the time since the last entry counts as running. */
+function exitGuest(): void {
+  ctlF[CTL_RUN_MS] = ctlF[CTL_RUN_MS]! + (performance.now() - resumedAt);
+}
+function enterGuest(): void {
+  resumedAt = performance.now();
+}
+
+/** Waits while the hypervisor holds the vCPU paused. */
+function honourPause(): void {
+  if (Atomics.load(ctl, CTL_MSG) !== seenMsg) drainMessages();
+  let p = Atomics.load(ctl, CTL_PAUSE);
+  if (p === 0) return;
+  Atomics.store(ctl, CTL_STATE, HVM_PAUSED);
+  while (p !== 0) {
+    Atomics.wait(ctl, CTL_PAUSE, p);
+    p = Atomics.load(ctl, CTL_PAUSE);
+  }
+  if (Atomics.load(ctl, CTL_MSG) !== seenMsg) drainMessages();
+  Atomics.store(ctl, CTL_STATE, HVM_RUNNING);
+}
+
+const ARGS = WASM32_IOREQ_ARGS >> 2;
+const DOORBELL = WASM32_IOREQ_DOORBELL >> 2;
+/** Int32 index of ioreq_t's last word (_pad0, flags, type) for vCPU 0. */
+const STATEWORD = 7;
+
+/**
+ * Sends the ioreq for `port` (its arguments already in the page) and returns
+ * the device model's answer.
+ */
+function ioreq(port: number, count: number, i32: Int32Array, u32: Uint32Array): number {
+  u32[0] = WASI_PORT_BASE + port;
+  u32[1] = 0;
+  u32[2] = 0;
+  u32[3] = 0;
+  u32[4] = count;
+  u32[5] = 8;
+  Atomics.store(ctl, CTL_PORT, port);
+  Atomics.store(ctl, CTL_STATE, HVM_IOREQ_WAIT);
+  ctl[CTL_IOREQS]!++;
+  Atomics.store(i32, STATEWORD, (STATE_IOREQ_READY << 16) | (IOREQ_TYPE_PIO << 24));
+  Atomics.add(i32, DOORBELL, 1);
+  Atomics.notify(i32, DOORBELL, 1);
+  let spins = 0;
+  let w = Atomics.load(i32, STATEWORD);
+  while (((w >> 16) & 0xf) !== STATE_IORESP_READY) {
+    if (++spins > SPIN) Atomics.wait(i32, STATEWORD, w);
+    w = Atomics.load(i32, STATEWORD);
+  }
+  const rc = u32[2]!;
+  Atomics.store(i32, STATEWORD, 0);
+  Atomics.store(ctl, CTL_PORT, -1);
+  Atomics.store(ctl, CTL_STATE, HVM_RUNNING);
+  return rc;
+}
+
+class ProcExit extends Error {}
+
+let u8 = new Uint8Array(memory.buffer);
+let dv = new DataView(memory.buffer);
+
+/** Whether [ptr, ptr+len) is inside the program's memory now. */
+function inMemory(ptr: number, len: number): boolean {
+  if (ptr + len > u8.length) {
+    u8 = new Uint8Array(memory.buffer);
+    dv = new DataView(memory.buffer);
+  }
+  return ptr >= 0 && len >= 0 && ptr + len <= u8.length;
+}
+
+const hrNow = (): bigint => process.hrtime.bigint();
+const realOffset = BigInt(Date.now()) * 1_000_000n - hrNow() + data.wallclockOffsetNs;
+
+function clockNs(id: number): bigint | undefined {
+  switch (id) {
+    case W.WASI_CLOCK_REALTIME:
+      return hrNow() + realOffset;
+    case W.WASI_CLOCK_MONOTONIC:
+      return hrNow() - data.systemTimeBase;
+    case W.WASI_CLOCK_PROCESS_CPUTIME_ID:
+    case W.WASI_CLOCK_THREAD_CPUTIME_ID:
+      return BigInt(Math.round((ctlF[CTL_RUN_MS]! + (performance.now() - resumedAt)) * 1e6));
+    default:
+      return undefined;
+  }
+}
+
+/** The four calls a CPU answers itself. */
+const local: Record<string, (...a: never[]) => number> = {
+  clock_time_get(id: number, _precision: bigint, ptr: number): number {
+    const t = clockNs(id);
+    if (t === undefined) return W.WASI_EINVAL;
+    if (!inMemory(ptr >>> 0, 8)) return W.WASI_EFAULT;
+    dv.setBigUint64(ptr >>> 0, t, true);
+    return 0;
+  },
+  clock_res_get(id: number, ptr: number): number {
+    if (clockNs(id) === undefined) return W.WASI_EINVAL;
+    if (!inMemory(ptr >>> 0, 8)) return W.WASI_EFAULT;
+    dv.setBigUint64(ptr >>> 0, 1000n, true);
+    return 0;
+  },
+  random_get(buf: number, len: number): number {
+    buf >>>= 0;
+    len >>>= 0;
+    if (!inMemory(buf, len)) return W.WASI_EFAULT;
+    for (let off = 0; off < len; off += 65536) {
+      randomFillSync(u8, buf + off, Math.min(65536, len - off));
+    }
+    return 0;
+  },
+  sched_yield(): number {
+    honourPause();
+    return 0;
+  },
+};
+
+/** The import for WASI function `name`: local, or an ioreq on its port. */
+function wasiImport(name: string): (...a: Array<number | bigint>) => number | undefined {
+  const f = WASI_FUNCTIONS.get(name)!;
+  if (WASI_CPU_LOCAL.has(name)) return local[name] as never;
+  const port = f.port;
+  const n = f.params.length;
+  const wide = f.params.map((t) => t === "i64");
+  return (...args: Array<number | bigint>): number | undefined => {
+    exitGuest();
+    honourPause();
+    const i32 = portI32[port];
+    const u32 = portU32[port];
+    let rc: number;
+    if (!i32 || !u32) {
+      rc = W.WASI_ENOSYS;
+    } else {
+      for (let i = 0; i < n; i++) {
+        const a = args[i]!;
+        if (wide[i]) {
+          const b = BigInt.asUintN(64, a as bigint);
+          u32[ARGS + 2 * i] = Number(b & 0xffffffffn);
+          u32[ARGS + 2 * i + 1] = Number(b >> 32n);
+        } else {
+          u32[ARGS + 2 * i] = (a as number) >>> 0;
+          u32[ARGS + 2 * i + 1] = 0;
+        }
+      }
+      rc = ioreq(port, n, i32, u32);
+    }
+    if (name === "proc_exit") throw new ProcExit();
+    honourPause();
+    enterGuest();
+    return rc;
+  };
+}
+
+function describe(e: unknown): string {
+  if (e instanceof WebAssembly.RuntimeError) return `wasm trap: ${e.message}`;
+  if (e instanceof RangeError && /call stack/.test(e.message)) return "wasm trap: stack overflow";
+  if (e instanceof Error) return `${e.name}: ${e.message}`;
+  return String(e);
+}
+
+function run(): HvmVcpuExit {
+  drainMessages();
+  const wasi: WebAssembly.ModuleImports = {};
+  for (const imp of WebAssembly.Module.imports(data.module)) {
+    if (imp.module === WASI_MODULE && imp.kind === "function")
+      wasi[imp.name] = wasiImport(imp.name);
+  }
+  let instance: WebAssembly.Instance;
+  try {
+    instance = new WebAssembly.Instance(data.module, { [WASI_MODULE]: wasi, env: { memory } });
+  } catch (e) {
+    return { kind: "crash", why: `the program could not be instantiated: ${describe(e)}` };
+  }
+  honourPause();
+  Atomics.store(ctl, CTL_STATE, HVM_RUNNING);
+  enterGuest();
+  try {
+    (instance.exports._start as () => void)();
+    exitGuest();
+    // Returning from _start is exit(0): the device model hears it as proc_exit.
+    wasiImport("proc_exit")(0);
+    return { kind: "exit" };
+  } catch (e) {
+    if (e instanceof ProcExit) return { kind: "exit" };
+    exitGuest();
+    return { kind: "crash", why: describe(e) };
+  }
+}
+
+const result = run();
+Atomics.store(ctl, CTL_STATE, HVM_DONE);
+parentPort!.postMessage(result);
