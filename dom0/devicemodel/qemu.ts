@@ -9,7 +9,7 @@
  * takes console output and the guest's power-off.
  */
 import { MessageChannel, Worker } from "node:worker_threads";
-import { SHUTDOWN_poweroff } from "../../xen/include/public/sched.js";
+import { SHUTDOWN_poweroff, SHUTDOWN_reboot } from "../../xen/include/public/sched.js";
 import {
   WASI_NR_PORTS,
   WASI_PORT_BASE,
@@ -160,6 +160,25 @@ export class DeviceModel {
     this.channel.port1.postMessage(cmd);
     Atomics.add(this.ctlI32, CTL_DM_MSG, 1);
     this.ring();
+  }
+
+  /**
+   * The ACPI power button (xl trigger power, xl shutdown -F). A WASI program
+   * has no ACPI and so no handler for the button's event: the device
+   * model's firmware turns the machine off, as a machine does when the
+   * button is held.
+   */
+  powerButton(): void {
+    this.hooks.log(
+      `d${this.domid}: ACPI power button: the guest has no ACPI handler, powering off`,
+    );
+    this.dm.shutdown(this.domid, SHUTDOWN_poweroff);
+  }
+
+  /** The reset button (xl trigger reset): the machine restarts (SHUTDOWN_reboot; on_reboot decides). */
+  resetButton(): void {
+    this.hooks.log(`d${this.domid}: reset button`);
+    this.dm.shutdown(this.domid, SHUTDOWN_reboot);
   }
 
   /** Console input for the emulated serial port. */

@@ -108,6 +108,15 @@ const WRITE_RIGHTS =
   (1n << BigInt(W.WASI_RIGHT_FD_DATASYNC)) |
   (1n << BigInt(W.WASI_RIGHT_FD_SYNC)) |
   (1n << BigInt(W.WASI_RIGHT_FD_FILESTAT_SET_SIZE));
+/**
+ * The rights that ask for writing. wasi-libc's open() asks for every right
+ * but the read and write ones, then adds those its O_ flags want, so only
+ * these say a descriptor is for writing (fd_sync, say, comes with any).
+ */
+const WANTS_WRITE =
+  (1n << BigInt(W.WASI_RIGHT_FD_WRITE)) |
+  (1n << BigInt(W.WASI_RIGHT_FD_ALLOCATE)) |
+  (1n << BigInt(W.WASI_RIGHT_FD_FILESTAT_SET_SIZE));
 
 type Fd =
   | { kind: "serial"; n: 0 | 1 | 2; flags: number }
@@ -228,7 +237,11 @@ export class WasiDevices {
 
   // --- guest memory ------------------------------------------------------------
 
-  /** Checks [ptr, ptr+len) against the program's memory as it is now. */
+  /**
+   * Checks [ptr, ptr+len) against the program's memory as it is now, and
+   * refreshes the views when the memory grew: take the address first, then
+   * use this.u8 / this.dv, never the other way round in one expression.
+   */
   private chk(ptr: number, len: number): number {
     ptr >>>= 0;
     if (ptr + len > this.u8.length) {
@@ -239,13 +252,16 @@ export class WasiDevices {
     return ptr;
   }
   private u32(p: number): number {
-    return this.dv.getUint32(this.chk(p, 4), true);
+    const a = this.chk(p, 4);
+    return this.dv.getUint32(a, true);
   }
   private setU32(p: number, v: number): void {
-    this.dv.setUint32(this.chk(p, 4), v >>> 0, true);
+    const a = this.chk(p, 4);
+    this.dv.setUint32(a, v >>> 0, true);
   }
   private setU64(p: number, v: bigint | number): void {
-    this.dv.setBigUint64(this.chk(p, 8), BigInt.asUintN(64, BigInt(v)), true);
+    const a = this.chk(p, 8);
+    this.dv.setBigUint64(a, BigInt.asUintN(64, BigInt(v)), true);
   }
   private string(ptr: number, len: number): string {
     if (len > 4096) throw new LookupError(W.WASI_ENAMETOOLONG, "path too long");
@@ -801,7 +817,8 @@ export class WasiDevices {
     if (name === undefined) return W.WASI_EBADF;
     const b = enc.encode(name);
     if (len < b.length) return W.WASI_ENAMETOOLONG;
-    this.u8.set(b, this.chk(buf, b.length));
+    const at_ = this.chk(buf, b.length);
+    this.u8.set(b, at_);
     return 0;
   }
 
@@ -951,7 +968,7 @@ export class WasiDevices {
     const f = this.fd(fdn);
     if (!f) return W.WASI_EBADF;
     const wantWrite =
-      (rights & WRITE_RIGHTS) !== 0n ||
+      (rights & WANTS_WRITE) !== 0n ||
       (oflags & (W.WASI_O_CREAT | W.WASI_O_TRUNC)) !== 0 ||
       (fdflags & W.WASI_FDFLAG_APPEND) !== 0;
     if (f.kind === "devdir") {
@@ -1113,7 +1130,8 @@ export class WasiDevices {
       release(r);
     }
     const k = Math.min(target.length, bufLen);
-    this.u8.set(target.subarray(0, k), this.chk(buf, k));
+    const p = this.chk(buf, k);
+    this.u8.set(target.subarray(0, k), p);
     this.setU32(used, k);
     return 0;
   }

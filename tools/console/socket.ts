@@ -1,13 +1,15 @@
 /**
  * xenconsoled's socket (`<run dir>/xenconsoled/socket`), which `xl console`
- * attaches to. The client sends one line, `{"domid": N, "replay": true}`;
+ * attaches to. The client sends one line, `{"domid": N, "replay": true}`
+ * (and `"type": "pv"` or `"serial"`; without it, an HVM domain's serial
+ * port, else the PV console, as `xl console` chooses);
  * the daemon answers one line, `{"ok": true}` or `{"error": "..."}`, and
  * from then on the connection is the raw console: bytes from the guest one
  * way, typed bytes the other. It ends when the domain is destroyed.
  */
 import type { Socket } from "node:net";
 import { MAX_OUTPUT_BACKLOG, connectUnix, UnixService, readLines, sendLine } from "../jsonl.js";
-import type { Xenconsoled } from "./daemon.js";
+import type { ConsoleType, Xenconsoled } from "./daemon.js";
 
 export class ConsoleServer extends UnixService {
   constructor(
@@ -24,8 +26,15 @@ export class ConsoleServer extends UnixService {
         const rest = stop();
         const domid = m.domid;
         const c = this.consoled();
-        if (!Number.isSafeInteger(domid) || !c.has(domid as number)) {
-          sendLine(s, { error: `xenconsoled: domain ${JSON.stringify(domid)} has no console` });
+        const type: ConsoleType | undefined =
+          m.type === "serial" || m.type === "pv"
+            ? m.type
+            : Number.isSafeInteger(domid)
+              ? c.defaultType(domid as number)
+              : undefined;
+        if (!Number.isSafeInteger(domid) || !type || !c.has(domid as number, type)) {
+          const what = type === "serial" ? "serial console" : "console";
+          sendLine(s, { error: `xenconsoled: domain ${JSON.stringify(domid)} has no ${what}` });
           s.end();
           return;
         }
@@ -42,11 +51,12 @@ export class ConsoleServer extends UnixService {
             closed: () => s.end(),
           },
           m.replay !== false,
+          type,
         );
         s.on("close", detach);
         const input = (b: Buffer): void => {
           try {
-            c.input(domid as number, b);
+            c.input(domid as number, b, type);
           } catch {
             s.end();
           }
@@ -64,9 +74,14 @@ export class ConsoleServer extends UnixService {
  * Attaches to domain `domid`'s console: resolves with the socket once
  * xenconsoled accepted, positioned at the raw console stream.
  */
-export async function attachConsole(path: string, domid: number, replay = true): Promise<Socket> {
+export async function attachConsole(
+  path: string,
+  domid: number,
+  replay = true,
+  type?: ConsoleType,
+): Promise<Socket> {
   const s = await connectUnix(path, "xenconsoled");
-  sendLine(s, { domid, replay });
+  sendLine(s, { domid, replay, ...(type ? { type } : {}) });
   return new Promise((resolve, reject) => {
     let buf = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {

@@ -59,6 +59,8 @@ export interface HostHvmConfig extends HvmDomainConfig {
   env: string[];
   shares: ShareSpec[];
   disks: DmDiskSpec[];
+  /** The emulated serial port: "pty" (xenconsoled's serial console, the default) or "none". */
+  serial?: "pty" | "none";
   xenstore?: boolean;
 }
 
@@ -188,7 +190,8 @@ export class Host {
         this.xenconsoled.add(domid, seedConsole(d, this.xenstored, this.xsEvtchn), d.name);
       }
       const started: { dm?: DeviceModel } = {};
-      this.xenconsoled.addSerial(domid, d.name, (b) => started.dm?.input(b));
+      if (cfg.serial !== "none")
+        this.xenconsoled.addSerial(domid, d.name, (b) => started.dm?.input(b));
       const dm = await DeviceModel.start(
         domid,
         this.xendevicemodel,

@@ -11,6 +11,7 @@ import { isAbsolute, resolve } from "node:path";
 import { CfgError, type CfgSetting, type CfgValue } from "../libxlu/cfg.js";
 import { parseDiskSpec } from "./disk.js";
 import { parseNicSpec } from "./nic.js";
+import { parseP9Spec } from "./p9.js";
 
 /** What to do when a domain powers off, reboots or crashes (xl.cfg's on_*). */
 export const ACTIONS = [
@@ -27,7 +28,8 @@ export type Action = (typeof ACTIONS)[number];
 /** libxl_domain_config, as far as tsxen's guests use it. */
 export interface XlDomainConfig {
   name: string;
-  type: "pv";
+  /** "pv": a mini-os kernel; "hvm": an unmodified WASI program with a device model. */
+  type: "pv" | "hvm";
   /** The guest's .wasm, resolved against the config file's directory. */
   kernel: string;
   /** MiB. */
@@ -48,6 +50,14 @@ export interface XlDomainConfig {
   maxMaptrackFrames: number;
   disks: string[];
   vifs: string[];
+  /** 9pfs shares (p9=), as spec strings; paths resolved against the config's directory. */
+  p9s: string[];
+  /** HVM: the emulated serial port (serial=): "pty" or "none". */
+  serial: "pty" | "none";
+  /** HVM: seconds added to the host's clock for the guest (rtc_timeoffset=). */
+  rtcTimeoffset: number;
+  /** HVM: the program's environment (env=, tsxen's: Xen has no such key). */
+  env: string[];
 }
 
 /** The result: the config, and what xl would warn about. */
@@ -78,6 +88,10 @@ const KNOWN = new Set([
   "max_maptrack_frames",
   "disk",
   "vif",
+  "p9",
+  "serial",
+  "rtc_timeoffset",
+  "env",
 ]);
 
 /**
@@ -133,11 +147,11 @@ export function domainConfig(
   const name = str("name");
   if (name === undefined || name === "") throw new CfgError(file, 1, 1, "'name' is mandatory");
   const type = str("type") ?? (str("builder") === "hvm" ? "hvm" : "pv");
-  if (type !== "pv")
+  if (type !== "pv" && type !== "hvm")
     err(
       settings.get("type") ?? settings.get("builder")!,
       "type",
-      `'${type}' is not available on wasm32: tsxen runs PV guests`,
+      `'${type}' is not available on wasm32: tsxen runs 'pv' and 'hvm' guests`,
     );
   const kernel = str("kernel");
   if (kernel === undefined)
@@ -148,6 +162,26 @@ export function domainConfig(
     err(settings.get("maxmem")!, "maxmem", `(${maxmem}) is less than memory (${memory})`);
   const vcpus = num("vcpus", 1) ?? 1;
   const maxvcpus = num("maxvcpus", 1) ?? vcpus;
+  if (type === "hvm") {
+    // WASI preview1 has no threads: a WASI program runs on one CPU.
+    if (vcpus !== 1 || maxvcpus !== 1)
+      err(
+        settings.get("vcpus") ?? settings.get("maxvcpus")!,
+        "vcpus",
+        "must be 1 for an HVM guest on wasm32 (WASI preview1 programs have one thread)",
+      );
+    if (maxmem !== memory)
+      warnings.push(
+        `${file}:${settings.get("maxmem")!.line}: ignoring option 'maxmem' for an HVM guest: its memory is populated whole at creation (no populate-on-demand on wasm32)`,
+      );
+    const vif = settings.get("vif");
+    if (vif && strings("vif").length > 0)
+      err(
+        vif,
+        "vif",
+        "an HVM guest on wasm32 has no emulated network card (WASI preview1 has no sockets)",
+      );
+  }
   if (maxvcpus < vcpus)
     err(settings.get("maxvcpus")!, "maxvcpus", `(${maxvcpus}) is less than vcpus (${vcpus})`);
   const disks = strings("disk");
@@ -170,6 +204,42 @@ export function domainConfig(
       throw new CfgError(file, at.line, at.col, (e as Error).message);
     }
   }
+  const p9s = strings("p9");
+  const p9Setting = settings.get("p9");
+  for (const [i, spec] of p9s.entries()) {
+    try {
+      parseP9Spec(spec, dir);
+    } catch (e) {
+      const at = p9Setting!.value.kind === "list" ? p9Setting!.value.items[i]! : p9Setting!;
+      throw new CfgError(file, at.line, at.col, (e as Error).message);
+    }
+  }
+  if (type === "pv" && p9s.length > 0)
+    err(
+      p9Setting!,
+      "p9",
+      'needs a 9pfs frontend, which tsxen\'s mini-os does not have yet: use type="hvm"',
+    );
+  const serialSetting = settings.get("serial");
+  let serial: "pty" | "none" = "pty";
+  if (serialSetting) {
+    const v = serialSetting.value.kind === "list" ? strings("serial") : [str("serial")!];
+    if (v.length !== 1 || (v[0] !== "pty" && v[0] !== "none"))
+      err(
+        serialSetting,
+        "serial",
+        `must be "pty" or "none" (the one serial port tsxen emulates), found ${JSON.stringify(v)}`,
+      );
+    serial = v[0] as "pty" | "none";
+    if (type === "pv")
+      warnings.push(
+        `${file}:${serialSetting.line}: ignoring option 'serial' for a PV guest (it has no emulated serial port)`,
+      );
+  }
+  const env = strings("env");
+  for (const e of env)
+    if (!e.includes("="))
+      err(settings.get("env")!, "env", `entries must be NAME=VALUE, found '${e}'`);
   const uuid = str("uuid");
   if (
     uuid !== undefined &&
@@ -180,7 +250,7 @@ export function domainConfig(
   return {
     config: {
       name,
-      type: "pv",
+      type: type as "pv" | "hvm",
       kernel: isAbsolute(kernel) ? kernel : resolve(dir, kernel),
       memory,
       maxmem,
@@ -200,6 +270,13 @@ export function domainConfig(
       maxMaptrackFrames: num("max_maptrack_frames", 0) ?? 1024,
       disks,
       vifs,
+      p9s: p9s.map((spec) => {
+        const s = parseP9Spec(spec, dir);
+        return `tag=${s.tag},security_model=none,path=${s.path}${s.readonly ? ",readonly" : ""}`;
+      }),
+      serial,
+      rtcTimeoffset: num("rtc_timeoffset", -(2 ** 31)) ?? 0,
+      env,
     },
     warnings,
   };
@@ -223,7 +300,10 @@ export function checkDomainConfig(x: unknown): XlDomainConfig {
   for (const k of ["name", "kernel", "cmdline"])
     if (typeof c[k] !== "string") fail(k, "must be a string");
   if (!isValidDomainName(c.name as string)) fail("name", "is not a valid domain name");
-  if (c.type !== "pv") fail("type", "must be 'pv'");
+  if (c.type !== "pv" && c.type !== "hvm") fail("type", "must be 'pv' or 'hvm'");
+  if (c.serial !== "pty" && c.serial !== "none") fail("serial", "must be 'pty' or 'none'");
+  if (typeof c.rtcTimeoffset !== "number" || !Number.isSafeInteger(c.rtcTimeoffset))
+    fail("rtcTimeoffset", "must be an integer");
   for (const k of [
     "memory",
     "maxmem",
@@ -245,7 +325,7 @@ export function checkDomainConfig(x: unknown): XlDomainConfig {
   if (c.uuid !== undefined && (typeof c.uuid !== "string" || !/^[0-9a-f-]{32,36}$/i.test(c.uuid))) {
     fail("uuid", "must be a UUID");
   }
-  for (const k of ["disks", "vifs"]) {
+  for (const k of ["disks", "vifs", "p9s", "env"]) {
     if (!Array.isArray(c[k]) || !(c[k] as unknown[]).every((s) => typeof s === "string")) {
       fail(k, "must be a list of strings");
     }
@@ -279,8 +359,47 @@ export function xlDomainConfig(
     maxMaptrackFrames: 1024,
     disks: [],
     vifs: [],
+    p9s: [],
+    serial: "pty",
+    rtcTimeoffset: 0,
+    env: [],
     ...c,
     memory,
     vcpus,
   };
+}
+
+/**
+ * The words of a command line, as a shell splits them for argv: separated
+ * by blanks, with '...' and "..." quoting (a backslash escapes the next
+ * character outside single quotes). An unterminated quote runs to the end.
+ */
+export function splitCmdline(line: string): string[] {
+  const out: string[] = [];
+  let cur = "";
+  let inWord = false;
+  let quote: string | undefined;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i]!;
+    if (quote) {
+      if (ch === quote) quote = undefined;
+      else if (ch === "\\" && quote === '"' && i + 1 < line.length) cur += line[++i];
+      else cur += ch;
+    } else if (ch === "'" || ch === '"') {
+      quote = ch;
+      inWord = true;
+    } else if (ch === "\\" && i + 1 < line.length) {
+      cur += line[++i];
+      inWord = true;
+    } else if (/\s/.test(ch)) {
+      if (inWord) out.push(cur);
+      cur = "";
+      inWord = false;
+    } else {
+      cur += ch;
+      inWord = true;
+    }
+  }
+  if (inWord) out.push(cur);
+  return out;
 }

@@ -11,17 +11,21 @@
  */
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
+import { basename } from "node:path";
 import { loadKernelFile } from "../../xen/arch/wasm32/kernel.js";
+import { loadHvmImageFile } from "../../xen/arch/wasm32/hvm_image.js";
+import { p9GuestPath, parseP9Spec } from "./p9.js";
 import type { Domain } from "../../xen/common/domain.js";
 import type { Host } from "../host/host.js";
 import { domainPath } from "../xenstored/path.js";
 import { DOM0 } from "../xenstored/perms.js";
-import { isValidDomainName, type Action, type XlDomainConfig } from "./config.js";
+import { isValidDomainName, splitCmdline, type Action, type XlDomainConfig } from "./config.js";
 import { parseDiskSpec, vdevToDevid, type DiskSpec } from "./disk.js";
 import { parseNicSpec, type NicSpec } from "./nic.js";
 import { addDevice, devicePaths, listDevices, removeDevice } from "./device.js";
 import { configJson } from "./json.js";
 import { XenbusStateClosed, XenbusStateInitWait } from "../../xen/include/public/io/xenbus.js";
+import { HVM_PARAM_CALLBACK_IRQ } from "../../xen/include/public/hvm/hvm_op.js";
 
 /** How long a create or block-attach waits for a disk's backend to open its image. */
 export const BACKEND_WAIT_MS = 10_000;
@@ -64,6 +68,7 @@ export class Libxl {
         /(^|,)\s*mac=/.test(v) ? v : `${v}${v.trim() ? "," : ""}mac=${parseNicSpec(v).mac}`,
       ),
     };
+    if (config.type === "hvm") return this.createHvm(config, opts.paused === true);
     const kernel = await loadKernelFile(config.kernel);
     // With disks, the domain is built paused and runs once every backend has
     // its image open, as Xen's libxl waits for its devices before unpausing.
@@ -84,6 +89,63 @@ export class Libxl {
       maxMaptrackFrames: config.maxMaptrackFrames,
       xenstore: true,
     });
+    this.register(d, config);
+    try {
+      const disks = config.disks.map(parseDiskSpec);
+      for (const disk of disks) this.addDisk(d.domid, disk);
+      for (const spec of config.vifs) this.addNic(d.domid, parseNicSpec(spec));
+      for (const disk of disks) await this.diskBackendReady(d.domid, disk);
+    } catch (e) {
+      this.destroy(d.domid);
+      throw e;
+    }
+    if (holdForDisks && opts.paused !== true) this.host.unpause(d.domid);
+    return d;
+  }
+
+  /**
+   * libxl_domain_create_new for type "hvm": loads the WASI program, builds
+   * the domain and starts its device model (tsxen's QEMU) with the
+   * program's arguments, environment, serial port, shares and disks, as
+   * libxl spawns QEMU for an HVM guest; the domain runs once its device
+   * model is ready (unless `paused`).
+   */
+  private async createHvm(config: XlDomainConfig, paused: boolean): Promise<Domain> {
+    const image = await loadHvmImageFile(config.kernel);
+    const argv0 = basename(config.kernel).replace(/\.wasm$/, "");
+    const d = await this.host.createHvm({
+      name: config.name,
+      image,
+      memory: config.memory,
+      cmdline: config.cmdline,
+      paused,
+      weight: config.weight,
+      cap: config.cap,
+      maxEvtchnPort: config.maxEvtchnPort,
+      maxGrantFrames: config.maxGrantFrames,
+      maxMaptrackFrames: config.maxMaptrackFrames,
+      rtcTimeoffset: config.rtcTimeoffset,
+      args: [argv0, ...splitCmdline(config.cmdline)],
+      env: config.env,
+      serial: config.serial,
+      shares: config.p9s.map((spec) => {
+        const p = parseP9Spec(spec);
+        return { guestPath: p9GuestPath(p.tag), path: p.path, readonly: p.readonly };
+      }),
+      disks: config.disks.map((spec) => {
+        const k = parseDiskSpec(spec);
+        return { name: k.vdev, path: k.target, format: k.format, readonly: k.readonly };
+      }),
+      xenstore: true,
+    });
+    this.register(d, config);
+    // Where QEMU says it runs (xenstore-paths: the device model's state).
+    this.host.xenstored.writeText(`/local/domain/0/device-model/${d.domid}/state`, "running");
+    return d;
+  }
+
+  /** Records a new domain with libxl and writes its /vm and /local/domain/N nodes. */
+  private register(d: Domain, config: XlDomainConfig): void {
     const uuid = config.uuid ?? randomUUID();
     d.handle.set(Buffer.from(uuid.replace(/-/g, ""), "hex"));
     this.domains.set(d.domid, { domid: d.domid, config, uuid });
@@ -103,17 +165,6 @@ export class Libxl {
         i < config.vcpus ? "online" : "offline",
       );
     }
-    try {
-      const disks = config.disks.map(parseDiskSpec);
-      for (const disk of disks) this.addDisk(d.domid, disk);
-      for (const spec of config.vifs) this.addNic(d.domid, parseNicSpec(spec));
-      for (const disk of disks) await this.diskBackendReady(d.domid, disk);
-    } catch (e) {
-      this.destroy(d.domid);
-      throw e;
-    }
-    if (holdForDisks && opts.paused !== true) this.host.unpause(d.domid);
-    return d;
   }
 
   /**
@@ -279,6 +330,12 @@ export class Libxl {
     timeoutMs = 10_000,
   ): Promise<string> {
     this.get(domid);
+    if (!this.pvcontrolAvailable(domid)) {
+      // What libxl returns (ERROR_NOPARAVIRT) and xl explains.
+      throw new Error(
+        `libxl: ERROR_NOPARAVIRT: domain ${domid} has no PV control interface (an HVM guest without PV drivers)`,
+      );
+    }
     this.host.xenstored.writeText(`${domainPath(domid)}/control/shutdown`, reason);
     return this.host.waitShutdown(domid, timeoutMs);
   }
@@ -388,6 +445,45 @@ export class Libxl {
       const p = `/local/domain/0/backend/${type}/${domid}`;
       if (xs.store.get(p)) xs.rm(xs.store, DOM0, p);
     }
+  }
+
+  /** Resolves with the reason once domain `domid` shut down ("destroyed" if it went without). */
+  waitShutdown(domid: number): Promise<string> {
+    this.get(domid);
+    return this.host.waitShutdown(domid, Infinity);
+  }
+
+  /**
+   * libxl__domain_pvcontrol_available: a PV guest always has control/shutdown;
+   * an HVM guest only once its PV drivers registered their event callback
+   * (HVM_PARAM_CALLBACK_IRQ), which a plain WASI program never does.
+   */
+  pvcontrolAvailable(domid: number): boolean {
+    const d = this.host.hv.domains.get(domid);
+    if (!d?.hvm) return true;
+    return d.hvm.params[HVM_PARAM_CALLBACK_IRQ] !== 0;
+  }
+
+  /**
+   * libxl_send_trigger: the ACPI power button ("power") or reset ("reset")
+   * of an HVM domain, which its device model presses. Xen's other triggers
+   * (nmi, init, sleep, s3resume) have no wasm32 meaning.
+   */
+  sendTrigger(domid: number, trigger: string): void {
+    const d = this.host.hv.domains.get(domid);
+    if (!d) throw new Error(`libxl: domain ${domid} does not exist`);
+    if (!d.hvm)
+      throw new Error(
+        `libxl: send_trigger: domain ${domid} is a PV domain (triggers are for HVM domains)`,
+      );
+    const dm = this.host.deviceModels.get(domid);
+    if (!dm) throw new Error(`libxl: send_trigger: domain ${domid} has no device model running`);
+    if (trigger === "power") dm.powerButton();
+    else if (trigger === "reset") dm.resetButton();
+    else
+      throw new Error(
+        `libxl: send_trigger: trigger '${trigger}' has no wasm32 meaning (power and reset do)`,
+      );
   }
 
   /** Creates the domain again from its config, keeping its uuid, as a reboot does. */

@@ -5,6 +5,7 @@
  * that would be made.
  */
 import type { XlDomainConfig } from "./config.js";
+import { parseP9Spec } from "./p9.js";
 import { parseDiskSpec } from "./disk.js";
 
 /** What a running domain has that its config does not say (xenstore's memory and vCPU nodes). */
@@ -33,7 +34,18 @@ export function configJson(
       max_maptrack_frames: c.maxMaptrackFrames,
       kernel: c.kernel,
       cmdline: c.cmdline,
+      ...(c.type === "hvm"
+        ? {
+            device_model_version: "qemu_xen",
+            rtc_timeoffset: c.rtcTimeoffset,
+            type_hvm: { serial: c.serial },
+          }
+        : {}),
     },
+    p9s: c.p9s.map((spec) => {
+      const p = parseP9Spec(spec);
+      return { tag: p.tag, path: p.path, security_model: p.securityModel };
+    }),
     disks: c.disks.map((spec) => {
       const d = parseDiskSpec(spec);
       return {

@@ -7,6 +7,8 @@
  *   create {config, paused}       → {domid}
  *   shutdown {domid, reason, wait, timeoutMs} → {reason} (when waiting)
  *   destroy {domid}, rename {domid, name}
+ *   trigger {domid, trigger}      (power, reset: an HVM domain's buttons)
+ *   waitShutdown {domid}          → {reason}, once it shut down or went
  *   memSet {domid, mib}, vcpuSet {domid, vcpus}
  *   diskAdd {domid, spec}, diskRemove {domid, vdev}, diskList {domid} → {disks}
  *   nicAdd {domid, spec} → {devid}, nicRemove {domid, devid}, nicList {domid} → {nics}
@@ -71,6 +73,11 @@ export class LibxlServer extends UnixService {
       case "destroy":
         x.destroy(int("domid"));
         return;
+      case "trigger":
+        x.sendTrigger(int("domid"), String(m.trigger));
+        return;
+      case "waitShutdown":
+        return { reason: await x.waitShutdown(int("domid")) };
       case "rename":
         x.rename(int("domid"), String(m.name));
         return;

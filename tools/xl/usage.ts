@@ -59,6 +59,7 @@ export const USAGE: Record<string, CommandUsage> = {
     ],
   },
   pause: { usage: "<Domain>" },
+  trigger: { usage: "<Domain> <nmi|reset|init|power|sleep|s3resume> [<VCPU>]" },
   unpause: { usage: "<Domain>" },
   console: {
     usage: "[options] <Domain>\nAttach to the domain's console; Ctrl-] detaches.",

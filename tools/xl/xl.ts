@@ -290,9 +290,24 @@ async function cmdShutdownOrReboot(what: "shutdown" | "reboot", args: string[]):
   const waits: Array<Promise<void>> = [];
   for (const domid of domids) {
     console.error(`${what === "reboot" ? "Rebooting" : "Shutting down"} domain ${domid}`);
-    const p = lx.call("shutdown", { domid, reason, wait: values.wait === true });
+    let p = lx.call("shutdown", { domid, reason, wait: values.wait === true });
+    // An HVM guest without PV drivers: xl's words, then the ACPI button with -F.
+    p = p.catch(async (e: Error) => {
+      if (!/ERROR_NOPARAVIRT/.test(e.message)) throw e;
+      const [button, event] = what === "reboot" ? ["reset", "reset"] : ["power", "power"];
+      if (!values.F) {
+        console.error(
+          `PV control interface not available: external graceful ${what} not possible.\nUse "-F" to fallback to ACPI ${event} event.`,
+        );
+        throw new XlFail(`${what} failed (rc=-8)`);
+      }
+      console.error(`PV control interface not available: sending ACPI ${button} button event.`);
+      await lx.call("trigger", { domid, trigger: button });
+      return values.wait === true ? lx.call("waitShutdown", { domid }) : {};
+    });
     if (!values.wait) {
       await p.catch((e: Error) => {
+        if (e instanceof XlFail) throw e;
         throw new XlFail(`${what} failed: ${e.message}`);
       });
       continue;
@@ -310,6 +325,7 @@ async function cmdShutdownOrReboot(what: "shutdown" | "reboot", args: string[]):
           console.error(`Domain ${domid} has been shut down, reason code ${code}`);
         },
         (e: Error) => {
+          if (e instanceof XlFail) throw e;
           throw new XlFail(`${what} failed: ${e.message}`);
         },
       ),
@@ -364,6 +380,22 @@ function runConsole(s: import("node:net").Socket): Promise<number> {
   });
 }
 
+/** Xen's triggers (xl trigger); tsxen's HVM device model has the power and reset buttons. */
+const TRIGGERS = ["nmi", "reset", "init", "power", "sleep", "s3resume"];
+
+async function cmdTrigger(args: string[]): Promise<number> {
+  const { positionals } = opts("trigger", args, {}, 2, 3);
+  const trigger = positionals[1]!;
+  if (!TRIGGERS.includes(trigger)) throw new XlFail(`Invalid trigger "${trigger}"`);
+  const domid = await findDomain(positionals[0]!);
+  try {
+    await (await libxl()).call("trigger", { domid, trigger });
+  } catch (e) {
+    throw new XlFail(`${(e as Error).message}`);
+  }
+  return 0;
+}
+
 async function cmdConsole(args: string[]): Promise<number> {
   const { values, positionals } = opts(
     "console",
@@ -372,21 +404,17 @@ async function cmdConsole(args: string[]): Promise<number> {
     1,
     1,
   );
-  const type = (values.type as string | undefined) ?? "pv";
-  if (type !== "pv" && type !== "serial") {
+  // Without -t: an HVM guest's serial port, a PV guest's console (as Xen's xl).
+  const type = values.type as string | undefined;
+  if (type !== undefined && type !== "pv" && type !== "serial") {
     throw new UsageError("console", `console type must be 'pv' or 'serial', not '${type}'`);
-  }
-  if (type === "serial") {
-    throw new XlFail(
-      "Unable to attach console: a PV guest has no emulated serial port (use -t pv)",
-    );
   }
   if ((values.num ?? "0") !== "0")
     throw new XlFail(`Unable to attach console: no console ${values.num}`);
   const domid = await findDomain(positionals[0]!);
   let s;
   try {
-    s = await attachConsole(paths.console, domid);
+    s = await attachConsole(paths.console, domid, true, type as "pv" | "serial" | undefined);
   } catch (e) {
     throw new XlFail(`Unable to attach console: ${(e as Error).message}`);
   }
@@ -413,7 +441,7 @@ async function cmdInfo(args: string[]): Promise<number> {
     ["threads_per_core", p.threadsPerCore],
     ["cpu_mhz", `${Math.floor(p.cpuKhz / 1000)}.${String(p.cpuKhz % 1000).padStart(3, "0")}`],
     ["hw_caps", Array(8).fill("00000000").join(":")],
-    ["virt_caps", " pv"],
+    ["virt_caps", " pv hvm"],
     ["total_memory", mib(p.totalPages)],
     ["free_memory", mib(p.freePages)],
     ["sharing_freed_memory", 0],
@@ -845,6 +873,7 @@ const COMMANDS: Record<string, [string, (args: string[]) => Promise<number>]> = 
   pause: ["Pause execution of a domain", (a) => cmdPause(a, true)],
   unpause: ["Unpause a paused domain", (a) => cmdPause(a, false)],
   console: ["Attach to domain's console", cmdConsole],
+  trigger: ["Send a trigger to a domain", cmdTrigger],
   info: ["Get information about Xen host", cmdInfo],
   dmesg: ["Read and/or clear dmesg buffer", cmdDmesg],
   "debug-keys": ["Send debug keys to Xen", cmdDebugKeys],

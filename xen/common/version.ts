@@ -33,7 +33,8 @@ export const XEN_VERSION = 4;
 export const XEN_SUBVERSION = 17;
 export const XEN_EXTRAVERSION = ".0-tsxen";
 /** Capabilities string, in the form of Xen's "xen-3.0-x86_64 ...". */
-export const XEN_CAPABILITIES = "xen-3.0-wasm32";
+/** What XENVER_capabilities lists: PV guests (xen-) and HVM guests (hvm-), as x86 Xen names them. */
+export const XEN_CAPABILITIES = "xen-3.0-wasm32 hvm-3.0-wasm32";
 
 const VERSION_WORD = (XEN_VERSION << 16) | XEN_SUBVERSION;
 

@@ -108,6 +108,7 @@ export const WASI_RIGHT_FD_FDSTAT_SET_FLAGS = 3;
 export const WASI_RIGHT_FD_SYNC = 4;
 export const WASI_RIGHT_FD_TELL = 5;
 export const WASI_RIGHT_FD_WRITE = 6;
+export const WASI_RIGHT_FD_ALLOCATE = 8;
 export const WASI_RIGHT_PATH_OPEN = 13;
 export const WASI_RIGHT_FD_READDIR = 14;
 export const WASI_RIGHT_FD_FILESTAT_SET_SIZE = 22;
