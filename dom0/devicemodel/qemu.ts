@@ -39,8 +39,6 @@ export interface DeviceModelConfig {
 export interface DeviceModelHooks {
   /** Output of the emulated serial port. */
   serial(bytes: Uint8Array): void;
-  /** The program exited with `code` (the domain is being powered off). */
-  exited(code: number): void;
   /** A line for the device model's log. */
   log(line: string): void;
 }
@@ -130,7 +128,6 @@ export class DeviceModel {
           }
           case "exit":
             this.hooks.log(`d${this.domid}: the program exited with code ${msg.code}`);
-            this.hooks.exited(msg.code);
             try {
               this.dm.shutdown(this.domid, SHUTDOWN_poweroff);
             } catch (e) {

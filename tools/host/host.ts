@@ -204,9 +204,6 @@ export class Host {
         },
         {
           serial: (b) => this.xenconsoled.serialOutput(domid, b),
-          exited: (code) => {
-            if (this.hv.domains.get(domid) === d) d.shutdownCode = code;
-          },
           log: (line) => this.hv.console.printk(`qemu-dm: ${line}`),
         },
       );

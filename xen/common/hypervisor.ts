@@ -698,6 +698,9 @@ export class Hypervisor implements VcpuHost {
     if (d.isShutdown || d.isDying) return;
     d.isShutdown = true;
     d.shutdownReason = reason;
+    // A WASI program's proc_exit status is its shutdown code (as SCHEDOP_shutdown_code).
+    const status = d.hvm?.vcpu?.exitCode;
+    if (status !== undefined && d.shutdownCode < 0) d.shutdownCode = status;
     for (const v of d.vcpus) v.attention = true;
     // An HVM vCPU stops where it is; its memory stays for the toolstack.
     void d.hvm?.vcpu?.stop();

@@ -17,6 +17,10 @@ export const CTL_IOREQS = 4;
 /** Set by the vCPU's loop check when its budget ran out: a check happened. */
 export const CTL_CHECKS = 5;
 
+/** proc_exit's status, and whether the program called it (set before its ioreq goes out). */
+export const CTL_EXIT_CODE = 6;
+export const CTL_EXITED = 7;
+
 /** Float64 slots (index into a Float64Array over the same buffer). */
 export const CTL_F64_BASE = 8;
 /** Milliseconds spent running guest code (not waiting for ioreqs or paused). */

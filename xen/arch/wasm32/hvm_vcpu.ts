@@ -10,6 +10,8 @@ import type { HvmImage } from "./hvm_image.js";
 import type { HvmVcpuData, HvmVcpuExit } from "./hvm_vcpu_worker.js";
 import {
   CTL_BYTES,
+  CTL_EXIT_CODE,
+  CTL_EXITED,
   CTL_IOREQS,
   CTL_MSG,
   CTL_PAUSE,
@@ -107,6 +109,10 @@ export class HvmVcpu {
   /** The WASI port of the ioreq in flight, or -1. */
   get portInFlight(): number {
     return Atomics.load(this.i32, CTL_PORT);
+  }
+  /** The status the program gave proc_exit, once it called it. */
+  get exitCode(): number | undefined {
+    return Atomics.load(this.i32, CTL_EXITED) ? Atomics.load(this.i32, CTL_EXIT_CODE) : undefined;
   }
   get ioreqs(): number {
     return Atomics.load(this.i32, CTL_IOREQS);

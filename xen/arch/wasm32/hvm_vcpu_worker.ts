@@ -43,6 +43,8 @@ import {
 import * as W from "../../include/public/hvm/wasi.js";
 import {
   CTL_BYTES,
+  CTL_EXIT_CODE,
+  CTL_EXITED,
   CTL_IOREQS,
   CTL_MSG,
   CTL_PAUSE,
@@ -146,6 +148,7 @@ function honourPause(): void {
 }
 
 const ARGS = WASM32_IOREQ_ARGS >> 2;
+const EXIT_PORT = WASI_FUNCTIONS.get("proc_exit")!.port;
 const DOORBELL = WASM32_IOREQ_DOORBELL >> 2;
 /** Int32 index of ioreq_t's last word (_pad0, flags, type) for vCPU 0. */
 const STATEWORD = 7;
@@ -251,6 +254,11 @@ function wasiImport(name: string): (...a: Array<number | bigint>) => number | un
   return (...args: Array<number | bigint>): number | undefined => {
     exitGuest();
     honourPause();
+    if (port === EXIT_PORT) {
+      // The status is the hypervisor's to report, whoever shuts the domain down first.
+      Atomics.store(ctl, CTL_EXIT_CODE, args[0] as number);
+      Atomics.store(ctl, CTL_EXITED, 1);
+    }
     const i32 = portI32[port];
     const u32 = portU32[port];
     let rc: number;
@@ -270,7 +278,7 @@ function wasiImport(name: string): (...a: Array<number | bigint>) => number | un
       }
       rc = ioreq(port, n, i32, u32);
     }
-    if (name === "proc_exit") throw new ProcExit();
+    if (port === EXIT_PORT) throw new ProcExit();
     honourPause();
     enterGuest();
     return rc;
