@@ -4,7 +4,8 @@
  * against), xenstore-utils (Xen's C xenstore clients) and xen-utils-4.17
  * (Xen's own test-xenstore), which the xenstored tests run against our
  * daemon, and qemu-utils (qemu-img), which checks and reads the qcow2
- * images blkback writes. As root with apt-get it installs them; otherwise it says what to
+ * images blkback writes, and the WASI toolchain (clang, lld, wasi-libc,
+ * clang's wasm32 runtime) with sqlite3 for the HVM guests. As root with apt-get it installs them; otherwise it says what to
  * install and fails, rather than letting those tests be skipped.
  */
 import { execFileSync } from "node:child_process";
@@ -15,6 +16,16 @@ const NEEDED: Array<{ pkg: string; file: string }> = [
   { pkg: "xenstore-utils", file: "/usr/bin/xenstore-ls" },
   { pkg: "xen-utils-4.17", file: "/usr/lib/xen-4.17/bin/test-xenstore" },
   { pkg: "qemu-utils", file: "/usr/bin/qemu-img" },
+  // The HVM guests: C to WASI (extras/hvm/build.ts), and sqlite3 to read
+  // back what SQLite's shell wrote as a guest.
+  { pkg: "clang", file: "/usr/bin/clang" },
+  { pkg: "lld", file: "/usr/bin/wasm-ld" },
+  { pkg: "wasi-libc", file: "/usr/include/wasm32-wasi/stdio.h" },
+  {
+    pkg: "libclang-rt-14-dev-wasm32",
+    file: "/usr/lib/llvm-14/lib/clang/14.0.6/lib/wasi/libclang_rt.builtins-wasm32.a",
+  },
+  { pkg: "sqlite3", file: "/usr/bin/sqlite3" },
 ];
 
 const missing = NEEDED.filter((n) => !existsSync(n.file));

@@ -43,6 +43,10 @@ export interface DeviceModelHooks {
   log(line: string): void;
 }
 
+/** The serial port's sustained rate (bytes a second) and burst, past which a writer waits. */
+export const SERIAL_RATE = 4 * 1024 * 1024;
+export const SERIAL_BURST = 1024 * 1024;
+
 /** Worker heap for the device model's own JavaScript. */
 const DM_HEAP_MB = 64;
 
@@ -119,13 +123,10 @@ export class DeviceModel {
           case "error":
             reject(new Error(msg.message));
             break;
-          case "serial": {
-            const before = Atomics.sub(this.ctlI32, CTL_DM_SERIAL, msg.bytes.length);
+          case "serial":
             this.hooks.serial(msg.bytes);
-            // A write held for a backed-up console goes on once it drained.
-            if (before > SERIAL_HIGH && before - msg.bytes.length <= SERIAL_HIGH) this.ring();
+            this.taken(msg.bytes.length);
             break;
-          }
           case "exit":
             this.hooks.log(`d${this.domid}: the program exited with code ${msg.code}`);
             try {
@@ -145,6 +146,33 @@ export class DeviceModel {
     w.unref();
     this.dm.setIoreqServerState(this.domid, this.serverId, true);
   }
+
+  /**
+   * Serial bytes the console took: they leave the device model's in-flight
+   * count as the rate allows (SERIAL_RATE bytes a second after a burst of
+   * SERIAL_BURST), so that a program flooding its serial port is held back
+   * like a UART at its baud rate, and cannot fill the host's disk with its
+   * log or its CPU with copying.
+   */
+  private taken(n: number): void {
+    const now = performance.now();
+    this.tokens = Math.min(
+      SERIAL_BURST,
+      this.tokens + ((now - this.refilled) / 1000) * SERIAL_RATE,
+    );
+    this.refilled = now;
+    this.tokens -= n;
+    const release = (): void => {
+      if (this.stopped) return;
+      const before = Atomics.sub(this.ctlI32, CTL_DM_SERIAL, n);
+      // A write held for a backed-up console goes on once it drained.
+      if (before > SERIAL_HIGH && before - n <= SERIAL_HIGH) this.ring();
+    };
+    if (this.tokens >= 0) release();
+    else setTimeout(release, (-this.tokens / SERIAL_RATE) * 1000).unref();
+  }
+  private tokens = SERIAL_BURST;
+  private refilled = performance.now();
 
   /** Rings the device model's doorbell: a message is waiting, or its console drained. */
   private ring(): void {

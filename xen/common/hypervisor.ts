@@ -132,6 +132,9 @@ export interface HvmDomainConfig {
   rtcTimeoffset?: number;
 }
 
+/** How long a device model has to power off a domain whose program called proc_exit. */
+export const HVM_EXIT_GRACE_MS = 1000;
+
 /** libxl's default for max_event_channels, the highest port (1,023 ports plus port 0). */
 export const DEFAULT_MAX_EVTCHN_PORT = 1023;
 
@@ -556,9 +559,19 @@ export class Hypervisor implements VcpuHost {
       {
         ended: (how) => {
           if (d.isDying) return;
-          if (how.kind === "crash") this.domainCrash(d, d.vcpus[0], how.why);
-          // A program that ended with no device model to hear its proc_exit.
-          else if (!d.isShutdown) this.domainShutdown(d, SHUTDOWN_poweroff);
+          if (how.kind === "crash") {
+            this.domainCrash(d, d.vcpus[0], how.why);
+            return;
+          }
+          // proc_exit: the device model that took it powers the domain off,
+          // after the output it still has for the console. Only a program
+          // with no device model, or one that does not do it, is powered
+          // off here.
+          const poweroff = (): void => {
+            if (!d.isShutdown && !d.isDying) this.domainShutdown(d, SHUTDOWN_poweroff);
+          };
+          if (d.hvm!.routes().length === 0) poweroff();
+          else setTimeout(poweroff, HVM_EXIT_GRACE_MS).unref();
         },
       },
       {

@@ -25,6 +25,8 @@ export const CTL_EXITED = 7;
 export const CTL_F64_BASE = 8;
 /** Milliseconds spent running guest code (not waiting for ioreqs or paused). */
 export const CTL_RUN_MS = CTL_F64_BASE + 0;
+/** When guest code last started running (ms since the epoch, performance.timeOrigin-based). */
+export const CTL_RESUMED_AT = CTL_F64_BASE + 1;
 
 export const CTL_BYTES = 128;
 

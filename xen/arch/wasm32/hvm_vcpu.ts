@@ -16,9 +16,11 @@ import {
   CTL_MSG,
   CTL_PAUSE,
   CTL_PORT,
+  CTL_RESUMED_AT,
   CTL_RUN_MS,
   CTL_STATE,
   HVM_DONE,
+  HVM_RUNNING,
 } from "./hvm_ctl.js";
 import type { IoRange } from "../../common/ioreq.js";
 
@@ -117,8 +119,11 @@ export class HvmVcpu {
   get ioreqs(): number {
     return Atomics.load(this.i32, CTL_IOREQS);
   }
-  /** Nanoseconds spent running guest code (up to its last ioreq). */
+  /** Nanoseconds spent running guest code, up to now. */
   get cpuTimeNs(): number {
-    return this.f64[CTL_RUN_MS]! * 1e6;
+    let ms = this.f64[CTL_RUN_MS]!;
+    if (this.state === HVM_RUNNING)
+      ms += performance.timeOrigin + performance.now() - this.f64[CTL_RESUMED_AT]!;
+    return ms * 1e6;
   }
 }

@@ -49,6 +49,7 @@ import {
   CTL_MSG,
   CTL_PAUSE,
   CTL_PORT,
+  CTL_RESUMED_AT,
   CTL_RUN_MS,
   CTL_STATE,
   HVM_DONE,
@@ -131,6 +132,7 @@ function exitGuest(): void {
 }
 function enterGuest(): void {
   resumedAt = performance.now();
+  ctlF[CTL_RESUMED_AT] = performance.timeOrigin + resumedAt;
 }
 
 /** Waits while the hypervisor holds the vCPU paused. */
