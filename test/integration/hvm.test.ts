@@ -27,6 +27,7 @@ import { loadHvmImageFile, type HvmImage } from "../../xen/arch/wasm32/hvm_image
 import type { Host, HostHvmConfig } from "../../tools/host/host.js";
 import type { Domain } from "../../xen/common/domain.js";
 import { accountedFrames, kernel, newHost, sleep, until } from "../helpers.js";
+import { YOSYS_WASM, runNodeWasi, yosysComparable, yosysShare } from "../wasi_peer.js";
 
 /** A built WASI program; fails naming the build step when it is missing. */
 async function program(name: string): Promise<HvmImage> {
@@ -502,4 +503,64 @@ test("destroying an HVM domain ends its threads and gives back every frame", asy
     assert.equal(host.deviceModels.size, 0);
     assert.match(host.dmesg(), /ioreq server 0 destroyed/);
   });
+});
+
+test("a prebuilt third-party WASI binary: yosys from npm synthesises a design exactly as under node:wasi", async () => {
+  const share = await yosysShare();
+  const dir = scratch();
+  const design = `module counter(input clk, input rst, input en, output reg [7:0] q);
+  always @(posedge clk) if (rst) q <= 0; else if (en) q <= q + 1;
+endmodule
+`;
+  const script =
+    "read_verilog /work/counter.v; synth -top counter -noabc; stat; write_json /work/out.json";
+  try {
+    for (const who of ["node", "tsxen"]) {
+      const work = join(dir, who);
+      mkdirSync(join(work, "tmp"), { recursive: true });
+      writeFileSync(join(work, "counter.v"), design);
+    }
+    const peer = await runNodeWasi(
+      YOSYS_WASM,
+      ["yosys", "-p", script],
+      { "/share": share, "/work": join(dir, "node"), "/tmp": join(dir, "node", "tmp") },
+      join(dir, "node", "stdout.txt"),
+    );
+    assert.equal(peer.code, 0);
+    await withHost(async (host) => {
+      const d = await host.createHvm({
+        name: "yosys",
+        image: await loadHvmImageFile(YOSYS_WASM),
+        memory: 512,
+        args: ["yosys", "-p", script],
+        env: [],
+        shares: [
+          { guestPath: "/share", path: share, readonly: true },
+          { guestPath: "/work", path: join(dir, "tsxen"), readonly: false },
+          { guestPath: "/tmp", path: join(dir, "tsxen", "tmp"), readonly: false },
+        ],
+        disks: [],
+        xenstore: true,
+      });
+      let out = "";
+      host.xenconsoled.attach(
+        d.domid,
+        { output: (b) => (out += Buffer.from(b).toString()), closed: () => {} },
+        true,
+        "serial",
+      );
+      await host.waitShutdown(d.domid, 120_000);
+      await until(() => out.includes("End of script"), 5000, "yosys's last lines");
+      assert.equal(d.shutdownCode, 0);
+      const ours = readFileSync(join(dir, "tsxen", "out.json"), "utf8");
+      assert.equal(ours, readFileSync(join(dir, "node", "out.json"), "utf8"));
+      assert.match(ours, /"\$_SDFFE_PP0P_"|"\$_SDFF/);
+      assert.equal(
+        yosysComparable(out),
+        yosysComparable(readFileSync(join(dir, "node", "stdout.txt"), "utf8")),
+      );
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
