@@ -323,12 +323,9 @@ export class Libxl {
    * libxl_domain_shutdown / libxl_domain_reboot: asks the guest through
    * control/shutdown, as a PV guest expects. Resolves with the reason once it
    * shut down; rejects after `timeoutMs` (xl shutdown -w waits like this).
+   * Throws at once (not through the promise) when the request cannot be made.
    */
-  async shutdown(
-    domid: number,
-    reason: "poweroff" | "reboot",
-    timeoutMs = 10_000,
-  ): Promise<string> {
+  shutdown(domid: number, reason: "poweroff" | "reboot", timeoutMs = 10_000): Promise<string> {
     this.get(domid);
     if (!this.pvcontrolAvailable(domid)) {
       // What libxl returns (ERROR_NOPARAVIRT) and xl explains.
@@ -449,7 +446,8 @@ export class Libxl {
 
   /** Resolves with the reason once domain `domid` shut down ("destroyed" if it went without). */
   waitShutdown(domid: number): Promise<string> {
-    this.get(domid);
+    // Gone already (on_poweroff=destroy may be quicker than the caller).
+    if (!this.host.hv.domains.has(domid)) return Promise.resolve("destroyed");
     return this.host.waitShutdown(domid, Infinity);
   }
 

@@ -45,6 +45,16 @@ export function getdomaininfo(hv: Hypervisor, d: Domain, mem: GuestMemory, a: nu
     if (v.state === VcpuState.Running) running = true;
     if (v.state !== VcpuState.Blocked) blocked = false;
   }
+  if (d.hvm) {
+    // An HVM vCPU is a thread: running, or blocked waiting for an ioreq's answer.
+    const running_ = d.runState === "running";
+    online = 1;
+    maxId = 0;
+    running = running_;
+    blocked = !running_;
+    cpuNs = d.hvm.vcpu?.cpuTimeNs ?? 0;
+    flags |= DC.XEN_DOMINF_hvm_guest;
+  }
   if (d === hv.dom0) {
     // Dom0's kernel is the host process, which is running now on its vCPU.
     online = 1;
@@ -136,6 +146,16 @@ export function do_domctl(hv: Hypervisor, v: Vcpu, arg: number): number {
       const t = d.vcpus[mem.u32(u + f.vcpu.offset)];
       if (!t) return -XenErrno.EINVAL;
       const dom0 = d === hv.dom0;
+      if (d.hvm) {
+        // The vCPU thread's state (hvm_vcpu.ts), as a PV vCPU's would read.
+        const running = d.runState === "running";
+        mem.setU8(u + f.online.offset, 1);
+        mem.setU8(u + f.blocked.offset, running ? 0 : 1);
+        mem.setU8(u + f.running.offset, running ? 1 : 0);
+        mem.setU64(u + f.cpu_time.offset, Math.round(d.hvm.vcpu?.cpuTimeNs ?? 0));
+        mem.setU32(u + f.cpu.offset, 0);
+        return 0;
+      }
       mem.setU8(u + f.online.offset, dom0 || t.state !== VcpuState.Offline ? 1 : 0);
       mem.setU8(u + f.blocked.offset, !dom0 && t.state === VcpuState.Blocked ? 1 : 0);
       mem.setU8(u + f.running.offset, dom0 || t.state === VcpuState.Running ? 1 : 0);
