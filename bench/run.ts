@@ -20,6 +20,7 @@ import * as vchan from "./vchan.js";
 import * as xl from "./xl.js";
 import * as blk from "./blk.js";
 import * as net from "./net.js";
+import * as hvm from "./hvm.js";
 
 const run = promisify(execFile);
 
@@ -36,6 +37,7 @@ const benches = {
   xl,
   blk,
   net,
+  hvm,
 } satisfies Record<string, { run(quick: boolean): Promise<Row[]> }>;
 
 const { values } = parseCommandLine("bench", {

@@ -42,8 +42,8 @@ import {
   type DmWorkerData,
 } from "./dm_protocol.js";
 
-/** Doorbell spins after an answer before sleeping (about 50 µs). */
-const SPIN = 10000;
+/** How long to spin on the doorbell after an answer before sleeping, ms (see the vCPU's). */
+const SPIN_MS = 0.2;
 
 const data = workerData as DmWorkerData;
 const port = parentPort!;
@@ -168,6 +168,7 @@ function serve(): Held | undefined {
 post({ kind: "ready" });
 let held: Held | undefined;
 let spins = 0;
+let spinUntil = 0;
 let seenMsg = -1;
 let lastBell = -1;
 for (;;) {
@@ -195,12 +196,13 @@ for (;;) {
   lastBell = bell;
   if (progress) {
     spins = 0;
+    spinUntil = 0;
     continue;
   }
-  if (spins < SPIN) {
-    spins++;
-    continue;
-  }
+  if ((++spins & 255) !== 0) continue;
+  const now = performance.now();
+  if (spinUntil === 0) spinUntil = now + SPIN_MS;
+  if (now < spinUntil) continue;
   const timeout = held ? Math.max(0, held.deadline - performance.now()) : Infinity;
   Atomics.wait(i32, DOORBELL, bell, timeout);
 }

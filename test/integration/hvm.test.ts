@@ -564,3 +564,30 @@ endmodule
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("pause stops an HVM guest that computes without I/O (its loop checks), and unpause lets it go on", async () => {
+  await withHost(async (host) => {
+    const d = await start(host, { program: "hostile", args: ["hostile", "spin"] });
+    assert.ok(
+      typeof d.hvm!.image.loopChecks === "number" && d.hvm!.image.loopChecks > 0,
+      String(d.hvm!.image.loopChecks),
+    );
+    await until(
+      () => host.xenconsoled.read(d.domid, "serial").includes("spinning"),
+      10_000,
+      "the spinner",
+    );
+    await sleep(100);
+    host.pause(d.domid);
+    await sleep(50);
+    const t1 = d.hvm!.vcpu!.cpuTimeNs;
+    await sleep(300);
+    const t2 = d.hvm!.vcpu!.cpuTimeNs;
+    assert.ok(t2 - t1 < 5e6, `a paused guest ran ${(t2 - t1) / 1e6} ms`);
+    assert.equal(d.runState, "paused");
+    host.unpause(d.domid);
+    await sleep(300);
+    assert.ok(d.hvm!.vcpu!.cpuTimeNs - t2 > 100e6, "the guest runs again after unpause");
+    assert.equal(d.runState, "running");
+  });
+});

@@ -2,7 +2,8 @@
  * HVM program images: an unmodified WASI preview1 command module, checked
  * and prepared to run as an HVM guest (docs/arch-wasm32.md, "HVM guests").
  *
- * Nothing inside the program's code is changed. The module is checked
+ * The program's code is left as it is but for one countdown at each loop
+ * head (hvm_checks.ts), which lets its vCPU be paused while it computes. The module is checked
  * (valid wasm; every import a preview1 function with preview1's signature;
  * one 32-bit memory of its own; a `_start` export), and its memory
  * definition becomes an import of a shared memory, so that the domain's
@@ -18,6 +19,7 @@ import { statSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { readHostFile } from "../../common/host_file.js";
 import { Reader, leb } from "./binary.js";
+import { addLoopChecks } from "./hvm_checks.js";
 import { WASI_FUNCTIONS, WASI_MODULE } from "../../include/public/hvm/wasm32_io.js";
 
 /** A checked, compiled HVM program, shared by every domain that runs it. */
@@ -32,6 +34,8 @@ export interface HvmImage {
   readonly wasiImports: readonly string[];
   /** Bytes of the module as given. */
   readonly size: number;
+  /** Loops given a check (hvm_checks.ts), or why the program has none. */
+  readonly loopChecks: number | string;
 }
 
 /**
@@ -229,9 +233,11 @@ export function prepareHvmImage(bytes: Uint8Array): {
 export async function compileHvmImage(bytes: Uint8Array): Promise<HvmImage> {
   const hash = createHash("sha256").update(bytes).digest("hex");
   const prep = prepareHvmImage(bytes);
+  const checked = addLoopChecks(prep.bytes);
+  const code = "bytes" in checked ? checked.bytes : prep.bytes;
   let module: WebAssembly.Module;
   try {
-    module = await WebAssembly.compile(prep.bytes as Uint8Array<ArrayBuffer>);
+    module = await WebAssembly.compile(code as Uint8Array<ArrayBuffer>);
   } catch (e) {
     const why = (e as Error).message.replace(/^WebAssembly\.compile\(\): /, "");
     throw new Error(`not a valid WebAssembly module: ${why}`, { cause: e });
@@ -243,6 +249,7 @@ export async function compileHvmImage(bytes: Uint8Array): Promise<HvmImage> {
     maxPages: prep.maxPages,
     wasiImports: prep.wasiImports,
     size: bytes.length,
+    loopChecks: "bytes" in checked ? checked.loops : checked.skipped,
   };
 }
 
