@@ -10,6 +10,10 @@
  *   g  grant tables of every domain: entries in use and who pins them
  *   m  machine memory: frames in all and free, and each domain's share
  *   t  the hypervisor's time: system time and the wall clock
+ *   I  HVM domains: their program, vCPU thread, ioreq servers (the device
+ *      model that owns each, its port ranges) and the ioreq in flight (x86
+ *      Xen's 'I' dumps HVM interrupt state; on wasm32 the ioreqs are what an
+ *      HVM guest is waiting on)
  */
 import { VIRQ_DEBUG } from "../include/public/xen.js";
 import {
@@ -19,6 +23,9 @@ import {
   EVTCHNSTAT_virq,
 } from "../include/public/event_channel.js";
 import type { Domain } from "./domain.js";
+import { IOREQ_FLAG_STATE_MASK, ioreq } from "../include/public/hvm/ioreq.js";
+import { WASI_PORT_BASE, WASI_PORT_NAMES } from "../include/public/hvm/wasm32_io.js";
+import { mfn_x } from "../include/xen/mm.js";
 
 const STATE_NAMES: Record<number, string> = {
   [EVTCHNSTAT_unbound]: "unbound",
@@ -35,6 +42,7 @@ export const DEBUG_KEYS: Record<string, string> = {
   m: "memory info",
   q: "dump domain (and guest debug) info",
   t: "display multi-cpu clock info",
+  I: "dump HVM ioreq servers and in-flight requests",
 };
 
 /** What the machine-wide keys read besides the domains. */
@@ -60,6 +68,10 @@ export function handleKey(
       for (const [k, what] of Object.entries(DEBUG_KEYS)) {
         printk(` key '${k}' (ascii '${k.charCodeAt(0).toString(16).padStart(2, "0")}') => ${what}`);
       }
+      return true;
+    case "I":
+      printk("'I' pressed -> dumping HVM ioreq servers");
+      for (const d of domains) if (d.hvm) dumpHvm(d, printk);
       return true;
     case "m": {
       printk("'m' pressed -> Memory info");
@@ -122,5 +134,38 @@ export function handleKey(
       return true;
     default:
       return false;
+  }
+}
+
+const HVM_STATES = ["starting", "running", "waiting for an ioreq", "paused", "ended"];
+const IOREQ_STATES = ["none", "ready", "in process", "answered"];
+
+/** One HVM domain's part of the 'I' dump. */
+function dumpHvm(d: Domain, printk: (s: string) => void): void {
+  const h = d.hvm!;
+  const v = h.vcpu;
+  printk(
+    `  d${d.domid} (${d.name}): program ${h.image.hash.slice(0, 12)} (${h.image.size} bytes, loop checks: ${h.image.loopChecks}), memory ${h.memory.buffer.byteLength >> 10} KiB of ${h.maxWasmPages * 64} KiB`,
+  );
+  if (v) {
+    const port = v.portInFlight;
+    printk(
+      `    vcpu0: ${HVM_STATES[v.state] ?? v.state}, ${v.ioreqs} ioreqs, cpu ${(v.cpuTimeNs / 1e9).toFixed(3)} s${port >= 0 ? `, in flight: ${WASI_PORT_NAMES[port] ?? port} (port 0x${(WASI_PORT_BASE + port).toString(16)})` : ""}`,
+    );
+  }
+  if (h.servers.size === 0) printk("    no ioreq servers: WASI calls return ENOSYS");
+  for (const s of h.servers.values()) {
+    const ranges = s.ranges.map((r) => `port 0x${r.start.toString(16)}-0x${r.end.toString(16)}`).join(", ");
+    printk(
+      `    ioreq server ${s.id}: emulator d${s.emulator}, ${s.enabled ? "enabled" : "disabled"}, page mfn ${mfn_x(s.mfn)}, ${ranges || "no ranges"}`,
+    );
+    // vCPU 0's ioreq_t in the page: state, port and argument count.
+    const dv = new DataView(s.page);
+    const flags = dv.getUint8(ioreq.fields.flags.offset);
+    const state = flags & IOREQ_FLAG_STATE_MASK;
+    const addr = dv.getUint32(ioreq.fields.addr.offset, true);
+    printk(
+      `      vcpu0 ioreq: ${IOREQ_STATES[state] ?? state}${state !== 0 ? `, port 0x${addr.toString(16)} (${WASI_PORT_NAMES[addr - WASI_PORT_BASE] ?? "?"}), ${dv.getUint32(ioreq.fields.count.offset, true)} args` : ""}`,
+    );
   }
 }
