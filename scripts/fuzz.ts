@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import {
   fuzzCfg,
+  fuzzHvmImages,
   fuzzHypercalls,
   fuzzKernels,
   fuzzQcow2,
@@ -31,6 +32,7 @@ const fuzzers: Record<string, () => Promise<FuzzReport> | FuzzReport> = {
   qcow2: () => fuzzQcow2(seed, ms),
   cfg: () => fuzzCfg(seed, ms),
   hypercalls: () => fuzzHypercalls(seed, ms),
+  hvm: () => fuzzHvmImages(seed, ms),
 };
 let failed = 0;
 for (const [name, run] of Object.entries(fuzzers)) {

@@ -5,7 +5,14 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { fuzzCfg, fuzzHypercalls, fuzzKernels, fuzzQcow2, type FuzzReport } from "./fuzzers.js";
+import {
+  fuzzCfg,
+  fuzzHvmImages,
+  fuzzHypercalls,
+  fuzzKernels,
+  fuzzQcow2,
+  type FuzzReport,
+} from "./fuzzers.js";
 
 const BUDGET_MS = 3000;
 
@@ -31,4 +38,8 @@ test("fuzzed xl.cfg files parse or are refused with an Error, quickly", () => {
 test("fuzzed hypercall arguments: every call's work is bounded, and the books balance", async () => {
   // Hypercalls answer with errors, not refusals: there is nothing to count.
   held(await fuzzHypercalls(4, BUDGET_MS), false);
+});
+
+test("fuzzed WASI programs are refused with an Error or run as HVM guests, and their loop checks always compile", async () => {
+  held(await fuzzHvmImages(5, BUDGET_MS));
 });

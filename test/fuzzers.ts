@@ -23,6 +23,8 @@ import { parseCfg } from "../tools/libxlu/cfg.js";
 import { domainConfig } from "../tools/libxl/config.js";
 import { ROOT } from "../extras/mini-os/build.js";
 import { Host } from "../tools/host/host.js";
+import { loadHvmImage, prepareHvmImage } from "../xen/arch/wasm32/hvm_image.js";
+import { addLoopChecks } from "../xen/arch/wasm32/hvm_checks.js";
 
 /** What a fuzzer did: inputs tried, and the failures found (empty when all held). */
 export interface FuzzReport {
@@ -402,6 +404,92 @@ export async function fuzzHypercalls(seed: number, budgetMs: number): Promise<Fu
       .split("\n")
       .filter((l) => l.includes("watchdog:"));
     if (wd.length > 0) rep.failures.push(...wd);
+  } finally {
+    await host.shutdown();
+  }
+  return rep;
+}
+
+/** Small HVM programs to mutate (extras/hvm, built by extras/hvm/build.ts). */
+function hvmSeeds(): Uint8Array[] {
+  const dir = join(ROOT, "build", "hvm");
+  return ["hello", "echo", "sleep"].map((n) => readFileSync(join(dir, `${n}.wasm`)));
+}
+
+/**
+ * Mutated WASI programs: each is refused with an Error (naming what is
+ * wrong) or prepared; a prepared one that V8 compiles still compiles with
+ * its loop checks added; every fourth that compiles runs as an HVM domain
+ * for a moment and is destroyed, leaving the books balanced.
+ */
+export async function fuzzHvmImages(seed: number, budgetMs: number): Promise<FuzzReport> {
+  const rep: FuzzReport = { name: "HVM programs", seed, iterations: 0, refused: 0, failures: [] };
+  const r = rng(seed);
+  const more = until(budgetMs);
+  const seeds = hvmSeeds();
+  const host = new Host({ memoryBytes: 1024 ** 3, dom0MemoryBytes: 64 * 1024 ** 2 });
+  try {
+    while (more() && rep.failures.length === 0) {
+      rep.iterations++;
+      const bytes = mutate(seeds[r(seeds.length)]!, r);
+      const hex = (): string => Buffer.from(bytes).toString("hex").slice(0, 200);
+      let prepared;
+      try {
+        prepared = prepareHvmImage(bytes);
+      } catch (e) {
+        if (!(e instanceof Error) || e.message === "")
+          rep.failures.push(`prepare threw ${String(e)} for ${hex()}`);
+        else rep.refused++;
+        continue;
+      }
+      let plain: WebAssembly.Module;
+      try {
+        plain = await WebAssembly.compile(prepared.bytes as Uint8Array<ArrayBuffer>);
+      } catch {
+        rep.refused++;
+        continue;
+      }
+      void plain;
+      const checked = addLoopChecks(prepared.bytes);
+      if ("bytes" in checked) {
+        try {
+          await WebAssembly.compile(checked.bytes as Uint8Array<ArrayBuffer>);
+        } catch (e) {
+          rep.failures.push(
+            `a module V8 accepts does not compile with loop checks: ${String(e)}: ${hex()}`,
+          );
+          continue;
+        }
+      }
+      if (r(4) !== 0) continue;
+      let image;
+      try {
+        image = await loadHvmImage(Uint8Array.from(bytes));
+      } catch {
+        rep.refused++;
+        continue;
+      }
+      try {
+        const d = await host.createHvm({
+          name: `fuzz${rep.iterations}`,
+          image,
+          memory: 16,
+          args: ["fuzz"],
+          env: [],
+          shares: [],
+          disks: [],
+        });
+        await new Promise((res) => setTimeout(res, 20));
+        if (host.hv.domains.has(d.domid)) host.destroy(d.domid);
+      } catch (e) {
+        if (!(e instanceof Error)) rep.failures.push(`create threw ${String(e)}`);
+        rep.refused++;
+      }
+    }
+    await new Promise((res) => setTimeout(res, 50));
+    const frames = host.hv.frames.freeFrames + host.hv.dom0Pages;
+    if (host.hv.domains.size === 0 && frames !== host.hv.frames.totalFrames)
+      rep.failures.push(`frames lost: ${host.hv.frames.totalFrames - frames}`);
   } finally {
     await host.shutdown();
   }

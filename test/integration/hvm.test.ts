@@ -600,8 +600,16 @@ test("debug key 'I' shows the ioreq servers and the request a waiting guest has 
     host.debugKeys("I");
     const out = host.dmesg();
     assert.match(out, /'I' pressed -> dumping HVM ioreq servers/);
-    assert.match(out, new RegExp(`d${d.domid} \\(echo\\): program [0-9a-f]{12} \\(\\d+ bytes, loop checks: \\d+\\)`));
-    assert.match(out, /vcpu0: waiting for an ioreq, \d+ ioreqs, cpu [\d.]+ s, in flight: fd_read \(port 0x1014\)/);
+    assert.match(
+      out,
+      new RegExp(
+        `d${d.domid} \\(echo\\): program [0-9a-f]{12} \\(\\d+ bytes, loop checks: \\d+\\)`,
+      ),
+    );
+    assert.match(
+      out,
+      /vcpu0: waiting for an ioreq, \d+ ioreqs, cpu [\d.]+ s, in flight: fd_read \(port 0x1014\)/,
+    );
     assert.match(out, /ioreq server 0: emulator d0, enabled, page mfn \d+, port 0x1000-0x102d/);
     assert.match(out, /vcpu0 ioreq: in process, port 0x1014 \(fd_read\), 4 args/);
   });

@@ -47,11 +47,12 @@ export function getdomaininfo(hv: Hypervisor, d: Domain, mem: GuestMemory, a: nu
   }
   if (d.hvm) {
     // An HVM vCPU is a thread: running, or blocked waiting for an ioreq's answer.
+    // A shut-down domain's vCPU is neither (its thread has stopped).
     const running_ = d.runState === "running";
     online = 1;
     maxId = 0;
     running = running_;
-    blocked = !running_;
+    blocked = !running_ && !d.isShutdown && !d.isDying;
     cpuNs = d.hvm.vcpu?.cpuTimeNs ?? 0;
     flags |= DC.XEN_DOMINF_hvm_guest;
   }

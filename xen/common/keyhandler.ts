@@ -155,7 +155,9 @@ function dumpHvm(d: Domain, printk: (s: string) => void): void {
   }
   if (h.servers.size === 0) printk("    no ioreq servers: WASI calls return ENOSYS");
   for (const s of h.servers.values()) {
-    const ranges = s.ranges.map((r) => `port 0x${r.start.toString(16)}-0x${r.end.toString(16)}`).join(", ");
+    const ranges = s.ranges
+      .map((r) => `port 0x${r.start.toString(16)}-0x${r.end.toString(16)}`)
+      .join(", ");
     printk(
       `    ioreq server ${s.id}: emulator d${s.emulator}, ${s.enabled ? "enabled" : "disabled"}, page mfn ${mfn_x(s.mfn)}, ${ranges || "no ranges"}`,
     );
