@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { HVM_DIR } from "../../extras/hvm/build.js";
-import { sleep } from "../helpers.js";
+import { sleep, until } from "../helpers.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const XL = join(ROOT, "dist/tools/xl/xl.js");
@@ -36,14 +36,6 @@ function ok(...args: string[]): string {
   const r = xl(...args);
   assert.equal(r.code, 0, `xl ${args.join(" ")} failed (${r.code}): ${r.err}`);
   return r.out;
-}
-
-async function until(pred: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 const consoleLog = (name: string): string => {

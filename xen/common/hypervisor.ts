@@ -113,24 +113,17 @@ export interface DomainConfig {
   maxMaptrackFrames?: number;
 }
 
-/** What creating an HVM domain needs (libxl's domain_build_info for type "hvm"). */
-export interface HvmDomainConfig {
-  name: string;
+/**
+ * What creating an HVM domain needs (libxl's domain_build_info for type
+ * "hvm"): a PV domain's settings but the kernel, maxmem and vCPU counts (one
+ * vCPU; `memory` is all populated from the start, as Xen populates an HVM
+ * guest), and the program.
+ */
+export type HvmDomainConfig = Omit<DomainConfig, "kernel" | "maxmem" | "vcpus" | "maxvcpus"> & {
   image: HvmImage;
-  /** Memory, MiB: all of it is the domain's from the start, as Xen populates an HVM guest. */
-  memory: number;
-  /** The guest's command line (its argv, as the device model gives it). */
-  cmdline?: string;
-  domid?: number;
-  paused?: boolean;
-  weight?: number;
-  cap?: number;
-  maxEvtchnPort?: number;
-  maxGrantFrames?: number;
-  maxMaptrackFrames?: number;
   /** Seconds added to the host's clock for the guest's wallclock (xl.cfg rtc_timeoffset). */
   rtcTimeoffset?: number;
-}
+};
 
 /** How long a device model has to power off a domain whose program called proc_exit. */
 export const HVM_EXIT_GRACE_MS = 1000;
@@ -376,12 +369,7 @@ export class Hypervisor implements VcpuHost {
         `the kernel needs ${cfg.kernel.minPages * 64} KiB of memory, memory is ${memMiB * 1024} KiB`,
       );
     }
-    if (this.frames.freeFrames < pages) {
-      fail(
-        XenErrno.ENOMEM,
-        `not enough free machine memory: need ${pages} pages, ${this.frames.freeFrames} free`,
-      );
-    }
+    this.checkFreeFrames(pages, fail);
     for (const s of cfg.kernel.segments) {
       if (s.offset < GUEST_IMAGE_BASE) {
         fail(
@@ -392,26 +380,7 @@ export class Hypervisor implements VcpuHost {
       if (s.offset + s.data.length > pages * PAGE_SIZE)
         fail(XenErrno.ENOMEM, `kernel data does not fit in memory=${memMiB}M`);
     }
-    const limits: DomainLimits = {
-      maxEvtchnPort: cfg.maxEvtchnPort ?? DEFAULT_MAX_EVTCHN_PORT,
-      maxGrantFrames: cfg.maxGrantFrames ?? DEFAULT_MAX_GRANT_FRAMES,
-      maxMaptrackFrames: cfg.maxMaptrackFrames ?? DEFAULT_MAX_MAPTRACK_FRAMES,
-    };
-    for (const [k, v, lo] of [
-      ["max_event_channels", limits.maxEvtchnPort, 1],
-      ["max_grant_frames", limits.maxGrantFrames, 1],
-      ["max_maptrack_frames", limits.maxMaptrackFrames, 0],
-    ] as const) {
-      if (!Number.isInteger(v) || v < lo || v > 2 ** 31 - 1)
-        fail(XenErrno.EINVAL, `${k}=${v} is not a whole number from ${lo}`);
-    }
-    const cmdline = cfg.cmdline ?? "";
-    if (Buffer.byteLength(cmdline) >= start_info.fields.cmd_line.size) {
-      fail(
-        XenErrno.E2BIG,
-        `command line is longer than ${start_info.fields.cmd_line.size - 1} bytes`,
-      );
-    }
+    const { limits, cmdline } = this.checkLimitsAndCmdline(cfg, fail);
     const domid = this.allocDomid(cfg.domid);
     let wasmMemory: WebAssembly.Memory;
     try {
@@ -495,23 +464,8 @@ export class Hypervisor implements VcpuHost {
         `the program needs ${cfg.image.minPages * 64} KiB of memory, memory is ${memMiB * 1024} KiB`,
       );
     }
-    if (this.frames.freeFrames < pages) {
-      fail(
-        XenErrno.ENOMEM,
-        `not enough free machine memory: need ${pages} pages, ${this.frames.freeFrames} free`,
-      );
-    }
-    const cmdline = cfg.cmdline ?? "";
-    if (Buffer.byteLength(cmdline) >= start_info.fields.cmd_line.size)
-      fail(
-        XenErrno.E2BIG,
-        `command line is longer than ${start_info.fields.cmd_line.size - 1} bytes`,
-      );
-    const limits: DomainLimits = {
-      maxEvtchnPort: cfg.maxEvtchnPort ?? DEFAULT_MAX_EVTCHN_PORT,
-      maxGrantFrames: cfg.maxGrantFrames ?? DEFAULT_MAX_GRANT_FRAMES,
-      maxMaptrackFrames: cfg.maxMaptrackFrames ?? DEFAULT_MAX_MAPTRACK_FRAMES,
-    };
+    this.checkFreeFrames(pages, fail);
+    const { limits, cmdline } = this.checkLimitsAndCmdline(cfg, fail);
     const domid = this.allocDomid(cfg.domid);
     let program: WebAssembly.Memory;
     const maxWasmPages = Math.min(cfg.image.maxPages, wasmPages);
@@ -611,6 +565,44 @@ export class Hypervisor implements VcpuHost {
     if (!d || d.isDying) throw new Error(`no domain ${domid}`);
     if (!d.hvm) throw new Error(`domain ${domid} is not an HVM domain`);
     return d.hvm.memory;
+  }
+
+  /** Fails (ENOMEM) unless the heap has `pages` free frames. */
+  private checkFreeFrames(pages: number, fail: (errno: number, msg: string) => never): void {
+    if (this.frames.freeFrames < pages) {
+      fail(
+        XenErrno.ENOMEM,
+        `not enough free machine memory: need ${pages} pages, ${this.frames.freeFrames} free`,
+      );
+    }
+  }
+
+  /** A new domain's limits (xl.cfg's max_* keys, checked) and command line (it must fit start_info). */
+  private checkLimitsAndCmdline(
+    cfg: Pick<DomainConfig, "maxEvtchnPort" | "maxGrantFrames" | "maxMaptrackFrames" | "cmdline">,
+    fail: (errno: number, msg: string) => never,
+  ): { limits: DomainLimits; cmdline: string } {
+    const limits: DomainLimits = {
+      maxEvtchnPort: cfg.maxEvtchnPort ?? DEFAULT_MAX_EVTCHN_PORT,
+      maxGrantFrames: cfg.maxGrantFrames ?? DEFAULT_MAX_GRANT_FRAMES,
+      maxMaptrackFrames: cfg.maxMaptrackFrames ?? DEFAULT_MAX_MAPTRACK_FRAMES,
+    };
+    for (const [k, v, lo] of [
+      ["max_event_channels", limits.maxEvtchnPort, 1],
+      ["max_grant_frames", limits.maxGrantFrames, 1],
+      ["max_maptrack_frames", limits.maxMaptrackFrames, 0],
+    ] as const) {
+      if (!Number.isInteger(v) || v < lo || v > 2 ** 31 - 1)
+        fail(XenErrno.EINVAL, `${k}=${v} is not a whole number from ${lo}`);
+    }
+    const cmdline = cfg.cmdline ?? "";
+    if (Buffer.byteLength(cmdline) >= start_info.fields.cmd_line.size) {
+      fail(
+        XenErrno.E2BIG,
+        `command line is longer than ${start_info.fields.cmd_line.size - 1} bytes`,
+      );
+    }
+    return { limits, cmdline };
   }
 
   private writeStartInfo(d: Domain, pages: number): void {
