@@ -14,6 +14,11 @@ import {
   xen_mem_acquire_resource,
 } from "../../xen/include/public/memory.js";
 import { HYPERVISOR } from "../../xen/include/public/xen.js";
+import {
+  HVMOP_get_param,
+  HVMOP_set_param,
+  xen_hvm_param,
+} from "../../xen/include/public/hvm/hvm_op.js";
 import type { Privcmd } from "./privcmd.js";
 
 export class DmOpError extends Error {
@@ -131,6 +136,30 @@ export class XenDevicemodel {
     const page = this.privcmd.hv.xenPages.get(mem.u64(list));
     if (!page) throw new DmOpError(XenErrno.EFAULT, "mapping the ioreq page");
     return page;
+  }
+
+  /** xc_hvm_param_set (libxc's, over the same privcmd): sets HVM_PARAM `index` of `domid`. */
+  setParam(domid: number, index: number, value: number): void {
+    const mem = this.privcmd.mem;
+    const F = xen_hvm_param.fields;
+    const base = this.privcmd.bounce(xen_hvm_param.size);
+    mem.setU16(base + F.domid.offset, domid);
+    mem.setU32(base + F.index.offset, index);
+    mem.setU64(base + F.value.offset, value);
+    const rc = this.privcmd.hypercall(HYPERVISOR.__HYPERVISOR_hvm_op, HVMOP_set_param, base);
+    if (rc < 0) throw new DmOpError(-rc, `hvm_param_set(${index})`);
+  }
+
+  /** xc_hvm_param_get */
+  getParam(domid: number, index: number): number {
+    const mem = this.privcmd.mem;
+    const F = xen_hvm_param.fields;
+    const base = this.privcmd.bounce(xen_hvm_param.size);
+    mem.setU16(base + F.domid.offset, domid);
+    mem.setU32(base + F.index.offset, index);
+    const rc = this.privcmd.hypercall(HYPERVISOR.__HYPERVISOR_hvm_op, HVMOP_get_param, base);
+    if (rc < 0) throw new DmOpError(-rc, `hvm_param_get(${index})`);
+    return mem.u64(base + F.value.offset);
   }
 
   /** xenforeignmemory_map of the whole of an HVM guest's memory (QEMU's mapcache, whole). */

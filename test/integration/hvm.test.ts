@@ -28,6 +28,14 @@ import type { Host, HostHvmConfig } from "../../tools/host/host.js";
 import type { Domain } from "../../xen/common/domain.js";
 import { accountedFrames, kernel, newHost, sleep, until } from "../helpers.js";
 import { YOSYS_WASM, runNodeWasi, yosysComparable, yosysShare } from "../wasi_peer.js";
+import { PFN_CONSOLE, PFN_XENSTORE } from "../../xen/arch/wasm32/config.js";
+import {
+  HVM_PARAM_CALLBACK_IRQ,
+  HVM_PARAM_CONSOLE_PFN,
+  HVM_PARAM_NR_IOREQ_SERVER_PAGES,
+  HVM_PARAM_STORE_EVTCHN,
+  HVM_PARAM_STORE_PFN,
+} from "../../xen/include/public/hvm/hvm_op.js";
 
 /** A built WASI program; fails naming the build step when it is missing. */
 async function program(name: string): Promise<HvmImage> {
@@ -86,6 +94,14 @@ test("a WASI program gets its argv and environment, prints on the serial port, a
     assert.equal(d.shutdownCode, 7);
     assert.match(host.dmesg(), /Domain \d+ \(hello\) shutdown: poweroff \(code 7\)/);
     assert.match(host.dmesg(), /ioreq server 0 created by d0/);
+    // The toolstack's HVM params, read back as the device model reads them.
+    const dm = host.xendevicemodel;
+    assert.equal(dm.getParam(d.domid, HVM_PARAM_STORE_PFN), PFN_XENSTORE);
+    assert.ok(dm.getParam(d.domid, HVM_PARAM_STORE_EVTCHN) > 0);
+    assert.equal(dm.getParam(d.domid, HVM_PARAM_CONSOLE_PFN), PFN_CONSOLE);
+    assert.equal(dm.getParam(d.domid, HVM_PARAM_NR_IOREQ_SERVER_PAGES), 8);
+    assert.equal(dm.getParam(d.domid, HVM_PARAM_CALLBACK_IRQ), 0, "no PV drivers");
+    assert.throws(() => dm.getParam(d.domid, 99), /hvm_param_get\(99\) failed: EINVAL/);
     const row = host.list().find((x) => x.domid === d.domid)!;
     assert.equal(row.vcpus, 1);
     assert.equal(row.memMiB, 32);

@@ -38,6 +38,16 @@ import type { DmDiskSpec } from "../../dom0/devicemodel/dm_protocol.js";
 import type { ShareSpec } from "../../dom0/devicemodel/wasi.js";
 import type { HvmDomainConfig } from "../../xen/common/hypervisor.js";
 import { NOW } from "../../xen/common/time.js";
+import { MAX_NR_IOREQ_SERVERS } from "../../xen/common/ioreq.js";
+import { start_info } from "../../xen/include/public/arch-wasm32.js";
+import { PFN_CONSOLE, PFN_XENSTORE } from "../../xen/arch/wasm32/config.js";
+import {
+  HVM_PARAM_CONSOLE_EVTCHN,
+  HVM_PARAM_CONSOLE_PFN,
+  HVM_PARAM_NR_IOREQ_SERVER_PAGES,
+  HVM_PARAM_STORE_EVTCHN,
+  HVM_PARAM_STORE_PFN,
+} from "../../xen/include/public/hvm/hvm_op.js";
 
 /** A domain config whose kernel is a file path or an already loaded Kernel. */
 export type HostDomainConfig = Omit<DomainConfig, "kernel"> & {
@@ -187,8 +197,20 @@ export class Host {
     try {
       if (cfg.xenstore) {
         introduceToXenstore(d, this.xenstored, this.xsEvtchn);
-        this.xenconsoled.add(domid, seedConsole(d, this.xenstored, this.xsEvtchn), d.name);
+        const consolePort = seedConsole(d, this.xenstored, this.xsEvtchn);
+        this.xenconsoled.add(domid, consolePort, d.name);
+        // What libxl's HVM build records for the guest's PV drivers: the
+        // pages (in the domain's Xen area, out of a WASI program's reach)
+        // and ports of its xenstore and console rings.
+        const si = (f: "store_evtchn" | "console_evtchn"): number =>
+          d.mem.u32(d.startInfoAddr() + start_info.fields[f].offset);
+        const set = (i: number, v: number): void => this.xendevicemodel.setParam(domid, i, v);
+        set(HVM_PARAM_STORE_PFN, PFN_XENSTORE);
+        set(HVM_PARAM_STORE_EVTCHN, si("store_evtchn"));
+        set(HVM_PARAM_CONSOLE_PFN, PFN_CONSOLE);
+        set(HVM_PARAM_CONSOLE_EVTCHN, consolePort);
       }
+      this.xendevicemodel.setParam(domid, HVM_PARAM_NR_IOREQ_SERVER_PAGES, MAX_NR_IOREQ_SERVERS);
       const started: { dm?: DeviceModel } = {};
       if (cfg.serial !== "none")
         this.xenconsoled.addSerial(domid, d.name, (b) => started.dm?.input(b));
