@@ -18,7 +18,6 @@ import {
 } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { WASI } from "node:wasi";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const YOSYS_GEN = join(ROOT, "node_modules", "@yowasp", "yosys", "gen");
@@ -63,6 +62,9 @@ export async function runNodeWasi(
   preopens: Record<string, string>,
   outFile: string,
 ): Promise<{ code: number; compileMs: number; runMs: number }> {
+  // Imported when first used: node:wasi prints an experimental-feature
+  // warning as it loads, which would reach every command that imports this.
+  const { WASI } = await import("node:wasi");
   const out = openSync(outFile, "w");
   try {
     const wasi = new WASI({
