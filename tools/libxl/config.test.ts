@@ -2,7 +2,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseCfg } from "../libxlu/cfg.js";
-import { domainConfig } from "./config.js";
+import { domainConfig, splitCmdline } from "./config.js";
+import { p9GuestPath, parseP9Spec } from "./p9.js";
 
 const build = (text: string) => domainConfig(parseCfg(text, "g.cfg"), "g.cfg", "/etc/tsxen");
 
@@ -76,8 +77,8 @@ test("wrong types and values name the option and where it is", () => {
       /'on_crash' must be one of destroy, restart, .*, found 'explode'$/,
     ],
     [
-      'name = "g"; kernel = "k"; type = "hvm"',
-      /'type' 'hvm' is not available on wasm32: tsxen runs PV guests$/,
+      'name = "g"; kernel = "k"; type = "pvh"',
+      /'type' 'pvh' is not available on wasm32: tsxen runs 'pv' and 'hvm' guests$/,
     ],
     [
       'name = "g"; kernel = "k"; disk = "x"',
@@ -118,4 +119,42 @@ test("max_event_channels is Xen's key and the highest port; event_channels is no
   const not = build('name = "g"\nkernel = "g.wasm"\nevent_channels = 31\n');
   assert.equal(not.config.maxEvtchnPort, 1023, "ignored, as Xen's xl ignores it");
   assert.match(not.warnings.join("\n"), /g\.cfg:3: ignoring option 'event_channels'/);
+});
+
+test("every HVM example's config parses as type hvm and names a program the build made", async () => {
+  const { readdirSync, readFileSync, existsSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { ROOT } = await import("../../extras/mini-os/build.js");
+  const dir = join(ROOT, "extras", "hvm");
+  const cfgs = readdirSync(dir).filter((f) => f.endsWith(".cfg"));
+  assert.ok(cfgs.length >= 2);
+  for (const f of cfgs) {
+    const { config, warnings } = domainConfig(
+      parseCfg(readFileSync(join(dir, f), "utf8"), f),
+      f,
+      dir,
+    );
+    assert.deepEqual(warnings, [], f);
+    assert.equal(config.type, "hvm");
+    assert.ok(existsSync(config.kernel), `${f}: ${config.kernel}`);
+  }
+});
+
+test("p9 specs and an HVM guest's command line split as Xen's xl and a shell would", () => {
+  const { config: c } = build(
+    'name = "g"\nkernel = "g.wasm"\ntype = "hvm"\nextra = "a \'b c\' \\"d e\\""\np9 = [ "tag=data,security_model=none,path=rel/dir,readonly" ]\n',
+  );
+  assert.deepEqual(splitCmdline(c.cmdline), ["a", "b c", "d e"]);
+  assert.equal(c.p9s.length, 1);
+  const p = parseP9Spec(c.p9s[0]!);
+  assert.equal(p.tag, "data");
+  assert.equal(p.readonly, true);
+  assert.match(p.path, /\/rel\/dir$/);
+  assert.equal(p9GuestPath("data"), "/data");
+  assert.throws(
+    () => parseP9Spec("tag=x,path=/p,readonly=maybe"),
+    /readonly='maybe' is not a yes\/no value/,
+  );
+  assert.throws(() => parseP9Spec("tag=x,path=/p,backend=3"), /Domain-0 only/);
+  assert.throws(() => parseP9Spec("tag=x,path=/p,cache=loose"), /unknown key 'cache'/);
 });
