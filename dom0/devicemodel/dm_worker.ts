@@ -142,6 +142,11 @@ function answer(rc: number): void {
   Atomics.notify(i32, STATEWORD);
 }
 
+/** The argument slots of the ioreq being served, copied off the page (the program may not change them mid-call). */
+const lo = new Uint32Array(16);
+const hi = new Uint32Array(16);
+const slots = { lo, hi };
+
 /** Takes the posted ioreq and runs it; a held call is returned. */
 function serve(): Held | undefined {
   const portNo = u32[0]! - WASI_PORT_BASE;
@@ -152,12 +157,11 @@ function serve(): Held | undefined {
     answer(WASI_ENOSYS);
     return undefined;
   }
-  const args: bigint[] = [];
-  for (let i = 0; i < count; i++) {
-    args.push(BigInt(u32[ARGS + 2 * i]!) | (BigInt(u32[ARGS + 2 * i + 1]!) << 32n));
+  for (let i = 0; i < 16; i++) {
+    lo[i] = i < count ? u32[ARGS + 2 * i]! : 0;
+    hi[i] = i < count ? u32[ARGS + 2 * i + 1]! : 0;
   }
-  while (args.length < 16) args.push(0n);
-  const r = devices.call(name, args);
+  const r = devices.call(name, slots);
   if (typeof r === "number") {
     answer(r);
     return undefined;

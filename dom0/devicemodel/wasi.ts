@@ -86,6 +86,12 @@ export interface Held {
   deadline: number;
 }
 
+/** An ioreq's argument slots: low and high 32-bit words (up to 16 slots). */
+export interface IoreqArgs {
+  readonly lo: ArrayLike<number>;
+  readonly hi: ArrayLike<number>;
+}
+
 /** The answer to an ioreq: a WASI errno, or a call held for later. */
 export type Answer = number | Held;
 
@@ -292,7 +298,7 @@ export class WasiDevices {
   // --- dispatch ---------------------------------------------------------------
 
   /** Runs WASI function `name` with the ioreq's argument slots. */
-  call(name: string, a: bigint[]): Answer {
+  call(name: string, a: IoreqArgs): Answer {
     if (this.exited) return W.WASI_ENOSYS;
     try {
       return this.dispatch(name, a);
@@ -302,9 +308,17 @@ export class WasiDevices {
     }
   }
 
-  private dispatch(name: string, a: bigint[]): Answer {
-    const n = (i: number): number => Number(a[i]! & 0xffffffffn);
-    const s = (i: number): number => Number(BigInt.asIntN(64, a[i]!));
+  private dispatch(name: string, args: IoreqArgs): Answer {
+    // Arguments as the ioreq's 64-bit slots: low words for the i32 ones,
+    // a BigInt made only for the i64 ones.
+    const n = (i: number): number => args.lo[i]!;
+    // A signed 64-bit slot as a number (exact to 2^53; callers check they are safe).
+    const s = (i: number): number => {
+      const h = args.hi[i]!;
+      const l = args.lo[i]!;
+      return h >= 2 ** 31 ? -((~h >>> 0) * 2 ** 32 + (~l >>> 0) + 1) : h * 2 ** 32 + l;
+    };
+    const a = (i: number): bigint => (BigInt(args.hi[i]!) << 32n) | BigInt(args.lo[i]!);
     switch (name) {
       case "args_get":
         return this.strings(this.args, n(0), n(1));
@@ -317,11 +331,11 @@ export class WasiDevices {
       case "fd_write":
         return this.fdWrite(n(0), n(1), n(2), n(3), undefined);
       case "fd_pwrite":
-        return this.fdWrite(n(0), n(1), n(2), n(4), a[3]!);
+        return this.fdWrite(n(0), n(1), n(2), n(4), a(3));
       case "fd_read":
         return this.fdRead(n(0), n(1), n(2), n(3), undefined);
       case "fd_pread":
-        return this.fdRead(n(0), n(1), n(2), n(4), a[3]!);
+        return this.fdRead(n(0), n(1), n(2), n(4), a(3));
       case "fd_seek":
         return this.fdSeek(n(0), s(1), n(2), n(3));
       case "fd_tell":
@@ -337,15 +351,15 @@ export class WasiDevices {
       case "fd_filestat_get":
         return this.fdFilestatGet(n(0), n(1));
       case "fd_filestat_set_size":
-        return this.fdSetSize(n(0), a[1]!);
+        return this.fdSetSize(n(0), a(1));
       case "fd_filestat_set_times":
-        return this.fdSetTimes(n(0), a[1]!, a[2]!, n(3));
+        return this.fdSetTimes(n(0), a(1), a(2), n(3));
       case "fd_prestat_get":
         return this.prestatGet(n(0), n(1));
       case "fd_prestat_dir_name":
         return this.prestatName(n(0), n(1), n(2));
       case "fd_readdir":
-        return this.fdReaddir(n(0), n(1), n(2), a[3]!, n(4));
+        return this.fdReaddir(n(0), n(1), n(2), a(3), n(4));
       case "fd_renumber":
         return this.fdRenumber(n(0), n(1));
       case "fd_sync":
@@ -354,13 +368,13 @@ export class WasiDevices {
       case "fd_advise":
         return this.fd(n(0)) ? 0 : W.WASI_EBADF;
       case "fd_allocate":
-        return this.fdAllocate(n(0), a[1]!, a[2]!);
+        return this.fdAllocate(n(0), a(1), a(2));
       case "path_open":
-        return this.pathOpen(n(0), n(1), n(2), n(3), n(4), a[5]!, n(7), n(8));
+        return this.pathOpen(n(0), n(1), n(2), n(3), n(4), a(5), n(7), n(8));
       case "path_filestat_get":
         return this.pathFilestatGet(n(0), n(1), n(2), n(3), n(4));
       case "path_filestat_set_times":
-        return this.pathSetTimes(n(0), n(1), n(2), n(3), a[4]!, a[5]!, n(6));
+        return this.pathSetTimes(n(0), n(1), n(2), n(3), a(4), a(5), n(6));
       case "path_create_directory":
         return this.pathOp(n(0), n(1), n(2), false, (r) => mkdirSync(at(r.dirFd, r.name), 0o777));
       case "path_remove_directory":
