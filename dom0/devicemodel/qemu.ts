@@ -41,6 +41,8 @@ export interface DeviceModelHooks {
   serial(bytes: Uint8Array): void;
   /** A line for the device model's log. */
   log(line: string): void;
+  /** The device model went while its domain still needed it (why, in words). */
+  died(why: string): void;
 }
 
 /** The serial port's sustained rate (bytes a second) and burst, past which a writer waits. */
@@ -137,11 +139,17 @@ export class DeviceModel {
             break;
         }
       });
+      let failure: string | undefined;
       w.on("error", (e) => {
+        failure = e.message;
         this.hooks.log(`d${this.domid}: the device model failed: ${e.message}`);
         reject(e);
       });
-      w.on("exit", () => reject(new Error("the device model stopped before it was ready")));
+      w.on("exit", () => {
+        reject(new Error("the device model stopped before it was ready"));
+        // Its guest would wait for an answer that never comes: say why it went.
+        if (!this.stopped) this.hooks.died(failure ?? "its thread exited");
+      });
     });
     w.unref();
     this.dm.setIoreqServerState(this.domid, this.serverId, true);

@@ -630,3 +630,15 @@ test("debug key 'I' shows the ioreq servers and the request a waiting guest has 
     assert.match(out, /vcpu0 ioreq: in process, port 0x1014 \(fd_read\), 4 args/);
   });
 });
+
+test("a device model that dies crashes its domain with the cause, instead of leaving it waiting", async () => {
+  await withHost(async (host) => {
+    const d = await start(host, { program: "echo" });
+    await until(() => host.xenconsoled.read(d.domid, "serial").includes("ready"), 10_000, "ready");
+    // What an out-of-memory or a bug in the device model's thread would do.
+    await (host.deviceModels.get(d.domid) as unknown as { worker: Worker }).worker.terminate();
+    await until(() => d.runState === "crashed", 5000, "the crash");
+    assert.match(host.dmesg(), /crashed: its device model stopped: its thread exited/);
+    assert.equal(host.deviceModels.has(d.domid), false);
+  });
+});

@@ -227,6 +227,13 @@ export class Host {
         {
           serial: (b) => this.xenconsoled.serialOutput(domid, b),
           log: (line) => this.hv.console.printk(`qemu-dm: ${line}`),
+          // An HVM guest without its device model waits forever on its next
+          // I/O: it is crashed instead, naming the cause, and on_crash decides.
+          died: (why) => {
+            this.deviceModels.delete(domid);
+            if (this.hv.domains.get(domid) === d)
+              this.hv.domainCrash(d, undefined, `its device model stopped: ${why}`);
+          },
         },
       );
       if (this.hv.domains.get(domid) !== d || d.isDying) {
