@@ -11,6 +11,7 @@ import {
   fuzzHypercalls,
   fuzzKernels,
   fuzzQcow2,
+  fuzzWasiCalls,
   type FuzzReport,
 } from "../test/fuzzers.js";
 
@@ -33,6 +34,7 @@ const fuzzers: Record<string, () => Promise<FuzzReport> | FuzzReport> = {
   cfg: () => fuzzCfg(seed, ms),
   hypercalls: () => fuzzHypercalls(seed, ms),
   hvm: () => fuzzHvmImages(seed, ms),
+  wasi: () => fuzzWasiCalls(seed, ms),
 };
 let failed = 0;
 for (const [name, run] of Object.entries(fuzzers)) {

@@ -11,6 +11,7 @@ import {
   fuzzHypercalls,
   fuzzKernels,
   fuzzQcow2,
+  fuzzWasiCalls,
   type FuzzReport,
 } from "./fuzzers.js";
 
@@ -42,4 +43,8 @@ test("fuzzed hypercall arguments: every call's work is bounded, and the books ba
 
 test("fuzzed WASI programs are refused with an Error or run as HVM guests, and their loop checks always compile", async () => {
   held(await fuzzHvmImages(5, BUDGET_MS));
+});
+
+test("fuzzed WASI calls answer an errno, touch nothing outside their share, and leak no descriptor", () => {
+  held(fuzzWasiCalls(6, BUDGET_MS));
 });

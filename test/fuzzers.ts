@@ -11,20 +11,31 @@
  * seeds in `npm test`; `npm run fuzz` runs them longer (scripts/fuzz.ts).
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import binaryen from "binaryen";
 import { instrumentKernel } from "../xen/arch/wasm32/instrument.js";
 import { loadKernel } from "../xen/arch/wasm32/kernel.js";
 import { openImage } from "../dom0/backends/qcow2.js";
-import { SECTOR } from "../dom0/backends/storage.js";
+import { MemoryStorage, SECTOR } from "../dom0/backends/storage.js";
 import { parseCfg } from "../tools/libxlu/cfg.js";
 import { domainConfig } from "../tools/libxl/config.js";
 import { ROOT } from "../extras/mini-os/build.js";
 import { Host } from "../tools/host/host.js";
 import { loadHvmImage, prepareHvmImage } from "../xen/arch/wasm32/hvm_image.js";
 import { addLoopChecks } from "../xen/arch/wasm32/hvm_checks.js";
+import { WasiDevices } from "../dom0/devicemodel/wasi.js";
+import { WASI_PORT_NAMES } from "../xen/include/public/hvm/wasm32_io.js";
 
 /** What a fuzzer did: inputs tried, and the failures found (empty when all held). */
 export interface FuzzReport {
@@ -493,5 +504,143 @@ export async function fuzzHvmImages(seed: number, budgetMs: number): Promise<Fuz
   } finally {
     await host.shutdown();
   }
+  return rep;
+}
+
+/**
+ * The device model's WASI calls with wild arguments: every one of the 46
+ * functions, random slots (small numbers, descriptors that exist, pointers
+ * into and past the program's memory, huge lengths), against a share with a
+ * few files and a disk. Each call must answer a WASI errno (or hold), never
+ * throw; nothing outside the share may appear or change; the device model's
+ * host descriptors are all given back when it closes.
+ */
+/** Where each path function takes its (pointer, length) pairs and its directory descriptors. */
+const PATH_SLOTS: Record<string, { paths: number[]; dirs: number[] }> = {
+  path_open: { paths: [2], dirs: [0] },
+  path_filestat_get: { paths: [2], dirs: [0] },
+  path_filestat_set_times: { paths: [2], dirs: [0] },
+  path_create_directory: { paths: [1], dirs: [0] },
+  path_remove_directory: { paths: [1], dirs: [0] },
+  path_unlink_file: { paths: [1], dirs: [0] },
+  path_readlink: { paths: [1], dirs: [0] },
+  path_symlink: { paths: [0, 3], dirs: [2] },
+  path_rename: { paths: [1, 4], dirs: [0, 3] },
+  path_link: { paths: [2, 5], dirs: [0, 4] },
+};
+
+export function fuzzWasiCalls(seed: number, budgetMs: number): FuzzReport {
+  const rep: FuzzReport = { name: "WASI calls", seed, iterations: 0, refused: 0, failures: [] };
+  const r = rng(seed);
+  const more = until(budgetMs);
+  const base = mkdtempSync(join(tmpdir(), "tsxen-fuzz-wasi-"));
+  const share = join(base, "share");
+  const outside = join(base, "outside");
+  mkdirSync(share);
+  mkdirSync(outside);
+  writeFileSync(join(share, "a.txt"), "hello");
+  mkdirSync(join(share, "d"));
+  writeFileSync(join(outside, "secret"), "secret");
+  const fdsBefore = fds();
+  const memory = new WebAssembly.Memory({ initial: 4, maximum: 8, shared: true });
+  const u8 = new Uint8Array(memory.buffer);
+  const disk = new MemoryStorage(64);
+  const root = openSync(share, "r");
+  const dev = new WasiDevices(
+    memory,
+    {
+      args: ["fuzz", "x"],
+      env: ["A=b"],
+      shares: [{ guestPath: "/s", path: share, readonly: false }],
+      disks: [{ name: "xvda", storage: disk }],
+    },
+    { serialOut: () => true, exit: () => {} },
+    [root],
+  );
+  // Paths the fuzzer may pass: some fine, some hostile, placed in memory.
+  const PATHS = [
+    "a.txt",
+    "d",
+    "d/x",
+    "..",
+    "../outside/secret",
+    "/etc/passwd",
+    "d/../../outside",
+    "new",
+    "xvda",
+    ".",
+    "",
+  ];
+  const pathAt: Array<[number, number]> = [];
+  let at = 0x8000;
+  for (const p of PATHS) {
+    const b = Buffer.from(p);
+    u8.set(b, at);
+    pathAt.push([at, b.length]);
+    at += b.length + 1;
+  }
+  const names = [...WASI_PORT_NAMES];
+  const pick = (): number => {
+    switch (r(6)) {
+      case 0:
+        return r(8); // descriptors, small flags
+      case 1:
+        return 0x10000 + r(0x20000); // inside memory
+      case 2:
+        return memory.buffer.byteLength - r(16); // the edge of memory
+      case 3:
+        return INTERESTING[r(INTERESTING.length)]!;
+      case 4:
+        return r(2 ** 32);
+      default:
+        return r(64);
+    }
+  };
+  try {
+    while (more() && rep.failures.length === 0) {
+      rep.iterations++;
+      const name = names[r(names.length)]!;
+      if (name === "proc_exit") continue;
+      const lo = new Uint32Array(16);
+      const hi = new Uint32Array(16);
+      for (let i = 0; i < 16; i++) {
+        lo[i] = pick() >>> 0;
+        hi[i] = r(8) === 0 ? pick() >>> 0 : 0;
+      }
+      const slots = PATH_SLOTS[name];
+      if (slots && r(4) !== 0) {
+        // Paths that name something (or try to leave), from the share's descriptor.
+        for (const s of slots.paths) {
+          const [p, l] = pathAt[r(pathAt.length)]!;
+          lo[s] = p;
+          lo[s + 1] = l;
+        }
+        for (const s of slots.dirs) if (r(4) !== 0) lo[s] = 3;
+      }
+      let answer;
+      try {
+        answer = dev.call(name, { lo, hi });
+      } catch (e) {
+        rep.failures.push(`${name}(${[...lo].slice(0, 9).join(",")}) threw ${String(e)}`);
+        continue;
+      }
+      if (typeof answer === "number") {
+        if (!Number.isInteger(answer) || answer < 0 || answer > 76)
+          rep.failures.push(`${name} answered ${answer}`);
+        else if (answer !== 0) rep.refused++;
+      }
+    }
+    if (
+      readFileSync(join(outside, "secret"), "utf8") !== "secret" ||
+      readdirSync(outside).length !== 1
+    )
+      rep.failures.push("something outside the share changed");
+    if (readdirSync(base).sort().join() !== "outside,share")
+      rep.failures.push(`the share's parent holds ${readdirSync(base).join(", ")}`);
+  } finally {
+    dev.close();
+    rmSync(base, { recursive: true, force: true });
+  }
+  if (fds() !== fdsBefore) rep.failures.push(`host descriptors leaked: ${fds() - fdsBefore}`);
   return rep;
 }
