@@ -453,14 +453,12 @@ export async function fuzzHvmImages(seed: number, budgetMs: number): Promise<Fuz
         else rep.refused++;
         continue;
       }
-      let plain: WebAssembly.Module;
       try {
-        plain = await WebAssembly.compile(prepared.bytes as Uint8Array<ArrayBuffer>);
+        await WebAssembly.compile(prepared.bytes as Uint8Array<ArrayBuffer>);
       } catch {
         rep.refused++;
         continue;
       }
-      void plain;
       const checked = addLoopChecks(prepared.bytes);
       if ("bytes" in checked) {
         try {

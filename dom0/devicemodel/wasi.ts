@@ -127,7 +127,7 @@ const WANTS_WRITE =
 type Fd =
   | { kind: "serial"; n: 0 | 1 | 2; flags: number }
   | { kind: "dir"; fd: number; share: ShareSpec; preopen?: string; entries?: DirEntry[] }
-  | { kind: "file"; fd: number; readonly: boolean; pos: number; flags: number; readable: boolean }
+  | { kind: "file"; fd: number; readonly: boolean; pos: number; flags: number }
   | { kind: "devdir"; preopen?: string }
   | { kind: "disk"; disk: DiskDevice; pos: number; readonly: boolean };
 
@@ -1051,7 +1051,6 @@ export class WasiDevices {
         readonly: !wantWrite,
         pos: 0,
         flags: fdflags & W.WASI_FDFLAG_APPEND,
-        readable: true,
       };
     } else {
       // A FIFO, socket or device node inside a share is not served: reading

@@ -236,7 +236,6 @@ export function addLoopChecks(
   const r = new Reader(module, 8);
   const sections = new Map<number, { start: number; body: Uint8Array }>();
   const order: Array<{ id: number; start: number; end: number }> = [];
-  let importedFuncs = 0;
   let importedTables = 0;
   let importedGlobals = 0;
   while (r.pos < module.length) {
@@ -255,7 +254,6 @@ export function addLoopChecks(
         const kind = m.byte();
         if (kind === 0) {
           m.u32();
-          importedFuncs++;
         } else if (kind === 1) {
           m.byte();
           if (m.byte() & 1) m.u32();
@@ -275,7 +273,6 @@ export function addLoopChecks(
       }
     }
   }
-  void importedFuncs;
   const types = sections.get(SEC.type)?.body;
   const typeIdx = types ? vecCount(types).count : 0;
   const tables = sections.get(SEC.table)?.body;
