@@ -1,0 +1,117 @@
+/**
+ * hvm_image.ts and hvm_checks.ts: what an HVM program must be (each refusal
+ * names what is wrong), how its memory becomes a shared import capped by the
+ * domain, and that loop checks keep the program's meaning and reach the check.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { prepareHvmImage } from "../xen/arch/wasm32/hvm_image.js";
+import {
+  addLoopChecks,
+  CHECK_BUDGET,
+  CHECK_BUDGET_EXPORT,
+  CHECK_TABLE_EXPORT,
+} from "../xen/arch/wasm32/hvm_checks.js";
+import { watBinary } from "./helpers.js";
+
+const W = `(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))`;
+const START = `(func (export "_start"))`;
+
+test("an HVM program's imports, memory and entry are checked, each refusal naming what is wrong", () => {
+  const cases: Array<[string, RegExp]> = [
+    [
+      `(module ${W} (import "env" "f" (func)) (memory 1) ${START})`,
+      /it imports env\.f; HVM programs import only wasi_snapshot_preview1 functions/,
+    ],
+    [
+      `(module (import "wasi_snapshot_preview1" "fd_frobnicate" (func)) (memory 1) ${START})`,
+      /fd_frobnicate, which is not a WASI preview1 function/,
+    ],
+    [
+      `(module (import "wasi_snapshot_preview1" "fd_write" (func (param i64) (result i32))) (memory 1) ${START})`,
+      /import wasi_snapshot_preview1\.fd_write has type \(i64\) -> \(i32\); preview1's fd_write is \(i32, i32, i32, i32\) -> \(i32\)/,
+    ],
+    [
+      `(module ${W} (import "env" "memory" (memory 1)) ${START})`,
+      /imports its memory \(env\.memory\); an HVM program defines its own/,
+    ],
+    [`(module ${W} ${START})`, /defines no memory/],
+    [`(module ${W} (memory 1))`, /does not export _start: not a WASI command/],
+    [`(module ${W} (memory i64 1) ${START})`, /memory64/],
+  ];
+  for (const [wat, want] of cases) {
+    assert.throws(() => prepareHvmImage(watBinary(wat)), want, wat);
+  }
+  assert.throws(
+    () => prepareHvmImage(Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8])),
+    /not a WebAssembly module \(bad magic\)/,
+  );
+});
+
+test("the program's memory becomes a shared env.memory import up to its own maximum, or 4 GiB", async () => {
+  for (const [mem, max] of [
+    ["(memory 2)", 65536],
+    ["(memory 2 40)", 40],
+  ] as const) {
+    const p = prepareHvmImage(
+      watBinary(`(module ${W} ${mem} (export "memory" (memory 0)) ${START})`),
+    );
+    assert.equal(p.minPages, 2);
+    assert.equal(p.maxPages, max);
+    const m = await WebAssembly.compile(p.bytes as Uint8Array<ArrayBuffer>);
+    const imp = WebAssembly.Module.imports(m).find((i) => i.kind === "memory");
+    assert.deepEqual(imp, { module: "env", name: "memory", kind: "memory" });
+    // A shared memory of the domain's size links; the program's exports still name it.
+    const memory = new WebAssembly.Memory({ initial: 2, maximum: Math.min(max, 16), shared: true });
+    const inst = await WebAssembly.instantiate(m, {
+      env: { memory },
+      wasi_snapshot_preview1: { fd_write: () => 0 },
+    });
+    assert.equal(inst.exports.memory, memory);
+  }
+});
+
+test("loop checks keep a program's results and call the check once per budget of iterations", async () => {
+  const wat = `(module ${W} (memory 1) ${START}
+    (func (export "sum") (param $n i32) (result i32) (local $i i32) (local $s i32)
+      (block $out (loop $l
+        (br_if $out (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $s (i32.add (local.get $s) (i32.mul (local.get $i) (i32.const 3))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $l)))
+      (local.get $s)))`;
+  const prepared = prepareHvmImage(watBinary(wat));
+  const checked = addLoopChecks(prepared.bytes);
+  assert.ok("bytes" in checked, "checks added");
+  assert.equal(checked.loops, 1);
+  const module = await WebAssembly.compile(checked.bytes as Uint8Array<ArrayBuffer>);
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+  const inst = await WebAssembly.instantiate(module, {
+    env: { memory },
+    wasi_snapshot_preview1: { fd_write: () => 0 },
+  });
+  let checks = 0;
+  const thunk = await WebAssembly.instantiate(
+    Uint8Array.from([
+      0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 2, 7, 1, 1, 0x78, 1, 0x66, 0, 0, 7, 5,
+      1, 1, 0x66, 0, 0,
+    ]),
+    {
+      x: {
+        f: () => {
+          checks++;
+          budget.value = CHECK_BUDGET;
+        },
+      },
+    },
+  );
+  const table = inst.exports[CHECK_TABLE_EXPORT] as WebAssembly.Table;
+  const budget = inst.exports[CHECK_BUDGET_EXPORT] as WebAssembly.Global;
+  table.set(0, thunk.instance.exports.f as () => void);
+  const sum = inst.exports.sum as (n: number) => number;
+  const n = 3 * CHECK_BUDGET + 10;
+  let expect = 0;
+  for (let i = 0; i < n; i++) expect = (expect + i * 3) | 0;
+  assert.equal(sum(n), expect);
+  assert.equal(checks, 3, "one check per CHECK_BUDGET passes of the loop");
+});
