@@ -120,6 +120,7 @@ const devices = new WasiDevices(
     },
   },
   opened.roots,
+  { i32, f64: new Float64Array(data.page) },
 );
 devices.monotonicDeadline = (ns: number): number =>
   performance.now() + (ns - Number(process.hrtime.bigint() - data.systemTimeBase)) / 1e6;

@@ -49,6 +49,13 @@ import {
 import * as W from "../../xen/include/public/hvm/wasi.js";
 import { SECTOR, type BlockStorage } from "../backends/storage.js";
 import { at, LookupError, release, resolvePath, type Resolved } from "./share.js";
+import {
+  FASTFD_APPEND,
+  FASTFD_WRITE,
+  WASM32_FASTFD_ENTRIES,
+  WASM32_FASTFD_ENTRY,
+  WASM32_IOREQ_FASTFD,
+} from "../../xen/include/public/hvm/wasm32_io.js";
 
 /** A share as the device model serves it. */
 export interface ShareSpec {
@@ -127,7 +134,7 @@ const WANTS_WRITE =
 type Fd =
   | { kind: "serial"; n: 0 | 1 | 2; flags: number }
   | { kind: "dir"; fd: number; share: ShareSpec; preopen?: string; entries?: DirEntry[] }
-  | { kind: "file"; fd: number; readonly: boolean; pos: number; flags: number }
+  | FileFd
   | { kind: "devdir"; preopen?: string }
   | { kind: "disk"; disk: DiskDevice; pos: number; readonly: boolean };
 
@@ -135,6 +142,59 @@ interface DirEntry {
   name: string;
   ino: bigint;
   type: number;
+}
+
+/** The fast-descriptor table of the ioreq page (public/hvm/wasm32_io.ts), as views. */
+export interface FastFds {
+  readonly i32: Int32Array;
+  readonly f64: Float64Array;
+}
+
+/**
+ * An open regular file of a share. When its descriptor number is below
+ * WASM32_FASTFD_ENTRIES and the device model has a fast-descriptor table,
+ * the file is published there: its position lives in the table, shared with
+ * the vCPU, which reads and writes the file itself.
+ */
+class FileFd {
+  readonly kind = "file" as const;
+  private localPos = 0;
+  private slot = -1;
+
+  constructor(
+    readonly fd: number,
+    readonly readonly: boolean,
+    public flags: number,
+    private readonly fast: FastFds | undefined,
+  ) {}
+
+  get pos(): number {
+    return this.slot >= 0 ? this.fast!.f64[this.f64Index(this.slot)]! : this.localPos;
+  }
+  set pos(v: number) {
+    if (this.slot >= 0) this.fast!.f64[this.f64Index(this.slot)] = v;
+    else this.localPos = v;
+  }
+
+  private i32Index = (n: number): number => (WASM32_IOREQ_FASTFD + n * WASM32_FASTFD_ENTRY) >> 2;
+  private f64Index = (n: number): number =>
+    (WASM32_IOREQ_FASTFD + n * WASM32_FASTFD_ENTRY + 8) >> 3;
+
+  /** Publishes the file as WASI descriptor `n` (or withdraws it, with undefined); the position carries over. */
+  place(n: number | undefined): void {
+    const pos = this.pos;
+    if (this.slot >= 0) {
+      this.fast!.i32[this.i32Index(this.slot)] = 0;
+      this.slot = -1;
+    }
+    this.localPos = pos;
+    if (n === undefined || !this.fast || n >= WASM32_FASTFD_ENTRIES) return;
+    this.slot = n;
+    this.fast.f64[this.f64Index(n)] = pos;
+    this.fast.i32[this.i32Index(n) + 1] =
+      (this.readonly ? 0 : FASTFD_WRITE) | (this.flags & W.WASI_FDFLAG_APPEND ? FASTFD_APPEND : 0);
+    this.fast.i32[this.i32Index(n)] = this.fd + 1;
+  }
 }
 
 /** Host errno names → WASI errno. */
@@ -214,6 +274,8 @@ export class WasiDevices {
     private readonly host: WasiHost,
     /** Opens a share's root directory (the device model opens them before the guest runs). */
     shareRoots: number[],
+    /** The ioreq page's fast-descriptor table, when the vCPU may do file I/O itself. */
+    private readonly fast?: FastFds,
   ) {
     this.u8 = new Uint8Array(memory.buffer);
     this.dv = new DataView(memory.buffer);
@@ -237,6 +299,7 @@ export class WasiDevices {
 
   /** Closes every host descriptor (the domain is gone). */
   close(): void {
+    for (const f of this.fds) if (f instanceof FileFd) f.place(undefined);
     for (const f of this.fds) if (f && (f.kind === "dir" || f.kind === "file")) tryClose(f.fd);
     this.fds.length = 0;
   }
@@ -457,6 +520,7 @@ export class WasiDevices {
     if (i < 0) i = this.fds.length;
     if (i >= MAX_FDS) return -1;
     this.fds[i] = f;
+    if (f instanceof FileFd) f.place(i);
     return i;
   }
 
@@ -649,6 +713,8 @@ export class WasiDevices {
   private fdClose(fdn: number): number {
     const f = this.fd(fdn);
     if (!f) return W.WASI_EBADF;
+    // Withdrawn from the vCPU before the host descriptor can be reused.
+    if (f instanceof FileFd) f.place(undefined);
     if (f.kind === "dir" || f.kind === "file") tryClose(f.fd);
     this.fds[fdn] = undefined;
     return 0;
@@ -661,6 +727,7 @@ export class WasiDevices {
     this.fdClose(to);
     this.fds[to] = f;
     this.fds[from] = undefined;
+    if (f instanceof FileFd) f.place(to);
     return 0;
   }
 
@@ -710,6 +777,7 @@ export class WasiDevices {
           W.WASI_FDFLAG_SYNC |
           W.WASI_FDFLAG_DSYNC |
           W.WASI_FDFLAG_RSYNC);
+      if (f instanceof FileFd) f.place(fdn);
       return 0;
     }
     return W.WASI_EBADF;
@@ -1045,13 +1113,7 @@ export class WasiDevices {
     if (st.isDirectory()) {
       fdObj = { kind: "dir", fd: hostFd, share: d.share };
     } else if (st.isFile()) {
-      fdObj = {
-        kind: "file",
-        fd: hostFd,
-        readonly: !wantWrite,
-        pos: 0,
-        flags: fdflags & W.WASI_FDFLAG_APPEND,
-      };
+      fdObj = new FileFd(hostFd, !wantWrite, fdflags & W.WASI_FDFLAG_APPEND, this.fast);
     } else {
       // A FIFO, socket or device node inside a share is not served: reading
       // one could hold the device model for as long as its other end likes.

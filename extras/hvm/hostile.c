@@ -49,6 +49,22 @@ static void attacks(void) {
   SHOW("readdir-wild", raw_fd_readdir(3, P(buf), 0x7fffffff, 0, P(&result)));
   SHOW("clock-wild", raw_clock_time_get(1, 0, 0xfffffffc));
   SHOW("clock-bad-id", raw_clock_time_get(99, 0, P(&result)));
+  /* The same on a file of the share, which the vCPU reads and writes itself. */
+  int32_t f = open_path("f", 1 /* creat */, 0x7fffffff);
+  if (f == 0) {
+    int32_t fd = (int32_t)result;
+    printf("file-fd-is-fast: %s\n", fd > 3 && fd < 64 ? "yes" : "no");
+    uint32_t wild[2] = {0xfffff000u, 4096};
+    SHOW("file-write-wild-buffer", raw_fd_write(fd, P(wild), 1, P(&result)));
+    SHOW("file-write-wild-iovec", raw_fd_write(fd, 0x7ffffff0, 1, P(&result)));
+    SHOW("file-read-huge-length", raw_fd_read(fd, P(big), 1, P(&result)));
+    SHOW("file-write-huge-iovcnt", raw_fd_write(fd, P(wild), 0x7fffffff, P(&result)));
+    uint32_t ok[2] = {P("abc"), 3};
+    SHOW("file-write", raw_fd_write(fd, P(ok), 1, P(&result)));
+    printf("file-written: %u\n", result);
+  } else {
+    SHOW("file-open", f);
+  }
   /* Descriptors never opened. */
   SHOW("write-fd-1000", raw_fd_write(1000, P(iov), 0, P(&result)));
   SHOW("write-fd-negative", raw_fd_write(-1, P(iov), 0, P(&result)));

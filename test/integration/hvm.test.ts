@@ -399,6 +399,13 @@ test("a hostile program's wild pointers, lengths, descriptors, paths and polls a
         "readdir-wild": EFAULT,
         "clock-wild": EFAULT,
         "clock-bad-id": EINVAL,
+        "file-fd-is-fast": "yes",
+        "file-write-wild-buffer": EFAULT,
+        "file-write-wild-iovec": EFAULT,
+        "file-read-huge-length": EFAULT,
+        "file-write-huge-iovcnt": EINVAL,
+        "file-write": "0",
+        "file-written": "3",
         "write-fd-1000": EBADF,
         "write-fd-negative": EBADF,
         "close-fd-99": EBADF,
@@ -420,6 +427,8 @@ test("a hostile program's wild pointers, lengths, descriptors, paths and polls a
         assert.equal(got.get(k), v, `${k}: ${got.get(k)}`);
       assert.equal(d.shutdownCode, 0);
     });
+    // The wild writes wrote nothing; the good one wrote its 3 bytes.
+    assert.equal(readFileSync(join(dir, "f"), "utf8"), "abc");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -151,7 +151,9 @@ export class Host {
       dying: (d) => {
         const dm = this.deviceModels.get(d.domid);
         this.deviceModels.delete(d.domid);
-        void dm?.stop();
+        // Once the vCPU thread is gone: it may be in the middle of I/O on a
+        // file the device model would close.
+        void (d.hvm?.vcpu?.stopped ?? Promise.resolve()).then(() => dm?.stop());
         this.xenconsoled.remove(d.domid);
         releaseFromXenstore(d.domid, this.xenstored);
       },

@@ -95,14 +95,22 @@ export class HvmVcpu {
     Atomics.add(this.i32, CTL_MSG, 1);
   }
 
-  /** Stops the thread for good (destroy, shutdown). */
-  async stop(): Promise<void> {
+  /** Resolves once the thread has stopped (after stop()). */
+  stopped: Promise<void> = Promise.resolve();
+
+  /**
+   * Stops the thread for good (destroy, shutdown). The device model waits
+   * for `stopped` before it closes the files the vCPU may still be using
+   * (its fast descriptors).
+   */
+  stop(): Promise<void> {
     this.over = true;
     this.i32[CTL_STATE] = HVM_DONE;
     const w = this.worker;
     this.worker = undefined;
     this.channel.port1.close();
-    if (w) await w.terminate();
+    if (w) this.stopped = w.terminate().then(() => undefined);
+    return this.stopped;
   }
 
   get state(): number {

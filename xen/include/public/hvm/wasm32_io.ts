@@ -33,6 +33,17 @@
  * (type XEN_DMOP_IO_RANGE_PORT); a call to a port no enabled server claims
  * returns WASI's ENOSYS, as unclaimed x86 ports read as all ones.
  *
+ * Fast descriptors (the data path handed to the vCPU, as vhost hands a
+ * device's data path from QEMU to the kernel): the device model may publish
+ * an open regular file of a share in the page's fast-descriptor table; the
+ * vCPU then does that descriptor's fd_read, fd_write, fd_pread and fd_pwrite
+ * itself, with the host descriptor the device model opened, and sends no
+ * ioreq. Everything else about the file (opening it, seeking, closing, its
+ * flags) stays the device model's, which changes the table only while it
+ * answers an ioreq, when the vCPU is waiting. Entry n (WASI fd n < 64) is 16
+ * bytes at WASM32_IOREQ_FASTFD + 16 n: int32 host descriptor + 1 (0: none),
+ * int32 FASTFD_* flags, float64 file position.
+ *
  * Not I/O: the clocks, random_get and sched_yield are answered by the vCPU
  * itself (the counterparts of RDTSC, RDRAND and PAUSE, which never leave the
  * CPU), and proc_exit is I/O to the device model, which shuts the domain down.
@@ -47,6 +58,14 @@ export const WASM32_IOREQ_ARGS = 0x800;
 export const WASM32_IOREQ_ARGS_PER_VCPU = 128;
 /** Byte offset of the doorbell word in the ioreq page (an int32 bumped per request). */
 export const WASM32_IOREQ_DOORBELL = 0x7f0;
+/** Byte offset and size of the fast-descriptor table in the ioreq page. */
+export const WASM32_IOREQ_FASTFD = 0x200;
+export const WASM32_FASTFD_ENTRIES = 64;
+export const WASM32_FASTFD_ENTRY = 16;
+/** Fast-descriptor flags. */
+export const FASTFD_WRITE = 1;
+export const FASTFD_APPEND = 2;
+
 /** Most vCPUs one ioreq page serves on wasm32 (the argument area's size). */
 export const WASM32_IOREQ_MAX_VCPUS = 16;
 
