@@ -12,6 +12,7 @@
  */
 import { execFileSync } from "node:child_process";
 import {
+  fstatSync,
   mkdirSync,
   mkdtempSync,
   openSync,
@@ -544,6 +545,9 @@ export function fuzzWasiCalls(seed: number, budgetMs: number): FuzzReport {
   const u8 = new Uint8Array(memory.buffer);
   const disk = new MemoryStorage(64);
   const root = openSync(share, "r");
+  // The ioreq page whose fast-descriptor table the device model keeps.
+  const page = new SharedArrayBuffer(4096);
+  const fastTable = new Int32Array(page);
   const dev = new WasiDevices(
     memory,
     {
@@ -554,6 +558,7 @@ export function fuzzWasiCalls(seed: number, budgetMs: number): FuzzReport {
     },
     { serialOut: () => true, exit: () => {} },
     [root],
+    { i32: new Int32Array(page), f64: new Float64Array(page) },
   );
   // Paths the fuzzer may pass: some fine, some hostile, placed in memory.
   const PATHS = [
@@ -614,7 +619,18 @@ export function fuzzWasiCalls(seed: number, budgetMs: number): FuzzReport {
           lo[s + 1] = l;
         }
         for (const s of slots.dirs) if (r(4) !== 0) lo[s] = 3;
+        if (name === "path_open" && r(2) === 0) {
+          // Mostly sensible flags, so that files do get opened (and published as fast).
+          lo[1] = r(2);
+          lo[4] = r(16);
+          lo[5] = r(2) ? 0x7fffffff : 2;
+          hi[5] = 0;
+          lo[7] = r(2) ? 0 : 1;
+          lo[8] = 0x10000 + r(0x1000) * 4;
+        }
       }
+      // The share's preopen (fd 3) stays, so that the run goes on reaching files.
+      if ((name === "fd_close" || name === "fd_renumber") && (lo[0] === 3 || lo[1] === 3)) continue;
       let answer;
       try {
         answer = dev.call(name, { lo, hi });
@@ -628,6 +644,16 @@ export function fuzzWasiCalls(seed: number, budgetMs: number): FuzzReport {
         else if (answer !== 0) rep.refused++;
       }
     }
+    // Every published fast descriptor is a descriptor the device model holds open.
+    for (let n = 0; n < 64; n++) {
+      const host = fastTable[(0x200 + n * 16) >> 2]! - 1;
+      if (host < 0) continue;
+      try {
+        fstatSync(host);
+      } catch {
+        rep.failures.push(`fast descriptor ${n} names host descriptor ${host}, which is closed`);
+      }
+    }
     if (
       readFileSync(join(outside, "secret"), "utf8") !== "secret" ||
       readdirSync(outside).length !== 1
@@ -638,6 +664,10 @@ export function fuzzWasiCalls(seed: number, budgetMs: number): FuzzReport {
   } finally {
     dev.close();
     rmSync(base, { recursive: true, force: true });
+  }
+  for (let n = 0; n < 64; n++) {
+    if (fastTable[(0x200 + n * 16) >> 2] !== 0)
+      rep.failures.push(`fast descriptor ${n} is still published after the device model closed`);
   }
   if (fds() !== fdsBefore) rep.failures.push(`host descriptors leaked: ${fds() - fdsBefore}`);
   return rep;
