@@ -318,13 +318,15 @@ function fastIo(
   }
   const f64 = new Float64Array(page.buffer);
   const posIndex = (WASM32_IOREQ_FASTFD + fd * WASM32_FASTFD_ENTRY + 8) >> 3;
-  let pos: number;
+  let pos = f64[posIndex]!;
   if (offset !== undefined) {
     if (offset > BigInt(Number.MAX_SAFE_INTEGER)) return W.WASI_EFBIG;
     pos = Number(offset);
-  } else pos = write && flags & FASTFD_APPEND ? fstatSync(host).size : f64[posIndex]!;
+  }
   let moved = 0;
   try {
+    // Appending writes at the file's end, wherever the position was.
+    if (offset === undefined && write && flags & FASTFD_APPEND) pos = fstatSync(host).size;
     for (const [p, len] of bufs) {
       let off = 0;
       while (off < len) {
