@@ -223,3 +223,18 @@ test("careless configs: each error names the key and what was wrong", () => {
   assert.match(s.err, /p9 share '\/x': cannot open \/nonexistent-share/);
   assert.equal(stateOf("noshare"), undefined);
 });
+
+test("tsxen stop powers an HVM guest off through its ACPI power button, as xendomains would", async () => {
+  const f = cfg(
+    "last",
+    `name = "last"\ntype = "hvm"\nkernel = "${join(HVM_DIR, "echo.wasm")}"\nmemory = 16\n`,
+  );
+  ok("create", f);
+  await until(() => consoleLog("last").includes("echo: ready"), 20_000, "boot");
+  const r = run(TSXEN, ["stop", "--timeout", "10"]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out + r.err, /last \(domain \d+\) is down/);
+  const log = readFileSync(join(env.TSXEN_LOG_DIR, "tsxen.log"), "utf8");
+  assert.match(log, /ACPI power button: the guest has no ACPI handler/);
+  assert.doesNotMatch(log, /did not shut down in time/);
+});

@@ -493,14 +493,24 @@ export class Libxl {
 
   /**
    * What xendomains does when the host stops: asks every domain to power
-   * off, waits up to `timeoutMs` for all of them, then destroys every domain
+   * off (an HVM guest without PV drivers through its ACPI power button),
+   * waits up to `timeoutMs` for all of them, then destroys every domain
    * that is left. Nothing restarts meanwhile. Resolves with how many domains
    * had to be destroyed without shutting down.
    */
   async shutdownAll(timeoutMs: number): Promise<number> {
     this.stopping = true;
+    const one = async (domid: number): Promise<void> => {
+      // An HVM guest without PV drivers gets the ACPI power button, as
+      // `xl shutdown -F` gives it.
+      if (this.pvcontrolAvailable(domid)) await this.shutdown(domid, "poweroff", timeoutMs);
+      else {
+        this.sendTrigger(domid, "power");
+        await this.host.waitShutdown(domid, timeoutMs);
+      }
+    };
     const waits = this.list().map((x) =>
-      this.shutdown(x.domid, "poweroff", timeoutMs).then(
+      one(x.domid).then(
         () => true,
         () => false,
       ),
