@@ -439,6 +439,10 @@ export async function fuzzHvmImages(seed: number, budgetMs: number): Promise<Fuz
   const r = rng(seed);
   const more = until(budgetMs);
   const seeds = hvmSeeds();
+  // Mutants are not worth keeping: a cache of their own, removed after.
+  const cache = mkdtempSync(join(tmpdir(), "tsxen-fuzz-cache-"));
+  const cacheBefore = process.env.TSXEN_CACHE_DIR;
+  process.env.TSXEN_CACHE_DIR = cache;
   const host = new Host({ memoryBytes: 1024 ** 3, dom0MemoryBytes: 64 * 1024 ** 2 });
   try {
     while (more() && rep.failures.length === 0) {
@@ -502,6 +506,9 @@ export async function fuzzHvmImages(seed: number, budgetMs: number): Promise<Fuz
       rep.failures.push(`frames lost: ${host.hv.frames.totalFrames - frames}`);
   } finally {
     await host.shutdown();
+    if (cacheBefore === undefined) delete process.env.TSXEN_CACHE_DIR;
+    else process.env.TSXEN_CACHE_DIR = cacheBefore;
+    rmSync(cache, { recursive: true, force: true });
   }
   return rep;
 }

@@ -5,7 +5,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { prepareHvmImage } from "../xen/arch/wasm32/hvm_image.js";
+import { compileHvmImage, prepareHvmImage } from "../xen/arch/wasm32/hvm_image.js";
 import {
   addLoopChecks,
   CHECK_BUDGET,
@@ -114,4 +114,34 @@ test("loop checks keep a program's results and call the check once per budget of
   for (let i = 0; i < n; i++) expect = (expect + i * 3) | 0;
   assert.equal(sum(n), expect);
   assert.equal(checks, 3, "one check per CHECK_BUDGET passes of the loop");
+});
+
+test("a prepared program is kept in the disk cache by content, and loaded from it with the same meaning", async () => {
+  const { mkdtempSync, readdirSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-hvm-cache-"));
+  const before = process.env.TSXEN_CACHE_DIR;
+  process.env.TSXEN_CACHE_DIR = dir;
+  try {
+    const wat = `(module ${W} (memory 3 9) ${START} (func (export "f") (loop $l (br $l))))`;
+    const first = await compileHvmImage(watBinary(wat));
+    const files = readdirSync(join(dir, "hvm"));
+    assert.deepEqual(files.map((f) => f.replace(/^[0-9a-f]{64}-/, "")).sort(), [
+      "v1.json",
+      "v1.wasm",
+    ]);
+    const again = await compileHvmImage(watBinary(wat));
+    assert.equal(again.hash, first.hash);
+    assert.deepEqual(
+      [again.minPages, again.maxPages, again.wasiImports, again.loopChecks],
+      [3, 9, ["fd_write"], 1],
+    );
+    // The cached module carries the loop checks.
+    assert.ok(WebAssembly.Module.exports(again.module).some((e) => e.name === CHECK_TABLE_EXPORT));
+  } finally {
+    if (before === undefined) delete process.env.TSXEN_CACHE_DIR;
+    else process.env.TSXEN_CACHE_DIR = before;
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

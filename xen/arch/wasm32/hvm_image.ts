@@ -14,8 +14,9 @@
  * Format: the WebAssembly core specification, binary format (section 5.5).
  */
 import { createHash } from "node:crypto";
-import { resolve } from "node:path";
-import { statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { cacheRoot } from "./cache_dir.js";
 import { Worker } from "node:worker_threads";
 import { readHostFile } from "../../common/host_file.js";
 import { Reader, leb } from "./binary.js";
@@ -232,9 +233,21 @@ export function prepareHvmImage(bytes: Uint8Array): {
  */
 export async function compileHvmImage(bytes: Uint8Array): Promise<HvmImage> {
   const hash = createHash("sha256").update(bytes).digest("hex");
-  const prep = prepareHvmImage(bytes);
-  const checked = addLoopChecks(prep.bytes);
-  const code = "bytes" in checked ? checked.bytes : prep.bytes;
+  const cached = readImageCache(hash);
+  let meta: ImageMeta;
+  let code: Uint8Array;
+  if (cached) ({ meta, code } = cached);
+  else {
+    const prep = prepareHvmImage(bytes);
+    const checked = addLoopChecks(prep.bytes);
+    code = "bytes" in checked ? checked.bytes : prep.bytes;
+    meta = {
+      minPages: prep.minPages,
+      maxPages: prep.maxPages,
+      wasiImports: prep.wasiImports,
+      loopChecks: "bytes" in checked ? checked.loops : checked.skipped,
+    };
+  }
   let module: WebAssembly.Module;
   try {
     module = await WebAssembly.compile(code as Uint8Array<ArrayBuffer>);
@@ -242,15 +255,49 @@ export async function compileHvmImage(bytes: Uint8Array): Promise<HvmImage> {
     const why = (e as Error).message.replace(/^WebAssembly\.compile\(\): /, "");
     throw new Error(`not a valid WebAssembly module: ${why}`, { cause: e });
   }
-  return {
-    hash,
-    module,
-    minPages: prep.minPages,
-    maxPages: prep.maxPages,
-    wasiImports: prep.wasiImports,
-    size: bytes.length,
-    loopChecks: "bytes" in checked ? checked.loops : checked.skipped,
-  };
+  if (!cached) writeImageCache(hash, meta, code);
+  return { hash, module, size: bytes.length, ...meta };
+}
+
+/** What the cache keeps beside a prepared program's bytes. */
+type ImageMeta = Pick<HvmImage, "minPages" | "maxPages" | "wasiImports" | "loopChecks">;
+
+/** Bumped whenever preparing or checking a program changes its output. */
+const HVM_IMAGE_VERSION = 1;
+
+/** The disk cache of prepared programs: by content hash and HVM_IMAGE_VERSION. */
+function imageCachePath(hash: string): string {
+  return join(cacheRoot(), "hvm", `${hash}-v${HVM_IMAGE_VERSION}`);
+}
+
+function readImageCache(hash: string): { meta: ImageMeta; code: Uint8Array } | undefined {
+  try {
+    const base = imageCachePath(hash);
+    const meta = JSON.parse(readFileSync(`${base}.json`, "utf8")) as ImageMeta;
+    return { meta, code: readFileSync(`${base}.wasm`) };
+  } catch {
+    return undefined;
+  }
+}
+
+function writeImageCache(hash: string, meta: ImageMeta, code: Uint8Array): void {
+  try {
+    const base = imageCachePath(hash);
+    mkdirSync(dirname(base), { recursive: true });
+    const tmp = `${base}.${process.pid}.${Date.now()}.tmp`;
+    writeFileSync(`${tmp}.wasm`, code);
+    writeFileSync(`${tmp}.json`, JSON.stringify(meta));
+    // The bytes first: a reader that finds the metadata finds them whole.
+    renameSync(`${tmp}.wasm`, `${base}.wasm`);
+    renameSync(`${tmp}.json`, `${base}.json`);
+  } catch {
+    // A cache that cannot be written only costs time on the next load.
+  }
+}
+
+/** Forgets the programs loaded in this process (the disk cache stays): for measuring a new host's boot. */
+export function forgetLoadedHvmImages(): void {
+  loadedFiles.clear();
 }
 
 /** The compiler thread, started on first use and reused; it holds the process open only while busy. */

@@ -6,8 +6,8 @@
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { readHostFile } from "../../common/host_file.js";
-import { homedir } from "node:os";
 import { join, resolve } from "node:path";
+import { cacheRoot } from "./cache_dir.js";
 import { Worker } from "node:worker_threads";
 import type { DataSegment } from "./binary.js";
 import {
@@ -32,10 +32,7 @@ export interface Kernel {
 
 /** Where instrumented kernels are cached: $TSXEN_CACHE_DIR, else the user cache. */
 export function kernelCacheDir(): string {
-  const base =
-    process.env.TSXEN_CACHE_DIR ??
-    join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "tsxen");
-  return join(base, "kernels");
+  return join(cacheRoot(), "kernels");
 }
 
 const compiled = new Map<string, Promise<Kernel>>();
