@@ -60,6 +60,7 @@ export class DeviceModel {
   private serverId = -1;
   private page: Int32Array | undefined;
   private stopped = false;
+  private ready = false;
 
   private constructor(
     readonly domid: number,
@@ -147,11 +148,13 @@ export class DeviceModel {
       });
       w.on("exit", () => {
         reject(new Error("the device model stopped before it was ready"));
-        // Its guest would wait for an answer that never comes: say why it went.
-        if (!this.stopped) this.hooks.died(failure ?? "its thread exited");
+        // Its guest would wait for an answer that never comes: say why it
+        // went. (Before it was ready, the create fails instead.)
+        if (!this.stopped && this.ready) this.hooks.died(failure ?? "its thread exited");
       });
     });
     w.unref();
+    this.ready = true;
     this.dm.setIoreqServerState(this.domid, this.serverId, true);
   }
 

@@ -261,6 +261,8 @@ test("a disk that cannot be opened fails the create, naming it, and leaves nothi
     );
     await until(() => host.hv.domains.size === 0, 2000, "the failed domains to go");
     assert.equal(host.hv.frames.freeFrames, free);
+    // A create that failed is not also reported as a crash.
+    assert.doesNotMatch(host.dmesg(), /crashed/);
   });
 });
 
