@@ -99,17 +99,20 @@ const memory = data.memory;
  */
 const SPIN_MS = 0.2;
 
-/** Per port: the Int32 and Uint32 views of the page of the server that claims it. */
+/** Per port: the Int32, Uint32 and Float64 views of the page of the server that claims it. */
 let portI32: (Int32Array | undefined)[] = new Array(WASI_NR_PORTS);
 let portU32: (Uint32Array | undefined)[] = new Array(WASI_NR_PORTS);
+let portF64: (Float64Array | undefined)[] = new Array(WASI_NR_PORTS);
 let seenMsg = 0;
 
 function applyRoutes(routes: Route[]): void {
   const i32: (Int32Array | undefined)[] = new Array(WASI_NR_PORTS);
   const u32: (Uint32Array | undefined)[] = new Array(WASI_NR_PORTS);
+  const f64: (Float64Array | undefined)[] = new Array(WASI_NR_PORTS);
   for (const r of routes) {
     const ip = new Int32Array(r.page);
     const up = new Uint32Array(r.page);
+    const fp = new Float64Array(r.page);
     up[6] = data.vpEport; // vcpu 0's ioreq_t.vp_eport
     for (const range of r.ranges) {
       if (range.type !== 0) continue;
@@ -118,12 +121,14 @@ function applyRoutes(routes: Route[]): void {
         if (addr >= range.start && addr <= range.end && !i32[p]) {
           i32[p] = ip;
           u32[p] = up;
+          f64[p] = fp;
         }
       }
     }
   }
   portI32 = i32;
   portU32 = u32;
+  portF64 = f64;
 }
 
 function drainMessages(): void {
@@ -288,6 +293,7 @@ const FAST_MAX_BYTES = 16 * 1024 * 1024;
  */
 function fastIo(
   page: Int32Array,
+  f64: Float64Array,
   write: boolean,
   fd: number,
   iovs: number,
@@ -316,7 +322,6 @@ function fastIo(
     bufs.push([p, len]);
     total += len;
   }
-  const f64 = new Float64Array(page.buffer);
   const posIndex = (WASM32_IOREQ_FASTFD + fd * WASM32_FASTFD_ENTRY + 8) >> 3;
   let pos = f64[posIndex]!;
   if (offset !== undefined) {
@@ -374,6 +379,7 @@ function wasiImport(name: string): (...a: Array<number | bigint>) => number | un
       rc = positioned
         ? fastIo(
             i32,
+            portF64[port]!,
             fastWrite,
             args[0] as number,
             args[1] as number,
@@ -383,6 +389,7 @@ function wasiImport(name: string): (...a: Array<number | bigint>) => number | un
           )
         : fastIo(
             i32,
+            portF64[port]!,
             fastWrite,
             args[0] as number,
             args[1] as number,
