@@ -5,7 +5,11 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { compileHvmImage, prepareHvmImage } from "../xen/arch/wasm32/hvm_image.js";
+import {
+  compileHvmImage,
+  HVM_IMAGE_VERSION,
+  prepareHvmImage,
+} from "../xen/arch/wasm32/hvm_image.js";
 import {
   addLoopChecks,
   CHECK_BUDGET,
@@ -46,6 +50,40 @@ test("an HVM program's imports, memory and entry are checked, each refusal namin
     () => prepareHvmImage(Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8])),
     /not a WebAssembly module \(bad magic\)/,
   );
+});
+
+test("a program with PV drivers may import xen.hypercall, with its data and stack above wasm32's architecture area", () => {
+  const HC = `(import "xen" "hypercall" (func (param i32 i32 i32 i32 i32 i32) (result i32)))`;
+  const ok = prepareHvmImage(
+    watBinary(
+      `(module ${W} ${HC} (memory 8) (global (mut i32) (i32.const 0x50000)) (data (i32.const 0x40000) "hi") ${START})`,
+    ),
+  );
+  assert.equal(ok.hypercalls, true);
+  assert.equal(prepareHvmImage(watBinary(`(module ${W} (memory 1) ${START})`)).hypercalls, false);
+  const cases: Array<[string, RegExp]> = [
+    [
+      `(module (import "xen" "hypercall" (func (param i32) (result i32))) (memory 8) ${START})`,
+      /its import xen\.hypercall has type \(i32\) -> \(i32\); wasm32's hypercall is \(i32, i32, i32, i32, i32, i32\) -> \(i32\)/,
+    ],
+    [
+      `(module ${HC} (import "xen" "preempt" (func)) (memory 8) ${START})`,
+      /it imports xen\.preempt/,
+    ],
+    [
+      `(module ${HC} (memory 2) ${START})`,
+      /its memory \(128 KiB\) ends inside wasm32's architecture area.*--global-base=262144/,
+    ],
+    [
+      `(module ${HC} (memory 8) (data (i32.const 1024) "x") ${START})`,
+      /its data segment 0 at 0x400 overlaps wasm32's architecture area/,
+    ],
+    [
+      `(module ${HC} (memory 8) (global (mut i32) (i32.const 65536)) ${START})`,
+      /its global 0 \(the stack pointer, as clang makes it\) starts at 0x10000, inside wasm32's architecture area/,
+    ],
+  ];
+  for (const [wat, want] of cases) assert.throws(() => prepareHvmImage(watBinary(wat)), want, wat);
 });
 
 test("the program's memory becomes a shared env.memory import up to its own maximum, or 4 GiB", async () => {
@@ -128,8 +166,8 @@ test("a prepared program is kept in the disk cache by content, and loaded from i
     const first = await compileHvmImage(watBinary(wat));
     const files = readdirSync(join(dir, "hvm"));
     assert.deepEqual(files.map((f) => f.replace(/^[0-9a-f]{64}-/, "")).sort(), [
-      "v1.json",
-      "v1.wasm",
+      `v${HVM_IMAGE_VERSION}.json`,
+      `v${HVM_IMAGE_VERSION}.wasm`,
     ]);
     const again = await compileHvmImage(watBinary(wat));
     assert.equal(again.hash, first.hash);

@@ -11,12 +11,28 @@
  *   tarball). Their sources are built as they come; SQLite's shell links
  *   three libc functions wasi-libc lacks from compat/wasi-compat.c.
  *
+ * - extras/hvm/pv/*.c: HVM programs with PV drivers (docs/hvm.md, "PV
+ *   drivers on HVM"), built against Xen's own public headers from
+ *   libxen-dev with tsxen's arch-wasm32.h beside them: the headers are
+ *   copied into build/hvm/include/xen/ and wasm32 is added to xen.h's
+ *   architecture switch, as a new port of Xen adds itself there.
+ *
  * Without clang's wasm32-wasi target this says what to install and builds
  * nothing (`npm start` and the PV guests do not need it); `npm test`
  * installs it first (scripts/ensure-deps.ts).
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -25,6 +41,18 @@ const SRC = join(ROOT, "extras", "hvm");
 /** Where the built programs go. */
 export const HVM_DIR = join(ROOT, "build", "hvm");
 const CACHE = join(HVM_DIR, "src");
+/** Xen's public headers with wasm32 added: `-I` this for `#include <xen/xen.h>`. */
+export const XEN_INCLUDE = join(HVM_DIR, "include");
+const XEN_HEADERS = "/usr/include/xen";
+const ARCH_HEADER = join(ROOT, "xen", "include", "public", "arch-wasm32.h");
+const PV_SRC = join(SRC, "pv");
+/** How C code with PV drivers is compiled and linked (the data above the architecture area). */
+export const PV_CFLAGS = [
+  "-matomics",
+  "-D__XEN_INTERFACE_VERSION__=__XEN_LATEST_INTERFACE_VERSION__",
+  `-I${XEN_INCLUDE}`,
+  "-Wl,--global-base=262144",
+];
 
 /** The upstream sources: npm package, version, and the directory in its tarball. */
 const UPSTREAM = {
@@ -59,8 +87,14 @@ function newer(out: string, inputs: string[]): boolean {
   return inputs.every((i) => statSync(i).mtimeMs <= t);
 }
 
-function clang(out: string, sources: string[], flags: string[] = [], libs: string[] = []): void {
-  if (newer(out, sources)) return;
+function clang(
+  out: string,
+  sources: string[],
+  flags: string[] = [],
+  libs: string[] = [],
+  deps: string[] = [],
+): void {
+  if (newer(out, [...sources, ...deps])) return;
   const tmp = `${out}.tmp`;
   execFileSync(
     "clang",
@@ -145,6 +179,54 @@ function buildSqlite(): void {
   );
 }
 
+/**
+ * Copies Xen's public headers into XEN_INCLUDE/xen with tsxen's
+ * arch-wasm32.h, and adds wasm32 to xen.h's architecture switch.
+ */
+export function prepareXenHeaders(): void {
+  const dir = join(XEN_INCLUDE, "xen");
+  const stamp = join(dir, "arch-wasm32.h");
+  if (newer(stamp, [ARCH_HEADER, join(XEN_HEADERS, "xen.h")])) return;
+  rmSync(dir, { recursive: true, force: true });
+  cpSync(XEN_HEADERS, dir, { recursive: true });
+  const xenH = join(dir, "xen.h");
+  const text = readFileSync(xenH, "utf8");
+  const unsupported = '#else\n#error "Unsupported architecture"';
+  if (!text.includes(unsupported))
+    throw new Error(`${XEN_HEADERS}/xen.h: its architecture switch is not the one expected`);
+  writeFileSync(
+    xenH,
+    text.replace(
+      unsupported,
+      `#elif defined(__wasm32__)\n#include "arch-wasm32.h"\n${unsupported}`,
+    ),
+  );
+  cpSync(ARCH_HEADER, stamp);
+}
+
+/** Builds the programs with PV drivers; false (having said why) without libxen-dev. */
+function buildPvGuests(): boolean {
+  if (!existsSync(join(XEN_HEADERS, "xen.h"))) {
+    console.log(
+      "hvm: not building the programs with PV drivers: install Debian's libxen-dev (apt-get install -y libxen-dev)",
+    );
+    return false;
+  }
+  prepareXenHeaders();
+  const lib = [join(PV_SRC, "xenpv.c")];
+  const deps = [join(PV_SRC, "xenpv.h"), ARCH_HEADER, ...lib];
+  for (const f of readdirSync(PV_SRC).filter((f) => f.endsWith(".c") && f !== "xenpv.c")) {
+    clang(
+      join(HVM_DIR, f.replace(/\.c$/, ".wasm")),
+      [join(PV_SRC, f), ...lib],
+      PV_CFLAGS,
+      [],
+      deps,
+    );
+  }
+  return true;
+}
+
 /** Builds every HVM guest; returns false (having said why) when the toolchain is missing. */
 export function buildHvmGuests(): boolean {
   const missing = wasiToolchainMissing();
@@ -160,7 +242,7 @@ export function buildHvmGuests(): boolean {
   }
   buildZopfli();
   buildSqlite();
-  return true;
+  return buildPvGuests();
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -85,7 +85,10 @@ export class Domain {
    * thread; undefined for PV domains. An HVM domain's `mem` is not the
    * program's memory but a page area of the hypervisor's own (shared_info,
    * the console and xenstore pages, grant frames), which the program cannot
-   * reach: events sent to it land there, never in the program's data.
+   * reach: events sent to it land there, never in the program's data. A
+   * program with PV drivers (it imports xen.hypercall) is the exception: its
+   * memory is `mem`, with wasm32's architecture area below 256 KiB as a PV
+   * kernel's (docs/hvm.md, "PV drivers on HVM").
    */
   hvm: HvmDomain | undefined;
 
@@ -106,7 +109,7 @@ export class Domain {
     limits: DomainLimits,
     kick: EventKick,
   ) {
-    this.mem = new GuestMemory(wasmMemory.buffer);
+    this.mem = new GuestMemory(wasmMemory.buffer, wasmMemory);
     this.p2m = new Uint32Array(maxPfns).fill(mfn_x(INVALID_MFN));
     this.maxPages = maxPages;
     this.evtchn = new EventChannels(this, kick, limits.maxEvtchnPort);
@@ -125,8 +128,16 @@ export class Domain {
     return this.mem.size / PAGE_SIZE;
   }
 
+  /**
+   * Whether `pfn` is backed and addressable. The pages of an HVM program
+   * with PV drivers are all populated at creation, but only those below its
+   * linear memory's current size can be addressed.
+   */
   isPopulated(pfn: Pfn): boolean {
-    return pfn < this.p2m.length && this.p2m[pfn] !== mfn_x(INVALID_MFN);
+    if (!(pfn < this.p2m.length && this.p2m[pfn] !== mfn_x(INVALID_MFN))) return false;
+    if (!this.hvm || (pfn + 1) * PAGE_SIZE <= this.mem.size) return true;
+    this.mem.grown();
+    return (pfn + 1) * PAGE_SIZE <= this.mem.size;
   }
 
   /** Views of single pages, made on first use (grant copies of whole pages read them). */
@@ -136,6 +147,7 @@ export class Domain {
   pageView(pfn: number): Uint8Array {
     let v = this.pageViews[pfn];
     if (!v) {
+      this.mem.check(pfn * PAGE_SIZE, PAGE_SIZE);
       v = this.mem.u8.subarray(pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE);
       this.pageViews[pfn] = v;
     }

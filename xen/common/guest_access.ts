@@ -7,7 +7,9 @@
  * Guest memory is a shared WebAssembly.Memory that only grows (as the domain
  * populates pages above its top, memory.ts), and a shared memory grows in
  * place: a view made here stays valid for the range it covers, and `refresh`
- * widens this object's views after a growth.
+ * widens this object's views after a growth. The memory of an HVM program
+ * with PV drivers grows in its vCPU's thread, unseen by the hypervisor: an
+ * access past the views looks at that memory's size again before it faults.
  */
 
 /** A guest pointer or length that does not lie inside the guest's memory. */
@@ -27,7 +29,14 @@ export class GuestMemory {
   size!: number;
   buffer!: ArrayBufferLike;
 
-  constructor(buffer: ArrayBufferLike) {
+  /**
+   * @param source the memory `buffer` belongs to, when another thread may
+   *   grow it: views are then widened on the first access past them.
+   */
+  constructor(
+    buffer: ArrayBufferLike,
+    private readonly source?: WebAssembly.Memory,
+  ) {
     this.refresh(buffer);
   }
 
@@ -43,8 +52,22 @@ export class GuestMemory {
   /** Throws GuestFault unless [addr, addr+len) lies inside guest memory. */
   check(addr: number, len: number): void {
     if (!(addr >= 0 && len >= 0 && addr + len <= this.size && Number.isInteger(addr))) {
-      throw new GuestFault(addr, len);
+      this.checkGrown(addr, len);
     }
+  }
+
+  /** Whether the memory grew elsewhere since the views were made (then widens them). */
+  grown(): boolean {
+    if (!this.source || this.source.buffer.byteLength <= this.size) return false;
+    this.refresh(this.source.buffer);
+    return true;
+  }
+
+  /** The rare path of check(): fault, unless the memory grew to cover the access. */
+  private checkGrown(addr: number, len: number): void {
+    if (this.grown() && addr >= 0 && len >= 0 && addr + len <= this.size && Number.isInteger(addr))
+      return;
+    throw new GuestFault(addr, len);
   }
 
   u16(addr: number): number {

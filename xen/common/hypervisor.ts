@@ -128,6 +128,13 @@ export type HvmDomainConfig = Omit<DomainConfig, "kernel" | "maxmem" | "vcpus" |
 /** How long a device model has to power off a domain whose program called proc_exit. */
 export const HVM_EXIT_GRACE_MS = 1000;
 
+/**
+ * How long one hypercall of an HVM program may hold the main thread before
+ * it continues after the event loop has turned, µs: a tenth of a PV slice,
+ * since it runs between the other domains' slices rather than in its own.
+ */
+export const HVM_HYPERCALL_BUDGET_US = 1000;
+
 /** libxl's default for max_event_channels, the highest port (1,023 ports plus port 0). */
 export const DEFAULT_MAX_EVTCHN_PORT = 1023;
 
@@ -265,6 +272,11 @@ export class Hypervisor implements VcpuHost {
       if (!pollOnly) this.scheduleDom0Upcall();
       return;
     }
+    if (v.domain.hvm) {
+      if (!pollOnly) this.hvmUnpark(v.domain, "block");
+      if (v.pollPorts?.includes(port)) this.hvmUnpark(v.domain, "poll");
+      return;
+    }
     if (v.state !== VcpuState.Blocked) return;
     if (pollOnly && !v.pollPorts?.includes(port)) return;
     this.wake(v);
@@ -323,6 +335,22 @@ export class Hypervisor implements VcpuHost {
     }
     throw new DomainCreateError(XenErrno.ENOSPC, "no free domid");
   }
+
+  /** What a guest vCPU's timers do when they fire (Vcpu's singleshot, periodic and poll timers). */
+  private readonly vcpuTimers = {
+    singleshot: (v: Vcpu): void => v.domain.evtchn.sendVirq(v.id, VIRQ_TIMER),
+    periodic: (v: Vcpu): void => {
+      v.domain.evtchn.sendVirq(v.id, VIRQ_TIMER);
+      // After a stall, resynchronise rather than fire a burst of late ticks.
+      if (v.periodNs > 0) {
+        this.timers.set(v.periodic, Math.max(v.periodic.expires + v.periodNs, NOW()));
+      }
+    },
+    pollTimeout: (v: Vcpu): void => {
+      if (v.domain.hvm) this.hvmUnpark(v.domain, "poll");
+      else if (v.state === VcpuState.Blocked && v.pollPorts) this.wake(v);
+    },
+  };
 
   /**
    * Creates a domain and, unless `paused`, starts vCPU 0 at the kernel's
@@ -413,20 +441,7 @@ export class Hypervisor implements VcpuHost {
     chargeInitialTop(this, d);
     for (let p = 0; p < pages; p++) populatePfn(this, d, _pfn(p));
     for (const s of cfg.kernel.segments) d.mem.u8.set(s.data, s.offset);
-    const timers = {
-      singleshot: (v: Vcpu) => v.domain.evtchn.sendVirq(v.id, VIRQ_TIMER),
-      periodic: (v: Vcpu) => {
-        v.domain.evtchn.sendVirq(v.id, VIRQ_TIMER);
-        // After a stall, resynchronise rather than fire a burst of late ticks.
-        if (v.periodNs > 0) {
-          this.timers.set(v.periodic, Math.max(v.periodic.expires + v.periodNs, NOW()));
-        }
-      },
-      pollTimeout: (v: Vcpu) => {
-        if (v.state === VcpuState.Blocked && v.pollPorts) this.wake(v);
-      },
-    };
-    for (let i = 0; i < maxVcpus; i++) d.vcpus.push(new Vcpu(d, i, timers));
+    for (let i = 0; i < maxVcpus; i++) d.vcpus.push(new Vcpu(d, i, this.vcpuTimers));
     this.writeStartInfo(d, pages);
     this.writeSharedInfo(d);
     this.domains.set(domid, d);
@@ -481,8 +496,11 @@ export class Hypervisor implements VcpuHost {
         `the host cannot reserve ${memMiB} MiB of guest memory (${(e as Error).message})`,
       );
     }
-    // The hypervisor's own pages for the domain: one wasm page, out of the program's reach.
-    const xenArea = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+    // The hypervisor's own pages for the domain: one wasm page, out of the
+    // program's reach. A program with PV drivers has them in its own memory,
+    // below its data, where hvm_image.ts checked there is room.
+    const pv = cfg.image.hypercalls;
+    const xenArea = pv ? program : new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
     const d = new Domain(
       domid,
       cfg.name,
@@ -501,9 +519,8 @@ export class Hypervisor implements VcpuHost {
     for (let p = 0; p < pages; p++) d.p2m[p] = mfn_x(this.frames.alloc(domid)!);
     d.totPages = pages;
     d.hvm = new HvmDomain(cfg.image, program, maxWasmPages);
-    const none = (): void => {};
-    d.vcpus.push(new Vcpu(d, 0, { singleshot: none, periodic: none, pollTimeout: none }));
-    this.writeStartInfo(d, FRAMES_PER_WASM_PAGE);
+    d.vcpus.push(new Vcpu(d, 0, this.vcpuTimers));
+    this.writeStartInfo(d, pv ? pages : FRAMES_PER_WASM_PAGE);
     this.writeSharedInfo(d);
     this.domains.set(domid, d);
     if (cfg.paused) d.pauseCount++;
@@ -527,6 +544,9 @@ export class Hypervisor implements VcpuHost {
           if (d.hvm!.routes().length === 0) poweroff();
           else setTimeout(poweroff, HVM_EXIT_GRACE_MS).unref();
         },
+        hypercall: pv
+          ? (op, a1, a2, a3, a4, a5) => this.hvmHypercall(d, op, a1, a2, a3, a4, a5)
+          : undefined,
       },
       {
         systemTimeBase: process.hrtime.bigint() - BigInt(NOW()),
@@ -537,6 +557,77 @@ export class Hypervisor implements VcpuHost {
     d.hvm.vcpu = vcpu;
     vcpu.start(d.pauseCount);
     return d;
+  }
+
+  /**
+   * A hypercall of an HVM program with PV drivers, on the main thread. It
+   * runs as a PV guest's does, within a budget of HVM_HYPERCALL_BUDGET_US:
+   * a longer one continues after the event loop has turned (Xen's
+   * continuation), so one program's batch cannot hold the host. A call that
+   * blocks (SCHEDOP_block, SCHEDOP_poll) is parked: the vCPU's thread stays
+   * in its hypercall until an event or the poll's timeout unparks it.
+   */
+  private hvmHypercall(
+    d: Domain,
+    op: number,
+    a1: number,
+    a2: number,
+    a3: number,
+    a4: number,
+    a5: number,
+  ): void {
+    const hvm = d.hvm!;
+    if (d.isDying || d.isShutdown || !hvm.vcpu) return;
+    const v = d.vcpus[0]!;
+    this.slice.start(HVM_HYPERCALL_BUDGET_US);
+    hvm.inHypercall = true;
+    activity[ACT_DOMID] = d.domid;
+    activity[ACT_VCPU] = v.id;
+    let rc: number;
+    try {
+      rc = this.dispatch(v, op, a1, a2, a3, a4, a5);
+    } catch (e) {
+      this.domainCrash(d, v, `hypervisor error in hypercall ${op}: ${(e as Error).message}`);
+      return;
+    } finally {
+      hvm.inHypercall = false;
+      activity[ACT_DOMID] = -1;
+      activity[ACT_HYPERCALL] = -1;
+    }
+    const why = v.suspend;
+    v.suspend = Suspend.None;
+    // Nothing to deliver an upcall to: the program looks at its events itself.
+    v.attention = false;
+    if (d.isDying || d.isShutdown) return;
+    switch (why) {
+      case Suspend.Preempt: {
+        const c = v.takeContinuation();
+        if (!c) break;
+        const [b1, b2, b3, b4, b5] = c.args as [number, number, number, number, number];
+        setImmediate(() => this.hvmHypercall(d, c.op, b1, b2, b3, b4, b5));
+        return;
+      }
+      case Suspend.Block:
+        hvm.parked = "block";
+        return;
+      case Suspend.Poll:
+        hvm.parked = "poll";
+        return;
+      default:
+        break;
+    }
+    hvm.vcpu.answerHypercall(rc);
+  }
+
+  /** Ends the parked hypercall of `d`'s program if it waits as `how` (0: an event or a timeout came). */
+  private hvmUnpark(d: Domain, how: "block" | "poll"): void {
+    const hvm = d.hvm!;
+    if (hvm.parked !== how) return;
+    hvm.parked = undefined;
+    const v = d.vcpus[0]!;
+    this.timers.stop(v.pollTimer);
+    v.pollPorts = undefined;
+    hvm.vcpu?.answerHypercall(0);
   }
 
   /** The enabled ioreq servers of `d` changed: its vCPU follows the new routes. */
@@ -833,7 +924,7 @@ export class Hypervisor implements VcpuHost {
    * its slice; Dom0's kernel (the host process) finishes what it asks.
    */
   preemptCheck(v: Vcpu): boolean {
-    return v.running && this.slice.expired();
+    return (v.running || v.domain.hvm?.inHypercall === true) && this.slice.expired();
   }
 
   /**

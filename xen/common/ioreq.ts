@@ -43,6 +43,10 @@ export class HvmDomain {
   readonly params: number[] = new Array<number>(HVM_NR_PARAMS).fill(0);
   readonly servers = new Map<number, IoreqServer>();
   vcpu: HvmVcpu | undefined;
+  /** True while the hypervisor runs a hypercall of the program's (PV drivers). */
+  inHypercall = false;
+  /** The program's hypercall is held until an event (block) or a polled port or timeout (poll). */
+  parked: "block" | "poll" | undefined;
 
   constructor(
     readonly image: HvmImage,

@@ -21,6 +21,21 @@ export const CTL_CHECKS = 5;
 export const CTL_EXIT_CODE = 6;
 export const CTL_EXITED = 7;
 
+/**
+ * The hypercall slot of a program with PV drivers: the thread writes the
+ * number and arguments, sets CTL_HC_STATE to HC_REQUEST and waits; the
+ * hypervisor's main thread runs the call, writes CTL_HC_RC and sets
+ * HC_DONE; the thread sets it back to HC_IDLE.
+ */
+export const CTL_HC_STATE = 8;
+export const CTL_HC_OP = 9;
+/** Arguments a1..a5: CTL_HC_ARGS + 0..4. */
+export const CTL_HC_ARGS = 10;
+export const CTL_HC_RC = 15;
+export const HC_IDLE = 0;
+export const HC_REQUEST = 1;
+export const HC_DONE = 2;
+
 /** Float64 slots (index into a Float64Array over the same buffer). */
 export const CTL_F64_BASE = 8;
 /** Milliseconds spent running guest code (not waiting for ioreqs or paused). */
@@ -38,3 +53,5 @@ export const HVM_IOREQ_WAIT = 2;
 export const HVM_PAUSED = 3;
 /** The program returned or called proc_exit, or trapped. */
 export const HVM_DONE = 4;
+/** In a hypercall: the hypervisor has it, or holds it (SCHEDOP_block, SCHEDOP_poll). */
+export const HVM_HYPERCALL = 5;

@@ -22,6 +22,7 @@ import { readHostFile } from "../../common/host_file.js";
 import { Reader, leb } from "./binary.js";
 import { addLoopChecks } from "./hvm_checks.js";
 import { WASI_FUNCTIONS, WASI_MODULE } from "../../include/public/hvm/wasm32_io.js";
+import { GUEST_IMAGE_BASE, IMPORT_HYPERCALL, IMPORT_MODULE } from "./config.js";
 
 /** A checked, compiled HVM program, shared by every domain that runs it. */
 export interface HvmImage {
@@ -33,6 +34,12 @@ export interface HvmImage {
   readonly maxPages: number;
   /** The WASI functions it imports. */
   readonly wasiImports: readonly string[];
+  /**
+   * Whether it imports `xen.hypercall`: a program with PV drivers (docs/hvm.md,
+   * "PV drivers on HVM"), whose memory is the domain's memory for the
+   * hypervisor too, with wasm32's architecture area below GUEST_IMAGE_BASE.
+   */
+  readonly hypercalls: boolean;
   /** Bytes of the module as given. */
   readonly size: number;
   /** Loops given a check (hvm_checks.ts), or why the program has none. */
@@ -49,7 +56,12 @@ export const MAX_HVM_IMAGE_BYTES = 256 * 1024 * 1024;
 const SEC_TYPE = 1;
 const SEC_IMPORT = 2;
 const SEC_MEMORY = 5;
+const SEC_GLOBAL = 6;
 const SEC_EXPORT = 7;
+const SEC_DATA = 11;
+
+/** The hypercall import's type, as a PV kernel's (docs/arch-wasm32.md, "The module"). */
+const HYPERCALL_SIG = "(i32, i32, i32, i32, i32, i32) -> (i32)";
 
 const VALTYPES: Record<number, string> = {
   0x7f: "i32",
@@ -108,6 +120,7 @@ export function prepareHvmImage(bytes: Uint8Array): {
   minPages: number;
   maxPages: number;
   wasiImports: string[];
+  hypercalls: boolean;
 } {
   if (
     bytes.length < 8 ||
@@ -126,6 +139,8 @@ export function prepareHvmImage(bytes: Uint8Array): {
   let importAt = -1;
   let hasStart = false;
   let afterTypes = 1;
+  let globals: Uint8Array | undefined;
+  let data: Uint8Array | undefined;
   while (r.pos < bytes.length) {
     const start = r.pos;
     const id = r.byte();
@@ -150,6 +165,8 @@ export function prepareHvmImage(bytes: Uint8Array): {
       memory = readLimits(m);
       continue;
     }
+    if (id === SEC_GLOBAL) globals = body;
+    if (id === SEC_DATA) data = body;
     if (id === SEC_EXPORT) {
       const e = new Reader(body);
       const n = e.u32();
@@ -164,6 +181,7 @@ export function prepareHvmImage(bytes: Uint8Array): {
   }
   const imports: number[] = [];
   let count = 0;
+  let hypercalls = false;
   if (importBody) {
     const m = new Reader(importBody);
     const n = m.u32();
@@ -180,12 +198,25 @@ export function prepareHvmImage(bytes: Uint8Array): {
           `it imports ${what}, which is not a function; HVM programs import only WASI preview1 functions`,
         );
       const t = types[m.u32()];
+      const got = t ? sig(t.params, t.results) : "?";
+      if (mod === IMPORT_MODULE && field === IMPORT_HYPERCALL) {
+        if (got !== HYPERCALL_SIG)
+          throw new Error(
+            `its import ${what} has type ${got}; wasm32's hypercall is ${HYPERCALL_SIG}`,
+          );
+        if (hypercalls) throw new Error(`it imports ${what} twice`);
+        hypercalls = true;
+        for (let b = from; b < m.pos; b++) imports.push(importBody[b]!);
+        count++;
+        continue;
+      }
       if (mod !== WASI_MODULE)
-        throw new Error(`it imports ${what}; HVM programs import only ${WASI_MODULE} functions`);
+        throw new Error(
+          `it imports ${what}; HVM programs import only ${WASI_MODULE} functions and ${IMPORT_MODULE}.${IMPORT_HYPERCALL}`,
+        );
       const f = WASI_FUNCTIONS.get(field);
       if (!f) throw new Error(`it imports ${what}, which is not a WASI preview1 function`);
       const want = sig(f.params, f.result ? [f.result] : []);
-      const got = t ? sig(t.params, t.results) : "?";
       if (want !== got)
         throw new Error(`its import ${what} has type ${got}; preview1's ${field} is ${want}`);
       wasiImports.push(field);
@@ -199,6 +230,7 @@ export function prepareHvmImage(bytes: Uint8Array): {
   // (or 4 GiB), so that one compiled module serves domains of any size.
   const declaredMax = memory.max ?? 65536;
   if (memory.min > declaredMax) throw new Error("its memory's minimum exceeds its maximum");
+  if (hypercalls) checkArchArea(memory.min, globals, data);
   const name = (s: string): number[] => {
     const b = Buffer.from(s);
     return [...leb(b.length), ...b];
@@ -223,7 +255,67 @@ export function prepareHvmImage(bytes: Uint8Array): {
     out.set(p, off);
     off += p.length;
   }
-  return { bytes: out, minPages: memory.min, maxPages: declaredMax, wasiImports };
+  return { bytes: out, minPages: memory.min, maxPages: declaredMax, wasiImports, hypercalls };
+}
+
+const LINK_HINT = `link with -Wl,--global-base=${GUEST_IMAGE_BASE} and without --stack-first`;
+
+/**
+ * A program with PV drivers shares wasm32's memory layout with PV kernels:
+ * the first 256 KiB are the architecture's (start_info, shared_info, the
+ * console and xenstore rings, grant frames), so its data and its stack must
+ * lie above them. Its data segments are checked, and every mutable i32
+ * global set to a constant (the stack pointer is one) must point there too.
+ * A program that breaks this would only overwrite its own rings; it is
+ * refused so that it fails at once, with the cause named.
+ */
+function checkArchArea(minPages: number, globals?: Uint8Array, data?: Uint8Array): void {
+  if (minPages * 65536 <= GUEST_IMAGE_BASE)
+    throw new Error(
+      `its memory (${minPages * 64} KiB) ends inside wasm32's architecture area; a program importing ${IMPORT_MODULE}.${IMPORT_HYPERCALL} has its data above 0x${GUEST_IMAGE_BASE.toString(16)} (${LINK_HINT})`,
+    );
+  if (data) {
+    const r = new Reader(data);
+    const n = r.u32();
+    for (let i = 0; i < n; i++) {
+      const flags = r.u32();
+      if (flags === 1) {
+        r.bytes(r.u32());
+        continue;
+      }
+      if (flags === 2) r.u32();
+      else if (flags !== 0) throw new Error(`data segment ${i} has unknown flags ${flags}`);
+      if (r.byte() !== 0x41)
+        throw new Error(
+          `data segment ${i} has a computed offset; a program with PV drivers places its data at fixed addresses`,
+        );
+      const at = r.i32() >>> 0;
+      if (r.byte() !== 0x0b) throw new Error(`data segment ${i} has a computed offset`);
+      const len = r.u32();
+      r.bytes(len);
+      if (at < GUEST_IMAGE_BASE && len > 0)
+        throw new Error(
+          `its data segment ${i} at 0x${at.toString(16)} overlaps wasm32's architecture area (below 0x${GUEST_IMAGE_BASE.toString(16)}; ${LINK_HINT})`,
+        );
+    }
+  }
+  if (globals) {
+    const r = new Reader(globals);
+    const n = r.u32();
+    for (let i = 0; i < n; i++) {
+      const type = r.byte();
+      const mutable = r.byte() === 1;
+      const op = r.byte();
+      // Only `i32.const N end` is looked at; other initialisers are left to the engine.
+      if (op !== 0x41) return;
+      const v = r.i32() >>> 0;
+      if (r.byte() !== 0x0b) return;
+      if (type === 0x7f && mutable && v > 0 && v < GUEST_IMAGE_BASE)
+        throw new Error(
+          `its global ${i} (the stack pointer, as clang makes it) starts at 0x${v.toString(16)}, inside wasm32's architecture area (${LINK_HINT})`,
+        );
+    }
+  }
 }
 
 /**
@@ -245,6 +337,7 @@ export async function compileHvmImage(bytes: Uint8Array): Promise<HvmImage> {
       minPages: prep.minPages,
       maxPages: prep.maxPages,
       wasiImports: prep.wasiImports,
+      hypercalls: prep.hypercalls,
       loopChecks: "bytes" in checked ? checked.loops : checked.skipped,
     };
   }
@@ -260,10 +353,13 @@ export async function compileHvmImage(bytes: Uint8Array): Promise<HvmImage> {
 }
 
 /** What the cache keeps beside a prepared program's bytes. */
-type ImageMeta = Pick<HvmImage, "minPages" | "maxPages" | "wasiImports" | "loopChecks">;
+type ImageMeta = Pick<
+  HvmImage,
+  "minPages" | "maxPages" | "wasiImports" | "hypercalls" | "loopChecks"
+>;
 
 /** Bumped whenever preparing or checking a program changes its output. */
-const HVM_IMAGE_VERSION = 1;
+export const HVM_IMAGE_VERSION = 2;
 
 /** The disk cache of prepared programs: by content hash and HVM_IMAGE_VERSION. */
 function imageCachePath(hash: string): string {

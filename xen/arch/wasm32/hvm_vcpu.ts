@@ -12,6 +12,12 @@ import {
   CTL_BYTES,
   CTL_EXIT_CODE,
   CTL_EXITED,
+  CTL_HC_ARGS,
+  CTL_HC_OP,
+  CTL_HC_RC,
+  CTL_HC_STATE,
+  HC_DONE,
+  HC_REQUEST,
   CTL_IOREQS,
   CTL_MSG,
   CTL_PAUSE,
@@ -27,7 +33,23 @@ import type { IoRange } from "../../common/ioreq.js";
 export interface HvmVcpuEvents {
   /** The program ended: exit (it called proc_exit or returned) or a crash with its cause. */
   ended(how: HvmVcpuExit): void;
+  /**
+   * The program made hypercall `op` (a program with PV drivers). Runs on the
+   * main thread; the answer goes back with `answerHypercall`, now or later.
+   */
+  hypercall?(op: number, a1: number, a2: number, a3: number, a4: number, a5: number): void;
 }
+
+/** Atomics.waitAsync (ES2024, in Node since 16), typed here: the project's lib is ES2022. */
+const waitAsync = (
+  Atomics as unknown as {
+    waitAsync(
+      a: Int32Array,
+      i: number,
+      v: number,
+    ): { async: false; value: string } | { async: true; value: Promise<string> };
+  }
+).waitAsync;
 
 /** Worker heap for the vCPU's own JavaScript (the guest's memory is not on it). */
 const VCPU_HEAP_MB = 64;
@@ -39,6 +61,8 @@ export class HvmVcpu {
   private readonly channel = new MessageChannel();
   private worker: Worker | undefined;
   private over = false;
+  /** A hypercall was taken and not yet answered. */
+  private inHypercall = false;
 
   constructor(
     readonly image: HvmImage,
@@ -74,12 +98,44 @@ export class HvmVcpu {
     w.on("exit", () => this.end({ kind: "crash", why: "the vCPU thread stopped" }));
     // An idle host with HVM guests may still exit: the guests hold no event loop open.
     w.unref();
+    if (this.events.hypercall) this.watchHypercalls();
+  }
+
+  /**
+   * Takes the thread's next hypercall when it comes: Atomics.waitAsync on
+   * the slot's state, so the main thread never blocks and a program that
+   * makes none costs nothing.
+   */
+  private watchHypercalls(): void {
+    if (this.over || this.inHypercall) return;
+    const s = Atomics.load(this.i32, CTL_HC_STATE);
+    if (s === HC_REQUEST) {
+      this.inHypercall = true;
+      const a = CTL_HC_ARGS;
+      const i = this.i32;
+      this.events.hypercall!(i[CTL_HC_OP]!, i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!);
+      return;
+    }
+    const w = waitAsync(this.i32, CTL_HC_STATE, s);
+    if (w.async) void w.value.then(() => this.watchHypercalls());
+    else this.watchHypercalls();
+  }
+
+  /** Returns `rc` to the program's hypercall in flight. */
+  answerHypercall(rc: number): void {
+    if (!this.inHypercall) return;
+    this.inHypercall = false;
+    this.i32[CTL_HC_RC] = rc;
+    Atomics.store(this.i32, CTL_HC_STATE, HC_DONE);
+    Atomics.notify(this.i32, CTL_HC_STATE);
+    this.watchHypercalls();
   }
 
   private end(how: HvmVcpuExit): void {
     if (this.over) return;
     this.over = true;
     this.i32[CTL_STATE] = HVM_DONE;
+    Atomics.notify(this.i32, CTL_HC_STATE);
     this.events.ended(how);
   }
 
@@ -106,6 +162,8 @@ export class HvmVcpu {
   stop(): Promise<void> {
     this.over = true;
     this.i32[CTL_STATE] = HVM_DONE;
+    // Lets a pending waitAsync settle, so nothing of this vCPU stays behind.
+    Atomics.notify(this.i32, CTL_HC_STATE);
     const w = this.worker;
     this.worker = undefined;
     this.channel.port1.close();

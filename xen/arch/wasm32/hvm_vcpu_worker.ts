@@ -13,6 +13,11 @@
  * block another domain or the host's main thread: waiting is this thread's
  * own, and the hypervisor ends it with `Worker.terminate`.
  *
+ * A program with PV drivers also imports `xen.hypercall`: the call goes to
+ * the hypervisor's main thread through the control words' hypercall slot,
+ * and this thread sleeps until the answer, which may be long in coming
+ * (SCHEDOP_block waits for an event), as a vCPU in a hypercall waits on Xen.
+ *
  * The hypervisor talks to this thread through the control words
  * (hvm_ctl.ts): a pause count, honoured before each ioreq, after each answer
  * and at the program's loop checks; and messages (new ioreq routes), drained
@@ -52,6 +57,14 @@ import {
   CTL_BYTES,
   CTL_EXIT_CODE,
   CTL_EXITED,
+  CTL_HC_ARGS,
+  CTL_HC_OP,
+  CTL_HC_RC,
+  CTL_HC_STATE,
+  HC_DONE,
+  HC_IDLE,
+  HC_REQUEST,
+  HVM_HYPERCALL,
   CTL_IOREQS,
   CTL_MSG,
   CTL_PAUSE,
@@ -426,6 +439,28 @@ function wasiImport(name: string): (...a: Array<number | bigint>) => number | un
   };
 }
 
+/** xen.hypercall: the call goes to the hypervisor, and this thread waits for its answer. */
+function hypercall(op: number, a1: number, a2: number, a3: number, a4: number, a5: number): number {
+  exitGuest();
+  honourPause();
+  ctl[CTL_HC_OP] = op;
+  ctl[CTL_HC_ARGS] = a1;
+  ctl[CTL_HC_ARGS + 1] = a2;
+  ctl[CTL_HC_ARGS + 2] = a3;
+  ctl[CTL_HC_ARGS + 3] = a4;
+  ctl[CTL_HC_ARGS + 4] = a5;
+  Atomics.store(ctl, CTL_STATE, HVM_HYPERCALL);
+  Atomics.store(ctl, CTL_HC_STATE, HC_REQUEST);
+  Atomics.notify(ctl, CTL_HC_STATE);
+  while (Atomics.load(ctl, CTL_HC_STATE) !== HC_DONE) Atomics.wait(ctl, CTL_HC_STATE, HC_REQUEST);
+  const rc = ctl[CTL_HC_RC]!;
+  Atomics.store(ctl, CTL_HC_STATE, HC_IDLE);
+  Atomics.store(ctl, CTL_STATE, HVM_RUNNING);
+  honourPause();
+  enterGuest();
+  return rc;
+}
+
 /**
  * (module (type (func)) (import "x" "f" (func)) (export "f" (func 0))): a
  * wasm function around a JavaScript one, which a table can hold.
@@ -468,7 +503,11 @@ function run(): HvmVcpuExit {
   }
   let instance: WebAssembly.Instance;
   try {
-    instance = new WebAssembly.Instance(data.module, { [WASI_MODULE]: wasi, env: { memory } });
+    instance = new WebAssembly.Instance(data.module, {
+      [WASI_MODULE]: wasi,
+      env: { memory },
+      xen: { hypercall },
+    });
     connectLoopChecks(instance);
   } catch (e) {
     return { kind: "crash", why: `the program could not be instantiated: ${describe(e)}` };
