@@ -155,6 +155,18 @@ test("xl shutdown of an HVM guest without PV drivers says so; -F presses the ACP
   assert.match(ok("dmesg"), /ACPI power button: the guest has no ACPI handler, powering off/);
 });
 
+test("xl shutdown of an HVM guest with PV drivers goes through control/shutdown, as for a PV guest", async () => {
+  // extras/hvm/pvecho.cfg, as shipped: its kernel path is relative to the file.
+  ok("create", join(ROOT, "extras/hvm/pvecho.cfg"));
+  await until(() => consoleLog("pvecho").includes("serves d0"), 20_000, "boot");
+  assert.match(consoleLog("pvecho"), /pvecho: I am d\d+ \(pvecho\); xenstore ring at pfn 4/);
+  const r = xl("shutdown", "-w", "pvecho");
+  assert.equal(r.code, 0, r.err);
+  assert.doesNotMatch(r.err, /PV control interface not available/);
+  assert.match(consoleLog("pvecho"), /pvecho: control\/shutdown says poweroff\n/);
+  assert.equal(stateOf("pvecho"), undefined, "on_poweroff=destroy took it away");
+});
+
 test("xl trigger: power and reset for HVM guests; the others named as meaningless; PV guests refused", async () => {
   const f = cfg(
     "trig",

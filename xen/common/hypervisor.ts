@@ -581,6 +581,7 @@ export class Hypervisor implements VcpuHost {
     const v = d.vcpus[0]!;
     this.slice.start(HVM_HYPERCALL_BUDGET_US);
     hvm.inHypercall = true;
+    hvm.hypercalls++;
     activity[ACT_DOMID] = d.domid;
     activity[ACT_VCPU] = v.id;
     let rc: number;
@@ -604,6 +605,8 @@ export class Hypervisor implements VcpuHost {
         const c = v.takeContinuation();
         if (!c) break;
         const [b1, b2, b3, b4, b5] = c.args as [number, number, number, number, number];
+        hvm.continuations++;
+        hvm.hypercalls--;
         setImmediate(() => this.hvmHypercall(d, c.op, b1, b2, b3, b4, b5));
         return;
       }

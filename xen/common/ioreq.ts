@@ -47,6 +47,9 @@ export class HvmDomain {
   inHypercall = false;
   /** The program's hypercall is held until an event (block) or a polled port or timeout (poll). */
   parked: "block" | "poll" | undefined;
+  /** Hypercalls the program made, and how many of them continued after a turn of the event loop. */
+  hypercalls = 0;
+  continuations = 0;
 
   constructor(
     readonly image: HvmImage,

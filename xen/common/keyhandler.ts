@@ -137,7 +137,14 @@ export function handleKey(
   }
 }
 
-const HVM_STATES = ["starting", "running", "waiting for an ioreq", "paused", "ended"];
+const HVM_STATES = [
+  "starting",
+  "running",
+  "waiting for an ioreq",
+  "paused",
+  "ended",
+  "in a hypercall",
+];
 const IOREQ_STATES = ["none", "ready", "in process", "answered"];
 
 /** One HVM domain's part of the 'I' dump. */
@@ -151,6 +158,11 @@ function dumpHvm(d: Domain, printk: (s: string) => void): void {
     const port = v.portInFlight;
     printk(
       `    vcpu0: ${HVM_STATES[v.state] ?? v.state}, ${v.ioreqs} ioreqs, cpu ${(v.cpuTimeNs / 1e9).toFixed(3)} s${port >= 0 ? `, in flight: ${WASI_PORT_NAMES[port] ?? port} (port 0x${(WASI_PORT_BASE + port).toString(16)})` : ""}`,
+    );
+  }
+  if (h.image.hypercalls) {
+    printk(
+      `    PV drivers: ${h.hypercalls} hypercalls, ${h.continuations} continued${h.parked ? `, parked in ${h.parked === "block" ? "SCHEDOP_block" : "SCHEDOP_poll"}` : ""}`,
     );
   }
   if (h.servers.size === 0) printk("    no ioreq servers: WASI calls return ENOSYS");

@@ -86,6 +86,23 @@ static void serve(domid_t peer) {
 
 static uint8_t buf[RIGHT_SIZE];
 
+/*
+ * Acts on control/shutdown when its watch fired, as a PV guest's shutdown
+ * watch does: acknowledges the request by clearing the node (as Linux's
+ * xenbus handler does) and shuts the domain down with SCHEDOP_shutdown.
+ */
+static void check_shutdown(void) {
+    char path[256], token[64], what[32];
+    while (xs_watch_event(path, sizeof path, token, sizeof token)) {
+        if (xs_read("control/shutdown", what, sizeof what) < 0 || what[0] == 0) continue;
+        printf("pvecho: control/shutdown says %s\n", what);
+        fflush(stdout);
+        xs_write("control/shutdown", "");
+        struct sched_shutdown s = {.reason = strcmp(what, "reboot") == 0 ? SHUTDOWN_reboot : SHUTDOWN_poweroff};
+        HYPERVISOR_sched_op(SCHEDOP_shutdown, &s);
+    }
+}
+
 /* Echoes until the client closes; the bytes echoed. */
 static uint64_t echo(void) {
     uint64_t total = 0;
@@ -124,24 +141,16 @@ static uint64_t echo(void) {
         request_notify(sent == pending ? VCHAN_NOTIFY_WRITE : VCHAN_NOTIFY_READ);
         if ((sent == pending && readable() > 0) || (sent < pending && writable() > 0)) continue;
         xenpv_evtchn_poll(ports, 2, 0);
-        xs_poll();
+        xenpv_evtchn_test_and_clear(xs_port());
+        check_shutdown();
     }
 }
 
-/* Waits for control/shutdown and acts on it, as a PV guest's shutdown watch does. */
+/* Waits for control/shutdown. */
 static void await_shutdown(void) {
     evtchn_port_t port = xs_port();
     for (;;) {
-        char path[256], token[64], what[32];
-        while (xs_watch_event(path, sizeof path, token, sizeof token)) {
-            if (xs_read("control/shutdown", what, sizeof what) < 0 || what[0] == 0) continue;
-            printf("pvecho: control/shutdown says %s\n", what);
-            fflush(stdout);
-            /* Acknowledged by clearing it, as Linux's xenbus shutdown handler does. */
-            xs_write("control/shutdown", "");
-            struct sched_shutdown s = {.reason = strcmp(what, "reboot") == 0 ? SHUTDOWN_reboot : SHUTDOWN_poweroff};
-            HYPERVISOR_sched_op(SCHEDOP_shutdown, &s);
-        }
+        check_shutdown();
         if (!xenpv_evtchn_test_and_clear(port)) xenpv_evtchn_poll(&port, 1, 0);
     }
 }
