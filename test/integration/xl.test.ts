@@ -447,13 +447,25 @@ test("info, dmesg, vcpu-list, vcpu-pin, sched-credit, uptime, top -b, rename, me
   assert.match(ok("dmesg"), /\(XEN\) 'q' pressed -> dumping domain info\n/);
   ok("debug-keys", "hmt");
   const keys = ok("dmesg");
-  for (const k of ["e", "g", "h", "m", "q", "t"])
+  for (const k of ["e", "g", "h", "m", "q", "t", "r", "a", "0", "i", "I"])
     assert.match(keys, new RegExp(`\\(XEN\\)  key '${k}' \\(ascii '[0-9a-f]{2}'\\) => `));
   assert.match(keys, /\(XEN\) {5}machine: \d+ frames \([\d.]+ MiB\), \d+ free/);
   assert.match(keys, /\(XEN\) {5}d0: tot_pages=\d+ max_pages=\d+ top=\d+ holes=0 charged=\d+/);
   assert.match(keys, /\(XEN\) {5}system time [\d.]+ s since boot; wall clock 20\d\d-/);
 
   ok("create", join(EXAMPLES, "ticker.cfg"));
+  // Xen's r, a, 0 and i, as wasm32 has them.
+  ok("debug-keys", "ra0i");
+  const more = ok("dmesg");
+  assert.match(more, /\(XEN\) 'r' pressed -> dumping run queues\n/);
+  assert.match(more, /\(XEN\) Scheduler: SMP Credit Scheduler \(credit\)\n/);
+  assert.match(more, /\(XEN\) CPU\[00\] current=(idle|d\d+v\d+)\n/);
+  assert.match(more, /\(XEN\) 'a' pressed -> dumping timer queues\n(.*\n)*?\(XEN\) CPU00:\n/);
+  assert.match(more, /\(XEN\) {3}ex= +-?\d+us timer=d\d+v0 (singleshot|periodic) \(VIRQ_TIMER\)\n/);
+  assert.match(more, /\(XEN\) \*\*\* Dumping Dom0 vcpu#0 state: \*\*\*\n/);
+  assert.match(more, /\(XEN\) {5}kernel: the host process; \d+ ports bound, pending: /);
+  assert.match(more, /\(XEN\) {4}d\d+ port +\d+: VIRQ_TIMER +vcpu 0 (PENDING|idle)/);
+  assert.match(more, /\(XEN\) {4}d0 port +\d+: from d\d+ port \d+ +vcpu 0 /);
   const vl = ok("vcpu-list", "ticker").split("\n");
   assert.equal(
     vl[0],

@@ -894,11 +894,14 @@ export class Hypervisor implements VcpuHost {
   debugKeys(keys: string): void {
     const all = [this.dom0, ...[...this.domains.values()].sort((a, b) => a.domid - b.domid)];
     for (const k of keys) {
+      const now = NOW();
       const machine = {
         totalFrames: this.frames.totalFrames,
         freeFrames: this.frames.freeFrames,
-        nowNs: NOW(),
+        nowNs: now,
         bootWallclockNs: BOOT_WALLCLOCK_NS,
+        runQueues: () => this.sched.dump(),
+        timerQueues: () => this.timers.dump(now),
       };
       if (!handleKey(k, all, (s) => this.console.printk(s), machine))
         this.console.printk(`'${k}' pressed -> no handler for this key`);

@@ -10,6 +10,13 @@
  *   g  grant tables of every domain: entries in use and who pins them
  *   m  machine memory: frames in all and free, and each domain's share
  *   t  the hypervisor's time: system time and the wall clock
+ *   r  the run queue: what runs, and who waits with which priority and credit
+ *   a  timer queues: every armed timer, earliest first
+ *   0  Dom0's state: its vCPU, event delivery, pending ports and pages (x86
+ *      Xen dumps Dom0's registers; Dom0's kernel here is the host process)
+ *   i  interrupt bindings: on wasm32 a domain's interrupt lines are its
+ *      event channels bound to VIRQs and to other domains, each with its
+ *      pending and masked bits
  *   I  HVM domains: their program, vCPU thread, ioreq servers (the device
  *      model that owns each, its port ranges) and the ioreq in flight (x86
  *      Xen's 'I' dumps HVM interrupt state; on wasm32 the ioreqs are what an
@@ -42,6 +49,10 @@ export const DEBUG_KEYS: Record<string, string> = {
   m: "memory info",
   q: "dump domain (and guest debug) info",
   t: "display multi-cpu clock info",
+  r: "dump run queues",
+  a: "dump timer queues",
+  "0": "dump Dom0 registers",
+  i: "dump interrupt bindings",
   I: "dump HVM ioreq servers and in-flight requests",
 };
 
@@ -53,6 +64,10 @@ export interface MachineInfo {
   readonly nowNs: number;
   /** The wall clock at boot, ns since the epoch. */
   readonly bootWallclockNs: number;
+  /** Debug key 'r': the scheduler's run queue dump. */
+  runQueues(): string[];
+  /** Debug key 'a': the timer queue dump. */
+  timerQueues(): string[];
 }
 
 /** Runs debug key `key` over `domains` (Dom0 first), printing with `printk`. */
@@ -63,12 +78,16 @@ export function handleKey(
   machine: MachineInfo,
 ): boolean {
   switch (key) {
-    case "h":
+    case "h": {
       printk("'h' pressed -> showing installed handlers");
-      for (const [k, what] of Object.entries(DEBUG_KEYS)) {
+      const byCode = Object.entries(DEBUG_KEYS).sort(
+        ([a], [b]) => a.charCodeAt(0) - b.charCodeAt(0),
+      );
+      for (const [k, what] of byCode) {
         printk(` key '${k}' (ascii '${k.charCodeAt(0).toString(16).padStart(2, "0")}') => ${what}`);
       }
       return true;
+    }
     case "I":
       printk("'I' pressed -> dumping HVM ioreq servers");
       for (const d of domains) if (d.hvm) dumpHvm(d, printk);
@@ -94,6 +113,26 @@ export function handleKey(
       );
       return true;
     }
+    case "r":
+      printk("'r' pressed -> dumping run queues");
+      printk(`NOW=${machine.nowNs}`);
+      for (const l of machine.runQueues()) printk(l);
+      return true;
+    case "a":
+      printk("'a' pressed -> dumping timer queues");
+      printk("Dumping timer queues:");
+      printk("CPU00:");
+      for (const l of machine.timerQueues()) printk(l);
+      return true;
+    case "0":
+      printk("'0' pressed -> dumping Dom0's registers");
+      dumpDom0(domains[0]!, printk);
+      return true;
+    case "i":
+      printk("'i' pressed -> dumping interrupt bindings");
+      printk("Guest interrupt information (event channels bound to VIRQs and domains):");
+      for (const d of domains) dumpLines(d, printk);
+      return true;
     case "q":
       printk("'q' pressed -> dumping domain info");
       for (const d of domains) {
@@ -134,6 +173,56 @@ export function handleKey(
       return true;
     default:
       return false;
+  }
+}
+
+/** Debug key '0': what Dom0 has instead of registers on wasm32. */
+function dumpDom0(d: Domain, printk: (s: string) => void): void {
+  for (const v of d.vcpus) {
+    printk(`*** Dumping Dom0 vcpu#${v.id} state: ***`);
+    printk(
+      `    state=${v.state} upcall_pend=${v.upcallPending ? 1 : 0} upcall_mask=${v.upcallMasked ? 1 : 0} time=${(v.cpuTimeNs / 1e9).toFixed(3)}s`,
+    );
+  }
+  const ports = [...d.evtchn.bound()];
+  const pending = ports.filter(([p]) => d.evtchn.isPending(p)).map(([p]) => p);
+  printk(
+    `    kernel: the host process; ${ports.length} ports bound, pending: ${pending.length ? pending.join(" ") : "none"}`,
+  );
+  printk(
+    `    tot_pages=${d.totPages} max_pages=${d.maxPages} grant mappings=${d.gnttab.mappings} pinned=${d.gnttab.pinned}`,
+  );
+}
+
+/** Names of the VIRQs, for debug key 'i'. */
+const VIRQ_NAMES = [
+  "VIRQ_TIMER",
+  "VIRQ_DEBUG",
+  "VIRQ_CONSOLE",
+  "VIRQ_DOM_EXC",
+  "VIRQ_TBUF",
+  "5",
+  "VIRQ_DEBUGGER",
+  "VIRQ_XENOPROF",
+  "VIRQ_CON_RING",
+  "VIRQ_PCPU_STATE",
+  "VIRQ_MEM_EVENT",
+  "VIRQ_ARGO",
+  "VIRQ_ENOMEM",
+  "VIRQ_XENPMU",
+];
+
+/** Debug key 'i': a domain's VIRQ and interdomain ports, as interrupt lines with their state. */
+function dumpLines(d: Domain, printk: (s: string) => void): void {
+  for (const [port, st] of d.evtchn.bound()) {
+    let line: string;
+    if (st.state === EVTCHNSTAT_virq) line = `${VIRQ_NAMES[st.u] ?? `VIRQ ${st.u}`}`;
+    else if (st.state === EVTCHNSTAT_interdomain) line = `from d${st.u} port ${st.uPort}`;
+    else if (st.state === EVTCHNSTAT_ipi) line = "IPI";
+    else continue;
+    printk(
+      `   d${d.domid} port ${String(port).padStart(4)}: ${line.padEnd(24)} vcpu ${st.vcpu} ${d.evtchn.isPending(port) ? "PENDING" : "idle"}${d.evtchn.ops.isMasked(port) ? " masked" : ""}`,
+    );
   }
 }
 

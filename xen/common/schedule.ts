@@ -18,6 +18,8 @@ import { Suspend, VcpuState, type Vcpu } from "../arch/wasm32/vcpu.js";
 const BOOST = 0;
 const UNDER = 1;
 const OVER = 2;
+/** Credit's names for the priorities (CSCHED_PRI_*), for debug key 'r'. */
+const PRIO_NAMES = ["BOOST", "UNDER", "OVER"];
 /** How many periods of debt a vCPU may carry before it is forgiven. */
 const CREDIT_DEBT_PERIODS = 10;
 
@@ -69,6 +71,29 @@ export class Scheduler {
       this.open = true;
       if (this.queued > 0) this.kick();
     });
+  }
+
+  /**
+   * Debug key 'r': the run queue of the one pCPU, as Xen's credit scheduler
+   * dumps it (priority, credit), and what runs now.
+   */
+  dump(): string[] {
+    const name = (v: Vcpu): string => `d${v.domain.domid}v${v.id}`;
+    const out = [
+      "Scheduler: SMP Credit Scheduler (credit)",
+      `info: tslice=${this.params.tsliceUs / 1000}ms period=${this.params.periodUs / 1000}ms online vCPUs=${this.online.size}`,
+      `CPU[00] current=${this.current ? name(this.current) : "idle"}`,
+    ];
+    let n = 0;
+    for (let prio = BOOST; prio <= OVER; prio++) {
+      for (const v of this.queues[prio]!) {
+        out.push(
+          `  RUNQ ${++n}: ${name(v)} pri=${PRIO_NAMES[prio]} credit=${Math.round(v.credit)} weight=${v.domain.weight}${v.domain.cap ? ` cap=${v.domain.cap}` : ""}${this.capped(v) ? " (capped)" : ""}`,
+        );
+      }
+    }
+    if (n === 0) out.push("  RUNQ empty");
+    return out;
   }
 
   /** A vCPU came online (VCPUOP_up or domain creation). */

@@ -12,7 +12,11 @@ export class Timer {
   expires = 0;
   /** Position in the heap, -1 when inactive. */
   index = -1;
-  constructor(readonly fn: () => void) {}
+  /** @param what what the timer is for, as debug key 'a' lists it */
+  constructor(
+    readonly fn: () => void,
+    readonly what = "anonymous",
+  ) {}
   get active(): boolean {
     return this.index >= 0;
   }
@@ -48,6 +52,18 @@ export class TimerQueue {
 
   get size(): number {
     return this.heap.length;
+  }
+
+  /** Debug key 'a': the active timers, earliest first, as Xen's dump_timerq lists them. */
+  dump(now: number): string[] {
+    return [...this.heap]
+      .sort((a, b) => a.expires - b.expires)
+      .map(
+        (t) =>
+          `  ex=${Math.round((t.expires - now) / 1000)
+            .toString()
+            .padStart(12)}us timer=${t.what}`,
+      );
   }
 
   /** Fires every timer whose deadline has passed. */

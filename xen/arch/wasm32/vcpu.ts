@@ -142,9 +142,10 @@ export class Vcpu {
     readonly id: number,
     timers: { singleshot(v: Vcpu): void; periodic(v: Vcpu): void; pollTimeout(v: Vcpu): void },
   ) {
-    this.singleshot = new Timer(() => timers.singleshot(this));
-    this.periodic = new Timer(() => timers.periodic(this));
-    this.pollTimer = new Timer(() => timers.pollTimeout(this));
+    const who = `d${domain.domid}v${id}`;
+    this.singleshot = new Timer(() => timers.singleshot(this), `${who} singleshot (VIRQ_TIMER)`);
+    this.periodic = new Timer(() => timers.periodic(this), `${who} periodic (VIRQ_TIMER)`);
+    this.pollTimer = new Timer(() => timers.pollTimeout(this), `${who} SCHEDOP_poll timeout`);
   }
 
   /** Guest address of this vCPU's vcpu_info in shared_info. */
