@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import { XsClient } from "../../tools/xenstore/client.js";
 import { hostPaths } from "../../tools/rundir.js";
 import { sleep } from "../helpers.js";
+import { hostCpu } from "../../xen/arch/wasm32/host_cpu.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const XL = join(ROOT, "dist/tools/xl/xl.js");
@@ -443,6 +444,15 @@ test("info, dmesg, vcpu-list, vcpu-pin, sched-credit, uptime, top -b, rename, me
   assert.match(info, /\nxen_version {12}: 4\.17/);
   assert.match(info, /\nxen_scheduler {10}: credit\n/);
   assert.equal(ok("info", "nr_cpus").trim(), "1");
+  // The host's figures (xen/arch/wasm32/host_cpu.ts), not zeros.
+  const cpu = hostCpu();
+  assert.match(info, new RegExp(`\\ncpu_mhz {16}: ${Math.floor(cpu.khz / 1000)}\\.\\d{3}\\n`));
+  assert.match(
+    info,
+    new RegExp(
+      `\\nhw_caps {16}: ${cpu.hwCaps.map((w) => w.toString(16).padStart(8, "0")).join(":")}\\n`,
+    ),
+  );
   ok("debug-keys", "q");
   assert.match(ok("dmesg"), /\(XEN\) 'q' pressed -> dumping domain info\n/);
   ok("debug-keys", "hmt");

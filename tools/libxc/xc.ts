@@ -57,6 +57,8 @@ export interface XcPhysinfo {
   coresPerSocket: number;
   nrNodes: number;
   cpuKhz: number;
+  /** The host CPU's feature words (XEN_SYSCTL_physinfo hw_cap), as `xl info` prints them. */
+  hwCap: number[];
   totalPages: number;
   freePages: number;
 }
@@ -326,6 +328,7 @@ export class XcInterface {
       coresPerSocket: b.u32(u + f.cores_per_socket.offset),
       nrNodes: b.u32(u + f.nr_nodes.offset),
       cpuKhz: b.u32(u + f.cpu_khz.offset),
+      hwCap: Array.from({ length: 8 }, (_, i) => b.u32(u + f.hw_cap.offset + 4 * i)),
       totalPages: b.u64(u + f.total_pages.offset),
       freePages: b.u64(u + f.free_pages.offset),
     };

@@ -440,7 +440,7 @@ async function cmdInfo(args: string[]): Promise<number> {
     ["cores_per_socket", p.coresPerSocket],
     ["threads_per_core", p.threadsPerCore],
     ["cpu_mhz", `${Math.floor(p.cpuKhz / 1000)}.${String(p.cpuKhz % 1000).padStart(3, "0")}`],
-    ["hw_caps", Array(8).fill("00000000").join(":")],
+    ["hw_caps", p.hwCap.map((w) => w.toString(16).padStart(8, "0")).join(":")],
     ["virt_caps", " pv hvm"],
     ["total_memory", mib(p.totalPages)],
     ["free_memory", mib(p.freePages)],

@@ -6,7 +6,7 @@
  *
  * Layouts: `xen/include/public/sysctl.ts`.
  */
-import { cpus } from "node:os";
+import { hostCpu } from "../arch/wasm32/host_cpu.js";
 import * as SC from "../include/public/sysctl.js";
 import { XEN_SCHEDULER_CREDIT, xen_domctl_getdomaininfo } from "../include/public/domctl.js";
 import { XenErrno } from "../include/public/errno.js";
@@ -55,7 +55,9 @@ export function do_sysctl(hv: Hypervisor, v: Vcpu, arg: number): number {
       mem.setU32(u + f.max_cpu_id.offset, NR_CPUS - 1);
       mem.setU32(u + f.nr_nodes.offset, 1);
       mem.setU32(u + f.max_node_id.offset, 0);
-      mem.setU32(u + f.cpu_khz.offset, (cpus()[0]?.speed ?? 0) * 1000);
+      const cpu = hostCpu();
+      mem.setU32(u + f.cpu_khz.offset, cpu.khz);
+      cpu.hwCaps.forEach((w, i) => mem.setU32(u + f.hw_cap.offset + 4 * i, w));
       const total = hv.config.memoryBytes / PAGE_SIZE;
       mem.setU64(u + f.total_pages.offset, total);
       mem.setU64(u + f.free_pages.offset, hv.frames.freeFrames);
