@@ -19,6 +19,7 @@
  * xenstore is reached through XenbusStore, which the host implements over
  * xenstored (Dom0's kernel has no xenstored of its own).
  */
+import { constants } from "node:os";
 import {
   XENBUS_STATE_NAMES,
   XenbusStateClosed,
@@ -37,6 +38,34 @@ export interface XenbusStore {
   directory(path: string): string[];
   /** Calls `fn` (later, never inside the change) on changes at or under `path`; returns the unwatch. */
   watch(path: string, fn: (path: string) => void): () => void;
+}
+
+const DOM0_HOME = "/local/domain/0/";
+
+/**
+ * Where Linux's xenbus_dev_error puts a backend's error: error/<the device's
+ * path> under the backend domain's home (/local/domain/0/error/backend/vbd/
+ * 5/51712/error), as "<errno> <message>".
+ */
+export function linuxErrorPath(backend: string): string {
+  const rel = backend.startsWith(DOM0_HOME) ? backend.slice(DOM0_HOME.length) : backend;
+  return `${DOM0_HOME}error/${rel}/error`;
+}
+
+/** The errno a message names (ENOENT, EACCES...), or EIO's. */
+function errnoOf(why: string): number {
+  const name = /\b(E[A-Z0-9]{2,})\b/.exec(why)?.[1];
+  const errno = constants.errno as Record<string, number>;
+  return (name !== undefined ? errno[name] : undefined) ?? errno.EIO!;
+}
+
+/**
+ * Records a device's failure: `error` in the backend's directory (what
+ * libxl reads to fail a create) and Linux's error/ node beside it.
+ */
+function writeError(store: XenbusStore, backend: string, why: string): void {
+  store.write(`${backend}/error`, why);
+  store.write(linuxErrorPath(backend), `${errnoOf(why)} ${why}`);
 }
 
 /** One device as its driver sees it. */
@@ -113,7 +142,7 @@ class Device {
   /** DeviceInfo.fatal: error node, disconnect, Closing (Linux's xenbus_dev_fatal). */
   fatal(why: string): void {
     this.log(`${this.info.backend}: ${why}; closing the device`);
-    this.info.store.write(`${this.info.backend}/error`, why);
+    writeError(this.info.store, this.info.backend, why);
     this.disconnect();
     this.setState(XenbusStateClosing);
   }
@@ -121,7 +150,7 @@ class Device {
   /** A connect that cannot be made: error node, disconnect, Closed. */
   private fail(why: string): void {
     this.log(`${this.info.backend}: ${why}`);
-    this.info.store.write(`${this.info.backend}/error`, why);
+    writeError(this.info.store, this.info.backend, why);
     this.disconnect();
     this.setState(XenbusStateClosed);
   }
@@ -245,7 +274,7 @@ export class XenbusBackendBus {
           impl = this.factory(info);
         } catch (e) {
           this.log(`${backend}: ${(e as Error).message}`);
-          this.store.write(`${backend}/error`, (e as Error).message);
+          writeError(this.store, backend, (e as Error).message);
           this.store.write(`${backend}/state`, String(XenbusStateClosed));
           continue;
         }

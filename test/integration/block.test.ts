@@ -433,6 +433,9 @@ test("hostile frontends get error responses or a closed device; the host carries
     host.xenstored.writeText(`${front2}/state`, "3");
     await until(() => host.xenstored.readText(`${back2}/state`) === "6", 2000, "a refused connect");
     assert.match(host.xenstored.readText(`${back2}/error`) ?? "", /ring-ref is 'banana'/);
+    // And where Linux's xenbus_dev_error puts it: error/<backend path>, errno first.
+    const linuxError = `/local/domain/0/error/backend/vbd/${d2.domid}/51712/error`;
+    assert.match(host.xenstored.readText(linuxError) ?? "", /^\d+ .*ring-ref is 'banana'/);
 
     await until(() => g.isShutdown, 20_000, "the good guest");
     assert.match(consoleOf(host, g), /verify ok \(2 MiB\)/, consoleOf(host, g));
@@ -443,6 +446,11 @@ test("hostile frontends get error responses or a closed device; the host carries
       () => host.vbd.list().every((x) => !x.backend.includes(`/${d.domid}/`)),
       2000,
       "cleanup",
+    );
+    await until(
+      () => host.xenstored.store.get(linuxError) === undefined,
+      2000,
+      "the error node to go with its domain",
     );
     assert.equal(host.hv.domains.has(d.domid), false, "no grant mapping keeps the domain dying");
   } finally {

@@ -223,7 +223,7 @@ test("careless configs: each error names the key and what was wrong", () => {
   assert.equal(r.code, 1);
   assert.match(
     r.err,
-    /HVM program .*hello\.wasm: it imports xen\.hypercall; HVM programs import only wasi_snapshot_preview1 functions/,
+    /HVM program .*hello\.wasm: it imports its memory \(env\.memory\); an HVM program defines its own \(a PV kernel imports it: use type = "pv"\)/,
   );
   // A share directory that does not exist fails the create, naming it; nothing is left.
   const g = cfg(

@@ -73,9 +73,13 @@ function list(): Map<string, { id: number; mem: number; vcpus: number; state: st
   return rows;
 }
 
-async function until(pred: () => boolean, ms: number, what: string): Promise<void> {
+async function until(
+  pred: () => boolean | Promise<boolean>,
+  ms: number,
+  what: string,
+): Promise<void> {
   const end = Date.now() + ms;
-  while (!pred()) {
+  while (!(await pred())) {
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await sleep(50);
   }
@@ -194,6 +198,47 @@ test("create, list's columns, pause and unpause, console replay, mem-set, shutdo
   assert.equal(await readXs(`/local/domain/${domid}`), undefined, "the domain's home is gone");
   assert.equal(await readXs(vm), undefined, "its /vm entry is gone");
   assert.deepEqual(leftovers(domid), [], "no port or grant refers to the domain");
+});
+
+test("xenstore-paths: what the guest, libxl and the console write; xl sysrq reaches control/sysrq", async () => {
+  ok("create", join(EXAMPLES, "xenstore.cfg"), "name='xspaths'");
+  const domid = Number(ok("domid", "xspaths").trim());
+  await until(() => consoleLog("xspaths").includes("counter"), 10_000, "the guest's console");
+  const home = `/local/domain/${domid}`;
+  await until(
+    async () => (await readXs(`${home}/control/feature-poweroff`)) === "1",
+    5000,
+    "the guest's features",
+  );
+  // The guest's own (mini-os's xenstore example, as Linux writes them).
+  assert.equal(await readXs(`${home}/control/feature-reboot`), "1");
+  assert.equal(
+    await readXs(`${home}/control/feature-suspend`),
+    undefined,
+    "mini-os cannot suspend",
+  );
+  // The toolstack's.
+  assert.equal(await readXs(`${home}/control/platform-feature-xs_reset_watches`), "1");
+  assert.equal(await readXs(`${home}/control/platform-feature-multiprocessor-suspend`), "1");
+  const backend = `/local/domain/0/backend/console/${domid}/0`;
+  assert.equal(await readXs(`${home}/console/backend`), backend);
+  assert.equal(await readXs(`${home}/console/backend-id`), "0");
+  assert.equal(await readXs(`${backend}/frontend`), `${home}/console`);
+  assert.equal(await readXs(`${backend}/frontend-id`), String(domid));
+  assert.equal(await readXs(`/libxl/${domid}/type`), "pv");
+  const vm = (await readXs(`${home}/vm`))!;
+  assert.equal(await readXs(`${vm}/image/ostype`), "linux");
+  assert.match((await readXs(`${vm}/image/kernel`))!, /build\/mini-os\/xenstore\.wasm$/);
+  // xl sysrq: the letter reaches the guest, which reads and clears it.
+  ok("sysrq", "xspaths", "s");
+  await until(() => consoleLog("xspaths").includes("xenstore: sysrq 's'"), 5000, "the sysrq");
+  assert.equal(await readXs(`${home}/control/sysrq`), "");
+  const bad = xl("sysrq", "xspaths", "ab");
+  assert.equal(bad.code, 1);
+  assert.match(bad.err, /sysrq "ab": give one letter/);
+  ok("destroy", "xspaths");
+  assert.equal(await readXs(`/libxl/${domid}/type`), undefined);
+  assert.equal(await readXs(backend), undefined);
 });
 
 test("reboot with on_reboot=restart keeps the name and uuid", async () => {

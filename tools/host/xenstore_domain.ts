@@ -52,7 +52,10 @@ export function introduceToXenstore(d: Domain, xs: Xenstored, evtchn: XenEvtchn)
     xs.mkdir(s, DOM0, `${home}/${dir}`);
     xs.setPerms(s, DOM0, `${home}/${dir}`, [{ domid: d.domid, access: 0 }]);
   }
-  for (const feature of ["platform-feature-multiprocessor-suspend"]) {
+  for (const feature of [
+    "platform-feature-multiprocessor-suspend",
+    "platform-feature-xs_reset_watches",
+  ]) {
     xs.writeText(`${home}/control/${feature}`, "1");
   }
 }
@@ -61,6 +64,8 @@ export function introduceToXenstore(d: Domain, xs: Xenstored, evtchn: XenEvtchn)
 export function releaseFromXenstore(domid: number, xs: Xenstored): void {
   if (xs.domains.get(domid)?.introduced) xs.release(domid);
   if (xs.store.get(domainPath(domid))) xs.rm(xs.store, DOM0, domainPath(domid));
+  const consoleBackend = `/local/domain/0/backend/console/${domid}`;
+  if (xs.store.get(consoleBackend)) xs.rm(xs.store, DOM0, consoleBackend);
 }
 
 /**
@@ -79,5 +84,24 @@ export function seedConsole(d: Domain, xs: Xenstored, evtchn: XenEvtchn): number
   xs.writeText(`${home}/console/port`, String(port));
   xs.writeText(`${home}/console/type`, "xenconsoled");
   xs.writeText(`${home}/console/limit`, String(1024 * 1024));
+  xs.writeText(`${home}/console/output`, "pty");
+  // The console's backend directory, as libxl writes it for console 0
+  // (xenconsoled serves it), and the frontend's pointers to it.
+  const backend = `/local/domain/0/backend/console/${d.domid}/0`;
+  xs.mkdir(xs.store, DOM0, backend);
+  xs.setPerms(xs.store, DOM0, backend, [
+    { domid: 0, access: 0 },
+    { domid: d.domid, access: 1 },
+  ]);
+  for (const [k, v] of Object.entries({
+    frontend: `${home}/console`,
+    "frontend-id": String(d.domid),
+    online: "1",
+    state: "1",
+    protocol: "vt100",
+  }))
+    xs.writeText(`${backend}/${k}`, v);
+  xs.writeText(`${home}/console/backend`, backend);
+  xs.writeText(`${home}/console/backend-id`, "0");
   return port;
 }

@@ -4,7 +4,9 @@
  * as xen-doc `misc/xenstore-paths` lays them out, with their permissions
  * (each side owns its directory, the other may read it); removal as libxl
  * does it (online 0 and state Closing, a wait for Closed, then both
- * directories go).
+ * directories go). libxl's own record of each device goes under
+ * /libxl/<domid>/device/<type>/<devid> (the paths of both ends and the
+ * backend's settings), as libxl keeps it to find its devices again.
  */
 import type { Host } from "../host/host.js";
 import { domainPath } from "../xenstored/path.js";
@@ -65,6 +67,15 @@ export function addDevice(
     online: "1",
     state: String(XenbusStateInitialising),
   };
+  const record = `/libxl/${domid}/device/${type}/${devid}`;
+  for (const [k, v] of Object.entries({
+    frontend,
+    backend,
+    "frontend-id": String(domid),
+    "backend-id": "0",
+    ...backendNodes,
+  }))
+    xs.writeText(`${record}/${k}`, v);
   for (const [k, v] of Object.entries(back)) xs.writeText(`${backend}/${k}`, v);
 }
 
@@ -91,7 +102,9 @@ export async function removeDevice(
   while (Date.now() < end && xs.readText(`${backend}/state`) !== String(XenbusStateClosed)) {
     await new Promise((r) => setTimeout(r, 10));
   }
-  for (const p of [frontend, backend]) if (xs.store.get(p)) xs.rm(xs.store, DOM0, p);
+  const record = `/libxl/${domid}/device/${type}/${devid}`;
+  const error = `/local/domain/0/error/backend/${type}/${domid}/${devid}`;
+  for (const p of [frontend, backend, record, error]) if (xs.store.get(p)) xs.rm(xs.store, DOM0, p);
 }
 
 /** A domain's devices of `type`: each frontend directory's nodes, by devid. */

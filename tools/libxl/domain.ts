@@ -165,6 +165,15 @@ export class Libxl {
         i < config.vcpus ? "online" : "offline",
       );
     }
+    // What libxl's build_post records of the image (a PV guest's ostype is
+    // "linux" whatever it runs, as in Xen).
+    const hvm = d.hvm !== undefined;
+    this.host.xenstored.writeText(`${vm}/image/ostype`, hvm ? "hvm" : "linux");
+    this.host.xenstored.writeText(`${vm}/image/kernel`, config.kernel);
+    this.host.xenstored.writeText(`${vm}/image/cmdline`, config.cmdline);
+    // libxl's own record of the domain (/libxl/<domid>), read by libxl alone.
+    this.host.xenstored.writeText(`/libxl/${d.domid}/type`, hvm ? "hvm" : "pv");
+    if (hvm) this.host.xenstored.writeText(`/libxl/${d.domid}/dm-version`, "qemu_xen");
   }
 
   /**
@@ -433,15 +442,17 @@ export class Libxl {
 
   private forget(domid: number): void {
     const x = this.domains.get(domid);
-    if (!x) return;
     this.domains.delete(domid);
     const xs = this.host.xenstored;
-    if (xs.store.get(`/vm/${x.uuid}`)) xs.rm(xs.store, DOM0, `/vm/${x.uuid}`);
-    // Its devices' backend directories go too (the backends let go as they go).
+    const gone = [`/libxl/${domid}`];
+    if (x) gone.push(`/vm/${x.uuid}`);
+    // Its devices' backend directories and errors go too (the backends let
+    // go as they go), whether or not its creation finished.
     for (const type of ["vbd", "vif"]) {
-      const p = `/local/domain/0/backend/${type}/${domid}`;
-      if (xs.store.get(p)) xs.rm(xs.store, DOM0, p);
+      gone.push(`/local/domain/0/backend/${type}/${domid}`);
+      gone.push(`/local/domain/0/error/backend/${type}/${domid}`);
     }
+    for (const p of gone) if (xs.store.get(p)) xs.rm(xs.store, DOM0, p);
   }
 
   /** Resolves with the reason once domain `domid` shut down ("destroyed" if it went without). */
@@ -467,6 +478,17 @@ export class Libxl {
    * of an HVM domain, which its device model presses. Xen's other triggers
    * (nmi, init, sleep, s3resume) have no wasm32 meaning.
    */
+  /**
+   * libxl_send_sysrq: the letter goes to the guest's control/sysrq, where a
+   * PV guest's sysrq watch (Linux's, mini-os's xenstore example) reads it,
+   * clears it and acts on it.
+   */
+  sendSysrq(domid: number, key: string): void {
+    const d = this.host.hv.domains.get(domid);
+    if (!d) throw new Error(`libxl: domain ${domid} does not exist`);
+    this.host.xenstored.writeText(`${domainPath(domid)}/control/sysrq`, key);
+  }
+
   sendTrigger(domid: number, trigger: string): void {
     const d = this.host.hv.domains.get(domid);
     if (!d) throw new Error(`libxl: domain ${domid} does not exist`);

@@ -76,6 +76,9 @@ export class LibxlServer extends UnixService {
       case "trigger":
         x.sendTrigger(int("domid"), String(m.trigger));
         return;
+      case "sysrq":
+        x.sendSysrq(int("domid"), String(m.key));
+        return;
       case "waitShutdown":
         return { reason: await x.waitShutdown(int("domid")) };
       case "rename":

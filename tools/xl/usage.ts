@@ -60,6 +60,7 @@ export const USAGE: Record<string, CommandUsage> = {
   },
   pause: { usage: "<Domain>" },
   trigger: { usage: "<Domain> <nmi|reset|init|power|sleep|s3resume> [<VCPU>]" },
+  sysrq: { usage: "<Domain> <letter>\nWrites the letter to the guest's control/sysrq." },
   unpause: { usage: "<Domain>" },
   console: {
     usage: "[options] <Domain>\nAttach to the domain's console; Ctrl-] detaches.",

@@ -396,6 +396,20 @@ async function cmdTrigger(args: string[]): Promise<number> {
   return 0;
 }
 
+/** xl sysrq <Domain> <letter>: one sysrq letter, through the guest's control/sysrq. */
+async function cmdSysrq(args: string[]): Promise<number> {
+  const { positionals } = opts("sysrq", args, {}, 2, 2);
+  const key = positionals[1]!;
+  if (key.length !== 1) throw new XlFail(`sysrq "${key}": give one letter`);
+  const domid = await findDomain(positionals[0]!);
+  try {
+    await (await libxl()).call("sysrq", { domid, key });
+  } catch (e) {
+    throw new XlFail(`${(e as Error).message}`);
+  }
+  return 0;
+}
+
 async function cmdConsole(args: string[]): Promise<number> {
   const { values, positionals } = opts(
     "console",
@@ -874,6 +888,7 @@ const COMMANDS: Record<string, [string, (args: string[]) => Promise<number>]> = 
   unpause: ["Unpause a paused domain", (a) => cmdPause(a, false)],
   console: ["Attach to domain's console", cmdConsole],
   trigger: ["Send a trigger to a domain", cmdTrigger],
+  sysrq: ["Send a sysrq to a domain", cmdSysrq],
   info: ["Get information about Xen host", cmdInfo],
   dmesg: ["Read and/or clear dmesg buffer", cmdDmesg],
   "debug-keys": ["Send debug keys to Xen", cmdDebugKeys],

@@ -175,6 +175,9 @@ int main(int argc, char **argv) {
     if ((rc = xenpv_set_param(HVM_PARAM_CALLBACK_IRQ, (uint64_t)HVM_PARAM_CALLBACK_TYPE_POLLED << 56)) < 0)
         fail("set HVM_PARAM_CALLBACK_IRQ", rc);
     if ((rc = xs_watch("control/shutdown", "shutdown")) < 0) fail("xenstore watch", rc);
+    /* As Linux says once its shutdown watch is set: these requests are understood. */
+    xs_write("control/feature-poweroff", "1");
+    xs_write("control/feature-reboot", "1");
     if ((rc = xs_write("data/pvecho", "ready")) < 0) fail("xenstore write", rc);
     fflush(stdout);
     serve(peer);

@@ -1,8 +1,10 @@
 // xenstore: a guest that talks to xenstored over its ring. It reads its name,
 // writes data/greeting, bumps data/counter in a transaction (retrying on
 // EAGAIN), and then does what every PV guest does: watches control/shutdown
-// and powers off or reboots when the toolstack writes "poweroff" or "reboot",
-// and watches memory/target (xl mem-set), printing each new target.
+// and powers off or reboots when the toolstack writes "poweroff" or "reboot"
+// (saying so in control/feature-poweroff and -reboot), prints the letter
+// `xl sysrq` writes to control/sysrq, and watches memory/target (xl mem-set),
+// printing each new target.
 import {
   cons,
   domid,
@@ -83,6 +85,12 @@ export function _start(): void {
   cons.s("xenstore: counter ").u(n).s(", data has ").i(entries).s(" entries").nl();
   rc = xenbus_watch("control/shutdown", "shutdown");
   if (rc < 0) fail("watch control/shutdown", rc);
+  // As Linux says once its shutdown watch is set: these requests are
+  // understood (there is no feature-suspend: mini-os cannot suspend).
+  xenbus_write("control/feature-poweroff", "1");
+  xenbus_write("control/feature-reboot", "1");
+  rc = xenbus_watch("control/sysrq", "sysrq");
+  if (rc < 0) fail("watch control/sysrq", rc);
   // What a balloon driver watches: the toolstack's memory target (xl mem-set).
   rc = xenbus_watch("memory/target", "balloon");
   if (rc < 0) fail("watch memory/target", rc);
@@ -96,6 +104,11 @@ export function _start(): void {
         target = t;
         cons.s("xenstore: memory/target is ").u(t).s(" KiB").nl();
       }
+    }
+    // xl sysrq: one letter, read and cleared as Linux's sysrq watch does.
+    if (xenbus_read("control/sysrq") == 0 && xenbus_reply_len() > 0) {
+      cons.s("xenstore: sysrq '").raw(xenbus_reply(), 1).s("'").nl();
+      xenbus_write("control/sysrq", "");
     }
     if (xenbus_read("control/shutdown") < 0) continue;
     const v = xenbus_reply();

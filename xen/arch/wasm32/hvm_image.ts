@@ -192,7 +192,9 @@ export function prepareHvmImage(bytes: Uint8Array): {
       const kind = m.byte();
       const what = `${mod}.${field}`;
       if (kind === 0x02)
-        throw new Error(`it imports its memory (${what}); an HVM program defines its own`);
+        throw new Error(
+          `it imports its memory (${what}); an HVM program defines its own (a PV kernel imports it: use type = "pv")`,
+        );
       if (kind !== 0x00)
         throw new Error(
           `it imports ${what}, which is not a function; HVM programs import only WASI preview1 functions`,
