@@ -241,6 +241,84 @@ test("xenstore-paths: what the guest, libxl and the console write; xl sysrq reac
   assert.equal(await readXs(backend), undefined);
 });
 
+test("vm-list; dump-core writes Xen's dump-core ELF, which readelf reads; a FIFO is refused at once; missing commands say why", async () => {
+  ok("create", join(EXAMPLES, "ticker.cfg"), "name='dumped'");
+  const domid = Number(ok("domid", "dumped").trim());
+  await until(() => consoleLog("dumped").includes("tick"), 10_000, "the ticker");
+  const vms = ok("vm-list").split("\n");
+  assert.equal(vms[0], "UUID                                  ID    name");
+  assert.ok(!vms.some((l) => /Domain-0/.test(l)), "vm-list leaves Dom0 out");
+  const row = vms.find((l) => / dumped +$/.test(l));
+  assert.match(
+    row ?? "",
+    new RegExp(
+      `^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}  ${domid}    dumped {24}$`,
+    ),
+  );
+
+  const core = join(dir, "dumped.core");
+  ok("dump-core", "dumped", core);
+  const sections = execFileSync("readelf", ["-S", "-W", core], { encoding: "utf8" });
+  for (const name of [".note.Xen", ".xen_prstatus", ".xen_shared_info", ".xen_pfn", ".xen_pages"])
+    assert.match(sections, new RegExp(`\\${name} `), name);
+  const all = execFileSync("readelf", ["-a", "-W", core], { encoding: "utf8", stdio: "pipe" });
+  assert.match(all, /Type: +CORE \(Core file\)/);
+  assert.doesNotMatch(all, /Warning|Error/i);
+  // The notes and pages, read back by hand: the header note's magic and
+  // counts, and the guest's start_info page (pfn 1) among the pages.
+  const f = readFileSync(core);
+  const shoff = Number(f.readBigUInt64LE(40));
+  const shnum = f.readUInt16LE(60);
+  const strOff = Number(f.readBigUInt64LE(shoff + 64 + 24));
+  const section = (want: string): { off: number; size: number } => {
+    for (let i = 0; i < shnum; i++) {
+      const h = shoff + i * 64;
+      const name = f.toString(
+        "latin1",
+        strOff + f.readUInt32LE(h),
+        f.indexOf(0, strOff + f.readUInt32LE(h)),
+      );
+      if (name === want)
+        return { off: Number(f.readBigUInt64LE(h + 24)), size: Number(f.readBigUInt64LE(h + 32)) };
+    }
+    throw new Error(`no ${want}`);
+  };
+  const notes = section(".note.Xen");
+  // The second note: XEN_ELFNOTE_DUMPCORE_HEADER.
+  const h = notes.off + 16;
+  assert.equal(f.readUInt32LE(h + 8), 0x2000001);
+  assert.equal(f.readUInt32LE(h + 16), 0xf00febed, "XC_CORE_MAGIC: a PV domain");
+  assert.equal(f.readUInt32LE(h + 24), 1, "one vCPU");
+  const nrPages = f.readUInt32LE(h + 32);
+  assert.equal(nrPages, 4 * 256, "memory = 4: every page");
+  assert.equal(f.readUInt32LE(h + 40), 4096);
+  const pages = section(".xen_pages");
+  assert.equal(pages.size, nrPages * 4096);
+  assert.equal(pages.off % 4096, 0);
+  assert.equal(f.toString("latin1", pages.off + 4096, pages.off + 4096 + 14), "xen-3.0-wasm32");
+  const prstatus = section(".xen_prstatus");
+  assert.equal(f.readUInt32LE(prstatus.off) & 0x20, 0x20, "vCPU 0 is online (VGCF_online)");
+
+  const fifo = join(dir, "core.fifo");
+  execFileSync("mkfifo", [fifo]);
+  const t = performance.now();
+  const bad = xl("dump-core", "dumped", fifo);
+  assert.equal(bad.code, 1);
+  assert.match(
+    bad.err,
+    /core dump of domain \d+ failed: cannot open .*core\.fifo|is not a regular file/,
+  );
+  assert.ok(performance.now() - t < 3000, "refused at once");
+  ok("destroy", "dumped");
+
+  const later = xl("save", "whatever", "/tmp/x");
+  assert.equal(later.code, 1);
+  assert.match(later.err, /^xl: 'save' is not implemented by tsxen yet: /);
+  const na = xl("pci-list", "whatever");
+  assert.match(na.err, /^xl: 'pci-list' does not apply on wasm32: a wasm32 guest has no PCI bus/);
+  assert.equal(xl("frobnicate").err, "command not implemented\n");
+});
+
 test("reboot with on_reboot=restart keeps the name and uuid", async () => {
   ok("create", join(EXAMPLES, "xenstore.cfg"), 'name="rebooter"');
   const before = ok("list", "-v", "rebooter").split("\n")[1]!;
@@ -295,6 +373,21 @@ test("each on_crash action", async () => {
   assert.equal(rows.get("c-rename-restart-1")!.state, "---sc-");
   ok("destroy", "c-rename-restart");
   ok("destroy", "c-rename-restart-1");
+
+  // coredump-destroy: the core goes to <log dir>/dump/<name> (Xen's
+  // XEN_DUMP_DIR), then the domain is destroyed.
+  crash("coredump-destroy", 300);
+  const core = join(env.TSXEN_LOG_DIR, "dump", "c-coredump-destroy");
+  await until(
+    () => !list().has("c-coredump-destroy") && existsSync(core),
+    10_000,
+    "coredump-destroy",
+  );
+  assert.match(ok("dmesg"), /libxl: dumping core of domain \d+ to .*dump\/c-coredump-destroy/);
+  assert.match(
+    execFileSync("readelf", ["-S", "-W", core], { encoding: "utf8" }),
+    /\.xen_pages +PROGBITS/,
+  );
   await until(() => ![...list().keys()].some((n) => n.startsWith("c-")), 5000, "all destroyed");
 });
 

@@ -11,6 +11,8 @@ import * as SC from "../../xen/include/public/sysctl.js";
 import * as V from "../../xen/include/public/version.js";
 import { errnoName } from "../../xen/include/public/errno.js";
 import { HYPERVISOR } from "../../xen/include/public/xen.js";
+import { vcpu_guest_context } from "../../xen/include/public/arch-wasm32.js";
+import { XENMEM_maximum_gpfn } from "../../xen/include/public/memory.js";
 import type { Layout } from "../../xen/include/public/layout.js";
 import { bufferOffsets, type HypercallChannel } from "./channel.js";
 
@@ -39,6 +41,8 @@ export interface XcDomInfo {
   paused: boolean;
   blocked: boolean;
   running: boolean;
+  /** XEN_DOMINF_hvm_guest. */
+  hvm: boolean;
   /** SHUTDOWN_* when shutdown is set. */
   shutdownReason: number;
   totPages: number;
@@ -118,6 +122,7 @@ function parseDomInfo(b: Buf, base: number): XcDomInfo {
     paused: (flags & DC.XEN_DOMINF_paused) !== 0,
     blocked: (flags & DC.XEN_DOMINF_blocked) !== 0,
     running: (flags & DC.XEN_DOMINF_running) !== 0,
+    hvm: (flags & DC.XEN_DOMINF_hvm_guest) !== 0,
     shutdownReason: (flags >>> DC.XEN_DOMINF_shutdownshift) & DC.XEN_DOMINF_shutdownmask,
     totPages: b.u64(base + f.tot_pages.offset),
     maxPages: b.u64(base + f.max_pages.offset),
@@ -386,6 +391,69 @@ export class XcInterface {
       },
       [buf],
     );
+  }
+
+  /** xc_vcpu_getcontext: vCPU `vcpu`'s wasm32 vcpu_guest_context (public/arch-wasm32.ts), raw. */
+  async vcpuGetContext(domid: number, vcpu: number): Promise<Uint8Array> {
+    const ctxt = new Buf(vcpu_guest_context.size);
+    const f = DC.xen_domctl_vcpucontext.fields;
+    await this.domctl(
+      "xc_vcpu_getcontext",
+      DC.XEN_DOMCTL_getvcpucontext,
+      domid,
+      (b, u, [buf]) => {
+        b.set32(u + f.vcpu.offset, vcpu);
+        b.set64(u + f.ctxt.offset, buf!);
+      },
+      [ctxt],
+    );
+    return ctxt.bytes;
+  }
+
+  /** xc_domain_maximum_gpfn: the highest pfn `domid` can address. */
+  async maximumGpfn(domid: number): Promise<number> {
+    const arg = new Buf(2);
+    arg.set16(0, domid);
+    const [a] = this.addrs(2);
+    const rc = await this.channel.call(
+      HYPERVISOR.__HYPERVISOR_memory_op,
+      [XENMEM_maximum_gpfn, a!],
+      [arg.bytes],
+    );
+    if (rc < 0) throw new XcError(`xc_domain_maximum_gpfn(${domid})`, -rc);
+    return rc;
+  }
+
+  /**
+   * The xen_version answers a dump-core file records, as the hypervisor
+   * wrote them: version, extraversion, compile_info, capabilities,
+   * changeset, platform_parameters and pagesize.
+   */
+  async versionRecords(): Promise<{
+    version: number;
+    extra: Uint8Array;
+    compileInfo: Uint8Array;
+    capabilities: Uint8Array;
+    changeset: Uint8Array;
+    platform: Uint8Array;
+    pagesize: number;
+  }> {
+    const nr = HYPERVISOR.__HYPERVISOR_xen_version;
+    const call = async (cmd: number, size: number): Promise<[number, Uint8Array]> => {
+      const buf = new Uint8Array(size);
+      const [a] = this.addrs(Math.max(size, 1));
+      const rc = await this.channel.call(nr, [cmd, size > 0 ? a! : 0], size > 0 ? [buf] : []);
+      if (rc < 0) throw new XcError(`xc_version(${cmd})`, -rc);
+      return [rc, buf];
+    };
+    const [version] = await call(V.XENVER_version, 0);
+    const [, extra] = await call(V.XENVER_extraversion, V.XEN_EXTRAVERSION_LEN);
+    const [, compileInfo] = await call(V.XENVER_compile_info, V.xen_compile_info.size);
+    const [, capabilities] = await call(V.XENVER_capabilities, V.XEN_CAPABILITIES_INFO_LEN);
+    const [, changeset] = await call(V.XENVER_changeset, V.XEN_CHANGESET_INFO_LEN);
+    const [, platform] = await call(V.XENVER_platform_parameters, V.xen_platform_parameters.size);
+    const [pagesize] = await call(V.XENVER_pagesize, 0);
+    return { version, extra, compileInfo, capabilities, changeset, platform, pagesize };
   }
 
   /** xc_version: XENVER_version, extraversion, capabilities and compile info. */

@@ -10,8 +10,9 @@
  * `xl` reaches it over the daemon's libxl socket (server.ts).
  */
 import { randomUUID } from "node:crypto";
-import { existsSync } from "node:fs";
-import { basename } from "node:path";
+import { existsSync, mkdirSync } from "node:fs";
+import { basename, join } from "node:path";
+import { logDir } from "../rundir.js";
 import { loadKernelFile } from "../../xen/arch/wasm32/kernel.js";
 import { loadHvmImageFile } from "../../xen/arch/wasm32/hvm_image.js";
 import { p9GuestPath, parseP9Spec } from "./p9.js";
@@ -23,6 +24,9 @@ import { isValidDomainName, splitCmdline, type Action, type XlDomainConfig } fro
 import { parseDiskSpec, vdevToDevid, type DiskSpec } from "./disk.js";
 import { parseNicSpec, type NicSpec } from "./nic.js";
 import { addDevice, devicePaths, listDevices, removeDevice } from "./device.js";
+import { XcInterface } from "../libxc/xc.js";
+import { LocalHypercalls } from "../libxc/channel.js";
+import { xcDomainDumpcore } from "../libxc/xc_core.js";
 import { configJson } from "./json.js";
 import { XenbusStateClosed, XenbusStateInitWait } from "../../xen/include/public/io/xenbus.js";
 import { HVM_PARAM_CALLBACK_IRQ } from "../../xen/include/public/hvm/hvm_op.js";
@@ -44,7 +48,14 @@ export class Libxl {
   /** Set while the host stops: no on_* action restarts anything. */
   private stopping = false;
 
-  constructor(readonly host: Host) {
+  /**
+   * @param dumpDir where on_crash's coredump-* actions write cores (Xen's
+   *   XEN_DUMP_DIR, /var/lib/xen/dump): `<log dir>/dump` by default.
+   */
+  constructor(
+    readonly host: Host,
+    readonly dumpDir = join(logDir(), "dump"),
+  ) {
     host.hv.listeners.add({
       shutdown: (d) => setImmediate(() => this.onShutdown(d)),
       destroyed: (domid) => this.forget(domid),
@@ -479,6 +490,29 @@ export class Libxl {
    * (nmi, init, sleep, s3resume) have no wasm32 meaning.
    */
   /**
+   * libxl_domain_core_dump: domain `domid`'s core, in Xen's dump-core
+   * format, to `path` (tools/libxc/xc_core.ts), through libxc's hypercalls
+   * and Dom0's foreign mapping.
+   */
+  async coreDump(domid: number, path: string): Promise<number> {
+    if (!this.host.hv.domains.has(domid)) throw new Error(`libxl: domain ${domid} does not exist`);
+    const privcmd = this.host.dom0.privcmd;
+    const xc = new XcInterface(new LocalHypercalls(privcmd));
+    try {
+      return await xcDomainDumpcore(
+        xc,
+        (id) => privcmd.hv.mapForeignMemory(privcmd.dom0, id),
+        domid,
+        path,
+      );
+    } catch (e) {
+      throw new Error(`libxl: core dump of domain ${domid} failed: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+  }
+
+  /**
    * libxl_send_sysrq: the letter goes to the guest's control/sysrq, where a
    * PV guest's sysrq watch (Linux's, mini-os's xenstore example) reads it,
    * clears it and acts on it.
@@ -560,12 +594,31 @@ export class Libxl {
           : reason === "crash"
             ? x.config.onCrash
             : "preserve";
-    // wasm32 has no core dumps: the coredump-* actions act as their plain forms.
+    if (action === "coredump-destroy" || action === "coredump-restart") {
+      // As xl does: the core goes to the dump directory under the domain's
+      // name, a failure is logged, and the action goes on.
+      const core = join(this.dumpDir, x.config.name);
+      this.host.hv.console.printk(`libxl: dumping core of domain ${d.domid} to ${core}`);
+      try {
+        mkdirSync(this.dumpDir, { recursive: true, mode: 0o700 });
+      } catch {
+        // The dump's own open reports it.
+      }
+      void this.coreDump(d.domid, core)
+        .catch((e: Error) => this.host.hv.console.printk(`libxl: ${e.message}`))
+        .then(() => this.act(d, x, action === "coredump-destroy" ? "destroy" : "restart"));
+      return;
+    }
+    this.act(d, x, action);
+  }
+
+  /** Carries out on_poweroff/on_reboot/on_crash's `action` for `d`. */
+  private act(d: Domain, x: LibxlDomain, action: Action): void {
+    if (d.isDying || this.host.hv.domains.get(d.domid) !== d) return;
     switch (action) {
       case "preserve":
         return;
       case "destroy":
-      case "coredump-destroy":
         this.destroy(d.domid);
         return;
       case "rename-restart": {
@@ -576,7 +629,6 @@ export class Libxl {
         return;
       }
       case "restart":
-      case "coredump-restart":
       case "soft-reset":
         this.destroy(d.domid);
         this.restart(x);

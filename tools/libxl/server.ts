@@ -79,6 +79,8 @@ export class LibxlServer extends UnixService {
       case "sysrq":
         x.sendSysrq(int("domid"), String(m.key));
         return;
+      case "coreDump":
+        return { pages: await x.coreDump(int("domid"), String(m.path)) };
       case "waitShutdown":
         return { reason: await x.waitShutdown(int("domid")) };
       case "rename":

@@ -61,6 +61,11 @@ export const USAGE: Record<string, CommandUsage> = {
   pause: { usage: "<Domain>" },
   trigger: { usage: "<Domain> <nmi|reset|init|power|sleep|s3resume> [<VCPU>]" },
   sysrq: { usage: "<Domain> <letter>\nWrites the letter to the guest's control/sysrq." },
+  "vm-list": { usage: "\nLists the guests (not Dom0): UUID, ID and name." },
+  "dump-core": {
+    usage:
+      "<Domain> <filename>\nWrites the domain's memory and vCPU state as an ELF core in Xen's dump-core format (readelf -a reads it).",
+  },
   unpause: { usage: "<Domain>" },
   console: {
     usage: "[options] <Domain>\nAttach to the domain's console; Ctrl-] detaches.",

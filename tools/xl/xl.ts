@@ -11,6 +11,7 @@
  *   xl [-v] <subcommand> [args]     (xl help lists them)
  */
 import { usageText } from "./usage.js";
+import { MISSING } from "./missing.js";
 import { randomUUID } from "node:crypto";
 import { configJson } from "../libxl/json.js";
 import { statSync } from "node:fs";
@@ -500,6 +501,32 @@ async function cmdDebugKeys(args: string[]): Promise<number> {
   return 0;
 }
 
+/** xl vm-list: the guests (not Dom0), by uuid, as Xen's prints them. */
+async function cmdVmList(args: string[]): Promise<number> {
+  opts("vm-list", args, {}, 0, 0);
+  const lines = ["UUID                                  ID    name"];
+  for (const i of await (await xc()).domainGetInfoList()) {
+    if (i.domid === 0 || i.dying) continue;
+    lines.push(`${i.uuid}  ${i.domid}    ${((await domName(i.domid)) ?? "").padEnd(30)}`);
+  }
+  console.log(lines.join("\n"));
+  return 0;
+}
+
+/** xl dump-core <Domain> <filename>: the guest's core, in Xen's dump-core ELF format. */
+async function cmdDumpCore(args: string[]): Promise<number> {
+  const { positionals } = opts("dump-core", args, {}, 2, 2);
+  const domid = await findDomain(positionals[0]!);
+  // The host writes the file: the name is the caller's, relative to its directory.
+  const path = resolve(positionals[1]!);
+  try {
+    await (await libxl()).call("coreDump", { domid, path });
+  } catch (e) {
+    throw new XlFail((e as Error).message);
+  }
+  return 0;
+}
+
 async function cmdDomid(args: string[]): Promise<number> {
   const { positionals } = opts("domid", args, {}, 1, 1);
   const name = positionals[0]!;
@@ -889,6 +916,8 @@ const COMMANDS: Record<string, [string, (args: string[]) => Promise<number>]> = 
   console: ["Attach to domain's console", cmdConsole],
   trigger: ["Send a trigger to a domain", cmdTrigger],
   sysrq: ["Send a sysrq to a domain", cmdSysrq],
+  "vm-list": ["List guest domains, excluding dom0, stubdoms, etc.", cmdVmList],
+  "dump-core": ["Core dump a domain", cmdDumpCore],
   info: ["Get information about Xen host", cmdInfo],
   dmesg: ["Read and/or clear dmesg buffer", cmdDmesg],
   "debug-keys": ["Send debug keys to Xen", cmdDebugKeys],
@@ -959,6 +988,15 @@ async function main(argv: string[]): Promise<number> {
   }
   const entry = COMMANDS[cmd];
   if (!entry) {
+    const why = MISSING[cmd];
+    if (why) {
+      console.error(
+        why[0] === "later"
+          ? `xl: '${cmd}' is not implemented by tsxen yet: ${why[1]}`
+          : `xl: '${cmd}' does not apply on wasm32: ${why[1]}`,
+      );
+      return 1;
+    }
     console.error("command not implemented");
     return 1;
   }

@@ -123,9 +123,13 @@ export class Domain {
     return this.p2m.length;
   }
 
-  /** Pfns its linear memory has now: every one below is charged to the domain. */
+  /**
+   * Pfns its linear memory has now: every one below is charged to the
+   * domain. An HVM domain's is its program's memory (`mem` may be the Xen
+   * area beside it).
+   */
   get topPfn(): number {
-    return this.mem.size / PAGE_SIZE;
+    return (this.hvm ? this.hvm.memory.buffer.byteLength : this.mem.size) / PAGE_SIZE;
   }
 
   /**

@@ -1,7 +1,8 @@
 /**
  * domctl (Xen's `common/domctl.c`): the toolstack's per-domain control, for
  * privileged domains only. Implemented: destroydomain, pausedomain,
- * unpausedomain, getdomaininfo, max_mem, getvcpuinfo, set/getvcpuaffinity,
+ * unpausedomain, getdomaininfo, max_mem, getvcpuinfo, getvcpucontext (wasm32's
+ * vcpu_guest_context, public/arch-wasm32.ts), set/getvcpuaffinity,
  * scheduler_op (credit), setdomainhandle. createdomain and max_vcpus return
  * -ENOSYS: a wasm32 domain is built whole from its kernel by the host's
  * domain builder (libxl in the host daemon, `tools/libxl/domain.ts`), since
@@ -13,12 +14,68 @@ import * as DC from "../include/public/domctl.js";
 import { XenErrno } from "../include/public/errno.js";
 import { PAGE_SHIFT } from "../include/xen/mm.js";
 import { VcpuState, type Vcpu } from "../arch/wasm32/vcpu.js";
+import { saveAreaMain } from "../arch/wasm32/config.js";
+import {
+  VGCF_online,
+  WASM32_ENTRY_START,
+  WASM32_ENTRY_START_VCPU,
+  WASM32_NO_CONTINUATION_HALF,
+  WASM32_SUSPENDED_MAIN,
+  WASM32_SUSPENDED_UPCALL,
+  vcpu_guest_context,
+} from "../include/public/arch-wasm32.js";
+import {
+  RUNSTATE_blocked,
+  RUNSTATE_offline,
+  RUNSTATE_runnable,
+  RUNSTATE_running,
+} from "../include/public/vcpu.js";
 import type { Domain } from "./domain.js";
 import type { Hypervisor } from "./hypervisor.js";
 import type { GuestMemory } from "./guest_access.js";
 
 /** Physical CPUs that run guests: the host's main thread. */
 export const NR_CPUS = 1;
+
+/** Writes vCPU `t`'s wasm32 vcpu_guest_context (public/arch-wasm32.ts) at `a`. */
+function writeVcpuContext(d: Domain, t: Vcpu, mem: GuestMemory, a: number): void {
+  const f = vcpu_guest_context.fields;
+  mem.clear(a, vcpu_guest_context.size);
+  const online = d.hvm !== undefined || t.state !== VcpuState.Offline;
+  mem.setU64(a + f.flags.offset, online ? VGCF_online : 0);
+  mem.setU32(a + f.entry.offset, t.id === 0 ? WASM32_ENTRY_START : WASM32_ENTRY_START_VCPU);
+  mem.setU32(a + f.arg.offset, d.hvm ? 0 : t.id === 0 ? d.startInfoAddr() : t.id);
+  const runstate = d.hvm
+    ? d.runState === "running"
+      ? RUNSTATE_running
+      : RUNSTATE_blocked
+    : t.state === VcpuState.Running
+      ? RUNSTATE_running
+      : t.state === VcpuState.Runnable
+        ? RUNSTATE_runnable
+        : t.state === VcpuState.Blocked
+          ? RUNSTATE_blocked
+          : RUNSTATE_offline;
+  mem.setU32(a + f.runstate.offset, runstate);
+  const none = (): void => {
+    mem.setU32(a + f.cont_op.offset, WASM32_NO_CONTINUATION_HALF);
+    mem.setU32(a + f.cont_op.offset + 4, WASM32_NO_CONTINUATION_HALF);
+  };
+  if (d.hvm) {
+    none();
+    return;
+  }
+  mem.setU32(
+    a + f.suspended.offset,
+    (t.mainSuspended ? WASM32_SUSPENDED_MAIN : 0) |
+      (t.upcallSuspended ? WASM32_SUSPENDED_UPCALL : 0),
+  );
+  mem.setU64(a + f.save_area.offset, saveAreaMain(t.id));
+  const c = t.continuationOf(0);
+  if (!c) none();
+  else mem.setU64(a + f.cont_op.offset, c.op);
+  c?.args.forEach((x, i) => mem.setU64(a + f.cont_args.offset + 8 * i, x >>> 0));
+}
 
 /** Fills a xen_domctl_getdomaininfo at `a` for `d` (also sysctl getdomaininfolist's rows). */
 export function getdomaininfo(hv: Hypervisor, d: Domain, mem: GuestMemory, a: number): void {
@@ -163,6 +220,16 @@ export function do_domctl(hv: Hypervisor, v: Vcpu, arg: number): number {
       const ns = dom0 ? process.cpuUsage().user * 1000 : t.cpuTimeNs;
       mem.setU64(u + f.cpu_time.offset, Math.round(ns));
       mem.setU32(u + f.cpu.offset, 0);
+      return 0;
+    }
+    case DC.XEN_DOMCTL_getvcpucontext: {
+      const f = DC.xen_domctl_vcpucontext.fields;
+      const t = d.vcpus[mem.u32(u + f.vcpu.offset)];
+      if (!t) return -XenErrno.EINVAL;
+      if (d === v.domain) return -XenErrno.EINVAL;
+      const to = mem.u64(u + f.ctxt.offset);
+      mem.check(to, vcpu_guest_context.size);
+      writeVcpuContext(d, t, mem, to);
       return 0;
     }
     case DC.XEN_DOMCTL_setvcpuaffinity:

@@ -648,17 +648,17 @@ export class Hypervisor implements VcpuHost {
   }
 
   /**
-   * Dom0's foreign mapping of an HVM domain's memory (privcmd's
+   * Dom0's foreign mapping of a domain's memory (privcmd's
    * IOCTL_PRIVCMD_MMAPBATCH_V2 over the whole physmap, as QEMU's mapcache
-   * maps a guest): the program's linear memory, for a privileged caller
-   * only. Throws naming what was refused.
+   * maps a guest and xc_domain_dumpcore reads one): its linear memory (an
+   * HVM domain's program memory), for a privileged caller only. Throws
+   * naming what was refused.
    */
   mapForeignMemory(caller: Domain, domid: number): WebAssembly.Memory {
     if (!caller.privileged) throw new Error(`d${caller.domid} may not map d${domid}'s memory`);
     const d = this.domains.get(domid);
     if (!d || d.isDying) throw new Error(`no domain ${domid}`);
-    if (!d.hvm) throw new Error(`domain ${domid} is not an HVM domain`);
-    return d.hvm.memory;
+    return d.hvm ? d.hvm.memory : d.wasmMemory;
   }
 
   /** Fails (ENOMEM) unless the heap has `pages` free frames. */

@@ -235,6 +235,12 @@ export class Vcpu {
     for (let i = 0; i < 5; i++) c.args[i] = args[i] ?? 0;
   }
 
+  /** A context's pending continuation (0 main, 1 upcall), left in place; undefined when none. */
+  continuationOf(context: 0 | 1): { op: number; args: readonly number[] } | undefined {
+    const c = this.continuations[context]!;
+    return c.op < 0 ? undefined : { op: c.op, args: c.args };
+  }
+
   /** The running context's pending continuation, taken (multicall folds it into its entry). */
   takeContinuation(): { op: number; args: number[] } | undefined {
     const c = this.continuations[this.inUpcall ? 1 : 0]!;

@@ -72,6 +72,38 @@ export const multicall_entry = struct("multicall_entry", [
   ["args", 48, 8],
 ]);
 
+/** vcpu_guest_context.flags: the vCPU is up (Xen's VGCF_online, bit 5). */
+export const VGCF_online = 1 << 5;
+/** vcpu_guest_context.entry: the export a vCPU starts at. */
+export const WASM32_ENTRY_START = 0;
+export const WASM32_ENTRY_START_VCPU = 1;
+/** vcpu_guest_context.suspended: which contexts are unwound into their save areas. */
+export const WASM32_SUSPENDED_MAIN = 1;
+export const WASM32_SUSPENDED_UPCALL = 2;
+/** vcpu_guest_context.cont_op's two 32-bit halves when no hypercall is to be made again (all ones). */
+export const WASM32_NO_CONTINUATION_HALF = 0xffffffff;
+
+/**
+ * struct vcpu_guest_context on wasm32 (XEN_DOMCTL_getvcpucontext, and the
+ * .xen_prstatus section of a dump-core file). A wasm32 vCPU has no
+ * registers: what it is made of is the export it started at and that
+ * export's argument, whether its main and upcall contexts are unwound into
+ * their save areas in guest memory (docs/arch-wasm32.md, "Preemption and
+ * the save areas"), and the hypercall it will make again when it resumes
+ * (a continuation). An HVM vCPU is a thread whose stack is the engine's:
+ * its context says only that it is online.
+ */
+export const vcpu_guest_context = struct("vcpu_guest_context", [
+  ["flags", 8],
+  ["entry", 4],
+  ["arg", 4],
+  ["runstate", 4],
+  ["suspended", 4],
+  ["save_area", 8],
+  ["cont_op", 8],
+  ["cont_args", 40, 8],
+]);
+
 /**
  * struct arch_wasm32_boot (wasm32 only, at pfn 5): what a PV guest would
  * otherwise read from xenstore before it has a xenstore connection.

@@ -16,6 +16,7 @@ export const XEN_DOMCTL_unpausedomain = 4;
 export const XEN_DOMCTL_getdomaininfo = 5;
 export const XEN_DOMCTL_setvcpuaffinity = 9;
 export const XEN_DOMCTL_max_mem = 11;
+export const XEN_DOMCTL_getvcpucontext = 13;
 export const XEN_DOMCTL_getvcpuinfo = 14;
 export const XEN_DOMCTL_max_vcpus = 15;
 export const XEN_DOMCTL_scheduler_op = 16;
@@ -112,6 +113,12 @@ export const xen_domctl_getvcpuinfo = struct("xen_domctl_getvcpuinfo", [
   ["running", 1],
   ["cpu_time", 8],
   ["cpu", 4],
+]);
+
+/** struct xen_domctl_vcpucontext: the vCPU, and a handle to its vcpu_guest_context. */
+export const xen_domctl_vcpucontext = struct("xen_domctl_vcpucontext", [
+  ["vcpu", 4],
+  ["ctxt", 8],
 ]);
 
 /** struct xenctl_bitmap (xen.h): a guest handle to the bits and their count. */
