@@ -8,6 +8,7 @@ import type { Layout } from "./layout.js";
 import {
   multicall_entry,
   shared_info,
+  vcpu_guest_context,
   start_info,
   vcpu_info,
   vcpu_time_info,
@@ -48,6 +49,7 @@ import {
   xen_domctl,
   xen_domctl_getdomaininfo,
   xen_domctl_getvcpuinfo,
+  xen_domctl_vcpucontext,
   xen_domctl_scheduler_op,
   xen_domctl_vcpuaffinity,
 } from "./domctl.js";
@@ -254,6 +256,21 @@ const table: Array<[Layout<string>, number, Record<string, number>]> = [
     { vcpu: 0, online: 4, blocked: 5, running: 6, cpu_time: 8, cpu: 16 },
   ],
   [xen_domctl_vcpuaffinity, 40, { vcpu: 0, flags: 4, cpumap_hard: 8, cpumap_soft: 24 }],
+  [xen_domctl_vcpucontext, 16, { vcpu: 0, ctxt: 8 }],
+  [
+    vcpu_guest_context,
+    80,
+    {
+      flags: 0,
+      entry: 8,
+      arg: 12,
+      runstate: 16,
+      suspended: 20,
+      save_area: 24,
+      cont_op: 32,
+      cont_args: 40,
+    },
+  ],
   [xen_domctl_scheduler_op, 24, { sched_id: 0, cmd: 4, u: 8 }],
   [xen_sysctl, 136, { cmd: 0, interface_version: 4, u: 8 }],
   [xen_sysctl_readconsole, 24, { clear: 0, incremental: 1, index: 4, buffer: 8, count: 16 }],
