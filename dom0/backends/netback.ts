@@ -45,8 +45,11 @@ interface Queue {
 }
 
 export interface NetbackStats {
+  /** From the guest's side, as xentop counts: what the guest sent (its tx ring) and received. */
   txPackets: number;
   rxPackets: number;
+  txBytes: number;
+  rxBytes: number;
   txErrors: number;
   rxDropped: number;
 }
@@ -56,7 +59,14 @@ export class NetbackDevice implements BackendDevice, BridgePort {
   private queues: Queue[] = [];
   private sg = false;
   private readonly gnt: XenGnttab;
-  readonly stats: NetbackStats = { txPackets: 0, rxPackets: 0, txErrors: 0, rxDropped: 0 };
+  readonly stats: NetbackStats = {
+    txPackets: 0,
+    rxPackets: 0,
+    txBytes: 0,
+    rxBytes: 0,
+    txErrors: 0,
+    rxDropped: 0,
+  };
 
   constructor(
     readonly info: DeviceInfo,
@@ -214,6 +224,7 @@ export class NetbackDevice implements BackendDevice, BridgePort {
         }
         if (packet) {
           this.stats.txPackets++;
+          this.stats.txBytes += packet.length;
           this.bridge.forward(packet, this);
           if (!this.queues[qi]) return; // the vif went away meanwhile
         }
@@ -321,6 +332,7 @@ export class NetbackDevice implements BackendDevice, BridgePort {
         rv.setInt16(RXR.status.offset, status[i] === 0 ? len : N.NETIF_RSP_ERROR, true);
       });
       this.stats.rxPackets++;
+      this.stats.rxBytes += frame.length;
       pushed = true;
     }
     if (pushed && ring.pushResponses()) this.evtchn.notify(q.rxPort);

@@ -109,6 +109,8 @@ export interface BackendDevice {
   disconnect(): void;
   /** The device is gone for good (its storage may close). */
   destroy(): void;
+  /** The driver's counters (blkback's requests and sectors, netback's packets and bytes). */
+  readonly stats?: object;
 }
 
 /** Makes a driver's device; throws if the toolstack's nodes are wrong (bad params, say). */
@@ -285,11 +287,21 @@ export class XenbusBackendBus {
   }
 
   /** The devices being served, by backend path, with their states. */
-  list(): Array<{ backend: string; state: number; connected: boolean }> {
+  list(): Array<{
+    backend: string;
+    frontendId: number;
+    devid: number;
+    state: number;
+    connected: boolean;
+    stats: object | undefined;
+  }> {
     return [...this.devices.entries()].map(([backend, d]) => ({
       backend,
+      frontendId: d.info.frontendId,
+      devid: d.info.devid,
       state: d.state,
       connected: d.connected,
+      stats: d.impl.stats,
     }));
   }
 

@@ -10,7 +10,14 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -317,6 +324,69 @@ test("vm-list; dump-core writes Xen's dump-core ELF, which readelf reads; a FIFO
   const na = xl("pci-list", "whatever");
   assert.match(na.err, /^xl: 'pci-list' does not apply on wasm32: a wasm32 guest has no PCI bus/);
   assert.equal(xl("frobnicate").err, "command not implemented\n");
+});
+
+test("xl top shows the backends' counters: NETS, NETTX/NETRX, VBDS and the VBD columns, with -n and -x lines", async () => {
+  const img = join(dir, "top.img");
+  writeFileSync(img, "");
+  truncateSync(img, 8 * 2 ** 20);
+  const disk = `disk=["format=raw, vdev=xvda, access=rw, target=${img}"]`;
+  ok(
+    "create",
+    join(EXAMPLES, "blkbench.cfg"),
+    'name="topdisk"',
+    disk,
+    'extra="write seed=3 mib=2"',
+    'on_poweroff="preserve"',
+  );
+  const ping = join(EXAMPLES, "ping.cfg");
+  ok("create", ping, 'name="toppong"', 'vif=["bridge=xentop0"]', 'extra="ip=10.9.0.2"');
+  ok(
+    "create",
+    ping,
+    'name="topping"',
+    'vif=["bridge=xentop0"]',
+    'extra="ip=10.9.0.1 peer=10.9.0.2"',
+  );
+  await until(
+    () => /sequential write 2 MiB/.test(consoleLog("topdisk")),
+    20_000,
+    "the disk writes",
+  );
+  await until(
+    () => /64 bytes from 10\.9\.0\.2/.test(consoleLog("topping")),
+    20_000,
+    "a ping reply",
+  );
+  const top = ok("top", "-b", "-i", "1", "-n", "-x").split("\n");
+  const row = (name: string): string[] => {
+    const l = top.find((x) => new RegExp(`^ +${name} `).test(x));
+    assert.ok(l, `no row for ${name} in ${top.join("\n")}`);
+    return l.trim().split(/ +/);
+  };
+  // NAME STATE CPU(sec) CPU(%) MEM(k) MEM(%) MAXMEM(k) MAXMEM(%) VCPUS NETS NETTX NETRX VBDS VBD_OO VBD_RD VBD_WR VBD_RSECT VBD_WSECT SSID
+  const d = row("topdisk");
+  assert.equal(d[12], "1", "VBDS");
+  assert.ok(Number(d[15]) > 0, `VBD_WR ${d[15]}`);
+  assert.ok(Number(d[17]) >= 4096, `VBD_WSECT ${d[17]}: 2 MiB is 4096 sectors`);
+  assert.equal(d[9], "0", "no NETS");
+  // The pinging guest has finished and gone; the one it pinged answered.
+  const p = row("toppong");
+  assert.equal(p[9], "1", "NETS");
+  assert.equal(p[12], "0", "no VBDS");
+  const at = top.findIndex((x) => /^ +toppong /.test(x));
+  assert.match(
+    top[at + 1]!,
+    /^Net0 RX: +\d+bytes +\d+pkts +0err +\d+drop {2}TX: +\d+bytes +\d+pkts +\d+err +0drop$/,
+  );
+  const [, rx, tx] = /RX: +(\d+)bytes.*TX: +(\d+)bytes/.exec(top[at + 1]!)!;
+  assert.ok(Number(rx) > 0 && Number(tx) > 0, top[at + 1]);
+  const dat = top.findIndex((x) => /^ +topdisk /.test(x));
+  assert.match(
+    top[dat + 1]!,
+    /^VBD BlkBack 51712 \[ca: 0\] OO: +0 +RD: +\d+ +WR: +[1-9]\d* +RSECT: +\d+ +WSECT: +[1-9]\d*$/,
+  );
+  for (const n of ["topdisk", "toppong"]) ok("destroy", n);
 });
 
 test("reboot with on_reboot=restart keeps the name and uuid", async () => {

@@ -13,6 +13,8 @@ import { randomUUID } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { logDir } from "../rundir.js";
+import type { BlkbackStats } from "../../dom0/backends/blkback.js";
+import type { NetbackStats } from "../../dom0/backends/netback.js";
 import { loadKernelFile } from "../../xen/arch/wasm32/kernel.js";
 import { loadHvmImageFile } from "../../xen/arch/wasm32/hvm_image.js";
 import { p9GuestPath, parseP9Spec } from "./p9.js";
@@ -35,6 +37,31 @@ import { HVM_PARAM_CALLBACK_IRQ } from "../../xen/include/public/hvm/hvm_op.js";
 export const BACKEND_WAIT_MS = 10_000;
 
 /** A running domain as libxl knows it: its config and its /vm uuid. */
+/** One backend device's counters (backendStats), as xentop shows them. */
+export type BackendStats =
+  | {
+      kind: "vbd";
+      domid: number;
+      devid: number;
+      /** Requests that waited for a free slot (Linux's oo_req): blkback never runs out. */
+      oo: number;
+      rd: number;
+      wr: number;
+      rsect: number;
+      wsect: number;
+    }
+  | {
+      kind: "vif";
+      domid: number;
+      devid: number;
+      txBytes: number;
+      txPackets: number;
+      txErrors: number;
+      rxBytes: number;
+      rxPackets: number;
+      rxDropped: number;
+    };
+
 export interface LibxlDomain {
   domid: number;
   config: XlDomainConfig;
@@ -489,6 +516,44 @@ export class Libxl {
    * of an HVM domain, which its device model presses. Xen's other triggers
    * (nmi, init, sleep, s3resume) have no wasm32 meaning.
    */
+  /**
+   * What libxenstat reads for xentop (Linux's blkback statistics in sysfs
+   * and the vifs' counters in /proc/net/dev): every backend device's
+   * counters, by frontend domain. Network counters are the guest's view:
+   * tx is what it sent.
+   */
+  backendStats(): BackendStats[] {
+    const out: BackendStats[] = [];
+    for (const v of this.host.vbd.list()) {
+      const s = v.stats as Partial<BlkbackStats> | undefined;
+      out.push({
+        kind: "vbd",
+        domid: v.frontendId,
+        devid: v.devid,
+        oo: 0,
+        rd: s?.reads ?? 0,
+        wr: s?.writes ?? 0,
+        rsect: s?.sectorsRead ?? 0,
+        wsect: s?.sectorsWritten ?? 0,
+      });
+    }
+    for (const v of this.host.vif.list()) {
+      const s = v.stats as Partial<NetbackStats> | undefined;
+      out.push({
+        kind: "vif",
+        domid: v.frontendId,
+        devid: v.devid,
+        txBytes: s?.txBytes ?? 0,
+        txPackets: s?.txPackets ?? 0,
+        txErrors: s?.txErrors ?? 0,
+        rxBytes: s?.rxBytes ?? 0,
+        rxPackets: s?.rxPackets ?? 0,
+        rxDropped: s?.rxDropped ?? 0,
+      });
+    }
+    return out;
+  }
+
   /**
    * libxl_domain_core_dump: domain `domid`'s core, in Xen's dump-core
    * format, to `path` (tools/libxc/xc_core.ts), through libxc's hypercalls

@@ -79,6 +79,8 @@ export class LibxlServer extends UnixService {
       case "sysrq":
         x.sendSysrq(int("domid"), String(m.key));
         return;
+      case "backendStats":
+        return { devices: x.backendStats() };
       case "coreDump":
         return { pages: await x.coreDump(int("domid"), String(m.path)) };
       case "waitShutdown":

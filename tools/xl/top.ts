@@ -2,11 +2,13 @@
  * `xl top`, which is xentop (xen-doc `man/xentop.1`): a table of every
  * domain with xentop's columns, refreshed every `delay` seconds; `-b`
  * prints each refresh plainly (batch mode) and `-i N` stops after N. On a
- * terminal, 'q' quits. The NETS and VBD columns are zeros: the backends'
- * counters are not exported to xl yet.
+ * terminal, 'q' quits. The NETS and VBD columns come from the backends'
+ * counters (libxl's backendStats, what libxenstat reads from sysfs and
+ * /proc/net/dev on Linux); `-n` and `-x` add each domain's networks and
+ * block devices, in xentop's lines.
  */
-import { cpus } from "node:os";
 import type { XcDomInfo, XcInterface } from "../libxc/xc.js";
+import type { BackendStats } from "../libxl/domain.js";
 
 const COLUMNS: Array<[string, number]> = [
   ["NAME", 10],
@@ -42,10 +44,42 @@ function state(i: XcDomInfo): string {
   );
 }
 
+type Vbd = Extract<BackendStats, { kind: "vbd" }>;
+type Vif = Extract<BackendStats, { kind: "vif" }>;
+
+const sum = <T>(xs: T[], f: (x: T) => number): number => xs.reduce((a, x) => a + f(x), 0);
+
+/** xentop's per-network line (-n). */
+function netLine(i: number, v: Vif): string {
+  const n = (x: number): string => String(x).padStart(8);
+  return (
+    `Net${i} RX: ${n(v.rxBytes)}bytes ${n(v.rxPackets)}pkts ${n(0)}err ${n(v.rxDropped)}drop  ` +
+    `TX: ${n(v.txBytes)}bytes ${n(v.txPackets)}pkts ${n(v.txErrors)}err ${n(0)}drop`
+  );
+}
+
+/** xentop's per-VBD line (-x): BlkBack, the device number and its major:minor. */
+function vbdLine(v: Vbd): string {
+  const hex2 = (x: number): string => x.toString(16).padStart(2);
+  const details = `[${hex2(v.devid >> 8)}:${hex2(v.devid & 0xff)}] `;
+  return (
+    `VBD BlkBack ${String(v.devid).padStart(4)} ${details}OO: ${String(v.oo).padStart(8)}   ` +
+    `RD: ${String(v.rd).padStart(8)}   WR: ${String(v.wr).padStart(8)}   ` +
+    `RSECT: ${String(v.rsect).padStart(10)}   WSECT: ${String(v.wsect).padStart(10)}`
+  );
+}
+
 export async function runTop(
   xc: XcInterface,
   name: (domid: number) => Promise<string>,
-  opts: { batch: boolean; iterations: number; delayS: number },
+  opts: {
+    batch: boolean;
+    iterations: number;
+    delayS: number;
+    networks?: boolean;
+    vbds?: boolean;
+    stats?: () => Promise<BackendStats[]>;
+  },
 ): Promise<number> {
   const interactive = !opts.batch && process.stdin.isTTY === true && process.stdout.isTTY === true;
   let quit = false;
@@ -62,6 +96,7 @@ export async function runTop(
     for (let n = 0; n < opts.iterations && !quit; n++) {
       const p = await xc.physinfo();
       const list = await xc.domainGetInfoList();
+      const devices = (await opts.stats?.()) ?? [];
       const now = process.hrtime.bigint();
       const wallNs = Number(now - prevAt);
       const totalK = p.totalPages * 4;
@@ -72,7 +107,7 @@ export async function runTop(
         `${list.length} domains: ${count((i) => i.running)} running, ${count((i) => i.blocked)} blocked, ` +
           `${count((i) => i.paused)} paused, ${count((i) => i.shutdown && i.shutdownReason === 3)} crashed, ` +
           `${count((i) => i.dying)} dying, ${count((i) => i.shutdown && i.shutdownReason !== 3)} shutdown `,
-        `Mem: ${totalK}k total, ${usedK}k used, ${totalK - usedK}k free    CPUs: ${p.nrCpus} @ ${cpus()[0]?.speed ?? 0}MHz`,
+        `Mem: ${totalK}k total, ${usedK}k used, ${totalK - usedK}k free    CPUs: ${p.nrCpus} @ ${Math.round(p.cpuKhz / 1000)}MHz`,
         COLUMNS.map(([h, w]) => h.padStart(w)).join(" "),
       ];
       const next = new Map<number, number>();
@@ -82,6 +117,8 @@ export async function runTop(
         const pct = before === undefined || n === 0 ? 0 : ((i.cpuTime - before) / wallNs) * 100;
         const memK = i.totPages * 4;
         const maxK = i.maxPages * 4;
+        const vifs = devices.filter((x): x is Vif => x.kind === "vif" && x.domid === i.domid);
+        const vbds = devices.filter((x): x is Vbd => x.kind === "vbd" && x.domid === i.domid);
         const cells = [
           (await name(i.domid)).slice(0, 10).padStart(10),
           state(i),
@@ -92,18 +129,20 @@ export async function runTop(
           String(maxK).padStart(10),
           ((maxK / totalK) * 100).toFixed(1).padStart(9),
           String(i.onlineVcpus).padStart(5),
-          "0".padStart(4),
-          "0".padStart(8),
-          "0".padStart(8),
-          "0".padStart(4),
-          "0".padStart(8),
-          "0".padStart(8),
-          "0".padStart(8),
-          "0".padStart(10),
-          "0".padStart(10),
+          String(vifs.length).padStart(4),
+          String(Math.floor(sum(vifs, (v) => v.txBytes) / 1024)).padStart(8),
+          String(Math.floor(sum(vifs, (v) => v.rxBytes) / 1024)).padStart(8),
+          String(vbds.length).padStart(4),
+          String(sum(vbds, (v) => v.oo)).padStart(8),
+          String(sum(vbds, (v) => v.rd)).padStart(8),
+          String(sum(vbds, (v) => v.wr)).padStart(8),
+          String(sum(vbds, (v) => v.rsect)).padStart(10),
+          String(sum(vbds, (v) => v.wsect)).padStart(10),
           "0".padStart(4),
         ];
         out.push(cells.join(" "));
+        if (opts.networks) vifs.forEach((v, k) => out.push(netLine(k, v)));
+        if (opts.vbds) for (const v of vbds) out.push(vbdLine(v));
       }
       prev = next;
       prevAt = now;

@@ -117,6 +117,8 @@ export const USAGE: Record<string, CommandUsage> = {
       ["-b, --batch", "Print the table repeatedly instead of redrawing a screen."],
       ["-i N, --iterations=N", "Stop after N tables."],
       ["-d S, --delay=S", "Seconds between two tables (default 3)."],
+      ["-n, --networks", "Add each domain's networks: bytes, packets, errors, drops."],
+      ["-x, --vbds", "Add each domain's block devices: requests and sectors."],
     ],
   },
   "block-attach": { usage: "<Domain> <disk-spec-component(s)>..." },

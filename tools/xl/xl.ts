@@ -33,6 +33,7 @@ import { domainConfig } from "../libxl/config.js";
 import { XEN_SCHEDULER_CREDIT } from "../../xen/include/public/domctl.js";
 import { formatBitmap, parseCpuRange, parseMemKiB } from "./parse.js";
 import { runTop } from "./top.js";
+import type { BackendStats } from "../libxl/domain.js";
 
 /** An error that ends the command with a message and exit status 1. */
 class XlFail extends Error {}
@@ -798,6 +799,8 @@ async function cmdTop(args: string[]): Promise<number> {
       batch: { type: "boolean", short: "b" },
       iterations: { type: "string", short: "i" },
       delay: { type: "string", short: "d" },
+      networks: { type: "boolean", short: "n" },
+      vbds: { type: "boolean", short: "x" },
     },
     0,
     0,
@@ -806,7 +809,15 @@ async function cmdTop(args: string[]): Promise<number> {
   const delay = values.delay === undefined ? 3 : Number(values.delay);
   if (!(iterations >= 1) || !(delay > 0))
     throw new XlFail("top: -i needs a count ≥ 1 and -d a delay > 0");
-  return runTop(await xc(), domName, { batch: values.batch === true, iterations, delayS: delay });
+  const lx = await libxl();
+  return runTop(await xc(), domName, {
+    batch: values.batch === true,
+    iterations,
+    delayS: delay,
+    networks: values.networks === true,
+    vbds: values.vbds === true,
+    stats: async () => ((await lx.call("backendStats", {})) as { devices: BackendStats[] }).devices,
+  });
 }
 
 async function cmdBlockAttach(args: string[]): Promise<number> {
