@@ -399,6 +399,24 @@ test("reboot with on_reboot=restart keeps the name and uuid", async () => {
   const afterRow = ok("list", "-v", "rebooter").split("\n")[1]!;
   assert.equal(afterRow.split(/\s+/)[6], uuid);
   assert.match(consoleLog("rebooter"), /control\/shutdown says 'reboot'/);
+
+  // config-update: the next rebuild takes the new config; the running domain keeps its own.
+  const upd = xl(
+    "config-update",
+    "rebooter",
+    join(EXAMPLES, "xenstore.cfg"),
+    'name="rebooter"',
+    "memory=8",
+  );
+  assert.equal(upd.code, 0, upd.err);
+  assert.match(upd.err, /^WARNING: xl now has better capability to manage domain configuration/);
+  assert.equal(list().get("rebooter")!.mem, 4, "not applied to the running domain");
+  const id2 = list().get("rebooter")!.id;
+  await until(() => consoleLog("rebooter").split("counter").length > 2, 10_000, "the second boot");
+  ok("reboot", "-w", "rebooter");
+  await until(() => (list().get("rebooter")?.id ?? id2) !== id2, 10_000, "the second restart");
+  assert.equal(list().get("rebooter")!.mem, 8, "the rebuilt domain has the updated config");
+  assert.equal(ok("list", "-v", "rebooter").split("\n")[1]!.split(/\s+/)[6], uuid);
   ok("destroy", "rebooter");
   await until(() => !list().has("rebooter"), 5000, "destroy");
   assert.deepEqual(leftovers(oldId), []);

@@ -517,6 +517,16 @@ export class Libxl {
    * (nmi, init, sleep, s3resume) have no wasm32 meaning.
    */
   /**
+   * xl config-update: the config domain `domid` is rebuilt from when it
+   * restarts (its uuid stays, as the domain's); the running domain is not
+   * touched. libxl keeps it as Xen's keeps the domain's userdata.
+   */
+  updateConfig(domid: number, config: XlDomainConfig): void {
+    const x = this.get(domid);
+    x.config = { ...config, uuid: x.uuid };
+  }
+
+  /**
    * What libxenstat reads for xentop (Linux's blkback statistics in sysfs
    * and the vifs' counters in /proc/net/dev): every backend device's
    * counters, by frontend domain. Network counters are the guest's view:

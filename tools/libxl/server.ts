@@ -79,6 +79,9 @@ export class LibxlServer extends UnixService {
       case "sysrq":
         x.sendSysrq(int("domid"), String(m.key));
         return;
+      case "configUpdate":
+        x.updateConfig(int("domid"), checkDomainConfig(m.config));
+        return;
       case "backendStats":
         return { devices: x.backendStats() };
       case "coreDump":

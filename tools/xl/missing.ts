@@ -4,10 +4,6 @@
  * says so when one is run; docs/xl.md has the whole table.
  */
 export const MISSING: Record<string, ["later" | "n/a", string]> = {
-  "config-update": [
-    "later",
-    "libxl keeps each domain's config; updating it for the next reboot is not written yet",
-  ],
   save: [
     "later",
     "saving a domain comes with the domain builder's save stream (Xen's migration stream v2)",

@@ -61,6 +61,14 @@ export const USAGE: Record<string, CommandUsage> = {
   pause: { usage: "<Domain>" },
   trigger: { usage: "<Domain> <nmi|reset|init|power|sleep|s3resume> [<VCPU>]" },
   sysrq: { usage: "<Domain> <letter>\nWrites the letter to the guest's control/sysrq." },
+  "config-update": {
+    usage: "<Domain> <ConfigFile> [options] [vars]",
+    options: [
+      HELP,
+      ["-f FILE, --defconfig=FILE", "Use FILE as the config file."],
+      ["-d", "Accepted as Xen's (debug messages)."],
+    ],
+  },
   "vm-list": { usage: "\nLists the guests (not Dom0): UUID, ID and name." },
   "dump-core": {
     usage:

@@ -29,7 +29,7 @@ import { LibxlClient } from "../libxl/server.js";
 import { XsClient } from "../xenstore/client.js";
 import { attachConsole } from "../console/socket.js";
 import { CfgError, parseCfg } from "../libxlu/cfg.js";
-import { domainConfig } from "../libxl/config.js";
+import { domainConfig, type ParsedConfig } from "../libxl/config.js";
 import { XEN_SCHEDULER_CREDIT } from "../../xen/include/public/domctl.js";
 import { formatBitmap, parseCpuRange, parseMemKiB } from "./parse.js";
 import { runTop } from "./top.js";
@@ -144,6 +144,67 @@ function stateFlags(i: XcDomInfo): string {
 
 // ---- the subcommands ------------------------------------------------------
 
+/**
+ * Reads and parses xl.cfg `file` with `KEY=VALUE` overrides, as xl create
+ * and config-update do; warnings go to stderr. Throws XlFail with xl's words.
+ */
+function readConfig(file: string, overrides: string[], quiet: boolean): ParsedConfig {
+  let text: string;
+  try {
+    // Never blocks (a FIFO is refused, not waited on) and never reads a huge file whole.
+    text = readHostFileSync(file, { what: "config file", maxBytes: MAX_CFG_BYTES }).toString(
+      "utf8",
+    );
+  } catch (e) {
+    if (!(e instanceof HostFileError)) throw e;
+    // xl's words, then the cause: "Failed to read config file: F: No such file or directory".
+    throw new XlFail(`Failed to read config file: ${e.message.replace(/^config file /, "")}`);
+  }
+  if (!quiet) console.error(`Parsing config from ${file}`);
+  let parsed;
+  try {
+    const settings = parseCfg(text, file);
+    // Extra key=value pairs override the file's, as xl appends them.
+    for (const kv of overrides)
+      for (const [k, v] of parseCfg(kv, "<command line>")) settings.set(k, v);
+    parsed = domainConfig(settings, file, dirname(resolve(file)));
+  } catch (e) {
+    if (e instanceof CfgError) throw new XlFail(`Failed to parse config: ${e.message}`);
+    throw e;
+  }
+  for (const w of parsed.warnings) console.error(`Warning: ${w}`);
+  return parsed;
+}
+
+/**
+ * xl config-update <Domain> <ConfigFile> [vars]: the config libxl keeps for
+ * the domain, used when it is next rebuilt (on_reboot=restart and the
+ * like). Nothing changes in the running domain.
+ */
+async function cmdConfigUpdate(args: string[]): Promise<number> {
+  const { values, positionals } = opts(
+    "config-update",
+    args,
+    { defconfig: { type: "string", short: "f" }, debug: { type: "boolean", short: "d" } },
+    1,
+  );
+  const rest = [...positionals];
+  const domid = await findDomain(rest.shift()!);
+  let file = values.defconfig as string | undefined;
+  if (!file && rest[0] && !rest[0].includes("=")) file = rest.shift();
+  if (!file) throw new UsageError("config-update", "needs a config file");
+  console.error(
+    "WARNING: xl now has better capability to manage domain configuration, avoid using this command when possible",
+  );
+  const parsed = readConfig(file, rest, false);
+  try {
+    await (await libxl()).call("configUpdate", { domid, config: parsed.config });
+  } catch (e) {
+    throw new XlFail((e as Error).message);
+  }
+  return 0;
+}
+
 async function cmdCreate(args: string[]): Promise<number> {
   const { values, positionals } = opts(
     "create",
@@ -163,29 +224,7 @@ async function cmdCreate(args: string[]): Promise<number> {
   let file = values.defconfig as string | undefined;
   if (!file && rest[0] && !rest[0].includes("=")) file = rest.shift();
   if (!file) throw new UsageError("create", "needs a config file");
-  let text: string;
-  try {
-    // Never blocks (a FIFO is refused, not waited on) and never reads a huge file whole.
-    text = readHostFileSync(file, { what: "config file", maxBytes: MAX_CFG_BYTES }).toString(
-      "utf8",
-    );
-  } catch (e) {
-    if (!(e instanceof HostFileError)) throw e;
-    // xl's words, then the cause: "Failed to read config file: F: No such file or directory".
-    throw new XlFail(`Failed to read config file: ${e.message.replace(/^config file /, "")}`);
-  }
-  if (!values.quiet) console.error(`Parsing config from ${file}`);
-  let parsed;
-  try {
-    const settings = parseCfg(text, file);
-    // Extra key=value pairs override the file's, as xl appends them.
-    for (const kv of rest) for (const [k, v] of parseCfg(kv, "<command line>")) settings.set(k, v);
-    parsed = domainConfig(settings, file, dirname(resolve(file)));
-  } catch (e) {
-    if (e instanceof CfgError) throw new XlFail(`Failed to parse config: ${e.message}`);
-    throw e;
-  }
-  for (const w of parsed.warnings) console.error(`Warning: ${w}`);
+  const parsed = readConfig(file, rest, values.quiet === true);
   if (values["dry-run"]) {
     // What xl -N create prints: the domain config libxl would be given, and no domain.
     const json = configJson(parsed.config, parsed.config.uuid ?? randomUUID());
@@ -928,6 +967,10 @@ const COMMANDS: Record<string, [string, (args: string[]) => Promise<number>]> = 
   trigger: ["Send a trigger to a domain", cmdTrigger],
   sysrq: ["Send a sysrq to a domain", cmdSysrq],
   "vm-list": ["List guest domains, excluding dom0, stubdoms, etc.", cmdVmList],
+  "config-update": [
+    "Update a running domain's saved configuration, used when rebuilding the domain after reboot.",
+    cmdConfigUpdate,
+  ],
   "dump-core": ["Core dump a domain", cmdDumpCore],
   info: ["Get information about Xen host", cmdInfo],
   dmesg: ["Read and/or clear dmesg buffer", cmdDmesg],
