@@ -85,8 +85,13 @@ test("max_mem, handle, vCPU info and affinity, credit parameters", async () => {
     });
     await xc.domainSetMaxMem(d.domid, 6 * 1024);
     assert.equal(d.maxPages, (6 * 1024) / 4);
-    await rejects(xc.domainSetMaxMem(d.domid, 64 * 1024), E.ENOMEM, /xc_domain_setmaxmem/);
-    assert.equal(d.maxPages, (6 * 1024) / 4, "a refused max_mem changes nothing");
+    // Past the maxmem it was created with (8 MiB): its physmap follows.
+    await xc.domainSetMaxMem(d.domid, 64 * 1024);
+    assert.equal(d.maxPages, (64 * 1024) / 4);
+    assert.equal(d.nrPfns, (64 * 1024) / 4);
+    // Not to wasm32's 4 GiB.
+    await rejects(xc.domainSetMaxMem(d.domid, 4 * 1024 * 1024), E.ENOMEM, /xc_domain_setmaxmem/);
+    assert.equal(d.maxPages, (64 * 1024) / 4, "a refused max_mem changes nothing");
 
     const h = new Uint8Array(16).map((_, i) => i + 1);
     await xc.domainSetHandle(d.domid, h);

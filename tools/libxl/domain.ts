@@ -415,10 +415,13 @@ export class Libxl {
 
   /** libxl_set_memory_target: memory/target, in KiB as Xen writes it. */
   setMemoryTarget(domid: number, mib: number): void {
-    const x = this.get(domid);
-    if (!Number.isInteger(mib) || mib < 1 || mib > x.config.maxmem) {
+    this.get(domid);
+    // The domain's maxmem now: xl mem-max may have moved it since creation.
+    const d = this.host.hv.domains.get(domid);
+    const maxmem = d ? Math.floor(d.maxPages / 256) : 0;
+    if (!Number.isInteger(mib) || mib < 1 || mib > maxmem) {
       throw new Error(
-        `libxl: memory target ${mib} MiB is outside 1..${x.config.maxmem} (maxmem) for domain ${domid}`,
+        `libxl: memory target ${mib} MiB is outside 1..${maxmem} (maxmem) for domain ${domid}`,
       );
     }
     this.host.xenstored.writeText(`${domainPath(domid)}/memory/target`, String(mib * 1024));

@@ -627,7 +627,7 @@ async function cmdMemMax(args: string[]): Promise<number> {
   } catch (e) {
     const why =
       e instanceof XcError && e.errno === 12
-        ? ": a domain's memory cannot grow past the maxmem it was created with on wasm32"
+        ? ": past wasm32's 4 GiB, or an HVM domain (its memory is populated at creation)"
         : "";
     throw new XlFail(
       `cannot set domid ${domid} static-max memory to ${kib} KiB: ${(e as Error).message}${why}`,

@@ -40,7 +40,7 @@ export class Domain {
   readonly vcpus: Vcpu[] = [];
   readonly mem: GuestMemory;
   /** pfn → mfn for every pfn up to maxmem; INVALID_MFN where the frame is not populated. */
-  readonly p2m: Uint32Array;
+  p2m: Uint32Array;
   /** Frames allocated to the domain but not in its physmap (increase_reservation). */
   readonly unmapped: Mfn[] = [];
   /**
@@ -118,9 +118,17 @@ export class Domain {
     this.hvm = undefined;
   }
 
-  /** Pfns the domain may ever address: its linear memory's maximum (maxmem). */
+  /** Pfns the domain may address: up to its maxmem. */
   get nrPfns(): number {
     return this.p2m.length;
+  }
+
+  /** Lets the domain address pfns up to `pfns` (XEN_DOMCTL_max_mem raising maxmem). */
+  extendPhysmap(pfns: number): void {
+    if (pfns <= this.p2m.length) return;
+    const p2m = new Uint32Array(pfns).fill(mfn_x(INVALID_MFN));
+    p2m.set(this.p2m);
+    this.p2m = p2m;
   }
 
   /**

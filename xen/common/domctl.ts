@@ -14,7 +14,11 @@ import * as DC from "../include/public/domctl.js";
 import { XenErrno } from "../include/public/errno.js";
 import { PAGE_SHIFT } from "../include/xen/mm.js";
 import { VcpuState, type Vcpu } from "../arch/wasm32/vcpu.js";
-import { saveAreaMain } from "../arch/wasm32/config.js";
+import {
+  FRAMES_PER_WASM_PAGE,
+  WASM32_MAX_WASM_PAGES,
+  saveAreaMain,
+} from "../arch/wasm32/config.js";
 import {
   VGCF_online,
   WASM32_ENTRY_START,
@@ -193,9 +197,13 @@ export function do_domctl(hv: Hypervisor, v: Vcpu, arg: number): number {
     case DC.XEN_DOMCTL_max_mem: {
       const pages = Math.floor(mem.u64(u + DC.xen_domctl_max_mem.fields.max_memkb.offset) / 4);
       if (d === hv.dom0) return -XenErrno.EINVAL;
-      // A wasm memory's maximum is fixed when it is made: maxmem can shrink
-      // but never grow past what the domain was created with.
-      if (pages > d.nrPfns) return -XenErrno.ENOMEM;
+      // A PV domain may grow to wasm32's 4 GiB: its physmap follows maxmem.
+      // An HVM domain's memory is populated whole at creation and never
+      // grows (no populate-on-demand): its maxmem cannot rise.
+      if (pages > d.nrPfns) {
+        if (d.hvm || pages >= WASM32_MAX_WASM_PAGES * FRAMES_PER_WASM_PAGE) return -XenErrno.ENOMEM;
+        d.extendPhysmap(pages);
+      }
       d.maxPages = pages;
       return 0;
     }

@@ -39,7 +39,7 @@ import type { Kernel } from "../arch/wasm32/kernel.js";
 import type { HvmImage } from "../arch/wasm32/hvm_image.js";
 import { HvmVcpu } from "../arch/wasm32/hvm_vcpu.js";
 import { HvmDomain, XenPages, type IoreqServer } from "./ioreq.js";
-import { WASM_PAGE_SIZE } from "../arch/wasm32/config.js";
+import { WASM32_MAX_WASM_PAGES, WASM_PAGE_SIZE } from "../arch/wasm32/config.js";
 import { SHUTDOWN_poweroff } from "../include/public/sched.js";
 import { GuestExit, Suspend, Vcpu, VcpuState, type VcpuHost } from "../arch/wasm32/vcpu.js";
 import { SliceTimer } from "../arch/wasm32/slice_timer.js";
@@ -388,9 +388,8 @@ export class Hypervisor implements VcpuHost {
     if (vcpus > 1 && !cfg.kernel.hasSecondaryEntry)
       fail(XenErrno.EINVAL, `vcpus=${vcpus} but the kernel has no _start_vcpu export`);
     // Linear memory starts at `memory` and grows only as pages are given
-    // (memory.ts), up to maxmem.
+    // (memory.ts), up to maxmem (which xl mem-max may raise later).
     const wasmPages = pages / FRAMES_PER_WASM_PAGE;
-    const maxWasmPages = maxPages / FRAMES_PER_WASM_PAGE;
     if (cfg.kernel.minPages > wasmPages) {
       fail(
         XenErrno.ENOMEM,
@@ -414,7 +413,7 @@ export class Hypervisor implements VcpuHost {
     try {
       wasmMemory = new WebAssembly.Memory({
         initial: wasmPages,
-        maximum: maxWasmPages,
+        maximum: WASM32_MAX_WASM_PAGES,
         shared: true,
       });
     } catch (e) {

@@ -52,6 +52,14 @@ export const saveAreaUpcall = (id: number): number => saveAreaMain(id) + SAVE_MA
 export const WASM_PAGE_SIZE = 65536;
 export const FRAMES_PER_WASM_PAGE = WASM_PAGE_SIZE / PAGE_SIZE;
 
+/**
+ * Wasm pages a guest's linear memory may ever reach: wasm32's 4 GiB. A PV
+ * domain's memory is declared this large whatever its maxmem (V8 reserves
+ * the same address space for any wasm32 memory), so that `xl mem-max` can
+ * raise maxmem later; the reservation checks keep it to max_pages.
+ */
+export const WASM32_MAX_WASM_PAGES = 65536;
+
 /** Smallest domain: the architecture area plus one wasm page of image. */
 export const MIN_DOMAIN_FRAMES: number = PFN_IMAGE_BASE + FRAMES_PER_WASM_PAGE;
 
