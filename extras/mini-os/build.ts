@@ -73,6 +73,7 @@ function abiSource(): string {
   emit("GNTTAB_ADDR", config.PFN_GRANT_TABLE * PAGE_SIZE);
   emit("GNTTAB_ARCH_FRAMES", config.GRANT_FRAMES_IN_ARCH_AREA);
   emit("GNTTAB_COPY_SIZE", gnttab.gnttab_copy.size);
+  emitLayout("XEN_MEMORY_RESERVATION", memory.xen_memory_reservation);
   emit("GNTTAB_COPY_LEN_OFF", gnttab.gnttab_copy.fields.len.offset);
   emit("GNTTAB_COPY_FLAGS_OFF", gnttab.gnttab_copy.fields.flags.offset);
   emit("GNTTAB_COPY_STATUS_OFF", gnttab.gnttab_copy.fields.status.offset);

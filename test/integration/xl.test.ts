@@ -189,9 +189,17 @@ test("create, list's columns, pause and unpause, console replay, mem-set, shutdo
     config: { b_info: { target_memkb: number } };
   }>;
   assert.equal(long[0]!.config.b_info.target_memkb, 2048);
+  // Its balloon driver gives the pages back: xl list's Mem follows.
+  await until(() => consoleLog("xenstore").includes("balloon: 2048 KiB"), 10_000, "the balloon");
+  assert.equal(list().get("xenstore")!.mem, 2);
   const tooBig = xl("mem-set", "xenstore", "64");
   assert.equal(tooBig.code, 1);
   assert.match(tooBig.err, /libxl: memory target 64 MiB is outside 1\.\.4 \(maxmem\)/);
+  // Past its creation maxmem, with units as xl takes them: 8m, then 6144k.
+  ok("mem-max", "xenstore", "8m");
+  ok("mem-set", "xenstore", "6144k");
+  await until(() => consoleLog("xenstore").includes("balloon: 6144 KiB"), 10_000, "the balloon up");
+  assert.equal(list().get("xenstore")!.mem, 6);
 
   const vm = (await readXs(`/local/domain/${domid}/vm`))!;
   const sd = xl("shutdown", "-w", "xenstore");

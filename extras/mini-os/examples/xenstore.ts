@@ -4,7 +4,7 @@
 // and powers off or reboots when the toolstack writes "poweroff" or "reboot"
 // (saying so in control/feature-poweroff and -reboot), prints the letter
 // `xl sysrq` writes to control/sysrq, and watches memory/target (xl mem-set),
-// printing each new target.
+// printing each new target and following it with its balloon driver.
 import {
   cons,
   domid,
@@ -16,6 +16,7 @@ import {
   local_irq_enable,
   do_hypervisor_callback,
   xenbus_init,
+  balloon_set_target,
   xenbus_read,
   xenbus_write,
   xenbus_write_raw,
@@ -103,6 +104,15 @@ export function _start(): void {
       if (t != target) {
         target = t;
         cons.s("xenstore: memory/target is ").u(t).s(" KiB").nl();
+        // The balloon follows it: pages go back to Xen or come from it.
+        const pages = balloon_set_target(t);
+        if (pages < 0) cons.s("balloon: Xen refused: ").i(pages).nl();
+        else
+          cons
+            .s("balloon: ")
+            .u(<u32>pages * 4)
+            .s(" KiB")
+            .nl();
       }
     }
     // xl sysrq: one letter, read and cleared as Linux's sysrq watch does.

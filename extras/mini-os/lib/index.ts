@@ -8,3 +8,4 @@ export * from "./xen_abi";
 export * from "./gnttab";
 export * from "./xenbus";
 export * from "./vchan";
+export * from "./balloon";
