@@ -235,11 +235,16 @@ export class XenbusBackendBus {
   private readonly unwatch: () => void;
   readonly root: string;
 
+  /**
+   * @param serves which device numbers this bus serves (the console bus
+   *   leaves console 0 to xenconsoled)
+   */
   constructor(
     readonly store: XenbusStore,
     readonly type: string,
     private readonly factory: DeviceFactory,
     private readonly log: (msg: string) => void = () => {},
+    private readonly serves: (devid: number) => boolean = () => true,
   ) {
     this.root = `/local/domain/0/backend/${type}`;
     this.unwatch = store.watch(this.root, () => this.scan());
@@ -260,6 +265,7 @@ export class XenbusBackendBus {
         const frontendId = Number(dom);
         const devid = Number(dev);
         if (!Number.isInteger(frontendId) || !Number.isInteger(devid)) continue;
+        if (!this.serves(devid)) continue;
         // The device exists once the driver has made its half of it.
         const made: { device?: Device } = {};
         const info: DeviceInfo = {

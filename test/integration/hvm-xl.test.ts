@@ -197,6 +197,10 @@ test("careless configs: each error names the key and what was wrong", () => {
   const cases: Array<[string, RegExp]> = [
     [`type = "hvm"\nvcpus = 2`, /'vcpus' must be 1 for an HVM guest on wasm32/],
     [
+      `type = "hvm"\nchannel = [ "name=a,connection=socket,path=/tmp/x" ]`,
+      /'channel' needs a PV console frontend, which a WASI program does not have/,
+    ],
+    [
       `type = "hvm"\nvif = [ "bridge=xenbr0" ]`,
       /'vif' an HVM guest on wasm32 has no emulated network card/,
     ],

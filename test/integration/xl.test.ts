@@ -397,6 +397,57 @@ test("xl top shows the backends' counters: NETS, NETTX/NETRX, VBDS and the VBD c
   for (const n of ["topdisk", "toppong"]) ok("destroy", n);
 });
 
+test("PV channels: channel= gives a guest agent a socket in Dom0; xl channel-list shows it; careless specs are refused", async () => {
+  const sock = join(dir, "echo.sock");
+  ok(
+    "create",
+    join(EXAMPLES, "channel-echo.cfg"),
+    `channel=["name=org.tsxen.echo,connection=socket,path=${sock}"]`,
+  );
+  await until(
+    () => consoleLog("channel-echo").includes("has channel org.tsxen.echo"),
+    10_000,
+    "the agent",
+  );
+  const cl = ok("channel-list", "channel-echo").split("\n");
+  assert.equal(cl[0], "Idx BE state evt-ch ring-ref connection                    ");
+  assert.match(
+    cl[1]!,
+    new RegExp(
+      `^1 +0 +4 +\\d+ +\\d+ +socket ${sock.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} +org\\.tsxen\\.echo$`,
+    ),
+  );
+  const { connect } = await import("node:net");
+  const s = connect(sock);
+  let got = "";
+  s.on("data", (b: Buffer) => (got += b.toString()));
+  s.write("hello from the host\n");
+  await until(() => got.includes("\n"), 5000, "the echo");
+  assert.equal(got, "echo: HELLO FROM THE HOST\n");
+  s.write("quit\n");
+  await until(() => !list().has("channel-echo"), 5000, "the agent to finish");
+  s.destroy();
+  assert.ok(!existsSync(sock), "the socket goes with the channel");
+
+  const cfgFile = join(dir, "chan.cfg");
+  for (const [spec, msg] of [
+    ["connection=socket,path=/tmp/x", /channel: name= is mandatory/],
+    ["name=a,connection=pty", /connection=pty needs a pseudo-terminal.*use connection=socket/],
+    ["name=a,connection=socket", /connection=socket needs path=/],
+    ["name=a,connection=socket,path=/tmp/x,backend=3", /only Dom0 serves channels/],
+    ["name=a,colour=blue", /unknown key 'colour'/],
+  ] as const) {
+    writeFileSync(
+      cfgFile,
+      `name = "chan"\nmemory = 4\nkernel = "${join(ROOT, "build/mini-os/hello.wasm")}"\nchannel = [ "${spec}" ]\n`,
+    );
+    const r = xl("create", cfgFile);
+    assert.equal(r.code, 1, spec);
+    assert.match(r.err, msg, spec);
+  }
+  assert.ok(!list().has("chan"));
+});
+
 test("reboot with on_reboot=restart keeps the name and uuid", async () => {
   ok("create", join(EXAMPLES, "xenstore.cfg"), 'name="rebooter"');
   const before = ok("list", "-v", "rebooter").split("\n")[1]!;

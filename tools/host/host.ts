@@ -30,6 +30,7 @@ import { XenbusBackendBus, type DeviceInfo } from "../../dom0/backends/xenbus.js
 import { Blkback } from "../../dom0/backends/blkback.js";
 import { RawFileStorage, type BlockStorage } from "../../dom0/backends/storage.js";
 import { Qcow2Storage } from "../../dom0/backends/qcow2.js";
+import { ChannelBackend } from "../../dom0/backends/channel.js";
 import { Netback } from "../../dom0/backends/netback.js";
 import { Bridge } from "../../dom0/backends/bridge.js";
 import { XenDevicemodel } from "../../dom0/drivers/devicemodel.js";
@@ -105,6 +106,9 @@ export class Host {
   /** The network backend, its vif bus, and the software bridges by name (xenbr0...). */
   readonly netback: Netback;
   readonly vif: XenbusBackendBus;
+  /** PV channels (consoles 1 and up, xl.cfg's channel=): their backend and bus. */
+  readonly channelBackend: ChannelBackend;
+  readonly channels: XenbusBackendBus;
   readonly bridges = new Map<string, Bridge>();
   /** xenstored, as a Dom0 service with guest rings. */
   xenstored: Xenstored;
@@ -145,6 +149,16 @@ export class Host {
           netlog,
         ),
       netlog,
+    );
+    this.channelBackend = new ChannelBackend(this.dom0);
+    const chanlog = (m: string): void => this.hv.console.printk(`channel: ${m}`);
+    this.channels = new XenbusBackendBus(
+      this.xenbus,
+      "console",
+      (info) => this.channelBackend.device(info, chanlog),
+      chanlog,
+      // Console 0 is xenconsoled's; channels are consoles 1 and up.
+      (devid) => devid > 0,
     );
     this.hv.listeners.add({
       shutdown: (d) => this.xenstored.domainShutdown(d.domid),
@@ -420,6 +434,8 @@ export class Host {
     this.blkback.dispose();
     this.vif.dispose();
     this.netback.dispose();
+    this.channels.dispose();
+    this.channelBackend.dispose();
     this.xenbus.dispose();
     this.xenconsoled.dispose();
     const dms = [...this.deviceModels.values()];

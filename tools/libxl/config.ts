@@ -12,6 +12,7 @@ import { CfgError, type CfgSetting, type CfgValue } from "../libxlu/cfg.js";
 import { parseDiskSpec } from "./disk.js";
 import { parseNicSpec } from "./nic.js";
 import { parseP9Spec } from "./p9.js";
+import { channelSpecString, parseChannelSpec } from "./channel.js";
 
 /** What to do when a domain powers off, reboots or crashes (xl.cfg's on_*). */
 export const ACTIONS = [
@@ -52,6 +53,8 @@ export interface XlDomainConfig {
   vifs: string[];
   /** 9pfs shares (p9=), as spec strings; paths resolved against the config's directory. */
   p9s: string[];
+  /** PV channels (channel=), as spec strings; socket paths resolved against the config's directory. */
+  channels?: string[];
   /** HVM: the emulated serial port (serial=): "pty" or "none". */
   serial: "pty" | "none";
   /** HVM: seconds added to the host's clock for the guest (rtc_timeoffset=). */
@@ -89,6 +92,7 @@ const KNOWN = new Set([
   "disk",
   "vif",
   "p9",
+  "channel",
   "serial",
   "rtc_timeoffset",
   "env",
@@ -220,6 +224,23 @@ export function domainConfig(
       "p9",
       'needs a 9pfs frontend, which tsxen\'s mini-os does not have yet: use type="hvm"',
     );
+  const channels = strings("channel");
+  const channelSetting = settings.get("channel");
+  const parsedChannels = channels.map((spec, i) => {
+    try {
+      return parseChannelSpec(spec, dir);
+    } catch (e) {
+      const at =
+        channelSetting!.value.kind === "list" ? channelSetting!.value.items[i]! : channelSetting!;
+      throw new CfgError(file, at.line, at.col, (e as Error).message);
+    }
+  });
+  if (type === "hvm" && channels.length > 0)
+    err(
+      channelSetting!,
+      "channel",
+      "needs a PV console frontend, which a WASI program does not have",
+    );
   const serialSetting = settings.get("serial");
   let serial: "pty" | "none" = "pty";
   if (serialSetting) {
@@ -274,6 +295,7 @@ export function domainConfig(
         const s = parseP9Spec(spec, dir);
         return `tag=${s.tag},security_model=none,path=${s.path}${s.readonly ? ",readonly" : ""}`;
       }),
+      channels: parsedChannels.map(channelSpecString),
       serial,
       rtcTimeoffset: num("rtc_timeoffset", -(2 ** 31)) ?? 0,
       env,
@@ -325,7 +347,8 @@ export function checkDomainConfig(x: unknown): XlDomainConfig {
   if (c.uuid !== undefined && (typeof c.uuid !== "string" || !/^[0-9a-f-]{32,36}$/i.test(c.uuid))) {
     fail("uuid", "must be a UUID");
   }
-  for (const k of ["disks", "vifs", "p9s", "env"]) {
+  for (const k of ["disks", "vifs", "p9s", "env", "channels"]) {
+    if (k === "channels" && c[k] === undefined) continue;
     if (!Array.isArray(c[k]) || !(c[k] as unknown[]).every((s) => typeof s === "string")) {
       fail(k, "must be a list of strings");
     }

@@ -26,6 +26,7 @@ import { isValidDomainName, splitCmdline, type Action, type XlDomainConfig } fro
 import { parseDiskSpec, vdevToDevid, type DiskSpec } from "./disk.js";
 import { parseNicSpec, type NicSpec } from "./nic.js";
 import { addDevice, devicePaths, listDevices, removeDevice } from "./device.js";
+import { parseChannelSpec, type ChannelSpec } from "./channel.js";
 import { XcInterface } from "../libxc/xc.js";
 import { LocalHypercalls } from "../libxc/channel.js";
 import { xcDomainDumpcore } from "../libxc/xc_core.js";
@@ -132,6 +133,9 @@ export class Libxl {
       const disks = config.disks.map(parseDiskSpec);
       for (const disk of disks) this.addDisk(d.domid, disk);
       for (const spec of config.vifs) this.addNic(d.domid, parseNicSpec(spec));
+      (config.channels ?? []).forEach((spec, i) =>
+        this.addChannel(d.domid, i + 1, parseChannelSpec(spec)),
+      );
       for (const disk of disks) await this.diskBackendReady(d.domid, disk);
     } catch (e) {
       this.destroy(d.domid);
@@ -359,6 +363,48 @@ export class Libxl {
     }));
   }
 
+  /**
+   * A PV channel: console device `devid` (1 and up; 0 is the domain's
+   * console), named in the frontend, its connection in the backend, as
+   * xen-doc `misc/console.txt` lays them out. The guest's frontend sets the
+   * ring up; Dom0's channel backend (dom0/backends/channel.ts) serves it.
+   */
+  addChannel(domid: number, devid: number, c: ChannelSpec): void {
+    addDevice(
+      this.host,
+      "console",
+      domid,
+      devid,
+      {
+        name: c.name,
+        connection: c.connection,
+        path: c.path,
+        output: `chardev:libxl-channel${devid - 1}`,
+        protocol: "vt100",
+      },
+      { name: c.name, type: "ioemu", limit: String(1024 * 1024) },
+    );
+  }
+
+  /** xl channel-list's rows: each channel's devid, states, port, ring and connection. */
+  listChannels(domid: number): Array<Record<string, string | number>> {
+    this.get(domid);
+    return listDevices(this.host, "console", domid).map(({ devid, node }) => {
+      const backend = node("backend") ?? "";
+      const back = (k: string): string => this.host.xenstored.readText(`${backend}/${k}`) ?? "";
+      return {
+        devid,
+        backendId: Number(node("backend-id") ?? -1),
+        state: Number(node("state") ?? -1),
+        evtchn: Number(node("port") ?? -1),
+        ringRef: Number(node("ring-ref") ?? -1),
+        name: node("name") ?? "",
+        connection: back("connection"),
+        path: back("path"),
+      };
+    });
+  }
+
   /** The domain's record, or an Error naming the domid. */
   private get(domid: number): LibxlDomain {
     const x = this.domains.get(domid);
@@ -489,7 +535,7 @@ export class Libxl {
     if (x) gone.push(`/vm/${x.uuid}`);
     // Its devices' backend directories and errors go too (the backends let
     // go as they go), whether or not its creation finished.
-    for (const type of ["vbd", "vif"]) {
+    for (const type of ["vbd", "vif", "console"]) {
       gone.push(`/local/domain/0/backend/${type}/${domid}`);
       gone.push(`/local/domain/0/error/backend/${type}/${domid}`);
     }

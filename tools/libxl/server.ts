@@ -116,6 +116,8 @@ export class LibxlServer extends UnixService {
         return;
       case "nicList":
         return { nics: x.listNics(int("domid")) };
+      case "channelList":
+        return { channels: x.listChannels(int("domid")) };
       case "listLong": {
         const domids = Array.isArray(m.domids) ? (m.domids as number[]) : undefined;
         return { json: x.listLong(domids) };

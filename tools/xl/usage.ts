@@ -69,6 +69,7 @@ export const USAGE: Record<string, CommandUsage> = {
       ["-d", "Accepted as Xen's (debug messages)."],
     ],
   },
+  "channel-list": { usage: "<Domain(s)>" },
   "vm-list": { usage: "\nLists the guests (not Dom0): UUID, ID and name." },
   "dump-core": {
     usage:

@@ -955,6 +955,24 @@ async function cmdNetworkList(args: string[]): Promise<number> {
   return 0;
 }
 
+/** xl channel-list: each channel of each domain named, with Xen's columns. */
+async function cmdChannelList(args: string[]): Promise<number> {
+  const { positionals } = opts("channel-list", args, {}, 1);
+  console.log(
+    `${"Idx".padEnd(3)} ${"BE".padEnd(2)} ${"state".padEnd(5)} ${"evt-ch".padEnd(6)} ${"ring-ref".padEnd(8)} ${"connection".padEnd(30)}`,
+  );
+  for (const q of positionals) {
+    const domid = await findDomain(q);
+    const r = await (await libxl()).call("channelList", { domid });
+    for (const c of r.channels as Array<Record<string, number | string>>) {
+      console.log(
+        `${String(c.devid).padEnd(3)} ${String(c.backendId).padEnd(2)} ${String(c.state).padEnd(5)} ${String(c.evtchn).padEnd(6)} ${String(c.ringRef).padEnd(8)} ${`${String(c.connection)} ${String(c.path)}`.padEnd(30)} ${String(c.name)}`,
+      );
+    }
+  }
+  return 0;
+}
+
 const COMMANDS: Record<string, [string, (args: string[]) => Promise<number>]> = {
   create: ["Create a domain from config file <filename>", cmdCreate],
   list: ["List information about all/some domains", cmdList],
@@ -992,6 +1010,7 @@ const COMMANDS: Record<string, [string, (args: string[]) => Promise<number>]> = 
   "network-attach": ["Create a new virtual network device", cmdNetworkAttach],
   "network-detach": ["Destroy a domain's virtual network device", cmdNetworkDetach],
   "network-list": ["List virtual network interfaces for a domain", cmdNetworkList],
+  "channel-list": ["List virtual channel devices for a domain", cmdChannelList],
   help: ["Print this help", async (a) => help(a[0])],
 };
 

@@ -9,3 +9,4 @@ export * from "./gnttab";
 export * from "./xenbus";
 export * from "./vchan";
 export * from "./balloon";
+export * from "./channel";

@@ -1,0 +1,248 @@
+/**
+ * PV channels (xen-doc `misc/console.txt`, xl.cfg's `channel=`,
+ * xen-pv-channel(7)): a named PV console device (device/console/N, N ≥ 1)
+ * whose other end is a Unix socket in Dom0, as QEMU's console backend
+ * serves `connection=socket`: the backend binds `path`, listens, accepts one
+ * connection at a time and proxies bytes between it and the console ring.
+ *
+ * The frontend (the guest) sets the device up as console.txt says for
+ * consoles past the first: it grants a page holding a `xencons_interface`,
+ * allocates an event channel for the backend, writes `ring-ref` and `port`
+ * in its directory and goes to Initialised; the backend maps the page,
+ * binds the port and goes to Connected. The guest's output (`out`) goes to
+ * the socket; what the socket sends is fed into `in`, as much as fits, and
+ * the rest waits (a client that sends faster than the guest reads is held
+ * back by the socket's own flow control, never by the host's memory).
+ */
+import { createServer, type Server, type Socket } from "node:net";
+import { lstatSync, unlinkSync } from "node:fs";
+import type { Dom0Drivers } from "../drivers/index.js";
+import type { XenEvtchn } from "../drivers/evtchn.js";
+import type { GrantMap, XenGnttab } from "../drivers/gntdev.js";
+import {
+  MASK_XENCONS_IDX,
+  XENCONS_IN_SIZE,
+  XENCONS_OUT_SIZE,
+  xencons_interface,
+} from "../../xen/include/public/io/console.js";
+import { frontendUint, type BackendDevice, type DeviceInfo } from "./xenbus.js";
+
+const F = xencons_interface.fields;
+
+/** Bytes from the socket held while the guest's input ring is full, before reading pauses. */
+const MAX_PENDING_INPUT = 64 * 1024;
+
+export interface ChannelStats {
+  /** Bytes from the guest to the socket, and from the socket to the guest. */
+  toSocket: number;
+  toGuest: number;
+  connections: number;
+}
+
+export class ChannelDevice implements BackendDevice {
+  readonly stats: ChannelStats = { toSocket: 0, toGuest: 0, connections: 0 };
+  private map: GrantMap | undefined;
+  private dv: DataView | undefined;
+  private port = -1;
+  private server: Server | undefined;
+  private client: Socket | undefined;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private readonly gnt: XenGnttab;
+  /** The channel's name and socket path, as the toolstack wrote them. */
+  readonly name: string;
+  readonly path: string;
+
+  constructor(
+    readonly info: DeviceInfo,
+    drivers: Dom0Drivers,
+    private readonly evtchn: XenEvtchn,
+    private readonly ports: Map<number, ChannelDevice>,
+    private readonly log: (msg: string) => void = () => {},
+  ) {
+    const read = (k: string): string | undefined => info.store.read(`${info.backend}/${k}`);
+    const connection = read("connection");
+    if (connection !== "socket")
+      throw new Error(`channel connection '${connection ?? ""}' is not served: only 'socket' is`);
+    const path = read("path");
+    if (!path) throw new Error("channel connection=socket needs a path");
+    this.name = read("name") ?? "";
+    this.path = path;
+    this.gnt = drivers.openGnttab();
+  }
+
+  features(): Record<string, string> {
+    return {};
+  }
+
+  connect(): void {
+    const { frontendId } = this.info;
+    const ref = frontendUint(this.info, "ring-ref");
+    const port = frontendUint(this.info, "port");
+    const map = this.gnt.map(frontendId, ref, true);
+    try {
+      this.port = this.evtchn.bindInterdomain(frontendId, port);
+    } catch (e) {
+      this.gnt.unmap(map);
+      throw e;
+    }
+    this.map = map;
+    this.dv = new DataView(map.page.buffer, map.page.byteOffset, map.page.byteLength);
+    this.ports.set(this.port, this);
+    this.listen();
+    this.kick();
+  }
+
+  /** Binds the socket (a stale socket file from an earlier run is replaced; anything else is refused). */
+  private listen(): void {
+    try {
+      if (lstatSync(this.path).isSocket()) unlinkSync(this.path);
+    } catch {
+      // Nothing there.
+    }
+    const server = createServer({ pauseOnConnect: false }, (s) => this.accept(s));
+    server.on("error", (e) => {
+      this.log(
+        `${this.info.backend}: channel '${this.name}' cannot listen on ${this.path}: ${e.message}`,
+      );
+      this.info.fatal(`cannot listen on ${this.path}: ${e.message}`);
+    });
+    server.listen(this.path);
+    server.unref();
+    this.server = server;
+  }
+
+  /** One connection at a time, as QEMU's socket chardev: a second waits until the first goes. */
+  private accept(s: Socket): void {
+    if (this.client) {
+      s.end();
+      return;
+    }
+    this.client = s;
+    this.stats.connections++;
+    s.on("data", (b: Buffer) => {
+      this.pending.push(b);
+      this.pendingBytes += b.length;
+      this.feed();
+      if (this.pendingBytes > MAX_PENDING_INPUT) s.pause();
+    });
+    const gone = (): void => {
+      if (this.client !== s) return;
+      this.client = undefined;
+      this.pending = [];
+      this.pendingBytes = 0;
+    };
+    s.on("close", gone);
+    s.on("error", gone);
+    // What the guest wrote before anyone connected goes to the first client.
+    this.drain();
+  }
+
+  private idx(field: "in_cons" | "in_prod" | "out_cons" | "out_prod"): number {
+    return this.dv!.getUint32(F[field].offset, true);
+  }
+
+  /** The guest's output to the socket; whether it moved any. */
+  private drain(): boolean {
+    if (!this.dv || !this.client) return false;
+    const cons = this.idx("out_cons");
+    const prod = this.idx("out_prod");
+    // A guest that moves out_prod wildly gets at most one ring's worth read.
+    const n = Math.min((prod - cons) >>> 0, XENCONS_OUT_SIZE);
+    if (n === 0) return false;
+    const out = Buffer.alloc(n);
+    const page = this.map!.page;
+    for (let i = 0; i < n; i++)
+      out[i] = page[F.out.offset + MASK_XENCONS_IDX(cons + i, XENCONS_OUT_SIZE)]!;
+    this.dv.setUint32(F.out_cons.offset, (cons + n) >>> 0, true);
+    this.client.write(out);
+    this.stats.toSocket += n;
+    return true;
+  }
+
+  /** The socket's bytes into the guest's input ring, as much as fits; whether it moved any. */
+  private feed(): boolean {
+    if (!this.dv) return false;
+    const page = this.map!.page;
+    let moved = false;
+    while (this.pending.length > 0) {
+      const cons = this.idx("in_cons");
+      let prod = this.idx("in_prod");
+      const space = XENCONS_IN_SIZE - ((prod - cons) >>> 0);
+      if (space <= 0 || space > XENCONS_IN_SIZE) break;
+      const b = this.pending[0]!;
+      const n = Math.min(space, b.length);
+      for (let i = 0; i < n; i++) {
+        page[F.in.offset + MASK_XENCONS_IDX(prod, XENCONS_IN_SIZE)] = b[i]!;
+        prod = (prod + 1) >>> 0;
+      }
+      this.dv.setUint32(F.in_prod.offset, prod, true);
+      this.pendingBytes -= n;
+      this.stats.toGuest += n;
+      moved = true;
+      if (n === b.length) this.pending.shift();
+      else this.pending[0] = b.subarray(n);
+    }
+    if (moved && this.port >= 0) this.evtchn.notify(this.port);
+    if (this.pendingBytes <= MAX_PENDING_INPUT) this.client?.resume();
+    return moved;
+  }
+
+  /** An event from the guest: it wrote output, or read input and made room. */
+  kick(): void {
+    const drained = this.drain();
+    this.feed();
+    if (drained && this.port >= 0) this.evtchn.notify(this.port);
+  }
+
+  disconnect(): void {
+    this.client?.destroy();
+    this.client = undefined;
+    this.server?.close();
+    this.server = undefined;
+    try {
+      if (lstatSync(this.path).isSocket()) unlinkSync(this.path);
+    } catch {
+      // Already gone.
+    }
+    if (this.port >= 0) {
+      this.ports.delete(this.port);
+      try {
+        this.evtchn.unbind(this.port);
+      } catch {
+        // Closed with the frontend's domain.
+      }
+      this.port = -1;
+    }
+    if (this.map) this.gnt.unmap(this.map);
+    this.map = undefined;
+    this.dv = undefined;
+  }
+
+  destroy(): void {
+    this.disconnect();
+    this.gnt.dispose();
+  }
+}
+
+/** The channel backend: one event channel handle for all its devices. */
+export class ChannelBackend {
+  readonly evtchn: XenEvtchn;
+  private readonly ports = new Map<number, ChannelDevice>();
+
+  constructor(readonly drivers: Dom0Drivers) {
+    this.evtchn = drivers.openEvtchn();
+    this.evtchn.on((port) => {
+      this.evtchn.unmask(port);
+      this.ports.get(port)?.kick();
+    });
+  }
+
+  device(info: DeviceInfo, log?: (msg: string) => void): ChannelDevice {
+    return new ChannelDevice(info, this.drivers, this.evtchn, this.ports, log);
+  }
+
+  dispose(): void {
+    this.evtchn.dispose();
+  }
+}

@@ -1,0 +1,73 @@
+// channel-echo: a guest agent on a PV channel (xl.cfg's channel=). It opens
+// the channel named by its command line (name=..., org.tsxen.echo by
+// default) and answers each line the host sends over the channel's socket
+// with the line in capitals, until it reads "quit".
+import {
+  cons,
+  domid,
+  shutdown,
+  SHUTDOWN_poweroff,
+  SHUTDOWN_crash,
+  local_irq_enable,
+  do_hypervisor_callback,
+  xenbus_init,
+  channel_open,
+  channel_read,
+  channel_write,
+  channel_wait,
+} from "../lib/index";
+
+export function hypervisor_callback(vcpu: u32): void {
+  do_hypervisor_callback(vcpu);
+}
+
+const LINE: u32 = 1024;
+const line = memory.data(<i32>LINE);
+const out = memory.data(<i32>(LINE + 16));
+
+function write_all(p: usize, n: u32): void {
+  let done: u32 = 0;
+  while (done < n) {
+    const w = channel_write(p + done, n - done);
+    done += w;
+    if (w == 0) channel_wait();
+  }
+}
+
+export function _start(): void {
+  local_irq_enable(0);
+  xenbus_init();
+  const devid = channel_open("org.tsxen.echo");
+  if (devid < 0) {
+    cons.s("channel-echo: no channel org.tsxen.echo: ").i(devid).nl();
+    shutdown(SHUTDOWN_crash);
+    return;
+  }
+  cons.s("channel-echo: d").u(domid()).s(" has channel org.tsxen.echo as console ").i(devid).nl();
+  let len: u32 = 0;
+  while (true) {
+    const n = channel_read(line + len, 1);
+    if (n == 0) {
+      channel_wait();
+      continue;
+    }
+    const c = load<u8>(line + len);
+    if (c != 10) {
+      if (len < LINE - 1) len++;
+      continue;
+    }
+    if (len == 4 && load<u32>(line) == 0x74697571) break; // "quit"
+    let o: u32 = 0;
+    const prefix = "echo: ";
+    for (let i = 0; i < prefix.length; i++) store<u8>(out + o++, <u8>prefix.charCodeAt(i));
+    for (let i: u32 = 0; i < len; i++) {
+      const ch = load<u8>(line + i);
+      store<u8>(out + o++, ch >= 97 && ch <= 122 ? ch - 32 : ch);
+    }
+    store<u8>(out + o++, 10);
+    write_all(out, o);
+    len = 0;
+  }
+  cons.s("channel-echo: quit").nl();
+  shutdown(SHUTDOWN_poweroff);
+}

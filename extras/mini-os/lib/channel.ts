@@ -1,0 +1,124 @@
+// PV channels (xen-doc misc/console.txt, xen-pv-channel(7)): a named PV
+// console past the first, device/console/N, whose other end the toolstack
+// chose in xl.cfg's channel= (a Unix socket in Dom0). The frontend is this
+// file: it finds the device by name, grants Dom0 a page holding a
+// xencons_interface, allocates an event channel, writes ring-ref and port,
+// and goes to Initialised; once the backend is Connected, bytes flow: what
+// the guest writes goes to `out`, what the host sends arrives in `in`.
+// One channel per guest, as the library keeps one vchan.
+import {
+  XENCONS_IN_OFF,
+  XENCONS_OUT_OFF,
+  XENCONS_IN_CONS_OFF,
+  XENCONS_IN_PROD_OFF,
+  XENCONS_OUT_CONS_OFF,
+  XENCONS_OUT_PROD_OFF,
+  XENCONS_IN_SIZE,
+  XENCONS_OUT_SIZE,
+  XenbusStateConnected,
+  XenbusStateInitialised,
+  XEN_ENOENT,
+} from "./xen_abi";
+import {
+  evtchn_alloc_unbound,
+  notify_remote_via_evtchn,
+  unmask_evtchn,
+  fire_count,
+} from "./events";
+import { HYPERVISOR_set_timer_op } from "./hypervisor";
+import { gnttab_grant_access, virt_to_gfn } from "./gnttab";
+import {
+  xenbus_read_string,
+  xenbus_read_u32,
+  xenbus_write_u32,
+  xenbus_switch_state,
+  xenbus_wait_for_state,
+} from "./xenbus";
+import { block, init_time, NOW } from "./sched";
+
+/** The ring page granted to the backend. */
+const ring = memory.data(4096, 4096);
+let port: u32 = 0;
+let open_ = false;
+
+/** Consoles looked at for the name: device/console/1 .. MAX_CONSOLES. */
+const MAX_CONSOLES: u32 = 8;
+
+/**
+ * Opens the channel named `name`: its devid, or -errno (-ENOENT when the
+ * toolstack gave this domain no such channel).
+ */
+export function channel_open(name: string): i32 {
+  for (let n: u32 = 1; n <= MAX_CONSOLES; n++) {
+    let dir = "device/console/";
+    dir += n.toString();
+    const nm = xenbus_read_string(dir + "/name");
+    if (nm == null || nm != name) continue;
+    const be = xenbus_read_u32(dir + "/backend-id");
+    if (be < 0) return <i32>be;
+    const backend = xenbus_read_string(dir + "/backend");
+    if (backend == null) return -XEN_ENOENT;
+    memory.fill(ring, 0, 4096);
+    const ref = gnttab_grant_access(<u32>be, virt_to_gfn(ring), false);
+    if (ref < 0) return ref;
+    const p = evtchn_alloc_unbound(<u32>be);
+    if (p < 0) return p;
+    port = <u32>p;
+    unmask_evtchn(port);
+    let rc = xenbus_write_u32(dir + "/ring-ref", <u32>ref);
+    if (rc == 0) rc = xenbus_write_u32(dir + "/port", port);
+    if (rc == 0) rc = xenbus_switch_state(dir + "/state", XenbusStateInitialised);
+    if (rc == 0) rc = xenbus_wait_for_state(backend + "/state", XenbusStateConnected, "channel");
+    if (rc == 0) rc = xenbus_switch_state(dir + "/state", XenbusStateConnected);
+    if (rc < 0) return rc;
+    open_ = true;
+    return <i32>n;
+  }
+  return -XEN_ENOENT;
+}
+
+/** Writes up to `len` bytes at `p` to the channel; how many fit. */
+export function channel_write(p: usize, len: u32): u32 {
+  if (!open_) return 0;
+  const cons = atomic.load<u32>(ring + XENCONS_OUT_CONS_OFF);
+  let prod = load<u32>(ring + XENCONS_OUT_PROD_OFF);
+  let n: u32 = 0;
+  while (n < len && prod - cons < <u32>XENCONS_OUT_SIZE) {
+    store<u8>(ring + XENCONS_OUT_OFF + (prod & (<u32>XENCONS_OUT_SIZE - 1)), load<u8>(p + n));
+    prod++;
+    n++;
+  }
+  if (n > 0) {
+    atomic.store<u32>(ring + XENCONS_OUT_PROD_OFF, prod);
+    notify_remote_via_evtchn(port);
+  }
+  return n;
+}
+
+/** Reads up to `cap` bytes into `p`; how many there were. */
+export function channel_read(p: usize, cap: u32): u32 {
+  if (!open_) return 0;
+  let cons = load<u32>(ring + XENCONS_IN_CONS_OFF);
+  const prod = atomic.load<u32>(ring + XENCONS_IN_PROD_OFF);
+  let n: u32 = 0;
+  while (n < cap && cons != prod) {
+    store<u8>(p + n, load<u8>(ring + XENCONS_IN_OFF + (cons & (<u32>XENCONS_IN_SIZE - 1))));
+    cons++;
+    n++;
+  }
+  if (n > 0) {
+    atomic.store<u32>(ring + XENCONS_IN_CONS_OFF, cons);
+    // Room in the ring again: the backend may have more for us.
+    notify_remote_via_evtchn(port);
+  }
+  return n;
+}
+
+/** Waits for the backend's next event on the channel (or 50 ms). */
+export function channel_wait(): void {
+  const seen = fire_count(port);
+  init_time();
+  const deadline = NOW() + 50000000;
+  HYPERVISOR_set_timer_op(deadline);
+  while (fire_count(port) == seen && NOW() < deadline) block();
+}
