@@ -27,8 +27,9 @@ const RESERVE_PAGES: u32 = 256;
 /** Pfns per reservation call. */
 const BATCH: u32 = 256;
 
-const reservation = memory.data(<i32>XEN_MEMORY_RESERVATION_BYTES, 8);
-const extents = memory.data(<i32>(BATCH * 8), 8);
+// Taken from the heap on first use: static buffers would grow every kernel's image.
+let reservation: usize = 0;
+let extents: usize = 0;
 
 let started = false;
 /** The pfns [low, top) are ballooned out; [0, low) are the kernel's. */
@@ -38,12 +39,15 @@ let top: u32 = 0;
 function init(): void {
   if (started) return;
   started = true;
+  reservation = (heap.alloc(<usize>XEN_MEMORY_RESERVATION_BYTES + 8) + 7) & ~(<usize>7);
+  extents = (heap.alloc(<usize>(BATCH * 8) + 8) + 7) & ~(<usize>7);
   top = (<u32>memory.size()) << 4;
   low = top;
 }
 
 /** Pages the domain holds now (XENMEM_current_reservation). */
 export function balloon_current_pages(): i32 {
+  init();
   store<u16>(reservation, <u16>DOMID_SELF);
   return HYPERVISOR_memory_op(XENMEM_current_reservation, reservation);
 }

@@ -36,8 +36,11 @@ import {
 } from "./xenbus";
 import { block, init_time, NOW } from "./sched";
 
-/** The ring page granted to the backend. */
-const ring = memory.data(4096, 4096);
+/**
+ * The ring page granted to the backend, taken from the heap when a channel
+ * is first opened (a static page would grow every kernel's image).
+ */
+let ring: usize = 0;
 let port: u32 = 0;
 let open_ = false;
 
@@ -58,6 +61,7 @@ export function channel_open(name: string): i32 {
     if (be < 0) return <i32>be;
     const backend = xenbus_read_string(dir + "/backend");
     if (backend == null) return -XEN_ENOENT;
+    if (ring == 0) ring = (heap.alloc(8192) + 4095) & ~(<usize>4095);
     memory.fill(ring, 0, 4096);
     const ref = gnttab_grant_access(<u32>be, virt_to_gfn(ring), false);
     if (ref < 0) return ref;

@@ -45,9 +45,10 @@ function rand(): u32 {
 }
 
 // In-bounds pointers aim anywhere but the kernel's own image (its strings and
-// console buffer), so that the fuzzer reaches its final report: the
-// architecture area below the image, the free memory above it, the very end.
-const IMAGE_END: u32 = <u32>GUEST_IMAGE_BASE + 65536;
+// console buffer, and 64 KiB above its heap's start), so that the fuzzer
+// reaches its final report: the architecture area below the image, the free
+// memory above it, the very end.
+const IMAGE_END: u32 = ((<u32>__heap_base + 0xffff) & ~0xffff) + 65536;
 function arg(memBytes: u32): i32 {
   switch (rand() % 5) {
     case 0:
