@@ -82,9 +82,13 @@ test("create writes the domain's nodes; on_poweroff=destroy removes it all", asy
       xl.create(cfg("hello")),
       /libxl: domain name 'hello' is in use by domain \d+/,
     );
+    // Its PV console, from before it runs (console_io is not its console).
+    let out = "";
+    host.onConsole(d.domid, (t) => (out += t));
     host.unpause(d.domid);
     await until(() => !host.hv.domains.has(d.domid), 5000, "hello destroyed after poweroff");
-    assert.match(host.dmesg(), /hello from an xl\.cfg/);
+    assert.match(out, /hello from an xl\.cfg/);
+    assert.doesNotMatch(host.dmesg(), /hello from an xl/, "guest output is not the hypervisor's");
     assert.equal(read(host, home), undefined);
     assert.equal(read(host, vm), undefined);
     assert.deepEqual(xl.list(), []);

@@ -184,6 +184,9 @@ export class Host {
   createSync(cfg: DomainConfig & { xenstore?: boolean }): Domain {
     const d = this.hv.createDomain(cfg);
     if (cfg.xenstore) {
+      // Its console is its PV console ring: console_io is refused, as Xen's
+      // release builds refuse it to a domain that is not a console domain.
+      d.isConsole = false;
       try {
         introduceToXenstore(d, this.xenstored, this.xsEvtchn);
         this.xenconsoled.add(d.domid, seedConsole(d, this.xenstored, this.xsEvtchn), d.name);
@@ -212,6 +215,7 @@ export class Host {
     const domid = d.domid;
     try {
       if (cfg.xenstore) {
+        d.isConsole = false;
         introduceToXenstore(d, this.xenstored, this.xsEvtchn);
         const consolePort = seedConsole(d, this.xenstored, this.xsEvtchn);
         this.xenconsoled.add(domid, consolePort, d.name);
@@ -346,14 +350,33 @@ export class Host {
     return rows;
   }
 
-  /** Everything kept of a domain's console output. */
+  /**
+   * Everything kept of a domain's console output: its PV console (what
+   * xenconsoled keeps, with the "\r\n" a guest sends a terminal read as
+   * "\n"), or, for a console domain without one, what it wrote with
+   * console_io.
+   */
   readConsole(domid: number): string {
-    return new TextDecoder().decode(this.get(domid).consoleHistory());
+    const d = this.get(domid);
+    if (!d.isConsole && this.xenconsoled.has(domid))
+      return this.xenconsoled.read(domid).replace(/\r\n/g, "\n");
+    return new TextDecoder().decode(d.consoleHistory());
   }
 
   /** Calls `fn` with each piece of a domain's console output as it arrives; returns an unsubscribe. */
   onConsole(domid: number, fn: (text: string) => void): () => void {
     const d = this.get(domid);
+    if (!d.isConsole && this.xenconsoled.has(domid)) {
+      const decoder = new TextDecoder();
+      return this.xenconsoled.attach(
+        domid,
+        {
+          output: (b) => fn(decoder.decode(b, { stream: true }).replace(/\r\n/g, "\n")),
+          closed: () => {},
+        },
+        false,
+      );
+    }
     const l = (b: Uint8Array): void => fn(new TextDecoder().decode(b));
     d.consoleListeners.add(l);
     return () => d.consoleListeners.delete(l);

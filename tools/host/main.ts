@@ -1,7 +1,7 @@
 /**
  * `npm start`: boots a tsxen host in the foreground with demo guests and shows
- * the hypervisor console, where guest console_io output appears as "(dN) ..."
- * lines, and serves xenstored's socket under the run directory, so that
+ * the hypervisor console with each guest's console beside it, a line at a
+ * time as "(dN) ...", and serves xenstored's socket under the run directory, so that
  * `xenstore-ls` shows the guests' nodes. Ctrl-C (SIGINT) or SIGTERM destroys
  * every domain and exits cleanly. It holds the run directory's lock as the
  * daemon does (pidlock.ts): one host per run directory, however started.
@@ -114,6 +114,13 @@ for (const spec of values.guest) {
       xenstore: true,
     });
     say(`tsxen: created domain ${d.domid} (${name})`);
+    // Its console beside the hypervisor's, a line at a time, as "(dN) ...".
+    let partial = "";
+    host.onConsole(d.domid, (text) => {
+      const lines = (partial + text).split("\n");
+      partial = lines.pop()!;
+      for (const l of lines) say(`(d${d.domid}) ${l}`);
+    });
   } catch (e) {
     console.error(`tsxen: ${(e as Error).message}`);
   }

@@ -1,7 +1,7 @@
 /**
  * The hypervisor console (Xen's `drivers/char/console.c`): a ring of recent
- * lines that `xl dmesg` reads, Xen's own messages prefixed "(XEN) " and guest
- * console_io output prefixed "(dN) ", the serial input ring that Dom0 reads
+ * lines that `xl dmesg` reads, Xen's own messages prefixed "(XEN) " and
+ * Dom0's console_io output prefixed "(d0) ", the serial input ring that Dom0 reads
  * with CONSOLEIO_read, and the console_io hypercall. New output raises
  * VIRQ_CON_RING and new input VIRQ_CONSOLE on Dom0 (through `onOutput` and
  * `onInput`, set by the hypervisor).
@@ -17,10 +17,10 @@ export const CONRING_SIZE = 64 * 1024;
 /** Bytes console_io writes between two preemption checks. */
 export const CONSOLE_WRITE_CHUNK = 4096;
 /**
- * Guest console lines each domain may put on the hypervisor console in a
- * burst, and per second after it (Xen rate-limits guest printk the same
- * way); the rest are counted and reported, not stored. The guest's own
- * console (xenconsoled, Host.readConsole) keeps all of them.
+ * console_io lines Dom0 (the only domain whose writes reach the hypervisor
+ * console) may put there in a burst, and per second after it (Xen
+ * rate-limits guest printk the same way); the rest are counted and
+ * reported, not stored.
  */
 export const GUEST_LINES_BURST = 200;
 export const GUEST_LINES_PER_SEC = 100;
@@ -111,16 +111,25 @@ export class HypervisorConsole {
 }
 
 /**
- * console_io(cmd, count, buffer). Writes from any domain are accepted, as a
- * debug build of Xen accepts them, and appear as "(dN) " lines. Reads take
- * serial input, as in Xen, and are for privileged domains only; the ring of
- * output is read with sysctl readconsole (`xl dmesg`), not here. Marked
- * for the watchdog while it runs (trackedHypercall).
+ * console_io(cmd, count, buffer), as a release build of Xen answers it.
+ * Xen's default XSM policy lets a domain write only if it is privileged or
+ * a console domain (`is_console`); others get -EPERM, and their console is
+ * their PV console ring (xenconsoled, `xl console`, the guest's log). tsxen
+ * makes a domain a console domain when it has no PV console to write to (a
+ * domain built without xenstore, as a dom0less guest is): its writes are
+ * kept as its console (Host.readConsole), and, as Xen prints guest writes
+ * at XENLOG_G_DEBUG, below a release build's guest_loglvl, they do not
+ * reach the hypervisor console (`xl dmesg`). Dom0's writes do, as "(d0) "
+ * lines. Reads take serial input and are Dom0's only; the ring of output is
+ * read with sysctl readconsole (`xl dmesg`), not here. Marked for the
+ * watchdog while it runs (trackedHypercall).
  */
 export const do_console_io = trackedHypercall(
   HYPERVISOR.__HYPERVISOR_console_io,
   do_console_io_body,
 );
+
+const noLine = (): void => {};
 
 function do_console_io_body(
   hv: Hypervisor,
@@ -132,14 +141,16 @@ function do_console_io_body(
   const d = v.domain;
   switch (cmd) {
     case CONSOLEIO_write: {
+      if (!d.privileged && !d.isConsole) return -XenErrno.EPERM;
       // In pieces, and what is left when the slice ends is written in the
       // vCPU's next slice (Xen's guest_console_write and its continuation).
       buffer >>>= 0;
       count >>>= 0;
       d.mem.check(buffer, count);
+      const emit = d.privileged ? (line: string) => hv.console.guestLine(d, line) : noLine;
       for (let done = 0; done < count;) {
         const n = Math.min(CONSOLE_WRITE_CHUNK, count - done);
-        d.consoleWrite(d.mem.read(buffer + done, n), (line) => hv.console.guestLine(d, line));
+        d.consoleWrite(d.mem.read(buffer + done, n), emit);
         done += n;
         if (done < count && hv.preemptCheck(v)) {
           return hv.createContinuation(

@@ -63,6 +63,12 @@ export class Domain {
   /** Code set with SCHEDOP_shutdown_code, reported with a later shutdown. */
   shutdownCode = -1;
   isDying = false;
+  /**
+   * A console domain (Xen's is_console): its console_io writes are its
+   * console. True unless the toolstack gives it a PV console ring
+   * (console.ts says why).
+   */
+  isConsole = true;
   /** Why the domain crashed, for the console and `xl list -l`. */
   crashMessage: string | undefined;
   readonly evtchn: EventChannels;
