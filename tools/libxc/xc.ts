@@ -393,6 +393,19 @@ export class XcInterface {
     );
   }
 
+  /** One xen_version call with a `size`-byte buffer (none when 0): its result and the buffer. */
+  private async xenVersion(cmd: number, size: number): Promise<[number, Uint8Array]> {
+    const buf = new Uint8Array(size);
+    const [a] = this.addrs(Math.max(size, 1));
+    const rc = await this.channel.call(
+      HYPERVISOR.__HYPERVISOR_xen_version,
+      [cmd, size > 0 ? a! : 0],
+      size > 0 ? [buf] : [],
+    );
+    if (rc < 0) throw new XcError(`xc_version(${cmd})`, -rc);
+    return [rc, buf];
+  }
+
   /** xc_vcpu_getcontext: vCPU `vcpu`'s wasm32 vcpu_guest_context (public/arch-wasm32.ts), raw. */
   async vcpuGetContext(domid: number, vcpu: number): Promise<Uint8Array> {
     const ctxt = new Buf(vcpu_guest_context.size);
@@ -438,14 +451,8 @@ export class XcInterface {
     platform: Uint8Array;
     pagesize: number;
   }> {
-    const nr = HYPERVISOR.__HYPERVISOR_xen_version;
-    const call = async (cmd: number, size: number): Promise<[number, Uint8Array]> => {
-      const buf = new Uint8Array(size);
-      const [a] = this.addrs(Math.max(size, 1));
-      const rc = await this.channel.call(nr, [cmd, size > 0 ? a! : 0], size > 0 ? [buf] : []);
-      if (rc < 0) throw new XcError(`xc_version(${cmd})`, -rc);
-      return [rc, buf];
-    };
+    const call = (cmd: number, size: number): Promise<[number, Uint8Array]> =>
+      this.xenVersion(cmd, size);
     const [version] = await call(V.XENVER_version, 0);
     const [, extra] = await call(V.XENVER_extraversion, V.XEN_EXTRAVERSION_LEN);
     const [, compileInfo] = await call(V.XENVER_compile_info, V.xen_compile_info.size);
@@ -465,14 +472,8 @@ export class XcInterface {
     compiler: string;
     compileDate: string;
   }> {
-    const nr = HYPERVISOR.__HYPERVISOR_xen_version;
-    const call = async (cmd: number, size: number): Promise<[number, Uint8Array]> => {
-      const buf = new Uint8Array(size);
-      const [a] = this.addrs(Math.max(size, 1));
-      const rc = await this.channel.call(nr, [cmd, size > 0 ? a! : 0], size > 0 ? [buf] : []);
-      if (rc < 0) throw new XcError(`xc_version(${cmd})`, -rc);
-      return [rc, buf];
-    };
+    const call = (cmd: number, size: number): Promise<[number, Uint8Array]> =>
+      this.xenVersion(cmd, size);
     const cstr = (b: Uint8Array, l?: Layout<string>, field?: string): string => {
       const s = l && field ? b.subarray(l.fields[field]!.offset) : b;
       const end = s.indexOf(0);

@@ -19,13 +19,7 @@ import {
   XenbusStateInitialised,
   XEN_ENOENT,
 } from "./xen_abi";
-import {
-  evtchn_alloc_unbound,
-  notify_remote_via_evtchn,
-  unmask_evtchn,
-  fire_count,
-} from "./events";
-import { HYPERVISOR_set_timer_op } from "./hypervisor";
+import { evtchn_alloc_unbound, notify_remote_via_evtchn, unmask_evtchn } from "./events";
 import { gnttab_grant_access, virt_to_gfn } from "./gnttab";
 import {
   xenbus_read_string,
@@ -34,7 +28,7 @@ import {
   xenbus_switch_state,
   xenbus_wait_for_state,
 } from "./xenbus";
-import { block, init_time, NOW } from "./sched";
+import { block_on_port } from "./sched";
 
 /**
  * The ring page granted to the backend, taken from the heap when a channel
@@ -120,9 +114,5 @@ export function channel_read(p: usize, cap: u32): u32 {
 
 /** Waits for the backend's next event on the channel (or 50 ms). */
 export function channel_wait(): void {
-  const seen = fire_count(port);
-  init_time();
-  const deadline = NOW() + 50000000;
-  HYPERVISOR_set_timer_op(deadline);
-  while (fire_count(port) == seen && NOW() < deadline) block();
+  block_on_port(port, 50000000);
 }

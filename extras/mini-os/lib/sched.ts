@@ -7,11 +7,23 @@ import {
   VCPU_TIME_SYSTEM_TIME_OFF,
 } from "./xen_abi";
 import { HYPERVISOR_sched_op, HYPERVISOR_set_timer_op, HYPERVISOR_arch_time } from "./hypervisor";
-import { bind_virq, unmask_evtchn, vcpu_info } from "./events";
+import { bind_virq, fire_count, unmask_evtchn, vcpu_info } from "./events";
 
 /** Blocks the vCPU until an event arrives (re-enables upcalls, as Xen does). */
 export function block(): void {
   HYPERVISOR_sched_op(SCHEDOP_block, 0);
+}
+
+/**
+ * Blocks until `port` fires or `timeout_ns` of system time pass (so that a
+ * peer that died is noticed): what vchan_wait and channel_wait do.
+ */
+export function block_on_port(port: u32, timeout_ns: u64): void {
+  const seen = fire_count(port);
+  init_time();
+  const deadline = NOW() + timeout_ns;
+  HYPERVISOR_set_timer_op(deadline);
+  while (fire_count(port) == seen && NOW() < deadline) block();
 }
 
 /** Gives the rest of the time slice to other vCPUs. */

@@ -34,15 +34,13 @@ import {
   evtchn_alloc_unbound,
   evtchn_bind_interdomain,
   notify_remote_via_evtchn,
-  fire_count,
   unmask_evtchn,
   evtchn_status,
 } from "./events";
-import { HYPERVISOR_set_timer_op } from "./hypervisor";
 import { gnttab_grant_access, gnttab_copy_from, gnttab_copy_to, virt_to_gfn } from "./gnttab";
 import { xenbus_write_u32, xenbus_read_u32, xenbus_set_perms_owner_reader } from "./xenbus";
 import { domid } from "./kernel";
-import { block, init_time, NOW } from "./sched";
+import { block_on_port } from "./sched";
 
 /** Largest ring this SDK makes or accepts: 64 KiB (order 16). */
 export const VCHAN_MAX_ORDER: u32 = 16;
@@ -255,11 +253,7 @@ export function vchan_is_open(): bool {
 
 /** Blocks until the peer signals, or 50 ms pass (so that a dead peer is noticed). */
 export function vchan_wait(): void {
-  const seen = fire_count(port);
-  init_time();
-  const deadline = NOW() + 50000000;
-  HYPERVISOR_set_timer_op(deadline);
-  while (fire_count(port) == seen && NOW() < deadline) block();
+  block_on_port(port, 50000000);
 }
 
 /**
