@@ -136,9 +136,12 @@ export function hostPaths(dir = runDir()): {
   libxl: string;
   console: string;
   xenstored: string;
+  metrics: string;
 } {
   return {
     pidFile: join(dir, "tsxen.pid"),
+    /** The metrics URL, while the host serves one (tsxen start --metrics). */
+    metrics: join(dir, "metrics-url"),
     privcmd: join(dir, "privcmd"),
     libxl: join(dir, "libxl"),
     console: join(dir, "xenconsoled", "socket"),

@@ -15,7 +15,7 @@
  */
 import { watchdog } from "../../xen/common/watchdog.js";
 import { spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseCommandLine } from "../cli.js";
@@ -27,15 +27,16 @@ import { Libxl } from "../libxl/domain.js";
 import { LibxlClient, LibxlServer } from "../libxl/server.js";
 import { PrivcmdServer } from "../libxc/privcmd_socket.js";
 import { ConsoleServer } from "../console/socket.js";
+import { MetricsServer, parseListen, renderMetrics } from "./metrics.js";
 
-const USAGE = `usage: tsxen start [--foreground] [--memory MiB]
+const USAGE = `usage: tsxen start [--foreground] [--memory MiB] [--metrics [ADDR:]PORT]
        tsxen stop [--timeout SECONDS]
        tsxen status
 Runs a tsxen host: the hypervisor, Dom0, xenstored, xenconsoled and the
 sockets xl uses. Run directory: $TSXEN_RUN_DIR (now ${runDir()});
 logs: $TSXEN_LOG_DIR (now ${logDir()}).`;
 
-async function foreground(memMiB: number): Promise<void> {
+async function foreground(memMiB: number, metrics: string | undefined): Promise<void> {
   const dir = runDir();
   const paths = hostPaths(dir);
   prepareRunDir(dir);
@@ -75,7 +76,22 @@ async function foreground(memMiB: number): Promise<void> {
     const lx = new LibxlServer(libxl, paths.libxl, (t) => stop(t, "tsxen stop"), log);
     await lx.listen();
     servers.push(lx);
+    if (metrics !== undefined) {
+      const m = new MetricsServer(() => renderMetrics(host, libxl));
+      const url = await m.listen(parseListen(metrics)).catch((e: Error) => {
+        throw new Error(`--metrics ${metrics}: cannot listen: ${e.message}`);
+      });
+      servers.push({
+        close: async () => {
+          rmSync(paths.metrics, { force: true });
+          await m.close();
+        },
+      });
+      writeFileSync(paths.metrics, `${url}\n`, { mode: 0o644 });
+      log(`tsxen: metrics for Prometheus at ${url}`);
+    }
   } catch (e) {
+    for (const s of servers) await s.close();
     unlockRunDir(paths.pidFile);
     throw e;
   }
@@ -97,7 +113,7 @@ async function waitFor(pred: () => Promise<boolean>, ms: number): Promise<boolea
   return false;
 }
 
-async function start(memory: string): Promise<number> {
+async function start(memory: string, metrics: string | undefined): Promise<number> {
   const paths = hostPaths();
   const pid = runningPid(paths.pidFile);
   if (pid !== undefined) {
@@ -110,7 +126,14 @@ async function start(memory: string): Promise<number> {
   const out = openSync(logFile, "a");
   const child = spawn(
     process.execPath,
-    [fileURLToPath(import.meta.url), "start", "--foreground", "--memory", memory],
+    [
+      fileURLToPath(import.meta.url),
+      "start",
+      "--foreground",
+      "--memory",
+      memory,
+      ...(metrics !== undefined ? ["--metrics", metrics] : []),
+    ],
     { detached: true, stdio: ["ignore", out, out] },
   );
   closeSync(out);
@@ -218,6 +241,11 @@ function status(): number {
   console.log(
     `tsxen: running (pid ${pid}); run dir ${runDir()}; log ${join(logDir(), "tsxen.log")}`,
   );
+  try {
+    console.log(`tsxen: metrics at ${readFileSync(hostPaths().metrics, "utf8").trim()}`);
+  } catch {
+    // Not serving metrics.
+  }
   return 0;
 }
 
@@ -229,6 +257,7 @@ const { values, positionals } = parseCommandLine(
       foreground: { type: "boolean", short: "F", default: false },
       memory: { type: "string", default: "4096" },
       timeout: { type: "string", default: "30" },
+      metrics: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   },
@@ -249,11 +278,19 @@ if (!(timeout >= 0)) {
   console.error(`tsxen: --timeout ${values.timeout}: must be a number of seconds`);
   process.exit(2);
 }
+if (values.metrics !== undefined) {
+  try {
+    parseListen(values.metrics);
+  } catch (e) {
+    console.error(`tsxen: ${(e as Error).message}`);
+    process.exit(2);
+  }
+}
 try {
   switch (cmd) {
     case "start":
-      if (values.foreground) await foreground(memMiB);
-      else process.exit(await start(values.memory));
+      if (values.foreground) await foreground(memMiB, values.metrics);
+      else process.exit(await start(values.memory, values.metrics));
       break;
     case "stop":
       process.exit(await stopHost(timeout));
