@@ -2,7 +2,8 @@
 // buffer: the SDK never allocates, so a guest that prints forever uses no
 // more memory. Output goes to the PV console ring that xenconsoled reads
 // (io/console.h; when the toolstack gave one: start_info.console_evtchn is
-// set) and, as mini-os does, to the hypervisor console through console_io.
+// set) and, as mini-os does, through console_io, which Xen accepts only from
+// a console domain (one without a ring).
 // Input is read from the ring's input side.
 import {
   CONSOLEIO_write,
@@ -17,12 +18,15 @@ import {
   XENCONS_OUT_PROD_OFF,
   XENCONS_IN_SIZE,
   XENCONS_OUT_SIZE,
+  XEN_EPERM,
 } from "./xen_abi";
 import { HYPERVISOR_console_io } from "./hypervisor";
 import { notify_remote_via_evtchn, unmask_evtchn } from "./events";
 
 const BUF_SIZE: i32 = 512;
 const buf = memory.data(BUF_SIZE);
+/** Whether console_io writes are accepted (a console domain's are). */
+let console_io_ok = true;
 /** 0 until first use; then 1 + the console port, or 1 with no console ring. */
 let cons_state: u32 = 0;
 
@@ -42,7 +46,10 @@ export function console_port(): u32 {
  * does), never from console_io. '\n' reaches the ring as "\r\n".
  */
 export function console_write(ptr: usize, len: i32): void {
-  HYPERVISOR_console_io(CONSOLEIO_write, len, ptr);
+  // Xen refuses console_io to a domain with a PV console (its default XSM
+  // policy): after the first -EPERM the ring alone carries the output.
+  if (console_io_ok && HYPERVISOR_console_io(CONSOLEIO_write, len, ptr) == -XEN_EPERM)
+    console_io_ok = false;
   const port = console_port();
   if (port == 0) return;
   const cons = atomic.load<u32>(CONSOLE_ADDR + XENCONS_OUT_CONS_OFF);
