@@ -14,7 +14,7 @@
  * the rest waits (a client that sends faster than the guest reads is held
  * back by the socket's own flow control, never by the host's memory).
  */
-import { createServer, type Server, type Socket } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import { lstatSync, unlinkSync } from "node:fs";
 import type { Dom0Drivers } from "../drivers/index.js";
 import type { XenEvtchn } from "../drivers/evtchn.js";
@@ -93,23 +93,48 @@ export class ChannelDevice implements BackendDevice {
     this.kick();
   }
 
-  /** Binds the socket (a stale socket file from an earlier run is replaced; anything else is refused). */
+  /**
+   * Binds the socket. A socket file already at the path is replaced only if
+   * nothing listens on it (a stale one from an earlier run): a live socket
+   * (another host's, another service's) is never unlinked, and anything
+   * that is not a socket is refused by listen itself.
+   */
   private listen(): void {
+    let stale = false;
     try {
-      if (lstatSync(this.path).isSocket()) unlinkSync(this.path);
+      stale = lstatSync(this.path).isSocket();
     } catch {
       // Nothing there.
     }
-    const server = createServer({ pauseOnConnect: false }, (s) => this.accept(s));
-    server.on("error", (e) => {
+    const fail = (why: string): void => {
       this.log(
-        `${this.info.backend}: channel '${this.name}' cannot listen on ${this.path}: ${e.message}`,
+        `${this.info.backend}: channel '${this.name}' cannot listen on ${this.path}: ${why}`,
       );
-      this.info.fatal(`cannot listen on ${this.path}: ${e.message}`);
+      this.info.fatal(`cannot listen on ${this.path}: ${why}`);
+    };
+    const bind = (): void => {
+      if (!this.map) return; // disconnected meanwhile
+      const server = createServer({ pauseOnConnect: false }, (s) => this.accept(s));
+      server.on("error", (e) => fail(e.message));
+      server.listen(this.path);
+      server.unref();
+      this.server = server;
+    };
+    if (!stale) return bind();
+    const probe = connect(this.path);
+    probe.once("connect", () => {
+      probe.destroy();
+      fail("another program listens on that socket");
     });
-    server.listen(this.path);
-    server.unref();
-    this.server = server;
+    probe.once("error", (e: NodeJS.ErrnoException) => {
+      if (e.code !== "ECONNREFUSED") return fail(e.message);
+      try {
+        unlinkSync(this.path);
+      } catch {
+        // Gone already.
+      }
+      bind();
+    });
   }
 
   /** One connection at a time, as QEMU's socket chardev: a second waits until the first goes. */
@@ -198,12 +223,15 @@ export class ChannelDevice implements BackendDevice {
   disconnect(): void {
     this.client?.destroy();
     this.client = undefined;
-    this.server?.close();
-    this.server = undefined;
-    try {
-      if (lstatSync(this.path).isSocket()) unlinkSync(this.path);
-    } catch {
-      // Already gone.
+    if (this.server) {
+      this.server.close();
+      this.server = undefined;
+      // Ours: Node's server does not remove its socket file.
+      try {
+        if (lstatSync(this.path).isSocket()) unlinkSync(this.path);
+      } catch {
+        // Already gone.
+      }
     }
     if (this.port >= 0) {
       this.ports.delete(this.port);

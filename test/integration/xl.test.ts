@@ -429,6 +429,37 @@ test("PV channels: channel= gives a guest agent a socket in Dom0; xl channel-lis
   s.destroy();
   assert.ok(!existsSync(sock), "the socket goes with the channel");
 
+  // A path where another program listens is not taken from it.
+  const busy = join(dir, "busy.sock");
+  const { createServer } = await import("node:net");
+  const other = createServer((c) => {
+    // The backend's probe hangs up at once: that is not an error here.
+    c.on("error", () => {});
+    c.end("still mine\n");
+  });
+  await new Promise<void>((r) => other.listen(busy, r));
+  try {
+    ok(
+      "create",
+      join(EXAMPLES, "channel-echo.cfg"),
+      'name="busy-echo"',
+      `channel=["name=org.tsxen.echo,connection=socket,path=${busy}"]`,
+    );
+    await until(
+      () => ok("dmesg").includes("another program listens on that socket"),
+      5000,
+      "the refusal",
+    );
+    const c = connect(busy);
+    let reply = "";
+    c.on("data", (b: Buffer) => (reply += b.toString()));
+    await until(() => reply.includes("still mine"), 5000, "the other program's answer");
+    c.destroy();
+    await until(() => !list().has("busy-echo"), 10_000, "the agent without its channel to go");
+  } finally {
+    other.close();
+  }
+
   const cfgFile = join(dir, "chan.cfg");
   for (const [spec, msg] of [
     ["connection=socket,path=/tmp/x", /channel: name= is mandatory/],

@@ -15,6 +15,7 @@ import type { Host } from "./host.js";
 import type { Libxl } from "../libxl/domain.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 import { hostCpu } from "../../xen/arch/wasm32/host_cpu.js";
+import { NR_CPUS } from "../../xen/common/domctl.js";
 
 type Labels = Record<string, string | number>;
 
@@ -76,7 +77,13 @@ export function renderMetrics(host: Host, libxl: Libxl): string {
     {},
     hv.frames.freeFrames * PAGE_SIZE,
   );
-  e.add("tsxen_host_cpus", "gauge", "Physical CPUs that run guests (xl info nr_cpus).", {}, 1);
+  e.add(
+    "tsxen_host_cpus",
+    "gauge",
+    "Physical CPUs that run guests (xl info nr_cpus).",
+    {},
+    NR_CPUS,
+  );
   e.add(
     "tsxen_host_cpu_hertz",
     "gauge",
