@@ -16,6 +16,16 @@ export function kernel(name: string): Promise<Kernel> {
   return loadKernelFile(guestPath(name));
 }
 
+/** Runs `fn` with a new host (newHost), shut down after whatever happens. */
+export async function withHost(fn: (host: Host) => Promise<void>): Promise<void> {
+  const host = newHost();
+  try {
+    await fn(host);
+  } finally {
+    await host.shutdown();
+  }
+}
+
 /** A 2 GiB host with Dom0 at 256 MiB: small enough to see accounting move. */
 export function newHost(memoryBytes = 2 * 1024 ** 3): Host {
   return new Host({ memoryBytes, dom0MemoryBytes: 256 * 1024 ** 2 });

@@ -11,8 +11,10 @@
  * in its directory and goes to Initialised; the backend maps the page,
  * binds the port and goes to Connected. The guest's output (`out`) goes to
  * the socket; what the socket sends is fed into `in`, as much as fits, and
- * the rest waits (a client that sends faster than the guest reads is held
- * back by the socket's own flow control, never by the host's memory).
+ * the rest waits. Both ways, a slow side holds the other back through the
+ * ring and the socket's own flow control, never through the host's memory:
+ * a client that sends faster than the guest reads stops being read, and one
+ * that does not read leaves the guest's output in its ring.
  */
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { lstatSync, unlinkSync } from "node:fs";
@@ -46,6 +48,8 @@ export class ChannelDevice implements BackendDevice {
   private port = -1;
   private server: Server | undefined;
   private client: Socket | undefined;
+  /** The client's socket holds more than its buffer wants: the ring waits until it drains. */
+  private clientFull = false;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private readonly gnt: XenGnttab;
@@ -154,6 +158,7 @@ export class ChannelDevice implements BackendDevice {
     const gone = (): void => {
       if (this.client !== s) return;
       this.client = undefined;
+      this.clientFull = false;
       this.pending = [];
       this.pendingBytes = 0;
     };
@@ -169,7 +174,7 @@ export class ChannelDevice implements BackendDevice {
 
   /** The guest's output to the socket; whether it moved any. */
   private drain(): boolean {
-    if (!this.dv || !this.client) return false;
+    if (!this.dv || !this.client || this.clientFull) return false;
     const cons = this.idx("out_cons");
     const prod = this.idx("out_prod");
     // A guest that moves out_prod wildly gets at most one ring's worth read.
@@ -180,8 +185,16 @@ export class ChannelDevice implements BackendDevice {
     for (let i = 0; i < n; i++)
       out[i] = page[F.out.offset + MASK_XENCONS_IDX(cons + i, XENCONS_OUT_SIZE)]!;
     this.dv.setUint32(F.out_cons.offset, (cons + n) >>> 0, true);
-    this.client.write(out);
     this.stats.toSocket += n;
+    // A client that does not read holds the guest back (its ring fills),
+    // never the host's memory: draining stops until the socket drains.
+    if (!this.client.write(out)) {
+      this.clientFull = true;
+      this.client.once("drain", () => {
+        this.clientFull = false;
+        this.kick();
+      });
+    }
     return true;
   }
 

@@ -26,7 +26,7 @@ import { HVM_DIR } from "../../extras/hvm/build.js";
 import { loadHvmImageFile, type HvmImage } from "../../xen/arch/wasm32/hvm_image.js";
 import type { Host, HostHvmConfig } from "../../tools/host/host.js";
 import type { Domain } from "../../xen/common/domain.js";
-import { accountedFrames, kernel, newHost, sleep, until } from "../helpers.js";
+import { accountedFrames, kernel, sleep, until, withHost } from "../helpers.js";
 import { YOSYS_WASM, runNodeWasi, yosysComparable, yosysShare } from "../wasi_peer.js";
 import { PFN_CONSOLE, PFN_XENSTORE } from "../../xen/arch/wasm32/config.js";
 import {
@@ -65,16 +65,6 @@ async function runToEnd(host: Host, r: Run): Promise<{ d: Domain; out: string }>
   const d = await start(host, r);
   await host.waitShutdown(d.domid, 60_000);
   return { d, out: host.xenconsoled.read(d.domid, "serial") };
-}
-
-/** One host for the test, shut down after. */
-async function withHost(fn: (host: Host) => Promise<void>): Promise<void> {
-  const host = newHost();
-  try {
-    await fn(host);
-  } finally {
-    await host.shutdown();
-  }
 }
 
 const scratch = (): string => mkdtempSync(join(tmpdir(), "tsxen-hvm-"));

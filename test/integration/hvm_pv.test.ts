@@ -41,7 +41,7 @@ import { vchan_interface } from "../../xen/include/public/io/libxenvchan.js";
 import { xencons_interface } from "../../xen/include/public/io/console.js";
 import { xenstore_domain_interface, xsd_sockmsg } from "../../xen/include/public/io/xs_wire.js";
 import { HVM_PARAM_CALLBACK_IRQ } from "../../xen/include/public/hvm/hvm_op.js";
-import { accountedFrames, kernel, newHost, sleep, until } from "../helpers.js";
+import { accountedFrames, kernel, sleep, until, withHost } from "../helpers.js";
 
 async function pvProgram(
   host: Host,
@@ -65,15 +65,6 @@ async function pvProgram(
 }
 
 const serial = (host: Host, d: Domain): string => host.xenconsoled.read(d.domid, "serial");
-
-async function withHost(fn: (host: Host) => Promise<void>): Promise<void> {
-  const host = newHost();
-  try {
-    await fn(host);
-  } finally {
-    await host.shutdown();
-  }
-}
 
 // The guest-visible structs whose C layout, from Xen's headers with
 // arch-wasm32.h, must be what the hypervisor reads (docs/arch-wasm32.md).

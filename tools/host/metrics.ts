@@ -6,6 +6,9 @@
  * labelled by `domid` and `name` (and `devid` for devices).
  *
  * Served on loopback unless an address is given; only GET /metrics answers.
+ * There is no token (Prometheus scrapes without one): any local user who can
+ * reach the address reads the figures, domain names included, and nothing
+ * else; nothing can be changed through it.
  * The figures are read from the host when a scrape comes: nothing is kept
  * between scrapes, and a scrape of a host with a thousand domains is one
  * pass over them.
@@ -276,9 +279,17 @@ export function parseListen(spec: string): { host: string; port: number } {
   return { host: m[1]?.replace(/^\[|\]$/g, "") ?? "127.0.0.1", port };
 }
 
+/**
+ * Scrapes closer together than this share one rendering: a client that
+ * asks in a loop costs the host one pass over its domains a second, not one
+ * per request (Prometheus scrapes every 15 s by default).
+ */
+export const METRICS_MIN_INTERVAL_MS = 1000;
+
 /** The HTTP server for /metrics. */
 export class MetricsServer {
   private server: Server | undefined;
+  private last: { at: number; body: string } | undefined;
 
   constructor(private readonly render: () => string) {}
 
@@ -295,7 +306,10 @@ export class MetricsServer {
       }
       let body: string;
       try {
-        body = this.render();
+        const now = performance.now();
+        if (!this.last || now - this.last.at >= METRICS_MIN_INTERVAL_MS)
+          this.last = { at: now, body: this.render() };
+        body = this.last.body;
       } catch (e) {
         res.writeHead(500, { "content-type": "text/plain" }).end(`${(e as Error).message}\n`);
         return;

@@ -955,7 +955,12 @@ async function cmdNetworkList(args: string[]): Promise<number> {
   return 0;
 }
 
-/** xl channel-list: each channel of each domain named, with Xen's columns. */
+/**
+ * xl channel-list: each channel of each domain named. Xen's columns, but
+ * where Xen's xl prints only a pty's path after the connection, tsxen's
+ * prints the socket's path and the channel's name (it has no pty channels),
+ * so that the list says where to connect.
+ */
 async function cmdChannelList(args: string[]): Promise<number> {
   const { positionals } = opts("channel-list", args, {}, 1);
   console.log(

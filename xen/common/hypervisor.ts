@@ -544,7 +544,10 @@ export class Hypervisor implements VcpuHost {
           else setTimeout(poweroff, HVM_EXIT_GRACE_MS).unref();
         },
         hypercall: pv
-          ? (op, a1, a2, a3, a4, a5) => this.hvmHypercall(d, op, a1, a2, a3, a4, a5)
+          ? (op, a1, a2, a3, a4, a5) => {
+              d.hvm!.hypercalls++;
+              this.hvmHypercall(d, op, a1, a2, a3, a4, a5);
+            }
           : undefined,
       },
       {
@@ -580,7 +583,6 @@ export class Hypervisor implements VcpuHost {
     const v = d.vcpus[0]!;
     this.slice.start(HVM_HYPERCALL_BUDGET_US);
     hvm.inHypercall = true;
-    hvm.hypercalls++;
     activity[ACT_DOMID] = d.domid;
     activity[ACT_VCPU] = v.id;
     let rc: number;
@@ -605,7 +607,6 @@ export class Hypervisor implements VcpuHost {
         if (!c) break;
         const [b1, b2, b3, b4, b5] = c.args as [number, number, number, number, number];
         hvm.continuations++;
-        hvm.hypercalls--;
         setImmediate(() => this.hvmHypercall(d, c.op, b1, b2, b3, b4, b5));
         return;
       }

@@ -22,7 +22,7 @@
  *      Xen's 'I' dumps HVM interrupt state; on wasm32 the ioreqs are what an
  *      HVM guest is waiting on)
  */
-import { VIRQ_DEBUG } from "../include/public/xen.js";
+import * as XEN from "../include/public/xen.js";
 import {
   EVTCHNSTAT_interdomain,
   EVTCHNSTAT_ipi,
@@ -144,7 +144,7 @@ export function handleKey(
           printk(
             `    VCPU${v.id}: state=${v.state} upcall_pend=${v.upcallPending ? 1 : 0} upcall_mask=${v.upcallMasked ? 1 : 0}`,
           );
-          d.evtchn.sendVirq(v.id, VIRQ_DEBUG);
+          d.evtchn.sendVirq(v.id, XEN.VIRQ_DEBUG);
         }
       }
       return true;
@@ -194,29 +194,18 @@ function dumpDom0(d: Domain, printk: (s: string) => void): void {
   );
 }
 
-/** Names of the VIRQs, for debug key 'i'. */
-const VIRQ_NAMES = [
-  "VIRQ_TIMER",
-  "VIRQ_DEBUG",
-  "VIRQ_CONSOLE",
-  "VIRQ_DOM_EXC",
-  "VIRQ_TBUF",
-  "5",
-  "VIRQ_DEBUGGER",
-  "VIRQ_XENOPROF",
-  "VIRQ_CON_RING",
-  "VIRQ_PCPU_STATE",
-  "VIRQ_MEM_EVENT",
-  "VIRQ_ARGO",
-  "VIRQ_ENOMEM",
-  "VIRQ_XENPMU",
-];
+/** VIRQ numbers → their names (public/xen.ts's VIRQ_* constants), for debug key 'i'. */
+const VIRQ_NAMES = new Map(
+  Object.entries(XEN)
+    .filter(([k, v]) => k.startsWith("VIRQ_") && typeof v === "number")
+    .map(([k, v]) => [v as number, k]),
+);
 
 /** Debug key 'i': a domain's VIRQ and interdomain ports, as interrupt lines with their state. */
 function dumpLines(d: Domain, printk: (s: string) => void): void {
   for (const [port, st] of d.evtchn.bound()) {
     let line: string;
-    if (st.state === EVTCHNSTAT_virq) line = `${VIRQ_NAMES[st.u] ?? `VIRQ ${st.u}`}`;
+    if (st.state === EVTCHNSTAT_virq) line = VIRQ_NAMES.get(st.u) ?? `VIRQ ${st.u}`;
     else if (st.state === EVTCHNSTAT_interdomain) line = `from d${st.u} port ${st.uPort}`;
     else if (st.state === EVTCHNSTAT_ipi) line = "IPI";
     else continue;

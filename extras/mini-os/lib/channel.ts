@@ -7,13 +7,9 @@
 // the guest writes goes to `out`, what the host sends arrives in `in`.
 // One channel per guest, as the library keeps one vchan.
 import {
-  XENCONS_IN_OFF,
   XENCONS_OUT_OFF,
-  XENCONS_IN_CONS_OFF,
-  XENCONS_IN_PROD_OFF,
   XENCONS_OUT_CONS_OFF,
   XENCONS_OUT_PROD_OFF,
-  XENCONS_IN_SIZE,
   XENCONS_OUT_SIZE,
   XenbusStateConnected,
   XenbusStateInitialised,
@@ -29,6 +25,7 @@ import {
   xenbus_wait_for_state,
 } from "./xenbus";
 import { block_on_port } from "./sched";
+import { xencons_ring_read } from "./console";
 
 /**
  * The ring page granted to the backend, taken from the heap when a channel
@@ -95,21 +92,7 @@ export function channel_write(p: usize, len: u32): u32 {
 
 /** Reads up to `cap` bytes into `p`; how many there were. */
 export function channel_read(p: usize, cap: u32): u32 {
-  if (!open_) return 0;
-  let cons = load<u32>(ring + XENCONS_IN_CONS_OFF);
-  const prod = atomic.load<u32>(ring + XENCONS_IN_PROD_OFF);
-  let n: u32 = 0;
-  while (n < cap && cons != prod) {
-    store<u8>(p + n, load<u8>(ring + XENCONS_IN_OFF + (cons & (<u32>XENCONS_IN_SIZE - 1))));
-    cons++;
-    n++;
-  }
-  if (n > 0) {
-    atomic.store<u32>(ring + XENCONS_IN_CONS_OFF, cons);
-    // Room in the ring again: the backend may have more for us.
-    notify_remote_via_evtchn(port);
-  }
-  return n;
+  return open_ ? xencons_ring_read(ring, port, p, cap) : 0;
 }
 
 /** Waits for the backend's next event on the channel (or 50 ms). */

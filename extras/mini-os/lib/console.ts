@@ -73,28 +73,34 @@ export function console_write(ptr: usize, len: i32): void {
 }
 
 /**
+ * Takes up to `max` bytes of a xencons_interface ring's input (`ring` is the
+ * page's address) into `ptr`, telling the backend on `port` when it made
+ * room; how many there were. The PV console and channels read this way.
+ */
+export function xencons_ring_read(ring: usize, port: u32, ptr: usize, max: u32): u32 {
+  let cons = load<u32>(ring + XENCONS_IN_CONS_OFF);
+  const prod = atomic.load<u32>(ring + XENCONS_IN_PROD_OFF);
+  let n: u32 = 0;
+  while (n < max && cons != prod) {
+    store<u8>(ptr + n, load<u8>(ring + XENCONS_IN_OFF + (cons & (<u32>XENCONS_IN_SIZE - 1))));
+    cons++;
+    n++;
+  }
+  if (n > 0) {
+    atomic.store<u32>(ring + XENCONS_IN_CONS_OFF, cons);
+    notify_remote_via_evtchn(port);
+  }
+  return n;
+}
+
+/**
  * Reads up to `max` bytes of console input into `ptr` without waiting;
  * returns how many (0 when none has arrived, or there is no console ring).
  */
 export function console_read(ptr: usize, max: i32): i32 {
   const port = console_port();
   if (port == 0) return 0;
-  let cons = load<u32>(CONSOLE_ADDR + XENCONS_IN_CONS_OFF);
-  const prod = atomic.load<u32>(CONSOLE_ADDR + XENCONS_IN_PROD_OFF);
-  let n = 0;
-  while (n < max && cons != prod) {
-    store<u8>(
-      ptr + n,
-      load<u8>(CONSOLE_ADDR + XENCONS_IN_OFF + (cons & (<u32>XENCONS_IN_SIZE - 1))),
-    );
-    cons++;
-    n++;
-  }
-  if (n > 0) {
-    atomic.store<u32>(CONSOLE_ADDR + XENCONS_IN_CONS_OFF, cons);
-    notify_remote_via_evtchn(port);
-  }
-  return n;
+  return <i32>xencons_ring_read(CONSOLE_ADDR, port, ptr, <u32>max);
 }
 
 /**
