@@ -232,7 +232,12 @@ test("an HVM program with PV drivers talks to xenstore over its ring and serves 
     assert.match(host.readConsole(41), /sent 1048576 bytes, fnv (\d+); echo fnv \1 ok/);
     await until(() => /client closed/.test(serial(host, d)), 5000, "the server to see the close");
     assert.match(serial(host, d), /pvecho: echoed 1048576 bytes; the client closed\n/);
-    assert.equal(xs.readText("/local/domain/40/data/pvecho"), "done");
+    // Written after the line above, through its ring: looked at until it lands.
+    await until(
+      () => xs.readText("/local/domain/40/data/pvecho") === "done",
+      5000,
+      "data/pvecho to say done",
+    );
     // A guest with PV drivers: the toolstack asks through control/shutdown
     // (what libxl writes; hvm-xl.test.ts runs xl shutdown), and it obeys.
     xs.writeText("/local/domain/40/control/shutdown", "poweroff");
