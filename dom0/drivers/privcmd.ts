@@ -49,6 +49,17 @@ export class Privcmd {
     return this.hv.dispatch(this.dom0.vcpus[0]!, op, a1, a2, a3, a4, a5);
   }
 
+  /**
+   * IOCTL_PRIVCMD_MMAPBATCH_V2: maps pages `gfns` of domain `domid` into
+   * Dom0; each page's view, or its error (a negative Xen errno) in `err`.
+   */
+  mmapBatchV2(
+    domid: number,
+    gfns: readonly number[],
+  ): { pages: (Uint8Array | undefined)[]; err: number[] } {
+    return this.hv.foreignMapBatch(this.dom0, domid, gfns);
+  }
+
   /** A free page of Dom0's window (its pfn), or undefined when the pool is empty. */
   allocPage(): number | undefined {
     const p = this.freePages.pop();

@@ -33,6 +33,16 @@ export interface DomainLimits {
   maxMaptrackFrames: number;
 }
 
+/** A domain creation that failed: says what was wrong, with Xen's errno. */
+export class DomainCreateError extends Error {
+  constructor(
+    readonly errno: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** Bytes of console output kept per domain for readers that attach late. */
 export const CONSOLE_KEEP_BYTES = 64 * 1024;
 
@@ -100,14 +110,15 @@ export class Domain {
 
   /**
    * @param kernel the guest kernel; undefined for Dom0, whose kernel is the
-   *   host process itself.
+   *   host process itself, and for a domain being built until the builder
+   *   binds its module (XEN_DOMCTL_wasm32_module).
    */
   constructor(
     readonly domid: number,
     public name: string,
     readonly privileged: boolean,
-    readonly kernel: Kernel | undefined,
-    readonly wasmMemory: WebAssembly.Memory,
+    public kernel: Kernel | undefined,
+    public wasmMemory: WebAssembly.Memory,
     maxPfns: number,
     maxPages: number,
     readonly cmdline: string,
@@ -158,6 +169,15 @@ export class Domain {
     return (pfn + 1) * PAGE_SIZE <= this.mem.size;
   }
 
+  /**
+   * Whether the linear memory may still be replaced rather than grown: true
+   * for a domain being built (Hypervisor.createEmptyDomain) until anything
+   * can hold a view of it (a vCPU instance, a page view, a foreign
+   * mapping). Growing a shared memory in place costs far more once
+   * thousands exist; a memory nothing holds can be swapped for a larger one.
+   */
+  memoryReplaceable = false;
+
   /** Views of single pages, made on first use (grant copies of whole pages read them). */
   private readonly pageViews: (Uint8Array | undefined)[] = [];
 
@@ -165,6 +185,7 @@ export class Domain {
   pageView(pfn: number): Uint8Array {
     let v = this.pageViews[pfn];
     if (!v) {
+      this.memoryReplaceable = false;
       this.mem.check(pfn * PAGE_SIZE, PAGE_SIZE);
       v = this.mem.u8.subarray(pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE);
       this.pageViews[pfn] = v;

@@ -3,10 +3,11 @@
  * privileged domains only. Implemented: destroydomain, pausedomain,
  * unpausedomain, getdomaininfo, max_mem, getvcpuinfo, getvcpucontext (wasm32's
  * vcpu_guest_context, public/arch-wasm32.ts), set/getvcpuaffinity,
- * scheduler_op (credit), setdomainhandle. createdomain and max_vcpus return
- * -ENOSYS: a wasm32 domain is built whole from its kernel by the host's
- * domain builder (libxl in the host daemon, `tools/libxl/domain.ts`), since
- * the kernel must be compiled where it runs.
+ * scheduler_op (credit), setdomainhandle; and the domain builder's:
+ * createdomain (PV), max_vcpus, setvcpucontext, and wasm32's two, the
+ * module and the label (public/domctl.ts; docs/arch-wasm32.md, "Building
+ * a domain"). libxc's builder (tools/libxc/xc_dom.ts) makes a domain with
+ * these and memory_op alone.
  *
  * Layouts: `xen/include/public/domctl.ts`.
  */
@@ -34,7 +35,7 @@ import {
   RUNSTATE_runnable,
   RUNSTATE_running,
 } from "../include/public/vcpu.js";
-import type { Domain } from "./domain.js";
+import { DomainCreateError, type Domain } from "./domain.js";
 import type { Hypervisor } from "./hypervisor.js";
 import type { GuestMemory } from "./guest_access.js";
 
@@ -164,6 +165,85 @@ function getCpumap(mem: GuestMemory, bm: number): number {
   return bits >>> 0;
 }
 
+/** XEN_DOMCTL_createdomain: the new domid goes back in the header's `domain`. */
+function createdomain(hv: Hypervisor, mem: GuestMemory, arg: number): number {
+  const f = DC.xen_domctl_createdomain.fields;
+  const u = arg + DC.xen_domctl.fields.u.offset;
+  const flags = mem.u32(u + f.flags.offset);
+  // An HVM domain needs its program at creation; tsxen builds those whole
+  // (Hypervisor.createHvmDomain), not through the PV builder's steps.
+  if (flags & DC.XEN_DOMCTL_CDF_hvm) return -XenErrno.EOPNOTSUPP;
+  if (flags & ~(DC.XEN_DOMCTL_CDF_hap | DC.XEN_DOMCTL_CDF_oos_off)) return -XenErrno.EINVAL;
+  const grantVersion = mem.u32(u + f.grant_opts.offset) & DC.XEN_DOMCTL_GRANT_version_mask;
+  if (grantVersion > 1) return -XenErrno.EOPNOTSUPP;
+  const signed = (o: number): number | undefined => {
+    const x = mem.u32(u + o) | 0;
+    return x < 0 ? undefined : x;
+  };
+  const want = mem.u16(arg + DC.xen_domctl.fields.domain.offset);
+  try {
+    const d = hv.createEmptyDomain({
+      domid: want === 0 ? undefined : want,
+      handle: mem.read(u + f.handle.offset, 16),
+      maxVcpus: mem.u32(u + f.max_vcpus.offset),
+      maxEvtchnPort: mem.u32(u + f.max_evtchn_port.offset) || undefined,
+      maxGrantFrames: signed(f.max_grant_frames.offset),
+      maxMaptrackFrames: signed(f.max_maptrack_frames.offset),
+    });
+    mem.setU16(arg + DC.xen_domctl.fields.domain.offset, d.domid);
+    return 0;
+  } catch (e) {
+    if (e instanceof DomainCreateError) {
+      hv.console.printk(e.message);
+      return -e.errno;
+    }
+    throw e;
+  }
+}
+
+/** XEN_DOMCTL_wasm32_module: upload a module's bytes, or bind one to `d` (code_store.ts). */
+function wasm32Module(hv: Hypervisor, d: Domain, mem: GuestMemory, u: number): number {
+  const f = DC.xen_domctl_wasm32_module.fields;
+  const hash = Buffer.from(mem.read(u + f.sha256.offset, 32)).toString("hex");
+  const buf = mem.u64(u + f.buffer.offset);
+  const len = mem.u32(u + f.len.offset);
+  switch (mem.u32(u + f.op.offset)) {
+    case DC.XEN_DOMCTL_WASM32_MODULE_upload:
+      return hv.codeStore.upload(
+        hash,
+        mem.u64(u + f.size.offset),
+        mem.u64(u + f.offset.offset),
+        mem.read(buf, len),
+      );
+    case DC.XEN_DOMCTL_WASM32_MODULE_bind: {
+      if (d.hvm || d === hv.dom0) return -XenErrno.EINVAL;
+      if (d.vcpus.some((v) => v.state !== VcpuState.Offline)) return -XenErrno.EBUSY;
+      const found = hv.codeStore.lookup(hash);
+      switch (found.kind) {
+        case "absent":
+          return -XenErrno.ENOENT;
+        case "checking":
+          return -XenErrno.EAGAIN;
+        case "refused": {
+          if (len > 0) mem.writeCString(buf, len, found.why);
+          return -XenErrno.EINVAL;
+        }
+      }
+      const k = found.kernel;
+      d.kernel = k;
+      mem.setU32(
+        u + f.flags.offset,
+        (k.hasCallback ? DC.XEN_DOMCTL_WASM32_MODULE_has_callback : 0) |
+          (k.hasSecondaryEntry ? DC.XEN_DOMCTL_WASM32_MODULE_has_start_vcpu : 0),
+      );
+      mem.setU32(u + f.min_pages.offset, k.minPages);
+      return 0;
+    }
+    default:
+      return -XenErrno.EINVAL;
+  }
+}
+
 /** domctl(u_domctl) */
 export function do_domctl(hv: Hypervisor, v: Vcpu, arg: number): number {
   const caller = v.domain;
@@ -178,9 +258,42 @@ export function do_domctl(hv: Hypervisor, v: Vcpu, arg: number): number {
   const cmd = mem.u32(arg + h.cmd.offset);
   const domid = mem.u16(arg + h.domain.offset);
   const u = arg + h.u.offset;
+  if (cmd === DC.XEN_DOMCTL_createdomain) return createdomain(hv, mem, arg);
   const d = hv.domainById(domid);
   if (!d) return -XenErrno.ESRCH;
   switch (cmd) {
+    case DC.XEN_DOMCTL_max_vcpus: {
+      // Since Xen 4.12 createdomain sizes the vCPU array; this only confirms it.
+      const max = mem.u32(u + DC.xen_domctl_max_vcpus.fields.max_vcpus.offset);
+      return d !== caller && max >= 1 && max <= d.vcpus.length ? 0 : -XenErrno.EINVAL;
+    }
+    case DC.XEN_DOMCTL_setvcpucontext: {
+      const f = DC.xen_domctl_vcpucontext.fields;
+      const t = d.vcpus[mem.u32(u + f.vcpu.offset)];
+      if (!t || d === caller) return -XenErrno.EINVAL;
+      const c = mem.u64(u + f.ctxt.offset);
+      if (c === 0) return -XenErrno.EINVAL;
+      mem.check(c, vcpu_guest_context.size);
+      const g = vcpu_guest_context.fields;
+      return hv.setVcpuContext(t, {
+        online: (mem.u32(c + g.flags.offset) & VGCF_online) !== 0,
+        entry: mem.u32(c + g.entry.offset),
+        arg: mem.u32(c + g.arg.offset),
+        suspended: mem.u32(c + g.suspended.offset),
+      });
+    }
+    case DC.XEN_DOMCTL_wasm32_module:
+      return wasm32Module(hv, d, mem, u);
+    case DC.XEN_DOMCTL_wasm32_set_label: {
+      const f = DC.xen_domctl_wasm32_set_label.fields;
+      const len = mem.u32(u + f.len.offset);
+      if (len === 0 || len > 64 || d === hv.dom0) return -XenErrno.EINVAL;
+      const label = Buffer.from(mem.read(mem.u64(u + f.label.offset), len)).toString("utf8");
+      // A label is printed on the console: no '/' and no control characters.
+      if ([...label].some((c) => c === "/" || c.charCodeAt(0) < 0x20)) return -XenErrno.EINVAL;
+      d.name = label;
+      return 0;
+    }
     case DC.XEN_DOMCTL_destroydomain:
       return hv.destroyDomain(domid);
     case DC.XEN_DOMCTL_pausedomain:

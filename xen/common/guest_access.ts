@@ -35,9 +35,15 @@ export class GuestMemory {
    */
   constructor(
     buffer: ArrayBufferLike,
-    private readonly source?: WebAssembly.Memory,
+    private source?: WebAssembly.Memory,
   ) {
     this.refresh(buffer);
+  }
+
+  /** Points the views at another memory, which replaced the one they were on. */
+  retarget(memory: WebAssembly.Memory): void {
+    this.source = memory;
+    this.refresh(memory.buffer);
   }
 
   /** Points the views at `buffer`, the same memory after it grew. */

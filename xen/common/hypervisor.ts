@@ -17,6 +17,8 @@ import {
 } from "../include/public/xen.js";
 import { SHUTDOWN_NAMES, SHUTDOWN_crash } from "../include/public/sched.js";
 import {
+  WASM32_ENTRY_START,
+  WASM32_ENTRY_START_VCPU,
   arch_wasm32_boot,
   shared_info,
   start_info,
@@ -31,6 +33,8 @@ import {
   MIN_DOMAIN_FRAMES,
   PFN_BOOT_INFO,
   PFN_CONSOLE,
+  PFN_SHARED_INFO,
+  PFN_START_INFO,
   PFN_XENSTORE,
   SAVE_MAIN_BYTES,
   SAVE_UPCALL_BYTES,
@@ -43,12 +47,13 @@ import { WASM32_MAX_WASM_PAGES, WASM_PAGE_SIZE } from "../arch/wasm32/config.js"
 import { SHUTDOWN_poweroff } from "../include/public/sched.js";
 import { GuestExit, Suspend, Vcpu, VcpuState, type VcpuHost } from "../arch/wasm32/vcpu.js";
 import { SliceTimer } from "../arch/wasm32/slice_timer.js";
-import { Domain, type DomainLimits } from "./domain.js";
+import { Domain, DomainCreateError, type DomainLimits } from "./domain.js";
 import { DEFAULT_MAX_GRANT_FRAMES, DEFAULT_MAX_MAPTRACK_FRAMES } from "./grant_table.js";
 import { unmapGrantRef } from "./grant_table_op.js";
 import { handleKey } from "./keyhandler.js";
 import { FrameAllocator } from "./page_alloc.js";
 import { HypervisorConsole } from "./console.js";
+import { CodeStore } from "../arch/wasm32/code_store.js";
 import { GuestFault } from "./guest_access.js";
 import { invokeHypercall } from "./hypercall.js";
 import { chargeInitialTop, freeAllFrames, guestGrow, populatePfn } from "./memory.js";
@@ -151,15 +156,7 @@ export interface Dom0Kernel {
   upcall(): void;
 }
 
-/** A domain creation that failed: says what was wrong, with Xen's errno. */
-export class DomainCreateError extends Error {
-  constructor(
-    readonly errno: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export { DomainCreateError } from "./domain.js";
 
 /** Hypervisor events that Dom0 services and the toolstack subscribe to. */
 export interface HypervisorEvents {
@@ -179,6 +176,8 @@ export class Hypervisor implements VcpuHost {
   readonly frames: FrameAllocator;
   readonly domains = new Map<number, Domain>();
   readonly console = new HypervisorConsole();
+  /** Guest modules checked and compiled for the domain builder (XEN_DOMCTL_wasm32_module). */
+  readonly codeStore = new CodeStore();
   readonly timers = new TimerQueue((e) => this.console.printk(`BUG: a timer failed: ${String(e)}`));
   readonly sched: Scheduler;
   readonly bootDate = new Date().toUTCString();
@@ -455,6 +454,123 @@ export class Hypervisor implements VcpuHost {
   }
 
   /**
+   * XEN_DOMCTL_createdomain for a PV domain (Xen's domain_create): an empty
+   * domain, paused by its controller until the first unpause, with its
+   * vCPUs allocated but offline, no pages (max_pages 0 until
+   * XEN_DOMCTL_max_mem; the architecture area's frames are held for it) and
+   * no code. The domain builder gives it the rest
+   * through hypercalls (tools/libxc/xc_dom.ts). Throws DomainCreateError.
+   */
+  createEmptyDomain(cfg: {
+    domid?: number;
+    handle: Uint8Array;
+    maxVcpus: number;
+    maxEvtchnPort?: number;
+    maxGrantFrames?: number;
+    maxMaptrackFrames?: number;
+  }): Domain {
+    const fail = (errno: number, msg: string): never => {
+      throw new DomainCreateError(errno, `cannot create a domain: ${msg}`);
+    };
+    if (!Number.isInteger(cfg.maxVcpus) || cfg.maxVcpus < 1 || cfg.maxVcpus > MAX_VIRT_CPUS)
+      fail(XenErrno.EINVAL, `max_vcpus=${cfg.maxVcpus}: must be 1..${MAX_VIRT_CPUS}`);
+    const { limits } = this.checkLimitsAndCmdline(cfg, fail);
+    // The architecture area's first wasm page exists from the start, as Xen
+    // gives a new domain its shared_info and grant frames at creation: the
+    // hypervisor's writes there (an event sent to the domain before it is
+    // built) always land. Its frames are charged to the domain as holes,
+    // which populating those pfns takes.
+    this.checkFreeFrames(FRAMES_PER_WASM_PAGE, fail);
+    const domid = this.allocDomid(cfg.domid);
+    let wasmMemory: WebAssembly.Memory;
+    try {
+      wasmMemory = new WebAssembly.Memory({
+        initial: 1,
+        maximum: WASM32_MAX_WASM_PAGES,
+        shared: true,
+      });
+    } catch (e) {
+      return fail(
+        XenErrno.ENOMEM,
+        `the host cannot reserve a guest's address space (${(e as Error).message})`,
+      );
+    }
+    const d = new Domain(
+      domid,
+      `d${domid}`,
+      false,
+      undefined,
+      wasmMemory,
+      0,
+      0,
+      "",
+      Uint8Array.from(cfg.handle),
+      limits,
+      this.kick,
+    );
+    chargeInitialTop(this, d);
+    d.memoryReplaceable = true;
+    for (let i = 0; i < cfg.maxVcpus; i++) d.vcpus.push(new Vcpu(d, i, this.vcpuTimers));
+    // Xen's controller pause: the domain runs from its first unpause.
+    d.pauseCount = 1;
+    // A guest the toolstack builds has a PV console ring: console_io is
+    // refused to it, as Xen's release builds refuse it to a domU.
+    d.isConsole = false;
+    this.domains.set(domid, d);
+    return d;
+  }
+
+  /**
+   * XEN_DOMCTL_setvcpucontext for a PV domain being built: vCPU `v` starts
+   * at `entry` with `arg` (start_info's address for vCPU 0, its id for the
+   * others, as wasm32's entry points take them) once the domain is
+   * unpaused. The domain must have its module and the memory it asks for;
+   * the first vCPU set also stamps the wall clock into shared_info, which
+   * must be populated. Returns 0 or a negative Xen errno; what was wrong is
+   * said on the console.
+   */
+  setVcpuContext(
+    v: Vcpu,
+    ctx: { online: boolean; entry: number; arg: number; suspended: number },
+  ): number {
+    const d = v.domain;
+    const refuse = (errno: number, why: string): number => {
+      this.console.printk(`d${d.domid}v${v.id}: setvcpucontext refused: ${why}`);
+      return -errno;
+    };
+    if (d.hvm || d.privileged) return refuse(XenErrno.EINVAL, "not a PV guest");
+    if (v.state !== VcpuState.Offline) return refuse(XenErrno.EEXIST, "the vCPU is already up");
+    if (!ctx.online) return 0;
+    if (ctx.suspended !== 0)
+      return refuse(XenErrno.EOPNOTSUPP, "a suspended context is restored only by a restore");
+    const kernel = d.kernel;
+    if (!kernel) return refuse(XenErrno.EINVAL, "the domain has no module yet");
+    const want = v.id === 0 ? WASM32_ENTRY_START : WASM32_ENTRY_START_VCPU;
+    const wantArg = v.id === 0 ? d.startInfoAddr() : v.id;
+    if (ctx.entry !== want || ctx.arg !== wantArg)
+      return refuse(
+        XenErrno.EINVAL,
+        `entry ${ctx.entry} (${ctx.arg}): vCPU ${v.id} starts at entry ${want} (${wantArg})`,
+      );
+    if (!v.startable) return refuse(XenErrno.EINVAL, "the kernel has no _start_vcpu export");
+    if (d.topPfn < kernel.minPages * FRAMES_PER_WASM_PAGE)
+      return refuse(XenErrno.ENOMEM, `the kernel needs ${kernel.minPages * 64} KiB of memory`);
+    for (const p of [PFN_START_INFO, PFN_SHARED_INFO]) {
+      if (!d.isPopulated(p)) return refuse(XenErrno.EINVAL, `pfn ${p} is not populated`);
+    }
+    if (d.vcpus.every((x) => x.state === VcpuState.Offline)) this.writeWallclock(d);
+    try {
+      this.vcpuUp(v);
+    } catch (e) {
+      return refuse(
+        XenErrno.EINVAL,
+        `the kernel could not be instantiated: ${(e as Error).message}`,
+      );
+    }
+    return 0;
+  }
+
+  /**
    * Creates an HVM domain running a WASI program (docs/arch-wasm32.md, "HVM
    * guests"): all of `memory` is populated at once, as Xen's domain builder
    * populates an HVM guest, and the program's linear memory may grow into
@@ -658,7 +774,33 @@ export class Hypervisor implements VcpuHost {
     if (!caller.privileged) throw new Error(`d${caller.domid} may not map d${domid}'s memory`);
     const d = this.domains.get(domid);
     if (!d || d.isDying) throw new Error(`no domain ${domid}`);
+    d.memoryReplaceable = false;
     return d.hvm ? d.hvm.memory : d.wasmMemory;
+  }
+
+  /**
+   * Dom0's foreign mapping of pages `gfns` of domain `domid`
+   * (IOCTL_PRIVCMD_MMAPBATCH_V2's contract, as the domain builder and
+   * libxenforeignmemory use it): a view of each page, or its error in
+   * `err` (-EINVAL for a gfn the domain has not populated). A privileged
+   * caller only; throws naming what was refused.
+   */
+  foreignMapBatch(
+    caller: Domain,
+    domid: number,
+    gfns: readonly number[],
+  ): { pages: (Uint8Array | undefined)[]; err: number[] } {
+    if (!caller.privileged) throw new Error(`d${caller.domid} may not map d${domid}'s memory`);
+    const d = this.domains.get(domid);
+    if (!d || d.isDying || d.hvm) throw new Error(`no PV domain ${domid}`);
+    const pages: (Uint8Array | undefined)[] = [];
+    const err: number[] = [];
+    for (const g of gfns) {
+      const ok = Number.isSafeInteger(g) && g >= 0 && d.isPopulated(_pfn(g));
+      pages.push(ok ? d.pageView(g) : undefined);
+      err.push(ok ? 0 : -XenErrno.EINVAL);
+    }
+    return { pages, err };
   }
 
   /** Fails (ENOMEM) unless the heap has `pages` free frames. */
@@ -720,17 +862,23 @@ export class Hypervisor implements VcpuHost {
   }
 
   private writeSharedInfo(d: Domain): void {
+    this.writeWallclock(d);
+    // Event delivery starts masked on every vCPU; the guest unmasks when ready.
+    for (const v of d.vcpus) v.setUpcallMask(true);
+  }
+
+  /** The wall clock at system time 0, in shared_info (seqlock: odd version while writing). */
+  private writeWallclock(d: Domain): void {
     const f = shared_info.fields;
     const a = d.sharedInfoAddr;
     const wc = BOOT_WALLCLOCK_NS;
     const sec = Math.floor(wc / 1e9);
-    d.mem.setU32(a + f.wc_version.offset, 1);
+    const ver = d.mem.u32(a + f.wc_version.offset);
+    d.mem.setU32(a + f.wc_version.offset, (ver | 1) >>> 0);
     d.mem.setU32(a + f.wc_sec.offset, sec >>> 0);
     d.mem.setU32(a + f.wc_nsec.offset, Math.floor(wc - sec * 1e9));
     d.mem.setU32(a + f.wc_sec_hi.offset, Math.floor(sec / 2 ** 32));
-    d.mem.setU32(a + f.wc_version.offset, 2);
-    // Event delivery starts masked on every vCPU; the guest unmasks when ready.
-    for (const v of d.vcpus) v.setUpcallMask(true);
+    d.mem.setU32(a + f.wc_version.offset, ((ver | 1) + 1) >>> 0);
   }
 
   /** Writes system time into `v`'s vcpu_time_info (seqlock: odd version while updating). */
@@ -756,6 +904,7 @@ export class Hypervisor implements VcpuHost {
   /** Brings vCPU `v` online (VCPUOP_up, domain creation). */
   vcpuUp(v: Vcpu): void {
     if (v.state !== VcpuState.Offline) return;
+    v.domain.memoryReplaceable = false;
     v.instantiate(this);
     v.state = VcpuState.Blocked;
     this.sched.add(v);

@@ -45,7 +45,12 @@ import {
   pfn_to_paddr,
   type Pfn,
 } from "../include/xen/mm.js";
-import { FRAMES_PER_WASM_PAGE, PFN_SHARED_INFO, isArchFrame } from "../arch/wasm32/config.js";
+import {
+  FRAMES_PER_WASM_PAGE,
+  PFN_SHARED_INFO,
+  WASM32_MAX_WASM_PAGES,
+  isArchFrame,
+} from "../arch/wasm32/config.js";
 import type { Vcpu } from "../arch/wasm32/vcpu.js";
 import type { Domain } from "./domain.js";
 import type { Hypervisor } from "./hypervisor.js";
@@ -77,12 +82,25 @@ export function growTop(hv: Hypervisor, d: Domain, endPfn: number): boolean {
   if (cost === 0) return true;
   if (d.topPfn + cost > d.nrPfns || hv.frames.freeFrames < cost) return false;
   try {
-    d.wasmMemory.grow(cost / FRAMES_PER_WASM_PAGE);
+    if (d.memoryReplaceable && d.gnttab.pinned === 0) {
+      // Nothing holds a view of it yet: a fresh memory of the new size, with
+      // the old pages copied in, instead of growing it in place.
+      const next = new WebAssembly.Memory({
+        initial: (d.topPfn + cost) / FRAMES_PER_WASM_PAGE,
+        maximum: WASM32_MAX_WASM_PAGES,
+        shared: true,
+      });
+      new Uint8Array(next.buffer).set(d.mem.u8);
+      d.wasmMemory = next;
+      d.mem.retarget(next);
+    } else {
+      d.wasmMemory.grow(cost / FRAMES_PER_WASM_PAGE);
+      d.mem.refresh(d.wasmMemory.buffer);
+    }
   } catch {
     return false;
   }
   for (let i = 0; i < cost; i++) d.holes.push(hv.frames.alloc(d.domid)!);
-  d.mem.refresh(d.wasmMemory.buffer);
   return true;
 }
 
@@ -194,6 +212,20 @@ function reservation(hv: Hypervisor, v: Vcpu, cmd: number, arg: number, start: n
     const gpfn = mem.u64(list + done * 8);
     if (gpfn % frames !== 0 || gpfn + frames > target.nrPfns) break;
     if (cmd === XENMEM_populate_physmap) {
+      // Growing a shared memory costs far more than a page: when the top
+      // must move, it moves once for the run of contiguous extents ahead
+      // (as far as max_pages allows), not once per 64 KiB. A run cut short
+      // later leaves holes, charged to the domain as any growth's are.
+      if (growthCost(target, gpfn + frames) > 0) {
+        let end = gpfn + frames;
+        const room = target.maxPages - target.totPages;
+        for (let k = done + 1; k < nr && end - gpfn + frames <= room; k++) {
+          if (mem.u64(list + k * 8) !== end || end + frames > target.nrPfns) break;
+          end += frames;
+        }
+        if (end > gpfn + frames && hv.frames.freeFrames >= growthCost(target, end))
+          growTop(hv, target, end);
+      }
       let ok = true;
       for (let i = 0; i < frames && ok; i++) {
         if (target.isPopulated(_pfn(gpfn + i))) ok = false;

@@ -36,6 +36,19 @@ export function kernelCacheDir(): string {
 }
 
 const compiled = new Map<string, Promise<Kernel>>();
+/** The same kernels once compiled, for synchronous lookup (compiledKernel). */
+const ready = new Map<string, Kernel>();
+
+/**
+ * The kernel whose bytes as built hash to `hash` (hex sha256), if it has been
+ * loaded and compiled in this process; undefined otherwise.
+ */
+export function compiledKernel(
+  hash: string,
+  options: InstrumentOptions = DEFAULT_INSTRUMENT_OPTIONS,
+): Kernel | undefined {
+  return ready.get(`${hash}-${instrumenterVersion(options)}`);
+}
 
 /**
  * One instrumenter worker, started on first use and reused: loading Binaryen
@@ -146,7 +159,7 @@ export function loadKernel(
       const exports = new Set(WebAssembly.Module.exports(module).map((e) => e.name));
       if (!exports.has(EXPORT_ENTRY))
         throw new Error(`kernel does not export its entry point ${EXPORT_ENTRY}`);
-      return {
+      const kernel: Kernel = {
         hash,
         module,
         segments: k.segments,
@@ -154,6 +167,8 @@ export function loadKernel(
         hasCallback: exports.has(EXPORT_CALLBACK),
         hasSecondaryEntry: exports.has(EXPORT_SECONDARY_ENTRY),
       };
+      ready.set(key, kernel);
+      return kernel;
     })();
     p.catch(() => compiled.delete(key));
     compiled.set(key, p);

@@ -115,6 +115,40 @@ struct arch_wasm32_boot {
     uint32_t max_vcpus;
 };
 
+#if defined(__XEN__) || defined(__XEN_TOOLS__)
+/*
+ * tsxen's wasm32 domctls, numbered clear of Xen's. A wasm32 domain's code
+ * is a module, not bytes in its memory: the domain builder hands it to the
+ * hypervisor with XEN_DOMCTL_wasm32_module (upload its bytes, then bind it
+ * to the domain by their sha256). XEN_DOMCTL_wasm32_set_label names the
+ * domain in the hypervisor's own messages.
+ */
+#define XEN_DOMCTL_wasm32_module    2000
+#define XEN_DOMCTL_wasm32_set_label 2001
+
+#define XEN_DOMCTL_WASM32_MODULE_bind   0
+#define XEN_DOMCTL_WASM32_MODULE_upload 1
+/* OUT flags of a bind: what the module exports. */
+#define XEN_DOMCTL_WASM32_MODULE_has_callback   (1U << 0)
+#define XEN_DOMCTL_WASM32_MODULE_has_start_vcpu (1U << 1)
+
+struct xen_domctl_wasm32_module {
+    uint32_t op;          /* IN: XEN_DOMCTL_WASM32_MODULE_*              */
+    uint32_t flags;       /* OUT (bind)                                  */
+    uint8_t sha256[32];   /* IN: the module's bytes as built             */
+    uint64_aligned_t size;   /* IN (upload): the whole module's bytes    */
+    uint64_aligned_t offset; /* IN (upload): where this chunk goes       */
+    XEN_GUEST_HANDLE_64(uint8) buffer; /* IN chunk / OUT refusal text    */
+    uint32_t len;         /* IN: the chunk's or the buffer's bytes       */
+    uint32_t min_pages;   /* OUT (bind): memory import minimum, 64 KiB   */
+};
+
+struct xen_domctl_wasm32_set_label {
+    XEN_GUEST_HANDLE_64(char) label; /* IN: UTF-8, no NUL, no '/'        */
+    uint32_t len;                    /* IN: 1..64                        */
+};
+#endif
+
 #endif /* !__ASSEMBLY__ */
 
 #endif /* __XEN_PUBLIC_ARCH_WASM32_H__ */

@@ -16,12 +16,42 @@ export const XEN_DOMCTL_unpausedomain = 4;
 export const XEN_DOMCTL_getdomaininfo = 5;
 export const XEN_DOMCTL_setvcpuaffinity = 9;
 export const XEN_DOMCTL_max_mem = 11;
+export const XEN_DOMCTL_setvcpucontext = 12;
 export const XEN_DOMCTL_getvcpucontext = 13;
 export const XEN_DOMCTL_getvcpuinfo = 14;
 export const XEN_DOMCTL_max_vcpus = 15;
 export const XEN_DOMCTL_scheduler_op = 16;
 export const XEN_DOMCTL_setdomainhandle = 17;
 export const XEN_DOMCTL_getvcpuaffinity = 25;
+
+/**
+ * tsxen's wasm32 domctls (docs/arch-wasm32.md, "Building a domain"), numbered
+ * clear of Xen's (1..86, and gdbsx's 1000..1003). A wasm32 domain's code is
+ * a module, not bytes in its memory: the builder hands it over with
+ * XEN_DOMCTL_wasm32_module. XEN_DOMCTL_wasm32_set_label names the domain in
+ * the hypervisor's own messages (Xen's hypervisor knows ids only).
+ */
+export const XEN_DOMCTL_wasm32_module = 2000;
+export const XEN_DOMCTL_wasm32_set_label = 2001;
+
+/** xen_domctl_createdomain.flags (XEN_DOMCTL_CDF_*). */
+export const XEN_DOMCTL_CDF_hvm = 1 << 0;
+export const XEN_DOMCTL_CDF_hap = 1 << 1;
+export const XEN_DOMCTL_CDF_s3_integrity = 1 << 2;
+export const XEN_DOMCTL_CDF_oos_off = 1 << 3;
+export const XEN_DOMCTL_CDF_xs_domain = 1 << 4;
+export const XEN_DOMCTL_CDF_iommu = 1 << 5;
+export const XEN_DOMCTL_CDF_nested_virt = 1 << 6;
+export const XEN_DOMCTL_CDF_vpmu = 1 << 7;
+/** The grant table version asked for: grant_opts' low 4 bits. */
+export const XEN_DOMCTL_GRANT_version_mask = 0xf;
+
+/** xen_domctl_wasm32_module.op */
+export const XEN_DOMCTL_WASM32_MODULE_bind = 0;
+export const XEN_DOMCTL_WASM32_MODULE_upload = 1;
+/** xen_domctl_wasm32_module.flags (OUT, bind): what the module exports. */
+export const XEN_DOMCTL_WASM32_MODULE_has_callback = 1 << 0;
+export const XEN_DOMCTL_WASM32_MODULE_has_start_vcpu = 1 << 1;
 
 /** getdomaininfo's flags: bit numbers and masks. */
 export const _XEN_DOMINF_dying = 0;
@@ -78,6 +108,25 @@ export const xen_domctl = struct("xen_domctl", [
 export const xen_arch_domainconfig = struct("xen_arch_domainconfig", [
   ["flags", 4],
   ["_reserved", 4],
+]);
+
+/**
+ * struct xen_domctl_createdomain (IN; the new domid comes back in the
+ * xen_domctl header's `domain`: 0 there asks the hypervisor to choose).
+ */
+export const xen_domctl_createdomain = struct("xen_domctl_createdomain", [
+  ["ssidref", 4],
+  ["handle", 16, 1],
+  ["flags", 4],
+  ["iommu_opts", 4],
+  ["max_vcpus", 4],
+  ["max_evtchn_port", 4],
+  ["max_grant_frames", 4],
+  ["max_maptrack_frames", 4],
+  ["grant_opts", 4],
+  ["vmtrace_size", 4],
+  ["cpupool_id", 4],
+  ["arch", xen_arch_domainconfig.size, 4],
 ]);
 
 /** struct xen_domctl_getdomaininfo */
@@ -153,3 +202,32 @@ export const xen_domctl_scheduler_op = struct("xen_domctl_scheduler_op", [
 
 /** struct xen_domctl_setdomainhandle */
 export const xen_domctl_setdomainhandle = struct("xen_domctl_setdomainhandle", [["handle", 16, 1]]);
+
+/**
+ * struct xen_domctl_wasm32_module (tsxen, wasm32). The hypervisor keeps
+ * every module it has checked and compiled, by the sha256 of its bytes as
+ * built. `bind` gives the domain the module named by `sha256`: 0, with
+ * `flags` and `min_pages` (its memory import's minimum, in 64 KiB pages)
+ * filled in; -ENOENT when the hypervisor does not have it; -EAGAIN while it
+ * is still checking it (the caller retries, as libxc retries
+ * XEN_DOMCTL_destroydomain); -EINVAL when it refused it, the reason written
+ * to `buffer` (at most `len` bytes, NUL-terminated). `upload` gives the
+ * hypervisor bytes `offset`..`offset + len` of the module of `size` bytes
+ * from `buffer`; the last of them starts its check.
+ */
+export const xen_domctl_wasm32_module = struct("xen_domctl_wasm32_module", [
+  ["op", 4],
+  ["flags", 4],
+  ["sha256", 32, 1],
+  ["size", 8],
+  ["offset", 8],
+  ["buffer", 8],
+  ["len", 4],
+  ["min_pages", 4],
+]);
+
+/** struct xen_domctl_wasm32_set_label (tsxen, wasm32): the name, `len` bytes of UTF-8 at `label`. */
+export const xen_domctl_wasm32_set_label = struct("xen_domctl_wasm32_set_label", [
+  ["label", 8],
+  ["len", 4],
+]);

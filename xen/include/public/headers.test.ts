@@ -6,6 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import * as xen from "./xen.js";
 import * as errno from "./errno.js";
 import * as sched from "./sched.js";
@@ -85,8 +86,14 @@ function readHeaders(): Map<string, string> {
     "hvm/hvm_op.h",
     "hvm/params.h",
   ];
-  for (const f of files) {
-    const text = readFileSync(`${INCLUDE}/${f}`, "utf8").replace(/\/\*[\s\S]*?\*\//g, "");
+  // tsxen's own arch header: wasm32's constants, which no Xen header has.
+  // (the source tree's copy: this test runs from dist/xen/include/public).
+  const archHeader = fileURLToPath(
+    new URL("../../../../xen/include/public/arch-wasm32.h", import.meta.url),
+  );
+  for (const f of [...files, archHeader]) {
+    const path = f.startsWith("/") ? f : `${INCLUDE}/${f}`;
+    const text = readFileSync(path, "utf8").replace(/\/\*[\s\S]*?\*\//g, "");
     for (const m of text.matchAll(/^#\s*define\s+([A-Za-z_]\w*)[ \t]+([^\n]+)$/gm)) {
       if (!defs.has(m[1]!)) defs.set(m[1]!, m[2]!.trim());
     }
