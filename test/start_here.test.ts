@@ -56,6 +56,8 @@ test("every command of docs/start-here.md runs on this checkout, in order", () =
     /ioreq server 0: emulator d0/,
     /General information for domain 0/,
     /xen_version +: 4\.17/,
+    /domainbuilder: detail: xc_dom_boot_mem_init/,
+    /libxl: debug: libxl_create\.c: domcreate_complete/,
     /"c_info"/,
     /\/local\/domain\/1\/name = "ticker"/,
     /ticker d\d+: tick 1/,

@@ -679,6 +679,39 @@ test("global options: -N is a dry run (create prints libxl's config and makes no
   assert.equal(xl("-v", "-f", "list").code, 0);
 });
 
+test("xl -vvv create shows each step of the domain builder, and -v only libxc's", async () => {
+  const cfg = join(EXAMPLES, "hello.cfg");
+  let r = xl("-vvv", "create", cfg, 'name="verbose"', 'on_poweroff="destroy"');
+  assert.equal(r.code, 0, r.err);
+  for (const step of [
+    "xc_dom_allocate",
+    "xc_dom_kernel_file",
+    "xc_domain_create",
+    "xc_dom_mem_init",
+    "xc_dom_boot_mem_init",
+    "xc_dom_build_image",
+    "xc_dom_alloc_magic_pages",
+    "xc_dom_gnttab_seed",
+    "vcpu_wasm32",
+  ])
+    assert.match(r.err, new RegExp(`^domainbuilder: detail: ${step}`, "m"));
+  assert.match(r.err, /^libxl: debug: libxl_create\.c: domcreate_complete/m);
+  await until(() => !list().has("verbose"), 10_000, "hello's poweroff");
+  r = xl("-v", "create", cfg, 'name="verbose1"', 'on_poweroff="destroy"');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /^domainbuilder: detail: xc_dom_boot_image/m);
+  assert.doesNotMatch(r.err, /libxl: debug/);
+  assert.doesNotMatch(
+    xl("create", cfg, 'name="quiet"', 'on_poweroff="destroy"').err,
+    /domainbuilder/,
+  );
+  // A refused config: what the builder did before it failed, then the error.
+  r = xl("-v", "create", cfg, 'name="toobig"', "memory=999999");
+  assert.equal(r.code, 1);
+  assert.match(r.err, /maxmem=999999M exceeds the 4 GiB of a wasm32 guest/);
+  await until(() => !list().has("verbose1") && !list().has("quiet"), 10_000, "poweroffs");
+});
+
 test("xl shutdown -w waits as long as the domain takes, as Xen's does, and ends when it is destroyed", async () => {
   ok("create", join(EXAMPLES, "spin.cfg"));
   // spin never answers control/shutdown: the wait outlives the old 10 s limit.

@@ -23,7 +23,13 @@ import { RingTransport } from "../xenstored/ring.js";
 import { XsSocketServer } from "../xenstored/socket.js";
 import { xenstoredSocket } from "../rundir.js";
 import { restoreState, saveState, type XenstoreStateV1 } from "../xenstored/persist.js";
-import { introduceToXenstore, releaseFromXenstore, seedConsole } from "./xenstore_domain.js";
+import {
+  introduceDomain,
+  introduceToXenstore,
+  releaseFromXenstore,
+  seedConsole,
+  writeConsoleNodes,
+} from "./xenstore_domain.js";
 import { Xenconsoled } from "../console/daemon.js";
 import { LocalXenbusStore } from "./xenbus_store.js";
 import { XenbusBackendBus, type DeviceInfo } from "../../dom0/backends/xenbus.js";
@@ -201,6 +207,23 @@ export class Host {
       }
     }
     return d;
+  }
+
+  /**
+   * libxl's connection of a domain the builder made (tools/libxc/xc_dom.ts):
+   * its xenstore nodes and XS_INTRODUCE, its console nodes, and xenconsoled
+   * serving its console ring. Throws naming what failed.
+   */
+  connectBuilt(domid: number, name: string, storePort: number, consolePort: number): void {
+    try {
+      introduceDomain(domid, name, storePort, this.xenstored);
+      writeConsoleNodes(domid, consolePort, this.xenstored);
+      this.xenconsoled.add(domid, consolePort, name);
+    } catch (e) {
+      throw new Error(`cannot connect domain '${name}' to xenstore: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
   }
 
   /**

@@ -34,23 +34,32 @@ export function introduceToXenstore(d: Domain, xs: Xenstored, evtchn: XenEvtchn)
   seedGrant(d, GNTTAB_RESERVED_XENSTORE, PFN_XENSTORE);
   const port = evtchn.allocUnboundIn(d.domid, 0);
   d.mem.setU32(d.startInfoAddr() + start_info.fields.store_evtchn.offset, port);
-  const home = domainPath(d.domid);
+  introduceDomain(d.domid, d.name, port, xs);
+}
+
+/**
+ * libxl's part of connecting a built domain to xenstore, once its ring is
+ * granted and its port allocated (by the builder, or introduceToXenstore):
+ * the domain's nodes, then XS_INTRODUCE.
+ */
+export function introduceDomain(domid: number, name: string, port: number, xs: Xenstored): void {
+  const home = domainPath(domid);
   const s = xs.store;
   // xenstore-paths: the home is Dom0's, readable by the guest; what the guest
   // writes (data, control's answers, its devices' front ends) is the guest's.
   xs.mkdir(s, DOM0, home);
   xs.setPerms(s, DOM0, home, [
     { domid: 0, access: 0 },
-    { domid: d.domid, access: 1 },
+    { domid, access: 1 },
   ]);
-  xs.writeText(`${home}/name`, d.name);
-  xs.writeText(`${home}/domid`, String(d.domid));
+  xs.writeText(`${home}/name`, name);
+  xs.writeText(`${home}/domid`, String(domid));
   xs.writeText(`${home}/store/port`, String(port));
   xs.writeText(`${home}/store/ring-ref`, String(PFN_XENSTORE));
-  xs.introduce(d.domid, PFN_XENSTORE, port);
+  xs.introduce(domid, PFN_XENSTORE, port);
   for (const dir of ["control", "data", "device"]) {
     xs.mkdir(s, DOM0, `${home}/${dir}`);
-    xs.setPerms(s, DOM0, `${home}/${dir}`, [{ domid: d.domid, access: 0 }]);
+    xs.setPerms(s, DOM0, `${home}/${dir}`, [{ domid, access: 0 }]);
   }
   for (const feature of [
     "platform-feature-multiprocessor-suspend",
@@ -79,7 +88,13 @@ export function seedConsole(d: Domain, xs: Xenstored, evtchn: XenEvtchn): number
   seedGrant(d, GNTTAB_RESERVED_CONSOLE, PFN_CONSOLE);
   const port = evtchn.allocUnboundIn(d.domid, 0);
   d.mem.setU32(d.startInfoAddr() + start_info.fields.console_evtchn.offset, port);
-  const home = domainPath(d.domid);
+  writeConsoleNodes(d.domid, port, xs);
+  return port;
+}
+
+/** libxl's nodes of console 0 of `domid`, whose ring is granted and port is `port`. */
+export function writeConsoleNodes(domid: number, port: number, xs: Xenstored): void {
+  const home = domainPath(domid);
   xs.writeText(`${home}/console/ring-ref`, String(PFN_CONSOLE));
   xs.writeText(`${home}/console/port`, String(port));
   xs.writeText(`${home}/console/type`, "xenconsoled");
@@ -87,15 +102,15 @@ export function seedConsole(d: Domain, xs: Xenstored, evtchn: XenEvtchn): number
   xs.writeText(`${home}/console/output`, "pty");
   // The console's backend directory, as libxl writes it for console 0
   // (xenconsoled serves it), and the frontend's pointers to it.
-  const backend = `/local/domain/0/backend/console/${d.domid}/0`;
+  const backend = `/local/domain/0/backend/console/${domid}/0`;
   xs.mkdir(xs.store, DOM0, backend);
   xs.setPerms(xs.store, DOM0, backend, [
     { domid: 0, access: 0 },
-    { domid: d.domid, access: 1 },
+    { domid, access: 1 },
   ]);
   for (const [k, v] of Object.entries({
     frontend: `${home}/console`,
-    "frontend-id": String(d.domid),
+    "frontend-id": String(domid),
     online: "1",
     state: "1",
     protocol: "vt100",
@@ -103,5 +118,4 @@ export function seedConsole(d: Domain, xs: Xenstored, evtchn: XenEvtchn): number
     xs.writeText(`${backend}/${k}`, v);
   xs.writeText(`${home}/console/backend`, backend);
   xs.writeText(`${home}/console/backend-id`, "0");
-  return port;
 }

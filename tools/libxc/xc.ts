@@ -9,10 +9,18 @@ import { getSystemErrorMap } from "node:util";
 import * as DC from "../../xen/include/public/domctl.js";
 import * as SC from "../../xen/include/public/sysctl.js";
 import * as V from "../../xen/include/public/version.js";
-import { errnoName } from "../../xen/include/public/errno.js";
+import { XenErrno, errnoName } from "../../xen/include/public/errno.js";
 import { HYPERVISOR } from "../../xen/include/public/xen.js";
 import { vcpu_guest_context } from "../../xen/include/public/arch-wasm32.js";
-import { XENMEM_maximum_gpfn } from "../../xen/include/public/memory.js";
+import {
+  XENMEM_maximum_gpfn,
+  XENMEM_populate_physmap,
+  xen_memory_reservation,
+} from "../../xen/include/public/memory.js";
+import {
+  EVTCHNOP_alloc_unbound,
+  evtchn_alloc_unbound,
+} from "../../xen/include/public/event_channel.js";
 import type { Layout } from "../../xen/include/public/layout.js";
 import { bufferOffsets, type HypercallChannel } from "./channel.js";
 
@@ -22,14 +30,15 @@ export function strerror(errno: number): string {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
-/** A failed libxc call: `op` and the positive Xen errno. */
+/** A failed libxc call: `op`, the positive Xen errno, and what the hypervisor said, if anything. */
 export class XcError extends Error {
   constructor(
     readonly op: string,
     readonly errno: number,
+    detail?: string,
   ) {
     const name = errnoName(errno);
-    super(`${op} failed: ${strerror(errno)} (${name})`);
+    super(`${op} failed: ${detail ? `${detail}: ` : ""}${strerror(errno)} (${name})`);
   }
 }
 
@@ -421,6 +430,181 @@ export class XcInterface {
       [ctxt],
     );
     return ctxt.bytes;
+  }
+
+  /**
+   * xc_domain_create: an empty, paused domain; resolves with its domid
+   * (`domid` 0: the hypervisor chooses).
+   */
+  async domainCreate(
+    domid: number,
+    config: {
+      handle: Uint8Array;
+      flags?: number;
+      maxVcpus: number;
+      maxEvtchnPort: number;
+      maxGrantFrames: number;
+      maxMaptrackFrames: number;
+    },
+  ): Promise<number> {
+    const f = DC.xen_domctl_createdomain.fields;
+    const b = await this.domctl("xc_domain_create", DC.XEN_DOMCTL_createdomain, domid, (b, u) => {
+      b.bytes.set(config.handle, u + f.handle.offset);
+      b.set32(u + f.flags.offset, config.flags ?? 0);
+      b.set32(u + f.max_vcpus.offset, config.maxVcpus);
+      b.set32(u + f.max_evtchn_port.offset, config.maxEvtchnPort);
+      b.set32(u + f.max_grant_frames.offset, config.maxGrantFrames);
+      b.set32(u + f.max_maptrack_frames.offset, config.maxMaptrackFrames);
+      b.set32(u + f.grant_opts.offset, 1);
+    });
+    return b.u16(DC.xen_domctl.fields.domain.offset);
+  }
+
+  /** xc_domain_max_vcpus */
+  async domainMaxVcpus(domid: number, max: number): Promise<void> {
+    await this.domctl("xc_domain_max_vcpus", DC.XEN_DOMCTL_max_vcpus, domid, (b, u) =>
+      b.set32(u + DC.xen_domctl_max_vcpus.fields.max_vcpus.offset, max),
+    );
+  }
+
+  /** xc_vcpu_setcontext: `ctxt` is a wasm32 vcpu_guest_context (public/arch-wasm32.ts). */
+  async vcpuSetContext(domid: number, vcpu: number, ctxt: Uint8Array): Promise<void> {
+    const c = new Buf(vcpu_guest_context.size);
+    c.bytes.set(ctxt);
+    const f = DC.xen_domctl_vcpucontext.fields;
+    await this.domctl(
+      "xc_vcpu_setcontext",
+      DC.XEN_DOMCTL_setvcpucontext,
+      domid,
+      (b, u, [buf]) => {
+        b.set32(u + f.vcpu.offset, vcpu);
+        b.set64(u + f.ctxt.offset, buf!);
+      },
+      [c],
+    );
+  }
+
+  /** xc_wasm32_set_label (tsxen): the name the hypervisor's messages give `domid`. */
+  async wasm32SetLabel(domid: number, label: string): Promise<void> {
+    const text = new Buf(Buffer.byteLength(label));
+    text.bytes.set(Buffer.from(label));
+    const f = DC.xen_domctl_wasm32_set_label.fields;
+    await this.domctl(
+      "xc_wasm32_set_label",
+      DC.XEN_DOMCTL_wasm32_set_label,
+      domid,
+      (b, u, [buf]) => {
+        b.set64(u + f.label.offset, buf!);
+        b.set32(u + f.len.offset, text.bytes.length);
+      },
+      [text],
+    );
+  }
+
+  /**
+   * XEN_DOMCTL_wasm32_module's bind: gives `domid` the module whose sha256
+   * is `sha256`. Resolves with what the module exports, or with "absent"
+   * (upload it first) or "checking" (try again soon); throws XcError for a
+   * refused module, its message carrying the hypervisor's reason.
+   */
+  async wasm32ModuleBind(
+    domid: number,
+    sha256: Uint8Array,
+  ): Promise<{ flags: number; minPages: number } | "absent" | "checking"> {
+    const why = new Buf(256);
+    const f = DC.xen_domctl_wasm32_module.fields;
+    const op = `xc_wasm32_module_bind(${domid})`;
+    try {
+      const b = await this.domctl(
+        op,
+        DC.XEN_DOMCTL_wasm32_module,
+        domid,
+        (b, u, [buf]) => {
+          b.set32(u + f.op.offset, DC.XEN_DOMCTL_WASM32_MODULE_bind);
+          b.bytes.set(sha256, u + f.sha256.offset);
+          b.set64(u + f.buffer.offset, buf!);
+          b.set32(u + f.len.offset, why.bytes.length);
+        },
+        [why],
+      );
+      const u = DC.xen_domctl.fields.u.offset;
+      return { flags: b.u32(u + f.flags.offset), minPages: b.u32(u + f.min_pages.offset) };
+    } catch (e) {
+      if (!(e instanceof XcError)) throw e;
+      if (e.errno === XenErrno.ENOENT) return "absent";
+      if (e.errno === XenErrno.EAGAIN) return "checking";
+      const text = Buffer.from(why.bytes.subarray(0, why.bytes.indexOf(0)));
+      if (e.errno === XenErrno.EINVAL && text.length > 0)
+        throw new XcError(op, e.errno, text.toString("utf8"));
+      throw e;
+    }
+  }
+
+  /** XEN_DOMCTL_wasm32_module's upload: `chunk` is bytes `offset`.. of the `size`-byte module `sha256`. */
+  async wasm32ModuleUpload(
+    domid: number,
+    sha256: Uint8Array,
+    size: number,
+    offset: number,
+    chunk: Uint8Array,
+  ): Promise<void> {
+    const data = new Buf(chunk.length);
+    data.bytes.set(chunk);
+    const f = DC.xen_domctl_wasm32_module.fields;
+    await this.domctl(
+      "xc_wasm32_module_upload",
+      DC.XEN_DOMCTL_wasm32_module,
+      domid,
+      (b, u, [buf]) => {
+        b.set32(u + f.op.offset, DC.XEN_DOMCTL_WASM32_MODULE_upload);
+        b.bytes.set(sha256, u + f.sha256.offset);
+        b.set64(u + f.size.offset, size);
+        b.set64(u + f.offset.offset, offset);
+        b.set64(u + f.buffer.offset, buf!);
+        b.set32(u + f.len.offset, chunk.length);
+      },
+      [data],
+    );
+  }
+
+  /**
+   * xc_domain_populate_physmap_exact: gives `domid` the extents of 2^order
+   * pages starting at `pfns`; throws unless every one was populated.
+   */
+  async populatePhysmapExact(domid: number, pfns: readonly number[], order = 0): Promise<void> {
+    const res = new Buf(xen_memory_reservation.size);
+    const list = new Buf(pfns.length * 8);
+    pfns.forEach((p, i) => list.set64(i * 8, p));
+    const [a, l] = this.addrs(res.bytes.length, list.bytes.length);
+    const f = xen_memory_reservation.fields;
+    res.set64(f.extent_start.offset, l!);
+    res.set64(f.nr_extents.offset, pfns.length);
+    res.set32(f.extent_order.offset, order);
+    res.set16(f.domid.offset, domid);
+    const rc = await this.channel.call(
+      HYPERVISOR.__HYPERVISOR_memory_op,
+      [XENMEM_populate_physmap, a!],
+      [res.bytes, list.bytes],
+    );
+    const op = `xc_domain_populate_physmap_exact(${domid})`;
+    if (rc < 0) throw new XcError(op, -rc);
+    if (rc !== pfns.length) throw new XcError(op, XenErrno.ENOMEM);
+  }
+
+  /** xc_evtchn_alloc_unbound: a port of `domid`'s for `remote` to bind. */
+  async evtchnAllocUnbound(domid: number, remote: number): Promise<number> {
+    const arg = new Buf(evtchn_alloc_unbound.size);
+    const f = evtchn_alloc_unbound.fields;
+    arg.set16(f.dom.offset, domid);
+    arg.set16(f.remote_dom.offset, remote);
+    const [a] = this.addrs(arg.bytes.length);
+    const rc = await this.channel.call(
+      HYPERVISOR.__HYPERVISOR_event_channel_op,
+      [EVTCHNOP_alloc_unbound, a!],
+      [arg.bytes],
+    );
+    if (rc < 0) throw new XcError(`xc_evtchn_alloc_unbound(${domid})`, -rc);
+    return arg.u32(f.port.offset);
   }
 
   /** xc_domain_maximum_gpfn: the highest pfn `domid` can address. */

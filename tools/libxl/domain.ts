@@ -15,7 +15,6 @@ import { basename, join } from "node:path";
 import { logDir } from "../rundir.js";
 import type { BlkbackStats } from "../../dom0/backends/blkback.js";
 import type { NetbackStats } from "../../dom0/backends/netback.js";
-import { loadKernelFile } from "../../xen/arch/wasm32/kernel.js";
 import { loadHvmImageFile } from "../../xen/arch/wasm32/hvm_image.js";
 import { p9GuestPath, parseP9Spec } from "./p9.js";
 import type { Domain } from "../../xen/common/domain.js";
@@ -30,6 +29,7 @@ import { parseChannelSpec, type ChannelSpec } from "./channel.js";
 import { XcInterface } from "../libxc/xc.js";
 import { LocalHypercalls } from "../libxc/channel.js";
 import { xcDomainDumpcore } from "../libxc/xc_core.js";
+import { XcDom, xcDomKernelFile } from "../libxc/xc_dom.js";
 import { configJson } from "./json.js";
 import { XenbusStateClosed, XenbusStateInitWait } from "../../xen/include/public/io/xenbus.js";
 import { HVM_PARAM_CALLBACK_IRQ } from "../../xen/include/public/hvm/hvm_op.js";
@@ -71,6 +71,8 @@ export interface LibxlDomain {
 
 export class Libxl {
   private readonly domains = new Map<number, LibxlDomain>();
+  /** libxc, over Dom0's privcmd: the builder's and the toolstack's hypercalls. */
+  readonly xc: XcInterface;
   /** Domains renamed by rename-restart, to keep names unique. */
   private renames = 0;
   /** Set while the host stops: no on_* action restarts anything. */
@@ -84,6 +86,7 @@ export class Libxl {
     readonly host: Host,
     readonly dumpDir = join(logDir(), "dump"),
   ) {
+    this.xc = new XcInterface(new LocalHypercalls(host.dom0.privcmd));
     host.hv.listeners.add({
       shutdown: (d) => setImmediate(() => this.onShutdown(d)),
       destroyed: (domid) => this.forget(domid),
@@ -91,7 +94,14 @@ export class Libxl {
   }
 
   /** libxl_domain_create_new: builds and starts (or, paused, just builds) the domain. */
-  async create(config: XlDomainConfig, opts: { paused?: boolean } = {}): Promise<Domain> {
+  /**
+   * @param opts.log receives libxl's and libxc's log lines (what `xl -v`
+   *   prints): each step of the domain builder.
+   */
+  async create(
+    config: XlDomainConfig,
+    opts: { paused?: boolean; log?: (line: string) => void } = {},
+  ): Promise<Domain> {
     if (!isValidDomainName(config.name)) {
       throw new Error(`libxl: '${config.name}' is not a valid domain name`);
     }
@@ -108,40 +118,60 @@ export class Libxl {
       ),
     };
     if (config.type === "hvm") return this.createHvm(config, opts.paused === true);
-    const kernel = await loadKernelFile(config.kernel);
-    // With disks, the domain is built paused and runs once every backend has
-    // its image open, as Xen's libxl waits for its devices before unpausing.
-    const holdForDisks = config.disks.length > 0;
-    const d = this.host.createSync({
-      name: config.name,
-      kernel,
-      memory: config.memory,
-      maxmem: config.maxmem,
-      vcpus: config.vcpus,
-      maxvcpus: config.maxvcpus,
-      cmdline: config.cmdline,
-      paused: opts.paused === true || holdForDisks,
-      weight: config.weight,
-      cap: config.cap,
-      maxEvtchnPort: config.maxEvtchnPort,
-      maxGrantFrames: config.maxGrantFrames,
-      maxMaptrackFrames: config.maxMaptrackFrames,
-      xenstore: true,
-    });
-    this.register(d, config);
+    const log = opts.log ?? ((): void => {});
+    const debug = (m: string): void => log(`libxl: debug: ${m}`);
+    const uuid = config.uuid ?? randomUUID();
+    config = { ...config, uuid };
+    debug(`libxl_create.c: do_domain_create: name=${config.name} type=pv kernel=${config.kernel}`);
+    const image = await xcDomKernelFile(config.kernel);
+    // libxl__domain_make and libxl__build_pv: libxc's builder, hypercalls only.
+    const builder = new XcDom(
+      this.xc,
+      (domid, gfns) => this.host.dom0.privcmd.mmapBatchV2(domid, gfns),
+      log,
+    );
+    const built = await builder.build(
+      {
+        domid: 0,
+        name: config.name,
+        handle: Buffer.from(uuid.replace(/-/g, ""), "hex"),
+        memoryMiB: config.memory,
+        maxmemMiB: config.maxmem,
+        vcpus: config.vcpus,
+        maxVcpus: config.maxvcpus,
+        cmdline: config.cmdline,
+        maxEvtchnPort: config.maxEvtchnPort ?? 0,
+        maxGrantFrames: config.maxGrantFrames ?? -1,
+        maxMaptrackFrames: config.maxMaptrackFrames ?? -1,
+      },
+      image,
+    );
+    const domid = built.domid;
+    const d = this.host.hv.domainById(domid)!;
     try {
+      if (config.weight !== undefined || config.cap !== undefined) {
+        await this.xc.schedCredit(domid, { weight: config.weight ?? 256, cap: config.cap ?? 0 });
+      }
+      debug(`libxl_dom.c: libxl__build_post: introducing domain ${domid} to xenstore`);
+      this.host.connectBuilt(domid, config.name, built.storeEvtchn, built.consoleEvtchn);
+      this.register(d, config);
       const disks = config.disks.map(parseDiskSpec);
-      for (const disk of disks) this.addDisk(d.domid, disk);
-      for (const spec of config.vifs) this.addNic(d.domid, parseNicSpec(spec));
+      for (const disk of disks) this.addDisk(domid, disk);
+      for (const spec of config.vifs) this.addNic(domid, parseNicSpec(spec));
       (config.channels ?? []).forEach((spec, i) =>
-        this.addChannel(d.domid, i + 1, parseChannelSpec(spec)),
+        this.addChannel(domid, i + 1, parseChannelSpec(spec)),
       );
-      for (const disk of disks) await this.diskBackendReady(d.domid, disk);
+      // The domain runs once every backend has its image open, as Xen's
+      // libxl waits for its devices before unpausing.
+      for (const disk of disks) await this.diskBackendReady(domid, disk);
+      if (opts.paused !== true) {
+        debug(`libxl_create.c: domcreate_complete: unpausing domain ${domid}`);
+        await this.xc.domainUnpause(domid);
+      }
     } catch (e) {
-      this.destroy(d.domid);
+      this.destroy(domid);
       throw e;
     }
-    if (holdForDisks && opts.paused !== true) this.host.unpause(d.domid);
     return d;
   }
 
@@ -189,6 +219,7 @@ export class Libxl {
   /** Records a new domain with libxl and writes its /vm and /local/domain/N nodes. */
   private register(d: Domain, config: XlDomainConfig): void {
     const uuid = config.uuid ?? randomUUID();
+    // The builder passed it in createdomain; an HVM domain gets it here.
     d.handle.set(Buffer.from(uuid.replace(/-/g, ""), "hex"));
     this.domains.set(d.domid, { domid: d.domid, config, uuid });
     // xenstore-paths: /vm/<uuid> and the domain's home.

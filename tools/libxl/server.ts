@@ -38,7 +38,8 @@ export class LibxlServer extends UnixService {
       (m) => {
         this.handle(m).then(
           (ok) => sendLine(s, { id: m.id, ok: ok ?? {} }),
-          (e: Error) => sendLine(s, { id: m.id, error: e.message }),
+          (e: Error & { log?: string[] }) =>
+            sendLine(s, { id: m.id, error: e.message, ...(e.log ? { log: e.log } : {}) }),
         );
       },
       (why) => this.log(`libxl: a client sent ${why}; disconnected`),
@@ -57,8 +58,18 @@ export class LibxlServer extends UnixService {
     switch (m.call) {
       case "create": {
         const config = checkDomainConfig(m.config);
-        const d = await x.create(config, { paused: m.paused === true });
-        return { domid: d.domid };
+        // xl's -v count: libxc's detail lines from one, libxl's debug lines from three.
+        const verbose = Number.isSafeInteger(m.verbose) ? (m.verbose as number) : 0;
+        const lines: string[] = [];
+        const log = (l: string): void => {
+          if (verbose >= (l.startsWith("libxl: debug:") ? 3 : 1)) lines.push(l);
+        };
+        try {
+          const d = await x.create(config, { paused: m.paused === true, log });
+          return { domid: d.domid, log: lines };
+        } catch (e) {
+          throw Object.assign(e as Error, { log: lines });
+        }
       }
       case "shutdown": {
         const domid = int("domid");
@@ -142,7 +153,10 @@ export class LibxlClient {
   /** Makes `call`; resolves with its result or rejects with the daemon's error. */
   async call(call: string, args: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
     const r = await this.lines.request({ call, ...args });
-    if (typeof r.error === "string") throw new Error(r.error);
+    if (typeof r.error === "string") {
+      const log = Array.isArray(r.log) ? r.log.map(String) : undefined;
+      throw Object.assign(new Error(r.error), log ? { log } : {});
+    }
     return (r.ok ?? {}) as Record<string, unknown>;
   }
 

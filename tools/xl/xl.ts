@@ -233,10 +233,24 @@ async function cmdCreate(args: string[]): Promise<number> {
   }
   const lx = await libxl();
   const attach = values.console === true;
-  const { domid } = (await lx.call("create", {
-    config: parsed.config,
-    paused: attach || values.paused === true,
-  })) as { domid: number };
+  // The daemon's libxl and libxc log what xl -v asks for; xl prints it, as
+  // Xen's xl prints its logger's lines, on stderr.
+  const printLog = (log: unknown): void => {
+    if (Array.isArray(log)) for (const l of log) console.error(String(l));
+  };
+  let created;
+  try {
+    created = (await lx.call("create", {
+      config: parsed.config,
+      paused: attach || values.paused === true,
+      verbose,
+    })) as { domid: number; log?: string[] };
+  } catch (e) {
+    printLog((e as { log?: unknown }).log);
+    throw e;
+  }
+  printLog(created.log);
+  const { domid } = created;
   if (attach) {
     // Attach before the guest's first byte, then let it run.
     const s = await attachConsole(paths.console, domid);
@@ -1030,10 +1044,13 @@ function help(cmd?: string): number {
   return 0;
 }
 
+/** How many -v xl was given: create shows libxc's builder steps from one, libxl's debug lines from three. */
+let verbose = 0;
+
 /**
  * xl's global options, before the subcommand, as Xen's xl takes them: -v
- * (more verbose; tsxen's xl has one level, so it is accepted and changes
- * nothing), -N (dry run: only commands that implement it run, as in Xen,
+ * (more verbose, as many times as wanted: `xl -vvv create` shows each step
+ * of the domain builder), -N (dry run: only commands that implement it run, as in Xen,
  * and tsxen's create is the one), -f (force past a running xend: there is
  * none, so nothing is forced), -h. -t and -T (progress indicators and
  * timestamps for save and migrate's messages) are refused until those
@@ -1051,7 +1068,8 @@ async function main(argv: string[]): Promise<number> {
           `xl: -${flag} is not implemented by tsxen's xl (no command shows progress yet)`,
         );
         return 1;
-      } else if (flag !== "v" && flag !== "f") {
+      } else if (flag === "v") verbose++;
+      else if (flag !== "f") {
         console.error(`xl: invalid option -- '${flag}'`);
         help();
         return 1;

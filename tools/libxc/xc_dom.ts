@@ -1,0 +1,409 @@
+/**
+ * libxenguest's domain builder for wasm32 PV guests (Xen's
+ * `tools/libs/guest/xg_dom_core.c`, `xg_dom_boot.c` and `xg_dom_x86.c`): a
+ * domain made with hypercalls only, step by step, each step logged as
+ * libxc logs it (`xl -v create` shows them):
+ *
+ * 1. xc_dom_kernel_file / xc_dom_parse_image: the kernel file is read and
+ *    parsed (the module's data segments and memory import; binary.ts is
+ *    the parser, shared with the hypervisor as Xen shares libelf).
+ * 2. xc_domain_create (XEN_DOMCTL_createdomain): an empty, paused domain;
+ *    max_vcpus, the label and max_mem follow.
+ * 3. xc_dom_boot_mem_init: XENMEM_populate_physmap of every page, for the
+ *    new domain, in 64 KiB extents.
+ * 4. xc_dom_build_image: the module goes to the hypervisor
+ *    (XEN_DOMCTL_wasm32_module: bound by hash, uploaded first if the
+ *    hypervisor does not have it), and the data segments are written
+ *    through a foreign mapping (privcmd's MMAPBATCH_V2), as libxc copies a
+ *    kernel's segments into the guest.
+ * 5. The magic pages: start_info (with the xenstore and console ports,
+ *    allocated unbound for Dom0 with EVTCHNOP_alloc_unbound), wasm32's boot
+ *    page, every vCPU's upcall mask in shared_info, and the grant entries
+ *    Dom0 needs for those rings (xc_dom_gnttab_seed).
+ * 6. xc_vcpu_setcontext for each online vCPU: wasm32's vcpu_guest_context
+ *    (the entry point and its argument).
+ *
+ * The caller (libxl) then introduces the domain to xenstore, adds its
+ * devices and unpauses it. docs/arch-wasm32.md, "Building a domain".
+ */
+import { createHash } from "node:crypto";
+import { statSync } from "node:fs";
+import { resolve } from "node:path";
+import { readHostFile } from "../../xen/common/host_file.js";
+import { stripKernel, type DataSegment } from "../../xen/arch/wasm32/binary.js";
+import { MAX_KERNEL_BYTES } from "../../xen/arch/wasm32/kernel.js";
+import {
+  FRAMES_PER_WASM_PAGE,
+  GUEST_IMAGE_BASE,
+  MAX_VIRT_CPUS,
+  MIN_DOMAIN_FRAMES,
+  PFN_BOOT_INFO,
+  PFN_CONSOLE,
+  PFN_GRANT_TABLE,
+  PFN_SHARED_INFO,
+  PFN_START_INFO,
+  PFN_XENSTORE,
+} from "../../xen/arch/wasm32/config.js";
+import {
+  VGCF_online,
+  WASM32_ENTRY_START,
+  WASM32_ENTRY_START_VCPU,
+  arch_wasm32_boot,
+  shared_info,
+  start_info,
+  vcpu_guest_context,
+  vcpu_info,
+} from "../../xen/include/public/arch-wasm32.js";
+import {
+  GNTTAB_RESERVED_CONSOLE,
+  GNTTAB_RESERVED_XENSTORE,
+  GTF_permit_access,
+  grant_entry_v1,
+} from "../../xen/include/public/grant_table.js";
+import { XEN_DOMCTL_WASM32_MODULE_has_start_vcpu } from "../../xen/include/public/domctl.js";
+import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
+import { XcError, type XcInterface } from "./xc.js";
+
+/** A kernel as libxc holds it after xc_dom_kernel_file and xc_dom_parse_image. */
+export interface XcDomImage {
+  readonly path: string;
+  readonly bytes: Uint8Array;
+  /** sha256 of the bytes: the module's name for the hypervisor. */
+  readonly sha256: Uint8Array;
+  readonly segments: readonly DataSegment[];
+  /** The memory import's minimum, in 64 KiB pages. */
+  readonly minPages: number;
+}
+
+/** Files parsed before: path → the file's identity then, and the image. */
+const images = new Map<string, { id: string; image: XcDomImage }>();
+
+/**
+ * xc_dom_kernel_file + xc_dom_parse_image: reads the kernel (without
+ * blocking, refusing what is not a regular file of at most
+ * MAX_KERNEL_BYTES) and parses its module. A file unchanged since it was
+ * last read (same inode, size and times) is not read again.
+ */
+export async function xcDomKernelFile(path: string): Promise<XcDomImage> {
+  const abs = resolve(path);
+  let id: string | undefined;
+  try {
+    const st = statSync(abs);
+    if (st.isFile()) id = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+  } catch {
+    // readHostFile below says what is wrong.
+  }
+  const seen = images.get(abs);
+  if (id !== undefined && seen?.id === id) return seen.image;
+  const { bytes } = await readHostFile(path, { what: "kernel", maxBytes: MAX_KERNEL_BYTES });
+  let parsed;
+  try {
+    parsed = stripKernel(bytes);
+  } catch (e) {
+    throw new Error(`kernel ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  const image: XcDomImage = {
+    path,
+    bytes,
+    sha256: createHash("sha256").update(bytes).digest(),
+    segments: parsed.segments,
+    minPages: parsed.minPages,
+  };
+  if (id !== undefined) images.set(abs, { id, image });
+  return image;
+}
+
+/** What the builder needs to know of the domain to build. */
+export interface XcDomConfig {
+  /** 0: the hypervisor chooses. */
+  domid: number;
+  name: string;
+  handle: Uint8Array;
+  memoryMiB: number;
+  maxmemMiB: number;
+  vcpus: number;
+  maxVcpus: number;
+  cmdline: string;
+  maxEvtchnPort: number;
+  /** -1: the hypervisor's default. */
+  maxGrantFrames: number;
+  maxMaptrackFrames: number;
+}
+
+/** What the builder leaves for libxl: the domain and its two rings' ports. */
+export interface XcDomBuilt {
+  domid: number;
+  storeEvtchn: number;
+  consoleEvtchn: number;
+}
+
+/** Dom0's foreign mapping of a domain's pages (Privcmd.mmapBatchV2). */
+export type ForeignMap = (
+  domid: number,
+  gfns: readonly number[],
+) => { pages: (Uint8Array | undefined)[]; err: number[] };
+
+/** Extents populated per XENMEM_populate_physmap call (a 32 KiB extent list). */
+const POPULATE_BATCH = 4096;
+/** Extents of 16 pages: one 64 KiB wasm page. */
+const EXTENT_ORDER = 4;
+/** Bytes of module per upload call: the hypercall buffers hold 256 KiB. */
+const UPLOAD_CHUNK = 192 * 1024;
+/** How long a bind waits for the hypervisor's check of a new module. */
+const MODULE_WAIT_MS = 120_000;
+
+export class XcDom {
+  /**
+   * @param log libxc's logger: each step as a line of `xl -v`'s output
+   *   ("domainbuilder: detail: ...").
+   */
+  constructor(
+    private readonly xc: XcInterface,
+    private readonly map: ForeignMap,
+    private readonly log: (line: string) => void = () => {},
+  ) {}
+
+  private detail(msg: string): void {
+    this.log(`domainbuilder: detail: ${msg}`);
+  }
+
+  /**
+   * Creates and builds domain `cfg` from `image`, leaving it paused. On
+   * failure the domain is destroyed and the error names the step.
+   */
+  async build(cfg: XcDomConfig, image: XcDomImage): Promise<XcDomBuilt> {
+    const xc = this.xc;
+    this.detail(`xc_dom_allocate: cmdline="${cfg.cmdline}", features=""`);
+    this.detail(`xc_dom_kernel_file: filename="${image.path}"`);
+    this.detail(`xc_dom_malloc_filemap    : ${Math.ceil(image.bytes.length / 1024)} kB`);
+    this.detail(
+      `xc_dom_parse_image: wasm32 module, ${image.segments.length} data segments, memory import ${image.minPages * 64} KiB`,
+    );
+    const { memoryMiB: mem, maxmemMiB: max, vcpus, maxVcpus } = cfg;
+    if (!Number.isInteger(mem) || mem <= 0)
+      throw new Error(`memory=${mem} is not a positive whole number of MiB`);
+    if (!Number.isInteger(max) || max < mem)
+      throw new Error(`maxmem=${max} is less than memory=${mem}`);
+    if (max > 4095) throw new Error(`maxmem=${max}M exceeds the 4 GiB of a wasm32 guest`);
+    if (!Number.isInteger(vcpus) || vcpus < 1 || maxVcpus < vcpus || maxVcpus > MAX_VIRT_CPUS)
+      throw new Error(
+        `vcpus=${vcpus} maxvcpus=${maxVcpus}: must be 1 ≤ vcpus ≤ maxvcpus ≤ ${MAX_VIRT_CPUS}`,
+      );
+    const pages = cfg.memoryMiB * 256;
+    if (pages < MIN_DOMAIN_FRAMES)
+      throw new Error(
+        `memory=${cfg.memoryMiB}M is below the wasm32 minimum of ${(MIN_DOMAIN_FRAMES * PAGE_SIZE) >> 10} KiB`,
+      );
+    if (image.minPages * FRAMES_PER_WASM_PAGE > pages)
+      throw new Error(
+        `the kernel needs ${image.minPages * 64} KiB of memory, memory is ${cfg.memoryMiB * 1024} KiB`,
+      );
+    for (const s of image.segments) {
+      if (s.offset < GUEST_IMAGE_BASE)
+        throw new Error(
+          `kernel data at 0x${s.offset.toString(16)} overlaps the wasm32 architecture area (link with --memoryBase ${GUEST_IMAGE_BASE})`,
+        );
+      if (s.offset + s.data.length > pages * PAGE_SIZE)
+        throw new Error(`kernel data does not fit in memory=${cfg.memoryMiB}M`);
+    }
+    const domid = await xc.domainCreate(cfg.domid, {
+      handle: cfg.handle,
+      maxVcpus: cfg.maxVcpus,
+      maxEvtchnPort: cfg.maxEvtchnPort,
+      maxGrantFrames: cfg.maxGrantFrames,
+      maxMaptrackFrames: cfg.maxMaptrackFrames,
+    });
+    this.detail(`xc_domain_create: domid ${domid}, max_vcpus ${cfg.maxVcpus}`);
+    try {
+      return await this.buildInto(domid, cfg, image, pages);
+    } catch (e) {
+      await xc.domainDestroy(domid).catch(() => {});
+      throw e;
+    }
+  }
+
+  private async buildInto(
+    domid: number,
+    cfg: XcDomConfig,
+    image: XcDomImage,
+    pages: number,
+  ): Promise<XcDomBuilt> {
+    const xc = this.xc;
+    await xc.domainMaxVcpus(domid, cfg.maxVcpus);
+    await xc.wasm32SetLabel(domid, cfg.name);
+    await xc.domainSetMaxMem(domid, cfg.maxmemMiB * 1024);
+    this.detail(
+      `xc_dom_mem_init: mem ${cfg.memoryMiB} MB, pages 0x${pages.toString(16)} pages, 4k each`,
+    );
+    this.detail(`xc_dom_boot_mem_init: called`);
+    // In 64 KiB extents (order 4: one wasm page), as libxc populates in
+    // superpages where it can; memory is whole MiB, so they always fit.
+    const extents = pages / FRAMES_PER_WASM_PAGE;
+    for (let e = 0; e < extents; e += POPULATE_BATCH) {
+      const n = Math.min(POPULATE_BATCH, extents - e);
+      try {
+        await xc.populatePhysmapExact(
+          domid,
+          Array.from({ length: n }, (_, i) => (e + i) * FRAMES_PER_WASM_PAGE),
+          EXTENT_ORDER,
+        );
+      } catch (e) {
+        throw new Error(
+          `xc_dom_boot_mem_init: can't allocate memory for the domain (${pages} pages): ${(e as Error).message}`,
+          { cause: e },
+        );
+      }
+    }
+    this.detail(`xc_dom_build_image: called`);
+    const exports = await this.bindModule(domid, image);
+    if (cfg.vcpus > 1 && !(exports.flags & XEN_DOMCTL_WASM32_MODULE_has_start_vcpu))
+      throw new Error(`vcpus=${cfg.vcpus} but the kernel has no _start_vcpu export`);
+    for (const s of image.segments) {
+      this.writeGuest(domid, s.offset, s.data);
+    }
+    const bytes = image.segments.reduce((n, s) => n + s.data.length, 0);
+    this.detail(
+      `xc_dom_load_wasm_kernel: ${image.segments.length} segments, ${bytes} bytes from 0x${GUEST_IMAGE_BASE.toString(16)}`,
+    );
+    const storeEvtchn = await xc.evtchnAllocUnbound(domid, 0);
+    const consoleEvtchn = await xc.evtchnAllocUnbound(domid, 0);
+    this.detail(
+      `xc_dom_alloc_magic_pages: start_info pfn ${PFN_START_INFO}, xenstore pfn ${PFN_XENSTORE} (evtchn ${storeEvtchn}), console pfn ${PFN_CONSOLE} (evtchn ${consoleEvtchn})`,
+    );
+    this.writeStartInfo(domid, cfg, pages, storeEvtchn, consoleEvtchn);
+    this.writeSharedInfo(domid, cfg.maxVcpus);
+    this.detail(`xc_dom_gnttab_seed: console and xenstore pages granted to domain 0`);
+    this.seedGrants(domid);
+    this.detail(`xc_dom_boot_image: called`);
+    for (let v = 0; v < cfg.vcpus; v++) {
+      const ctxt = new Uint8Array(vcpu_guest_context.size);
+      const dv = new DataView(ctxt.buffer);
+      const f = vcpu_guest_context.fields;
+      dv.setUint32(f.flags.offset, VGCF_online, true);
+      dv.setUint32(f.entry.offset, v === 0 ? WASM32_ENTRY_START : WASM32_ENTRY_START_VCPU, true);
+      dv.setUint32(f.arg.offset, v === 0 ? PFN_START_INFO * PAGE_SIZE : v, true);
+      await xc.vcpuSetContext(domid, v, ctxt);
+      this.detail(
+        `vcpu_wasm32: vcpu ${v} at ${v === 0 ? "_start(start_info)" : `_start_vcpu(${v})`}`,
+      );
+    }
+    this.detail(`xc_dom_release: called`);
+    return { domid, storeEvtchn, consoleEvtchn };
+  }
+
+  /**
+   * Gives `domid` its module: bound by hash, uploaded in chunks first when
+   * the hypervisor does not have it, then bound once the hypervisor's check
+   * is done (it answers -EAGAIN until then).
+   */
+  private async bindModule(
+    domid: number,
+    image: XcDomImage,
+  ): Promise<{ flags: number; minPages: number }> {
+    const hash = Buffer.from(image.sha256).toString("hex").slice(0, 16);
+    let r = await this.xc.wasm32ModuleBind(domid, image.sha256);
+    if (r === "absent") {
+      this.detail(
+        `xc_dom_wasm32_module: uploading ${image.bytes.length} bytes (sha256 ${hash}...)`,
+      );
+      for (let off = 0; off < image.bytes.length; off += UPLOAD_CHUNK) {
+        const chunk = image.bytes.subarray(off, off + UPLOAD_CHUNK);
+        await this.xc.wasm32ModuleUpload(domid, image.sha256, image.bytes.length, off, chunk);
+      }
+      r = await this.xc.wasm32ModuleBind(domid, image.sha256);
+    }
+    const end = Date.now() + MODULE_WAIT_MS;
+    while (r === "checking" || r === "absent") {
+      if (Date.now() > end)
+        throw new XcError(
+          `xc_wasm32_module_bind(${domid})`,
+          11,
+          "the hypervisor's check took too long",
+        );
+      await new Promise((res) => setTimeout(res, 5));
+      r = await this.xc.wasm32ModuleBind(domid, image.sha256);
+    }
+    this.detail(`xc_dom_wasm32_module: module sha256 ${hash}... bound`);
+    return r;
+  }
+
+  /** Writes `bytes` at guest address `addr` of `domid` through a foreign mapping of the pages it spans. */
+  private writeGuest(domid: number, addr: number, bytes: Uint8Array): void {
+    const first = Math.floor(addr / PAGE_SIZE);
+    const last = Math.floor((addr + bytes.length - 1) / PAGE_SIZE);
+    const gfns = Array.from({ length: last - first + 1 }, (_, i) => first + i);
+    const { pages, err } = this.map(domid, gfns);
+    let done = 0;
+    gfns.forEach((g, i) => {
+      const page = pages[i];
+      if (!page) throw new XcError(`xc_map_foreign_pages(${domid}, pfn ${g})`, -err[i]!);
+      const at = i === 0 ? addr - first * PAGE_SIZE : 0;
+      const n = Math.min(PAGE_SIZE - at, bytes.length - done);
+      page.set(bytes.subarray(done, done + n), at);
+      done += n;
+    });
+  }
+
+  /** One mapped page of `domid`, as a DataView. */
+  private page(domid: number, pfn: number): DataView {
+    const { pages, err } = this.map(domid, [pfn]);
+    const p = pages[0];
+    if (!p) throw new XcError(`xc_map_foreign_range(${domid}, pfn ${pfn})`, -err[0]!);
+    return new DataView(p.buffer, p.byteOffset, p.byteLength);
+  }
+
+  /** start_info and wasm32's boot page, as xc_dom's start_info_x86_64 fills start_info. */
+  private writeStartInfo(
+    domid: number,
+    cfg: XcDomConfig,
+    pages: number,
+    storeEvtchn: number,
+    consoleEvtchn: number,
+  ): void {
+    const si = this.page(domid, PFN_START_INFO);
+    const f = start_info.fields;
+    const set64 = (o: number, v: number): void => si.setBigUint64(o, BigInt(v), true);
+    const text = (o: number, cap: number, s: string): void => {
+      const b = Buffer.from(s).subarray(0, cap - 1);
+      for (let i = 0; i < cap; i++) si.setUint8(o + i, i < b.length ? b[i]! : 0);
+    };
+    text(f.magic.offset, f.magic.size, "xen-3.0-wasm32");
+    set64(f.nr_pages.offset, pages);
+    set64(f.shared_info.offset, PFN_SHARED_INFO * PAGE_SIZE);
+    si.setUint32(f.flags.offset, 0, true);
+    set64(f.store_mfn.offset, PFN_XENSTORE);
+    si.setUint32(f.store_evtchn.offset, storeEvtchn, true);
+    set64(f.console_mfn.offset, PFN_CONSOLE);
+    si.setUint32(f.console_evtchn.offset, consoleEvtchn, true);
+    if (Buffer.byteLength(cfg.cmdline) >= f.cmd_line.size)
+      throw new Error(`command line is longer than ${f.cmd_line.size - 1} bytes`);
+    text(f.cmd_line.offset, f.cmd_line.size, cfg.cmdline);
+    const boot = this.page(domid, PFN_BOOT_INFO);
+    boot.setUint32(arch_wasm32_boot.fields.domid.offset, domid, true);
+    boot.setUint32(arch_wasm32_boot.fields.max_vcpus.offset, cfg.maxVcpus, true);
+  }
+
+  /** Every vCPU starts with events masked (xc_dom's shared_info_x86_64). */
+  private writeSharedInfo(domid: number, maxVcpus: number): void {
+    const sh = this.page(domid, PFN_SHARED_INFO);
+    for (let v = 0; v < maxVcpus; v++) {
+      const a = shared_info.fields.vcpu_info.offset + v * vcpu_info.size;
+      sh.setUint8(a + vcpu_info.fields.evtchn_upcall_mask.offset, 1);
+    }
+  }
+
+  /** xc_dom_gnttab_seed: Dom0 is granted the console and xenstore pages by the reserved entries. */
+  private seedGrants(domid: number): void {
+    const gt = this.page(domid, PFN_GRANT_TABLE);
+    const f = grant_entry_v1.fields;
+    for (const [ref, pfn] of [
+      [GNTTAB_RESERVED_CONSOLE, PFN_CONSOLE],
+      [GNTTAB_RESERVED_XENSTORE, PFN_XENSTORE],
+    ] as const) {
+      const e = ref * grant_entry_v1.size;
+      gt.setUint32(e + f.frame.offset, pfn, true);
+      gt.setUint16(e + f.domid.offset, 0, true);
+      gt.setUint16(e + f.flags.offset, GTF_permit_access, true);
+    }
+  }
+}
