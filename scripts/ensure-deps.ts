@@ -15,6 +15,7 @@ const NEEDED: Array<{ pkg: string; file: string }> = [
   { pkg: "libxen-dev", file: "/usr/include/xen/xen.h" },
   { pkg: "xenstore-utils", file: "/usr/bin/xenstore-ls" },
   { pkg: "xen-utils-4.17", file: "/usr/lib/xen-4.17/bin/test-xenstore" },
+  { pkg: "xen-utils-common", file: "/usr/bin/xenalyze" },
   { pkg: "qemu-utils", file: "/usr/bin/qemu-img" },
   // The HVM guests: C to WASI (extras/hvm/build.ts), and sqlite3 to read
   // back what SQLite's shell wrote as a guest.

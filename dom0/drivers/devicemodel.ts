@@ -135,7 +135,7 @@ export class XenDevicemodel {
     if (rc < 0) throw new DmOpError(-rc, "acquire_resource");
     const page = this.privcmd.hv.xenPages.get(mem.u64(list));
     if (!page) throw new DmOpError(XenErrno.EFAULT, "mapping the ioreq page");
-    return page;
+    return page.buffer as SharedArrayBuffer;
   }
 
   /** xc_hvm_param_set (libxc's, over the same privcmd): sets HVM_PARAM `index` of `domid`. */

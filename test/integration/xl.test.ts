@@ -24,6 +24,8 @@ import { fileURLToPath } from "node:url";
 import { XsClient } from "../../tools/xenstore/client.js";
 import { hostPaths } from "../../tools/rundir.js";
 import { sleep } from "../helpers.js";
+import { parseTrace } from "../../tools/xentrace/xentrace_format.js";
+import { TRC_DOM0_DOM_ADD, TRC_PV_HYPERCALL_V2 } from "../../xen/include/public/trace.js";
 import { hostCpu } from "../../xen/arch/wasm32/host_cpu.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -710,6 +712,36 @@ test("xl -vvv create shows each step of the domain builder, and -v only libxc's"
   assert.equal(r.code, 1);
   assert.match(r.err, /maxmem=999999M exceeds the 4 GiB of a wasm32 guest/);
   await until(() => !list().has("verbose1") && !list().has("quiet"), 10_000, "poweroffs");
+});
+
+test("xentrace over the daemon's privcmd socket records a domain being built, then stops", async () => {
+  const file = join(dir, "xl.trace");
+  const tr = spawn(
+    process.execPath,
+    [join(ROOT, "dist/tools/xentrace/xentrace.js"), "-T", "1", "-s", "20", file],
+    { env },
+  );
+  let err = "";
+  tr.stderr.on("data", (b) => (err += String(b)));
+  const done = new Promise<number | null>((r) => tr.once("exit", r));
+  await sleep(200);
+  ok("create", join(EXAMPLES, "ticker.cfg"), 'name="traced"');
+  const domid = Number(ok("domid", "traced").trim());
+  assert.equal(await done, 0, err);
+  ok("destroy", "traced");
+  const recs = parseTrace(readFileSync(file));
+  assert.ok(
+    recs.some((r) => r.event === TRC_DOM0_DOM_ADD && r.data[0] === domid),
+    "the create is in the trace",
+  );
+  assert.ok(
+    recs.some((r) => r.event === TRC_PV_HYPERCALL_V2),
+    "and the guest's hypercalls",
+  );
+  await until(() => !list().has("traced"), 10_000, "hello's poweroff");
+  const bad = run(join(ROOT, "dist/tools/xentrace/xentrace.js"), ["-e", "lots", file]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.err, /xentrace: invalid evt-mask 'lots'/);
 });
 
 test("xl shutdown -w waits as long as the domain takes, as Xen's does, and ends when it is destroyed", async () => {

@@ -7,6 +7,12 @@
  * hypervisor left them, or `{id, error}` for a request it cannot run. Only
  * the socket's owner can connect (mode 0600 in a 0700 directory).
  *
+ * Pages of Xen's shared with Dom0 (the trace buffers: DOMID_XEN frames)
+ * are reached with `{id, mmap: [mfn...]}`, answered `{id, pages: [base64
+ * or null...]}`, and written back with `{id, poke: {mfn, offset, data}}`:
+ * a process cannot share the daemon's memory, so the socket's "mapping" is
+ * a copy each way (xentrace reads records and writes t_buf.cons back).
+ *
  * Unlike Linux's privcmd, only the toolstack's hypercalls pass: domctl,
  * sysctl, xen_version and console_io. The others act on Dom0's own kernel
  * state (its event channels, grant mappings, memory, vCPU), which belongs
@@ -16,7 +22,7 @@ import type { Socket } from "node:net";
 import type { Privcmd } from "../../dom0/drivers/privcmd.js";
 import { LineClient, connectUnix, UnixService, readLines, sendLine } from "../jsonl.js";
 import { BOUNCE_BASE, runHypercall, type HypercallChannel } from "./channel.js";
-import { HYPERVISOR, NR_HYPERCALLS } from "../../xen/include/public/xen.js";
+import { DOMID_XEN, HYPERVISOR, NR_HYPERCALLS } from "../../xen/include/public/xen.js";
 
 /** The hypercalls the socket passes (libxc's toolstack calls). */
 export const PRIVCMD_SOCKET_HYPERCALLS: ReadonlySet<number> = new Set([
@@ -44,6 +50,13 @@ export class PrivcmdServer extends UnixService {
   }
 
   private handle(m: Record<string, unknown>): Record<string, unknown> {
+    if (m.mmap !== undefined || m.poke !== undefined) {
+      try {
+        return xenPagesRequest(this.privcmd, m);
+      } catch (e) {
+        return { error: (e as Error).message };
+      }
+    }
     const { nr, args, bufs } = m;
     if (!Number.isInteger(nr) || (nr as number) < 0 || (nr as number) >= NR_HYPERCALLS) {
       return {
@@ -76,6 +89,37 @@ export class PrivcmdServer extends UnixService {
   }
 }
 
+/** Most Xen pages one `mmap` request reads. */
+export const MAX_MMAP_PAGES = 4096;
+
+/** Handles `mmap` and `poke` of DOMID_XEN frames (see the file's comment). */
+function xenPagesRequest(privcmd: Privcmd, m: Record<string, unknown>): Record<string, unknown> {
+  if (m.mmap !== undefined) {
+    const mfns = m.mmap;
+    if (
+      !Array.isArray(mfns) ||
+      mfns.length > MAX_MMAP_PAGES ||
+      !mfns.every((x) => Number.isSafeInteger(x) && x >= 0)
+    )
+      return { error: `privcmd: mmap takes up to ${MAX_MMAP_PAGES} frame numbers` };
+    const { pages } = privcmd.mmapBatchV2(DOMID_XEN, mfns as number[]);
+    return { pages: pages.map((p) => (p ? Buffer.from(p).toString("base64") : null)) };
+  }
+  const p = m.poke as Record<string, unknown> | null;
+  if (typeof p !== "object" || p === null)
+    return { error: "privcmd: poke needs {mfn, offset, data}" };
+  const { mfn, offset, data } = p;
+  if (!Number.isSafeInteger(mfn) || !Number.isSafeInteger(offset) || typeof data !== "string")
+    return { error: "privcmd: poke needs {mfn, offset, data}" };
+  const bytes = Buffer.from(data, "base64");
+  const page = privcmd.mmapBatchV2(DOMID_XEN, [mfn as number]).pages[0];
+  if (!page) return { error: `privcmd: frame ${String(mfn)} is not a page of Xen's` };
+  if ((offset as number) < 0 || (offset as number) + bytes.length > page.length)
+    return { error: "privcmd: poke past the page" };
+  page.set(bytes, offset as number);
+  return { ok: true };
+}
+
 /** libxencall over the privcmd socket. */
 export class PrivcmdClient implements HypercallChannel {
   readonly bounceBase = BOUNCE_BASE;
@@ -95,6 +139,23 @@ export class PrivcmdClient implements HypercallChannel {
     const out = r.bufs as string[];
     bufs.forEach((b, i) => b.set(Buffer.from(out[i] ?? "", "base64").subarray(0, b.length)));
     return Number(r.rc);
+  }
+
+  /** Copies of DOMID_XEN frames `mfns` (undefined where a frame is not Xen's). */
+  async mmapXen(mfns: number[]): Promise<(Uint8Array | undefined)[]> {
+    const r = await this.lines.request({ mmap: mfns });
+    if (typeof r.error === "string") throw new Error(r.error);
+    return (r.pages as (string | null)[]).map((p) =>
+      p === null ? undefined : new Uint8Array(Buffer.from(p, "base64")),
+    );
+  }
+
+  /** Writes `data` at `offset` of DOMID_XEN frame `mfn`. */
+  async pokeXen(mfn: number, offset: number, data: Uint8Array): Promise<void> {
+    const r = await this.lines.request({
+      poke: { mfn, offset, data: Buffer.from(data).toString("base64") },
+    });
+    if (typeof r.error === "string") throw new Error(r.error);
   }
 
   close(): void {

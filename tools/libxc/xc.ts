@@ -607,6 +607,74 @@ export class XcInterface {
     return arg.u32(f.port.offset);
   }
 
+  /** XEN_SYSCTL_tbuf_op `cmd` (xc_tbuf_*): fills the struct with `fill`, returns it as Xen left it. */
+  private async tbufOp(
+    op: string,
+    cmd: number,
+    fill: (b: Buf, u: number, extra: number[]) => void = () => {},
+    extras: Buf[] = [],
+  ): Promise<{ evtMask: number; mfn: number; size: number }> {
+    const f = SC.xen_sysctl_tbuf_op.fields;
+    const b = await this.sysctl(
+      op,
+      SC.XEN_SYSCTL_tbuf_op,
+      (b, u, extra) => {
+        b.set32(u + f.cmd.offset, cmd);
+        fill(b, u, extra);
+      },
+      extras,
+    );
+    const u = SC.xen_sysctl.fields.u.offset;
+    return {
+      evtMask: b.u32(u + f.evt_mask.offset),
+      mfn: b.u64(u + f.buffer_mfn.offset),
+      size: b.u32(u + f.size.offset),
+    };
+  }
+
+  /** xc_tbuf_get_size's source: where t_info is (mfn 0 before the buffers exist) and its bytes. */
+  tbufGetInfo(): Promise<{ evtMask: number; mfn: number; size: number }> {
+    return this.tbufOp("xc_tbuf_get_info", SC.XEN_SYSCTL_TBUFOP_get_info);
+  }
+
+  /** xc_tbuf_set_size: pages per CPU (before the buffers are made). */
+  async tbufSetSize(pages: number): Promise<void> {
+    await this.tbufOp("xc_tbuf_set_size", SC.XEN_SYSCTL_TBUFOP_set_size, (b, u) =>
+      b.set32(u + SC.xen_sysctl_tbuf_op.fields.size.offset, pages),
+    );
+  }
+
+  /** xc_tbuf_enable / xc_tbuf_disable */
+  async tbufEnable(on: boolean): Promise<void> {
+    await this.tbufOp(
+      on ? "xc_tbuf_enable" : "xc_tbuf_disable",
+      on ? SC.XEN_SYSCTL_TBUFOP_enable : SC.XEN_SYSCTL_TBUFOP_disable,
+    );
+  }
+
+  /** xc_tbuf_set_evt_mask */
+  async tbufSetEvtMask(mask: number): Promise<void> {
+    await this.tbufOp("xc_tbuf_set_evt_mask", SC.XEN_SYSCTL_TBUFOP_set_evt_mask, (b, u) =>
+      b.set32(u + SC.xen_sysctl_tbuf_op.fields.evt_mask.offset, mask),
+    );
+  }
+
+  /** xc_tbuf_set_cpu_mask: bit n traces pCPU n. */
+  async tbufSetCpuMask(mask: number): Promise<void> {
+    const bits = new Buf(8);
+    bits.set32(0, mask);
+    const f = SC.xen_sysctl_tbuf_op.fields;
+    await this.tbufOp(
+      "xc_tbuf_set_cpu_mask",
+      SC.XEN_SYSCTL_TBUFOP_set_cpu_mask,
+      (b, u, [buf]) => {
+        b.set64(u + f.cpu_mask.offset, buf!);
+        b.set32(u + f.cpu_mask.offset + 8, 64);
+      },
+      [bits],
+    );
+  }
+
   /** xc_domain_maximum_gpfn: the highest pfn `domid` can address. */
   async maximumGpfn(domid: number): Promise<number> {
     const arg = new Buf(2);

@@ -89,7 +89,7 @@ function dmOp(hv: Hypervisor, caller: number, d: Domain, op: DataView): number {
       if (mfn === undefined) return -XenErrno.ENOMEM;
       const s = new IoreqServer(id, caller, mfn);
       hvm.servers.set(id, s);
-      hv.xenPages.set(mfn, s.page);
+      hv.xenPages.set(mfn, new Uint8Array(s.page));
       op.setUint16(u + F.id.offset, id, true);
       hv.console.printk(`d${d.domid}: ioreq server ${id} created by d${caller}`);
       return 0;

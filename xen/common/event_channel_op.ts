@@ -8,6 +8,7 @@
  * query and reset another domain. bind_pirq has no meaning on wasm32 and is
  * -ENOSYS.
  */
+import { TRC_PV_EVTCHN_SEND } from "../include/public/trace.js";
 import * as EV from "../include/public/event_channel.js";
 import { XenErrno } from "../include/public/errno.js";
 import { DOMID_SELF } from "../include/public/xen.js";
@@ -82,8 +83,12 @@ export function do_event_channel_op(hv: Hypervisor, v: Vcpu, cmd: number, arg: n
       mem.check(arg, EV.evtchn_bind_vcpu.size);
       return ev.bindVcpu(mem.u32(arg + f.port.offset), mem.u32(arg + f.vcpu.offset));
     }
-    case EV.EVTCHNOP_send:
-      return ev.send(mem.u32(arg));
+    case EV.EVTCHNOP_send: {
+      const port = mem.u32(arg);
+      if (hv.trace.on)
+        hv.trace.record(TRC_PV_EVTCHN_SEND, [((d.domid << 16) | (port & 0xffff)) >>> 0]);
+      return ev.send(port);
+    }
     case EV.EVTCHNOP_close:
       return ev.close(mem.u32(arg));
     case EV.EVTCHNOP_unmask:

@@ -10,6 +10,11 @@
  * GNTTABOP_copy; Dom0's kernel reads the mapped page directly
  * (Hypervisor.grantMappingView). docs/arch-wasm32.md says the same to guests.
  */
+import {
+  TRC_MEM_PAGE_GRANT_COPY,
+  TRC_MEM_PAGE_GRANT_MAP,
+  TRC_MEM_PAGE_GRANT_UNMAP,
+} from "../include/public/trace.js";
 import { trackedHypercall } from "./watchdog.js";
 import * as G from "../include/public/grant_table.js";
 import { XenErrno } from "../include/public/errno.js";
@@ -50,6 +55,7 @@ export function mapGrantRef(
     readonly: kind.readonly,
     pfn: pfn as Pfn,
   });
+  if (hv.trace.on) hv.trace.record(TRC_MEM_PAGE_GRANT_MAP, [rd.domid]);
   return { status: G.GNTST_okay, handle, busAddr: mfn_x(rd.p2mLookup(pfn as Pfn)) * PAGE_SIZE };
 }
 
@@ -57,6 +63,7 @@ export function mapGrantRef(
 export function unmapGrantRef(hv: Hypervisor, ld: Domain, handle: number): number {
   const m = ld.gnttab.removeMapping(handle);
   if (!m) return G.GNTST_bad_handle;
+  if (hv.trace.on) hv.trace.record(TRC_MEM_PAGE_GRANT_UNMAP, [m.granter.domid]);
   m.granter.gnttab.unpin(m.ref, m.readonly);
   if (m.granter.isDying && m.granter.gnttab.pinned === 0) hv.releaseDyingDomain(m.granter);
   return G.GNTST_okay;
@@ -118,6 +125,7 @@ function copyOne(hv: Hypervisor, ld: Domain, op: number): number {
   else td.mem.u8.set(sd.mem.u8.subarray(from, from + len), to);
   if (sGref) sd.gnttab.releaseCopy(su, false);
   if (tGref) td.gnttab.releaseCopy(tu, true);
+  if (hv.trace.on) hv.trace.record(TRC_MEM_PAGE_GRANT_COPY, [sd.domid, td.domid, len]);
   return G.GNTST_okay;
 }
 

@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { XenErrno } from "../include/public/errno.js";
 import {
   DOMID_FIRST_RESERVED,
+  DOMID_XEN,
   NR_HYPERCALLS,
   SIF_INITDOMAIN,
   SIF_PRIVILEGED,
@@ -54,6 +55,14 @@ import { handleKey } from "./keyhandler.js";
 import { FrameAllocator } from "./page_alloc.js";
 import { HypervisorConsole } from "./console.js";
 import { CodeStore } from "../arch/wasm32/code_store.js";
+import { TraceBuffers } from "./trace.js";
+import {
+  TRC_DOM0_DOM_ADD,
+  TRC_DOM0_DOM_REM,
+  TRC_PV_EVTCHN_UPCALL,
+  TRC_PV_HYPERCALL_V2,
+  TRC_PV_HYPERCALL_V2_ARG_32,
+} from "../include/public/trace.js";
 import { GuestFault } from "./guest_access.js";
 import { invokeHypercall } from "./hypercall.js";
 import { chargeInitialTop, freeAllFrames, guestGrow, populatePfn } from "./memory.js";
@@ -184,6 +193,8 @@ export class Hypervisor implements VcpuHost {
   readonly listeners = new Set<HypervisorEvents>();
   /** Pages of Xen's own that Dom0 may map by frame (ioreq server pages). */
   readonly xenPages = new XenPages();
+  /** Trace buffers (XEN_SYSCTL_tbuf_op; xentrace): off until enabled. */
+  readonly trace: TraceBuffers;
   private readonly slice = new SliceTimer();
   private lastDomid = 0;
   private readonly pendingDestroy = new Set<Domain>();
@@ -201,9 +212,14 @@ export class Hypervisor implements VcpuHost {
 
   constructor(readonly config: HypervisorConfig = DEFAULT_HYPERVISOR_CONFIG) {
     this.frames = new FrameAllocator(Math.floor(config.memoryBytes / PAGE_SIZE));
+    this.trace = new TraceBuffers(this.frames, this.xenPages, () => {
+      const v = this.sched.current;
+      return v ? { domid: v.domain.domid, vcpu: v.id } : undefined;
+    });
     this.sched = new Scheduler(this, { ...config.sched }, this.slice.ready, (e) =>
       this.console.printk(`BUG: the scheduler failed: ${String(e)}`),
     );
+    this.sched.trace = this.trace;
     this.dom0Pages = Math.floor(config.dom0MemoryBytes / PAGE_SIZE);
     if (this.dom0Pages > this.frames.totalFrames || this.dom0Pages < MIN_DOMAIN_FRAMES)
       throw new Error(
@@ -443,6 +459,7 @@ export class Hypervisor implements VcpuHost {
     this.writeStartInfo(d, pages);
     this.writeSharedInfo(d);
     this.domains.set(domid, d);
+    if (this.trace.on) this.trace.record(TRC_DOM0_DOM_ADD, [domid]);
     if (cfg.paused) d.pauseCount++;
     try {
       for (let i = 0; i < vcpus; i++) this.vcpuUp(d.vcpus[i]!);
@@ -517,6 +534,7 @@ export class Hypervisor implements VcpuHost {
     // refused to it, as Xen's release builds refuse it to a domU.
     d.isConsole = false;
     this.domains.set(domid, d);
+    if (this.trace.on) this.trace.record(TRC_DOM0_DOM_ADD, [domid]);
     return d;
   }
 
@@ -638,6 +656,7 @@ export class Hypervisor implements VcpuHost {
     this.writeStartInfo(d, pv ? pages : FRAMES_PER_WASM_PAGE);
     this.writeSharedInfo(d);
     this.domains.set(domid, d);
+    if (this.trace.on) this.trace.record(TRC_DOM0_DOM_ADD, [domid]);
     if (cfg.paused) d.pauseCount++;
     const vcpu = new HvmVcpu(
       cfg.image,
@@ -782,8 +801,10 @@ export class Hypervisor implements VcpuHost {
    * Dom0's foreign mapping of pages `gfns` of domain `domid`
    * (IOCTL_PRIVCMD_MMAPBATCH_V2's contract, as the domain builder and
    * libxenforeignmemory use it): a view of each page, or its error in
-   * `err` (-EINVAL for a gfn the domain has not populated). A privileged
-   * caller only; throws naming what was refused.
+   * `err` (-EINVAL for a gfn the domain has not populated). With
+   * DOMID_XEN, the frames are pages of Xen's that it shares with privileged
+   * domains (the trace buffers). A privileged caller only; throws naming
+   * what was refused.
    */
   foreignMapBatch(
     caller: Domain,
@@ -791,6 +812,11 @@ export class Hypervisor implements VcpuHost {
     gfns: readonly number[],
   ): { pages: (Uint8Array | undefined)[]; err: number[] } {
     if (!caller.privileged) throw new Error(`d${caller.domid} may not map d${domid}'s memory`);
+    if (domid === DOMID_XEN) {
+      // Pages of Xen's shared with privileged domains (the trace buffers), by mfn.
+      const pages = gfns.map((g) => this.xenPages.get(g));
+      return { pages, err: pages.map((p) => (p ? 0 : -XenErrno.EINVAL)) };
+    }
     const d = this.domains.get(domid);
     if (!d || d.isDying || d.hvm) throw new Error(`no PV domain ${domid}`);
     const pages: (Uint8Array | undefined)[] = [];
@@ -1060,6 +1086,7 @@ export class Hypervisor implements VcpuHost {
   /** Frees a dying domain's memory and forgets it (called once nothing maps it). */
   releaseDyingDomain(d: Domain): void {
     if (this.domains.get(d.domid) !== d) return;
+    if (this.trace.on) this.trace.record(TRC_DOM0_DOM_REM, [d.domid]);
     freeAllFrames(this, d);
     this.domains.delete(d.domid);
     this.console.forgetGuest(d.domid);
@@ -1132,6 +1159,26 @@ export class Hypervisor implements VcpuHost {
     return reason;
   }
 
+  /**
+   * TRC_PV_HYPERCALL_V2: the op with a flag per argument that follows, and
+   * the five arguments (all 32-bit on wasm32), for a guest vCPU's call: the
+   * vCPU is the one the CPU is running, as its runstate records say. Dom0's
+   * calls, made from the host's event loop where no vCPU of Dom0's is
+   * scheduled, are not recorded.
+   */
+  private traceHypercall(
+    op: number,
+    a1: number,
+    a2: number,
+    a3: number,
+    a4: number,
+    a5: number,
+  ): void {
+    let flags = 0;
+    for (let i = 0; i < 5; i++) flags |= TRC_PV_HYPERCALL_V2_ARG_32(i);
+    this.trace.record(TRC_PV_HYPERCALL_V2, [(op | flags) >>> 0, a1, a2, a3, a4, a5]);
+  }
+
   /** The hypercall import: dispatch, then turn a suspend request into an unwind. */
   hypercall(
     v: Vcpu,
@@ -1142,6 +1189,7 @@ export class Hypervisor implements VcpuHost {
     a4: number,
     a5: number,
   ): number {
+    if (this.trace.on) this.traceHypercall(op, a1, a2, a3, a4, a5);
     const rc = this.dispatch(v, op, a1, a2, a3, a4, a5);
     // One flag on the usual path: each further check cost 1–3 ns of a 12 ns call.
     if (v.suspend !== Suspend.None) v.startUnwind(v.suspend, rc);
@@ -1153,7 +1201,11 @@ export class Hypervisor implements VcpuHost {
   private attend(v: Vcpu, rc: number): void {
     if (!v.domain.runnable) v.startUnwind(Suspend.Shutdown, rc);
     else if (!v.upcallPending || v.domain.kernel?.hasCallback !== true) v.attention = false;
-    else if (!v.inUpcall && v.upcallDeliverable()) v.startUnwind(Suspend.Upcall, rc);
+    else if (!v.inUpcall && v.upcallDeliverable()) {
+      if (this.trace.on)
+        this.trace.record(TRC_PV_EVTCHN_UPCALL, [((v.domain.domid << 16) | v.id) >>> 0]);
+      v.startUnwind(Suspend.Upcall, rc);
+    }
     // Otherwise pending but masked, or inside the upcall: keep looking, so that
     // the hypercall a guest makes after unmasking delivers it.
   }

@@ -80,11 +80,12 @@ export class HvmDomain {
 
 /** Machine frames of ioreq pages: mfn → the page, for Dom0's mapping of acquired resources. */
 export class XenPages {
-  private readonly pages = new Map<number, SharedArrayBuffer>();
-  set(mfn: Mfn, page: SharedArrayBuffer): void {
+  private readonly pages = new Map<number, Uint8Array>();
+  /** `page`: a view of exactly one page (an ioreq page, a trace buffer's page). */
+  set(mfn: Mfn, page: Uint8Array): void {
     this.pages.set(mfn_x(mfn), page);
   }
-  get(mfn: number): SharedArrayBuffer | undefined {
+  get(mfn: number): Uint8Array | undefined {
     return this.pages.get(mfn);
   }
   delete(mfn: Mfn): void {

@@ -19,6 +19,7 @@
  * be swapped for another frame's.
  */
 import { trackedHypercall } from "./watchdog.js";
+import { TRC_MEM_DECREASE_RESERVATION, TRC_MEM_SET_P2M_ENTRY } from "../include/public/trace.js";
 import {
   XENMAPSPACE_grant_table,
   XENMAPSPACE_shared_info,
@@ -238,6 +239,11 @@ function reservation(hv: Hypervisor, v: Vcpu, cmd: number, arg: number, start: n
       )
         break;
       for (let i = 0; i < frames; i++) populatePfn(hv, target, _pfn(gpfn + i));
+      if (hv.trace.on) {
+        // As x86's p2m records it: gfn, mfn (64-bit each), the p2m type (ram), domain and order.
+        const mfn = target.p2m[gpfn]!;
+        hv.trace.record(TRC_MEM_SET_P2M_ENTRY, [gpfn, 0, mfn, 0, 0, target.domid | (order << 16)]);
+      }
     } else {
       // decrease_reservation: the architecture's own frames are not the guest's to give.
       let ok = true;
@@ -247,6 +253,8 @@ function reservation(hv: Hypervisor, v: Vcpu, cmd: number, arg: number, start: n
       }
       if (!ok) break;
       for (let i = 0; i < frames; i++) releasePfn(target, _pfn(gpfn + i));
+      if (hv.trace.on)
+        hv.trace.record(TRC_MEM_DECREASE_RESERVATION, [gpfn, 0, target.domid | (order << 16)]);
     }
   }
   return done;

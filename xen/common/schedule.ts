@@ -13,6 +13,17 @@
  * The slice defaults to 10 ms rather than Xen's 30 ms because Dom0 shares the
  * thread with the guests.
  */
+import {
+  TRC_SCHED_BLOCK,
+  TRC_SCHED_RUNSTATE_CHANGE,
+  TRC_SCHED_SWITCH,
+  TRC_SCHED_WAKE,
+  TRC_SCHED_YIELD,
+} from "../include/public/trace.js";
+
+/** The idle domain's id in trace records (Xen's DOMID_IDLE). */
+const DOMID_IDLE = 0x7fff;
+import type { TraceBuffers } from "./trace.js";
 import { Suspend, VcpuState, type Vcpu } from "../arch/wasm32/vcpu.js";
 
 const BOOST = 0;
@@ -44,6 +55,9 @@ export interface SliceRunner {
   betweenSlices?(): boolean;
 }
 
+/** Xen's runstate for each VcpuState (RUNSTATE_running 0, runnable 1, blocked 2, offline 3). */
+const XEN_RUNSTATE = [3, 1, 0, 2];
+
 export class Scheduler {
   private readonly queues: Vcpu[][] = [[], [], []];
   private scheduled = false;
@@ -60,6 +74,18 @@ export class Scheduler {
 
   /** False until the slice clock runs; vCPUs wait for it. */
   private open = false;
+
+  /** Where runstate changes are recorded when tracing is on (the hypervisor's trace buffers). */
+  trace: TraceBuffers | undefined;
+  /** The vCPU that ran last, for TRC_SCHED_SWITCH (undefined: the idle vCPU). */
+  private lastRan: Vcpu | undefined;
+
+  /** Records `v`'s change to `to` (TRC_SCHED_RUNSTATE_CHANGE), with Xen's runstate numbers. */
+  private traceRunstate(v: Vcpu, to: VcpuState): void {
+    const event =
+      TRC_SCHED_RUNSTATE_CHANGE | (XEN_RUNSTATE[v.state]! << 8) | (XEN_RUNSTATE[to]! << 4);
+    this.trace!.record(event, [((v.domain.domid << 16) | v.id) >>> 0]);
+  }
 
   constructor(
     private readonly runner: SliceRunner,
@@ -104,6 +130,7 @@ export class Scheduler {
   /** A vCPU went offline or its domain is going away. */
   remove(v: Vcpu): void {
     this.online.delete(v);
+    if (this.lastRan === v) this.lastRan = undefined;
     if (v.queued) {
       for (const q of this.queues) {
         const i = q.indexOf(v);
@@ -116,6 +143,10 @@ export class Scheduler {
   /** Makes a blocked or new vCPU runnable, boosted as Xen boosts a waking vCPU. */
   wake(v: Vcpu): void {
     if (v.state === VcpuState.Running || v.state === VcpuState.Offline) return;
+    if (this.trace?.on && v.state !== VcpuState.Runnable) {
+      this.trace.record(TRC_SCHED_WAKE, [v.domain.domid, v.id]);
+      this.traceRunstate(v, VcpuState.Runnable);
+    }
     v.state = VcpuState.Runnable;
     v.boost = v.credit >= 0;
     this.enqueue(v);
@@ -220,6 +251,18 @@ export class Scheduler {
         return;
       }
       this.current = v;
+      if (this.trace?.on) {
+        // The pCPU goes from whoever ran last (the idle vCPU after a pause) to v.
+        const prev = this.lastRan;
+        this.trace.record(TRC_SCHED_SWITCH, [
+          prev ? prev.domain.domid : DOMID_IDLE,
+          prev ? prev.id : 0,
+          v.domain.domid,
+          v.id,
+        ]);
+        this.traceRunstate(v, VcpuState.Running);
+      }
+      this.lastRan = v;
       v.state = VcpuState.Running;
       // A capped domain's slice ends where its cap for this period does.
       const reason = this.runner.runSlice(v, Math.min(this.params.tsliceUs, this.capLeft(v)), t0);
@@ -245,6 +288,18 @@ export class Scheduler {
 
   private afterSlice(v: Vcpu, reason: Suspend): void {
     if (v.state !== VcpuState.Running) return; // the slice changed its state (destroy, down)
+    if (this.trace?.on) {
+      if (reason === Suspend.Block || reason === Suspend.Poll)
+        this.trace.record(TRC_SCHED_BLOCK, [v.domain.domid, v.id]);
+      else if (reason === Suspend.Yield) this.trace.record(TRC_SCHED_YIELD, [v.domain.domid, v.id]);
+      const to =
+        reason === Suspend.Block || reason === Suspend.Poll
+          ? VcpuState.Blocked
+          : reason === Suspend.Down
+            ? VcpuState.Offline
+            : VcpuState.Runnable;
+      this.traceRunstate(v, to);
+    }
     switch (reason) {
       case Suspend.Block:
       case Suspend.Poll:

@@ -30,6 +30,38 @@ export function do_sysctl(hv: Hypervisor, v: Vcpu, arg: number): number {
   }
   const u = arg + h.u.offset;
   switch (mem.u32(arg + h.cmd.offset)) {
+    case SC.XEN_SYSCTL_tbuf_op: {
+      const f = SC.xen_sysctl_tbuf_op.fields;
+      const t = hv.trace;
+      switch (mem.u32(u + f.cmd.offset)) {
+        case SC.XEN_SYSCTL_TBUFOP_get_info: {
+          const info = t.info();
+          mem.setU32(u + f.evt_mask.offset, t.evtMask);
+          mem.setU64(u + f.buffer_mfn.offset, info.mfn);
+          mem.setU32(u + f.size.offset, info.size);
+          return 0;
+        }
+        case SC.XEN_SYSCTL_TBUFOP_set_cpu_mask: {
+          // The bitmap's first byte (one CPU): a handle and a bit count, as xenctl_bitmap.
+          const bits = mem.u64(u + f.cpu_mask.offset);
+          const n = mem.u32(u + f.cpu_mask.offset + 8);
+          t.cpuMask = n > 0 && bits !== 0 ? mem.u8[bits]! & 1 : 0;
+          return 0;
+        }
+        case SC.XEN_SYSCTL_TBUFOP_set_evt_mask:
+          t.evtMask = mem.u32(u + f.evt_mask.offset);
+          return 0;
+        case SC.XEN_SYSCTL_TBUFOP_set_size:
+          return t.setSize(mem.u32(u + f.size.offset));
+        case SC.XEN_SYSCTL_TBUFOP_enable:
+          return t.enable();
+        case SC.XEN_SYSCTL_TBUFOP_disable:
+          t.disable();
+          return 0;
+        default:
+          return -XenErrno.EINVAL;
+      }
+    }
     case SC.XEN_SYSCTL_readconsole: {
       const f = SC.xen_sysctl_readconsole.fields;
       const incremental = mem.u8[u + f.incremental.offset] !== 0;

@@ -123,6 +123,16 @@ struct arch_wasm32_boot {
  * to the domain by their sha256). XEN_DOMCTL_wasm32_set_label names the
  * domain in the hypervisor's own messages.
  */
+/*
+ * tsxen's trace events (wasm32; Xen has no id for them): a grant copy,
+ * beside TRC_MEM_PAGE_GRANT_MAP and _UNMAP, and an event channel's send
+ * and upcall, in a PV subclass Xen leaves unused. docs/tracing.md.
+ */
+#define TRC_MEM_PAGE_GRANT_COPY (TRC_MEM + 0x20)
+#define TRC_PV_EVTCHN           0x00204000
+#define TRC_PV_EVTCHN_SEND      (TRC_PV_EVTCHN + 1)
+#define TRC_PV_EVTCHN_UPCALL    (TRC_PV_EVTCHN + 2)
+
 #define XEN_DOMCTL_wasm32_module    2000
 #define XEN_DOMCTL_wasm32_set_label 2001
 

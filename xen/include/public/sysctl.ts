@@ -9,6 +9,7 @@ import { struct } from "./layout.js";
 export const XEN_SYSCTL_INTERFACE_VERSION = 0x00000015;
 
 export const XEN_SYSCTL_readconsole = 1;
+export const XEN_SYSCTL_tbuf_op = 2;
 export const XEN_SYSCTL_physinfo = 3;
 export const XEN_SYSCTL_sched_id = 4;
 export const XEN_SYSCTL_getdomaininfolist = 6;
@@ -67,4 +68,21 @@ export const xen_sysctl_getdomaininfolist = struct("xen_sysctl_getdomaininfolist
 export const xen_sysctl_debug_keys = struct("xen_sysctl_debug_keys", [
   ["keys", 8],
   ["nr_keys", 4],
+]);
+
+/** XEN_SYSCTL_tbuf_op's commands. */
+export const XEN_SYSCTL_TBUFOP_get_info = 0;
+export const XEN_SYSCTL_TBUFOP_set_cpu_mask = 1;
+export const XEN_SYSCTL_TBUFOP_set_evt_mask = 2;
+export const XEN_SYSCTL_TBUFOP_set_size = 3;
+export const XEN_SYSCTL_TBUFOP_enable = 4;
+export const XEN_SYSCTL_TBUFOP_disable = 5;
+
+/** struct xen_sysctl_tbuf_op: the trace buffers' controls and where t_info is. */
+export const xen_sysctl_tbuf_op = struct("xen_sysctl_tbuf_op", [
+  ["cmd", 4],
+  ["cpu_mask", 16, 8],
+  ["evt_mask", 4],
+  ["buffer_mfn", 8],
+  ["size", 4],
 ]);

@@ -1,0 +1,238 @@
+/**
+ * Tracing (docs/tracing.md): xentrace drains the hypervisor's trace buffers
+ * into Xen's file format while example guests run; Debian's xenalyze reads
+ * the file and its per-domain run time matches the CPU time the hypervisor
+ * accounts (what `xl top` shows); tsxen's xentrace_format prints it by
+ * tools/xentrace/formats; a consumer too slow loses records, counted as
+ * Xen counts them; and a consumer that writes nonsense into the buffer's
+ * header cannot make the hypervisor write outside it.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ROOT } from "../../extras/mini-os/build.js";
+import { XcInterface } from "../../tools/libxc/xc.js";
+import { LocalHypercalls } from "../../tools/libxc/channel.js";
+import { xentrace, type TraceAccess } from "../../tools/xentrace/xentrace.js";
+import {
+  formatTrace,
+  parseTrace,
+  readDefs,
+  type TraceRecord,
+} from "../../tools/xentrace/xentrace_format.js";
+import * as T from "../../xen/include/public/trace.js";
+import { DOMID_XEN, HYPERVISOR as H } from "../../xen/include/public/xen.js";
+import type { Host } from "../../tools/host/host.js";
+import { kernel, newHost, sleep, until } from "../helpers.js";
+
+/** xentrace's access to the buffers from inside the host (the socket's copies, minus the socket). */
+function localAccess(host: Host): TraceAccess {
+  const pc = host.dom0.privcmd;
+  return {
+    xc: new XcInterface(new LocalHypercalls(pc)),
+    read: (mfns) => Promise.resolve(pc.mmapBatchV2(DOMID_XEN, mfns).pages.map((p) => p?.slice())),
+    write: (mfn, off, data) => {
+      pc.mmapBatchV2(DOMID_XEN, [mfn]).pages[0]!.set(data, off);
+      return Promise.resolve();
+    },
+  };
+}
+
+test("xentrace records the example guests in Xen's format; xenalyze and xentrace_format read it", async () => {
+  const host = newHost();
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-trace-"));
+  try {
+    const chunks: Uint8Array[] = [];
+    const stop = new AbortController();
+    const run = xentrace(
+      localAccess(host),
+      (b) => chunks.push(b.slice()),
+      { pollMs: 20 },
+      stop.signal,
+    );
+    await sleep(30);
+    const ticker = host.createSync({
+      name: "ticker",
+      kernel: await kernel("ticker"),
+      memory: 4,
+      xenstore: true,
+    });
+    const spin = host.createSync({
+      name: "spin",
+      kernel: await kernel("spin"),
+      memory: 4,
+      xenstore: true,
+    });
+    await until(() => host.readConsole(ticker.domid).includes("tick 3"), 5000, "ticks");
+    host.destroy(spin.domid);
+    const spinNs = spin.vcpus[0]!.cpuTimeNs;
+    await sleep(50);
+    stop.abort();
+    const result = await run;
+    assert.ok(result.reads > 0);
+    assert.equal(host.hv.trace.on, false, "xentrace turns tracing off when it stops");
+    const file = join(dir, "guests.trace");
+    writeFileSync(file, Buffer.concat(chunks));
+
+    const recs = parseTrace(readFileSync(file));
+    const of = (e: number): TraceRecord[] => recs.filter((r) => r.event === e);
+    assert.deepEqual(
+      of(T.TRC_DOM0_DOM_ADD).map((r) => r.data[0]),
+      [ticker.domid, spin.domid],
+    );
+    assert.deepEqual(
+      of(T.TRC_DOM0_DOM_REM).map((r) => r.data[0]),
+      [spin.domid],
+    );
+    const runstate = recs.filter((r) => (r.event & ~0xff0) === T.TRC_SCHED_RUNSTATE_CHANGE);
+    for (const d of [ticker, spin])
+      assert.ok(
+        runstate.some((r) => r.data[0] === d.domid << 16),
+        `runstates of d${d.domid}`,
+      );
+    const calls = of(T.TRC_PV_HYPERCALL_V2).map((r) => r.data[0]! & 0xfffff);
+    for (const op of [
+      H.__HYPERVISOR_set_timer_op,
+      H.__HYPERVISOR_sched_op,
+      H.__HYPERVISOR_event_channel_op,
+    ])
+      assert.ok(calls.includes(op), `hypercall ${op} recorded`);
+    assert.ok(of(T.TRC_PV_EVTCHN_SEND).length > 0, "the console's notifications");
+    assert.ok(of(T.TRC_MEM_SET_P2M_ENTRY).length === 0, "the host API populates without memory_op");
+    assert.ok(recs.every((r) => r.tsc !== undefined));
+    assert.ok(
+      recs.every((r, i) => i === 0 || r.tsc! >= recs[i - 1]!.tsc!),
+      "time only goes forward",
+    );
+
+    // Debian's xenalyze: a domain per guest, and spin's run time is the CPU
+    // time the hypervisor charged it (what xl top shows), within 10%.
+    const summary = execFileSync("xenalyze", ["--summary", "--cpu-hz=1G", file], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    for (const d of [ticker, spin])
+      assert.match(summary, new RegExp(`\\|-- Domain ${d.domid} --\\|`));
+    const spinPart = summary.slice(summary.indexOf(`|-- Domain ${spin.domid} --|`));
+    const running = /^ +running: +\d+ +([\d.]+)s/m.exec(spinPart);
+    assert.ok(running, spinPart.slice(0, 600));
+    const seconds = Number(running[1]);
+    assert.ok(
+      Math.abs(seconds - spinNs / 1e9) <= Math.max(0.1 * (spinNs / 1e9), 0.011),
+      `xenalyze: spin ran ${seconds} s; the hypervisor charged ${spinNs / 1e9} s`,
+    );
+    const tickerPart = summary.slice(summary.indexOf(`|-- Domain ${ticker.domid} --|`));
+    assert.match(tickerPart, /set_timer_op +\[15\]: +\d+/);
+    assert.match(tickerPart, /sched_op +\[29\]: +\d+/);
+
+    // xentrace_format by tsxen's definitions.
+    const lines = formatTrace(
+      recs,
+      readDefs(readFileSync(join(ROOT, "tools/xentrace/formats"), "utf8")),
+    );
+    assert.equal(lines.length, recs.length, "a rule for every event tsxen records");
+    assert.ok(lines.some((l) => /domain_create +\[ dom = \d+ \]/.test(l)));
+    assert.ok(lines.some((l) => /runnable_to_running +\[ dom:vcpu = 0x000\d0000 \]/.test(l)));
+    assert.ok(
+      lines.some((l) => /hypercall +\[ op\|args = 0x1550000f/.test(l)),
+      "set_timer_op",
+    );
+    const cli = execFileSync(
+      process.execPath,
+      [join(ROOT, "dist/tools/xentrace/xentrace_format.js"), join(ROOT, "tools/xentrace/formats")],
+      { input: readFileSync(file), encoding: "utf8" },
+    );
+    assert.equal(cli, lines.map((l) => `${l}\n`).join(""));
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("a consumer too slow loses records, counted; one that writes nonsense loses its backlog only", async () => {
+  const host = newHost();
+  try {
+    const access = localAccess(host);
+    await access.xc.tbufSetSize(1);
+    await access.xc.tbufEnable(true);
+    const spin = host.createSync({
+      name: "spin",
+      kernel: await kernel("spin"),
+      memory: 4,
+      xenstore: true,
+    });
+    const ticker = host.createSync({
+      name: "ticker",
+      kernel: await kernel("ticker"),
+      memory: 4,
+      xenstore: true,
+    });
+    // Nobody drains the one-page buffer while both run.
+    await until(() => host.hv.trace.dropped > 0, 5000, "a full buffer");
+    const chunks: Uint8Array[] = [];
+    const stop = new AbortController();
+    const run = xentrace(
+      access,
+      (b) => chunks.push(b.slice()),
+      { pollMs: 5, pages: 4 },
+      stop.signal,
+    );
+    await sleep(300);
+    stop.abort();
+    await run;
+    const recs = parseTrace(Buffer.concat(chunks));
+    const lost = recs.filter((r) => r.event === T.TRC_LOST_RECORDS);
+    assert.ok(lost.length >= 1, "a lost-records record");
+    assert.ok(lost[0]!.data[0]! > 0);
+    assert.ok(recs.some((r) => r.event === T.TRC_TRACE_WRAP_BUFFER) || recs.length > 0);
+    // The summary tolerates what it finds (wraps and lost records included).
+    const dir = mkdtempSync(join(tmpdir(), "tsxen-trace-"));
+    writeFileSync(join(dir, "lossy.trace"), Buffer.concat(chunks));
+    execFileSync("xenalyze", ["--summary", "--cpu-hz=1G", join(dir, "lossy.trace")], {
+      stdio: "ignore",
+    });
+
+    // A consumer writing nonsense into t_buf.cons: the hypervisor drops
+    // what was unread and goes on inside its buffer.
+    await access.xc.tbufEnable(true);
+    const info = await access.xc.tbufGetInfo();
+    const [tinfo] = await access.read([info.mfn]);
+    const first = new DataView(tinfo!.buffer).getUint32(4, true);
+    for (const bogus of [0xffffffff, 3, 0x7ffffff0]) {
+      const b = new Uint8Array(4);
+      new DataView(b.buffer).setUint32(0, bogus, true);
+      await access.write(first, T.t_buf.fields.cons.offset, b);
+      await sleep(30);
+      const [page] = await access.read([first]);
+      const dv = new DataView(page!.buffer);
+      const size = 1 * 4096 - 8;
+      assert.ok(dv.getUint32(0, true) < 2 * size && dv.getUint32(4, true) < 2 * size);
+    }
+    await access.xc.tbufEnable(false);
+    assert.equal(host.hv.domainById(ticker.domid)?.isShutdown, false, "guests unaffected");
+    assert.equal(host.hv.domainById(spin.domid)?.isShutdown, false);
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("tbuf_op refuses what Xen refuses: a size once the buffers exist, sizes out of range", async () => {
+  const host = newHost();
+  try {
+    const xc = localAccess(host).xc;
+    await assert.rejects(xc.tbufSetSize(0), /EINVAL/);
+    await assert.rejects(xc.tbufSetSize(1 << 20), /EINVAL/);
+    await assert.rejects(xc.tbufSetSize(1024), /EINVAL/, "t_info's one page lists 1,023 frames");
+    assert.equal((await xc.tbufGetInfo()).mfn, 0, "no buffers before the first enable");
+    await xc.tbufEnable(true);
+    await assert.rejects(xc.tbufSetSize(8), /EBUSY/);
+    const info = await xc.tbufGetInfo();
+    assert.ok(info.mfn > 0);
+    assert.equal(info.size, 4096);
+    await xc.tbufEnable(false);
+  } finally {
+    await host.shutdown();
+  }
+});
