@@ -14,8 +14,9 @@
  * the next one that fits. The time stamp of a record ("cycles") is system
  * time in nanoseconds: a 1 GHz clock (docs/tracing.md).
  *
- * The fast path when tracing is off is one field test (`on`), in the
- * callers.
+ * When tracing is off, the hypercall path has no test at all (the
+ * hypervisor swaps in a recording entry while it is on: `toggled`); the
+ * other trace points test `on`.
  */
 import {
   TRACE_EXTRA_MAX,
@@ -69,6 +70,8 @@ export class TraceBuffers {
     private readonly xenPages: XenPages,
     /** The (domid, vcpu) on the CPU now, for TRC_LOST_RECORDS. */
     private readonly current: () => { domid: number; vcpu: number } | undefined,
+    /** Called when recording starts or stops (the hypervisor swaps its hypercall entry). */
+    private readonly toggled: (on: boolean) => void = () => {},
   ) {}
 
   /** The t_info page's frame (0 before the buffers exist) and the bytes of t_info, for get_info. */
@@ -90,12 +93,17 @@ export class TraceBuffers {
       const rc = this.alloc(this.pages || DEFAULT_TBUF_PAGES);
       if (rc < 0) return rc;
     }
-    this.on = true;
+    if (!this.on) {
+      this.on = true;
+      this.toggled(true);
+    }
     return 0;
   }
 
   disable(): void {
+    if (!this.on) return;
     this.on = false;
+    this.toggled(false);
   }
 
   /**
