@@ -675,6 +675,41 @@ export class XcInterface {
     );
   }
 
+  /** xc_domain_resume's hypercall (XEN_DOMCTL_resumedomain): a suspended domain runs on. */
+  async domainResume(domid: number): Promise<void> {
+    await this.domctl("xc_domain_resume", DC.XEN_DOMCTL_resumedomain, domid);
+  }
+
+  /**
+   * xc_shadow_control: log-dirty's OFF, ENABLE_LOGDIRTY, CLEAN and PEEK. For
+   * CLEAN and PEEK, `bitmap` (if given) receives a bit per pfn; resolves
+   * with the domain's pfn count and the dirty pages.
+   */
+  async shadowControl(
+    domid: number,
+    op: number,
+    bitmap?: Uint8Array,
+  ): Promise<{ pages: number; dirty: number }> {
+    const f = DC.xen_domctl_shadow_op.fields;
+    const bits = new Buf(bitmap?.length ?? 0);
+    const b = await this.domctl(
+      "xc_shadow_control",
+      DC.XEN_DOMCTL_shadow_op,
+      domid,
+      (b, u, [buf]) => {
+        b.set32(u + f.op.offset, op);
+        if (bitmap) {
+          b.set64(u + f.dirty_bitmap.offset, buf!);
+          b.set64(u + f.pages.offset, bitmap.length * 8);
+        }
+      },
+      bitmap ? [bits] : [],
+    );
+    bitmap?.set(bits.bytes);
+    const u = DC.xen_domctl.fields.u.offset;
+    return { pages: b.u64(u + f.pages.offset), dirty: b.u32(u + f.dirty_count.offset) };
+  }
+
   /** xc_domain_maximum_gpfn: the highest pfn `domid` can address. */
   async maximumGpfn(domid: number): Promise<number> {
     const arg = new Buf(2);

@@ -20,6 +20,7 @@ import { EventChannels, type EventKick } from "./event_channel.js";
 import { GrantTable } from "./grant_table.js";
 import { SHUTDOWN_NAMES, SHUTDOWN_crash } from "../include/public/sched.js";
 import type { HvmDomain } from "./ioreq.js";
+import type { LogDirty } from "./paging.js";
 import { HVM_RUNNING } from "../arch/wasm32/hvm_ctl.js";
 
 /** What `xl list` shows in its State column, one letter each: r b p s c d. */
@@ -107,6 +108,10 @@ export class Domain {
    * kernel's (docs/hvm.md, "PV drivers on HVM").
    */
   hvm: HvmDomain | undefined;
+  /** Log-dirty mode's copy of the memory (XEN_DOMCTL_shadow_op), while it is on. */
+  logDirty: LogDirty | undefined;
+  /** The vCPU that asked for SHUTDOWN_suspend: its hypercall returns 1 if the domain is resumed. */
+  suspendedBy: Vcpu | undefined;
 
   /**
    * @param kernel the guest kernel; undefined for Dom0, whose kernel is the

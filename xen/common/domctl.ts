@@ -36,6 +36,7 @@ import {
   RUNSTATE_running,
 } from "../include/public/vcpu.js";
 import { DomainCreateError, type Domain } from "./domain.js";
+import { logDirtyOp } from "./paging.js";
 import type { Hypervisor } from "./hypervisor.js";
 import type { GuestMemory } from "./guest_access.js";
 
@@ -244,6 +245,51 @@ function wasm32Module(hv: Hypervisor, d: Domain, mem: GuestMemory, u: number): n
   }
 }
 
+/**
+ * XEN_DOMCTL_shadow_op: log-dirty mode (paging.ts). CLEAN and PEEK take a
+ * bitmap of `pages` bits (none: counts only) and answer the domain's pfn
+ * count in `pages` and the dirty pages in the stats, as Xen's do.
+ */
+function shadowOp(d: Domain, mem: GuestMemory, u: number): number {
+  const f = DC.xen_domctl_shadow_op.fields;
+  const op = mem.u32(u + f.op.offset);
+  switch (op) {
+    case DC.XEN_DOMCTL_SHADOW_OP_OFF:
+      return logDirtyOp(d, "off");
+    case DC.XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY:
+      return logDirtyOp(d, "enable");
+    case DC.XEN_DOMCTL_SHADOW_OP_ENABLE:
+      // Only log-dirty: the other modes are x86's shadow page tables.
+      if (mem.u32(u + f.mode.offset) !== DC.XEN_DOMCTL_SHADOW_ENABLE_LOG_DIRTY)
+        return -XenErrno.EINVAL;
+      return logDirtyOp(d, "enable");
+    case DC.XEN_DOMCTL_SHADOW_OP_CLEAN:
+    case DC.XEN_DOMCTL_SHADOW_OP_PEEK: {
+      if (!d.logDirty) return -XenErrno.EINVAL;
+      const bits = mem.u64(u + f.pages.offset);
+      const at = mem.u64(u + f.dirty_bitmap.offset);
+      let out: Uint8Array | undefined;
+      if (at !== 0 && bits > 0) {
+        const bytes = Math.ceil(bits / 8);
+        mem.check(at, bytes);
+        out = mem.u8.subarray(at, at + bytes);
+        out.fill(0);
+      }
+      const dirty = d.logDirty.scan(
+        out,
+        at === 0 ? d.topPfn : bits,
+        op === DC.XEN_DOMCTL_SHADOW_OP_CLEAN,
+      );
+      mem.setU64(u + f.pages.offset, d.topPfn);
+      mem.setU32(u + f.dirty_count.offset, dirty);
+      mem.setU32(u + f.fault_count.offset, dirty);
+      return 0;
+    }
+    default:
+      return -XenErrno.EINVAL;
+  }
+}
+
 /** domctl(u_domctl) */
 export function do_domctl(hv: Hypervisor, v: Vcpu, arg: number): number {
   const caller = v.domain;
@@ -284,6 +330,10 @@ export function do_domctl(hv: Hypervisor, v: Vcpu, arg: number): number {
     }
     case DC.XEN_DOMCTL_wasm32_module:
       return wasm32Module(hv, d, mem, u);
+    case DC.XEN_DOMCTL_shadow_op:
+      return d === caller ? -XenErrno.EINVAL : shadowOp(d, mem, u);
+    case DC.XEN_DOMCTL_resumedomain:
+      return d === caller || d.isDying ? -XenErrno.EINVAL : hv.resumeDomain(d);
     case DC.XEN_DOMCTL_wasm32_set_label: {
       const f = DC.xen_domctl_wasm32_set_label.fields;
       const len = mem.u32(u + f.len.offset);

@@ -12,6 +12,7 @@ import {
   SCHEDOP_shutdown_code,
   SCHEDOP_yield,
   SHUTDOWN_MAX,
+  SHUTDOWN_suspend,
   sched_poll,
   sched_remote_shutdown,
 } from "../include/public/sched.js";
@@ -73,6 +74,7 @@ export function do_sched_op(hv: Hypervisor, v: Vcpu, cmd: number, arg: number): 
       // never sees a reason it has no name for.
       const reason = d.mem.u32(arg);
       if (reason > SHUTDOWN_MAX) return -XenErrno.EINVAL;
+      if (reason === SHUTDOWN_suspend && !d.isShutdown) d.suspendedBy = v;
       hv.domainShutdown(d, reason);
       return 0;
     }

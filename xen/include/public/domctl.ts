@@ -15,6 +15,7 @@ export const XEN_DOMCTL_pausedomain = 3;
 export const XEN_DOMCTL_unpausedomain = 4;
 export const XEN_DOMCTL_getdomaininfo = 5;
 export const XEN_DOMCTL_setvcpuaffinity = 9;
+export const XEN_DOMCTL_shadow_op = 10;
 export const XEN_DOMCTL_max_mem = 11;
 export const XEN_DOMCTL_setvcpucontext = 12;
 export const XEN_DOMCTL_getvcpucontext = 13;
@@ -23,6 +24,16 @@ export const XEN_DOMCTL_max_vcpus = 15;
 export const XEN_DOMCTL_scheduler_op = 16;
 export const XEN_DOMCTL_setdomainhandle = 17;
 export const XEN_DOMCTL_getvcpuaffinity = 25;
+export const XEN_DOMCTL_resumedomain = 27;
+
+/** xen_domctl_shadow_op.op: log-dirty's sub-ops (the rest of shadow paging is x86's). */
+export const XEN_DOMCTL_SHADOW_OP_OFF = 0;
+export const XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY = 2;
+export const XEN_DOMCTL_SHADOW_OP_CLEAN = 11;
+export const XEN_DOMCTL_SHADOW_OP_PEEK = 12;
+export const XEN_DOMCTL_SHADOW_OP_ENABLE = 32;
+/** xen_domctl_shadow_op.mode for OP_ENABLE. */
+export const XEN_DOMCTL_SHADOW_ENABLE_LOG_DIRTY = 1 << 2;
 
 /**
  * tsxen's wasm32 domctls (docs/arch-wasm32.md, "Building a domain"), numbered
@@ -149,6 +160,17 @@ export const xen_domctl_getdomaininfo = struct("xen_domctl_getdomaininfo", [
   ["gpaddr_bits", 1],
   ["pad2", 7, 1],
   ["arch_config", xen_arch_domainconfig.size, 4],
+]);
+
+/** struct xen_domctl_shadow_op (with xen_domctl_shadow_op_stats at `stats`). */
+export const xen_domctl_shadow_op = struct("xen_domctl_shadow_op", [
+  ["op", 4],
+  ["mode", 4],
+  ["mb", 4],
+  ["dirty_bitmap", 8],
+  ["pages", 8],
+  ["fault_count", 4],
+  ["dirty_count", 4],
 ]);
 
 /** struct xen_domctl_max_mem */
