@@ -27,9 +27,7 @@
  * devices and unpauses it. docs/arch-wasm32.md, "Building a domain".
  */
 import { createHash } from "node:crypto";
-import { statSync } from "node:fs";
-import { resolve } from "node:path";
-import { readHostFile } from "../../xen/common/host_file.js";
+import { FileCache, readHostFile } from "../../xen/common/host_file.js";
 import { stripKernel, type DataSegment } from "../../xen/arch/wasm32/binary.js";
 import { MAX_KERNEL_BYTES } from "../../xen/arch/wasm32/kernel.js";
 import {
@@ -75,42 +73,32 @@ export interface XcDomImage {
   readonly minPages: number;
 }
 
-/** Files parsed before: path → the file's identity then, and the image. */
-const images = new Map<string, { id: string; image: XcDomImage }>();
+/** Images parsed from files, while the files stay the same. */
+const images = new FileCache<XcDomImage>();
 
 /**
  * xc_dom_kernel_file + xc_dom_parse_image: reads the kernel (without
  * blocking, refusing what is not a regular file of at most
  * MAX_KERNEL_BYTES) and parses its module. A file unchanged since it was
- * last read (same inode, size and times) is not read again.
+ * last read is not read again.
  */
-export async function xcDomKernelFile(path: string): Promise<XcDomImage> {
-  const abs = resolve(path);
-  let id: string | undefined;
-  try {
-    const st = statSync(abs);
-    if (st.isFile()) id = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-  } catch {
-    // readHostFile below says what is wrong.
-  }
-  const seen = images.get(abs);
-  if (id !== undefined && seen?.id === id) return seen.image;
-  const { bytes } = await readHostFile(path, { what: "kernel", maxBytes: MAX_KERNEL_BYTES });
-  let parsed;
-  try {
-    parsed = stripKernel(bytes);
-  } catch (e) {
-    throw new Error(`kernel ${path}: ${(e as Error).message}`, { cause: e });
-  }
-  const image: XcDomImage = {
-    path,
-    bytes,
-    sha256: createHash("sha256").update(bytes).digest(),
-    segments: parsed.segments,
-    minPages: parsed.minPages,
-  };
-  if (id !== undefined) images.set(abs, { id, image });
-  return image;
+export function xcDomKernelFile(path: string): Promise<XcDomImage> {
+  return images.get(path, async () => {
+    const { bytes } = await readHostFile(path, { what: "kernel", maxBytes: MAX_KERNEL_BYTES });
+    let parsed;
+    try {
+      parsed = stripKernel(bytes);
+    } catch (e) {
+      throw new Error(`kernel ${path}: ${(e as Error).message}`, { cause: e });
+    }
+    return {
+      path,
+      bytes,
+      sha256: createHash("sha256").update(bytes).digest(),
+      segments: parsed.segments,
+      minPages: parsed.minPages,
+    };
+  });
 }
 
 /** What the builder needs to know of the domain to build. */

@@ -476,8 +476,11 @@ export class Libxl {
       }
     }
     x.config = { ...x.config, name };
-    const d = this.host.hv.domains.get(domid);
-    if (d) d.name = name;
+    // The hypervisor's label follows (XEN_DOMCTL_wasm32_set_label; the call
+    // runs before this returns, over the in-process channel).
+    this.xc
+      .wasm32SetLabel(domid, name)
+      .catch((e: Error) => this.host.hv.console.printk(`libxl: ${e.message}`));
     this.host.xenstored.writeText(`${domainPath(domid)}/name`, name);
     this.host.xenstored.writeText(`/vm/${x.uuid}/name`, name);
     this.host.xenconsoled.rename(domid, name);

@@ -14,9 +14,11 @@ import {
   closeSync,
   readFileSync,
   readSync,
+  statSync,
   type Stats,
 } from "node:fs";
 import { open } from "node:fs/promises";
+import { resolve } from "node:path";
 
 /** What the file is for and what is accepted. */
 export interface HostFileOptions {
@@ -186,5 +188,37 @@ export async function readHostFile(
     throw openFailed(path, opts, e);
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * What was made from files (a parsed or compiled image), kept while each
+ * file stays the same: same device, inode, size and times. Loaders read
+ * a kernel on every create, and an unchanged file is neither read nor
+ * hashed again. Only regular files are remembered (stat never blocks, even
+ * on a FIFO); anything else is loaded, and its loader says what is wrong.
+ */
+export class FileCache<T> {
+  private readonly seen = new Map<string, { id: string; value: T }>();
+
+  /** `load`'s result for `path`, or the one kept for it; `variant` tells apart loads of one file made differently. */
+  async get(path: string, load: () => Promise<T>, variant = ""): Promise<T> {
+    const abs = resolve(path);
+    let id: string | undefined;
+    try {
+      const st = statSync(abs);
+      if (st.isFile()) id = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}:${variant}`;
+    } catch {
+      // The load reports what is wrong.
+    }
+    const seen = this.seen.get(abs);
+    if (id !== undefined && seen?.id === id) return seen.value;
+    const value = await load();
+    if (id !== undefined) this.seen.set(abs, { id, value });
+    return value;
+  }
+
+  clear(): void {
+    this.seen.clear();
   }
 }

@@ -14,11 +14,11 @@
  * Format: the WebAssembly core specification, binary format (section 5.5).
  */
 import { createHash } from "node:crypto";
-import { dirname, join, resolve } from "node:path";
-import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { cacheRoot } from "./cache_dir.js";
 import { Worker } from "node:worker_threads";
-import { readHostFile } from "../../common/host_file.js";
+import { FileCache, readHostFile } from "../../common/host_file.js";
 import { Reader, leb } from "./binary.js";
 import { addLoopChecks } from "./hvm_checks.js";
 import { WASI_FUNCTIONS, WASI_MODULE } from "../../include/public/hvm/wasm32_io.js";
@@ -443,28 +443,17 @@ export function loadHvmImage(bytes: Uint8Array): Promise<HvmImage> {
   });
 }
 
-/** Files loaded before: absolute path → the file's identity then, and its image. */
-const loadedFiles = new Map<string, { id: string; image: HvmImage }>();
+/** Programs loaded from files, while the files stay the same. */
+const loadedFiles = new FileCache<HvmImage>();
 
 /** Loads an HVM program from a file; the error names the file. */
-export async function loadHvmImageFile(path: string): Promise<HvmImage> {
-  const abs = resolve(path);
-  let id: string | undefined;
-  try {
-    const st = statSync(abs);
-    if (st.isFile()) id = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-  } catch {
-    // Reading it reports what is wrong.
-  }
-  const seen = loadedFiles.get(abs);
-  if (id !== undefined && seen?.id === id) return seen.image;
-  const { bytes } = await readHostFile(path, { what: "kernel", maxBytes: MAX_HVM_IMAGE_BYTES });
-  let image: HvmImage;
-  try {
-    image = await loadHvmImage(bytes);
-  } catch (e) {
-    throw new Error(`HVM program ${path}: ${(e as Error).message}`, { cause: e });
-  }
-  if (id !== undefined) loadedFiles.set(abs, { id, image });
-  return image;
+export function loadHvmImageFile(path: string): Promise<HvmImage> {
+  return loadedFiles.get(path, async () => {
+    const { bytes } = await readHostFile(path, { what: "kernel", maxBytes: MAX_HVM_IMAGE_BYTES });
+    try {
+      return await loadHvmImage(bytes);
+    } catch (e) {
+      throw new Error(`HVM program ${path}: ${(e as Error).message}`, { cause: e });
+    }
+  });
 }

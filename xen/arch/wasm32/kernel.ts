@@ -4,9 +4,9 @@
  * compile it once per host so that every domain running it only instantiates.
  */
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
-import { readHostFile } from "../../common/host_file.js";
-import { join, resolve } from "node:path";
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { FileCache, readHostFile } from "../../common/host_file.js";
+import { join } from "node:path";
 import { cacheRoot } from "./cache_dir.js";
 import { Worker } from "node:worker_threads";
 import type { DataSegment } from "./binary.js";
@@ -190,31 +190,20 @@ export function warmKernelCache(
 }
 
 /** Loads a kernel from a `.wasm` file; the error names the file. */
-export async function loadKernelFile(
+export function loadKernelFile(
   path: string,
   options: InstrumentOptions = DEFAULT_INSTRUMENT_OPTIONS,
 ): Promise<Kernel> {
-  // A file unchanged since its last load (same inode, size and times) is not
-  // read and hashed again: libxl loads the kernel on every create.
-  const abs = resolve(path);
-  let id: string | undefined;
-  try {
-    // stat never blocks, even on a FIFO; only a regular file is remembered.
-    const st = statSync(abs);
-    if (st.isFile())
-      id = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}:${instrumenterVersion(options)}`;
-  } catch {
-    // Reading it below reports what is wrong.
-  }
-  const seen = loadedFiles.get(abs);
-  if (id !== undefined && seen?.id === id) return seen.kernel;
-  const kernel = await readAndLoadKernel(path, options);
-  if (id !== undefined) loadedFiles.set(abs, { id, kernel });
-  return kernel;
+  // libxl loads the kernel on every create: an unchanged file is not read again.
+  return loadedFiles.get(
+    path,
+    () => readAndLoadKernel(path, options),
+    instrumenterVersion(options),
+  );
 }
 
-/** Files loaded by loadKernelFile: absolute path → the file's identity then, and its kernel. */
-const loadedFiles = new Map<string, { id: string; kernel: Kernel }>();
+/** Kernels loaded from files, while the files stay the same. */
+const loadedFiles = new FileCache<Kernel>();
 
 /**
  * Largest kernel file accepted. A kernel is read whole and instrumented in
