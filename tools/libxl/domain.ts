@@ -462,6 +462,69 @@ export class Libxl {
   }
 
   /**
+   * libxl's PV suspend (libxl_dom_suspend.c), the first step of a save:
+   * "suspend" goes to control/shutdown; the guest acknowledges by clearing
+   * it, then shuts down with SHUTDOWN_suspend, and stays so until the
+   * toolstack resumes it (resume) or saves and destroys it. A guest that
+   * does not acknowledge within `ackTimeoutMs` has the request withdrawn
+   * and is left running: Xen's "guest didn't acknowledge suspend,
+   * cancelling request". One that acknowledges and does not suspend within
+   * `suspendTimeoutMs`: "guest did not suspend, timed out". Libxl's
+   * timeouts are a minute each.
+   */
+  async suspend(
+    domid: number,
+    opts: { ackTimeoutMs?: number; suspendTimeoutMs?: number; log?: (line: string) => void } = {},
+  ): Promise<void> {
+    this.get(domid);
+    const d = this.host.hv.domainById(domid)!;
+    if (!this.pvcontrolAvailable(domid))
+      throw new Error(
+        `libxl: ERROR_NOPARAVIRT: domain ${domid} has no PV control interface (an HVM guest without PV drivers)`,
+      );
+    if (d.isShutdown && d.shutdownName === "suspend") return;
+    const xs = this.host.xenstored;
+    const path = `${domainPath(domid)}/control/shutdown`;
+    const read = (): string => (xs.store.get(path) ? (xs.readText(path) ?? "") : "");
+    const waitFor = async (done: () => boolean, ms: number): Promise<boolean> => {
+      const end = Date.now() + ms;
+      while (!done()) {
+        if (Date.now() > end) return false;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      return true;
+    };
+    const log = opts.log ?? ((): void => {});
+    xs.writeText(path, "suspend");
+    log(
+      `libxl: debug: libxl_dom_suspend.c: Domain ${domid}:issuing PV suspend request via XenBus control node`,
+    );
+    const acked = await waitFor(() => read() !== "suspend", opts.ackTimeoutMs ?? 60_000);
+    if (!acked && read() === "suspend") {
+      // Read and withdrawn in one turn of the host's thread, where no guest
+      // runs: an acknowledgement that came first still counts, as libxl's
+      // transaction makes sure.
+      xs.writeText(path, "");
+      throw new Error(
+        `libxl: Domain ${domid}:guest didn't acknowledge suspend, cancelling request`,
+      );
+    }
+    log(`libxl: debug: libxl_dom_suspend.c: Domain ${domid}:guest acknowledged suspend request`);
+    const suspended = await waitFor(
+      () => d.isShutdown || d.isDying,
+      opts.suspendTimeoutMs ?? 60_000,
+    );
+    if (!suspended || d.shutdownName !== "suspend")
+      throw new Error(`libxl: Domain ${domid}:guest did not suspend, timed out`);
+  }
+
+  /** libxl_domain_resume (cooperative): a suspended domain runs on; its suspend hypercall returns 1. */
+  async resume(domid: number): Promise<void> {
+    this.get(domid);
+    await this.xc.domainResume(domid);
+  }
+
+  /**
    * libxl_domain_rename: the name in xenstore (domain home and /vm), the
    * hypervisor's record and the console log follow. Names stay unique.
    */

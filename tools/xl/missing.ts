@@ -6,7 +6,7 @@
 export const MISSING: Record<string, ["later" | "n/a", string]> = {
   save: [
     "later",
-    "saving a domain comes with the domain builder's save stream (Xen's migration stream v2)",
+    "the pieces exist (the builder through hypercalls, log-dirty, resumedomain, libxl's PV suspend protocol); the save stream (Xen's migration stream v2) does not yet",
   ],
   restore: ["later", "restoring a domain comes with the domain builder's save stream"],
   migrate: ["later", "live migration comes with save and restore"],

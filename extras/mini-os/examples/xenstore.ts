@@ -2,13 +2,15 @@
 // writes data/greeting, bumps data/counter in a transaction (retrying on
 // EAGAIN), and then does what every PV guest does: watches control/shutdown
 // and powers off or reboots when the toolstack writes "poweroff" or "reboot"
-// (saying so in control/feature-poweroff and -reboot), prints the letter
+// (saying so in control/feature-poweroff and -reboot), suspends on "suspend"
+// and carries on when resumed in the same domain, prints the letter
 // `xl sysrq` writes to control/sysrq, and watches memory/target (xl mem-set),
 // printing each new target and following it with its balloon driver.
 import {
   cons,
   domid,
   shutdown,
+  suspend,
   SHUTDOWN_poweroff,
   SHUTDOWN_reboot,
   SHUTDOWN_crash,
@@ -87,7 +89,7 @@ export function _start(): void {
   rc = xenbus_watch("control/shutdown", "shutdown");
   if (rc < 0) fail("watch control/shutdown", rc);
   // As Linux says once its shutdown watch is set: these requests are
-  // understood (there is no feature-suspend: mini-os cannot suspend).
+  // understood ("suspend" is too, as every PV guest's).
   xenbus_write("control/feature-poweroff", "1");
   xenbus_write("control/feature-reboot", "1");
   rc = xenbus_watch("control/sysrq", "sysrq");
@@ -122,6 +124,15 @@ export function _start(): void {
     }
     if (xenbus_read("control/shutdown") < 0) continue;
     const v = xenbus_reply();
+    if (str_eq(v, "suspend")) {
+      // Xen's PV suspend: acknowledge by clearing the request, then suspend;
+      // the hypercall returns when the toolstack resumes the domain.
+      cons.s("xenstore: control/shutdown says 'suspend'").nl();
+      xenbus_write("control/shutdown", "");
+      const rc = suspend();
+      cons.s("xenstore: resumed (suspend returned ").i(rc).s(")").nl();
+      continue;
+    }
     let reason: i32 = -1;
     if (str_eq(v, "poweroff")) reason = SHUTDOWN_poweroff;
     else if (str_eq(v, "reboot")) reason = SHUTDOWN_reboot;

@@ -8,6 +8,7 @@ import {
   MAX_GUEST_CMDLINE,
   SCHEDOP_shutdown,
   SHUTDOWN_crash,
+  SHUTDOWN_suspend,
 } from "./xen_abi";
 import { HYPERVISOR_sched_op } from "./hypervisor";
 import { printk, cons } from "./console";
@@ -45,6 +46,26 @@ export function shutdown(reason: u32): void {
   const arg = memory.data(4);
   store<u32>(arg, reason);
   HYPERVISOR_sched_op(SCHEDOP_shutdown, arg);
+}
+
+/**
+ * Suspends the domain (Xen's PV protocol: SCHEDOP_shutdown with
+ * SHUTDOWN_suspend, after the toolstack wrote "suspend" to
+ * control/shutdown). Returns when the domain runs again: 1 when the
+ * toolstack resumed it in the same domain (a checkpoint, or a cancelled
+ * suspend), so every ring and channel is still connected; 0 when it runs
+ * in a new domain after a restore. mini-os cannot reconnect its rings yet:
+ * that case crashes, saying so.
+ */
+export function suspend(): i32 {
+  const arg = memory.data(4);
+  store<u32>(arg, SHUTDOWN_suspend);
+  const rc = HYPERVISOR_sched_op(SCHEDOP_shutdown, arg);
+  if (rc == 0) {
+    printk("mini-os: resumed in a new domain; reconnecting is not implemented\n");
+    shutdown(SHUTDOWN_crash);
+  }
+  return rc;
 }
 
 /** AssemblyScript's abort hook (wired with --use abort=...): print and crash. */
