@@ -181,7 +181,8 @@ function buildSqlite(): void {
 
 /**
  * Copies Xen's public headers into XEN_INCLUDE/xen with tsxen's
- * arch-wasm32.h, and adds wasm32 to xen.h's architecture switch.
+ * arch-wasm32.h, and adds wasm32 to the architecture switches of xen.h and
+ * hvm/save.h.
  */
 export function prepareXenHeaders(): void {
   const dir = join(XEN_INCLUDE, "xen");
@@ -199,6 +200,20 @@ export function prepareXenHeaders(): void {
     text.replace(
       unsupported,
       `#elif defined(__wasm32__)\n#include "arch-wasm32.h"\n${unsupported}`,
+    ),
+  );
+  // hvm/save.h's architecture switch too (domctl.h includes it): wasm32
+  // has no HVM save records of its own.
+  const saveH = join(dir, "hvm", "save.h");
+  const save = readFileSync(saveH, "utf8");
+  const unsupportedSave = '#else\n#error "unsupported architecture"';
+  if (!save.includes(unsupportedSave))
+    throw new Error(`${XEN_HEADERS}/hvm/save.h: its architecture switch is not the one expected`);
+  writeFileSync(
+    saveH,
+    save.replace(
+      unsupportedSave,
+      `#elif defined(__wasm32__)\n/* wasm32: no HVM save records of its own */\n${unsupportedSave}`,
     ),
   );
   cpSync(ARCH_HEADER, stamp);

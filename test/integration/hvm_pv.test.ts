@@ -35,6 +35,9 @@ import * as GT from "../../xen/include/public/grant_table.js";
 import * as MEM from "../../xen/include/public/memory.js";
 import * as SCHED from "../../xen/include/public/sched.js";
 import * as VCPU from "../../xen/include/public/vcpu.js";
+import * as DC from "../../xen/include/public/domctl.js";
+import * as SC from "../../xen/include/public/sysctl.js";
+import * as TRACE from "../../xen/include/public/trace.js";
 import { xen_hvm_param } from "../../xen/include/public/hvm/hvm_op.js";
 import { ioreq } from "../../xen/include/public/hvm/ioreq.js";
 import { vchan_interface } from "../../xen/include/public/io/libxenvchan.js";
@@ -108,6 +111,30 @@ const LAYOUTS: Array<Layout<string>> = [
   xencons_interface,
   xenstore_domain_interface,
   xsd_sockmsg,
+  // The toolstack's (domctl.h, sysctl.h and trace.h, under __XEN_TOOLS__),
+  // with wasm32's parts from arch-wasm32.h.
+  ARCH.vcpu_guest_context,
+  DC.xen_domctl,
+  DC.xen_arch_domainconfig,
+  DC.xen_domctl_createdomain,
+  DC.xen_domctl_getdomaininfo,
+  DC.xen_domctl_max_mem,
+  DC.xen_domctl_getvcpuinfo,
+  DC.xen_domctl_vcpucontext,
+  DC.xen_domctl_vcpuaffinity,
+  DC.xen_domctl_max_vcpus,
+  DC.xen_domctl_sched_credit,
+  DC.xen_domctl_scheduler_op,
+  DC.xen_domctl_setdomainhandle,
+  DC.xen_domctl_shadow_op,
+  DC.xen_domctl_wasm32_module,
+  DC.xen_domctl_wasm32_set_label,
+  SC.xen_sysctl,
+  SC.xen_sysctl_readconsole,
+  SC.xen_sysctl_tbuf_op,
+  SC.xen_sysctl_physinfo,
+  SC.xen_sysctl_getdomaininfolist,
+  TRACE.t_buf,
 ];
 
 /** Where tsxen's flattened field names sit in Xen's C structs (as offset expressions). */
@@ -120,6 +147,8 @@ const C_OFFSET: Record<string, string> = {
   "vchan_interface.left_prod": "offsetof(struct vchan_interface, left.prod)",
   "vchan_interface.right_cons": "offsetof(struct vchan_interface, right.cons)",
   "vchan_interface.right_prod": "offsetof(struct vchan_interface, right.prod)",
+  "xen_domctl_shadow_op.fault_count": "offsetof(struct xen_domctl_shadow_op, stats.fault_count)",
+  "xen_domctl_shadow_op.dirty_count": "offsetof(struct xen_domctl_shadow_op, stats.dirty_count)",
 };
 
 test("Xen's public headers with arch-wasm32.h give every guest struct, compiled by clang for wasm32, tsxen's layout", () => {
@@ -149,6 +178,9 @@ test("Xen's public headers with arch-wasm32.h give every guest struct, compiled 
         "io/libxenvchan.h",
         "io/console.h",
         "io/xs_wire.h",
+        "domctl.h",
+        "sysctl.h",
+        "trace.h",
       ].map((h) => `#include <xen/${h}>`),
       "int main(void) {",
       ...lines,
@@ -161,6 +193,7 @@ test("Xen's public headers with arch-wasm32.h give every guest struct, compiled 
       [
         "--target=wasm32-wasi",
         "-O1",
+        "-D__XEN_TOOLS__",
         ...PV_CFLAGS,
         "-o",
         join(dir, "layout.wasm"),

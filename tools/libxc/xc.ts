@@ -463,7 +463,7 @@ export class XcInterface {
   /** xc_domain_max_vcpus */
   async domainMaxVcpus(domid: number, max: number): Promise<void> {
     await this.domctl("xc_domain_max_vcpus", DC.XEN_DOMCTL_max_vcpus, domid, (b, u) =>
-      b.set32(u + DC.xen_domctl_max_vcpus.fields.max_vcpus.offset, max),
+      b.set32(u + DC.xen_domctl_max_vcpus.fields.max.offset, max),
     );
   }
 

@@ -310,7 +310,7 @@ export function do_domctl(hv: Hypervisor, v: Vcpu, arg: number): number {
   switch (cmd) {
     case DC.XEN_DOMCTL_max_vcpus: {
       // Since Xen 4.12 createdomain sizes the vCPU array; this only confirms it.
-      const max = mem.u32(u + DC.xen_domctl_max_vcpus.fields.max_vcpus.offset);
+      const max = mem.u32(u + DC.xen_domctl_max_vcpus.fields.max.offset);
       return d !== caller && max >= 1 && max <= d.vcpus.length ? 0 : -XenErrno.EINVAL;
     }
     case DC.XEN_DOMCTL_setvcpucontext: {

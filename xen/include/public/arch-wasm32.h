@@ -109,6 +109,28 @@ typedef uint64_t xen_callback_t;
 #define WASM32_PFN_GRANT_TABLE 6 /* grant frames 0..9 (setup_table)        */
 #define WASM32_IMAGE_BASE 0x40000
 
+/*
+ * A vCPU's context (XEN_DOMCTL_getvcpucontext / setvcpucontext): the
+ * export it starts at and that export's argument, whether its main and
+ * upcall contexts are unwound into their save areas, and the hypercall it
+ * makes again when it resumes. docs/arch-wasm32.md, "Building a domain".
+ */
+#define VGCF_online (1 << 5)
+#define WASM32_ENTRY_START      0 /* _start(start_info)  */
+#define WASM32_ENTRY_START_VCPU 1 /* _start_vcpu(vcpuid) */
+struct vcpu_guest_context {
+    uint64_aligned_t flags;     /* VGCF_online                       */
+    uint32_t entry;             /* WASM32_ENTRY_*                    */
+    uint32_t arg;
+    uint32_t runstate;          /* RUNSTATE_* (getvcpucontext)       */
+    uint32_t suspended;         /* which contexts are unwound        */
+    uint64_aligned_t save_area; /* the main context's save area      */
+    uint64_aligned_t cont_op;   /* the hypercall made again, or ~0   */
+    uint64_aligned_t cont_args[5];
+};
+typedef struct vcpu_guest_context vcpu_guest_context_t;
+DEFINE_XEN_GUEST_HANDLE(vcpu_guest_context_t);
+
 /* The page at WASM32_PFN_BOOT_INFO. */
 struct arch_wasm32_boot {
     uint32_t domid;
@@ -116,23 +138,20 @@ struct arch_wasm32_boot {
 };
 
 #if defined(__XEN__) || defined(__XEN_TOOLS__)
+/* XEN_DOMCTL_createdomain's arch part: nothing yet, kept at x86's size. */
+struct xen_arch_domainconfig {
+    uint32_t flags;
+    uint32_t _reserved;
+};
+
 /*
  * tsxen's wasm32 domctls, numbered clear of Xen's. A wasm32 domain's code
  * is a module, not bytes in its memory: the domain builder hands it to the
  * hypervisor with XEN_DOMCTL_wasm32_module (upload its bytes, then bind it
  * to the domain by their sha256). XEN_DOMCTL_wasm32_set_label names the
- * domain in the hypervisor's own messages.
+ * domain in the hypervisor's own messages. Their guest handles are plain
+ * 64-bit addresses here: xen.h defines the handle types after this header.
  */
-/*
- * tsxen's trace events (wasm32; Xen has no id for them): a grant copy,
- * beside TRC_MEM_PAGE_GRANT_MAP and _UNMAP, and an event channel's send
- * and upcall, in a PV subclass Xen leaves unused. docs/tracing.md.
- */
-#define TRC_MEM_PAGE_GRANT_COPY (TRC_MEM + 0x20)
-#define TRC_PV_EVTCHN           0x00204000
-#define TRC_PV_EVTCHN_SEND      (TRC_PV_EVTCHN + 1)
-#define TRC_PV_EVTCHN_UPCALL    (TRC_PV_EVTCHN + 2)
-
 #define XEN_DOMCTL_wasm32_module    2000
 #define XEN_DOMCTL_wasm32_set_label 2001
 
@@ -143,20 +162,30 @@ struct arch_wasm32_boot {
 #define XEN_DOMCTL_WASM32_MODULE_has_start_vcpu (1U << 1)
 
 struct xen_domctl_wasm32_module {
-    uint32_t op;          /* IN: XEN_DOMCTL_WASM32_MODULE_*              */
-    uint32_t flags;       /* OUT (bind)                                  */
-    uint8_t sha256[32];   /* IN: the module's bytes as built             */
-    uint64_aligned_t size;   /* IN (upload): the whole module's bytes    */
-    uint64_aligned_t offset; /* IN (upload): where this chunk goes       */
-    XEN_GUEST_HANDLE_64(uint8) buffer; /* IN chunk / OUT refusal text    */
-    uint32_t len;         /* IN: the chunk's or the buffer's bytes       */
-    uint32_t min_pages;   /* OUT (bind): memory import minimum, 64 KiB   */
+    uint32_t op;             /* IN: XEN_DOMCTL_WASM32_MODULE_*             */
+    uint32_t flags;          /* OUT (bind)                                 */
+    uint8_t sha256[32];      /* IN: of the module's bytes as built         */
+    uint64_aligned_t size;   /* IN (upload): the whole module's bytes      */
+    uint64_aligned_t offset; /* IN (upload): where this chunk goes         */
+    uint64_aligned_t buffer; /* IN: the chunk / OUT (bind): refusal text   */
+    uint32_t len;            /* IN: the chunk's or the buffer's bytes      */
+    uint32_t min_pages;      /* OUT (bind): memory import minimum, 64 KiB  */
 };
 
 struct xen_domctl_wasm32_set_label {
-    XEN_GUEST_HANDLE_64(char) label; /* IN: UTF-8, no NUL, no '/'        */
-    uint32_t len;                    /* IN: 1..64                        */
+    uint64_aligned_t label;  /* IN: UTF-8, no NUL, no '/'                  */
+    uint32_t len;            /* IN: 1..64                                  */
 };
+
+/*
+ * tsxen's trace events (wasm32; Xen has no id for them): a grant copy,
+ * beside TRC_MEM_PAGE_GRANT_MAP and _UNMAP, and an event channel's send
+ * and upcall, in a PV subclass Xen leaves unused. docs/tracing.md.
+ */
+#define TRC_MEM_PAGE_GRANT_COPY (TRC_MEM + 0x20)
+#define TRC_PV_EVTCHN           0x00204000
+#define TRC_PV_EVTCHN_SEND      (TRC_PV_EVTCHN + 1)
+#define TRC_PV_EVTCHN_UPCALL    (TRC_PV_EVTCHN + 2)
 #endif
 
 #endif /* !__ASSEMBLY__ */

@@ -207,7 +207,7 @@ export const xen_domctl_vcpuaffinity = struct("xen_domctl_vcpuaffinity", [
 ]);
 
 /** struct xen_domctl_max_vcpus */
-export const xen_domctl_max_vcpus = struct("xen_domctl_max_vcpus", [["max_vcpus", 4]]);
+export const xen_domctl_max_vcpus = struct("xen_domctl_max_vcpus", [["max", 4]]);
 
 /** struct xen_domctl_sched_credit */
 export const xen_domctl_sched_credit = struct("xen_domctl_sched_credit", [
