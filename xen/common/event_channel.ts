@@ -153,6 +153,62 @@ export class EventChannels {
     return port;
   }
 
+  /** The bound ports and their channels, in port order (a domain's save). */
+  *channels(): Generator<[number, Evtchn]> {
+    for (let p = 1; p < this.ports.length; p++) {
+      const ch = this.ports[p];
+      if (ch) yield [p, ch];
+    }
+  }
+
+  /**
+   * Binds `port` as it was saved (a domain's restore): unbound (offered to
+   * `remoteDom`), a VIRQ or an IPI. False when the port is taken, out of
+   * range, or the binding is not one of those or invalid.
+   */
+  restorePort(
+    port: number,
+    c: {
+      state: number;
+      vcpu: number;
+      remoteDom: number;
+      virq: number;
+      virqVcpu: number;
+      priority: number;
+    },
+  ): boolean {
+    if (!Number.isInteger(port) || port < 1 || port >= this.maxPorts || this.ports[port])
+      return false;
+    if (!this.d.vcpus[c.vcpu]) return false;
+    let key = -1;
+    if (c.state === EVTCHNSTAT_virq) {
+      if (
+        !Number.isInteger(c.virq) ||
+        c.virq < 0 ||
+        c.virq >= NR_VIRQS ||
+        !this.d.vcpus[c.virqVcpu]
+      )
+        return false;
+      key = c.virqVcpu * NR_VIRQS + c.virq;
+      if (this.virqPort.has(key)) return false;
+    } else if (c.state !== EVTCHNSTAT_unbound && c.state !== EVTCHNSTAT_ipi) return false;
+    while (port >= this.validPorts) this.validPorts += EVTCHNS_PER_BUCKET;
+    this.ports[port] = {
+      state: c.state,
+      vcpu: c.vcpu,
+      remoteDom: c.state === EVTCHNSTAT_unbound ? c.remoteDom : 0,
+      remotePort: 0,
+      peer: undefined,
+      virq: c.state === EVTCHNSTAT_virq ? c.virq : 0,
+      virqVcpu: c.state === EVTCHNSTAT_virq ? c.virqVcpu : 0,
+      priority: c.priority,
+      pending: false,
+    };
+    if (key >= 0) this.virqPort.set(key, port);
+    this.inUseCount++;
+    return true;
+  }
+
   /** EVTCHNOP_alloc_unbound: a port that domain `remoteDom` may bind to. */
   allocUnbound(remoteDom: number): number {
     const port = this.allocPort(EVTCHNSTAT_unbound, 0);

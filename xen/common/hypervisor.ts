@@ -56,6 +56,7 @@ import { FrameAllocator } from "./page_alloc.js";
 import { HypervisorConsole } from "./console.js";
 import { CodeStore } from "../arch/wasm32/code_store.js";
 import { TraceBuffers } from "./trace.js";
+import type { VcpuContext } from "./domain_context.js";
 import {
   TRC_DOM0_DOM_ADD,
   TRC_DOM0_DOM_REM,
@@ -950,6 +951,27 @@ export class Hypervisor implements VcpuHost {
     v.state = VcpuState.Blocked;
     this.sched.add(v);
     this.sched.wake(v);
+  }
+
+  /**
+   * Brings vCPU `v` of a domain being restored back as it was saved
+   * (domain_context.ts): a new instance with the saved globals, its
+   * contexts to be rewound from their save areas, its timers, blocked or
+   * runnable. Throws what the instance or the snapshot refuses.
+   */
+  vcpuRestore(v: Vcpu, c: VcpuContext): void {
+    v.domain.memoryReplaceable = false;
+    v.instantiate(this);
+    v.restoreSnapshot(c.snapshot);
+    v.cpuTimeNs = c.cpuTimeNs;
+    v.periodNs = c.periodNs;
+    if (c.singleshotNs >= 0) this.timers.set(v.singleshot, c.singleshotNs);
+    if (c.periodicNs >= 0) this.timers.set(v.periodic, c.periodicNs);
+    v.pollPorts = c.pollPorts ? [...c.pollPorts] : undefined;
+    if (c.pollNs >= 0) this.timers.set(v.pollTimer, c.pollNs);
+    v.state = c.state === VcpuState.Blocked ? VcpuState.Blocked : VcpuState.Runnable;
+    this.sched.add(v);
+    if (v.state === VcpuState.Runnable) this.sched.enqueue(v);
   }
 
   /** Takes vCPU `v` offline (VCPUOP_down on another vCPU). */

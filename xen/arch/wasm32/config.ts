@@ -77,6 +77,9 @@ export const IMPORT_MEMORY = "memory";
 export const EXPORT_ENTRY = "_start";
 export const EXPORT_SECONDARY_ENTRY = "_start_vcpu";
 export const EXPORT_CALLBACK = "hypervisor_callback";
+/** Exports instrument.ts adds for the hypervisor: each mutable global, and how many there are. */
+export const GLOBAL_EXPORT_PREFIX = "tsxen$global$";
+export const GLOBAL_COUNT_EXPORT = "tsxen$globals";
 
 /** Back-edges and function entries between two looks at the slice clock. */
 export const PREEMPT_CHECK_INTERVAL = 1000;

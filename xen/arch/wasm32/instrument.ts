@@ -41,6 +41,8 @@ import {
   IMPORT_MODULE,
   IMPORT_PREEMPT,
   PREEMPT_CHECK_INTERVAL,
+  GLOBAL_COUNT_EXPORT,
+  GLOBAL_EXPORT_PREFIX,
 } from "./config.js";
 
 /** Features a wasm32 kernel may use: what Node 20's V8 accepts. */
@@ -170,6 +172,7 @@ export function instrumentKernel(
     m.runPasses(["asyncify"]);
     stateInLocals(m, ASYNCIFY_STATE);
     if (options.optimizeLevel > 0) m.optimize();
+    exportVcpuGlobals(m);
     m.removeExport(KEEP_MEMORY);
     m.removeFunction(KEEP_MEMORY);
     if (!m.validate()) throw new Error("instrumented kernel does not validate (Binaryen bug?)");
@@ -180,6 +183,34 @@ export function instrumentKernel(
   }
 }
 
+/**
+ * Exports every mutable global of number type (the kernel's own, the
+ * preemption countdown, Asyncify's) as GLOBAL_EXPORT_PREFIX + its index:
+ * with the linear memory and the save areas, they are all of a vCPU's
+ * state, which saving a domain takes (xen/common/domain_context.ts). A v128
+ * global cannot cross into JS; a kernel with one mutable is not savable,
+ * which the save says.
+ */
+function exportVcpuGlobals(m: binaryen.Module): void {
+  const numberTypes = new Set([binaryen.i32, binaryen.i64, binaryen.f32, binaryen.f64]);
+  let mutable = 0;
+  const n = m.getNumGlobals();
+  for (let i = 0; i < n; i++) {
+    const g = binaryen.getGlobalInfo(m.getGlobalByIndex(i));
+    if (!g.mutable) continue;
+    mutable++;
+    if (!numberTypes.has(g.type)) continue;
+    const name = `${GLOBAL_EXPORT_PREFIX}${i}`;
+    if (m.getExport(name))
+      throw new Error(`kernel exports ${name}, a name that belongs to the hypervisor`);
+    m.addGlobalExport(g.name, name);
+  }
+  // How many mutable globals there are in all: fewer exported means one
+  // cannot be saved.
+  m.addGlobal(GLOBAL_COUNT_EXPORT, binaryen.i32, false, m.i32.const(mutable));
+  m.addGlobalExport(GLOBAL_COUNT_EXPORT, GLOBAL_COUNT_EXPORT);
+}
+
 /** Binaryen's package version, part of the cache key. */
 export const BINARYEN_VERSION: string = (
   createRequire(import.meta.url)("binaryen/package.json") as { version: string }
@@ -187,5 +218,5 @@ export const BINARYEN_VERSION: string = (
 
 /** A string that changes whenever instrumentation's output may change. */
 export function instrumenterVersion(options: InstrumentOptions): string {
-  return `binaryen-${BINARYEN_VERSION}-opt${options.optimizeLevel}-check${PREEMPT_CHECK_INTERVAL}-unroll${UNROLL_FACTOR}-rec${MAX_RECURSIVE_NODES}-budget${LOOP_BUDGET}-unswitch${MAX_UNSWITCH_NODES}-v9`;
+  return `binaryen-${BINARYEN_VERSION}-opt${options.optimizeLevel}-check${PREEMPT_CHECK_INTERVAL}-unroll${UNROLL_FACTOR}-rec${MAX_RECURSIVE_NODES}-budget${LOOP_BUDGET}-unswitch${MAX_UNSWITCH_NODES}-v10`;
 }

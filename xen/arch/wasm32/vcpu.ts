@@ -22,6 +22,8 @@ import type { Domain } from "../../common/domain.js";
 import {
   EXPORT_ENTRY,
   EXPORT_SECONDARY_ENTRY,
+  GLOBAL_COUNT_EXPORT,
+  GLOBAL_EXPORT_PREFIX,
   IMPORT_GROW,
   IMPORT_HYPERCALL,
   IMPORT_MEMORY,
@@ -40,6 +42,17 @@ import { Timer } from "../../common/timer.js";
 const VCPU_INFO_SIZE = vcpu_info.size;
 const UPCALL_PENDING = vcpu_info.fields.evtchn_upcall_pending.offset;
 const UPCALL_MASK = vcpu_info.fields.evtchn_upcall_mask.offset;
+
+/** What a vCPU holds beyond guest memory (Vcpu.snapshot). */
+export interface VcpuSnapshot {
+  mainSuspended: boolean;
+  upcallSuspended: boolean;
+  inUpcall: boolean;
+  resumeValue: number;
+  continuations: Array<{ op: number; args: number[] }>;
+  /** The instance's mutable globals: [index, value]. */
+  globals: Array<[number, number | bigint]>;
+}
 
 /** Why a context was unwound. */
 export const enum Suspend {
@@ -218,6 +231,64 @@ export class Vcpu {
     if (!kernel) throw new Error(`d${this.domain.domid} has no kernel to run`);
     const instance = new WebAssembly.Instance(kernel.module, imports);
     this.exports = instance.exports as unknown as KernelExports;
+    this.instanceExports = instance.exports;
+  }
+
+  /** The instance's exports, for its globals (snapshot / restoreSnapshot). */
+  private instanceExports: WebAssembly.Exports | undefined;
+
+  /** The instance's mutable globals by index (instrument.ts exports them); throws if one cannot be read. */
+  private globals(): Array<[number, WebAssembly.Global]> {
+    const ex = this.instanceExports;
+    if (!ex) throw new Error(`d${this.domain.domid}v${this.id} has no instance`);
+    const out: Array<[number, WebAssembly.Global]> = [];
+    for (const [k, g] of Object.entries(ex)) {
+      if (k.startsWith(GLOBAL_EXPORT_PREFIX))
+        out.push([Number(k.slice(GLOBAL_EXPORT_PREFIX.length)), g as WebAssembly.Global]);
+    }
+    const all = (ex[GLOBAL_COUNT_EXPORT] as WebAssembly.Global | undefined)?.value as
+      number | undefined;
+    if (all === undefined || all !== out.length)
+      throw new Error(
+        "the kernel has a mutable global the hypervisor cannot read (a v128), so its vCPUs cannot be saved",
+      );
+    return out.sort((a, b) => a[0] - b[0]);
+  }
+
+  /**
+   * This vCPU's state as the hypervisor holds it, taken while it is not
+   * running (its contexts unwound into their save areas in guest memory):
+   * which contexts are unwound, what the suspended hypercall returns, the
+   * hypercalls to make again, and the instance's mutable globals.
+   */
+  snapshot(): VcpuSnapshot {
+    if (this.active) throw new Error(`d${this.domain.domid}v${this.id} is running`);
+    return {
+      mainSuspended: this.mainSuspended,
+      upcallSuspended: this.upcallSuspended,
+      inUpcall: this.inUpcall,
+      resumeValue: this.resumeValue,
+      continuations: this.continuations.map((c) => ({ op: c.op, args: [...c.args] })),
+      globals: this.instanceExports
+        ? this.globals().map(([i, g]) => [i, g.value as number | bigint])
+        : [],
+    };
+  }
+
+  /** Puts back a snapshot into this vCPU's new instance (instantiate first). */
+  restoreSnapshot(s: VcpuSnapshot): void {
+    const mine = new Map(this.globals());
+    if (s.globals.length !== mine.size || s.globals.some(([i]) => !mine.has(i)))
+      throw new Error("the saved vCPU's globals are not this kernel's");
+    for (const [i, v] of s.globals) mine.get(i)!.value = v;
+    this.mainSuspended = s.mainSuspended;
+    this.upcallSuspended = s.upcallSuspended;
+    this.inUpcall = s.inUpcall;
+    this.resumeValue = s.resumeValue;
+    s.continuations.forEach((c, i) => {
+      this.continuations[i]!.op = c.op;
+      c.args.forEach((a, j) => (this.continuations[i]!.args[j] = a));
+    });
   }
 
   /** True while this vCPU runs guest code (inside run()). */
