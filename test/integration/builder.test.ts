@@ -131,6 +131,20 @@ test("a module the hypervisor refuses fails the create with its reason; nothing 
       xl.create({ ...cfg("hello"), name: "bad", kernel: bad }),
       /kernel does not export its entry point _start/,
     );
+    // Two creates of a kernel new to the hypervisor, at once: both upload
+    // it, and both get it.
+    const fresh = join(dir, "fresh.wasm");
+    const hello = readFileSync(join(ROOT, "build", "mini-os", "hello.wasm"));
+    // A custom section at the end: new bytes, the same kernel.
+    writeFileSync(fresh, Buffer.concat([hello, Buffer.from([0, 4, 3, 0x74, 0x73, 0x78])]));
+    const both = await Promise.all(
+      ["f1", "f2"].map((name) =>
+        xl.create({ ...cfg("hello", 'on_poweroff = "preserve"\n'), name, kernel: fresh }),
+      ),
+    );
+    for (const d of both)
+      await until(() => host.readConsole(d.domid).includes("hello from"), 10_000, d.name);
+    for (const d of both) xl.destroy(d.domid);
     // Data below the architecture area is refused before anything is made.
     const low = join(dir, "low.wasm");
     writeFileSync(

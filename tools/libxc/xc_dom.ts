@@ -60,6 +60,7 @@ import {
 } from "../../xen/include/public/grant_table.js";
 import { XEN_DOMCTL_WASM32_MODULE_has_start_vcpu } from "../../xen/include/public/domctl.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
+import { XenErrno } from "../../xen/include/public/errno.js";
 import { XcError, type XcInterface } from "./xc.js";
 
 /** A kernel as libxc holds it after xc_dom_kernel_file and xc_dom_parse_image. */
@@ -301,16 +302,18 @@ export class XcDom {
       r = await this.xc.wasm32ModuleBind(domid, image.sha256);
     }
     const end = Date.now() + MODULE_WAIT_MS;
-    while (r === "checking" || r === "absent") {
+    while (r === "checking") {
       if (Date.now() > end)
         throw new XcError(
           `xc_wasm32_module_bind(${domid})`,
-          11,
+          XenErrno.EAGAIN,
           "the hypervisor's check took too long",
         );
       await new Promise((res) => setTimeout(res, 5));
       r = await this.xc.wasm32ModuleBind(domid, image.sha256);
     }
+    if (r === "absent")
+      throw new XcError(`xc_wasm32_module_bind(${domid})`, XenErrno.ENOENT, "the upload was lost");
     this.detail(`xc_dom_wasm32_module: module sha256 ${hash}... bound`);
     return r;
   }

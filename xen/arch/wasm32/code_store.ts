@@ -53,7 +53,9 @@ export class CodeStore {
 
   /**
    * Takes bytes `offset`.. of module `hash` (`size` bytes in all). Chunks
-   * must come in order, from 0; the last one starts the module's check,
+   * come in order, from 0 (a chunk of bytes already received is taken for
+   * what it adds, so that two builders may upload one module at once); the
+   * last one starts the module's check,
    * whose outcome `lookup` reports. Returns 0 or a negative Xen errno:
    * -EINVAL for a bad size, offset or a hash the bytes do not have, -E2BIG
    * past MAX_KERNEL_BYTES, -EBUSY with MAX_UPLOADS uploads in flight.
@@ -69,8 +71,16 @@ export class CodeStore {
       u = { size, bytes: new Uint8Array(size), filled: 0 };
       this.uploads.set(hash, u);
     }
+    if (offset < u.filled && u.size === size) {
+      // Bytes already received (two builders uploading the same module at
+      // once send the same chunks): only what is new is taken.
+      const skip = u.filled - offset;
+      if (skip >= chunk.length) return 0;
+      chunk = chunk.subarray(skip);
+      offset = u.filled;
+    }
     if (u.size !== size || offset !== u.filled || offset + chunk.length > size) {
-      // Out of order or inconsistent: the upload starts again from nothing.
+      // A gap, or another size: the upload starts again from nothing.
       this.uploads.delete(hash);
       return -XenErrno.EINVAL;
     }
