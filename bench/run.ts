@@ -21,6 +21,7 @@ import * as xl from "./xl.js";
 import * as blk from "./blk.js";
 import * as net from "./net.js";
 import * as hvm from "./hvm.js";
+import * as save from "./save.js";
 
 const run = promisify(execFile);
 
@@ -38,6 +39,7 @@ const benches = {
   blk,
   net,
   hvm,
+  save,
 } satisfies Record<string, { run(quick: boolean): Promise<Row[]> }>;
 
 const { values } = parseCommandLine("bench", {

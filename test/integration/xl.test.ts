@@ -328,9 +328,9 @@ test("vm-list; dump-core writes Xen's dump-core ELF, which readelf reads; a FIFO
   assert.ok(performance.now() - t < 3000, "refused at once");
   ok("destroy", "dumped");
 
-  const later = xl("save", "whatever", "/tmp/x");
+  const later = xl("migrate", "whatever", "elsewhere");
   assert.equal(later.code, 1);
-  assert.match(later.err, /^xl: 'save' is not implemented by tsxen yet: /);
+  assert.match(later.err, /^xl: 'migrate' is not implemented by tsxen yet: /);
   const na = xl("pci-list", "whatever");
   assert.match(na.err, /^xl: 'pci-list' does not apply on wasm32: a wasm32 guest has no PCI bus/);
   assert.equal(xl("frobnicate").err, "command not implemented\n");
@@ -742,6 +742,28 @@ test("xentrace over the daemon's privcmd socket records a domain being built, th
   const bad = run(join(ROOT, "dist/tools/xentrace/xentrace.js"), ["-e", "lots", file]);
   assert.equal(bad.code, 1);
   assert.match(bad.err, /xentrace: invalid evt-mask 'lots'/);
+});
+
+test("xl save and xl restore: the ticker goes on where it was, with Xen's messages", async () => {
+  ok("create", join(EXAMPLES, "ticker.cfg"), 'name="saved"');
+  await until(() => consoleLog("saved").includes("tick 2"), 10_000, "two ticks");
+  const file = join(dir, "saved.save");
+  let r = xl("save", "saved", file);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /^Saving to .*saved\.save new xl format \(info 0x3\/0x0\/\d+\)$/m);
+  assert.equal(list().has("saved"), false, "saved and destroyed");
+  r = xl("restore", file);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /^Loading new save file .*saved\.save \(new xl fmt info 0x3\/0x0\/\d+\)$/m);
+  assert.match(r.err, /^ Savefile contains xl domain config in JSON format$/m);
+  assert.equal(list().get("saved")?.mem, 4);
+  await until(() => /tick 4/.test(consoleLog("saved")), 10_000, "ticks after the restore");
+  r = xl("restore", join(dir, "nosuch.save"));
+  assert.equal(r.code, 1);
+  assert.match(r.err, /nosuch\.save/);
+  r = xl("save", "-h");
+  assert.match(r.out, /^-c +Leave domain running after creating the snapshot\./m);
+  ok("destroy", "saved");
 });
 
 test("xl shutdown -w waits as long as the domain takes, as Xen's does, and ends when it is destroyed", async () => {

@@ -675,6 +675,42 @@ export class XcInterface {
     );
   }
 
+  /** XEN_DOMCTL_wasm32_getcontext: a paused PV domain's context beyond its pages, as bytes. */
+  async wasm32GetContext(domid: number): Promise<Uint8Array> {
+    const f = DC.xen_domctl_wasm32_context.fields;
+    const u = DC.xen_domctl.fields.u.offset;
+    const sized = await this.domctl("xc_wasm32_getcontext", DC.XEN_DOMCTL_wasm32_getcontext, domid);
+    const buf = new Buf(sized.u32(u + f.size.offset));
+    await this.domctl(
+      "xc_wasm32_getcontext",
+      DC.XEN_DOMCTL_wasm32_getcontext,
+      domid,
+      (b, uu, [a]) => {
+        b.set64(uu + f.buffer.offset, a!);
+        b.set32(uu + f.size.offset, buf.bytes.length);
+      },
+      [buf],
+    );
+    return buf.bytes;
+  }
+
+  /** XEN_DOMCTL_wasm32_setcontext: puts a saved context into a domain being restored. */
+  async wasm32SetContext(domid: number, context: Uint8Array): Promise<void> {
+    const buf = new Buf(context.length);
+    buf.bytes.set(context);
+    const f = DC.xen_domctl_wasm32_context.fields;
+    await this.domctl(
+      "xc_wasm32_setcontext",
+      DC.XEN_DOMCTL_wasm32_setcontext,
+      domid,
+      (b, u, [a]) => {
+        b.set64(u + f.buffer.offset, a!);
+        b.set32(u + f.size.offset, context.length);
+      },
+      [buf],
+    );
+  }
+
   /** xc_domain_resume's hypercall (XEN_DOMCTL_resumedomain): a suspended domain runs on. */
   async domainResume(domid: number): Promise<void> {
     await this.domctl("xc_domain_resume", DC.XEN_DOMCTL_resumedomain, domid);

@@ -62,6 +62,16 @@ import { XEN_DOMCTL_WASM32_MODULE_has_start_vcpu } from "../../xen/include/publi
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 import { XenErrno } from "../../xen/include/public/errno.js";
 import { XcError, type XcInterface } from "./xc.js";
+import {
+  MAX_BATCH,
+  REC_TYPE_END,
+  REC_TYPE_WASM32_CONTEXT,
+  REC_TYPE_WASM32_MODULE,
+  pageDataRecord,
+  record,
+  streamHeaders,
+  type XcStream,
+} from "./xc_sr.js";
 
 /** A kernel as libxc holds it after xc_dom_kernel_file and xc_dom_parse_image. */
 export interface XcDomImage {
@@ -281,13 +291,101 @@ export class XcDom {
   }
 
   /**
+   * xc_domain_save: the libxc stream of paused PV domain `domid`, whose
+   * module is `image` (docs/save-format.md): headers, the module, every
+   * page (pfns the domain has not populated go as XTAB), the context, END.
+   */
+  async save(domid: number, image: Pick<XcDomImage, "sha256" | "bytes">): Promise<Buffer[]> {
+    const info = await this.xc.domainGetInfo(domid);
+    if (!info.paused) throw new Error(`xc_domain_save: domain ${domid} is not paused`);
+    if (info.hvm) throw new Error(`xc_domain_save: domain ${domid} is an HVM guest`);
+    const { major, minor } = await this.xc.version();
+    this.detail(`xc_domain_save: saving domain ${domid}, type wasm32 PV`);
+    const out: Buffer[] = [streamHeaders(major, minor)];
+    const mod = Buffer.alloc(40 + image.bytes.length);
+    mod.set(image.sha256, 0);
+    mod.writeBigUInt64LE(BigInt(image.bytes.length), 32);
+    mod.set(image.bytes, 40);
+    out.push(record(REC_TYPE_WASM32_MODULE, mod));
+    const pfns = (await this.xc.maximumGpfn(domid)) + 1;
+    let sent = 0;
+    for (let p = 0; p < pfns; p += MAX_BATCH) {
+      const batch = Array.from({ length: Math.min(MAX_BATCH, pfns - p) }, (_, i) => p + i);
+      const { pages } = this.map(domid, batch);
+      out.push(pageDataRecord(batch, (pfn) => pages[pfn - p]));
+      sent += pages.filter((x) => x).length;
+    }
+    this.detail(`xc_domain_save: ${sent} pages of ${pfns} pfns`);
+    out.push(record(REC_TYPE_WASM32_CONTEXT, await this.xc.wasm32GetContext(domid)));
+    out.push(record(REC_TYPE_END, new Uint8Array(0)));
+    return out;
+  }
+
+  /**
+   * xc_domain_restore: a new domain, paused, from libxc stream `s`: made
+   * as `build` makes one, given the saved pages instead of the kernel's
+   * data, its domid written into the boot page, then the saved context.
+   * The toolstack connects its xenstore and console rings (their ports
+   * are the guest's own, now offered to Dom0) and unpauses it.
+   */
+  async restore(
+    cfg: Omit<XcDomConfig, "memoryMiB" | "vcpus" | "cmdline">,
+    s: XcStream,
+  ): Promise<XcDomBuilt> {
+    const xc = this.xc;
+    if (!s.module) throw new Error("xc_domain_restore: the stream has no WASM32_MODULE record");
+    if (!s.context) throw new Error("xc_domain_restore: the stream has no WASM32_CONTEXT record");
+    const pfns = [...s.pages.keys()].sort((a, b) => a - b);
+    if (pfns.length > cfg.maxmemMiB * 256)
+      throw new Error(
+        `xc_domain_restore: ${pfns.length} pages saved, maxmem is ${cfg.maxmemMiB * 256}`,
+      );
+    const domid = await xc.domainCreate(cfg.domid, {
+      handle: cfg.handle,
+      maxVcpus: cfg.maxVcpus,
+      maxEvtchnPort: cfg.maxEvtchnPort,
+      maxGrantFrames: cfg.maxGrantFrames,
+      maxMaptrackFrames: cfg.maxMaptrackFrames,
+    });
+    this.detail(`xc_domain_restore: domain ${domid}, ${pfns.length} pages`);
+    try {
+      await xc.domainMaxVcpus(domid, cfg.maxVcpus);
+      await xc.wasm32SetLabel(domid, cfg.name);
+      await xc.domainSetMaxMem(domid, cfg.maxmemMiB * 1024);
+      for (let i = 0; i < pfns.length; i += POPULATE_BATCH)
+        await xc.populatePhysmapExact(domid, pfns.slice(i, i + POPULATE_BATCH));
+      await this.bindModule(domid, s.module);
+      for (let i = 0; i < pfns.length; i += POPULATE_BATCH) {
+        const batch = pfns.slice(i, i + POPULATE_BATCH);
+        const { pages, err } = this.map(domid, batch);
+        batch.forEach((pfn, j) => {
+          if (!pages[j]) throw new XcError(`xc_map_foreign_pages(${domid}, pfn ${pfn})`, -err[j]!);
+          pages[j]!.set(s.pages.get(pfn)!);
+        });
+      }
+      // Its new domid, where a PV guest reads it.
+      this.page(domid, PFN_BOOT_INFO).setUint32(arch_wasm32_boot.fields.domid.offset, domid, true);
+      await xc.wasm32SetContext(domid, s.context);
+      const si = this.page(domid, PFN_START_INFO);
+      return {
+        domid,
+        storeEvtchn: si.getUint32(start_info.fields.store_evtchn.offset, true),
+        consoleEvtchn: si.getUint32(start_info.fields.console_evtchn.offset, true),
+      };
+    } catch (e) {
+      await xc.domainDestroy(domid).catch(() => {});
+      throw e;
+    }
+  }
+
+  /**
    * Gives `domid` its module: bound by hash, uploaded in chunks first when
    * the hypervisor does not have it, then bound once the hypervisor's check
    * is done (it answers -EAGAIN until then).
    */
   private async bindModule(
     domid: number,
-    image: XcDomImage,
+    image: Pick<XcDomImage, "sha256" | "bytes">,
   ): Promise<{ flags: number; minPages: number }> {
     const hash = Buffer.from(image.sha256).toString("hex").slice(0, 16);
     let r = await this.xc.wasm32ModuleBind(domid, image.sha256);

@@ -90,6 +90,35 @@ export class LibxlServer extends UnixService {
       case "sysrq":
         x.sendSysrq(int("domid"), String(m.key));
         return;
+      case "save": {
+        if (typeof m.file !== "string" || !m.file.startsWith("/"))
+          throw new Error("libxl: save needs an absolute file path");
+        const lines: string[] = [];
+        try {
+          await x.save(int("domid"), m.file, {
+            checkpoint: m.checkpoint === true,
+            leavePaused: m.paused === true,
+            log: (l) => lines.push(l),
+          });
+          return { log: lines };
+        } catch (e) {
+          throw Object.assign(e as Error, { log: lines });
+        }
+      }
+      case "restore": {
+        if (typeof m.file !== "string" || !m.file.startsWith("/"))
+          throw new Error("libxl: restore needs an absolute file path");
+        const lines: string[] = [];
+        try {
+          const d = await x.restore(m.file, {
+            paused: m.paused === true,
+            log: (l) => lines.push(l),
+          });
+          return { domid: d.domid, log: lines };
+        } catch (e) {
+          throw Object.assign(e as Error, { log: lines });
+        }
+      }
       case "configUpdate":
         x.updateConfig(int("domid"), checkDomainConfig(m.config));
         return;

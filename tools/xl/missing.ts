@@ -4,11 +4,6 @@
  * says so when one is run; docs/xl.md has the whole table.
  */
 export const MISSING: Record<string, ["later" | "n/a", string]> = {
-  save: [
-    "later",
-    "the pieces exist (the builder through hypercalls, log-dirty, resumedomain, libxl's PV suspend protocol); the save stream (Xen's migration stream v2) does not yet",
-  ],
-  restore: ["later", "restoring a domain comes with the domain builder's save stream"],
   migrate: ["later", "live migration comes with save and restore"],
   "migrate-receive": ["later", "live migration comes with save and restore"],
   remus: ["later", "Remus replicates a domain with checkpoints, which need save and migrate"],

@@ -61,6 +61,25 @@ export const USAGE: Record<string, CommandUsage> = {
   pause: { usage: "<Domain>" },
   trigger: { usage: "<Domain> <nmi|reset|init|power|sleep|s3resume> [<VCPU>]" },
   sysrq: { usage: "<Domain> <letter>\nWrites the letter to the guest's control/sysrq." },
+  save: {
+    usage: "[options] <Domain> <CheckpointFile>",
+    options: [
+      HELP,
+      ["-c", "Leave domain running after creating the snapshot."],
+      ["-p", "Leave domain paused after creating the snapshot."],
+    ],
+  },
+  restore: {
+    usage: "[options] <CheckpointFile>",
+    options: [
+      HELP,
+      ["-p", "Do not unpause domain after restoring it."],
+      ["-e", "Do not wait in the background for the death of the domain."],
+      ["-d", "Enable debug messages."],
+      ["-V, --vncviewer", "Accepted as Xen's (no VNC)."],
+      ["-c", "Connect to the console after the domain is restored."],
+    ],
+  },
   "config-update": {
     usage: "<Domain> <ConfigFile> [options] [vars]",
     options: [

@@ -465,6 +465,84 @@ async function cmdSysrq(args: string[]): Promise<number> {
   return 0;
 }
 
+/** Prints the lines libxl and libxc logged for a call, on stderr as Xen's xl does. */
+function printCallLog(log: unknown): void {
+  if (Array.isArray(log)) for (const l of log) console.error(String(l));
+}
+
+/**
+ * xl save [-c] [-p] <Domain> <CheckpointFile>: the domain's state into the
+ * file in xl's format (docs/save-format.md), then the domain is destroyed;
+ * -c leaves it running, -p paused.
+ */
+async function cmdSave(args: string[]): Promise<number> {
+  const { values, positionals } = opts(
+    "save",
+    args,
+    { checkpoint: { type: "boolean", short: "c" }, paused: { type: "boolean", short: "p" } },
+    2,
+    3,
+  );
+  if (positionals[2] !== undefined)
+    throw new XlFail("save: a config file for the saved image is not supported by tsxen's xl");
+  const domid = await findDomain(positionals[0]!);
+  try {
+    const r = await (
+      await libxl()
+    ).call("save", {
+      domid,
+      file: resolve(positionals[1]!),
+      checkpoint: values.checkpoint === true || values.paused === true,
+      paused: values.paused === true,
+    });
+    printCallLog(r.log);
+  } catch (e) {
+    printCallLog((e as { log?: unknown }).log);
+    throw new XlFail((e as Error).message);
+  }
+  return 0;
+}
+
+/** xl restore [-p] [-c] [-e] <CheckpointFile>: a domain again from a save file. */
+async function cmdRestore(args: string[]): Promise<number> {
+  const { values, positionals } = opts(
+    "restore",
+    args,
+    {
+      paused: { type: "boolean", short: "p" },
+      console: { type: "boolean", short: "c" },
+      "no-wait": { type: "boolean", short: "e" },
+      debug: { type: "boolean", short: "d" },
+      vnc: { type: "boolean", short: "V" },
+    },
+    1,
+    2,
+  );
+  if (positionals.length === 2)
+    throw new XlFail(
+      "restore: a config file replacing the saved one is not supported by tsxen's xl",
+    );
+  const attach = values.console === true;
+  let domid: number;
+  try {
+    const r = await (
+      await libxl()
+    ).call("restore", { file: resolve(positionals[0]!), paused: attach || values.paused === true });
+    printCallLog(r.log);
+    domid = Number(r.domid);
+  } catch (e) {
+    printCallLog((e as { log?: unknown }).log);
+    throw new XlFail((e as Error).message);
+  }
+  if (attach) {
+    const s = await attachConsole(paths.console, domid);
+    if (!values.paused) await (await xc()).domainUnpause(domid);
+    closeAll();
+    return runConsole(s);
+  }
+  return 0;
+}
+
 async function cmdConsole(args: string[]): Promise<number> {
   const { values, positionals } = opts(
     "console",
@@ -1003,6 +1081,8 @@ const COMMANDS: Record<string, [string, (args: string[]) => Promise<number>]> = 
   console: ["Attach to domain's console", cmdConsole],
   trigger: ["Send a trigger to a domain", cmdTrigger],
   sysrq: ["Send a sysrq to a domain", cmdSysrq],
+  save: ["Save a domain state to restore later", cmdSave],
+  restore: ["Restore a domain from a saved state", cmdRestore],
   "vm-list": ["List guest domains, excluding dom0, stubdoms, etc.", cmdVmList],
   "config-update": [
     "Update a running domain's saved configuration, used when rebuilding the domain after reboot.",

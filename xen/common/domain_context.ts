@@ -131,6 +131,26 @@ export function restoreDomainContext(hv: Hypervisor, d: Domain, ctx: DomainConte
     fail(XenErrno.EINVAL, `${ctx.vcpus.length} vCPUs saved, the domain has ${d.vcpus.length}`);
   if (d.vcpus.some((v) => v.state !== VcpuState.Offline) || d.evtchn.inUse > 0)
     fail(XenErrno.EBUSY, "the domain already runs or has ports");
+  const seen = new Set<number>();
+  for (const c of ctx.vcpus) {
+    if (seen.has(c.id) || !d.vcpus[c.id]) fail(XenErrno.EINVAL, `vCPU ${c.id} is not one of its`);
+    seen.add(c.id);
+    for (const x of [c.singleshotNs, c.periodicNs, c.pollNs])
+      if (!Number.isSafeInteger(x) || x < -1)
+        fail(XenErrno.EINVAL, `vCPU ${c.id}: a timer is ${x}`);
+    if (!Number.isSafeInteger(c.periodNs) || c.periodNs < 0 || !(c.cpuTimeNs >= 0))
+      fail(XenErrno.EINVAL, `vCPU ${c.id}: its period or CPU time is out of range`);
+  }
+  if (
+    !Number.isSafeInteger(ctx.sharedInfoAddr) ||
+    ctx.sharedInfoAddr % 4096 !== 0 ||
+    !d.isPopulated((ctx.sharedInfoAddr / 4096) as never)
+  )
+    fail(
+      XenErrno.EINVAL,
+      `shared_info at 0x${ctx.sharedInfoAddr.toString(16)} is not a page of its`,
+    );
+  // All checked: now the domain changes.
   d.sharedInfoAddr = ctx.sharedInfoAddr;
   for (const e of ctx.evtchns) {
     const state = e.state === EVTCHNSTAT_interdomain ? EVTCHNSTAT_unbound : e.state;
@@ -141,9 +161,195 @@ export function restoreDomainContext(hv: Hypervisor, d: Domain, ctx: DomainConte
       fail(XenErrno.EINVAL, `event channel ${e.port} cannot be restored`);
   }
   for (const c of ctx.vcpus) {
-    const v = d.vcpus[c.id];
-    if (!v) return fail(XenErrno.EINVAL, `no vCPU ${c.id}`);
+    const v = d.vcpus[c.id]!;
     if (c.state === VcpuState.Offline) continue;
-    hv.vcpuRestore(v, c);
+    try {
+      hv.vcpuRestore(v, c);
+    } catch (e) {
+      fail(XenErrno.EINVAL, `vCPU ${c.id}: ${(e as Error).message}`);
+    }
   }
+}
+
+/**
+ * The context as bytes (little-endian), the body of the save stream's
+ * WASM32_CONTEXT record (docs/save-format.md): a header (magic "W32C",
+ * version 1, vCPU and port counts, shared_info's address), then per vCPU
+ * id, state, flags (bit 0 main unwound, 1 upcall unwound, 2 in the
+ * upcall), the resume value, two continuations (op, five arguments),
+ * timer deadlines (i64, -1: none), period, CPU time, the poll ports and
+ * the globals (index, kind 0 number as f64 / 1 i64, value); then per port
+ * its eight fields.
+ */
+export function encodeContext(ctx: DomainContext): Uint8Array {
+  const out: Array<(dv: DataView, o: number) => number> = [];
+  let size = 24;
+  const u32 = (v: number): void => {
+    out.push((dv, o) => (dv.setUint32(o, v >>> 0, true), 4));
+    size += 4;
+  };
+  const i64 = (v: number | bigint): void => {
+    out.push((dv, o) => (dv.setBigInt64(o, BigInt(v), true), 8));
+    size += 8;
+  };
+  const f64 = (v: number): void => {
+    out.push((dv, o) => (dv.setFloat64(o, v, true), 8));
+    size += 8;
+  };
+  for (const v of ctx.vcpus) {
+    const s = v.snapshot;
+    u32(v.id);
+    u32(v.state);
+    u32((s.mainSuspended ? 1 : 0) | (s.upcallSuspended ? 2 : 0) | (s.inUpcall ? 4 : 0));
+    u32(s.resumeValue);
+    for (let c = 0; c < 2; c++) {
+      u32(s.continuations[c]?.op ?? -1);
+      for (let a = 0; a < 5; a++) u32(s.continuations[c]?.args[a] ?? 0);
+    }
+    i64(v.singleshotNs);
+    i64(v.periodicNs);
+    i64(v.periodNs);
+    i64(v.pollNs);
+    i64(Math.round(v.cpuTimeNs));
+    u32(v.pollPorts ? v.pollPorts.length : 0xffffffff);
+    u32(s.globals.length);
+    for (const p of v.pollPorts ?? []) u32(p);
+    for (const [i, g] of s.globals) {
+      u32(i);
+      u32(typeof g === "bigint" ? 1 : 0);
+      if (typeof g === "bigint") i64(g);
+      else f64(g);
+    }
+  }
+  for (const e of ctx.evtchns)
+    for (const x of [
+      e.port,
+      e.state,
+      e.vcpu,
+      e.remoteDom,
+      e.remotePort,
+      e.virq,
+      e.virqVcpu,
+      e.priority,
+    ])
+      u32(x);
+  const bytes = new Uint8Array(size);
+  const dv = new DataView(bytes.buffer);
+  dv.setUint32(0, CONTEXT_MAGIC, true);
+  dv.setUint32(4, 1, true);
+  dv.setUint32(8, ctx.vcpus.length, true);
+  dv.setUint32(12, ctx.evtchns.length, true);
+  dv.setBigUint64(16, BigInt(ctx.sharedInfoAddr), true);
+  let o = 24;
+  for (const w of out) o += w(dv, o);
+  return bytes;
+}
+
+/** "W32C", little-endian. */
+export const CONTEXT_MAGIC = 0x43323357;
+
+/** Reads what encodeContext wrote; throws ContextError naming the offset of what is wrong. */
+export function decodeContext(bytes: Uint8Array): DomainContext {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let o = 0;
+  const need = (n: number, what: string): void => {
+    if (o + n > bytes.length)
+      throw new ContextError(XenErrno.EINVAL, `context: ${what} at offset ${o} is cut short`);
+  };
+  const u32 = (what: string): number => {
+    need(4, what);
+    const v = dv.getUint32(o, true);
+    o += 4;
+    return v;
+  };
+  const i64 = (what: string): bigint => {
+    need(8, what);
+    const v = dv.getBigInt64(o, true);
+    o += 8;
+    return v;
+  };
+  if (u32("the magic") !== CONTEXT_MAGIC)
+    throw new ContextError(XenErrno.EINVAL, "context: not a wasm32 domain context (magic)");
+  const version = u32("the version");
+  if (version !== 1) throw new ContextError(XenErrno.EINVAL, `context: version ${version}, not 1`);
+  const nv = u32("the vCPU count");
+  const ne = u32("the port count");
+  if (nv < 1 || nv > 16 || ne > 1 << 17)
+    throw new ContextError(XenErrno.EINVAL, `context: ${nv} vCPUs and ${ne} ports is not a domain`);
+  const sharedInfoAddr = Number(i64("shared_info's address"));
+  const vcpus: VcpuContext[] = [];
+  for (let n = 0; n < nv; n++) {
+    const id = u32("a vCPU id");
+    const state = u32("a vCPU state");
+    const flags = u32("a vCPU's flags");
+    const resumeValue = u32("a resume value") | 0;
+    const continuations = [0, 1].map(() => ({
+      op: u32("a continuation") | 0,
+      args: [0, 1, 2, 3, 4].map(() => u32("a continuation's argument")),
+    }));
+    const singleshotNs = Number(i64("a timer"));
+    const periodicNs = Number(i64("a timer"));
+    const periodNs = Number(i64("a period"));
+    const pollNs = Number(i64("a timer"));
+    const cpuTimeNs = Number(i64("CPU time"));
+    const npoll = u32("the poll port count");
+    const nglobals = u32("the global count");
+    if ((npoll !== 0xffffffff && npoll > 128) || nglobals > 1 << 16)
+      throw new ContextError(
+        XenErrno.EINVAL,
+        `context: vCPU ${id} at offset ${o}: counts out of range`,
+      );
+    const pollPorts =
+      npoll === 0xffffffff ? undefined : Array.from({ length: npoll }, () => u32("a poll port"));
+    const globals: Array<[number, number | bigint]> = [];
+    for (let g = 0; g < nglobals; g++) {
+      const index = u32("a global's index");
+      const kind = u32("a global's kind");
+      if (kind > 1)
+        throw new ContextError(
+          XenErrno.EINVAL,
+          `context: a global's kind ${kind} at offset ${o - 4}`,
+        );
+      if (kind === 1) globals.push([index, i64("a global")]);
+      else {
+        need(8, "a global");
+        globals.push([index, dv.getFloat64(o, true)]);
+        o += 8;
+      }
+    }
+    if (![VcpuState.Offline, VcpuState.Runnable, VcpuState.Blocked].includes(state))
+      throw new ContextError(XenErrno.EINVAL, `context: vCPU ${id}: state ${state}`);
+    vcpus.push({
+      id,
+      state,
+      snapshot: {
+        mainSuspended: (flags & 1) !== 0,
+        upcallSuspended: (flags & 2) !== 0,
+        inUpcall: (flags & 4) !== 0,
+        resumeValue,
+        continuations,
+        globals,
+      },
+      singleshotNs,
+      periodicNs,
+      periodNs,
+      pollPorts,
+      pollNs,
+      cpuTimeNs,
+    });
+  }
+  const evtchns: EvtchnContext[] = [];
+  for (let n = 0; n < ne; n++) {
+    const [port, state, vcpu, remoteDom, remotePort, virq, virqVcpu, priority] = Array.from(
+      { length: 8 },
+      () => u32("an event channel"),
+    ) as [number, number, number, number, number, number, number, number];
+    evtchns.push({ port, state, vcpu, remoteDom, remotePort, virq, virqVcpu, priority });
+  }
+  if (o !== bytes.length)
+    throw new ContextError(
+      XenErrno.EINVAL,
+      `context: ${bytes.length - o} bytes after the end at offset ${o}`,
+    );
+  return { vcpus, evtchns, sharedInfoAddr };
 }

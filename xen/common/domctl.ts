@@ -37,6 +37,13 @@ import {
 } from "../include/public/vcpu.js";
 import { DomainCreateError, type Domain } from "./domain.js";
 import { logDirtyOp } from "./paging.js";
+import {
+  ContextError,
+  decodeContext,
+  encodeContext,
+  restoreDomainContext,
+  saveDomainContext,
+} from "./domain_context.js";
 import type { Hypervisor } from "./hypervisor.js";
 import type { GuestMemory } from "./guest_access.js";
 
@@ -330,6 +337,29 @@ export function do_domctl(hv: Hypervisor, v: Vcpu, arg: number): number {
     }
     case DC.XEN_DOMCTL_wasm32_module:
       return wasm32Module(hv, d, mem, u);
+    case DC.XEN_DOMCTL_wasm32_getcontext:
+    case DC.XEN_DOMCTL_wasm32_setcontext: {
+      if (d === caller) return -XenErrno.EINVAL;
+      const f = DC.xen_domctl_wasm32_context.fields;
+      const buf = mem.u64(u + f.buffer.offset);
+      const size = mem.u32(u + f.size.offset);
+      try {
+        if (cmd === DC.XEN_DOMCTL_wasm32_setcontext) {
+          restoreDomainContext(hv, d, decodeContext(mem.read(buf, size)));
+          return 0;
+        }
+        const bytes = encodeContext(saveDomainContext(hv, d));
+        mem.setU32(u + f.size.offset, bytes.length);
+        if (buf === 0) return 0;
+        if (size < bytes.length) return -XenErrno.ENOBUFS;
+        mem.write(buf, bytes);
+        return 0;
+      } catch (e) {
+        if (!(e instanceof ContextError)) throw e;
+        hv.console.printk(e.message);
+        return -e.errno;
+      }
+    }
     case DC.XEN_DOMCTL_shadow_op:
       return d === caller ? -XenErrno.EINVAL : shadowOp(d, mem, u);
     case DC.XEN_DOMCTL_resumedomain:

@@ -80,6 +80,8 @@ export const EXPORT_CALLBACK = "hypervisor_callback";
 /** Exports instrument.ts adds for the hypervisor: each mutable global, and how many there are. */
 export const GLOBAL_EXPORT_PREFIX = "tsxen$global$";
 export const GLOBAL_COUNT_EXPORT = "tsxen$globals";
+/** The preemption countdown, exported so that a restore can set it afresh. */
+export const COUNTDOWN_EXPORT = "tsxen$countdown";
 
 /** Back-edges and function entries between two looks at the slice clock. */
 export const PREEMPT_CHECK_INTERVAL = 1000;

@@ -41,6 +41,7 @@ import {
   IMPORT_MODULE,
   IMPORT_PREEMPT,
   PREEMPT_CHECK_INTERVAL,
+  COUNTDOWN_EXPORT,
   GLOBAL_COUNT_EXPORT,
   GLOBAL_EXPORT_PREFIX,
 } from "./config.js";
@@ -200,7 +201,9 @@ function exportVcpuGlobals(m: binaryen.Module): void {
     if (!g.mutable) continue;
     mutable++;
     if (!numberTypes.has(g.type)) continue;
-    const name = `${GLOBAL_EXPORT_PREFIX}${i}`;
+    // The preemption countdown is the hypervisor's, not state to save: a
+    // restore sets it afresh (a saved value could be any).
+    const name = g.name === COUNTER ? COUNTDOWN_EXPORT : `${GLOBAL_EXPORT_PREFIX}${i}`;
     if (m.getExport(name))
       throw new Error(`kernel exports ${name}, a name that belongs to the hypervisor`);
     m.addGlobalExport(g.name, name);
@@ -218,5 +221,5 @@ export const BINARYEN_VERSION: string = (
 
 /** A string that changes whenever instrumentation's output may change. */
 export function instrumenterVersion(options: InstrumentOptions): string {
-  return `binaryen-${BINARYEN_VERSION}-opt${options.optimizeLevel}-check${PREEMPT_CHECK_INTERVAL}-unroll${UNROLL_FACTOR}-rec${MAX_RECURSIVE_NODES}-budget${LOOP_BUDGET}-unswitch${MAX_UNSWITCH_NODES}-v10`;
+  return `binaryen-${BINARYEN_VERSION}-opt${options.optimizeLevel}-check${PREEMPT_CHECK_INTERVAL}-unroll${UNROLL_FACTOR}-rec${MAX_RECURSIVE_NODES}-budget${LOOP_BUDGET}-unswitch${MAX_UNSWITCH_NODES}-v11`;
 }

@@ -22,6 +22,7 @@ import type { Domain } from "../../common/domain.js";
 import {
   EXPORT_ENTRY,
   EXPORT_SECONDARY_ENTRY,
+  COUNTDOWN_EXPORT,
   GLOBAL_COUNT_EXPORT,
   GLOBAL_EXPORT_PREFIX,
   IMPORT_GROW,
@@ -30,6 +31,7 @@ import {
   IMPORT_MEMORY_MODULE,
   IMPORT_MODULE,
   IMPORT_PREEMPT,
+  PREEMPT_CHECK_INTERVAL,
   SAVE_MAIN_BYTES,
   SAVE_UPCALL_BYTES,
   saveAreaMain,
@@ -248,7 +250,8 @@ export class Vcpu {
     }
     const all = (ex[GLOBAL_COUNT_EXPORT] as WebAssembly.Global | undefined)?.value as
       number | undefined;
-    if (all === undefined || all !== out.length)
+    const countdown = ex[COUNTDOWN_EXPORT] ? 1 : 0;
+    if (all === undefined || all !== out.length + countdown)
       throw new Error(
         "the kernel has a mutable global the hypervisor cannot read (a v128), so its vCPUs cannot be saved",
       );
@@ -281,6 +284,8 @@ export class Vcpu {
     if (s.globals.length !== mine.size || s.globals.some(([i]) => !mine.has(i)))
       throw new Error("the saved vCPU's globals are not this kernel's");
     for (const [i, v] of s.globals) mine.get(i)!.value = v;
+    const countdown = this.instanceExports![COUNTDOWN_EXPORT] as WebAssembly.Global | undefined;
+    if (countdown) countdown.value = PREEMPT_CHECK_INTERVAL;
     this.mainSuspended = s.mainSuspended;
     this.upcallSuspended = s.upcallSuspended;
     this.inUpcall = s.inUpcall;

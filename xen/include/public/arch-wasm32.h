@@ -154,6 +154,8 @@ struct xen_arch_domainconfig {
  */
 #define XEN_DOMCTL_wasm32_module    2000
 #define XEN_DOMCTL_wasm32_set_label 2001
+#define XEN_DOMCTL_wasm32_getcontext 2002
+#define XEN_DOMCTL_wasm32_setcontext 2003
 
 #define XEN_DOMCTL_WASM32_MODULE_bind   0
 #define XEN_DOMCTL_WASM32_MODULE_upload 1
@@ -170,6 +172,13 @@ struct xen_domctl_wasm32_module {
     uint64_aligned_t buffer; /* IN: the chunk / OUT (bind): refusal text   */
     uint32_t len;            /* IN: the chunk's or the buffer's bytes      */
     uint32_t min_pages;      /* OUT (bind): memory import minimum, 64 KiB  */
+};
+
+/* A PV domain's context beyond its pages, as bytes (docs/save-format.md). */
+struct xen_domctl_wasm32_context {
+    uint64_aligned_t buffer; /* IN: where the bytes are or go (0: size only) */
+    uint32_t size;           /* IN: the buffer's bytes / OUT: the context's */
+    uint32_t _pad;
 };
 
 struct xen_domctl_wasm32_set_label {

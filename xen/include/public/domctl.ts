@@ -44,6 +44,9 @@ export const XEN_DOMCTL_SHADOW_ENABLE_LOG_DIRTY = 1 << 2;
  */
 export const XEN_DOMCTL_wasm32_module = 2000;
 export const XEN_DOMCTL_wasm32_set_label = 2001;
+/** A PV domain's context beyond its pages (domain_context.ts), as bytes: taken, and put into a new domain. */
+export const XEN_DOMCTL_wasm32_getcontext = 2002;
+export const XEN_DOMCTL_wasm32_setcontext = 2003;
 
 /** xen_domctl_createdomain.flags (XEN_DOMCTL_CDF_*). */
 export const XEN_DOMCTL_CDF_hvm = 1 << 0;
@@ -252,4 +255,15 @@ export const xen_domctl_wasm32_module = struct("xen_domctl_wasm32_module", [
 export const xen_domctl_wasm32_set_label = struct("xen_domctl_wasm32_set_label", [
   ["label", 8],
   ["len", 4],
+]);
+
+/**
+ * struct xen_domctl_wasm32_context (tsxen, wasm32): a buffer of `size`
+ * bytes. getcontext with no buffer answers the size needed in `size`, and
+ * with one too small -ENOBUFS and the size; setcontext reads `size` bytes.
+ */
+export const xen_domctl_wasm32_context = struct("xen_domctl_wasm32_context", [
+  ["buffer", 8],
+  ["size", 4],
+  ["_pad", 4],
 ]);

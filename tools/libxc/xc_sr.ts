@@ -1,0 +1,196 @@
+/**
+ * libxc's save and restore stream (Xen's migration stream v2, xen-doc
+ * `specs/libxc-migration-stream`; `tools/libs/guest/xg_sr_*.c`) for wasm32
+ * PV domains, and the libxl stream around it (`specs/libxl-migration-stream`).
+ * docs/save-format.md describes the whole file, with the domain type and
+ * the two records that wasm32 adds.
+ *
+ * The image header (big-endian): marker 0xFFFFFFFFFFFFFFFF, id "XENF",
+ * version 3, options (bit 0: endianness; 0, little). The domain header:
+ * type (DHDR_TYPE_WASM32_PV), page_shift 12, Xen's major and minor. Then
+ * records, each a type, a body length and the body padded to 8 bytes:
+ * WASM32_MODULE (the module's sha256, its length and bytes), PAGE_DATA
+ * (up to 1,024 pfns with Xen's type bits, then the pages), WASM32_CONTEXT
+ * (the domain's context, xen/common/domain_context.ts), END.
+ */
+import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
+
+export const XC_SR_ID = 0x58454e46;
+export const XC_SR_VERSION = 3;
+/** Domain types: Xen's x86 PV and HVM, and tsxen's wasm32 PV (a value the spec leaves free). */
+export const DHDR_TYPE_X86_PV = 1;
+export const DHDR_TYPE_X86_HVM = 2;
+export const DHDR_TYPE_WASM32_PV = 0x0103;
+
+export const REC_TYPE_END = 0;
+export const REC_TYPE_PAGE_DATA = 1;
+/** tsxen's mandatory records (in the range the spec keeps for new ones). */
+export const REC_TYPE_WASM32_MODULE = 0x1000;
+export const REC_TYPE_WASM32_CONTEXT = 0x1001;
+
+/** The libxl stream: "LibxlFmt", version 2; its records. */
+export const LIBXL_IDENT = 0x4c6962786c466d74n;
+export const LIBXL_VERSION = 2;
+export const LIBXL_REC_END = 0;
+export const LIBXL_REC_LIBXC_CONTEXT = 1;
+
+/** PAGE_DATA's pfn type bits (XEN_DOMCTL_PFINFO_*, shifted by 32): a normal page, and none. */
+export const PFINFO_NOTAB = 0n;
+export const PFINFO_XTAB = 0xfn << 60n;
+/** Pages per PAGE_DATA record, as libxc batches them. */
+export const MAX_BATCH = 1024;
+
+/** A record's bytes: header, body, padding to 8. */
+export function record(type: number, body: Uint8Array): Buffer {
+  const pad = (8 - (body.length % 8)) % 8;
+  const out = Buffer.alloc(8 + body.length + pad);
+  out.writeUInt32LE(type, 0);
+  out.writeUInt32LE(body.length, 4);
+  out.set(body, 8);
+  return out;
+}
+
+/** The image and domain headers. */
+export function streamHeaders(xenMajor: number, xenMinor: number): Buffer {
+  const h = Buffer.alloc(24 + 16);
+  h.writeBigUInt64BE(0xffffffffffffffffn, 0);
+  h.writeUInt32BE(XC_SR_ID, 8);
+  h.writeUInt32BE(XC_SR_VERSION, 12);
+  h.writeUInt16BE(0, 16);
+  h.writeUInt32LE(DHDR_TYPE_WASM32_PV, 24);
+  h.writeUInt16LE(12, 28);
+  h.writeUInt32LE(xenMajor, 32);
+  h.writeUInt32LE(xenMinor, 36);
+  return h;
+}
+
+/** A PAGE_DATA record for `pfns`, each page's bytes from `page` (undefined: not present, XTAB). */
+export function pageDataRecord(
+  pfns: readonly number[],
+  page: (pfn: number) => Uint8Array | undefined,
+): Buffer {
+  const pages = pfns.map(page);
+  const present = pages.filter((p) => p !== undefined).length;
+  const body = Buffer.alloc(8 + 8 * pfns.length + PAGE_SIZE * present);
+  body.writeUInt32LE(pfns.length, 0);
+  let o = 8 + 8 * pfns.length;
+  pfns.forEach((pfn, i) => {
+    const p = pages[i];
+    body.writeBigUInt64LE(BigInt(pfn) | (p ? PFINFO_NOTAB : PFINFO_XTAB), 8 + 8 * i);
+    if (p) {
+      body.set(p, o);
+      o += PAGE_SIZE;
+    }
+  });
+  return record(REC_TYPE_PAGE_DATA, body);
+}
+
+/** A stream that cannot be read: the message names the record and the offset. */
+export class StreamError extends Error {}
+
+/** What a libxc stream of a wasm32 PV domain holds. */
+export interface XcStream {
+  xenMajor: number;
+  xenMinor: number;
+  module: { sha256: Uint8Array; bytes: Uint8Array } | undefined;
+  /** pfn → page (a view into the stream). */
+  pages: Map<number, Uint8Array>;
+  context: Uint8Array | undefined;
+  /** Where the stream ended (after END). */
+  end: number;
+}
+
+/** Names of the records, for messages. */
+const REC_NAMES: Record<number, string> = {
+  [REC_TYPE_END]: "END",
+  [REC_TYPE_PAGE_DATA]: "PAGE_DATA",
+  [REC_TYPE_WASM32_MODULE]: "WASM32_MODULE",
+  [REC_TYPE_WASM32_CONTEXT]: "WASM32_CONTEXT",
+};
+
+/**
+ * Reads the libxc stream that starts at `at` of `b`, checking every field;
+ * throws StreamError naming the header or record and its offset.
+ */
+export function readXcStream(b: Buffer, at: number, maxPfn: number): XcStream {
+  const fail = (what: string, off: number): never => {
+    throw new StreamError(`libxc stream: ${what} at offset ${off}`);
+  };
+  if (at + 40 > b.length) fail("the headers are cut short", at);
+  if (b.readBigUInt64BE(at) !== 0xffffffffffffffffn)
+    fail("not a migration stream v2 image (marker; a legacy image?)", at);
+  if (b.readUInt32BE(at + 8) !== XC_SR_ID) fail("the image header's id is not XENF", at + 8);
+  const version = b.readUInt32BE(at + 12);
+  if (version !== XC_SR_VERSION) fail(`image version ${version}, not ${XC_SR_VERSION}`, at + 12);
+  if (b.readUInt16BE(at + 16) & 1) fail("a big-endian image", at + 16);
+  const type = b.readUInt32LE(at + 24);
+  if (type !== DHDR_TYPE_WASM32_PV)
+    fail(
+      `domain type 0x${type.toString(16)}${type === DHDR_TYPE_X86_PV ? " (x86 PV)" : type === DHDR_TYPE_X86_HVM ? " (x86 HVM)" : ""}, not wasm32 PV`,
+      at + 24,
+    );
+  const shift = b.readUInt16LE(at + 28);
+  if (shift !== 12) fail(`page_shift ${shift}, not 12`, at + 28);
+  const out: XcStream = {
+    xenMajor: b.readUInt32LE(at + 32),
+    xenMinor: b.readUInt32LE(at + 36),
+    module: undefined,
+    pages: new Map(),
+    context: undefined,
+    end: 0,
+  };
+  let o = at + 40;
+  for (;;) {
+    if (o + 8 > b.length) fail("the stream ends before its END record", o);
+    const rt = b.readUInt32LE(o);
+    const len = b.readUInt32LE(o + 4);
+    const name = REC_NAMES[rt] ?? `record type 0x${rt.toString(16)}`;
+    const padded = len + ((8 - (len % 8)) % 8);
+    if (o + 8 + padded > b.length) fail(`${name} (${len} bytes) is cut short`, o);
+    const body = b.subarray(o + 8, o + 8 + len);
+    switch (rt) {
+      case REC_TYPE_END:
+        if (len !== 0) fail("END has a body", o);
+        out.end = o + 8;
+        return out;
+      case REC_TYPE_PAGE_DATA: {
+        if (len < 8) fail("PAGE_DATA is too short", o);
+        const count = body.readUInt32LE(0);
+        if (count === 0 || count > MAX_BATCH) fail(`PAGE_DATA with ${count} pfns`, o);
+        if (8 + 8 * count > len) fail(`PAGE_DATA's ${count} pfns do not fit its body`, o);
+        let data = 8 + 8 * count;
+        for (let i = 0; i < count; i++) {
+          const v = body.readBigUInt64LE(8 + 8 * i);
+          const t = v >> 60n;
+          const pfn = Number(v & ((1n << 52n) - 1n));
+          if (t === 0xfn) continue;
+          if (t !== 0n) fail(`PAGE_DATA: pfn ${pfn} has page type ${t}`, o + 16 + 8 * i);
+          if (pfn >= maxPfn)
+            fail(`PAGE_DATA: pfn ${pfn} is past the domain's ${maxPfn}`, o + 16 + 8 * i);
+          if (out.pages.has(pfn)) fail(`PAGE_DATA: pfn ${pfn} twice`, o + 16 + 8 * i);
+          if (data + PAGE_SIZE > len) fail(`PAGE_DATA: pfn ${pfn}'s page is missing`, o);
+          out.pages.set(pfn, body.subarray(data, data + PAGE_SIZE));
+          data += PAGE_SIZE;
+        }
+        if (data !== len) fail(`PAGE_DATA has ${len - data} bytes too many`, o);
+        break;
+      }
+      case REC_TYPE_WASM32_MODULE: {
+        if (out.module) fail("a second WASM32_MODULE", o);
+        if (len < 40) fail("WASM32_MODULE is too short", o);
+        const size = Number(body.readBigUInt64LE(32));
+        if (40 + size !== len) fail(`WASM32_MODULE says ${size} bytes, has ${len - 40}`, o);
+        out.module = { sha256: body.subarray(0, 32), bytes: body.subarray(40) };
+        break;
+      }
+      case REC_TYPE_WASM32_CONTEXT:
+        if (out.context) fail("a second WASM32_CONTEXT", o);
+        out.context = body;
+        break;
+      default:
+        // Optional records (bit 31) may be skipped; an unknown mandatory one may not.
+        if (!(rt & 0x80000000)) fail(`${name}, which this restore does not know`, o);
+    }
+    o += 8 + padded;
+  }
+}

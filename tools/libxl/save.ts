@@ -1,0 +1,185 @@
+/**
+ * xl's save file (Xen's `tools/xl/xl_saverestore.c` and libxl's stream,
+ * xen-doc `specs/libxl-migration-stream`), around libxc's stream
+ * (tools/libxc/xc_sr.ts). docs/save-format.md lays the file out:
+ *
+ * - xl's header: the 32-byte magic "Xen saved domain, xl format\n \0 \r",
+ *   byte order 0x01020304, mandatory flags (JSON config, stream v2),
+ *   optional flags, the optional data's length; the optional data: the
+ *   config's length and the config, libxl's JSON (with tsxen's own config
+ *   under "tsxen", from which the domain is made again), NUL-terminated;
+ * - libxl's stream: "LibxlFmt", version 2, options; a LIBXC_CONTEXT
+ *   record, libxc's stream, an END record.
+ *
+ * A file that is not this is refused naming what and where: the header
+ * field, the record and its offset.
+ */
+import { closeSync, constants, fstatSync, openSync, writeSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { describeFsError, readHostFile } from "../../xen/common/host_file.js";
+import { checkDomainConfig, type XlDomainConfig } from "./config.js";
+import {
+  LIBXL_IDENT,
+  LIBXL_REC_END,
+  LIBXL_REC_LIBXC_CONTEXT,
+  LIBXL_VERSION,
+  StreamError,
+  readXcStream,
+  record,
+  type XcStream,
+} from "../libxc/xc_sr.js";
+
+export const SAVEFILE_MAGIC = Buffer.from("Xen saved domain, xl format\n \0 \r", "latin1");
+export const SAVEFILE_BYTEORDER = 0x01020304;
+export const XL_MANDATORY_FLAG_JSON = 1 << 0;
+export const XL_MANDATORY_FLAG_STREAMv2 = 1 << 1;
+/** Largest save file read back: a wasm32 guest's 4 GiB of pages fit under it. */
+export const MAX_SAVE_FILE_BYTES = 2 ** 32 - 1;
+
+/**
+ * Writes a save file to `path` (created mode 0600, or truncated; a FIFO or
+ * anything but a regular file is refused without blocking). Returns its size.
+ */
+export function saveFile(
+  path: string,
+  config: XlDomainConfig,
+  libxlJson: Record<string, unknown>,
+  libxc: Buffer[],
+  log: (line: string) => void,
+): number {
+  const json = Buffer.from(`${JSON.stringify({ ...libxlJson, tsxen: config }, null, 4)}\0`);
+  const opt = Buffer.alloc(4 + json.length);
+  opt.writeUInt32LE(json.length, 0);
+  json.copy(opt, 4);
+  const head = Buffer.alloc(48);
+  SAVEFILE_MAGIC.copy(head, 0);
+  head.writeUInt32LE(SAVEFILE_BYTEORDER, 32);
+  head.writeUInt32LE(XL_MANDATORY_FLAG_JSON | XL_MANDATORY_FLAG_STREAMv2, 36);
+  head.writeUInt32LE(0, 40);
+  head.writeUInt32LE(opt.length, 44);
+  log(
+    `Saving to ${path} new xl format (info 0x${(XL_MANDATORY_FLAG_JSON | XL_MANDATORY_FLAG_STREAMv2).toString(16)}/0x0/${opt.length})`,
+  );
+  const libxl = Buffer.alloc(16);
+  libxl.writeBigUInt64BE(LIBXL_IDENT, 0);
+  libxl.writeUInt32BE(LIBXL_VERSION, 8);
+  libxl.writeUInt32BE(0, 12);
+  const parts = [
+    head,
+    opt,
+    libxl,
+    record(LIBXL_REC_LIBXC_CONTEXT, new Uint8Array(0)),
+    ...libxc,
+    record(LIBXL_REC_END, new Uint8Array(0)),
+  ];
+  let fd: number;
+  try {
+    fd = openSync(
+      path,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NONBLOCK,
+      0o600,
+    );
+  } catch (e) {
+    throw new Error(`libxl: cannot write save file ${path}: ${describeFsError(e)}`, { cause: e });
+  }
+  let size = 0;
+  try {
+    if (!fstatSync(fd).isFile()) throw new Error(`libxl: save file ${path} is not a regular file`);
+    for (const p of parts) {
+      let off = 0;
+      while (off < p.length) off += writeSync(fd, p, off, p.length - off);
+      size += p.length;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return size;
+}
+
+/** What a save file holds. */
+export interface SavedDomain {
+  config: XlDomainConfig;
+  stream: XcStream;
+  image: { sha256: Uint8Array; bytes: Uint8Array };
+}
+
+/**
+ * Reads and checks save file `path` (opened without blocking, a regular
+ * file of at most MAX_SAVE_FILE_BYTES); throws naming what is wrong.
+ */
+export async function readSaveFile(
+  path: string,
+  log: (line: string) => void,
+): Promise<SavedDomain> {
+  const { bytes } = await readHostFile(path, { what: "save file", maxBytes: MAX_SAVE_FILE_BYTES });
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const fail = (what: string, off: number): never => {
+    throw new Error(`libxl: save file ${path}: ${what} at offset ${off}`);
+  };
+  if (b.length < 48 || !b.subarray(0, 32).equals(SAVEFILE_MAGIC))
+    fail("not an xl save file (magic)", 0);
+  if (b.readUInt32LE(32) !== SAVEFILE_BYTEORDER) fail("saved with another byte order", 32);
+  const mandatory = b.readUInt32LE(36);
+  const known = XL_MANDATORY_FLAG_JSON | XL_MANDATORY_FLAG_STREAMv2;
+  if (mandatory & ~known)
+    fail(`unknown mandatory flags 0x${(mandatory & ~known).toString(16)}`, 36);
+  if (!(mandatory & XL_MANDATORY_FLAG_STREAMv2))
+    fail("a legacy (v1) stream, which tsxen does not read", 36);
+  if (!(mandatory & XL_MANDATORY_FLAG_JSON)) fail("a config that is not JSON", 36);
+  const optLen = b.readUInt32LE(44);
+  if (48 + optLen > b.length || optLen < 4) fail(`optional data of ${optLen} bytes`, 44);
+  log(`Loading new save file ${path} (new xl fmt info 0x${mandatory.toString(16)}/0x0/${optLen})`);
+  const cfgLen = b.readUInt32LE(48);
+  if (cfgLen + 4 > optLen || cfgLen === 0) fail(`a config of ${cfgLen} bytes`, 48);
+  const text = b
+    .subarray(52, 52 + cfgLen)
+    .toString("utf8")
+    .replace(/\0$/, "");
+  let config: XlDomainConfig;
+  try {
+    const json = JSON.parse(text) as { tsxen?: unknown };
+    config = checkDomainConfig(json.tsxen);
+  } catch (e) {
+    // One line: JSON.parse quotes the text around the fault.
+    return fail(`its config: ${(e as Error).message.replace(/\s+/g, " ")}`, 52);
+  }
+  log(" Savefile contains xl domain config in JSON format");
+  let o = 48 + optLen;
+  if (o + 16 > b.length) fail("libxl's stream header is cut short", o);
+  if (b.readBigUInt64BE(o) !== LIBXL_IDENT) fail("not a libxl stream (ident)", o);
+  const v = b.readUInt32BE(o + 8);
+  if (v !== LIBXL_VERSION) fail(`libxl stream version ${v}, not ${LIBXL_VERSION}`, o + 8);
+  if (b.readUInt32BE(o + 12) & 1) fail("a big-endian libxl stream", o + 12);
+  o += 16;
+  let stream: XcStream | undefined;
+  for (;;) {
+    if (o + 8 > b.length) fail("libxl's stream ends before its END record", o);
+    const type = b.readUInt32LE(o);
+    const len = b.readUInt32LE(o + 4);
+    if (type === LIBXL_REC_END) {
+      if (len !== 0) fail("libxl's END record has a body", o);
+      o += 8;
+      break;
+    }
+    if (type !== LIBXL_REC_LIBXC_CONTEXT)
+      fail(`libxl record type 0x${type.toString(16)}, which this restore does not know`, o);
+    if (len !== 0) fail("LIBXC_CONTEXT has a body", o);
+    if (stream) fail("a second LIBXC_CONTEXT", o);
+    try {
+      stream = readXcStream(b, o + 8, config.maxmem * 256);
+    } catch (e) {
+      if (e instanceof StreamError)
+        throw new Error(`libxl: save file ${path}: ${e.message}`, { cause: e });
+      throw e;
+    }
+    o = stream.end;
+  }
+  if (o !== b.length) fail(`${b.length - o} bytes after the end`, o);
+  if (!stream) return fail("no LIBXC_CONTEXT record", 48 + optLen + 16);
+  if (!stream.module) return fail("no WASM32_MODULE record", 48 + optLen + 16);
+  const sha = createHash("sha256").update(stream.module.bytes).digest();
+  if (!sha.equals(Buffer.from(stream.module.sha256)))
+    fail("WASM32_MODULE's bytes do not have its sha256", 48 + optLen + 16);
+  log(`xc: info: Found wasm32 PV domain from Xen ${stream.xenMajor}.${stream.xenMinor}`);
+  return { config, stream, image: stream.module };
+}
