@@ -295,13 +295,13 @@ export class XcDom {
    * module is `image` (docs/save-format.md): headers, the module, every
    * page (pfns the domain has not populated go as XTAB), the context, END.
    */
-  async save(domid: number, image: Pick<XcDomImage, "sha256" | "bytes">): Promise<Buffer[]> {
+  async save(domid: number, image: Pick<XcDomImage, "sha256" | "bytes">): Promise<Uint8Array[]> {
     const info = await this.xc.domainGetInfo(domid);
     if (!info.paused) throw new Error(`xc_domain_save: domain ${domid} is not paused`);
     if (info.hvm) throw new Error(`xc_domain_save: domain ${domid} is an HVM guest`);
     const { major, minor } = await this.xc.version();
     this.detail(`xc_domain_save: saving domain ${domid}, type wasm32 PV`);
-    const out: Buffer[] = [streamHeaders(major, minor)];
+    const out: Uint8Array[] = [streamHeaders(major, minor)];
     const mod = Buffer.alloc(40 + image.bytes.length);
     mod.set(image.sha256, 0);
     mod.writeBigUInt64LE(BigInt(image.bytes.length), 32);
@@ -312,7 +312,8 @@ export class XcDom {
     for (let p = 0; p < pfns; p += MAX_BATCH) {
       const batch = Array.from({ length: Math.min(MAX_BATCH, pfns - p) }, (_, i) => p + i);
       const { pages } = this.map(domid, batch);
-      out.push(pageDataRecord(batch, (pfn) => pages[pfn - p]));
+      // The pages go out as views of the paused domain's memory, not copies.
+      out.push(...pageDataRecord(batch, (pfn) => pages[pfn - p]));
       sent += pages.filter((x) => x).length;
     }
     this.detail(`xc_domain_save: ${sent} pages of ${pfns} pfns`);
@@ -352,16 +353,49 @@ export class XcDom {
       await xc.domainMaxVcpus(domid, cfg.maxVcpus);
       await xc.wasm32SetLabel(domid, cfg.name);
       await xc.domainSetMaxMem(domid, cfg.maxmemMiB * 1024);
-      for (let i = 0; i < pfns.length; i += POPULATE_BATCH)
-        await xc.populatePhysmapExact(domid, pfns.slice(i, i + POPULATE_BATCH));
+      // Whole aligned runs of 16 pfns (a wasm page) as one extent of order 4.
+      const runs: number[] = [];
+      const singles: number[] = [];
+      for (let i = 0; i < pfns.length;) {
+        const p = pfns[i]!;
+        if (
+          p % FRAMES_PER_WASM_PAGE === 0 &&
+          pfns[i + FRAMES_PER_WASM_PAGE - 1] === p + FRAMES_PER_WASM_PAGE - 1
+        ) {
+          runs.push(p);
+          i += FRAMES_PER_WASM_PAGE;
+        } else {
+          singles.push(p);
+          i++;
+        }
+      }
+      for (let i = 0; i < runs.length; i += POPULATE_BATCH)
+        await xc.populatePhysmapExact(domid, runs.slice(i, i + POPULATE_BATCH), EXTENT_ORDER);
+      for (let i = 0; i < singles.length; i += POPULATE_BATCH)
+        await xc.populatePhysmapExact(domid, singles.slice(i, i + POPULATE_BATCH));
       await this.bindModule(domid, s.module);
       for (let i = 0; i < pfns.length; i += POPULATE_BATCH) {
         const batch = pfns.slice(i, i + POPULATE_BATCH);
         const { pages, err } = this.map(domid, batch);
-        batch.forEach((pfn, j) => {
-          if (!pages[j]) throw new XcError(`xc_map_foreign_pages(${domid}, pfn ${pfn})`, -err[j]!);
-          pages[j]!.set(s.pages.get(pfn)!);
-        });
+        for (let j = 0; j < batch.length;) {
+          const to = pages[j];
+          if (!to) throw new XcError(`xc_map_foreign_pages(${domid}, pfn ${batch[j]})`, -err[j]!);
+          const from = s.pages.get(batch[j]!)!;
+          // A run of pages next to each other on both sides is one copy.
+          let n = 1;
+          while (
+            j + n < batch.length &&
+            pages[j + n]?.buffer === to.buffer &&
+            pages[j + n]!.byteOffset === to.byteOffset + n * PAGE_SIZE &&
+            s.pages.get(batch[j + n]!)!.buffer === from.buffer &&
+            s.pages.get(batch[j + n]!)!.byteOffset === from.byteOffset + n * PAGE_SIZE
+          )
+            n++;
+          new Uint8Array(to.buffer, to.byteOffset, n * PAGE_SIZE).set(
+            new Uint8Array(from.buffer, from.byteOffset, n * PAGE_SIZE),
+          );
+          j += n;
+        }
       }
       // Its new domid, where a PV guest reads it.
       this.page(domid, PFN_BOOT_INFO).setUint32(arch_wasm32_boot.fields.domid.offset, domid, true);

@@ -64,25 +64,26 @@ export function streamHeaders(xenMajor: number, xenMinor: number): Buffer {
   return h;
 }
 
-/** A PAGE_DATA record for `pfns`, each page's bytes from `page` (undefined: not present, XTAB). */
+/**
+ * A PAGE_DATA record for `pfns`, each page's bytes from `page` (undefined:
+ * not present, XTAB), as pieces to write one after another: the header and
+ * pfn list, then the pages themselves (views, not copies).
+ */
 export function pageDataRecord(
   pfns: readonly number[],
   page: (pfn: number) => Uint8Array | undefined,
-): Buffer {
+): Uint8Array[] {
   const pages = pfns.map(page);
-  const present = pages.filter((p) => p !== undefined).length;
-  const body = Buffer.alloc(8 + 8 * pfns.length + PAGE_SIZE * present);
-  body.writeUInt32LE(pfns.length, 0);
-  let o = 8 + 8 * pfns.length;
+  const present = pages.filter((p) => p !== undefined) as Uint8Array[];
+  const head = Buffer.alloc(16 + 8 * pfns.length);
+  head.writeUInt32LE(REC_TYPE_PAGE_DATA, 0);
+  head.writeUInt32LE(8 + 8 * pfns.length + PAGE_SIZE * present.length, 4);
+  head.writeUInt32LE(pfns.length, 8);
   pfns.forEach((pfn, i) => {
-    const p = pages[i];
-    body.writeBigUInt64LE(BigInt(pfn) | (p ? PFINFO_NOTAB : PFINFO_XTAB), 8 + 8 * i);
-    if (p) {
-      body.set(p, o);
-      o += PAGE_SIZE;
-    }
+    head.writeBigUInt64LE(BigInt(pfn) | (pages[i] ? PFINFO_NOTAB : PFINFO_XTAB), 16 + 8 * i);
   });
-  return record(REC_TYPE_PAGE_DATA, body);
+  // The body is a multiple of 8 bytes: no padding.
+  return [head, ...present];
 }
 
 /** A stream that cannot be read: the message names the record and the offset. */

@@ -14,7 +14,7 @@
  * A file that is not this is refused naming what and where: the header
  * field, the record and its offset.
  */
-import { closeSync, constants, fstatSync, openSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, writeSync, writevSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { describeFsError, readHostFile } from "../../xen/common/host_file.js";
 import { checkDomainConfig, type XlDomainConfig } from "./config.js";
@@ -44,7 +44,7 @@ export function saveFile(
   path: string,
   config: XlDomainConfig,
   libxlJson: Record<string, unknown>,
-  libxc: Buffer[],
+  libxc: Uint8Array[],
   log: (line: string) => void,
 ): number {
   const json = Buffer.from(`${JSON.stringify({ ...libxlJson, tsxen: config }, null, 4)}\0`);
@@ -85,10 +85,23 @@ export function saveFile(
   let size = 0;
   try {
     if (!fstatSync(fd).isFile()) throw new Error(`libxl: save file ${path} is not a regular file`);
-    for (const p of parts) {
-      let off = 0;
-      while (off < p.length) off += writeSync(fd, p, off, p.length - off);
-      size += p.length;
+    // Up to IOV_MAX (1,024) pieces a system call: the pages go out as they
+    // are in the domain's memory.
+    for (let i = 0; i < parts.length; i += 1024) {
+      const iov = parts.slice(i, i + 1024);
+      const want = iov.reduce((n, p) => n + p.length, 0);
+      let done = writevSync(fd, iov);
+      // A short write (rare for a file): the rest piece by piece.
+      for (const p of iov) {
+        if (done >= p.length) {
+          done -= p.length;
+          continue;
+        }
+        let off = done;
+        done = 0;
+        while (off < p.length) off += writeSync(fd, p, off, p.length - off);
+      }
+      size += want;
     }
   } finally {
     closeSync(fd);

@@ -175,7 +175,8 @@ export async function readHostFile(
   try {
     const stat = await handle.stat();
     const size = checkOpened(path, stat, opts);
-    const bytes = Buffer.alloc(size);
+    // Not zeroed first: only the bytes read are returned.
+    const bytes = Buffer.allocUnsafe(size);
     let got = 0;
     while (got < size) {
       const { bytesRead } = await handle.read(bytes, got, size - got, got);
