@@ -70,6 +70,7 @@ import {
   pageDataRecord,
   record,
   streamHeaders,
+  type StreamReader,
   type XcStream,
 } from "./xc_sr.js";
 
@@ -332,6 +333,7 @@ export class XcDom {
   async restore(
     cfg: Omit<XcDomConfig, "memoryMiB" | "vcpus" | "cmdline">,
     s: XcStream,
+    reader: StreamReader,
   ): Promise<XcDomBuilt> {
     const xc = this.xc;
     if (!s.module) throw new Error("xc_domain_restore: the stream has no WASM32_MODULE record");
@@ -381,19 +383,17 @@ export class XcDom {
           const to = pages[j];
           if (!to) throw new XcError(`xc_map_foreign_pages(${domid}, pfn ${batch[j]})`, -err[j]!);
           const from = s.pages.get(batch[j]!)!;
-          // A run of pages next to each other on both sides is one copy.
+          // Pages next to each other in the file and in the domain: one read,
+          // straight into the domain's memory.
           let n = 1;
           while (
             j + n < batch.length &&
             pages[j + n]?.buffer === to.buffer &&
             pages[j + n]!.byteOffset === to.byteOffset + n * PAGE_SIZE &&
-            s.pages.get(batch[j + n]!)!.buffer === from.buffer &&
-            s.pages.get(batch[j + n]!)!.byteOffset === from.byteOffset + n * PAGE_SIZE
+            s.pages.get(batch[j + n]!) === from + n * PAGE_SIZE
           )
             n++;
-          new Uint8Array(to.buffer, to.byteOffset, n * PAGE_SIZE).set(
-            new Uint8Array(from.buffer, from.byteOffset, n * PAGE_SIZE),
-          );
+          await reader.readInto(new Uint8Array(to.buffer, to.byteOffset, n * PAGE_SIZE), from);
           j += n;
         }
       }

@@ -89,13 +89,22 @@ export function pageDataRecord(
 /** A stream that cannot be read: the message names the record and the offset. */
 export class StreamError extends Error {}
 
+/** Positioned reads of a stream's file (the page bytes are read where they go). */
+export interface StreamReader {
+  readonly size: number;
+  /** `len` bytes at `pos`; throws when the file has fewer. */
+  read(pos: number, len: number): Promise<Buffer>;
+  /** Fills `into` from `pos`. */
+  readInto(into: Uint8Array, pos: number): Promise<void>;
+}
+
 /** What a libxc stream of a wasm32 PV domain holds. */
 export interface XcStream {
   xenMajor: number;
   xenMinor: number;
   module: { sha256: Uint8Array; bytes: Uint8Array } | undefined;
-  /** pfn → page (a view into the stream). */
-  pages: Map<number, Uint8Array>;
+  /** pfn → where its page's bytes are in the file (read by the restore, into the domain). */
+  pages: Map<number, number>;
   context: Uint8Array | undefined;
   /** Where the stream ended (after END). */
   end: number;
@@ -109,32 +118,37 @@ const REC_NAMES: Record<number, string> = {
   [REC_TYPE_WASM32_CONTEXT]: "WASM32_CONTEXT",
 };
 
+/** Largest record body read whole (a module, a context): a module's 32 MiB and its header. */
+const MAX_READ_RECORD = 32 * 1024 * 1024 + 64;
+
 /**
- * Reads the libxc stream that starts at `at` of `b`, checking every field;
- * throws StreamError naming the header or record and its offset.
+ * Reads the libxc stream that starts at `at`, checking every header and
+ * record (the page bytes are not read: their offsets are kept); throws
+ * StreamError naming the header or record and its offset.
  */
-export function readXcStream(b: Buffer, at: number, maxPfn: number): XcStream {
+export async function readXcStream(r: StreamReader, at: number, maxPfn: number): Promise<XcStream> {
   const fail = (what: string, off: number): never => {
     throw new StreamError(`libxc stream: ${what} at offset ${off}`);
   };
-  if (at + 40 > b.length) fail("the headers are cut short", at);
-  if (b.readBigUInt64BE(at) !== 0xffffffffffffffffn)
+  if (at + 40 > r.size) fail("the headers are cut short", at);
+  const h = await r.read(at, 40);
+  if (h.readBigUInt64BE(0) !== 0xffffffffffffffffn)
     fail("not a migration stream v2 image (marker; a legacy image?)", at);
-  if (b.readUInt32BE(at + 8) !== XC_SR_ID) fail("the image header's id is not XENF", at + 8);
-  const version = b.readUInt32BE(at + 12);
+  if (h.readUInt32BE(8) !== XC_SR_ID) fail("the image header's id is not XENF", at + 8);
+  const version = h.readUInt32BE(12);
   if (version !== XC_SR_VERSION) fail(`image version ${version}, not ${XC_SR_VERSION}`, at + 12);
-  if (b.readUInt16BE(at + 16) & 1) fail("a big-endian image", at + 16);
-  const type = b.readUInt32LE(at + 24);
+  if (h.readUInt16BE(16) & 1) fail("a big-endian image", at + 16);
+  const type = h.readUInt32LE(24);
   if (type !== DHDR_TYPE_WASM32_PV)
     fail(
       `domain type 0x${type.toString(16)}${type === DHDR_TYPE_X86_PV ? " (x86 PV)" : type === DHDR_TYPE_X86_HVM ? " (x86 HVM)" : ""}, not wasm32 PV`,
       at + 24,
     );
-  const shift = b.readUInt16LE(at + 28);
+  const shift = h.readUInt16LE(28);
   if (shift !== 12) fail(`page_shift ${shift}, not 12`, at + 28);
   const out: XcStream = {
-    xenMajor: b.readUInt32LE(at + 32),
-    xenMinor: b.readUInt32LE(at + 36),
+    xenMajor: h.readUInt32LE(32),
+    xenMinor: h.readUInt32LE(36),
     module: undefined,
     pages: new Map(),
     context: undefined,
@@ -142,13 +156,14 @@ export function readXcStream(b: Buffer, at: number, maxPfn: number): XcStream {
   };
   let o = at + 40;
   for (;;) {
-    if (o + 8 > b.length) fail("the stream ends before its END record", o);
-    const rt = b.readUInt32LE(o);
-    const len = b.readUInt32LE(o + 4);
+    if (o + 8 > r.size) fail("the stream ends before its END record", o);
+    const rh = await r.read(o, 8);
+    const rt = rh.readUInt32LE(0);
+    const len = rh.readUInt32LE(4);
     const name = REC_NAMES[rt] ?? `record type 0x${rt.toString(16)}`;
     const padded = len + ((8 - (len % 8)) % 8);
-    if (o + 8 + padded > b.length) fail(`${name} (${len} bytes) is cut short`, o);
-    const body = b.subarray(o + 8, o + 8 + len);
+    if (o + 8 + padded > r.size) fail(`${name} (${len} bytes) is cut short`, o);
+    const bodyAt = o + 8;
     switch (rt) {
       case REC_TYPE_END:
         if (len !== 0) fail("END has a body", o);
@@ -156,21 +171,22 @@ export function readXcStream(b: Buffer, at: number, maxPfn: number): XcStream {
         return out;
       case REC_TYPE_PAGE_DATA: {
         if (len < 8) fail("PAGE_DATA is too short", o);
-        const count = body.readUInt32LE(0);
+        const count = (await r.read(bodyAt, 4)).readUInt32LE(0);
         if (count === 0 || count > MAX_BATCH) fail(`PAGE_DATA with ${count} pfns`, o);
         if (8 + 8 * count > len) fail(`PAGE_DATA's ${count} pfns do not fit its body`, o);
+        const list = await r.read(bodyAt + 8, 8 * count);
         let data = 8 + 8 * count;
         for (let i = 0; i < count; i++) {
-          const v = body.readBigUInt64LE(8 + 8 * i);
+          const v = list.readBigUInt64LE(8 * i);
           const t = v >> 60n;
           const pfn = Number(v & ((1n << 52n) - 1n));
           if (t === 0xfn) continue;
-          if (t !== 0n) fail(`PAGE_DATA: pfn ${pfn} has page type ${t}`, o + 16 + 8 * i);
-          if (pfn >= maxPfn)
-            fail(`PAGE_DATA: pfn ${pfn} is past the domain's ${maxPfn}`, o + 16 + 8 * i);
-          if (out.pages.has(pfn)) fail(`PAGE_DATA: pfn ${pfn} twice`, o + 16 + 8 * i);
+          const where = bodyAt + 8 + 8 * i;
+          if (t !== 0n) fail(`PAGE_DATA: pfn ${pfn} has page type ${t}`, where);
+          if (pfn >= maxPfn) fail(`PAGE_DATA: pfn ${pfn} is past the domain's ${maxPfn}`, where);
+          if (out.pages.has(pfn)) fail(`PAGE_DATA: pfn ${pfn} twice`, where);
           if (data + PAGE_SIZE > len) fail(`PAGE_DATA: pfn ${pfn}'s page is missing`, o);
-          out.pages.set(pfn, body.subarray(data, data + PAGE_SIZE));
+          out.pages.set(pfn, bodyAt + data);
           data += PAGE_SIZE;
         }
         if (data !== len) fail(`PAGE_DATA has ${len - data} bytes too many`, o);
@@ -178,7 +194,8 @@ export function readXcStream(b: Buffer, at: number, maxPfn: number): XcStream {
       }
       case REC_TYPE_WASM32_MODULE: {
         if (out.module) fail("a second WASM32_MODULE", o);
-        if (len < 40) fail("WASM32_MODULE is too short", o);
+        if (len < 40 || len > MAX_READ_RECORD) fail(`WASM32_MODULE of ${len} bytes`, o);
+        const body = await r.read(bodyAt, len);
         const size = Number(body.readBigUInt64LE(32));
         if (40 + size !== len) fail(`WASM32_MODULE says ${size} bytes, has ${len - 40}`, o);
         out.module = { sha256: body.subarray(0, 32), bytes: body.subarray(40) };
@@ -186,7 +203,8 @@ export function readXcStream(b: Buffer, at: number, maxPfn: number): XcStream {
       }
       case REC_TYPE_WASM32_CONTEXT:
         if (out.context) fail("a second WASM32_CONTEXT", o);
-        out.context = body;
+        if (len > MAX_READ_RECORD) fail(`WASM32_CONTEXT of ${len} bytes`, o);
+        out.context = await r.read(bodyAt, len);
         break;
       default:
         // Optional records (bit 31) may be skipped; an unknown mandatory one may not.

@@ -30,7 +30,7 @@ import { XcInterface } from "../libxc/xc.js";
 import { LocalHypercalls } from "../libxc/channel.js";
 import { xcDomainDumpcore } from "../libxc/xc_core.js";
 import { XcDom, xcDomKernelFile, type XcDomImage } from "../libxc/xc_dom.js";
-import { saveFile, readSaveFile } from "./save.js";
+import { saveFile, readSaveFile, type SavedDomain } from "./save.js";
 import { configJson } from "./json.js";
 import { XenbusStateClosed, XenbusStateInitWait } from "../../xen/include/public/io/xenbus.js";
 import { HVM_PARAM_CALLBACK_IRQ } from "../../xen/include/public/hvm/hvm_op.js";
@@ -577,6 +577,18 @@ export class Libxl {
   ): Promise<Domain> {
     const log = opts.log ?? ((): void => {});
     const saved = await readSaveFile(path, log);
+    try {
+      return await this.restoreFrom(saved, opts.paused === true, log);
+    } finally {
+      saved.close();
+    }
+  }
+
+  private async restoreFrom(
+    saved: SavedDomain,
+    paused: boolean,
+    log: (line: string) => void,
+  ): Promise<Domain> {
     const config = saved.config;
     for (const x of this.domains.values()) {
       if (x.config.name === config.name)
@@ -602,6 +614,7 @@ export class Libxl {
         maxMaptrackFrames: config.maxMaptrackFrames ?? -1,
       },
       saved.stream,
+      saved.reader,
     );
     const domid = built.domid;
     const d = this.host.hv.domainById(domid)!;
@@ -610,7 +623,7 @@ export class Libxl {
       log(`xc: info: Console: mfn 0x3, dom 0, evt ${built.consoleEvtchn}`);
       this.host.connectBuilt(domid, config.name, built.storeEvtchn, built.consoleEvtchn);
       this.register(d, { ...config, uuid }, saved.image);
-      if (!opts.paused) await this.xc.domainUnpause(domid);
+      if (!paused) await this.xc.domainUnpause(domid);
     } catch (e) {
       this.destroy(domid);
       throw e;

@@ -14,9 +14,10 @@
  * A file that is not this is refused naming what and where: the header
  * field, the record and its offset.
  */
-import { closeSync, constants, fstatSync, openSync, writeSync, writevSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, read, writeSync, writevSync } from "node:fs";
+import { promisify } from "node:util";
 import { createHash } from "node:crypto";
-import { describeFsError, readHostFile } from "../../xen/common/host_file.js";
+import { describeFsError, openHostFile } from "../../xen/common/host_file.js";
 import { checkDomainConfig, type XlDomainConfig } from "./config.js";
 import {
   LIBXL_IDENT,
@@ -26,8 +27,13 @@ import {
   StreamError,
   readXcStream,
   record,
+  type StreamReader,
   type XcStream,
 } from "../libxc/xc_sr.js";
+
+const readAsync = promisify(read);
+/** Largest config a save file may carry. */
+const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
 
 export const SAVEFILE_MAGIC = Buffer.from("Xen saved domain, xl format\n \0 \r", "latin1");
 export const SAVEFILE_BYTEORDER = 0x01020304;
@@ -109,43 +115,86 @@ export function saveFile(
   return size;
 }
 
-/** What a save file holds. */
+/** What a save file holds; `reader` stays open for the restore to read the pages. */
 export interface SavedDomain {
   config: XlDomainConfig;
   stream: XcStream;
   image: { sha256: Uint8Array; bytes: Uint8Array };
+  reader: StreamReader;
+  close(): void;
+}
+
+/** Positioned reads of an open file, off the main thread. */
+function fileReader(fd: number, size: number, path: string): StreamReader {
+  const readAt = async (into: Uint8Array, pos: number): Promise<void> => {
+    let got = 0;
+    while (got < into.length) {
+      const { bytesRead } = await readAsync(fd, into, got, into.length - got, pos + got);
+      if (bytesRead === 0)
+        throw new Error(`libxl: save file ${path}: it ends at offset ${pos + got}`);
+      got += bytesRead;
+    }
+  };
+  return {
+    size,
+    read: async (pos, len) => {
+      const b = Buffer.allocUnsafe(len);
+      await readAt(b, pos);
+      return b;
+    },
+    readInto: readAt,
+  };
 }
 
 /**
- * Reads and checks save file `path` (opened without blocking, a regular
- * file of at most MAX_SAVE_FILE_BYTES); throws naming what is wrong.
+ * Opens and checks save file `path` (opened without blocking, a regular
+ * file of at most MAX_SAVE_FILE_BYTES): every header and record, but not
+ * the page bytes, which the restore reads into the new domain. Throws
+ * naming what is wrong and where; the file is closed then.
  */
 export async function readSaveFile(
   path: string,
   log: (line: string) => void,
 ): Promise<SavedDomain> {
-  const { bytes } = await readHostFile(path, { what: "save file", maxBytes: MAX_SAVE_FILE_BYTES });
-  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const { fd, size } = openHostFile(path, { what: "save file", maxBytes: MAX_SAVE_FILE_BYTES });
+  const reader = fileReader(fd, size, path);
+  const close = (): void => closeSync(fd);
+  try {
+    return { ...(await checkSaveFile(path, reader, log)), reader, close };
+  } catch (e) {
+    close();
+    throw e;
+  }
+}
+
+async function checkSaveFile(
+  path: string,
+  r: StreamReader,
+  log: (line: string) => void,
+): Promise<Omit<SavedDomain, "reader" | "close">> {
   const fail = (what: string, off: number): never => {
     throw new Error(`libxl: save file ${path}: ${what} at offset ${off}`);
   };
-  if (b.length < 48 || !b.subarray(0, 32).equals(SAVEFILE_MAGIC))
-    fail("not an xl save file (magic)", 0);
-  if (b.readUInt32LE(32) !== SAVEFILE_BYTEORDER) fail("saved with another byte order", 32);
-  const mandatory = b.readUInt32LE(36);
+  if (r.size < 48) fail("not an xl save file (magic)", 0);
+  const head = await r.read(0, 48);
+  if (!head.subarray(0, 32).equals(SAVEFILE_MAGIC)) fail("not an xl save file (magic)", 0);
+  if (head.readUInt32LE(32) !== SAVEFILE_BYTEORDER) fail("saved with another byte order", 32);
+  const mandatory = head.readUInt32LE(36);
   const known = XL_MANDATORY_FLAG_JSON | XL_MANDATORY_FLAG_STREAMv2;
   if (mandatory & ~known)
     fail(`unknown mandatory flags 0x${(mandatory & ~known).toString(16)}`, 36);
   if (!(mandatory & XL_MANDATORY_FLAG_STREAMv2))
     fail("a legacy (v1) stream, which tsxen does not read", 36);
   if (!(mandatory & XL_MANDATORY_FLAG_JSON)) fail("a config that is not JSON", 36);
-  const optLen = b.readUInt32LE(44);
-  if (48 + optLen > b.length || optLen < 4) fail(`optional data of ${optLen} bytes`, 44);
+  const optLen = head.readUInt32LE(44);
+  if (48 + optLen > r.size || optLen < 4 || optLen > MAX_CONFIG_BYTES)
+    fail(`optional data of ${optLen} bytes`, 44);
   log(`Loading new save file ${path} (new xl fmt info 0x${mandatory.toString(16)}/0x0/${optLen})`);
-  const cfgLen = b.readUInt32LE(48);
+  const opt = await r.read(48, optLen);
+  const cfgLen = opt.readUInt32LE(0);
   if (cfgLen + 4 > optLen || cfgLen === 0) fail(`a config of ${cfgLen} bytes`, 48);
-  const text = b
-    .subarray(52, 52 + cfgLen)
+  const text = opt
+    .subarray(4, 4 + cfgLen)
     .toString("utf8")
     .replace(/\0$/, "");
   let config: XlDomainConfig;
@@ -158,17 +207,19 @@ export async function readSaveFile(
   }
   log(" Savefile contains xl domain config in JSON format");
   let o = 48 + optLen;
-  if (o + 16 > b.length) fail("libxl's stream header is cut short", o);
-  if (b.readBigUInt64BE(o) !== LIBXL_IDENT) fail("not a libxl stream (ident)", o);
-  const v = b.readUInt32BE(o + 8);
+  if (o + 16 > r.size) fail("libxl's stream header is cut short", o);
+  const lh = await r.read(o, 16);
+  if (lh.readBigUInt64BE(0) !== LIBXL_IDENT) fail("not a libxl stream (ident)", o);
+  const v = lh.readUInt32BE(8);
   if (v !== LIBXL_VERSION) fail(`libxl stream version ${v}, not ${LIBXL_VERSION}`, o + 8);
-  if (b.readUInt32BE(o + 12) & 1) fail("a big-endian libxl stream", o + 12);
+  if (lh.readUInt32BE(12) & 1) fail("a big-endian libxl stream", o + 12);
   o += 16;
   let stream: XcStream | undefined;
   for (;;) {
-    if (o + 8 > b.length) fail("libxl's stream ends before its END record", o);
-    const type = b.readUInt32LE(o);
-    const len = b.readUInt32LE(o + 4);
+    if (o + 8 > r.size) fail("libxl's stream ends before its END record", o);
+    const rh = await r.read(o, 8);
+    const type = rh.readUInt32LE(0);
+    const len = rh.readUInt32LE(4);
     if (type === LIBXL_REC_END) {
       if (len !== 0) fail("libxl's END record has a body", o);
       o += 8;
@@ -179,7 +230,7 @@ export async function readSaveFile(
     if (len !== 0) fail("LIBXC_CONTEXT has a body", o);
     if (stream) fail("a second LIBXC_CONTEXT", o);
     try {
-      stream = readXcStream(b, o + 8, config.maxmem * 256);
+      stream = await readXcStream(r, o + 8, config.maxmem * 256);
     } catch (e) {
       if (e instanceof StreamError)
         throw new Error(`libxl: save file ${path}: ${e.message}`, { cause: e });
@@ -187,7 +238,7 @@ export async function readSaveFile(
     }
     o = stream.end;
   }
-  if (o !== b.length) fail(`${b.length - o} bytes after the end`, o);
+  if (o !== r.size) fail(`${r.size - o} bytes after the end`, o);
   if (!stream) return fail("no LIBXC_CONTEXT record", 48 + optLen + 16);
   if (!stream.module) return fail("no WASM32_MODULE record", 48 + optLen + 16);
   const sha = createHash("sha256").update(stream.module.bytes).digest();
