@@ -206,6 +206,23 @@ export class XcDom {
       if (s.offset + s.data.length > pages * PAGE_SIZE)
         throw new Error(`kernel data does not fit in memory=${cfg.memoryMiB}M`);
     }
+    const domid = await this.createDomain(cfg);
+    try {
+      return await this.buildInto(domid, cfg, image, pages);
+    } catch (e) {
+      await xc.domainDestroy(domid).catch(() => {});
+      throw e;
+    }
+  }
+
+  /**
+   * xc_domain_create and what libxl does next, before any memory:
+   * max_vcpus, the label, max_mem. Leaves nothing when a step fails.
+   */
+  private async createDomain(
+    cfg: Omit<XcDomConfig, "memoryMiB" | "vcpus" | "cmdline">,
+  ): Promise<number> {
+    const xc = this.xc;
     const domid = await xc.domainCreate(cfg.domid, {
       handle: cfg.handle,
       maxVcpus: cfg.maxVcpus,
@@ -215,11 +232,14 @@ export class XcDom {
     });
     this.detail(`xc_domain_create: domid ${domid}, max_vcpus ${cfg.maxVcpus}`);
     try {
-      return await this.buildInto(domid, cfg, image, pages);
+      await xc.domainMaxVcpus(domid, cfg.maxVcpus);
+      await xc.wasm32SetLabel(domid, cfg.name);
+      await xc.domainSetMaxMem(domid, cfg.maxmemMiB * 1024);
     } catch (e) {
       await xc.domainDestroy(domid).catch(() => {});
       throw e;
     }
+    return domid;
   }
 
   private async buildInto(
@@ -229,9 +249,6 @@ export class XcDom {
     pages: number,
   ): Promise<XcDomBuilt> {
     const xc = this.xc;
-    await xc.domainMaxVcpus(domid, cfg.maxVcpus);
-    await xc.wasm32SetLabel(domid, cfg.name);
-    await xc.domainSetMaxMem(domid, cfg.maxmemMiB * 1024);
     this.detail(
       `xc_dom_mem_init: mem ${cfg.memoryMiB} MB, pages 0x${pages.toString(16)} pages, 4k each`,
     );
@@ -343,18 +360,9 @@ export class XcDom {
       throw new Error(
         `xc_domain_restore: ${pfns.length} pages saved, maxmem is ${cfg.maxmemMiB * 256}`,
       );
-    const domid = await xc.domainCreate(cfg.domid, {
-      handle: cfg.handle,
-      maxVcpus: cfg.maxVcpus,
-      maxEvtchnPort: cfg.maxEvtchnPort,
-      maxGrantFrames: cfg.maxGrantFrames,
-      maxMaptrackFrames: cfg.maxMaptrackFrames,
-    });
+    const domid = await this.createDomain(cfg);
     this.detail(`xc_domain_restore: domain ${domid}, ${pfns.length} pages`);
     try {
-      await xc.domainMaxVcpus(domid, cfg.maxVcpus);
-      await xc.wasm32SetLabel(domid, cfg.name);
-      await xc.domainSetMaxMem(domid, cfg.maxmemMiB * 1024);
       // Whole aligned runs of 16 pfns (a wasm page) as one extent of order 4.
       const runs: number[] = [];
       const singles: number[] = [];

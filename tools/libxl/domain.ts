@@ -172,7 +172,7 @@ export class Libxl {
         await this.xc.domainUnpause(domid);
       }
     } catch (e) {
-      this.destroy(domid);
+      this.discard(domid);
       throw e;
     }
     return d;
@@ -625,7 +625,7 @@ export class Libxl {
       this.register(d, { ...config, uuid }, saved.image);
       if (!paused) await this.xc.domainUnpause(domid);
     } catch (e) {
-      this.destroy(domid);
+      this.discard(domid);
       throw e;
     }
     log(`xc: info: Restore successful`);
@@ -667,6 +667,12 @@ export class Libxl {
   destroy(domid: number): void {
     this.get(domid);
     this.host.destroy(domid);
+    this.forget(domid);
+  }
+
+  /** A domain whose creation failed, registered with libxl yet or not: destroyed, and its nodes gone. */
+  private discard(domid: number): void {
+    if (this.host.hv.domains.has(domid)) this.host.destroy(domid);
     this.forget(domid);
   }
 
