@@ -194,6 +194,8 @@ function createdomain(hv: Hypervisor, mem: GuestMemory, arg: number): number {
       domid: want === 0 ? undefined : want,
       handle: mem.read(u + f.handle.offset, 16),
       maxVcpus: mem.u32(u + f.max_vcpus.offset),
+      // 0 asks for the hypervisor's default (1023). Xen takes 0 as no ports
+      // at all; tsxen never makes a domain without its xenstore and console.
       maxEvtchnPort: mem.u32(u + f.max_evtchn_port.offset) || undefined,
       maxGrantFrames: signed(f.max_grant_frames.offset),
       maxMaptrackFrames: signed(f.max_maptrack_frames.offset),

@@ -830,7 +830,7 @@ export class Hypervisor implements VcpuHost {
     if (!caller.privileged) throw new Error(`d${caller.domid} may not map d${domid}'s memory`);
     if (domid === DOMID_XEN) {
       // Pages of Xen's shared with privileged domains (the trace buffers), by mfn.
-      const pages = gfns.map((g) => this.xenPages.get(g));
+      const pages = gfns.map((g) => this.xenPages.getShared(g));
       return { pages, err: pages.map((p) => (p ? 0 : -XenErrno.EINVAL)) };
     }
     const d = this.domains.get(domid);

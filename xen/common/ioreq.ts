@@ -81,15 +81,28 @@ export class HvmDomain {
 /** Machine frames of ioreq pages: mfn → the page, for Dom0's mapping of acquired resources. */
 export class XenPages {
   private readonly pages = new Map<number, Uint8Array>();
-  /** `page`: a view of exactly one page (an ioreq page, a trace buffer's page). */
-  set(mfn: Mfn, page: Uint8Array): void {
+  /** Frames any privileged domain may map by number (Xen's share_xen_page_with_privileged_guests). */
+  private readonly shared = new Set<number>();
+  /**
+   * `page`: a view of exactly one page (an ioreq page, a trace buffer's
+   * page). Only a page set `sharedWithPrivileged` can be mapped as a
+   * DOMID_XEN frame; the others are reached through their own interface
+   * (an ioreq page with XENMEM_acquire_resource, by its emulator).
+   */
+  set(mfn: Mfn, page: Uint8Array, sharedWithPrivileged = false): void {
     this.pages.set(mfn_x(mfn), page);
+    if (sharedWithPrivileged) this.shared.add(mfn_x(mfn));
   }
   get(mfn: number): Uint8Array | undefined {
     return this.pages.get(mfn);
   }
+  /** Page `mfn` if it is shared with privileged domains (a DOMID_XEN foreign mapping). */
+  getShared(mfn: number): Uint8Array | undefined {
+    return this.shared.has(mfn) ? this.pages.get(mfn) : undefined;
+  }
   delete(mfn: Mfn): void {
     this.pages.delete(mfn_x(mfn));
+    this.shared.delete(mfn_x(mfn));
   }
 }
 

@@ -122,9 +122,9 @@ export class TraceBuffers {
     ti.setUint16(0, pages, true);
     ti.setUint16(2, listWord, true);
     for (let i = 0; i < pages; i++) ti.setUint32((listWord + i) * 4, mfn_x(mfns[i + 1]!), true);
-    this.xenPages.set(mfns[0]!, tinfo);
+    this.xenPages.set(mfns[0]!, tinfo, true);
     for (let i = 0; i < pages; i++)
-      this.xenPages.set(mfns[i + 1]!, buf.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
+      this.xenPages.set(mfns[i + 1]!, buf.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE), true);
     this.mfns = mfns;
     this.tinfo = tinfo;
     this.buf = buf;
