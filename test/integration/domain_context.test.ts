@@ -81,6 +81,37 @@ test("a ticking guest moves to a new domain and ticks on from where it was", asy
   }
 });
 
+test("a context that would give a guest a timer firing without end is refused", async () => {
+  const host = newHost();
+  try {
+    const a = host.createSync({ name: "ticker", kernel: await kernel("ticker"), memory: 4 });
+    await until(() => host.readConsole(a.domid).includes("tick 1"), 5000, "a tick");
+    host.pause(a.domid);
+    const ctx = saveDomainContext(host.hv, a);
+    ctx.vcpus[0]!.periodNs = 1;
+    ctx.vcpus[0]!.periodicNs = 0;
+    const xc = new XcInterface(new LocalHypercalls(host.dom0.privcmd));
+    const domid = await xc.domainCreate(0, {
+      handle: new Uint8Array(16),
+      maxVcpus: 1,
+      maxEvtchnPort: 0,
+      maxGrantFrames: -1,
+      maxMaptrackFrames: -1,
+    });
+    await xc.domainSetMaxMem(domid, 4096);
+    await xc.populatePhysmapExact(domid, [...Array(1024).keys()]);
+    await xc.wasm32ModuleBind(domid, Buffer.from(a.kernel!.hash, "hex"));
+    const b = host.hv.domainById(domid)!;
+    assert.throws(
+      () => restoreDomainContext(host.hv, b, ctx),
+      /its period or CPU time is out of range/,
+    );
+    assert.equal(b.vcpus[0]!.periodic.active, false, "nothing was armed");
+  } finally {
+    await host.shutdown();
+  }
+});
+
 test("a guest spinning in a loop moves mid-loop, and a guest in a hypercall continuation too", async () => {
   const host = newHost();
   try {

@@ -24,6 +24,7 @@ import {
 import { VcpuState, type VcpuSnapshot } from "../arch/wasm32/vcpu.js";
 import type { Domain } from "./domain.js";
 import type { Hypervisor } from "./hypervisor.js";
+import { MILLISECS } from "./time.js";
 
 /** One vCPU's saved state. */
 export interface VcpuContext {
@@ -138,7 +139,13 @@ export function restoreDomainContext(hv: Hypervisor, d: Domain, ctx: DomainConte
     for (const x of [c.singleshotNs, c.periodicNs, c.pollNs])
       if (!Number.isSafeInteger(x) || x < -1)
         fail(XenErrno.EINVAL, `vCPU ${c.id}: a timer is ${x}`);
-    if (!Number.isSafeInteger(c.periodNs) || c.periodNs < 0 || !(c.cpuTimeNs >= 0))
+    // The period obeys VCPUOP_set_periodic_timer's rule (at least 1 ms, or
+    // none): a file must not give a guest a timer that fires without end.
+    if (
+      !Number.isSafeInteger(c.periodNs) ||
+      (c.periodNs !== 0 && c.periodNs < MILLISECS(1)) ||
+      !(c.cpuTimeNs >= 0)
+    )
       fail(XenErrno.EINVAL, `vCPU ${c.id}: its period or CPU time is out of range`);
   }
   if (
