@@ -29,7 +29,7 @@ import { parseChannelSpec, type ChannelSpec } from "./channel.js";
 import { XcInterface } from "../libxc/xc.js";
 import { LocalHypercalls } from "../libxc/channel.js";
 import { xcDomainDumpcore } from "../libxc/xc_core.js";
-import { XcDom, xcDomKernelFile, type XcDomImage } from "../libxc/xc_dom.js";
+import { XcDom, xcDomKernelFile, type XcDomConfig, type XcDomImage } from "../libxc/xc_dom.js";
 import { saveFile, readSaveFile, type SavedDomain } from "./save.js";
 import { configJson } from "./json.js";
 import { XenbusStateClosed, XenbusStateInitWait } from "../../xen/include/public/io/xenbus.js";
@@ -128,24 +128,13 @@ export class Libxl {
     debug(`libxl_create.c: do_domain_create: name=${config.name} type=pv kernel=${config.kernel}`);
     const image = await xcDomKernelFile(config.kernel);
     // libxl__domain_make and libxl__build_pv: libxc's builder, hypercalls only.
-    const builder = new XcDom(
-      this.xc,
-      (domid, gfns) => this.host.dom0.privcmd.mmapBatchV2(domid, gfns),
-      log,
-    );
+    const builder = this.builder(log);
     const built = await builder.build(
       {
-        domid: 0,
-        name: config.name,
-        handle: Buffer.from(uuid.replace(/-/g, ""), "hex"),
+        ...this.domainOf(config, uuid),
         memoryMiB: config.memory,
-        maxmemMiB: config.maxmem,
         vcpus: config.vcpus,
-        maxVcpus: config.maxvcpus,
         cmdline: config.cmdline,
-        maxEvtchnPort: config.maxEvtchnPort ?? 0,
-        maxGrantFrames: config.maxGrantFrames ?? -1,
-        maxMaptrackFrames: config.maxMaptrackFrames ?? -1,
       },
       image,
     );
@@ -217,6 +206,28 @@ export class Libxl {
     // Where QEMU says it runs (xenstore-paths: the device model's state).
     this.host.xenstored.writeText(`/local/domain/0/device-model/${d.domid}/state`, "running");
     return d;
+  }
+
+  /** libxc's domain builder over Dom0's privcmd (hypercalls and foreign mappings), logging to `log`. */
+  private builder(log: (line: string) => void): XcDom {
+    return new XcDom(this.xc, (id, gfns) => this.host.dom0.privcmd.mmapBatchV2(id, gfns), log);
+  }
+
+  /** What createdomain and the steps before memory take from a config (libxl__domain_make). */
+  private domainOf(
+    config: XlDomainConfig,
+    uuid: string,
+  ): Omit<XcDomConfig, "memoryMiB" | "vcpus" | "cmdline"> {
+    return {
+      domid: 0,
+      name: config.name,
+      handle: Buffer.from(uuid.replace(/-/g, ""), "hex"),
+      maxmemMiB: config.maxmem,
+      maxVcpus: config.maxvcpus,
+      maxEvtchnPort: config.maxEvtchnPort ?? 0,
+      maxGrantFrames: config.maxGrantFrames ?? -1,
+      maxMaptrackFrames: config.maxMaptrackFrames ?? -1,
+    };
   }
 
   /** Records a new domain with libxl and writes its /vm and /local/domain/N nodes. */
@@ -549,11 +560,7 @@ export class Libxl {
       );
     await this.xc.domainPause(domid);
     try {
-      const builder = new XcDom(
-        this.xc,
-        (id, gfns) => this.host.dom0.privcmd.mmapBatchV2(id, gfns),
-        log,
-      );
+      const builder = this.builder(log);
       const libxc = await builder.save(domid, x.image);
       const size = saveFile(path, { ...c, uuid: x.uuid }, configJson(c, x.uuid), libxc, log);
       if (!opts.checkpoint) this.destroy(domid);
@@ -597,25 +604,8 @@ export class Libxl {
         );
     }
     const uuid = config.uuid ?? randomUUID();
-    const builder = new XcDom(
-      this.xc,
-      (id, gfns) => this.host.dom0.privcmd.mmapBatchV2(id, gfns),
-      log,
-    );
-    const built = await builder.restore(
-      {
-        domid: 0,
-        name: config.name,
-        handle: Buffer.from(uuid.replace(/-/g, ""), "hex"),
-        maxmemMiB: config.maxmem,
-        maxVcpus: config.maxvcpus,
-        maxEvtchnPort: config.maxEvtchnPort ?? 0,
-        maxGrantFrames: config.maxGrantFrames ?? -1,
-        maxMaptrackFrames: config.maxMaptrackFrames ?? -1,
-      },
-      saved.stream,
-      saved.reader,
-    );
+    const builder = this.builder(log);
+    const built = await builder.restore(this.domainOf(config, uuid), saved.stream, saved.reader);
     const domid = built.domid;
     const d = this.host.hv.domainById(domid)!;
     try {
