@@ -28,6 +28,9 @@ import { XenErrno } from "../../xen/include/public/errno.js";
 import { DOMID_XEN, HYPERVISOR as H } from "../../xen/include/public/xen.js";
 import type { Host } from "../../tools/host/host.js";
 import { kernel, newHost, sleep, until } from "../helpers.js";
+import { HVM_DIR } from "../../extras/hvm/build.js";
+import { loadHvmImageFile } from "../../xen/arch/wasm32/hvm_image.js";
+import { WASI_FUNCTIONS, WASI_PORT_BASE } from "../../xen/include/public/hvm/wasm32_io.js";
 
 /** xentrace's access to the buffers from inside the host (the socket's copies, minus the socket). */
 function localAccess(host: Host): TraceAccess {
@@ -152,6 +155,162 @@ test("xentrace records the example guests in Xen's format; xenalyze and xentrace
   }
 });
 
+test("an HVM vCPU records its ioreqs on a trace CPU of its own; xenalyze files them as I/O exits", async () => {
+  const host = newHost();
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-trace-"));
+  try {
+    const chunks: Uint8Array[] = [];
+    const stop = new AbortController();
+    const run = xentrace(
+      localAccess(host),
+      (b) => chunks.push(b.slice()),
+      { pollMs: 20 },
+      stop.signal,
+    );
+    await until(() => host.hv.trace.on, 2000, "tracing on");
+    const image = await loadHvmImageFile(join(HVM_DIR, "hello.wasm"));
+    const hvm = (name: string) =>
+      host.createHvm({
+        name,
+        image,
+        memory: 32,
+        args: ["hello", "0", "one", "two"],
+        env: [],
+        shares: [],
+        disks: [],
+        xenstore: true,
+      });
+    const a = await hvm("hello-a");
+    const b = await hvm("hello-b");
+    const ticker = host.createSync({
+      name: "ticker",
+      kernel: await kernel("ticker"),
+      memory: 4,
+      xenstore: true,
+    });
+    await host.waitShutdown(a.domid, 30_000);
+    await host.waitShutdown(b.domid, 30_000);
+    await until(() => host.readConsole(ticker.domid).includes("tick 1"), 5000, "a tick");
+    const ioreqs = new Map([a, b].map((d) => [d.domid, d.hvm!.vcpu!.ioreqs]));
+    await sleep(50);
+    stop.abort();
+    await run;
+    const file = join(dir, "hvm.trace");
+    writeFileSync(file, Buffer.concat(chunks));
+    const recs = parseTrace(readFileSync(file));
+
+    // Each HVM vCPU's records are on a CPU of their own, not the main thread's.
+    const cpuOf = new Map<number, number>();
+    for (const r of recs)
+      if (r.event === T.TRC_SCHED_SWITCH && r.cpu !== 0) cpuOf.set(r.data[2]!, r.cpu);
+    assert.ok(cpuOf.has(a.domid) && cpuOf.has(b.domid), "each vCPU says it runs on its CPU");
+    assert.notEqual(cpuOf.get(a.domid), cpuOf.get(b.domid));
+    for (const d of [a, b]) {
+      const mine = recs.filter((r) => r.cpu === cpuOf.get(d.domid));
+      const io = mine.filter((r) => r.event === T.TRC_HVM_IOPORT_WRITE);
+      const exits = mine.filter((r) => r.event === T.TRC_HVM_VMEXIT);
+      const entries = mine.filter((r) => r.event === T.TRC_HVM_VMENTRY);
+      // Every ioreq the vCPU sent is an exit, and comes back with its answer
+      // (proc_exit's too, unless the domain went before the thread read it).
+      assert.equal(exits.length, ioreqs.get(d.domid), `d${d.domid}'s exits`);
+      assert.ok(io.length === exits.length || io.length === exits.length - 1);
+      assert.equal(entries.length, io.length);
+      assert.ok(exits.every((r) => r.data[0] === 30 && r.tsc !== undefined));
+      assert.ok(
+        io.every((r) => r.tsc === undefined),
+        "an I/O record has no time stamp, as Xen's",
+      );
+      // hello's WASI calls in order, each with its port and answer (0: success).
+      const port = (f: string): number => WASI_PORT_BASE + WASI_FUNCTIONS.get(f)!.port;
+      const calls = ["args_sizes_get", "args_get", "fd_fdstat_get", "fd_write"];
+      calls.push("environ_sizes_get", "fd_write", "proc_exit");
+      assert.deepEqual(
+        io.map((r) => r.data),
+        calls.slice(0, io.length).map((f) => [port(f), 0]),
+      );
+      const stamps = mine.flatMap((r) => (r.tsc === undefined ? [] : [r.tsc]));
+      assert.ok(
+        stamps.every((t, i) => i === 0 || t > stamps[i - 1]!),
+        "the CPU's time only goes forward",
+      );
+    }
+    assert.ok(
+      recs.filter((r) => r.cpu === 0).every((r) => (r.event & T.TRC_HVM) !== T.TRC_HVM),
+      "no HVM record on the main thread's CPU",
+    );
+
+    // xenalyze: both HVM domains, with their I/O exits and port accesses
+    // (an exit counts once the vCPU is back in the guest).
+    const summary = execFileSync("xenalyze", ["--summary", "--cpu-hz=1G", file], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    for (const d of [a, b]) {
+      const part = summary.slice(summary.indexOf(`|-- Domain ${d.domid} --|`));
+      assert.ok(part.length < summary.length, `a section for d${d.domid}`);
+      const mine = part.slice(0, part.indexOf("|-- Domain", 5));
+      const back = recs.filter(
+        (r) => r.cpu === cpuOf.get(d.domid) && r.event === T.TRC_HVM_VMENTRY,
+      ).length;
+      assert.match(mine, new RegExp(`IO_INSTRUCTION +${back} `), "the exits for I/O");
+      // Its port summary: fd_write's port (0x101a) twice.
+      assert.match(mine, /IO address summary:[^]*\n +101a:\[w\] +2 /);
+    }
+    // xentrace_format has rules for the HVM records too.
+    const lines = formatTrace(
+      recs,
+      readDefs(readFileSync(join(ROOT, "tools/xentrace/formats"), "utf8")),
+    );
+    assert.ok(lines.some((l) => /VMEXIT/.test(l)));
+    assert.ok(lines.some((l) => /IOPORT_WRITE/i.test(l)));
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("trace CPUs are lent one per HVM vCPU thread, said when none is left, and come back when it ends", async () => {
+  const host = newHost();
+  try {
+    const xc = localAccess(host).xc;
+    await xc.tbufEnable(true);
+    // Six of the seven lendable CPUs are taken (as by six HVM vCPUs).
+    const taken = Array.from({ length: 6 }, () => host.hv.trace.lendCpu()!.cpu);
+    assert.deepEqual(taken, [1, 2, 3, 4, 5, 6]);
+    const image = await loadHvmImageFile(join(HVM_DIR, "hello.wasm"));
+    const hvm = (name: string) =>
+      host.createHvm({
+        name,
+        image,
+        memory: 8,
+        args: ["hello"],
+        env: [],
+        shares: [],
+        disks: [],
+        xenstore: true,
+        paused: true,
+      });
+    const a = await hvm("a");
+    assert.equal(a.hvm!.vcpu!.traceCpu, 7);
+    const b = await hvm("b");
+    assert.equal(b.hvm!.vcpu!.traceCpu, undefined);
+    assert.match(host.dmesg(), /every trace CPU is lent; d\d+'s ioreqs are not recorded/);
+    assert.equal(host.hv.trace.lendCpu(), undefined);
+    // a's CPU comes back once its thread has ended, not before.
+    host.destroy(a.domid);
+    await a.hvm!.vcpu!.stopped;
+    assert.equal(host.hv.trace.lendCpu()?.cpu, 7);
+    // A CPU is lent to a vCPU that started before tracing did, when it starts.
+    await xc.tbufEnable(false);
+    host.hv.trace.returnCpu(7);
+    host.hv.trace.returnCpu(1);
+    await xc.tbufEnable(true);
+    assert.ok([1, 7].includes(b.hvm!.vcpu!.traceCpu!), String(b.hvm!.vcpu!.traceCpu));
+    await xc.tbufEnable(false);
+  } finally {
+    await host.shutdown();
+  }
+});
+
 test("a consumer too slow loses records, counted; one that writes nonsense loses its backlog only", async () => {
   const host = newHost();
   try {
@@ -199,7 +358,9 @@ test("a consumer too slow loses records, counted; one that writes nonsense loses
     await access.xc.tbufEnable(true);
     const info = await access.xc.tbufGetInfo();
     const [tinfo] = await access.read([info.mfn]);
-    const first = new DataView(tinfo!.buffer).getUint32(4, true);
+    const ti = new DataView(tinfo!.buffer);
+    // CPU 0's frame list starts at the word its mfn_offset names.
+    const first = ti.getUint32(ti.getUint16(2, true) * 4, true);
     for (const bogus of [0xffffffff, 3, 0x7ffffff0]) {
       const b = new Uint8Array(4);
       new DataView(b.buffer).setUint32(0, bogus, true);
@@ -262,7 +423,12 @@ test("tbuf_op refuses what Xen refuses: a size once the buffers exist, sizes out
     const xc = localAccess(host).xc;
     await assert.rejects(xc.tbufSetSize(0), /EINVAL/);
     await assert.rejects(xc.tbufSetSize(1 << 20), /EINVAL/);
-    await assert.rejects(xc.tbufSetSize(1024), /EINVAL/, "t_info's one page lists 1,023 frames");
+    await assert.rejects(
+      xc.tbufSetSize(128),
+      /EINVAL/,
+      "t_info's one page lists 8 CPUs' frames: 127 pages each",
+    );
+    await xc.tbufSetSize(127);
     assert.equal((await xc.tbufGetInfo()).mfn, 0, "no buffers before the first enable");
     await xc.tbufEnable(true);
     await assert.rejects(xc.tbufSetSize(8), /EBUSY/);

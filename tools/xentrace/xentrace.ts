@@ -31,6 +31,9 @@ import {
 } from "../../xen/include/public/trace.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 
+/** xentrace's default CPU mask: every CPU (as Xen's). */
+const ALL_CPUS = 0xffffffff;
+
 /** How xentrace reaches the buffers: the sysctl, and Xen's pages by frame number. */
 export interface TraceAccess {
   xc: XcInterface;
@@ -84,19 +87,28 @@ export async function xentrace(
   await xc.tbufEnable(true);
   try {
     await xc.tbufSetEvtMask(opts.evtMask ?? TRC_ALL);
-    await xc.tbufSetCpuMask(opts.cpuMask ?? 1);
+    await xc.tbufSetCpuMask(opts.cpuMask ?? ALL_CPUS);
     const info = await xc.tbufGetInfo();
     const [tinfo] = await access.read([info.mfn]);
     if (!tinfo) throw new Error("xentrace: cannot map the t_info page");
     const ti = new DataView(tinfo.buffer, tinfo.byteOffset, tinfo.byteLength);
     const pages = ti.getUint16(0, true);
-    const listWord = ti.getUint16(2, true);
-    const mfns = Array.from({ length: pages }, (_, i) => ti.getUint32((listWord + i) * 4, true));
+    // t_info's mfn_offset[cpu]: where each CPU's frame list starts (0: no
+    // buffer). The lists follow the offsets, so CPU 0's tells how many there are.
+    const cpus: Array<{ cpu: number; mfns: number[] }> = [];
+    const slots = Math.max(0, (ti.getUint16(2, true) * 4 - 2) / 2);
+    for (let cpu = 0; cpu < slots; cpu++) {
+      const word = ti.getUint16(2 + 2 * cpu, true);
+      if (word === 0) continue;
+      cpus.push({
+        cpu,
+        mfns: Array.from({ length: pages }, (_, i) => ti.getUint32((word + i) * 4, true)),
+      });
+    }
     const X = pages * PAGE_SIZE - t_buf.size;
-    const cpu = 0;
     let bytes = 0;
     let reads = 0;
-    const header = async (): Promise<{ cons: number; prod: number }> => {
+    const header = async (mfns: number[]): Promise<{ cons: number; prod: number }> => {
       const [p] = await access.read([mfns[0]!]);
       const dv = new DataView(p!.buffer, p!.byteOffset, p!.byteLength);
       return {
@@ -104,14 +116,14 @@ export async function xentrace(
         prod: dv.getUint32(t_buf.fields.prod.offset, true),
       };
     };
-    const setCons = (cons: number): Promise<void> => {
+    const setCons = (mfns: number[], cons: number): Promise<void> => {
       const b = new Uint8Array(4);
       new DataView(b.buffer).setUint32(0, cons, true);
       return access.write(mfns[0]!, t_buf.fields.cons.offset, b);
     };
-    if (opts.discard) await setCons((await header()).prod);
-    const drain = async (): Promise<void> => {
-      const { cons, prod } = await header();
+    if (opts.discard) for (const c of cpus) await setCons(c.mfns, (await header(c.mfns)).prod);
+    const drainCpu = async (cpu: number, mfns: number[]): Promise<void> => {
+      const { cons, prod } = await header(mfns);
       if (cons === prod) return;
       const window = (prod - cons + 2 * X) % (2 * X);
       const all = await access.read(mfns);
@@ -131,7 +143,10 @@ export async function xentrace(
       if (second.length > 0) out(second);
       bytes += rec.length + window;
       reads++;
-      await setCons(prod);
+      await setCons(mfns, prod);
+    };
+    const drain = async (): Promise<void> => {
+      for (const c of cpus) await drainCpu(c.cpu, c.mfns);
     };
     const end = opts.timeLimitS !== undefined ? Date.now() + opts.timeLimitS * 1000 : Infinity;
     while (!stop.aborted && Date.now() < end) {

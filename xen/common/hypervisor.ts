@@ -222,6 +222,7 @@ export class Hypervisor implements VcpuHost {
     this.trace = new TraceBuffers(
       this.frames,
       this.xenPages,
+      NOW,
       () => {
         const v = this.sched.current;
         return v ? { domid: v.domain.domid, vcpu: v.id } : undefined;
@@ -230,6 +231,7 @@ export class Hypervisor implements VcpuHost {
       // it, so the recording entry is swapped in only while tracing is on.
       (on) => {
         this.hypercall = on ? this.tracedHypercall : Hypervisor.prototype.hypercall;
+        if (on) for (const d of this.domains.values()) this.lendTraceCpu(d);
       },
     );
     this.sched = new Scheduler(this, { ...config.sched }, this.slice.ready, (e) =>
@@ -709,8 +711,33 @@ export class Hypervisor implements VcpuHost {
     );
     d.hvm.vcpu = vcpu;
     vcpu.start(d.pauseCount);
+    this.lendTraceCpu(d);
     return d;
   }
+
+  /**
+   * Lends an HVM domain's vCPU thread a trace CPU of its own, once the trace
+   * buffers exist, for the ioreqs it records (docs/tracing.md); the CPU comes
+   * back when the thread has ended. With every CPU lent, the vCPU records
+   * nothing, and the console says so once.
+   */
+  private lendTraceCpu(d: Domain): void {
+    const vcpu = d.hvm?.vcpu;
+    if (!vcpu || vcpu.traceCpu !== undefined || d.isDying || d.isShutdown) return;
+    const t = this.trace.lendCpu();
+    if (!t) {
+      if (this.trace.info().mfn !== 0 && !this.traceCpusShort) {
+        this.traceCpusShort = true;
+        this.console.printk(
+          `tracing: every trace CPU is lent; d${d.domid}'s ioreqs are not recorded`,
+        );
+      }
+      return;
+    }
+    vcpu.setTrace(t, d.domid, () => this.trace.returnCpu(t.cpu));
+  }
+  /** The console said once that the trace CPUs ran out. */
+  private traceCpusShort = false;
 
   /**
    * A hypercall of an HVM program with PV drivers, on the main thread. It

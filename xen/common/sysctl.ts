@@ -14,6 +14,7 @@ import { PAGE_SIZE } from "../include/xen/mm.js";
 import type { Vcpu } from "../arch/wasm32/vcpu.js";
 import type { Hypervisor } from "./hypervisor.js";
 import { NR_CPUS, getdomaininfo } from "./domctl.js";
+import { TRACE_CPUS } from "./trace.js";
 
 const encoder = new TextEncoder();
 
@@ -42,10 +43,15 @@ export function do_sysctl(hv: Hypervisor, v: Vcpu, arg: number): number {
           return 0;
         }
         case SC.XEN_SYSCTL_TBUFOP_set_cpu_mask: {
-          // The bitmap's first byte (one CPU): a handle and a bit count, as xenctl_bitmap.
+          // A xenctl_bitmap (a handle and a bit count): its first TRACE_CPUS bits.
           const bits = mem.u64(u + f.cpu_mask.offset);
-          const n = mem.u32(u + f.cpu_mask.offset + 8);
-          t.cpuMask = n > 0 && bits !== 0 ? mem.u8[bits]! & 1 : 0;
+          const n = Math.min(mem.u32(u + f.cpu_mask.offset + 8), TRACE_CPUS);
+          let m = 0;
+          if (bits !== 0 && n > 0) {
+            mem.check(bits, Math.ceil(n / 8));
+            for (let i = 0; i < n; i++) if ((mem.u8[bits + (i >> 3)]! >> (i & 7)) & 1) m |= 1 << i;
+          }
+          t.cpuMask = m;
           return 0;
         }
         case SC.XEN_SYSCTL_TBUFOP_set_evt_mask:

@@ -29,6 +29,7 @@ import {
   HVM_RUNNING,
 } from "./hvm_ctl.js";
 import type { IoRange } from "../../common/ioreq.js";
+import type { TraceCpu } from "../../common/trace.js";
 
 export interface HvmVcpuEvents {
   /** The program ended: exit (it called proc_exit or returned) or a crash with its cause. */
@@ -151,6 +152,32 @@ export class HvmVcpu {
     Atomics.add(this.i32, CTL_MSG, 1);
   }
 
+  /** The trace CPU lent to this vCPU's thread, and how to give it back. */
+  traceCpu: number | undefined;
+  private returnTraceCpu: (() => void) | undefined;
+
+  /**
+   * Lends the thread trace CPU `t`, where it records its ioreqs while
+   * tracing is on; `returned` runs once the thread has ended.
+   */
+  setTrace(t: TraceCpu, domid: number, returned: () => void): void {
+    this.traceCpu = t.cpu;
+    this.returnTraceCpu = returned;
+    this.channel.port1.postMessage({ trace: { ...t, domid } });
+    Atomics.add(this.i32, CTL_MSG, 1);
+    // A thread that has stopped records nothing more.
+    if (this.stopping) void this.stopped.then(() => this.giveTraceCpuBack());
+  }
+
+  private stopping = false;
+
+  private giveTraceCpuBack(): void {
+    const r = this.returnTraceCpu;
+    this.returnTraceCpu = undefined;
+    this.traceCpu = undefined;
+    r?.();
+  }
+
   /** Resolves once the thread has stopped (after stop()). */
   stopped: Promise<void> = Promise.resolve();
 
@@ -160,6 +187,8 @@ export class HvmVcpu {
    * (its fast descriptors).
    */
   stop(): Promise<void> {
+    if (this.stopping) return this.stopped;
+    this.stopping = true;
     this.over = true;
     this.i32[CTL_STATE] = HVM_DONE;
     // Lets a pending waitAsync settle, so nothing of this vCPU stays behind.
@@ -167,7 +196,8 @@ export class HvmVcpu {
     const w = this.worker;
     this.worker = undefined;
     this.channel.port1.close();
-    if (w) this.stopped = w.terminate().then(() => undefined);
+    if (w) this.stopped = w.terminate().then(() => this.giveTraceCpuBack());
+    else this.giveTraceCpuBack();
     return this.stopped;
   }
 

@@ -77,6 +77,15 @@ import {
   HVM_PAUSED,
   HVM_RUNNING,
 } from "./hvm_ctl.js";
+import { TraceRing, type TraceCpu } from "../../common/trace.js";
+import {
+  TRC_HVM_IOPORT_WRITE,
+  TRC_HVM_VMENTRY,
+  TRC_HVM_VMEXIT,
+  TRC_SCHED_RUNSTATE_CHANGE,
+  TRC_SCHED_SWITCH,
+} from "../../include/public/trace.js";
+import { DOMID_IDLE } from "../../include/public/xen.js";
 
 export interface HvmVcpuData {
   module: WebAssembly.Module;
@@ -149,8 +158,9 @@ function drainMessages(): void {
   for (;;) {
     const m = receiveMessageOnPort(data.port);
     if (!m) break;
-    const msg = m.message as { routes?: Route[] };
+    const msg = m.message as { routes?: Route[]; trace?: TraceCpu & { domid: number } };
     if (msg.routes) applyRoutes(msg.routes);
+    if (msg.trace) startTrace(msg.trace);
   }
 }
 
@@ -179,6 +189,42 @@ function honourPause(): void {
   Atomics.store(ctl, CTL_STATE, HVM_RUNNING);
 }
 
+/**
+ * The trace CPU lent to this thread (trace.ts), where it records each ioreq
+ * as a pCPU records a VM exit for I/O (docs/tracing.md): TRC_HVM_VMEXIT
+ * when the call leaves guest mode, TRC_HVM_IOPORT_WRITE with the port and
+ * the device model's answer once it came, TRC_HVM_VMENTRY on the way back.
+ */
+let tr: TraceRing | undefined;
+let trDomid = 0;
+let trGen = 0;
+/** System time on this thread (the hypervisor's NOW()). */
+const systemNs = (): number => Number(process.hrtime.bigint() - data.systemTimeBase);
+
+function startTrace(t: TraceCpu & { domid: number }): void {
+  trDomid = t.domid;
+  trGen = 0;
+  tr = new TraceRing(t, systemNs, () => ({ domid: trDomid, vcpu: 0 }));
+}
+
+/**
+ * The exit reason of an ioreq's VMEXIT record: VMX's I/O instruction (30),
+ * so that xenalyze files the exits where a port access's go. wasm32 has no
+ * instruction pointer to give: the record's eip is 0.
+ */
+const EXIT_REASON_IO_INSTRUCTION = 30;
+
+/** Before an ioreq leaves guest mode. */
+function traceExit(t: TraceRing): void {
+  if (trGen !== t.generation) {
+    // Since tracing (re)started, this CPU has not said which vCPU it runs.
+    trGen = t.generation;
+    t.record(TRC_SCHED_SWITCH, [DOMID_IDLE, 0, trDomid, 0]);
+    t.record(TRC_SCHED_RUNSTATE_CHANGE | (1 << 8) | (0 << 4), [(trDomid << 16) >>> 0]);
+  }
+  t.record(TRC_HVM_VMEXIT, [EXIT_REASON_IO_INSTRUCTION, 0]);
+}
+
 const ARGS = WASM32_IOREQ_ARGS >> 2;
 const EXIT_PORT = WASI_FUNCTIONS.get("proc_exit")!.port;
 const DOORBELL = WASM32_IOREQ_DOORBELL >> 2;
@@ -196,6 +242,8 @@ function ioreq(port: number, count: number, i32: Int32Array, u32: Uint32Array): 
   u32[3] = 0;
   u32[4] = count;
   u32[5] = 8;
+  const t = tr !== undefined && tr.on ? tr : undefined;
+  if (t) traceExit(t);
   Atomics.store(ctl, CTL_PORT, port);
   Atomics.store(ctl, CTL_STATE, HVM_IOREQ_WAIT);
   ctl[CTL_IOREQS]!++;
@@ -218,6 +266,11 @@ function ioreq(port: number, count: number, i32: Int32Array, u32: Uint32Array): 
   Atomics.store(i32, STATEWORD, 0);
   Atomics.store(ctl, CTL_PORT, -1);
   Atomics.store(ctl, CTL_STATE, HVM_RUNNING);
+  if (t) {
+    // As Xen's record of an I/O assist: no time stamp of its own.
+    t.record(TRC_HVM_IOPORT_WRITE, [WASI_PORT_BASE + port, rc], false);
+    t.record(TRC_HVM_VMENTRY);
+  }
   return rc;
 }
 

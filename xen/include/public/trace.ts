@@ -65,6 +65,8 @@ export const TRC_PV_HYPERCALL_SUBCALL = TRC_PV_SUBCALL + 14;
 /** In a V2 hypercall record's first word: argument i follows as 32 bits. */
 export const TRC_PV_HYPERCALL_V2_ARG_32 = (i: number): number => (0x1 << (20 + 2 * i)) >>> 0;
 
+export const TRC_HVM_VMENTRY = TRC_HVM_ENTRYEXIT + 0x01;
+export const TRC_HVM_VMEXIT = TRC_HVM_ENTRYEXIT + 0x02;
 export const TRC_HVM_IOPORT_READ = TRC_HVM_HANDLER + 0x16;
 export const TRC_HVM_IOPORT_WRITE = TRC_HVM_HANDLER + 0x216;
 
