@@ -57,6 +57,12 @@ export class DeviceModel {
   private readonly ctlI32 = new Int32Array(this.ctl);
   private readonly channel = new MessageChannel();
   private worker: Worker | undefined;
+  /**
+   * Settles when the thread has exited. Taken when the thread starts: a
+   * thread that failed may exit before stop() looks, and its exit event
+   * would then have gone by unseen.
+   */
+  private exited: Promise<void> = Promise.resolve();
   private serverId = -1;
   private page: Int32Array | undefined;
   private stopped = false;
@@ -117,6 +123,7 @@ export class DeviceModel {
       resourceLimits: { maxOldGenerationSizeMb: DM_HEAP_MB },
     });
     this.worker = w;
+    this.exited = new Promise<void>((r) => w.once("exit", () => r()));
     await new Promise<void>((resolve, reject) => {
       w.on("message", (msg: DmMessage) => {
         switch (msg.kind) {
@@ -240,9 +247,8 @@ export class DeviceModel {
     this.worker = undefined;
     if (w) {
       this.send({ kind: "stop" });
-      const done = new Promise<void>((r) => w.once("exit", () => r()));
       const t = setTimeout(() => void w.terminate(), 1000);
-      await done;
+      await this.exited;
       clearTimeout(t);
     }
     this.channel.port1.close();
