@@ -12,17 +12,38 @@ import { XcInterface } from "../../tools/libxc/xc.js";
 import { LocalHypercalls } from "../../tools/libxc/channel.js";
 import {
   ContextError,
+  type DomainContext,
   restoreDomainContext,
   saveDomainContext,
 } from "../../xen/common/domain_context.js";
 import type { Host } from "../../tools/host/host.js";
 import type { Domain } from "../../xen/common/domain.js";
-import { kernel, newHost, until } from "../helpers.js";
+import { kernel, newHost, sleep, until } from "../helpers.js";
+import { shared_info, vcpu_info, vcpu_time_info } from "../../xen/include/public/arch-wasm32.js";
 
-/** A copy of `a` in a new domain, built through the builder's hypercalls, given `a`'s context. */
-async function cloneDomain(host: Host, a: Domain): Promise<Domain> {
+/** `d`'s system time and wallclock as its vCPU 0 reads them (vcpu_time_info, shared_info), in ns. */
+function guestClock(host: Host, d: Domain): { stime: number; wallclock: number } {
+  const v = d.vcpus[0]!;
+  host.hv.updateVcpuTime(v);
+  const t = v.vcpuInfoAddr + vcpu_info.fields.time.offset;
+  const stime = Number(d.mem.u64(t + vcpu_time_info.fields.system_time.offset));
+  const f = shared_info.fields;
+  const a = d.sharedInfoAddr;
+  const wc = d.mem.u32(a + f.wc_sec.offset) * 1e9 + d.mem.u32(a + f.wc_nsec.offset);
+  return { stime, wallclock: wc + stime };
+}
+
+/**
+ * A copy of `a` in a new domain, built through the builder's hypercalls,
+ * given `a`'s context (taken now, or `ctx`: taken earlier, while `a` stayed
+ * paused).
+ */
+async function cloneDomain(
+  host: Host,
+  a: Domain,
+  ctx: DomainContext = saveDomainContext(host.hv, a),
+): Promise<Domain> {
   const xc = new XcInterface(new LocalHypercalls(host.dom0.privcmd));
-  const ctx = saveDomainContext(host.hv, a);
   const domid = await xc.domainCreate(0, {
     handle: new Uint8Array(16),
     maxVcpus: a.vcpus.length,
@@ -76,6 +97,72 @@ test("a ticking guest moves to a new domain and ticks on from where it was", asy
       ms >= 2900 && ms < 4000,
       `tick 3 came ${ms} ms after the guest's start: its clock carried on`,
     );
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("a restored domain's clock goes on from the saved time, on a host whose clock is anywhere; its wallclock stays the host's", async () => {
+  const host = newHost();
+  try {
+    const a = host.createSync({ name: "ticker", kernel: await kernel("ticker"), memory: 4 });
+    await until(() => host.readConsole(a.domid).includes("tick 2"), 5000, "two ticks");
+    host.pause(a.domid);
+    const saved = saveDomainContext(host.hv, a);
+    // Time spent saved does not count: the clock stops with the saved state.
+    await sleep(1500);
+    const b = await cloneDomain(host, a, saved);
+    const before = saved.guestNowNs;
+    host.destroy(a.domid);
+    const after = guestClock(host, b);
+    assert.ok(
+      after.stime - before >= 0 && after.stime - before < 200e6,
+      `its system time went on from ${before}, at ${after.stime}`,
+    );
+    assert.ok(Math.abs(after.wallclock - Date.now() * 1e6) < 50e6, "its wallclock is the host's");
+    host.unpause(b.domid);
+    await until(() => host.readConsole(b.domid).includes("tick 3"), 5000, "tick 3");
+    const ms = Number(/tick 3 at (\d+) ms/.exec(host.readConsole(b.domid))![1]);
+    assert.ok(ms >= 2900 && ms < 3500, `tick 3 at ${ms} ms of its own time, not 1.5 s later`);
+
+    // A host whose clock is far ahead (one that has run for days): the
+    // domain's time, timers and wallclock are as they were.
+    host.pause(b.domid);
+    const ctx = saveDomainContext(host.hv, b);
+    const xc = new XcInterface(new LocalHypercalls(host.dom0.privcmd));
+    const domid = await xc.domainCreate(0, {
+      handle: new Uint8Array(16),
+      maxVcpus: 1,
+      maxEvtchnPort: 0,
+      maxGrantFrames: -1,
+      maxMaptrackFrames: -1,
+    });
+    await xc.domainSetMaxMem(domid, 4096);
+    const pfns = [...Array(1024).keys()];
+    await xc.populatePhysmapExact(domid, pfns);
+    const from = host.dom0.privcmd.mmapBatchV2(b.domid, pfns).pages;
+    const to = host.dom0.privcmd.mmapBatchV2(domid, pfns).pages;
+    pfns.forEach((_, i) => to[i]!.set(from[i]!));
+    await xc.wasm32ModuleBind(domid, Buffer.from(b.kernel!.hash, "hex"));
+    const c = host.hv.domainById(domid)!;
+    c.isConsole = true;
+    const days = 3 * 86400e9;
+    // As if saved on a host that had run three days longer than this one.
+    restoreDomainContext(host.hv, c, {
+      ...ctx,
+      guestNowNs: ctx.guestNowNs + days,
+      vcpus: ctx.vcpus.map((v) => ({
+        ...v,
+        singleshotNs: v.singleshotNs >= 0 ? v.singleshotNs + days : -1,
+      })),
+    });
+    host.destroy(b.domid);
+    const clock = guestClock(host, c);
+    assert.ok(clock.stime >= ctx.guestNowNs + days, "its time is the saved one");
+    assert.ok(Math.abs(clock.wallclock - Date.now() * 1e6) < 50e6, "its wallclock is the host's");
+    host.unpause(c.domid);
+    // Its timer still fires about a second after the last tick (not in three days).
+    await until(() => host.readConsole(c.domid).includes("tick 4"), 3000, "tick 4");
   } finally {
     await host.shutdown();
   }

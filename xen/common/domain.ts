@@ -22,6 +22,7 @@ import { SHUTDOWN_NAMES, SHUTDOWN_crash } from "../include/public/sched.js";
 import type { HvmDomain } from "./ioreq.js";
 import type { LogDirty } from "./paging.js";
 import { HVM_RUNNING } from "../arch/wasm32/hvm_ctl.js";
+import { NOW } from "./time.js";
 
 /** What `xl list` shows in its State column, one letter each: r b p s c d. */
 export type DomainRunState = "running" | "blocked" | "paused" | "shutdown" | "crashed" | "dying";
@@ -68,6 +69,13 @@ export class Domain {
   /** Most pages the domain may hold (Xen's max_pages). */
   maxPages: number;
   sharedInfoAddr = pfn_to_paddr(PFN_SHARED_INFO);
+  /**
+   * The domain's system time less the host's (ns): 0 for a domain made
+   * here; a restored or migrated one goes on from the time it had when it
+   * was saved (domain_context.ts), on whatever host, as Xen carries a
+   * guest's time across with its TSC_INFO record.
+   */
+  stimeOffsetNs = 0;
   pauseCount = 0;
   isShutdown = false;
   shutdownReason = -1;
@@ -201,6 +209,11 @@ export class Domain {
   /** The machine frame behind `pfn`, or INVALID_MFN. */
   p2mLookup(pfn: Pfn): Mfn {
     return pfn < this.p2m.length ? _mfn(this.p2m[pfn]!) : INVALID_MFN;
+  }
+
+  /** The domain's system time (ns): what its vcpu_time_info says, and its timers count in. */
+  stime(): number {
+    return NOW() + this.stimeOffsetNs;
   }
 
   startInfoAddr(): number {

@@ -11,8 +11,15 @@
  * What does not carry over as it was: interdomain channels come back
  * unbound, offered to the same peer, for the toolstack to connect again
  * (xenstored and xenconsoled bind the xenstore and console ports); Dom0's
- * mappings of the domain's grants are made again the same way. Timers
- * keep their deadlines in system time, which is the host's own clock.
+ * mappings of the domain's grants are made again the same way.
+ *
+ * Time: the context carries the domain's system time when it was taken,
+ * and its timers' deadlines in that time. A restored domain's system time
+ * goes on from there, on this host or another (Domain.stimeOffsetNs), as
+ * Xen's TSC_INFO record carries a guest's clock: no jump forward by the
+ * time it spent saved, none backward onto a host that booted later. Its
+ * wallclock base moves the other way, so that its wallclock stays the
+ * host's.
  */
 import { XenErrno } from "../include/public/errno.js";
 import {
@@ -24,14 +31,14 @@ import {
 import { VcpuState, type VcpuSnapshot } from "../arch/wasm32/vcpu.js";
 import type { Domain } from "./domain.js";
 import type { Hypervisor } from "./hypervisor.js";
-import { MILLISECS } from "./time.js";
+import { MILLISECS, NOW } from "./time.js";
 
 /** One vCPU's saved state. */
 export interface VcpuContext {
   id: number;
   state: VcpuState;
   snapshot: VcpuSnapshot;
-  /** Timer deadlines in system time (ns), -1 when not set. */
+  /** Timer deadlines in the domain's system time (ns), -1 when not set. */
   singleshotNs: number;
   periodicNs: number;
   periodNs: number;
@@ -56,6 +63,8 @@ export interface DomainContext {
   vcpus: VcpuContext[];
   evtchns: EvtchnContext[];
   sharedInfoAddr: number;
+  /** The domain's system time when the context was taken (ns). */
+  guestNowNs: number;
 }
 
 /** Thrown when a domain cannot be saved or restored; the message says why. */
@@ -80,7 +89,9 @@ export function saveDomainContext(hv: Hypervisor, d: Domain): DomainContext {
   if (d.pauseCount === 0) fail(XenErrno.EBUSY, "the domain must be paused");
   if (hv.sched.current?.domain === d) fail(XenErrno.EBUSY, "a vCPU is on the CPU");
   if (d.evtchn.fifo) fail(XenErrno.EOPNOTSUPP, "FIFO event channels cannot be saved yet");
-  const ms = (t: { active: boolean; expires: number }): number => (t.active ? t.expires : -1);
+  const off = d.stimeOffsetNs;
+  const ms = (t: { active: boolean; expires: number }): number =>
+    t.active ? Math.round(t.expires + off) : -1;
   const vcpus = d.vcpus.map((v) => {
     let snapshot: VcpuSnapshot;
     try {
@@ -113,7 +124,7 @@ export function saveDomainContext(hv: Hypervisor, d: Domain): DomainContext {
       priority: ch.priority,
     });
   }
-  return { vcpus, evtchns, sharedInfoAddr: d.sharedInfoAddr };
+  return { vcpus, evtchns, sharedInfoAddr: d.sharedInfoAddr, guestNowNs: d.stime() };
 }
 
 /**
@@ -148,6 +159,8 @@ export function restoreDomainContext(hv: Hypervisor, d: Domain, ctx: DomainConte
     )
       fail(XenErrno.EINVAL, `vCPU ${c.id}: its period or CPU time is out of range`);
   }
+  if (!Number.isSafeInteger(ctx.guestNowNs) || ctx.guestNowNs < 0)
+    fail(XenErrno.EINVAL, `its system time ${ctx.guestNowNs} is out of range`);
   if (
     !Number.isSafeInteger(ctx.sharedInfoAddr) ||
     ctx.sharedInfoAddr % 4096 !== 0 ||
@@ -157,8 +170,12 @@ export function restoreDomainContext(hv: Hypervisor, d: Domain, ctx: DomainConte
       XenErrno.EINVAL,
       `shared_info at 0x${ctx.sharedInfoAddr.toString(16)} is not a page of its`,
     );
-  // All checked: now the domain changes.
+  // All checked: now the domain changes. Its time goes on from the saved one.
   d.sharedInfoAddr = ctx.sharedInfoAddr;
+  const off = ctx.guestNowNs - NOW();
+  d.stimeOffsetNs = off;
+  hv.writeWallclock(d);
+  const host = (t: number): number => (t >= 0 ? Math.max(0, t - off) : -1);
   for (const e of ctx.evtchns) {
     const state = e.state === EVTCHNSTAT_interdomain ? EVTCHNSTAT_unbound : e.state;
     if (
@@ -171,7 +188,12 @@ export function restoreDomainContext(hv: Hypervisor, d: Domain, ctx: DomainConte
     const v = d.vcpus[c.id]!;
     if (c.state === VcpuState.Offline) continue;
     try {
-      hv.vcpuRestore(v, c);
+      hv.vcpuRestore(v, {
+        ...c,
+        singleshotNs: host(c.singleshotNs),
+        periodicNs: host(c.periodicNs),
+        pollNs: host(c.pollNs),
+      });
     } catch (e) {
       fail(XenErrno.EINVAL, `vCPU ${c.id}: ${(e as Error).message}`);
     }
@@ -181,7 +203,8 @@ export function restoreDomainContext(hv: Hypervisor, d: Domain, ctx: DomainConte
 /**
  * The context as bytes (little-endian), the body of the save stream's
  * WASM32_CONTEXT record (docs/save-format.md): a header (magic "W32C",
- * version 1, vCPU and port counts, shared_info's address), then per vCPU
+ * version 2, vCPU and port counts, shared_info's address, the domain's
+ * system time), then per vCPU
  * id, state, flags (bit 0 main unwound, 1 upcall unwound, 2 in the
  * upcall), the resume value, two continuations (op, five arguments),
  * timer deadlines (i64, -1: none), period, CPU time, the poll ports and
@@ -190,7 +213,7 @@ export function restoreDomainContext(hv: Hypervisor, d: Domain, ctx: DomainConte
  */
 export function encodeContext(ctx: DomainContext): Uint8Array {
   const out: Array<(dv: DataView, o: number) => number> = [];
-  let size = 24;
+  let size = 32;
   const u32 = (v: number): void => {
     out.push((dv, o) => (dv.setUint32(o, v >>> 0, true), 4));
     size += 4;
@@ -243,17 +266,20 @@ export function encodeContext(ctx: DomainContext): Uint8Array {
   const bytes = new Uint8Array(size);
   const dv = new DataView(bytes.buffer);
   dv.setUint32(0, CONTEXT_MAGIC, true);
-  dv.setUint32(4, 1, true);
+  dv.setUint32(4, CONTEXT_VERSION, true);
   dv.setUint32(8, ctx.vcpus.length, true);
   dv.setUint32(12, ctx.evtchns.length, true);
   dv.setBigUint64(16, BigInt(ctx.sharedInfoAddr), true);
-  let o = 24;
+  dv.setBigInt64(24, BigInt(ctx.guestNowNs), true);
+  let o = 32;
   for (const w of out) o += w(dv, o);
   return bytes;
 }
 
 /** "W32C", little-endian. */
 export const CONTEXT_MAGIC = 0x43323357;
+/** 2: the domain's system time follows shared_info's address. */
+export const CONTEXT_VERSION = 2;
 
 /** Reads what encodeContext wrote; throws ContextError naming the offset of what is wrong. */
 export function decodeContext(bytes: Uint8Array): DomainContext {
@@ -278,12 +304,14 @@ export function decodeContext(bytes: Uint8Array): DomainContext {
   if (u32("the magic") !== CONTEXT_MAGIC)
     throw new ContextError(XenErrno.EINVAL, "context: not a wasm32 domain context (magic)");
   const version = u32("the version");
-  if (version !== 1) throw new ContextError(XenErrno.EINVAL, `context: version ${version}, not 1`);
+  if (version !== CONTEXT_VERSION)
+    throw new ContextError(XenErrno.EINVAL, `context: version ${version}, not ${CONTEXT_VERSION}`);
   const nv = u32("the vCPU count");
   const ne = u32("the port count");
   if (nv < 1 || nv > 16 || ne > 1 << 17)
     throw new ContextError(XenErrno.EINVAL, `context: ${nv} vCPUs and ${ne} ports is not a domain`);
   const sharedInfoAddr = Number(i64("shared_info's address"));
+  const guestNowNs = Number(i64("the domain's system time"));
   const vcpus: VcpuContext[] = [];
   for (let n = 0; n < nv; n++) {
     const id = u32("a vCPU id");
@@ -358,5 +386,5 @@ export function decodeContext(bytes: Uint8Array): DomainContext {
       XenErrno.EINVAL,
       `context: ${bytes.length - o} bytes after the end at offset ${o}`,
     );
-  return { vcpus, evtchns, sharedInfoAddr };
+  return { vcpus, evtchns, sharedInfoAddr, guestNowNs };
 }

@@ -937,10 +937,11 @@ export class Hypervisor implements VcpuHost {
   }
 
   /** The wall clock at system time 0, in shared_info (seqlock: odd version while writing). */
-  private writeWallclock(d: Domain): void {
+  writeWallclock(d: Domain): void {
     const f = shared_info.fields;
     const a = d.sharedInfoAddr;
-    const wc = BOOT_WALLCLOCK_NS;
+    // Wallclock = wc + the domain's system time, which may run behind the host's.
+    const wc = BOOT_WALLCLOCK_NS - d.stimeOffsetNs;
     const sec = Math.floor(wc / 1e9);
     const ver = d.mem.u32(a + f.wc_version.offset);
     d.mem.setU32(a + f.wc_version.offset, (ver | 1) >>> 0);
@@ -955,7 +956,7 @@ export class Hypervisor implements VcpuHost {
     const a = v.vcpuInfoAddr + vcpu_info.fields.time.offset;
     const f = vcpu_time_info.fields;
     const dv = v.domain.mem.dv;
-    const now = NOW();
+    const now = v.domain.stime();
     const ver = dv.getUint32(a + f.version.offset, true);
     dv.setUint32(a + f.version.offset, (ver | 1) >>> 0, true);
     const lo = now >>> 0;
@@ -996,7 +997,11 @@ export class Hypervisor implements VcpuHost {
     if (c.periodicNs >= 0) this.timers.set(v.periodic, c.periodicNs);
     v.pollPorts = c.pollPorts ? [...c.pollPorts] : undefined;
     if (c.pollNs >= 0) this.timers.set(v.pollTimer, c.pollNs);
-    v.state = c.state === VcpuState.Blocked ? VcpuState.Blocked : VcpuState.Runnable;
+    // A vCPU saved blocked whose memory shows an event pending (one that
+    // came after it blocked, as the domain was being saved) runs: blocking
+    // with an event pending returns at once, as SCHEDOP_block does.
+    v.state =
+      c.state === VcpuState.Blocked && !v.upcallPending ? VcpuState.Blocked : VcpuState.Runnable;
     this.sched.add(v);
     if (v.state === VcpuState.Runnable) this.sched.enqueue(v);
   }

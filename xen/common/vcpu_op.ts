@@ -58,7 +58,7 @@ export function do_vcpu_op(
       const f = vcpu_runstate_info.fields;
       mem.check(arg, vcpu_runstate_info.size);
       mem.setU32(arg + f.state.offset, RUNSTATE_OF[target.state]);
-      mem.setU64(arg + f.state_entry_time.offset, NOW());
+      mem.setU64(arg + f.state_entry_time.offset, target.domain.stime());
       mem.setU64(arg + f.time.offset, target.cpuTimeNs);
       for (let i = 1; i < 4; i++) mem.setU64(arg + f.time.offset + i * 8, 0);
       return 0;
@@ -80,9 +80,9 @@ export function do_vcpu_op(
       mem.check(arg, vcpu_set_singleshot_timer.size);
       const timeout = mem.u64(arg + f.timeout_abs_ns.offset);
       const flags = mem.u32(arg + f.flags.offset);
-      const now = NOW();
+      const now = v.domain.stime();
       if (flags & VCPU_SSHOTTMR_future && timeout < now) return -XenErrno.ETIME;
-      hv.timers.set(v.singleshot, Math.max(timeout, now));
+      hv.timers.set(v.singleshot, Math.max(timeout, now) - v.domain.stimeOffsetNs);
       return 0;
     }
     case VCPUOP_stop_singleshot_timer:
