@@ -22,6 +22,7 @@ import * as blk from "./blk.js";
 import * as net from "./net.js";
 import * as hvm from "./hvm.js";
 import * as save from "./save.js";
+import * as migrate from "./migrate.js";
 
 const run = promisify(execFile);
 
@@ -40,6 +41,7 @@ const benches = {
   net,
   hvm,
   save,
+  migrate,
 } satisfies Record<string, { run(quick: boolean): Promise<Row[]> }>;
 
 const { values } = parseCommandLine("bench", {

@@ -64,15 +64,57 @@ import { XenErrno } from "../../xen/include/public/errno.js";
 import { XcError, type XcInterface } from "./xc.js";
 import {
   MAX_BATCH,
+  MAX_READ_RECORD,
   REC_TYPE_END,
+  REC_TYPE_PAGE_DATA,
+  REC_TYPE_VERIFY,
   REC_TYPE_WASM32_CONTEXT,
   REC_TYPE_WASM32_MODULE,
+  StreamError,
+  checkStreamHeaders,
+  nextRecord,
+  pageDataPfns,
   pageDataRecord,
   record,
   streamHeaders,
+  type SequentialSource,
   type StreamReader,
   type XcStream,
 } from "./xc_sr.js";
+import {
+  XEN_DOMCTL_SHADOW_OP_CLEAN,
+  XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY,
+  XEN_DOMCTL_SHADOW_OP_OFF,
+} from "../../xen/include/public/domctl.js";
+
+/**
+ * How a live save goes (Xen's libxc save policy, and libxl_domain_suspend's
+ * properties max_iters and min_remaining): rounds of dirty pages while the
+ * domain runs, at most `maxIters`, ending early once fewer than
+ * `minRemaining` pages were dirtied in a round; then `suspend` stops the
+ * domain for the last round.
+ */
+export interface LiveSaveOptions {
+  maxIters: number;
+  minRemaining: number;
+  /** Stops the domain (pause, or the PV suspend protocol); the downtime starts. */
+  suspend(): Promise<void>;
+  /** xl migrate --debug: every page again after the last round, behind a VERIFY record. */
+  verify?: boolean;
+}
+
+/** A round's PAGE_DATA records and how many pages they carry. */
+interface Collected {
+  records: Uint8Array[];
+  pages: number;
+}
+
+/** What a live save did: pages sent in each round (the last one with the domain stopped). */
+export interface LiveSaveStats {
+  rounds: number[];
+  /** The last round's pages, sent while the domain was stopped. */
+  stopped: number;
+}
 
 /** A kernel as libxc holds it after xc_dom_kernel_file and xc_dom_parse_image. */
 export interface XcDomImage {
@@ -319,12 +361,7 @@ export class XcDom {
     if (info.hvm) throw new Error(`xc_domain_save: domain ${domid} is an HVM guest`);
     const { major, minor } = await this.xc.version();
     this.detail(`xc_domain_save: saving domain ${domid}, type wasm32 PV`);
-    const out: Uint8Array[] = [streamHeaders(major, minor)];
-    const mod = Buffer.alloc(40 + image.bytes.length);
-    mod.set(image.sha256, 0);
-    mod.writeBigUInt64LE(BigInt(image.bytes.length), 32);
-    mod.set(image.bytes, 40);
-    out.push(record(REC_TYPE_WASM32_MODULE, mod));
+    const out: Uint8Array[] = [streamHeaders(major, minor), moduleRecord(image)];
     const pfns = (await this.xc.maximumGpfn(domid)) + 1;
     let sent = 0;
     for (let p = 0; p < pfns; p += MAX_BATCH) {
@@ -338,6 +375,215 @@ export class XcDom {
     out.push(record(REC_TYPE_WASM32_CONTEXT, await this.xc.wasm32GetContext(domid)));
     out.push(record(REC_TYPE_END, new Uint8Array(0)));
     return out;
+  }
+
+  /**
+   * xc_domain_save with XCFLAGS_LIVE (Xen's send_domain_memory_live): the
+   * libxc stream of running PV domain `domid`, written to `sink` as it is
+   * made. Log-dirty is turned on, every page goes out, then rounds of the
+   * pages dirtied meanwhile (opts); then the domain is stopped and the
+   * pages dirtied since the last round, with those the last CLEAN found and
+   * no round sent, go out with the context and END. Pages sent while the
+   * domain runs are copies (it may change them as they go); the last
+   * round's are views of the stopped domain's memory. Log-dirty is off
+   * again when this returns or throws.
+   */
+  async saveLive(
+    domid: number,
+    image: Pick<XcDomImage, "sha256" | "bytes">,
+    sink: (chunks: Uint8Array[]) => Promise<void>,
+    opts: LiveSaveOptions,
+  ): Promise<LiveSaveStats> {
+    const xc = this.xc;
+    const info = await xc.domainGetInfo(domid);
+    if (info.hvm) throw new Error(`xc_domain_save: domain ${domid} is an HVM guest`);
+    const { major, minor } = await xc.version();
+    this.detail(`xc_domain_save: saving domain ${domid} live, type wasm32 PV`);
+    await sink([streamHeaders(major, minor), moduleRecord(image)]);
+    const stats: LiveSaveStats = { rounds: [], stopped: 0 };
+    // The PAGE_DATA records of `pfns`, made at once: no guest runs (nor any
+    // backend writes guest memory) while this runs on the host's thread.
+    // With `copy`, the bytes are copies; otherwise views of the memory.
+    const collect = (pfns: readonly number[], copy: boolean): Collected => {
+      const out: Uint8Array[] = [];
+      let pages = 0;
+      for (let i = 0; i < pfns.length; i += MAX_BATCH) {
+        const batch = pfns.slice(i, i + MAX_BATCH);
+        const mapped = this.map(domid, batch).pages;
+        const at = new Map(batch.map((p, j) => [p, j]));
+        out.push(
+          ...pageDataRecord(batch, (pfn) => {
+            const page = mapped[at.get(pfn)!];
+            return page && copy ? page.slice() : page;
+          }),
+        );
+        pages += mapped.filter((x) => x).length;
+      }
+      return { records: out, pages };
+    };
+    // Log-dirty compares memory with its copy taken at each CLEAN, so what
+    // goes out of a round must be what the memory held at that CLEAN: the
+    // pages are copied in the same turn of the host's thread as the CLEAN
+    // (a page that changed and changed back would otherwise be missed).
+    const cleanAndCollect = async (
+      also: readonly number[],
+      copy: boolean,
+    ): Promise<{ dirty: number[]; collected: Collected }> => {
+      const pfns = (await xc.maximumGpfn(domid)) + 1;
+      const map = new Uint8Array(Math.ceil(pfns / 8));
+      await xc.shadowControl(domid, XEN_DOMCTL_SHADOW_OP_CLEAN, map);
+      const set = new Set(also);
+      for (let p = 0; p < pfns; p++) if (map[p >> 3]! & (1 << (p & 7))) set.add(p);
+      const dirty = [...set].sort((a, b) => a - b);
+      // Collected now, before anything else may run.
+      return { dirty, collected: collect(dirty, copy) };
+    };
+    await xc.shadowControl(domid, XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY);
+    try {
+      // Round 0: every pfn, as the memory was when log-dirty took its copy.
+      const all = [...Array((await xc.maximumGpfn(domid)) + 1).keys()];
+      const first = collect(all, true);
+      stats.rounds.push(first.pages);
+      await sink(first.records);
+      let pending: number[] = [];
+      for (let iter = 1; ; iter++) {
+        const round = await cleanAndCollect([], true);
+        this.detail(`xc_domain_save: round ${iter}: ${round.dirty.length} pages dirty`);
+        if (iter >= opts.maxIters || round.dirty.length < opts.minRemaining) {
+          // Not sent: they go in the last round, with what changes until the stop.
+          pending = round.dirty;
+          break;
+        }
+        stats.rounds.push(round.collected.pages);
+        await sink(round.collected.records);
+      }
+      await opts.suspend();
+      const last = await cleanAndCollect(pending, false);
+      stats.stopped = last.collected.pages;
+      stats.rounds.push(stats.stopped);
+      await sink(last.collected.records);
+      this.detail(`xc_domain_save: ${stats.stopped} pages sent with the domain stopped`);
+      if (opts.verify) {
+        await sink([record(REC_TYPE_VERIFY, new Uint8Array(0))]);
+        const every = [...Array((await xc.maximumGpfn(domid)) + 1).keys()];
+        await sink(collect(every, false).records);
+      }
+      await sink([
+        record(REC_TYPE_WASM32_CONTEXT, await xc.wasm32GetContext(domid)),
+        record(REC_TYPE_END, new Uint8Array(0)),
+      ]);
+      return stats;
+    } finally {
+      await xc.shadowControl(domid, XEN_DOMCTL_SHADOW_OP_OFF).catch(() => {});
+    }
+  }
+
+  /**
+   * xc_domain_restore of a stream read in order (a migration): the domain
+   * is made when the module arrives, each page is populated when it first
+   * comes and written each time it comes again (later rounds), and after
+   * a VERIFY record each page is compared with what the domain has. The
+   * context is set at END, with the new domid in the boot page; the domain
+   * stays paused. On any failure the domain is destroyed and the error
+   * names the record and its offset in the stream.
+   */
+  async restoreStream(
+    cfg: Omit<XcDomConfig, "memoryMiB" | "vcpus" | "cmdline">,
+    src: SequentialSource,
+  ): Promise<XcDomBuilt & { verified: number; module: { sha256: Uint8Array; bytes: Uint8Array } }> {
+    const xc = this.xc;
+    const maxPfn = cfg.maxmemMiB * 256;
+    const fail = (what: string, at: number): never => {
+      throw new StreamError(`libxc stream: ${what} at offset ${at}`);
+    };
+    const at0 = src.offset;
+    checkStreamHeaders(await src.read(40), at0);
+    let domid: number | undefined;
+    let module: { sha256: Uint8Array; bytes: Uint8Array } | undefined;
+    let context: Uint8Array | undefined;
+    let verifying = false;
+    let verified = 0;
+    const populated = new Uint8Array(Math.ceil(maxPfn / 8));
+    const isPopulated = (p: number): boolean => (populated[p >> 3]! & (1 << (p & 7))) !== 0;
+    try {
+      for (;;) {
+        const rec = await nextRecord(src, MAX_READ_RECORD);
+        const { body, at } = rec;
+        if (rec.type === REC_TYPE_END) {
+          if (body.length !== 0) fail("END has a body", at);
+          break;
+        }
+        switch (rec.type) {
+          case REC_TYPE_WASM32_MODULE: {
+            if (domid !== undefined) fail("a second WASM32_MODULE", at);
+            module = parseModuleRecord(body, at);
+            domid = await this.createDomain(cfg);
+            this.detail(`xc_domain_restore: domain ${domid}, from a stream`);
+            await this.bindModule(domid, module);
+            break;
+          }
+          case REC_TYPE_PAGE_DATA: {
+            if (domid === undefined) return fail("PAGE_DATA before WASM32_MODULE", at);
+            if (body.length < 8) fail("PAGE_DATA is too short", at);
+            const count = body.readUInt32LE(0);
+            const list = pageDataPfns(
+              body.subarray(8, 8 + 8 * Math.min(count, MAX_BATCH)),
+              count,
+              body.length,
+              at,
+              maxPfn,
+            );
+            const fresh = list.filter((e) => e.present && !isPopulated(e.pfn)).map((e) => e.pfn);
+            if (verifying && fresh.length > 0)
+              fail(`VERIFY: pfn ${fresh[0]} was never sent before`, at);
+            for (let i = 0; i < fresh.length; i += POPULATE_BATCH)
+              await xc.populatePhysmapExact(domid, fresh.slice(i, i + POPULATE_BATCH));
+            for (const p of fresh) populated[p >> 3]! |= 1 << (p & 7);
+            const present = list.filter((e) => e.present).map((e) => e.pfn);
+            const { pages, err } = this.map(domid, present);
+            let data = 8 + 8 * count;
+            present.forEach((pfn, i) => {
+              const to = pages[i];
+              if (!to) throw new XcError(`xc_map_foreign_pages(${domid}, pfn ${pfn})`, -err[i]!);
+              const from = body.subarray(data, data + PAGE_SIZE);
+              data += PAGE_SIZE;
+              if (!verifying) to.set(from);
+              else if (Buffer.compare(from, to) !== 0)
+                fail(`VERIFY: pfn 0x${pfn.toString(16)} differs from what was sent before`, at);
+              else verified++;
+            });
+            break;
+          }
+          case REC_TYPE_VERIFY:
+            if (body.length !== 0) fail("VERIFY has a body", at);
+            verifying = true;
+            break;
+          case REC_TYPE_WASM32_CONTEXT:
+            if (context) fail("a second WASM32_CONTEXT", at);
+            context = Uint8Array.from(body);
+            break;
+          default:
+            if (!(rec.type & 0x80000000)) fail(`${rec.name}, which this restore does not know`, at);
+        }
+      }
+      if (domid === undefined || !module) return fail("no WASM32_MODULE record", at0);
+      if (verifying)
+        this.detail(`xc_domain_restore: VERIFY: ${verified} pages checked, all as sent`);
+      if (!context) return fail("no WASM32_CONTEXT record", at0);
+      this.page(domid, PFN_BOOT_INFO).setUint32(arch_wasm32_boot.fields.domid.offset, domid, true);
+      await xc.wasm32SetContext(domid, context);
+      const si = this.page(domid, PFN_START_INFO);
+      return {
+        domid,
+        storeEvtchn: si.getUint32(start_info.fields.store_evtchn.offset, true),
+        consoleEvtchn: si.getUint32(start_info.fields.console_evtchn.offset, true),
+        verified,
+        module,
+      };
+    } catch (e) {
+      if (domid !== undefined) await xc.domainDestroy(domid).catch(() => {});
+      throw e;
+    }
   }
 
   /**
@@ -537,4 +783,31 @@ export class XcDom {
       gt.setUint16(e + f.flags.offset, GTF_permit_access, true);
     }
   }
+}
+
+/** The WASM32_MODULE record: the module's sha256, its length, its bytes. */
+function moduleRecord(image: Pick<XcDomImage, "sha256" | "bytes">): Uint8Array {
+  const mod = Buffer.alloc(40 + image.bytes.length);
+  mod.set(image.sha256, 0);
+  mod.writeBigUInt64LE(BigInt(image.bytes.length), 32);
+  mod.set(image.bytes, 40);
+  return record(REC_TYPE_WASM32_MODULE, mod);
+}
+
+/** Reads a WASM32_MODULE record's body (checking the length and the hash). */
+function parseModuleRecord(body: Buffer, at: number): { sha256: Uint8Array; bytes: Uint8Array } {
+  if (body.length < 40)
+    throw new StreamError(`libxc stream: WASM32_MODULE of ${body.length} bytes at offset ${at}`);
+  const size = Number(body.readBigUInt64LE(32));
+  if (40 + size !== body.length)
+    throw new StreamError(
+      `libxc stream: WASM32_MODULE says ${size} bytes, has ${body.length - 40} at offset ${at}`,
+    );
+  const bytes = Uint8Array.from(body.subarray(40));
+  const sha256 = Uint8Array.from(body.subarray(0, 32));
+  if (!createHash("sha256").update(bytes).digest().equals(Buffer.from(sha256)))
+    throw new StreamError(
+      `libxc stream: WASM32_MODULE's bytes do not have its sha256 at offset ${at}`,
+    );
+  return { sha256, bytes };
 }

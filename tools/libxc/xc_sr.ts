@@ -24,6 +24,8 @@ export const DHDR_TYPE_WASM32_PV = 0x0103;
 
 export const REC_TYPE_END = 0;
 export const REC_TYPE_PAGE_DATA = 1;
+/** Every page follows again, for the receiver to compare with what it has (xl migrate --debug). */
+export const REC_TYPE_VERIFY = 0x0d;
 /** tsxen's mandatory records (in the range the spec keeps for new ones). */
 export const REC_TYPE_WASM32_MODULE = 0x1000;
 export const REC_TYPE_WASM32_CONTEXT = 0x1001;
@@ -37,6 +39,10 @@ export const LIBXL_REC_LIBXC_CONTEXT = 1;
 /** PAGE_DATA's pfn type bits (XEN_DOMCTL_PFINFO_*, shifted by 32): a normal page, and none. */
 export const PFINFO_NOTAB = 0n;
 export const PFINFO_XTAB = 0xfn << 60n;
+/** A live save's defaults, Xen's: five rounds, stop when fewer than 50 pages are dirty. */
+export const LIVE_MAX_ITERS = 5;
+export const LIVE_MIN_REMAINING = 50;
+
 /** Pages per PAGE_DATA record, as libxc batches them. */
 export const MAX_BATCH = 1024;
 
@@ -116,22 +122,17 @@ const REC_NAMES: Record<number, string> = {
   [REC_TYPE_PAGE_DATA]: "PAGE_DATA",
   [REC_TYPE_WASM32_MODULE]: "WASM32_MODULE",
   [REC_TYPE_WASM32_CONTEXT]: "WASM32_CONTEXT",
+  [REC_TYPE_VERIFY]: "VERIFY",
 };
 
-/** Largest record body read whole (a module, a context): a module's 32 MiB and its header. */
-const MAX_READ_RECORD = 32 * 1024 * 1024 + 64;
-
 /**
- * Reads the libxc stream that starts at `at`, checking every header and
- * record (the page bytes are not read: their offsets are kept); throws
- * StreamError naming the header or record and its offset.
+ * Checks the image and domain headers (the 40 bytes at offset `at`);
+ * returns the Xen version that wrote them. Throws StreamError.
  */
-export async function readXcStream(r: StreamReader, at: number, maxPfn: number): Promise<XcStream> {
+export function checkStreamHeaders(h: Buffer, at: number): { xenMajor: number; xenMinor: number } {
   const fail = (what: string, off: number): never => {
     throw new StreamError(`libxc stream: ${what} at offset ${off}`);
   };
-  if (at + 40 > r.size) fail("the headers are cut short", at);
-  const h = await r.read(at, 40);
   if (h.readBigUInt64BE(0) !== 0xffffffffffffffffn)
     fail("not a migration stream v2 image (marker; a legacy image?)", at);
   if (h.readUInt32BE(8) !== XC_SR_ID) fail("the image header's id is not XENF", at + 8);
@@ -146,9 +147,97 @@ export async function readXcStream(r: StreamReader, at: number, maxPfn: number):
     );
   const shift = h.readUInt16LE(28);
   if (shift !== 12) fail(`page_shift ${shift}, not 12`, at + 28);
+  return { xenMajor: h.readUInt32LE(32), xenMinor: h.readUInt32LE(36) };
+}
+
+/**
+ * The pfns of a PAGE_DATA record whose body (`len` bytes, at `bodyAt`)
+ * starts with `head` (count and reserved) and `list`: each pfn, and whether
+ * its page follows (XTAB: none). Throws StreamError naming the record.
+ */
+export function pageDataPfns(
+  list: Buffer,
+  count: number,
+  len: number,
+  recAt: number,
+  maxPfn: number,
+): Array<{ pfn: number; present: boolean }> {
+  const fail = (what: string, off: number): never => {
+    throw new StreamError(`libxc stream: ${what} at offset ${off}`);
+  };
+  if (count === 0 || count > MAX_BATCH) fail(`PAGE_DATA with ${count} pfns`, recAt);
+  if (8 + 8 * count > len) fail(`PAGE_DATA's ${count} pfns do not fit its body`, recAt);
+  const out: Array<{ pfn: number; present: boolean }> = [];
+  let data = 8 + 8 * count;
+  for (let i = 0; i < count; i++) {
+    const v = list.readBigUInt64LE(8 * i);
+    const t = v >> 60n;
+    const pfn = Number(v & ((1n << 52n) - 1n));
+    if (t === 0xfn) {
+      out.push({ pfn, present: false });
+      continue;
+    }
+    const where = recAt + 16 + 8 * i;
+    if (t !== 0n) fail(`PAGE_DATA: pfn ${pfn} has page type ${t}`, where);
+    if (pfn >= maxPfn) fail(`PAGE_DATA: pfn ${pfn} is past the domain's ${maxPfn}`, where);
+    if (data + PAGE_SIZE > len) fail(`PAGE_DATA: pfn ${pfn}'s page is missing`, recAt);
+    out.push({ pfn, present: true });
+    data += PAGE_SIZE;
+  }
+  if (data !== len) fail(`PAGE_DATA has ${len - data} bytes too many`, recAt);
+  return out;
+}
+
+/** A stream read in order, from a pipe or a socket. */
+export interface SequentialSource {
+  /** The next `n` bytes; throws when the stream ends first, naming the offset. */
+  read(n: number): Promise<Buffer>;
+  /** Bytes read so far: the offset of the next one. */
+  readonly offset: number;
+}
+
+/** One record of a sequential stream: its type, body and offset. */
+export interface StreamRecord {
+  type: number;
+  name: string;
+  body: Buffer;
+  at: number;
+}
+
+/**
+ * Reads the next record of `src` whole (at most `maxBody` bytes of body, or
+ * PAGE_DATA's largest), padding included. Throws StreamError.
+ */
+export async function nextRecord(src: SequentialSource, maxBody: number): Promise<StreamRecord> {
+  const at = src.offset;
+  const rh = await src.read(8);
+  const type = rh.readUInt32LE(0);
+  const len = rh.readUInt32LE(4);
+  const name = REC_NAMES[type] ?? `record type 0x${type.toString(16)}`;
+  const largest = type === REC_TYPE_PAGE_DATA ? 8 + MAX_BATCH * (8 + PAGE_SIZE) : maxBody;
+  if (len > largest) throw new StreamError(`libxc stream: ${name} of ${len} bytes at offset ${at}`);
+  const padded = len + ((8 - (len % 8)) % 8);
+  const body = padded > 0 ? await src.read(padded) : Buffer.alloc(0);
+  return { type, name, body: body.subarray(0, len), at };
+}
+
+/** Largest record body read whole (a module, a context): a module's 32 MiB and its header. */
+export const MAX_READ_RECORD = 32 * 1024 * 1024 + 64;
+
+/**
+ * Reads the libxc stream that starts at `at`, checking every header and
+ * record (the page bytes are not read: their offsets are kept); throws
+ * StreamError naming the header or record and its offset.
+ */
+export async function readXcStream(r: StreamReader, at: number, maxPfn: number): Promise<XcStream> {
+  const fail = (what: string, off: number): never => {
+    throw new StreamError(`libxc stream: ${what} at offset ${off}`);
+  };
+  if (at + 40 > r.size) fail("the headers are cut short", at);
+  const { xenMajor, xenMinor } = checkStreamHeaders(await r.read(at, 40), at);
   const out: XcStream = {
-    xenMajor: h.readUInt32LE(32),
-    xenMinor: h.readUInt32LE(36),
+    xenMajor,
+    xenMinor,
     module: undefined,
     pages: new Map(),
     context: undefined,
@@ -173,23 +262,14 @@ export async function readXcStream(r: StreamReader, at: number, maxPfn: number):
         if (len < 8) fail("PAGE_DATA is too short", o);
         const count = (await r.read(bodyAt, 4)).readUInt32LE(0);
         if (count === 0 || count > MAX_BATCH) fail(`PAGE_DATA with ${count} pfns`, o);
-        if (8 + 8 * count > len) fail(`PAGE_DATA's ${count} pfns do not fit its body`, o);
-        const list = await r.read(bodyAt + 8, 8 * count);
-        let data = 8 + 8 * count;
-        for (let i = 0; i < count; i++) {
-          const v = list.readBigUInt64LE(8 * i);
-          const t = v >> 60n;
-          const pfn = Number(v & ((1n << 52n) - 1n));
-          if (t === 0xfn) continue;
-          const where = bodyAt + 8 + 8 * i;
-          if (t !== 0n) fail(`PAGE_DATA: pfn ${pfn} has page type ${t}`, where);
-          if (pfn >= maxPfn) fail(`PAGE_DATA: pfn ${pfn} is past the domain's ${maxPfn}`, where);
-          if (out.pages.has(pfn)) fail(`PAGE_DATA: pfn ${pfn} twice`, where);
-          if (data + PAGE_SIZE > len) fail(`PAGE_DATA: pfn ${pfn}'s page is missing`, o);
-          out.pages.set(pfn, bodyAt + data);
+        const list = await r.read(bodyAt + 8, Math.min(8 * count, len - 8));
+        let data = bodyAt + 8 + 8 * count;
+        for (const { pfn, present } of pageDataPfns(list, count, len, o, maxPfn)) {
+          if (!present) continue;
+          if (out.pages.has(pfn)) fail(`PAGE_DATA: pfn ${pfn} twice`, o);
+          out.pages.set(pfn, data);
           data += PAGE_SIZE;
         }
-        if (data !== len) fail(`PAGE_DATA has ${len - data} bytes too many`, o);
         break;
       }
       case REC_TYPE_WASM32_MODULE: {

@@ -31,6 +31,12 @@ import { LocalHypercalls } from "../libxc/channel.js";
 import { xcDomainDumpcore } from "../libxc/xc_core.js";
 import { XcDom, xcDomKernelFile, type XcDomConfig, type XcDomImage } from "../libxc/xc_dom.js";
 import { saveFile, readSaveFile, type SavedDomain } from "./save.js";
+import {
+  receiveDomain,
+  sendDomain,
+  type MigrateOptions,
+  type MigrationChannel,
+} from "./migrate.js";
 import { configJson } from "./json.js";
 import { XenbusStateClosed, XenbusStateInitWait } from "../../xen/include/public/io/xenbus.js";
 import { HVM_PARAM_CALLBACK_IRQ } from "../../xen/include/public/hvm/hvm_op.js";
@@ -552,16 +558,11 @@ export class Libxl {
     const x = this.get(domid);
     const log = opts.log ?? ((): void => {});
     const c = x.config;
-    if (c.type === "hvm" || !x.image)
-      throw new Error(`libxl: domain ${domid}: saving an HVM guest is not supported yet`);
-    if (c.disks.length + c.vifs.length + (c.channels?.length ?? 0) > 0)
-      throw new Error(
-        `libxl: domain ${domid}: saving a guest with disks, network or channels is not supported yet (its frontends would have to reconnect after a restore)`,
-      );
+    const image = this.checkSavable(domid, x);
     await this.xc.domainPause(domid);
     try {
       const builder = this.builder(log);
-      const libxc = await builder.save(domid, x.image);
+      const libxc = await builder.save(domid, image);
       const size = saveFile(path, { ...c, uuid: x.uuid }, configJson(c, x.uuid), libxc, log);
       if (!opts.checkpoint) this.destroy(domid);
       else if (!opts.leavePaused) await this.xc.domainUnpause(domid);
@@ -591,18 +592,33 @@ export class Libxl {
     }
   }
 
+  /** Refuses what save and migrate cannot carry yet (HVM guests, devices); the module. */
+  private checkSavable(domid: number, x: LibxlDomain): Pick<XcDomImage, "sha256" | "bytes"> {
+    const c = x.config;
+    if (c.type === "hvm" || !x.image)
+      throw new Error(`libxl: domain ${domid}: saving an HVM guest is not supported yet`);
+    if (c.disks.length + c.vifs.length + (c.channels?.length ?? 0) > 0)
+      throw new Error(
+        `libxl: domain ${domid}: saving a guest with disks, network or channels is not supported yet (its frontends would have to reconnect after a restore)`,
+      );
+    return x.image;
+  }
+
+  /** Refuses a name another domain has (libxl's check before a create or restore). */
+  private checkNameFree(name: string): void {
+    for (const x of this.domains.values()) {
+      if (x.config.name === name)
+        throw new Error(`libxl: domain with name '${name}' already exists (domain ${x.domid})`);
+    }
+  }
+
   private async restoreFrom(
     saved: SavedDomain,
     paused: boolean,
     log: (line: string) => void,
   ): Promise<Domain> {
     const config = saved.config;
-    for (const x of this.domains.values()) {
-      if (x.config.name === config.name)
-        throw new Error(
-          `libxl: domain with name '${config.name}' already exists (domain ${x.domid})`,
-        );
-    }
+    this.checkNameFree(config.name);
     const uuid = config.uuid ?? randomUUID();
     const builder = this.builder(log);
     const built = await builder.restore(this.domainOf(config, uuid), saved.stream, saved.reader);
@@ -620,6 +636,73 @@ export class Libxl {
     }
     log(`xc: info: Restore successful`);
     return d;
+  }
+
+  /**
+   * xl migrate's sender, in the daemon (tools/libxl/migrate.ts): `domid`
+   * goes live to the peer on `ch`, and is destroyed here once the peer runs
+   * it. The same guests as `save` can go: PV, without devices.
+   */
+  migrateSend(domid: number, ch: MigrationChannel, opts: MigrateOptions) {
+    return sendDomain(
+      {
+        describe: (id) => {
+          const x = this.get(id);
+          const image = this.checkSavable(id, x);
+          return {
+            name: x.config.name,
+            config: { ...x.config, uuid: x.uuid },
+            json: configJson(x.config, x.uuid),
+            image,
+          };
+        },
+        // With --debug, libxc's lines (each round) go to xl's stderr.
+        saveLive: (id, image, sink, o) =>
+          this.builder(opts.debug ? (l) => ch.log(l) : () => {}).saveLive(id, image, sink, o),
+        pause: (id) => this.xc.domainPause(id),
+        unpause: (id) => this.xc.domainUnpause(id),
+        rename: (id, name) => this.rename(id, name),
+        destroy: (id) => this.destroy(id),
+      },
+      domid,
+      ch,
+      opts,
+    );
+  }
+
+  /**
+   * xl migrate-receive, in the daemon: a domain from the peer on `ch`,
+   * built paused as `<name>--incoming`, started as `<name>` when the sender
+   * says so (paused with `paused`). Resolves with its domid.
+   */
+  migrateReceive(ch: MigrationChannel, opts: { paused: boolean; debug: boolean }): Promise<number> {
+    return receiveDomain(
+      {
+        restoreStream: async (config, name, src) => {
+          this.checkNameFree(name);
+          const uuid = config.uuid ?? randomUUID();
+          const log = opts.debug ? (l: string): void => ch.log(l) : (): void => {};
+          const built = await this.builder(log).restoreStream(
+            this.domainOf({ ...config, name }, uuid),
+            src,
+          );
+          const d = this.host.hv.domainById(built.domid)!;
+          try {
+            this.host.connectBuilt(built.domid, name, built.storeEvtchn, built.consoleEvtchn);
+            this.register(d, { ...config, name, uuid }, built.module);
+          } catch (e) {
+            this.discard(built.domid);
+            throw e;
+          }
+          return built.domid;
+        },
+        unpause: (id) => this.xc.domainUnpause(id),
+        rename: (id, name) => this.rename(id, name),
+        destroy: (id) => this.discard(id),
+      },
+      ch,
+      opts,
+    );
   }
 
   /** libxl_domain_resume (cooperative): a suspended domain runs on; its suspend hypercall returns 1. */

@@ -43,16 +43,17 @@ export const XL_MANDATORY_FLAG_STREAMv2 = 1 << 1;
 export const MAX_SAVE_FILE_BYTES = 2 ** 32 - 1;
 
 /**
- * Writes a save file to `path` (created mode 0600, or truncated; a FIFO or
- * anything but a regular file is refused without blocking). Returns its size.
+ * What goes before libxc's stream, in a file or a migration stream (xl's
+ * save_domain_core_writeconfig, then libxl's stream header and its
+ * LIBXC_CONTEXT record): xl's header, the optional data with the config,
+ * libxl's header. `log` gets xl's "Saving to ..." line, naming `where`.
  */
-export function saveFile(
-  path: string,
+export function streamPrologue(
+  where: string,
   config: XlDomainConfig,
   libxlJson: Record<string, unknown>,
-  libxc: Uint8Array[],
   log: (line: string) => void,
-): number {
+): Buffer[] {
   const json = Buffer.from(`${JSON.stringify({ ...libxlJson, tsxen: config }, null, 4)}\0`);
   const opt = Buffer.alloc(4 + json.length);
   opt.writeUInt32LE(json.length, 0);
@@ -64,20 +65,30 @@ export function saveFile(
   head.writeUInt32LE(0, 40);
   head.writeUInt32LE(opt.length, 44);
   log(
-    `Saving to ${path} new xl format (info 0x${(XL_MANDATORY_FLAG_JSON | XL_MANDATORY_FLAG_STREAMv2).toString(16)}/0x0/${opt.length})`,
+    `Saving to ${where} new xl format (info 0x${(XL_MANDATORY_FLAG_JSON | XL_MANDATORY_FLAG_STREAMv2).toString(16)}/0x0/${opt.length})`,
   );
   const libxl = Buffer.alloc(16);
   libxl.writeBigUInt64BE(LIBXL_IDENT, 0);
   libxl.writeUInt32BE(LIBXL_VERSION, 8);
   libxl.writeUInt32BE(0, 12);
-  const parts = [
-    head,
-    opt,
-    libxl,
-    record(LIBXL_REC_LIBXC_CONTEXT, new Uint8Array(0)),
-    ...libxc,
-    record(LIBXL_REC_END, new Uint8Array(0)),
-  ];
+  return [head, opt, libxl, record(LIBXL_REC_LIBXC_CONTEXT, new Uint8Array(0))];
+}
+
+/** libxl's END record: after libxc's stream. */
+export const streamEpilogue = (): Buffer => record(LIBXL_REC_END, new Uint8Array(0));
+
+/**
+ * Writes a save file to `path` (created mode 0600, or truncated; a FIFO or
+ * anything but a regular file is refused without blocking). Returns its size.
+ */
+export function saveFile(
+  path: string,
+  config: XlDomainConfig,
+  libxlJson: Record<string, unknown>,
+  libxc: Uint8Array[],
+  log: (line: string) => void,
+): number {
+  const parts = [...streamPrologue(path, config, libxlJson, log), ...libxc, streamEpilogue()];
   let fd: number;
   try {
     fd = openSync(
@@ -176,43 +187,14 @@ async function checkSaveFile(
     throw new Error(`libxl: save file ${path}: ${what} at offset ${off}`);
   };
   if (r.size < 48) fail("not an xl save file (magic)", 0);
-  const head = await r.read(0, 48);
-  if (!head.subarray(0, 32).equals(SAVEFILE_MAGIC)) fail("not an xl save file (magic)", 0);
-  if (head.readUInt32LE(32) !== SAVEFILE_BYTEORDER) fail("saved with another byte order", 32);
-  const mandatory = head.readUInt32LE(36);
-  const known = XL_MANDATORY_FLAG_JSON | XL_MANDATORY_FLAG_STREAMv2;
-  if (mandatory & ~known)
-    fail(`unknown mandatory flags 0x${(mandatory & ~known).toString(16)}`, 36);
-  if (!(mandatory & XL_MANDATORY_FLAG_STREAMv2))
-    fail("a legacy (v1) stream, which tsxen does not read", 36);
-  if (!(mandatory & XL_MANDATORY_FLAG_JSON)) fail("a config that is not JSON", 36);
-  const optLen = head.readUInt32LE(44);
-  if (48 + optLen > r.size || optLen < 4 || optLen > MAX_CONFIG_BYTES)
-    fail(`optional data of ${optLen} bytes`, 44);
-  log(`Loading new save file ${path} (new xl fmt info 0x${mandatory.toString(16)}/0x0/${optLen})`);
-  const opt = await r.read(48, optLen);
-  const cfgLen = opt.readUInt32LE(0);
-  if (cfgLen + 4 > optLen || cfgLen === 0) fail(`a config of ${cfgLen} bytes`, 48);
-  const text = opt
-    .subarray(4, 4 + cfgLen)
-    .toString("utf8")
-    .replace(/\0$/, "");
-  let config: XlDomainConfig;
-  try {
-    const json = JSON.parse(text) as { tsxen?: unknown };
-    config = checkDomainConfig(json.tsxen);
-  } catch (e) {
-    // One line: JSON.parse quotes the text around the fault.
-    return fail(`its config: ${(e as Error).message.replace(/\s+/g, " ")}`, 52);
-  }
+  const optLen = checkXlHeader(await r.read(0, 48), fail);
+  if (48 + optLen > r.size) fail(`optional data of ${optLen} bytes`, 44);
+  log(`Loading new save file ${path} (new xl fmt info 0x3/0x0/${optLen})`);
+  const config = checkXlConfig(await r.read(48, optLen), fail);
   log(" Savefile contains xl domain config in JSON format");
   let o = 48 + optLen;
   if (o + 16 > r.size) fail("libxl's stream header is cut short", o);
-  const lh = await r.read(o, 16);
-  if (lh.readBigUInt64BE(0) !== LIBXL_IDENT) fail("not a libxl stream (ident)", o);
-  const v = lh.readUInt32BE(8);
-  if (v !== LIBXL_VERSION) fail(`libxl stream version ${v}, not ${LIBXL_VERSION}`, o + 8);
-  if (lh.readUInt32BE(12) & 1) fail("a big-endian libxl stream", o + 12);
+  checkLibxlHeader(await r.read(o, 16), o, fail);
   o += 16;
   let stream: XcStream | undefined;
   for (;;) {
@@ -246,4 +228,51 @@ async function checkSaveFile(
     fail("WASM32_MODULE's bytes do not have its sha256", 48 + optLen + 16);
   log(`xc: info: Found wasm32 PV domain from Xen ${stream.xenMajor}.${stream.xenMinor}`);
   return { config, stream, image: stream.module };
+}
+
+type Fail = (what: string, off: number) => never;
+
+/**
+ * Checks xl's 48-byte header (at offset 0): magic, byte order, mandatory
+ * flags (a JSON config and a v2 stream, nothing else). Returns the optional
+ * data's length.
+ */
+export function checkXlHeader(head: Buffer, fail: Fail): number {
+  if (!head.subarray(0, 32).equals(SAVEFILE_MAGIC)) fail("not an xl save file (magic)", 0);
+  if (head.readUInt32LE(32) !== SAVEFILE_BYTEORDER) fail("saved with another byte order", 32);
+  const mandatory = head.readUInt32LE(36);
+  const known = XL_MANDATORY_FLAG_JSON | XL_MANDATORY_FLAG_STREAMv2;
+  if (mandatory & ~known)
+    fail(`unknown mandatory flags 0x${(mandatory & ~known).toString(16)}`, 36);
+  if (!(mandatory & XL_MANDATORY_FLAG_STREAMv2))
+    fail("a legacy (v1) stream, which tsxen does not read", 36);
+  if (!(mandatory & XL_MANDATORY_FLAG_JSON)) fail("a config that is not JSON", 36);
+  const optLen = head.readUInt32LE(44);
+  if (optLen < 4 || optLen > MAX_CONFIG_BYTES) fail(`optional data of ${optLen} bytes`, 44);
+  return optLen;
+}
+
+/** The domain's config from xl's optional data (at offset 48). */
+export function checkXlConfig(opt: Buffer, fail: Fail): XlDomainConfig {
+  const cfgLen = opt.readUInt32LE(0);
+  if (cfgLen + 4 > opt.length || cfgLen === 0) fail(`a config of ${cfgLen} bytes`, 48);
+  const text = opt
+    .subarray(4, 4 + cfgLen)
+    .toString("utf8")
+    .replace(/\0$/, "");
+  try {
+    const json = JSON.parse(text) as { tsxen?: unknown };
+    return checkDomainConfig(json.tsxen);
+  } catch (e) {
+    // One line: JSON.parse quotes the text around the fault.
+    return fail(`its config: ${(e as Error).message.replace(/\s+/g, " ")}`, 52);
+  }
+}
+
+/** libxl's stream header ("LibxlFmt", version 2, little-endian) at offset `o`. */
+export function checkLibxlHeader(lh: Buffer, o: number, fail: Fail): void {
+  if (lh.readBigUInt64BE(0) !== LIBXL_IDENT) fail("not a libxl stream (ident)", o);
+  const v = lh.readUInt32BE(8);
+  if (v !== LIBXL_VERSION) fail(`libxl stream version ${v}, not ${LIBXL_VERSION}`, o + 8);
+  if (lh.readUInt32BE(12) & 1) fail("a big-endian libxl stream", o + 12);
 }

@@ -14,6 +14,10 @@
  *   nicAdd {domid, spec} → {devid}, nicRemove {domid, devid}, nicList {domid} → {nics}
  *   listLong {domids?}            → {json} (xl list -l)
  *   stopHost {timeoutMs}          → shuts every guest down, then the host
+ *   migrateSend {domid, debug, maxIters, minRemaining},
+ *   migrateReceive {paused}       → the connection carries migration
+ *                                   frames from then on (migrate.ts), the
+ *                                   last one the result
  */
 import type { Socket } from "node:net";
 import { LineClient, connectUnix, UnixService, readLines, sendLine } from "../jsonl.js";
@@ -21,6 +25,8 @@ import type { Libxl } from "./domain.js";
 import { checkDomainConfig } from "./config.js";
 import { parseDiskSpec } from "./disk.js";
 import { parseNicSpec } from "./nic.js";
+import { SocketChannel } from "./migrate.js";
+import { LIVE_MAX_ITERS, LIVE_MIN_REMAINING } from "../libxc/xc_sr.js";
 
 export class LibxlServer extends UnixService {
   constructor(
@@ -33,9 +39,13 @@ export class LibxlServer extends UnixService {
   }
 
   protected accept(s: Socket): void {
-    readLines(
+    const stopLines = readLines(
       s,
       (m) => {
+        if (m.call === "migrateSend" || m.call === "migrateReceive") {
+          this.migrate(s, m, stopLines());
+          return;
+        }
         this.handle(m).then(
           (ok) => sendLine(s, { id: m.id, ok: ok ?? {} }),
           (e: Error & { log?: string[] }) =>
@@ -43,6 +53,42 @@ export class LibxlServer extends UnixService {
         );
       },
       (why) => this.log(`libxl: a client sent ${why}; disconnected`),
+    );
+  }
+
+  /**
+   * A migration's sender or receiver on connection `s` (its bytes past the
+   * request line: `rest`), which carries frames from here on; the last
+   * frame is the outcome.
+   */
+  private migrate(s: Socket, m: Record<string, unknown>, rest: Buffer): void {
+    const ch = new SocketChannel(s, rest, this.log);
+    const count = (k: string, dflt: number, min: number): number => {
+      const v = m[k] ?? dflt;
+      if (!Number.isSafeInteger(v) || (v as number) < min)
+        throw new Error(
+          `libxl: '${k}' must be an integer of at least ${min}, got ${JSON.stringify(v)}`,
+        );
+      return v as number;
+    };
+    const run = async (): Promise<Record<string, unknown>> => {
+      if (m.call === "migrateReceive")
+        return {
+          domid: await this.libxl.migrateReceive(ch, {
+            paused: m.paused === true,
+            debug: m.debug === true,
+          }),
+        };
+      const r = await this.libxl.migrateSend(count("domid", -1, 0), ch, {
+        debug: m.debug === true,
+        maxIters: count("maxIters", LIVE_MAX_ITERS, 1),
+        minRemaining: count("minRemaining", LIVE_MIN_REMAINING, 0),
+      });
+      return { rounds: r.stats.rounds, downtimeMs: r.downtimeMs };
+    };
+    run().then(
+      (ok) => ch.finish({ ok }),
+      (e: Error) => ch.finish({ error: e.message }),
     );
   }
 

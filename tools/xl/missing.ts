@@ -4,8 +4,6 @@
  * says so when one is run; docs/xl.md has the whole table.
  */
 export const MISSING: Record<string, ["later" | "n/a", string]> = {
-  migrate: ["later", "live migration comes with save and restore"],
-  "migrate-receive": ["later", "live migration comes with save and restore"],
   remus: ["later", "Remus replicates a domain with checkpoints, which need save and migrate"],
   "set-parameters": ["later", "the hypervisor has no runtime parameters to set yet"],
   claims: ["n/a", "tsxen populates a domain's memory at creation: nothing is ever claimed ahead"],

@@ -80,6 +80,39 @@ export const USAGE: Record<string, CommandUsage> = {
       ["-c", "Connect to the console after the domain is restored."],
     ],
   },
+  migrate: {
+    usage: "[options] <Domain> <host>",
+    options: [
+      HELP,
+      [
+        "-s <sshcommand>",
+        "Use <sshcommand> instead of ssh. String will be passed to sh. If empty, run <host> instead of ssh <host> xl migrate-receive [-d -e]",
+      ],
+      ["-e", "Do not wait in the background (on <host>) for the death of the domain."],
+      ["-p", "Do not unpause domain after migrating it."],
+      ["-F", "Accepted as Xen's (do not daemonize on <host>)."],
+      ["--debug", "Send the memory a second time after the last round; the receiver checks it."],
+      ["--live", "Ignored, for compatibility with xm."],
+      [
+        "--max-iters N",
+        "tsxen: at most N rounds of dirty pages while the domain runs (libxl's max_iters; 5).",
+      ],
+      [
+        "--min-remaining N",
+        "tsxen: stop the rounds once fewer than N pages were dirtied (libxl's min_remaining; 50).",
+      ],
+    ],
+  },
+  "migrate-receive": {
+    usage: "[options]",
+    options: [
+      HELP,
+      ["-d", "Debug messages: libxc's steps, and the pages --debug sent again, checked."],
+      ["-e", "Accepted as Xen's (do not wait for the death of the domain)."],
+      ["-F", "Accepted as Xen's (do not daemonize)."],
+      ["-p", "Do not unpause the domain after receiving it."],
+    ],
+  },
   "config-update": {
     usage: "<Domain> <ConfigFile> [options] [vars]",
     options: [

@@ -10,6 +10,7 @@
  *
  *   xl [-v] <subcommand> [args]     (xl help lists them)
  */
+import { migrationRune, xlMigrate, xlMigrateReceive } from "./migrate.js";
 import { usageText } from "./usage.js";
 import { MISSING } from "./missing.js";
 import { randomUUID } from "node:crypto";
@@ -501,6 +502,83 @@ async function cmdSave(args: string[]): Promise<number> {
     throw new XlFail((e as Error).message);
   }
   return 0;
+}
+
+/**
+ * xl migrate [-s sshcommand] [-e] [-p] [-F] [--debug] <Domain> <host>: the
+ * domain goes live to `<host>` (tools/xl/migrate.ts, docs/migration.md).
+ */
+async function cmdMigrate(args: string[]): Promise<number> {
+  const { values, positionals } = opts(
+    "migrate",
+    args,
+    {
+      ssh: { type: "string", short: "s" },
+      config: { type: "string", short: "C" },
+      "no-wait": { type: "boolean", short: "e" },
+      paused: { type: "boolean", short: "p" },
+      F: { type: "boolean", short: "F" },
+      debug: { type: "boolean" },
+      live: { type: "boolean" },
+      "max-iters": { type: "string" },
+      "min-remaining": { type: "string" },
+    },
+    2,
+    2,
+  );
+  if (values.config !== undefined)
+    throw new XlFail(
+      "migrate: -C (a config replacing the domain's) is not supported by tsxen's xl",
+    );
+  const count = (k: "max-iters" | "min-remaining", min: number): number | undefined => {
+    const v = values[k];
+    if (v === undefined) return undefined;
+    if (!/^\d+$/.test(String(v)) || Number(v) < min)
+      throw new XlFail(
+        `migrate: --${k} must be a whole number of at least ${min}, not '${String(v)}'`,
+      );
+    return Number(v);
+  };
+  const maxIters = count("max-iters", 1);
+  const minRemaining = count("min-remaining", 0);
+  const domid = await findDomain(positionals[0]!);
+  const rune = migrationRune(typeof values.ssh === "string" ? values.ssh : "ssh", positionals[1]!, {
+    noDaemonize: values["no-wait"] === true,
+    debug: values.debug === true,
+    paused: values.paused === true,
+  });
+  closeAll();
+  return xlMigrate({
+    libxlPath: paths.libxl,
+    domid,
+    rune,
+    debug: values.debug === true,
+    ...(maxIters !== undefined ? { maxIters } : {}),
+    ...(minRemaining !== undefined ? { minRemaining } : {}),
+    log: (l) => console.error(l),
+  });
+}
+
+/** xl migrate-receive [-d] [-e] [-p] [-F]: the receiving end, over stdin and stdout. */
+async function cmdMigrateReceive(args: string[]): Promise<number> {
+  const { values } = opts(
+    "migrate-receive",
+    args,
+    {
+      debug: { type: "boolean", short: "d" },
+      "no-wait": { type: "boolean", short: "e" },
+      paused: { type: "boolean", short: "p" },
+      F: { type: "boolean", short: "F" },
+    },
+    0,
+    0,
+  );
+  return xlMigrateReceive({
+    libxlPath: paths.libxl,
+    paused: values.paused === true,
+    debug: values.debug === true,
+    log: (l) => console.error(l),
+  });
 }
 
 /** xl restore [-p] [-c] [-e] <CheckpointFile>: a domain again from a save file. */
@@ -1083,6 +1161,8 @@ const COMMANDS: Record<string, [string, (args: string[]) => Promise<number>]> = 
   sysrq: ["Send a sysrq to a domain", cmdSysrq],
   save: ["Save a domain state to restore later", cmdSave],
   restore: ["Restore a domain from a saved state", cmdRestore],
+  migrate: ["Migrate a domain to another host", cmdMigrate],
+  "migrate-receive": ["Restore a domain from a saved state", cmdMigrateReceive],
   "vm-list": ["List guest domains, excluding dom0, stubdoms, etc.", cmdVmList],
   "config-update": [
     "Update a running domain's saved configuration, used when rebuilding the domain after reboot.",
