@@ -126,6 +126,30 @@ test("a frontend's wild req_prod: the backend sees at most a ring's worth and ne
   assert.equal(back.unconsumedRequests(), 32);
 });
 
+test("a backend attaching to a live ring goes on after its last response; a frontend's wild rsp_prod buys it nothing", () => {
+  const page = new Uint8Array(PAGE);
+  sharedRingInit(page);
+  const front = new FrontRing(page, SLOT);
+  const first = new BackRing(page, SLOT);
+  // Five requests: three answered and published, two taken but unanswered
+  // when the first backend goes (a save, a migration).
+  for (let i = 0; i < 5; i++) front.nextRequest()[0] = 10 + i;
+  front.pushRequests();
+  for (let i = 0; i < 5; i++) first.nextRequest();
+  for (let i = 0; i < 3; i++) first.nextResponse()[0] = 20 + i;
+  first.pushResponses();
+  const next = BackRing.attach(page, SLOT);
+  assert.equal(next.reqCons, 3, "after the last published response");
+  assert.equal(next.unconsumedRequests(), 2, "the two unanswered come again");
+  assert.deepEqual([next.nextRequest()[0], next.nextRequest()[0]], [13, 14]);
+  // A frontend that wrote nonsense into rsp_prod: the attach starts there,
+  // and every count after it is bounded by the ring as before.
+  new DataView(page.buffer).setUint32(H.rsp_prod.offset, 0xdead_beef, true);
+  const wild = BackRing.attach(page, SLOT);
+  assert.ok(wild.unconsumedRequests() <= 32);
+  assert.equal(wild.requestProdOverflow(), true, "its req_prod is seen as bogus");
+});
+
 test("mini-os's front ring (lib/ring.ts) against Dom0's back ring, across the uint32 wrap", async () => {
   const host = newHost();
   try {

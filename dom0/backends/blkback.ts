@@ -225,7 +225,9 @@ export class BlkbackDevice implements BackendDevice {
       }
     }
     const view = new Uint8Array(first.buffer, first.byteOffset, refs.length * PAGE_SIZE);
-    this.ring = new BackRing(view, B.BLKIF_RING_ENTRY);
+    // Attached where the ring is: a fresh ring's rsp_prod is 0; a live one
+    // (a restored or migrated domain's) goes on after its last response.
+    this.ring = BackRing.attach(view, B.BLKIF_RING_ENTRY);
     try {
       this.port = this.evtchn.bindInterdomain(frontendId, evtchn);
     } catch (e) {
@@ -272,6 +274,11 @@ export class BlkbackDevice implements BackendDevice {
       this.gnt.dispose();
       this.storage.close();
     });
+  }
+
+  /** Resolves once no storage call is in flight (a detach waits, so no late write lands after it). */
+  drained(): Promise<void> {
+    return new Promise((r) => this.idle(r));
   }
 
   /** Runs `fn` now if nothing is in flight, otherwise once the last storage call is done. */

@@ -116,8 +116,9 @@ export class NetbackDevice implements BackendDevice, BridgePort {
           true,
         );
         const queue: Queue = {
-          tx: new BackRing(maps[0]!.page, N.NETIF_TX_ENTRY),
-          rx: new BackRing(maps[1]!.page, N.NETIF_RX_ENTRY),
+          // Attached where the rings are (fresh: 0; a live ring: after its last response).
+          tx: BackRing.attach(maps[0]!.page, N.NETIF_TX_ENTRY),
+          rx: BackRing.attach(maps[1]!.page, N.NETIF_RX_ENTRY),
           txPort: -1,
           rxPort: -1,
           maps,

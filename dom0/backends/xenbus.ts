@@ -111,6 +111,8 @@ export interface BackendDevice {
   destroy(): void;
   /** The driver's counters (blkback's requests and sectors, netback's packets and bytes). */
   readonly stats?: object;
+  /** Resolves when nothing the device started is still in flight (after disconnect). */
+  drained?(): Promise<void>;
 }
 
 /** Makes a driver's device; throws if the toolstack's nodes are wrong (bad params, say). */
@@ -119,6 +121,8 @@ export type DeviceFactory = (dev: DeviceInfo) => BackendDevice;
 class Device {
   state = XenbusStateInitialising;
   connected = false;
+  /** Let go of the rings with the state left Connected, for another backend to attach (detach). */
+  detached = false;
   private readonly unwatch: Array<() => void> = [];
 
   constructor(
@@ -201,6 +205,30 @@ class Device {
         return;
       default:
         return;
+    }
+  }
+
+  /**
+   * Lets go of the frontend's rings and port, leaving every node as it is:
+   * the domain is being saved or migrated, and whoever serves it next
+   * attaches to the same rings. Resolves once nothing is in flight.
+   */
+  async detach(): Promise<void> {
+    if (!this.connected) return;
+    this.disconnect();
+    this.detached = true;
+    await this.impl.drained?.();
+  }
+
+  /** Maps the rings again after a detach (the save kept the domain, or the migration failed). */
+  reattach(): void {
+    if (!this.detached) return;
+    this.detached = false;
+    try {
+      this.impl.connect();
+      this.connected = true;
+    } catch (e) {
+      this.fail(`connecting to the frontend again: ${(e as Error).message}`);
     }
   }
 
@@ -290,6 +318,18 @@ export class XenbusBackendBus {
         this.devices.set(backend, made.device);
       }
     }
+  }
+
+  /** Detaches every connected device of domain `domid` (Device.detach). */
+  async detach(domid: number): Promise<void> {
+    await Promise.all(
+      [...this.devices.values()].filter((d) => d.info.frontendId === domid).map((d) => d.detach()),
+    );
+  }
+
+  /** Reattaches the devices of `domid` that were detached. */
+  reattach(domid: number): void {
+    for (const d of this.devices.values()) if (d.info.frontendId === domid) d.reattach();
   }
 
   /** The devices being served, by backend path, with their states. */

@@ -163,6 +163,22 @@ export class BackRing extends SharedRing {
   }
 
   /**
+   * BACK_RING_ATTACH at the ring's own rsp_prod, as Linux's backends attach
+   * since they can be unbound and bound again: a backend taking over a live
+   * ring (after a save or a migration, or its own restart) goes on from the
+   * last response published, so the requests after it are served (again).
+   * The frontend's rsp_prod is only a starting point: every index check
+   * after it is relative, as for any other ring.
+   */
+  static attach(page: Uint8Array, slotBytes: number): BackRing {
+    const rspProd = new DataView(page.buffer, page.byteOffset, page.byteLength).getUint32(
+      H.rsp_prod.offset,
+      true,
+    );
+    return new BackRing(page, slotBytes, rspProd);
+  }
+
+  /**
    * RING_HAS_UNCONSUMED_REQUESTS: requests waiting, never more than the
    * ring can hold beyond the responses not yet produced, whatever the
    * frontend wrote into req_prod.

@@ -209,6 +209,44 @@ test("a guest dirtying all its memory all the time migrates: five rounds, then t
   B.ok("destroy", "dirtier");
 });
 
+test("guests with devices migrate: blkbench goes on writing and verifies on the destination (the same image, as shared storage); a networked guest answers pings on the destination's bridge", async () => {
+  const img = join(top, "bb.img");
+  spawnSync("truncate", ["-s", "64M", img]);
+  A.ok(
+    "create",
+    join(EXAMPLES, "blkbench.cfg"),
+    `disk=["format=raw, vdev=xvda, access=rw, target=${img}"]`,
+    'extra="mib=8 passes=3000"',
+  );
+  await until(() => A.console("blkbench").includes("xvda has"), 10_000, "blkbench's disk");
+  await sleep(300);
+  const r = A.xl("migrate", "-s", SSH, "blkbench", B.run);
+  assert.equal(r.code, 0, r.err);
+  // Its passes go on at B, then it verifies every sector and powers off.
+  await until(
+    () => B.console("blkbench").includes("random 4 KiB reads"),
+    60_000,
+    "blkbench's end on B",
+  );
+  assert.match(B.console("blkbench"), /verify ok \(8 MiB\)/);
+  assert.doesNotMatch(B.console("blkbench") + A.console("blkbench"), /FAILED|failed/);
+  await until(() => !B.domains().has("blkbench"), 10_000, "blkbench to power off");
+
+  A.ok("create", join(EXAMPLES, "ping.cfg"), 'name="pong"', 'extra="ip=10.0.0.2"');
+  await until(() => A.console("pong").includes("is 10.0.0.2"), 10_000, "pong's address");
+  const m = A.xl("migrate", "-s", SSH, "pong", B.run);
+  assert.equal(m.code, 0, m.err);
+  B.ok(
+    "create",
+    join(EXAMPLES, "ping.cfg"),
+    'name="pinger"',
+    'extra="ip=10.0.0.3 peer=10.0.0.2 count=3"',
+  );
+  await until(() => B.console("pinger").includes("packets transmitted"), 20_000, "the pings");
+  assert.match(B.console("pinger"), /3 packets transmitted, 3 received, 0% packet loss/);
+  B.ok("destroy", "pong");
+});
+
 test("a stream cut mid-way, or a destination daemon killed mid-stream, leaves the guest running on the source and nothing on the destination", async () => {
   A.ok(
     "create",

@@ -214,6 +214,22 @@ export class Host {
    * its xenstore nodes and XS_INTRODUCE, its console nodes, and xenconsoled
    * serving its console ring. Throws naming what failed.
    */
+  /**
+   * The block and network backends let go of domain `domid`'s rings,
+   * leaving its devices' nodes as they are (a save or a migration: the
+   * domain's next backends attach to the same rings); resolves once no
+   * request of its is in flight.
+   */
+  async detachDevices(domid: number): Promise<void> {
+    await Promise.all([this.vbd.detach(domid), this.vif.detach(domid)]);
+  }
+
+  /** The backends map `domid`'s rings again after detachDevices (a checkpoint, a failed migration). */
+  reattachDevices(domid: number): void {
+    this.vbd.reattach(domid);
+    this.vif.reattach(domid);
+  }
+
   connectBuilt(domid: number, name: string, storePort: number, consolePort: number): void {
     try {
       introduceDomain(domid, name, storePort, this.xenstored);

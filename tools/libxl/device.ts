@@ -36,6 +36,12 @@ export function addDevice(
   devid: number,
   backendNodes: Record<string, string>,
   frontendNodes: Record<string, string>,
+  /**
+   * A restored or migrated domain's frontend as it was (frontendTree: its
+   * rings, port, features and state, written by the guest), written before
+   * the backend's directory so that the backend attaches to those rings.
+   */
+  restoredFrontend?: Record<string, string>,
 ): void {
   const xs = host.xenstored;
   const { backend, frontend } = devicePaths(type, domid, devid);
@@ -60,6 +66,8 @@ export function addDevice(
     state: String(XenbusStateInitialising),
   };
   for (const [k, v] of Object.entries(front)) xs.writeText(`${frontend}/${k}`, v);
+  for (const [k, v] of Object.entries(restoredFrontend ?? {}))
+    if (k !== "backend" && k !== "backend-id") xs.writeText(`${frontend}/${k}`, v);
   const back = {
     frontend,
     "frontend-id": String(domid),
@@ -119,4 +127,27 @@ export function listDevices(
     devid: Number(dev),
     node: (k: string) => xs.readText(`${dir}/${dev}/${k}`),
   }));
+}
+
+/**
+ * Every node under a device's frontend directory, by path relative to it
+ * (`state`, `ring-ref`, `queue-0/tx-ring-ref`...), but the two the
+ * toolstack writes for the backend's place (`backend`, `backend-id`).
+ */
+export function frontendTree(
+  host: Host,
+  type: string,
+  domid: number,
+  devid: number,
+): Record<string, string> {
+  const xs = host.xenstored;
+  const { frontend } = devicePaths(type, domid, devid);
+  const out: Record<string, string> = {};
+  const walk = (rel: string): void => {
+    const path = rel ? `${frontend}/${rel}` : frontend;
+    if (rel && rel !== "backend" && rel !== "backend-id") out[rel] = xs.readText(path) ?? "";
+    for (const c of xs.store.get(path)?.children ?? []) walk(rel ? `${rel}/${c}` : String(c));
+  };
+  walk("");
+  return out;
 }

@@ -24,13 +24,13 @@ import { DOM0 } from "../xenstored/perms.js";
 import { isValidDomainName, splitCmdline, type Action, type XlDomainConfig } from "./config.js";
 import { parseDiskSpec, vdevToDevid, type DiskSpec } from "./disk.js";
 import { parseNicSpec, type NicSpec } from "./nic.js";
-import { addDevice, devicePaths, listDevices, removeDevice } from "./device.js";
+import { addDevice, devicePaths, frontendTree, listDevices, removeDevice } from "./device.js";
 import { parseChannelSpec, type ChannelSpec } from "./channel.js";
 import { XcInterface } from "../libxc/xc.js";
 import { LocalHypercalls } from "../libxc/channel.js";
 import { xcDomainDumpcore } from "../libxc/xc_core.js";
 import { XcDom, xcDomKernelFile, type XcDomConfig, type XcDomImage } from "../libxc/xc_dom.js";
-import { saveFile, readSaveFile, type SavedDomain } from "./save.js";
+import { saveFile, readSaveFile, type Frontends, type SavedDomain } from "./save.js";
 import {
   receiveDomain,
   sendDomain,
@@ -38,7 +38,11 @@ import {
   type MigrationChannel,
 } from "./migrate.js";
 import { configJson } from "./json.js";
-import { XenbusStateClosed, XenbusStateInitWait } from "../../xen/include/public/io/xenbus.js";
+import {
+  XenbusStateClosed,
+  XenbusStateConnected,
+  XenbusStateInitWait,
+} from "../../xen/include/public/io/xenbus.js";
 import { HVM_PARAM_CALLBACK_IRQ } from "../../xen/include/public/hvm/hvm_op.js";
 
 /** How long a create or block-attach waits for a disk's backend to open its image. */
@@ -316,7 +320,7 @@ export class Libxl {
    * (device.ts); blkback notices the backend's and the guest's blkfront its
    * own. The target must exist (libxl checks too).
    */
-  addDisk(domid: number, disk: DiskSpec): void {
+  addDisk(domid: number, disk: DiskSpec, restoredFrontend?: Record<string, string>): void {
     this.get(domid);
     if (!existsSync(disk.target)) {
       throw new Error(`libxl: disk ${disk.vdev}: ${disk.target}: No such file or directory`);
@@ -338,6 +342,7 @@ export class Libxl {
         "discard-enable": disk.discard ? "1" : "0",
       },
       { "virtual-device": String(disk.devid), "device-type": disk.devtype },
+      restoredFrontend,
     );
   }
 
@@ -370,7 +375,7 @@ export class Libxl {
   }
 
   /** libxl_device_nic_add: a vif on a bridge, with its MAC on both sides. */
-  addNic(domid: number, nic: NicSpec): number {
+  addNic(domid: number, nic: NicSpec, restoredFrontend?: Record<string, string>): number {
     this.get(domid);
     const devid = nic.devid ?? this.nextNicDevid(domid);
     addDevice(
@@ -386,6 +391,7 @@ export class Libxl {
         script: "vif-bridge",
       },
       { mac: nic.mac, handle: String(devid) },
+      restoredFrontend,
     );
     return devid;
   }
@@ -546,8 +552,9 @@ export class Libxl {
    * libxl_domain_suspend to a file (xl save): the domain is paused, its
    * state written to `path` in xl's save format (tools/libxl/save.ts), then
    * destroyed; with `checkpoint` it runs on (or stays paused with
-   * `leavePaused`). Only PV guests without devices: a disk or network
-   * device would need the guest to reconnect it, which mini-os cannot yet.
+   * `leavePaused`). PV guests, with their disks and vifs: the backends
+   * detach from the rings now and the restored domain's attach to them
+   * (docs/save-format.md, "Devices"); not PV channels yet.
    * Resolves with the file's size.
    */
   async save(
@@ -559,16 +566,27 @@ export class Libxl {
     const log = opts.log ?? ((): void => {});
     const c = x.config;
     const image = this.checkSavable(domid, x);
-    await this.xc.domainPause(domid);
+    const frontends = this.frontends(domid);
+    await this.stop(domid);
     try {
       const builder = this.builder(log);
       const libxc = await builder.save(domid, image);
-      const size = saveFile(path, { ...c, uuid: x.uuid }, configJson(c, x.uuid), libxc, log);
+      const size = saveFile(
+        path,
+        { ...c, uuid: x.uuid },
+        configJson(c, x.uuid),
+        libxc,
+        log,
+        frontends,
+      );
       if (!opts.checkpoint) this.destroy(domid);
-      else if (!opts.leavePaused) await this.xc.domainUnpause(domid);
+      else {
+        this.host.reattachDevices(domid);
+        if (!opts.leavePaused) await this.xc.domainUnpause(domid);
+      }
       return size;
     } catch (e) {
-      if (this.host.hv.domains.has(domid)) await this.xc.domainUnpause(domid).catch(() => {});
+      if (this.host.hv.domains.has(domid)) await this.resumeStopped(domid).catch(() => {});
       throw e;
     }
   }
@@ -592,16 +610,86 @@ export class Libxl {
     }
   }
 
-  /** Refuses what save and migrate cannot carry yet (HVM guests, devices); the module. */
+  /** Refuses what save and migrate cannot carry yet (HVM guests, channels); the module. */
   private checkSavable(domid: number, x: LibxlDomain): Pick<XcDomImage, "sha256" | "bytes"> {
     const c = x.config;
     if (c.type === "hvm" || !x.image)
       throw new Error(`libxl: domain ${domid}: saving an HVM guest is not supported yet`);
-    if (c.disks.length + c.vifs.length + (c.channels?.length ?? 0) > 0)
+    if ((c.channels?.length ?? 0) > 0)
       throw new Error(
-        `libxl: domain ${domid}: saving a guest with disks, network or channels is not supported yet (its frontends would have to reconnect after a restore)`,
+        `libxl: domain ${domid}: saving a guest with PV channels is not supported yet (their sockets in Dom0 would have to move with it)`,
       );
     return x.image;
+  }
+
+  /**
+   * The guest's side of each disk and vif (device.ts's frontendTree), for
+   * its next backends to attach to the same rings; every device must be
+   * connected.
+   */
+  private frontends(domid: number): Frontends {
+    const out: Frontends = {};
+    for (const type of ["vbd", "vif"])
+      for (const { devid } of listDevices(this.host, type, domid)) {
+        const nodes = frontendTree(this.host, type, domid, devid);
+        if (nodes.state !== String(XenbusStateConnected))
+          throw new Error(
+            `libxl: domain ${domid}: its ${type} ${devid} is not connected (frontend state ${nodes.state ?? "none"}); save it once it is`,
+          );
+        out[`${type}/${devid}`] = nodes;
+      }
+    return out;
+  }
+
+  /**
+   * Stops a domain for the last of its pages (save, migration): paused, its
+   * backends detached from its rings with nothing of theirs in flight.
+   */
+  private async stop(domid: number): Promise<void> {
+    await this.xc.domainPause(domid);
+    await this.host.detachDevices(domid);
+  }
+
+  /** Undoes stop: the backends attach to the rings again and the domain runs. */
+  private async resumeStopped(domid: number): Promise<void> {
+    this.host.reattachDevices(domid);
+    await this.xc.domainUnpause(domid);
+  }
+
+  /**
+   * The devices of a restored domain, from its config, each attached to
+   * the rings its saved frontend names (blkback and netback attach at the
+   * ring's last response); resolves when every backend has connected.
+   */
+  private async restoreDevices(domid: number, config: XlDomainConfig, frontends: Frontends) {
+    const disks = config.disks.map(parseDiskSpec);
+    for (const disk of disks) this.addDisk(domid, disk, frontends[`vbd/${disk.devid}`]);
+    config.vifs.forEach((spec, i) => {
+      const nic = parseNicSpec(spec);
+      const devid = nic.devid ?? i;
+      this.addNic(domid, { ...nic, devid }, frontends[`vif/${devid}`]);
+    });
+    const devices = [
+      ...disks.map((d) => ["vbd", d.devid, `disk ${d.vdev}`] as const),
+      ...config.vifs.map((s, i) => ["vif", parseNicSpec(s).devid ?? i, `vif ${i}`] as const),
+    ];
+    const xs = this.host.xenstored;
+    for (const [type, devid, what] of devices) {
+      const { backend } = devicePaths(type, domid, devid);
+      const end = Date.now() + BACKEND_WAIT_MS;
+      for (;;) {
+        const error = xs.store.get(`${backend}/error`)
+          ? xs.readText(`${backend}/error`)
+          : undefined;
+        const state = Number(xs.readText(`${backend}/state`));
+        if (error !== undefined || state === XenbusStateClosed)
+          throw new Error(`libxl: ${what}: ${error ?? "the backend closed the device"}`);
+        if (state === XenbusStateConnected) break;
+        if (Date.now() > end)
+          throw new Error(`libxl: ${what}: the backend did not attach in ${BACKEND_WAIT_MS} ms`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    }
   }
 
   /** Refuses a name another domain has (libxl's check before a create or restore). */
@@ -629,6 +717,7 @@ export class Libxl {
       log(`xc: info: Console: mfn 0x3, dom 0, evt ${built.consoleEvtchn}`);
       this.host.connectBuilt(domid, config.name, built.storeEvtchn, built.consoleEvtchn);
       this.register(d, { ...config, uuid }, saved.image);
+      await this.restoreDevices(domid, config, saved.frontends);
       if (!paused) await this.xc.domainUnpause(domid);
     } catch (e) {
       this.discard(domid);
@@ -641,7 +730,7 @@ export class Libxl {
   /**
    * xl migrate's sender, in the daemon (tools/libxl/migrate.ts): `domid`
    * goes live to the peer on `ch`, and is destroyed here once the peer runs
-   * it. The same guests as `save` can go: PV, without devices.
+   * it. The same guests as `save` can go: PV, disks and vifs included.
    */
   migrateSend(domid: number, ch: MigrationChannel, opts: MigrateOptions) {
     return sendDomain(
@@ -654,13 +743,14 @@ export class Libxl {
             config: { ...x.config, uuid: x.uuid },
             json: configJson(x.config, x.uuid),
             image,
+            frontends: this.frontends(id),
           };
         },
         // With --debug, libxc's lines (each round) go to xl's stderr.
         saveLive: (id, image, sink, o) =>
           this.builder(opts.debug ? (l) => ch.log(l) : () => {}).saveLive(id, image, sink, o),
-        pause: (id) => this.xc.domainPause(id),
-        unpause: (id) => this.xc.domainUnpause(id),
+        pause: (id) => this.stop(id),
+        unpause: (id) => this.resumeStopped(id),
         rename: (id, name) => this.rename(id, name),
         destroy: (id) => this.destroy(id),
       },
@@ -678,7 +768,7 @@ export class Libxl {
   migrateReceive(ch: MigrationChannel, opts: { paused: boolean; debug: boolean }): Promise<number> {
     return receiveDomain(
       {
-        restoreStream: async (config, name, src) => {
+        restoreStream: async (config, name, src, frontends) => {
           this.checkNameFree(name);
           const uuid = config.uuid ?? randomUUID();
           const log = opts.debug ? (l: string): void => ch.log(l) : (): void => {};
@@ -690,6 +780,7 @@ export class Libxl {
           try {
             this.host.connectBuilt(built.domid, name, built.storeEvtchn, built.consoleEvtchn);
             this.register(d, { ...config, name, uuid }, built.module);
+            await this.restoreDevices(built.domid, config, frontends);
           } catch (e) {
             this.discard(built.domid);
             throw e;

@@ -40,6 +40,7 @@ import {
   checkXlHeader,
   streamEpilogue,
   streamPrologue,
+  type Frontends,
 } from "./save.js";
 import type { XlDomainConfig } from "./config.js";
 import { LIBXL_REC_END, LIBXL_REC_LIBXC_CONTEXT } from "../libxc/xc_sr.js";
@@ -67,6 +68,7 @@ export interface MigrationSender {
     config: XlDomainConfig;
     json: Record<string, unknown>;
     image: { sha256: Uint8Array; bytes: Uint8Array };
+    frontends: Frontends;
   };
   saveLive(
     domid: number,
@@ -74,7 +76,9 @@ export interface MigrationSender {
     sink: (chunks: Uint8Array[]) => Promise<void>,
     opts: { maxIters: number; minRemaining: number; verify: boolean; suspend(): Promise<void> },
   ): Promise<LiveSaveStats>;
+  /** Stops the domain for the last round: paused, its backends detached from its rings. */
   pause(domid: number): Promise<void>;
+  /** Undoes pause: the backends attach again and the domain runs. */
   unpause(domid: number): Promise<void>;
   rename(domid: number, name: string): void;
   destroy(domid: number): void;
@@ -82,8 +86,16 @@ export interface MigrationSender {
 
 /** What the receiver needs of libxl. */
 export interface MigrationReceiver {
-  /** Builds the domain from libxc's stream, paused, named `name`; its domid. */
-  restoreStream(config: XlDomainConfig, name: string, src: SequentialSource): Promise<number>;
+  /**
+   * Builds the domain from libxc's stream, paused, named `name`, its devices
+   * attached to the rings `frontends` name; its domid.
+   */
+  restoreStream(
+    config: XlDomainConfig,
+    name: string,
+    src: SequentialSource,
+    frontends: Frontends,
+  ): Promise<number>;
   unpause(domid: number): Promise<void>;
   rename(domid: number, name: string): void;
   destroy(domid: number): void;
@@ -138,7 +150,9 @@ export async function sendDomain(
   };
   let stats: LiveSaveStats;
   try {
-    await ch.write(streamPrologue("migration stream", d.config, d.json, (l) => ch.log(l)));
+    await ch.write(
+      streamPrologue("migration stream", d.config, d.json, (l) => ch.log(l), d.frontends),
+    );
     stats = await x.saveLive(domid, d.image, (c) => ch.write(c), {
       maxIters: opts.maxIters,
       minRemaining: opts.minRemaining,
@@ -225,7 +239,8 @@ export async function receiveDomain(
   try {
     const optLen = checkXlHeader(await ch.read(48), fail);
     ch.log(`Loading new save file ${where} (new xl fmt info 0x3/0x0/${optLen})`);
-    config = checkXlConfig(await ch.read(optLen), fail);
+    let frontends: Frontends;
+    ({ config, frontends } = checkXlConfig(await ch.read(optLen), fail));
     ch.log(" Savefile contains xl domain config in JSON format");
     const at = ch.offset;
     checkLibxlHeader(await ch.read(16), at, fail);
@@ -236,7 +251,7 @@ export async function receiveDomain(
       return h.readUInt32LE(0);
     };
     if ((await rec()) !== LIBXL_REC_LIBXC_CONTEXT) fail("no LIBXC_CONTEXT record", at + 16);
-    domid = await x.restoreStream(config, `${config.name}--incoming`, ch);
+    domid = await x.restoreStream(config, `${config.name}--incoming`, ch, frontends);
     try {
       if ((await rec()) !== LIBXL_REC_END) fail("libxl's stream has no END", ch.offset - 8);
     } catch (e) {

@@ -19,6 +19,8 @@ import { promisify } from "node:util";
 import { createHash } from "node:crypto";
 import { describeFsError, openHostFile } from "../../xen/common/host_file.js";
 import { checkDomainConfig, type XlDomainConfig } from "./config.js";
+import { parseDiskSpec } from "./disk.js";
+import { parseNicSpec } from "./nic.js";
 import {
   LIBXL_IDENT,
   LIBXL_REC_END,
@@ -53,8 +55,11 @@ export function streamPrologue(
   config: XlDomainConfig,
   libxlJson: Record<string, unknown>,
   log: (line: string) => void,
+  frontends: Frontends = {},
 ): Buffer[] {
-  const json = Buffer.from(`${JSON.stringify({ ...libxlJson, tsxen: config }, null, 4)}\0`);
+  const json = Buffer.from(
+    `${JSON.stringify({ ...libxlJson, tsxen: config, tsxen_frontends: frontends }, null, 4)}\0`,
+  );
   const opt = Buffer.alloc(4 + json.length);
   opt.writeUInt32LE(json.length, 0);
   json.copy(opt, 4);
@@ -87,8 +92,13 @@ export function saveFile(
   libxlJson: Record<string, unknown>,
   libxc: Uint8Array[],
   log: (line: string) => void,
+  frontends: Frontends = {},
 ): number {
-  const parts = [...streamPrologue(path, config, libxlJson, log), ...libxc, streamEpilogue()];
+  const parts = [
+    ...streamPrologue(path, config, libxlJson, log, frontends),
+    ...libxc,
+    streamEpilogue(),
+  ];
   let fd: number;
   try {
     fd = openSync(
@@ -126,9 +136,17 @@ export function saveFile(
   return size;
 }
 
+/**
+ * The guest's side of each device, as it was at the save ("vbd/51712" →
+ * its frontend nodes: rings, port, features, state), so that the restored
+ * domain's backends attach to the same rings (docs/save-format.md).
+ */
+export type Frontends = Record<string, Record<string, string>>;
+
 /** What a save file holds; `reader` stays open for the restore to read the pages. */
 export interface SavedDomain {
   config: XlDomainConfig;
+  frontends: Frontends;
   stream: XcStream;
   image: { sha256: Uint8Array; bytes: Uint8Array };
   reader: StreamReader;
@@ -190,7 +208,7 @@ async function checkSaveFile(
   const optLen = checkXlHeader(await r.read(0, 48), fail);
   if (48 + optLen > r.size) fail(`optional data of ${optLen} bytes`, 44);
   log(`Loading new save file ${path} (new xl fmt info 0x3/0x0/${optLen})`);
-  const config = checkXlConfig(await r.read(48, optLen), fail);
+  const { config, frontends } = checkXlConfig(await r.read(48, optLen), fail);
   log(" Savefile contains xl domain config in JSON format");
   let o = 48 + optLen;
   if (o + 16 > r.size) fail("libxl's stream header is cut short", o);
@@ -227,7 +245,7 @@ async function checkSaveFile(
   if (!sha.equals(Buffer.from(stream.module.sha256)))
     fail("WASM32_MODULE's bytes do not have its sha256", 48 + optLen + 16);
   log(`xc: info: Found wasm32 PV domain from Xen ${stream.xenMajor}.${stream.xenMinor}`);
-  return { config, stream, image: stream.module };
+  return { config, frontends, stream, image: stream.module };
 }
 
 type Fail = (what: string, off: number) => never;
@@ -252,21 +270,60 @@ export function checkXlHeader(head: Buffer, fail: Fail): number {
   return optLen;
 }
 
-/** The domain's config from xl's optional data (at offset 48). */
-export function checkXlConfig(opt: Buffer, fail: Fail): XlDomainConfig {
+/** The domain's config and its devices' frontends from xl's optional data (at offset 48). */
+export function checkXlConfig(
+  opt: Buffer,
+  fail: Fail,
+): { config: XlDomainConfig; frontends: Frontends } {
   const cfgLen = opt.readUInt32LE(0);
   if (cfgLen + 4 > opt.length || cfgLen === 0) fail(`a config of ${cfgLen} bytes`, 48);
   const text = opt
     .subarray(4, 4 + cfgLen)
     .toString("utf8")
     .replace(/\0$/, "");
+  let json: { tsxen?: unknown; tsxen_frontends?: unknown };
+  let config: XlDomainConfig;
   try {
-    const json = JSON.parse(text) as { tsxen?: unknown };
-    return checkDomainConfig(json.tsxen);
+    json = JSON.parse(text) as typeof json;
+    config = checkDomainConfig(json.tsxen);
   } catch (e) {
     // One line: JSON.parse quotes the text around the fault.
     return fail(`its config: ${(e as Error).message.replace(/\s+/g, " ")}`, 52);
   }
+  return { config, frontends: checkFrontends(json.tsxen_frontends, config, fail) };
+}
+
+/**
+ * The saved frontends, checked against the config: one per disk and vif,
+ * none else, each a small map of node paths to strings (what a guest may
+ * write in its own device directory anyway).
+ */
+function checkFrontends(v: unknown, config: XlDomainConfig, fail: Fail): Frontends {
+  const bad = (why: string): never => fail(`its devices' frontends: ${why}`, 52);
+  if (v === undefined) v = {};
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return bad("not an object");
+  const want = new Set([
+    ...config.disks.map((d) => `vbd/${parseDiskSpec(d).devid}`),
+    ...config.vifs.map((spec, i) => `vif/${parseNicSpec(spec).devid ?? i}`),
+  ]);
+  const out: Frontends = {};
+  for (const [dev, nodes] of Object.entries(v)) {
+    if (!want.has(dev)) bad(`'${dev.slice(0, 32)}' is not one of the domain's devices`);
+    if (typeof nodes !== "object" || nodes === null || Array.isArray(nodes))
+      bad(`${dev} is not an object`);
+    const entries = Object.entries(nodes as object);
+    if (entries.length > 64) bad(`${dev} has ${entries.length} nodes`);
+    for (const [k, val] of entries)
+      if (
+        !/^[A-Za-z0-9_-]{1,64}(\/[A-Za-z0-9_-]{1,64})?$/.test(k) ||
+        typeof val !== "string" ||
+        val.length > 4096
+      )
+        bad(`${dev}'s node '${k.slice(0, 32)}'`);
+    out[dev] = nodes as Record<string, string>;
+  }
+  for (const dev of want) if (!out[dev]) bad(`none for ${dev}`);
+  return out;
 }
 
 /** libxl's stream header ("LibxlFmt", version 2, little-endian) at offset `o`. */
