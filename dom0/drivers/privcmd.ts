@@ -60,6 +60,17 @@ export class Privcmd {
     return this.hv.foreignMapBatch(this.dom0, domid, gfns);
   }
 
+  /**
+   * tsxen: `domid`'s pages as its log-dirty copy holds them (what a live
+   * save sends; Hypervisor.logDirtySnapshotBatch), by pfn, read-only.
+   */
+  logDirtySnapshot(
+    domid: number,
+    gfns: readonly number[],
+  ): { pages: (Uint8Array | undefined)[]; err: number[] } {
+    return this.hv.logDirtySnapshotBatch(this.dom0, domid, gfns);
+  }
+
   /** A free page of Dom0's window (its pfn), or undefined when the pool is empty. */
   allocPage(): number | undefined {
     const p = this.freePages.pop();

@@ -93,6 +93,42 @@ test("log-dirty finds the pages that changed, whoever wrote them, and the pages 
   }
 });
 
+test("log-dirty's snapshot mapping shows each page as the last CLEAN saw it, read by Dom0 only, none while log-dirty is off", async () => {
+  const host = newHost();
+  try {
+    const xc = new XcInterface(new LocalHypercalls(host.dom0.privcmd));
+    const pc = host.dom0.privcmd;
+    const d = host.createSync({ name: "t", kernel: await kernel("ticker"), memory: 4 });
+    host.pause(d.domid);
+    assert.equal(pc.logDirtySnapshot(d.domid, [700]).err[0], -XenErrno.ENOENT, "log-dirty is off");
+    const page = pc.mmapBatchV2(d.domid, [700]).pages[0]!;
+    page[0] = 1;
+    await xc.shadowControl(d.domid, DC.XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY);
+    page[0] = 2;
+    // The snapshot is the page at ENABLE; CLEAN refreshes it, and it stays
+    // so while the page changes on.
+    assert.equal(pc.logDirtySnapshot(d.domid, [700]).pages[0]![0], 1);
+    await xc.shadowControl(d.domid, DC.XEN_DOMCTL_SHADOW_OP_CLEAN, new Uint8Array(128));
+    page[0] = 3;
+    assert.equal(pc.logDirtySnapshot(d.domid, [700]).pages[0]![0], 2);
+    // A page changed and changed back between two CLEANs is clean, and the
+    // snapshot (what a live save sent) is right about it.
+    page[0] = 2;
+    const bits = new Uint8Array(128);
+    await xc.shadowControl(d.domid, DC.XEN_DOMCTL_SHADOW_OP_CLEAN, bits);
+    assert.equal(bit(bits, 700), false);
+    assert.equal(pc.logDirtySnapshot(d.domid, [700]).pages[0]![0], page[0]);
+    // Pfns the domain does not have, or past it, are refused.
+    const r = pc.logDirtySnapshot(d.domid, [-1, 1.5, 5000]);
+    assert.deepEqual(r.err, [-XenErrno.EINVAL, -XenErrno.EINVAL, -XenErrno.EINVAL]);
+    // Only a privileged caller maps it.
+    assert.throws(() => host.hv.logDirtySnapshotBatch(d, d.domid, [700]), /may not map/);
+    await xc.shadowControl(d.domid, DC.XEN_DOMCTL_SHADOW_OP_OFF);
+  } finally {
+    await host.shutdown();
+  }
+});
+
 test("resumedomain: a guest's SHUTDOWN_suspend returns 1 and it runs on", async () => {
   const host = newHost();
   try {

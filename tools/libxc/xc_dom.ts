@@ -203,6 +203,8 @@ export class XcDom {
     private readonly xc: XcInterface,
     private readonly map: ForeignMap,
     private readonly log: (line: string) => void = () => {},
+    /** The pages as log-dirty's copy holds them (Privcmd.logDirtySnapshot): what a live save sends. */
+    private readonly snapshot?: ForeignMap,
   ) {}
 
   private detail(msg: string): void {
@@ -383,10 +385,10 @@ export class XcDom {
    * made. Log-dirty is turned on, every page goes out, then rounds of the
    * pages dirtied meanwhile (opts); then the domain is stopped and the
    * pages dirtied since the last round, with those the last CLEAN found and
-   * no round sent, go out with the context and END. Pages sent while the
-   * domain runs are copies (it may change them as they go); the last
-   * round's are views of the stopped domain's memory. Log-dirty is off
-   * again when this returns or throws.
+   * no round sent, go out with the context and END. Every round sends
+   * log-dirty's copy of its pages (the snapshot mapping), which nothing
+   * changes until the next CLEAN. Log-dirty is off again when this returns
+   * or throws.
    */
   async saveLive(
     domid: number,
@@ -401,53 +403,50 @@ export class XcDom {
     this.detail(`xc_domain_save: saving domain ${domid} live, type wasm32 PV`);
     await sink([streamHeaders(major, minor), moduleRecord(image)]);
     const stats: LiveSaveStats = { rounds: [], stopped: 0 };
-    // The PAGE_DATA records of `pfns`, made at once: no guest runs (nor any
-    // backend writes guest memory) while this runs on the host's thread.
-    // With `copy`, the bytes are copies; otherwise views of the memory.
-    const collect = (pfns: readonly number[], copy: boolean): Collected => {
+    const snapshot = this.snapshot;
+    if (!snapshot)
+      throw new Error("xc_domain_save: a live save needs log-dirty's snapshot mapping");
+    // The PAGE_DATA records of `pfns` from `map`: views, read before the
+    // next CLEAN changes anything (the sink has copied them when it returns).
+    const collect = (pfns: readonly number[], map: ForeignMap): Collected => {
       const out: Uint8Array[] = [];
       let pages = 0;
       for (let i = 0; i < pfns.length; i += MAX_BATCH) {
         const batch = pfns.slice(i, i + MAX_BATCH);
-        const mapped = this.map(domid, batch).pages;
+        const mapped = map(domid, batch).pages;
         const at = new Map(batch.map((p, j) => [p, j]));
-        out.push(
-          ...pageDataRecord(batch, (pfn) => {
-            const page = mapped[at.get(pfn)!];
-            return page && copy ? page.slice() : page;
-          }),
-        );
+        out.push(...pageDataRecord(batch, (pfn) => mapped[at.get(pfn)!]));
         pages += mapped.filter((x) => x).length;
       }
       return { records: out, pages };
     };
-    // Log-dirty compares memory with its copy taken at each CLEAN, so what
-    // goes out of a round must be what the memory held at that CLEAN: the
-    // pages are copied in the same turn of the host's thread as the CLEAN
-    // (a page that changed and changed back would otherwise be missed).
+    // Log-dirty compares memory with its copy, refreshed at each CLEAN, so a
+    // round sends the copy's pages, not the live ones: what the receiver has
+    // is then what the copy holds, page for page, and a page that changed
+    // and changed back before the round read it is not missed. Round 0
+    // sends the copy ENABLE took; the last round, with the domain stopped,
+    // the copy the last CLEAN refreshed, which is its memory.
     const cleanAndCollect = async (
       also: readonly number[],
-      copy: boolean,
     ): Promise<{ dirty: number[]; collected: Collected }> => {
       const pfns = (await xc.maximumGpfn(domid)) + 1;
-      const map = new Uint8Array(Math.ceil(pfns / 8));
-      await xc.shadowControl(domid, XEN_DOMCTL_SHADOW_OP_CLEAN, map);
+      const bits = new Uint8Array(Math.ceil(pfns / 8));
+      await xc.shadowControl(domid, XEN_DOMCTL_SHADOW_OP_CLEAN, bits);
       const set = new Set(also);
-      for (let p = 0; p < pfns; p++) if (map[p >> 3]! & (1 << (p & 7))) set.add(p);
+      for (let p = 0; p < pfns; p++) if (bits[p >> 3]! & (1 << (p & 7))) set.add(p);
       const dirty = [...set].sort((a, b) => a - b);
-      // Collected now, before anything else may run.
-      return { dirty, collected: collect(dirty, copy) };
+      return { dirty, collected: collect(dirty, snapshot) };
     };
     await xc.shadowControl(domid, XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY);
     try {
       // Round 0: every pfn, as the memory was when log-dirty took its copy.
       const all = [...Array((await xc.maximumGpfn(domid)) + 1).keys()];
-      const first = collect(all, true);
+      const first = collect(all, snapshot);
       stats.rounds.push(first.pages);
       await sink(first.records);
       let pending: number[] = [];
       for (let iter = 1; ; iter++) {
-        const round = await cleanAndCollect([], true);
+        const round = await cleanAndCollect([]);
         this.detail(`xc_domain_save: round ${iter}: ${round.dirty.length} pages dirty`);
         if (iter >= opts.maxIters || round.dirty.length < opts.minRemaining) {
           // Not sent: they go in the last round, with what changes until the stop.
@@ -458,7 +457,7 @@ export class XcDom {
         await sink(round.collected.records);
       }
       await opts.suspend();
-      const last = await cleanAndCollect(pending, false);
+      const last = await cleanAndCollect(pending);
       stats.stopped = last.collected.pages;
       stats.rounds.push(stats.stopped);
       await sink(last.collected.records);
@@ -466,7 +465,8 @@ export class XcDom {
       if (opts.verify) {
         await sink([record(REC_TYPE_VERIFY, new Uint8Array(0))]);
         const every = [...Array((await xc.maximumGpfn(domid)) + 1).keys()];
-        await sink(collect(every, false).records);
+        // The live memory this time: the receiver checks it against what the rounds sent.
+        await sink(collect(every, this.map).records);
       }
       await sink([
         record(REC_TYPE_WASM32_CONTEXT, await xc.wasm32GetContext(domid)),

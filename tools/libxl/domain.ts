@@ -220,7 +220,13 @@ export class Libxl {
 
   /** libxc's domain builder over Dom0's privcmd (hypercalls and foreign mappings), logging to `log`. */
   private builder(log: (line: string) => void): XcDom {
-    return new XcDom(this.xc, (id, gfns) => this.host.dom0.privcmd.mmapBatchV2(id, gfns), log);
+    const privcmd = this.host.dom0.privcmd;
+    return new XcDom(
+      this.xc,
+      (id, gfns) => privcmd.mmapBatchV2(id, gfns),
+      log,
+      (id, gfns) => privcmd.logDirtySnapshot(id, gfns),
+    );
   }
 
   /** What createdomain and the steps before memory take from a config (libxl__domain_make). */

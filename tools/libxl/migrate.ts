@@ -32,7 +32,12 @@
  */
 import type { Socket } from "node:net";
 import type { Writable } from "node:stream";
-import { StreamError, type SequentialSource } from "../libxc/xc_sr.js";
+import {
+  LIBXL_REC_END,
+  LIBXL_REC_LIBXC_CONTEXT,
+  StreamError,
+  type SequentialSource,
+} from "../libxc/xc_sr.js";
 import type { LiveSaveStats } from "../libxc/xc_dom.js";
 import {
   checkLibxlHeader,
@@ -43,7 +48,6 @@ import {
   type Frontends,
 } from "./save.js";
 import type { XlDomainConfig } from "./config.js";
-import { LIBXL_REC_END, LIBXL_REC_LIBXC_CONTEXT } from "../libxc/xc_sr.js";
 
 /** xl's fixed messages (xl.h). */
 export const MIGRATE_RECEIVER_BANNER = "xl migration receiver ready, send binary domain data.\n";
@@ -304,8 +308,8 @@ export const FRAME_DATA = 0x44; // 'D': the peer's bytes (either way)
 export const FRAME_EOF = 0x45; // 'E': the peer's stream ended (xl → daemon)
 export const FRAME_LOG = 0x4c; // 'L': a line for xl's stderr (daemon → xl)
 export const FRAME_RESULT = 0x52; // 'R': the outcome, JSON (daemon → xl), last
-/** Largest frame payload: a PAGE_DATA record's worth, and a little. */
-export const MAX_FRAME = 8 * 1024 * 1024;
+/** Largest frame payload: the stream goes in pieces of at most this. */
+export const MAX_FRAME = 1024 * 1024;
 /** Bytes of the peer's stream the daemon holds before it stops reading. */
 const MAX_QUEUED = 16 * 1024 * 1024;
 
@@ -329,25 +333,59 @@ export function readFrames(
   onFrame: (type: number, payload: Buffer) => void,
   onError: (why: string) => void,
 ): void {
-  let buf = initial;
+  // The chunks as they came: a frame is joined once, when it is whole.
+  const parts: Buffer[] = initial.length > 0 ? [initial] : [];
+  let have = initial.length;
+  let stopped = false;
+  const take = (n: number): Buffer => {
+    if (n === 0) return Buffer.alloc(0);
+    if (parts[0]!.length >= n) {
+      const head = parts[0]!;
+      const out = head.subarray(0, n);
+      if (head.length === n) parts.shift();
+      else parts[0] = head.subarray(n);
+      have -= n;
+      return out;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let got = 0;
+    while (got < n) {
+      const head = parts[0]!;
+      const t = Math.min(head.length, n - got);
+      head.copy(out, got, 0, t);
+      got += t;
+      if (t === head.length) parts.shift();
+      else parts[0] = head.subarray(t);
+    }
+    have -= n;
+    return out;
+  };
   const pump = (): void => {
-    while (buf.length >= 5) {
-      const type = buf[0]!;
-      const len = buf.readUInt32LE(1);
+    while (!stopped && have >= 5) {
+      const h = take(5);
+      const type = h[0]!;
+      const len = h.readUInt32LE(1);
       if (![FRAME_DATA, FRAME_EOF, FRAME_LOG, FRAME_RESULT].includes(type) || len > MAX_FRAME) {
+        stopped = true;
+        parts.length = 0;
+        have = 0;
         onError(`a bad frame (type 0x${type.toString(16)}, ${len} bytes)`);
         s.destroy();
-        buf = Buffer.alloc(0);
         return;
       }
-      if (buf.length < 5 + len) return;
-      const payload = buf.subarray(5, 5 + len);
-      buf = buf.subarray(5 + len);
-      onFrame(type, payload);
+      if (have < len) {
+        // Not whole yet: the header goes back until the rest comes.
+        parts.unshift(h);
+        have += 5;
+        return;
+      }
+      onFrame(type, take(len));
     }
   };
   s.on("data", (chunk: Buffer) => {
-    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+    if (stopped) return;
+    parts.push(chunk);
+    have += chunk.length;
     pump();
   });
   pump();
@@ -446,7 +484,7 @@ export class SocketChannel implements MigrationChannel {
   async write(chunks: readonly Uint8Array[]): Promise<void> {
     // A peer whose stream has ended (it died, or its transport did) takes nothing more.
     if (this.ended !== undefined) throw new StreamError(`the peer is gone: ${this.ended}`);
-    // Frames of up to 1 MiB, each one buffer: a page record's pieces go together.
+    // Frames of up to MAX_FRAME, each one buffer: a page record's pieces go together.
     let pending: Uint8Array[] = [];
     let size = 0;
     const flush = async (): Promise<void> => {
@@ -459,12 +497,13 @@ export class SocketChannel implements MigrationChannel {
       size = 0;
       await writeDrained(this.s, b);
     };
-    for (const c of chunks) {
-      if (size + c.length > 1024 * 1024) await flush();
-      if (c.length > MAX_FRAME) throw new Error("a stream piece larger than a frame");
-      pending.push(c);
-      size += c.length;
-    }
+    for (const whole of chunks)
+      for (let o = 0; o < whole.length; o += MAX_FRAME) {
+        const c = whole.subarray(o, o + MAX_FRAME);
+        if (size + c.length > MAX_FRAME) await flush();
+        pending.push(c);
+        size += c.length;
+      }
     await flush();
   }
 

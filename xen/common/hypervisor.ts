@@ -872,6 +872,32 @@ export class Hypervisor implements VcpuHost {
     return { pages, err };
   }
 
+  /**
+   * tsxen's privcmd extension for a live save: domain `domid`'s pages as
+   * its log-dirty copy holds them (paging.ts: what the last CLEAN saw),
+   * read-only views; -EINVAL for a pfn the domain has not populated or the
+   * copy does not hold, -ENOENT when log-dirty is off.
+   */
+  logDirtySnapshotBatch(
+    caller: Domain,
+    domid: number,
+    gfns: readonly number[],
+  ): { pages: (Uint8Array | undefined)[]; err: number[] } {
+    if (!caller.privileged) throw new Error(`d${caller.domid} may not map d${domid}'s memory`);
+    const d = this.domains.get(domid);
+    if (!d || d.isDying || d.hvm) throw new Error(`no PV domain ${domid}`);
+    const ld = d.logDirty;
+    const pages = gfns.map((g) =>
+      ld && Number.isSafeInteger(g) && g >= 0 && d.isPopulated(_pfn(g))
+        ? ld.snapshot(g)
+        : undefined,
+    );
+    return {
+      pages,
+      err: pages.map((p) => (p ? 0 : ld ? -XenErrno.EINVAL : -XenErrno.ENOENT)),
+    };
+  }
+
   /** Fails (ENOMEM) unless the heap has `pages` free frames. */
   private checkFreeFrames(pages: number, fail: (errno: number, msg: string) => never): void {
     if (this.frames.freeFrames < pages) {

@@ -30,6 +30,18 @@ export class LogDirty {
   }
 
   /**
+   * Page `pfn` as the last CLEAN (or the ENABLE) saw it: a view of the copy,
+   * which changes only at the next CLEAN. Undefined past what the copy
+   * holds. A live save sends these, so that what the receiver has is what
+   * the copy holds, page for page (docs/migration.md).
+   */
+  snapshot(pfn: number): Uint8Array | undefined {
+    const a = pfn * PAGE_SIZE;
+    if (!Number.isSafeInteger(pfn) || pfn < 0 || a + PAGE_SIZE > this.copy.length) return undefined;
+    return this.copy.subarray(a, a + PAGE_SIZE);
+  }
+
+  /**
    * The pfns below `d.nrPfns` that differ from the copy (or lie past it:
    * pages the domain gained since), as a bitmap of `bits` bits into `out`
    * (when given). With `clean`, the copies of those pages are refreshed.
