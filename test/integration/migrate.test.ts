@@ -247,6 +247,21 @@ test("guests with devices migrate: blkbench goes on writing and verifies on the 
   B.ok("destroy", "pong");
 });
 
+test("a guest's xenstore watches go with it: xl mem-set and shutdown on the destination reach it", async () => {
+  A.ok("create", join(EXAMPLES, "xenstore.cfg"));
+  await until(() => A.console("xenstore").includes("memory/target is"), 10_000, "its watches");
+  const r = A.xl("migrate", "-s", SSH, "xenstore", B.run);
+  assert.equal(r.code, 0, r.err);
+  B.ok("mem-set", "xenstore", "3m");
+  await until(
+    () => B.console("xenstore").includes("memory/target is 3072 KiB"),
+    10_000,
+    "mem-set on B",
+  );
+  B.ok("shutdown", "-w", "xenstore");
+  assert.match(B.console("xenstore"), /control\/shutdown says 'poweroff'/);
+});
+
 test("a stream cut mid-way, or a destination daemon killed mid-stream, leaves the guest running on the source and nothing on the destination", async () => {
   A.ok(
     "create",

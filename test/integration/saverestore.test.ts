@@ -171,6 +171,34 @@ test("a guest doing disk I/O is saved mid-run and restored: blkback attaches to 
   }
 });
 
+test("a guest's xenstore watches come back with it: sysrq, mem-set and a shutdown request reach the restored guest", async () => {
+  const host = newHost();
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));
+  try {
+    const xl = new Libxl(host);
+    const d = await xl.create(cfg("xenstore"));
+    // Its memory/target watch has fired once: the watches are set.
+    await until(
+      () => host.xenconsoled.read(d.domid).includes("memory/target is"),
+      5000,
+      "the guest's watches",
+    );
+    const file = join(dir, "xs.save");
+    await xl.save(d.domid, file);
+    const r = await xl.restore(file);
+    const out = (): string => host.xenconsoled.read(r.domid);
+    // The guest never registers them again: xenstored holds them for it.
+    xl.sendSysrq(r.domid, "h");
+    await until(() => out().includes("sysrq 'h'"), 5000, "the sysrq watch");
+    xl.setMemoryTarget(r.domid, 3);
+    await until(() => out().includes("memory/target is 3072 KiB"), 5000, "the balloon watch");
+    assert.equal(await xl.shutdown(r.domid, "poweroff", 10_000), "poweroff");
+    assert.match(out(), /control\/shutdown says 'poweroff'/);
+  } finally {
+    await host.shutdown();
+  }
+});
+
 test("what save cannot carry is refused before anything stops: PV channels, a device not yet connected", async () => {
   const host = newHost();
   const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));

@@ -30,7 +30,13 @@ import { XcInterface } from "../libxc/xc.js";
 import { LocalHypercalls } from "../libxc/channel.js";
 import { xcDomainDumpcore } from "../libxc/xc_core.js";
 import { XcDom, xcDomKernelFile, type XcDomConfig, type XcDomImage } from "../libxc/xc_dom.js";
-import { saveFile, readSaveFile, type Frontends, type SavedDomain } from "./save.js";
+import {
+  saveFile,
+  readSaveFile,
+  type Frontends,
+  type SavedDomain,
+  type SavedWatch,
+} from "./save.js";
 import {
   receiveDomain,
   sendDomain,
@@ -573,6 +579,7 @@ export class Libxl {
     const c = x.config;
     const image = this.checkSavable(domid, x);
     const frontends = this.frontends(domid);
+    const watches = this.watchesOf(domid);
     await this.stop(domid);
     try {
       const builder = this.builder(log);
@@ -584,6 +591,7 @@ export class Libxl {
         libxc,
         log,
         frontends,
+        watches,
       );
       if (!opts.checkpoint) this.destroy(domid);
       else {
@@ -645,6 +653,47 @@ export class Libxl {
         out[`${type}/${devid}`] = nodes;
       }
     return out;
+  }
+
+  /**
+   * The guest's xenstore watches (save.ts's SavedWatch): xenstored's own,
+   * which a transparent restore gives back to the new domain's connection,
+   * as the guest never registers them again.
+   */
+  private watchesOf(domid: number): SavedWatch[] {
+    const xs = this.host.xenstored;
+    const c = xs.domains.get(domid)?.connection;
+    if (!c) return [];
+    const home = `${domainPath(domid)}/`;
+    return xs.watches.of(c).map((w) => ({
+      path: w.path.startsWith(home) ? w.path.slice(home.length) : w.path,
+      home: w.path.startsWith(home),
+      token: w.token,
+      relative: w.relative,
+      depth: w.depth ?? null,
+    }));
+  }
+
+  /**
+   * Gives restored domain `domid` its saved watches on its new connection,
+   * each firing once, as a watch fires when it is set: what the guest
+   * waited for may have happened meanwhile.
+   */
+  private restoreWatches(domid: number, watches: readonly SavedWatch[]): void {
+    const xs = this.host.xenstored;
+    const c = xs.domains.get(domid)?.connection;
+    if (!c) return;
+    for (const w of watches) {
+      const path = w.home ? `${domainPath(domid)}/${w.path}` : w.path;
+      const watch = {
+        owner: c,
+        path,
+        token: w.token,
+        relative: w.relative,
+        depth: w.depth ?? undefined,
+      };
+      if (xs.watches.add(watch)) c.event(w.relative && w.home ? w.path : path, w.token);
+    }
   }
 
   /**
@@ -723,6 +772,7 @@ export class Libxl {
       log(`xc: info: Console: mfn 0x3, dom 0, evt ${built.consoleEvtchn}`);
       this.host.connectBuilt(domid, config.name, built.storeEvtchn, built.consoleEvtchn);
       this.register(d, { ...config, uuid }, saved.image);
+      this.restoreWatches(domid, saved.watches);
       await this.restoreDevices(domid, config, saved.frontends);
       if (!paused) await this.xc.domainUnpause(domid);
     } catch (e) {
@@ -750,6 +800,7 @@ export class Libxl {
             json: configJson(x.config, x.uuid),
             image,
             frontends: this.frontends(id),
+            watches: this.watchesOf(id),
           };
         },
         // With --debug, libxc's lines (each round) go to xl's stderr.
@@ -774,7 +825,7 @@ export class Libxl {
   migrateReceive(ch: MigrationChannel, opts: { paused: boolean; debug: boolean }): Promise<number> {
     return receiveDomain(
       {
-        restoreStream: async (config, name, src, frontends) => {
+        restoreStream: async (config, name, src, frontends, watches) => {
           this.checkNameFree(name);
           const uuid = config.uuid ?? randomUUID();
           const log = opts.debug ? (l: string): void => ch.log(l) : (): void => {};
@@ -786,6 +837,7 @@ export class Libxl {
           try {
             this.host.connectBuilt(built.domid, name, built.storeEvtchn, built.consoleEvtchn);
             this.register(d, { ...config, name, uuid }, built.module);
+            this.restoreWatches(built.domid, watches);
             await this.restoreDevices(built.domid, config, frontends);
           } catch (e) {
             this.discard(built.domid);

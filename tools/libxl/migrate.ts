@@ -46,6 +46,7 @@ import {
   streamEpilogue,
   streamPrologue,
   type Frontends,
+  type SavedWatch,
 } from "./save.js";
 import type { XlDomainConfig } from "./config.js";
 
@@ -73,6 +74,7 @@ export interface MigrationSender {
     json: Record<string, unknown>;
     image: { sha256: Uint8Array; bytes: Uint8Array };
     frontends: Frontends;
+    watches: SavedWatch[];
   };
   saveLive(
     domid: number,
@@ -99,6 +101,7 @@ export interface MigrationReceiver {
     name: string,
     src: SequentialSource,
     frontends: Frontends,
+    watches: SavedWatch[],
   ): Promise<number>;
   unpause(domid: number): Promise<void>;
   rename(domid: number, name: string): void;
@@ -155,7 +158,14 @@ export async function sendDomain(
   let stats: LiveSaveStats;
   try {
     await ch.write(
-      streamPrologue("migration stream", d.config, d.json, (l) => ch.log(l), d.frontends),
+      streamPrologue(
+        "migration stream",
+        d.config,
+        d.json,
+        (l) => ch.log(l),
+        d.frontends,
+        d.watches,
+      ),
     );
     stats = await x.saveLive(domid, d.image, (c) => ch.write(c), {
       maxIters: opts.maxIters,
@@ -244,7 +254,8 @@ export async function receiveDomain(
     const optLen = checkXlHeader(await ch.read(48), fail);
     ch.log(`Loading new save file ${where} (new xl fmt info 0x3/0x0/${optLen})`);
     let frontends: Frontends;
-    ({ config, frontends } = checkXlConfig(await ch.read(optLen), fail));
+    let watches: SavedWatch[];
+    ({ config, frontends, watches } = checkXlConfig(await ch.read(optLen), fail));
     ch.log(" Savefile contains xl domain config in JSON format");
     const at = ch.offset;
     checkLibxlHeader(await ch.read(16), at, fail);
@@ -255,7 +266,7 @@ export async function receiveDomain(
       return h.readUInt32LE(0);
     };
     if ((await rec()) !== LIBXL_REC_LIBXC_CONTEXT) fail("no LIBXC_CONTEXT record", at + 16);
-    domid = await x.restoreStream(config, `${config.name}--incoming`, ch, frontends);
+    domid = await x.restoreStream(config, `${config.name}--incoming`, ch, frontends, watches);
     try {
       if ((await rec()) !== LIBXL_REC_END) fail("libxl's stream has no END", ch.offset - 8);
     } catch (e) {

@@ -56,9 +56,10 @@ export function streamPrologue(
   libxlJson: Record<string, unknown>,
   log: (line: string) => void,
   frontends: Frontends = {},
+  watches: SavedWatch[] = [],
 ): Buffer[] {
   const json = Buffer.from(
-    `${JSON.stringify({ ...libxlJson, tsxen: config, tsxen_frontends: frontends }, null, 4)}\0`,
+    `${JSON.stringify({ ...libxlJson, tsxen: config, tsxen_frontends: frontends, tsxen_watches: watches }, null, 4)}\0`,
   );
   const opt = Buffer.alloc(4 + json.length);
   opt.writeUInt32LE(json.length, 0);
@@ -93,9 +94,10 @@ export function saveFile(
   libxc: Uint8Array[],
   log: (line: string) => void,
   frontends: Frontends = {},
+  watches: SavedWatch[] = [],
 ): number {
   const parts = [
-    ...streamPrologue(path, config, libxlJson, log, frontends),
+    ...streamPrologue(path, config, libxlJson, log, frontends, watches),
     ...libxc,
     streamEpilogue(),
   ];
@@ -143,10 +145,27 @@ export function saveFile(
  */
 export type Frontends = Record<string, Record<string, string>>;
 
+/**
+ * The guest's xenstore watches at the save, for xenstored to hold again on
+ * the restored domain's connection: a path under the domain's own home is
+ * kept relative to it (`home`), so that it follows the new domid.
+ */
+export interface SavedWatch {
+  path: string;
+  home: boolean;
+  token: string;
+  relative: boolean;
+  depth: number | null;
+}
+
+/** Most watches a domain holds (xenstored's default quota). */
+const MAX_SAVED_WATCHES = 128;
+
 /** What a save file holds; `reader` stays open for the restore to read the pages. */
 export interface SavedDomain {
   config: XlDomainConfig;
   frontends: Frontends;
+  watches: SavedWatch[];
   stream: XcStream;
   image: { sha256: Uint8Array; bytes: Uint8Array };
   reader: StreamReader;
@@ -208,7 +227,7 @@ async function checkSaveFile(
   const optLen = checkXlHeader(await r.read(0, 48), fail);
   if (48 + optLen > r.size) fail(`optional data of ${optLen} bytes`, 44);
   log(`Loading new save file ${path} (new xl fmt info 0x3/0x0/${optLen})`);
-  const { config, frontends } = checkXlConfig(await r.read(48, optLen), fail);
+  const { config, frontends, watches } = checkXlConfig(await r.read(48, optLen), fail);
   log(" Savefile contains xl domain config in JSON format");
   let o = 48 + optLen;
   if (o + 16 > r.size) fail("libxl's stream header is cut short", o);
@@ -245,7 +264,7 @@ async function checkSaveFile(
   if (!sha.equals(Buffer.from(stream.module.sha256)))
     fail("WASM32_MODULE's bytes do not have its sha256", 48 + optLen + 16);
   log(`xc: info: Found wasm32 PV domain from Xen ${stream.xenMajor}.${stream.xenMinor}`);
-  return { config, frontends, stream, image: stream.module };
+  return { config, frontends, watches, stream, image: stream.module };
 }
 
 type Fail = (what: string, off: number) => never;
@@ -274,14 +293,14 @@ export function checkXlHeader(head: Buffer, fail: Fail): number {
 export function checkXlConfig(
   opt: Buffer,
   fail: Fail,
-): { config: XlDomainConfig; frontends: Frontends } {
+): { config: XlDomainConfig; frontends: Frontends; watches: SavedWatch[] } {
   const cfgLen = opt.readUInt32LE(0);
   if (cfgLen + 4 > opt.length || cfgLen === 0) fail(`a config of ${cfgLen} bytes`, 48);
   const text = opt
     .subarray(4, 4 + cfgLen)
     .toString("utf8")
     .replace(/\0$/, "");
-  let json: { tsxen?: unknown; tsxen_frontends?: unknown };
+  let json: { tsxen?: unknown; tsxen_frontends?: unknown; tsxen_watches?: unknown };
   let config: XlDomainConfig;
   try {
     json = JSON.parse(text) as typeof json;
@@ -290,7 +309,36 @@ export function checkXlConfig(
     // One line: JSON.parse quotes the text around the fault.
     return fail(`its config: ${(e as Error).message.replace(/\s+/g, " ")}`, 52);
   }
-  return { config, frontends: checkFrontends(json.tsxen_frontends, config, fail) };
+  return {
+    config,
+    frontends: checkFrontends(json.tsxen_frontends, config, fail),
+    watches: checkWatches(json.tsxen_watches, fail),
+  };
+}
+
+/** The saved watches: at most the quota's worth, each what XS_WATCH would take. */
+function checkWatches(v: unknown, fail: Fail): SavedWatch[] {
+  const bad = (why: string): never => fail(`its xenstore watches: ${why}`, 52);
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) return bad("not a list");
+  if (v.length > MAX_SAVED_WATCHES) bad(`${v.length}, more than ${MAX_SAVED_WATCHES}`);
+  return v.map((w: unknown, i) => {
+    const x = w as Partial<SavedWatch> | null;
+    if (
+      typeof x !== "object" ||
+      x === null ||
+      typeof x.path !== "string" ||
+      x.path.length > 3072 ||
+      !(x.home ? !x.path.startsWith("/") : x.path.startsWith("/") || x.path.startsWith("@")) ||
+      typeof x.token !== "string" ||
+      x.token.length > 3072 ||
+      typeof x.relative !== "boolean" ||
+      typeof x.home !== "boolean" ||
+      !(x.depth === null || (Number.isInteger(x.depth) && (x.depth as number) >= 0))
+    )
+      bad(`watch ${i} is not a watch`);
+    return x as SavedWatch;
+  });
 }
 
 /**
