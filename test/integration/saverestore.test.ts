@@ -17,7 +17,7 @@ import { parseCfg } from "../../tools/libxlu/cfg.js";
 import { domainConfig, type XlDomainConfig } from "../../tools/libxl/config.js";
 import { Libxl } from "../../tools/libxl/domain.js";
 import { SAVEFILE_MAGIC } from "../../tools/libxl/save.js";
-import { accountedFrames, newHost, until } from "../helpers.js";
+import { accountedFrames, grantAccess, newHost, until } from "../helpers.js";
 
 const EX = join(ROOT, "extras", "mini-os", "examples");
 
@@ -199,7 +199,7 @@ test("a guest's xenstore watches come back with it: sysrq, mem-set and a shutdow
   }
 });
 
-test("what save cannot carry is refused before anything stops: PV channels, a device not yet connected", async () => {
+test("what save cannot carry is refused, and the guest runs on: PV channels, a device not yet connected, a grant mapped by another domain", async () => {
   const host = newHost();
   const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));
   try {
@@ -224,6 +224,20 @@ test("what save cannot carry is refused before anything stops: PV channels, a de
       /its vbd 51728 is not connected \(frontend state \d\); save it once it is/,
     );
     assert.equal(w.pauseCount, 0, "still running");
+    // A grant of the guest's mapped in Dom0 (as a vchan server would): the
+    // mapping would point at the old domain's memory after the move.
+    const t = await xl.create(cfg("ticker"));
+    grantAccess(t, 9, 0, 700);
+    const gnt = host.dom0.openGnttab();
+    const m = gnt.map(t.domid, 9);
+    await assert.rejects(
+      xl.save(t.domid, join(dir, "t.save")),
+      /1 of its grants \(ref 9\.\.\.\) are mapped by domain 0; it cannot be saved or moved while they are/,
+    );
+    assert.equal(t.pauseCount, 0, "still running");
+    gnt.unmap(m);
+    await xl.save(t.domid, join(dir, "t.save"));
+    gnt.dispose();
   } finally {
     await host.shutdown();
   }

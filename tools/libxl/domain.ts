@@ -50,6 +50,10 @@ import {
   XenbusStateInitWait,
 } from "../../xen/include/public/io/xenbus.js";
 import { HVM_PARAM_CALLBACK_IRQ } from "../../xen/include/public/hvm/hvm_op.js";
+import {
+  GNTTAB_RESERVED_CONSOLE,
+  GNTTAB_RESERVED_XENSTORE,
+} from "../../xen/include/public/grant_table.js";
 
 /** How long a create or block-attach waits for a disk's backend to open its image. */
 export const BACKEND_WAIT_MS = 10_000;
@@ -665,34 +669,51 @@ export class Libxl {
     const c = xs.domains.get(domid)?.connection;
     if (!c) return [];
     const home = `${domainPath(domid)}/`;
-    return xs.watches.of(c).map((w) => ({
-      path: w.path.startsWith(home) ? w.path.slice(home.length) : w.path,
-      home: w.path.startsWith(home),
-      token: w.token,
-      relative: w.relative,
-      depth: w.depth ?? null,
-    }));
+    const backend = new RegExp(`^/local/domain/0/backend/([a-z]+)/${domid}/`);
+    return xs.watches.of(c).map((w) => {
+      const b = backend.exec(w.path);
+      return {
+        path: w.path.startsWith(home)
+          ? w.path.slice(home.length)
+          : b
+            ? `${b[1]}/${w.path.slice(b[0].length)}`
+            : w.path,
+        home: w.path.startsWith(home),
+        ...(b ? { backend: true } : {}),
+        token: w.token,
+        relative: w.relative,
+        depth: w.depth ?? null,
+      };
+    });
   }
 
   /**
    * Gives restored domain `domid` its saved watches on its new connection,
-   * each firing once, as a watch fires when it is set: what the guest
-   * waited for may have happened meanwhile.
+   * paths under its home and its backends' directories following its new
+   * domid. They do not fire now, and they are set once the backends have
+   * attached: a frontend woken by its backend's handshake would look at the
+   * backend's old path (the one it knows), find it gone and let its device
+   * go. Later, only a real change (an unplug) wakes it, and then it is right
+   * to let go.
    */
   private restoreWatches(domid: number, watches: readonly SavedWatch[]): void {
     const xs = this.host.xenstored;
     const c = xs.domains.get(domid)?.connection;
     if (!c) return;
     for (const w of watches) {
-      const path = w.home ? `${domainPath(domid)}/${w.path}` : w.path;
-      const watch = {
+      const [type, ...rest] = w.path.split("/");
+      const path = w.home
+        ? `${domainPath(domid)}/${w.path}`
+        : w.backend
+          ? `/local/domain/0/backend/${type}/${domid}/${rest.join("/")}`
+          : w.path;
+      xs.watches.add({
         owner: c,
         path,
         token: w.token,
         relative: w.relative,
         depth: w.depth ?? undefined,
-      };
-      if (xs.watches.add(watch)) c.event(w.relative && w.home ? w.path : path, w.token);
+      });
     }
   }
 
@@ -703,6 +724,15 @@ export class Libxl {
   private async stop(domid: number): Promise<void> {
     await this.xc.domainPause(domid);
     await this.host.detachDevices(domid);
+    // What would not come along: mappings of grants, this domain's of
+    // another's or another's of this one's (a vchan, a gntdev user), other
+    // than Dom0's of its console and xenstore pages, which are made again.
+    const d = this.host.hv.domainById(domid);
+    const why = d ? grantsInUse(d) : undefined;
+    if (why) {
+      await this.resumeStopped(domid).catch(() => {});
+      throw new Error(`libxl: domain ${domid}: ${why}; it cannot be saved or moved while they are`);
+    }
   }
 
   /** Undoes stop: the backends attach to the rings again and the domain runs. */
@@ -772,8 +802,8 @@ export class Libxl {
       log(`xc: info: Console: mfn 0x3, dom 0, evt ${built.consoleEvtchn}`);
       this.host.connectBuilt(domid, config.name, built.storeEvtchn, built.consoleEvtchn);
       this.register(d, { ...config, uuid }, saved.image);
-      this.restoreWatches(domid, saved.watches);
       await this.restoreDevices(domid, config, saved.frontends);
+      this.restoreWatches(domid, saved.watches);
       if (!paused) await this.xc.domainUnpause(domid);
     } catch (e) {
       this.discard(domid);
@@ -837,8 +867,8 @@ export class Libxl {
           try {
             this.host.connectBuilt(built.domid, name, built.storeEvtchn, built.consoleEvtchn);
             this.register(d, { ...config, name, uuid }, built.module);
-            this.restoreWatches(built.domid, watches);
             await this.restoreDevices(built.domid, config, frontends);
+            this.restoreWatches(built.domid, watches);
           } catch (e) {
             this.discard(built.domid);
             throw e;
@@ -1198,4 +1228,26 @@ export class Libxl {
         return;
     }
   }
+}
+
+/**
+ * Grant mappings a save cannot carry: `d`'s of other domains' grants, and
+ * other domains' of `d`'s, but Dom0's of the console and xenstore pages
+ * (the reserved entries, which the restore grants and maps again).
+ * Undefined when there are none.
+ */
+function grantsInUse(d: Domain): string | undefined {
+  if (d.gnttab.mappings > 0) return `it maps ${d.gnttab.mappings} grant(s) of other domains`;
+  const other = d.gnttab
+    .pins()
+    .filter(
+      (p) =>
+        !(
+          p.domid === 0 &&
+          (p.ref === GNTTAB_RESERVED_CONSOLE || p.ref === GNTTAB_RESERVED_XENSTORE)
+        ),
+    );
+  if (other.length === 0) return undefined;
+  const by = [...new Set(other.map((p) => p.domid))].join(", ");
+  return `${other.length} of its grants (ref ${other[0]!.ref}...) are mapped by domain ${by}`;
 }

@@ -147,12 +147,16 @@ export type Frontends = Record<string, Record<string, string>>;
 
 /**
  * The guest's xenstore watches at the save, for xenstored to hold again on
- * the restored domain's connection: a path under the domain's own home is
- * kept relative to it (`home`), so that it follows the new domid.
+ * the restored domain's connection. A path under the domain's own home is
+ * kept relative to it (`home`), and one under its devices' backend
+ * directories (/local/domain/0/backend/<type>/<domid>/, where a frontend
+ * watches its backend's state) relative to those (`backend`: "vif/0/state"),
+ * so that both follow the new domid.
  */
 export interface SavedWatch {
   path: string;
   home: boolean;
+  backend?: boolean;
   token: string;
   relative: boolean;
   depth: number | null;
@@ -324,12 +328,22 @@ function checkWatches(v: unknown, fail: Fail): SavedWatch[] {
   if (v.length > MAX_SAVED_WATCHES) bad(`${v.length}, more than ${MAX_SAVED_WATCHES}`);
   return v.map((w: unknown, i) => {
     const x = w as Partial<SavedWatch> | null;
+    // Relative to the home: not absolute; to the backends': "<type>/<devid>/...";
+    // otherwise absolute, or special.
+    const placed = (y: Partial<SavedWatch>): boolean =>
+      typeof y.path === "string" &&
+      (y.home === true
+        ? !y.path.startsWith("/") && y.backend !== true
+        : y.backend === true
+          ? /^[a-z]+\/\d+(\/|$)/.test(y.path)
+          : y.path.startsWith("/") || y.path.startsWith("@"));
     if (
       typeof x !== "object" ||
       x === null ||
       typeof x.path !== "string" ||
       x.path.length > 3072 ||
-      !(x.home ? !x.path.startsWith("/") : x.path.startsWith("/") || x.path.startsWith("@")) ||
+      !placed(x) ||
+      (x.backend !== undefined && typeof x.backend !== "boolean") ||
       typeof x.token !== "string" ||
       x.token.length > 3072 ||
       typeof x.relative !== "boolean" ||

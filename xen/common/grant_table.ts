@@ -104,6 +104,13 @@ export class GrantTable {
     return this.foreignPins;
   }
 
+  /** This domain's entries pinned by another domain now (mapped, or held for a copy), and by whom. */
+  pins(): Array<{ ref: number; domid: number }> {
+    return [...this.active.entries()]
+      .filter(([, a]) => a.readers + a.writers > 0)
+      .map(([ref, a]) => ({ ref, domid: a.domid }));
+  }
+
   /** The gfn of frame `i`, or INVALID_GFN if it has no page. */
   frameGfn(i: number): number {
     const a = this.frameAddr[i];
