@@ -34,15 +34,10 @@ function guestClock(host: Host, d: Domain): { stime: number; wallclock: number }
 }
 
 /**
- * A copy of `a` in a new domain, built through the builder's hypercalls,
- * given `a`'s context (taken now, or `ctx`: taken earlier, while `a` stayed
- * paused).
+ * A new domain built through the builder's hypercalls with `a`'s pages and
+ * module, not yet given a context.
  */
-async function cloneDomain(
-  host: Host,
-  a: Domain,
-  ctx: DomainContext = saveDomainContext(host.hv, a),
-): Promise<Domain> {
+async function copyOf(host: Host, a: Domain): Promise<Domain> {
   const xc = new XcInterface(new LocalHypercalls(host.dom0.privcmd));
   const domid = await xc.domainCreate(0, {
     handle: new Uint8Array(16),
@@ -60,9 +55,22 @@ async function cloneDomain(
   const bound = await xc.wasm32ModuleBind(domid, Buffer.from(a.kernel!.hash, "hex"));
   assert.equal(typeof bound, "object", "the hypervisor has the module");
   const b = host.hv.domainById(domid)!;
-  restoreDomainContext(host.hv, b, ctx);
   // It writes its console with console_io, as the original did.
   b.isConsole = a.isConsole;
+  return b;
+}
+
+/**
+ * A copy of `a` (copyOf) given `a`'s context: taken now, or `ctx`, taken
+ * earlier while `a` stayed paused.
+ */
+async function cloneDomain(
+  host: Host,
+  a: Domain,
+  ctx: DomainContext = saveDomainContext(host.hv, a),
+): Promise<Domain> {
+  const b = await copyOf(host, a);
+  restoreDomainContext(host.hv, b, ctx);
   return b;
 }
 
@@ -129,23 +137,7 @@ test("a restored domain's clock goes on from the saved time, on a host whose clo
     // domain's time, timers and wallclock are as they were.
     host.pause(b.domid);
     const ctx = saveDomainContext(host.hv, b);
-    const xc = new XcInterface(new LocalHypercalls(host.dom0.privcmd));
-    const domid = await xc.domainCreate(0, {
-      handle: new Uint8Array(16),
-      maxVcpus: 1,
-      maxEvtchnPort: 0,
-      maxGrantFrames: -1,
-      maxMaptrackFrames: -1,
-    });
-    await xc.domainSetMaxMem(domid, 4096);
-    const pfns = [...Array(1024).keys()];
-    await xc.populatePhysmapExact(domid, pfns);
-    const from = host.dom0.privcmd.mmapBatchV2(b.domid, pfns).pages;
-    const to = host.dom0.privcmd.mmapBatchV2(domid, pfns).pages;
-    pfns.forEach((_, i) => to[i]!.set(from[i]!));
-    await xc.wasm32ModuleBind(domid, Buffer.from(b.kernel!.hash, "hex"));
-    const c = host.hv.domainById(domid)!;
-    c.isConsole = true;
+    const c = await copyOf(host, b);
     const days = 3 * 86400e9;
     // As if saved on a host that had run three days longer than this one.
     restoreDomainContext(host.hv, c, {
@@ -177,18 +169,7 @@ test("a context that would give a guest a timer firing without end is refused", 
     const ctx = saveDomainContext(host.hv, a);
     ctx.vcpus[0]!.periodNs = 1;
     ctx.vcpus[0]!.periodicNs = 0;
-    const xc = new XcInterface(new LocalHypercalls(host.dom0.privcmd));
-    const domid = await xc.domainCreate(0, {
-      handle: new Uint8Array(16),
-      maxVcpus: 1,
-      maxEvtchnPort: 0,
-      maxGrantFrames: -1,
-      maxMaptrackFrames: -1,
-    });
-    await xc.domainSetMaxMem(domid, 4096);
-    await xc.populatePhysmapExact(domid, [...Array(1024).keys()]);
-    await xc.wasm32ModuleBind(domid, Buffer.from(a.kernel!.hash, "hex"));
-    const b = host.hv.domainById(domid)!;
+    const b = await copyOf(host, a);
     assert.throws(
       () => restoreDomainContext(host.hv, b, ctx),
       /its period or CPU time is out of range/,

@@ -19,7 +19,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { XsClient } from "../../tools/xenstore/client.js";
 import { hostPaths } from "../../tools/rundir.js";
-import { sleep } from "../helpers.js";
+import { sleep, until } from "../helpers.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const XL = join(ROOT, "dist/tools/xl/xl.js");
@@ -93,14 +93,6 @@ function host(name: string) {
 }
 const A = host("a");
 const B = host("b");
-
-async function until(pred: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 before(() => {
   for (const h of [A, B]) {

@@ -16,7 +16,12 @@ import { join } from "node:path";
 import { ROOT } from "../../extras/mini-os/build.js";
 import { XcInterface } from "../../tools/libxc/xc.js";
 import { LocalHypercalls } from "../../tools/libxc/channel.js";
-import { xentrace, type TraceAccess } from "../../tools/xentrace/xentrace.js";
+import {
+  xentrace,
+  type TraceAccess,
+  type XentraceOptions,
+  type XentraceResult,
+} from "../../tools/xentrace/xentrace.js";
 import {
   formatTrace,
   parseTrace,
@@ -45,18 +50,25 @@ function localAccess(host: Host): TraceAccess {
   };
 }
 
+/** xentrace into memory until `finish`, which gives the file's bytes and xentrace's figures. */
+function startTrace(access: TraceAccess, opts: XentraceOptions) {
+  const chunks: Uint8Array[] = [];
+  const stop = new AbortController();
+  const run = xentrace(access, (b) => chunks.push(b.slice()), opts, stop.signal);
+  return {
+    async finish(): Promise<{ bytes: Buffer; result: XentraceResult }> {
+      stop.abort();
+      const result = await run;
+      return { bytes: Buffer.concat(chunks), result };
+    },
+  };
+}
+
 test("xentrace records the example guests in Xen's format; xenalyze and xentrace_format read it", async () => {
   const host = newHost();
   const dir = mkdtempSync(join(tmpdir(), "tsxen-trace-"));
   try {
-    const chunks: Uint8Array[] = [];
-    const stop = new AbortController();
-    const run = xentrace(
-      localAccess(host),
-      (b) => chunks.push(b.slice()),
-      { pollMs: 20 },
-      stop.signal,
-    );
+    const trace = startTrace(localAccess(host), { pollMs: 20 });
     await sleep(30);
     const ticker = host.createSync({
       name: "ticker",
@@ -74,12 +86,11 @@ test("xentrace records the example guests in Xen's format; xenalyze and xentrace
     host.destroy(spin.domid);
     const spinNs = spin.vcpus[0]!.cpuTimeNs;
     await sleep(50);
-    stop.abort();
-    const result = await run;
+    const { bytes, result } = await trace.finish();
     assert.ok(result.reads > 0);
     assert.equal(host.hv.trace.on, false, "xentrace turns tracing off when it stops");
     const file = join(dir, "guests.trace");
-    writeFileSync(file, Buffer.concat(chunks));
+    writeFileSync(file, bytes);
 
     const recs = parseTrace(readFileSync(file));
     const of = (e: number): TraceRecord[] => recs.filter((r) => r.event === e);
@@ -159,14 +170,7 @@ test("an HVM vCPU records its ioreqs on a trace CPU of its own; xenalyze files t
   const host = newHost();
   const dir = mkdtempSync(join(tmpdir(), "tsxen-trace-"));
   try {
-    const chunks: Uint8Array[] = [];
-    const stop = new AbortController();
-    const run = xentrace(
-      localAccess(host),
-      (b) => chunks.push(b.slice()),
-      { pollMs: 20 },
-      stop.signal,
-    );
+    const trace = startTrace(localAccess(host), { pollMs: 20 });
     await until(() => host.hv.trace.on, 2000, "tracing on");
     const image = await loadHvmImageFile(join(HVM_DIR, "hello.wasm"));
     const hvm = (name: string) =>
@@ -193,10 +197,8 @@ test("an HVM vCPU records its ioreqs on a trace CPU of its own; xenalyze files t
     await until(() => host.readConsole(ticker.domid).includes("tick 1"), 5000, "a tick");
     const ioreqs = new Map([a, b].map((d) => [d.domid, d.hvm!.vcpu!.ioreqs]));
     await sleep(50);
-    stop.abort();
-    await run;
     const file = join(dir, "hvm.trace");
-    writeFileSync(file, Buffer.concat(chunks));
+    writeFileSync(file, (await trace.finish()).bytes);
     const recs = parseTrace(readFileSync(file));
 
     // Each HVM vCPU's records are on a CPU of their own, not the main thread's.
