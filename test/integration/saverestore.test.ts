@@ -164,7 +164,6 @@ test("a guest doing disk I/O is saved mid-run and restored: blkback attaches to 
     // A peer pinging all along (one ping after another) while the server is
     // saved and restored: a ping or two go unanswered while it is away (each
     // waits 2 s), then it answers again, to the last.
-    // (Fewer than ~19,000: the example leaks a little per ping and runs out of heap.)
     const n = 5000;
     const peer = await xl.create(
       cfg(

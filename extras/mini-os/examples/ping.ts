@@ -117,22 +117,24 @@ export function _start(): void {
 
   const count = cmdline_arg("count", 4);
   let got: u64 = 0;
-  cons.s("PING ").s(ip_str(peer)).s(" 56(84) bytes of data.").nl();
+  // Made once: the runtime never frees, so nothing in the loop may allocate
+  // (a new string a ping ran the heap out after some 19,000 pings).
+  const peerStr = ip_str(peer);
+  cons.s("PING ").s(peerStr).s(" 56(84) bytes of data.").nl();
   for (let seq: u64 = 1; seq <= count; seq++) {
     const rtt = ping(peer, <u32>seq, 2 * SECOND);
     if (rtt < 0) {
-      cons.s("no answer from ").s(ip_str(peer)).s(": icmp_seq=").u(seq).nl();
+      cons.s("no answer from ").s(peerStr).s(": icmp_seq=").u(seq).nl();
       continue;
     }
     got++;
     const us = <u64>rtt / 1000;
-    cons.s("64 bytes from ").s(ip_str(peer)).s(": icmp_seq=").u(seq).s(" ttl=64 time=");
-    cons
-      .u(us / 1000)
-      .s(".")
-      .s((us % 1000 < 100 ? "0" : "") + (us % 1000 < 10 ? "0" : "") + (us % 1000).toString())
-      .s(" ms")
-      .nl();
+    const frac = us % 1000;
+    cons.s("64 bytes from ").s(peerStr).s(": icmp_seq=").u(seq).s(" ttl=64 time=");
+    cons.u(us / 1000).s(".");
+    if (frac < 100) cons.s("0");
+    if (frac < 10) cons.s("0");
+    cons.u(frac).s(" ms").nl();
   }
   cons.s("--- ").s(ip_str(peer)).s(" ping statistics ---").nl();
   cons
