@@ -89,12 +89,14 @@ export async function run(quick: boolean): Promise<Row[]> {
         const [cs, cr] = channelPair();
         const t = performance.now();
         const [sent, domid] = await Promise.all([
-          from.migrateSend(d.domid, cs, {
-            debug: false,
-            maxIters: LIVE_MAX_ITERS,
-            minRemaining: LIVE_MIN_REMAINING,
-          }),
-          to.migrateReceive(cr, { paused: false, debug: false }),
+          from
+            .migrateSend(d.domid, cs, {
+              debug: false,
+              maxIters: LIVE_MAX_ITERS,
+              minRemaining: LIVE_MIN_REMAINING,
+            })
+            .finally(() => cs.end()),
+          to.migrateReceive(cr, { paused: false, debug: false }).finally(() => cr.end()),
         ]);
         total.push(performance.now() - t);
         down.push(sent.downtimeMs);

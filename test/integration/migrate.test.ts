@@ -19,7 +19,11 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { XsClient } from "../../tools/xenstore/client.js";
 import { hostPaths } from "../../tools/rundir.js";
-import { sleep, until } from "../helpers.js";
+import { newHost, sleep, until } from "../helpers.js";
+import { Libxl } from "../../tools/libxl/domain.js";
+import { channelPair } from "../../tools/libxl/migrate.js";
+import { parseCfg } from "../../tools/libxlu/cfg.js";
+import { domainConfig } from "../../tools/libxl/config.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const XL = join(ROOT, "dist/tools/xl/xl.js");
@@ -351,4 +355,61 @@ test("what cannot migrate is refused before anything moves, with the reason", ()
   assert.ok(A.domains().get("ticker"), "the guest stays");
   assert.notEqual(A.domains().get("ticker")!.state[2], "p");
   A.ok("destroy", "ticker");
+});
+
+test("a guest whose watches change while its pages go is not moved: the migration fails and it runs on at the source (two hosts in one process)", async () => {
+  const [ha, hb] = [newHost(), newHost()];
+  try {
+    const [xa, xb] = [new Libxl(ha), new Libxl(hb)];
+    const f = join(EXAMPLES, "xenstore.cfg");
+    const cfg = {
+      ...domainConfig(parseCfg(readFileSync(f, "utf8"), f), f, EXAMPLES).config,
+      memory: 64,
+      maxmem: 64,
+    };
+    const d = await xa.create(cfg);
+    await until(() => ha.xenconsoled.read(d.domid).includes("memory/target is"), 5000, "watches");
+    const lines: string[] = [];
+    const [cs, cr] = channelPair((l) => lines.push(l));
+    // Once the pages have begun to go, the guest (as xenstored sees it) sets one more watch.
+    const orig = cs.write.bind(cs);
+    let added = false;
+    cs.write = async (chunks) => {
+      if (!added && cs.offset >= 0 && chunks.length > 100) {
+        added = true;
+        const c = ha.xenstored.domains.get(d.domid)!.connection!;
+        ha.xenstored.watches.add({
+          owner: c,
+          path: `/local/domain/${d.domid}/data`,
+          token: "late",
+          relative: false,
+          depth: undefined,
+        });
+      }
+      return orig(chunks);
+    };
+    const opts = { debug: false, maxIters: 5, minRemaining: 50 };
+    const [sent, received] = await Promise.allSettled([
+      xa.migrateSend(d.domid, cs, opts).finally(() => cs.end()),
+      xb.migrateReceive(cr, { paused: false, debug: false }).finally(() => cr.end()),
+    ]);
+    assert.ok(added, "the watch came mid-migration");
+    assert.equal(sent.status, "rejected");
+    assert.match(
+      String((sent as PromiseRejectedResult).reason),
+      /Migration failed, resuming at sender/,
+    );
+    assert.ok(
+      lines.some((l) => /xenstore watches changed while it was being migrated/.test(l)),
+      lines.join("\n"),
+    );
+    assert.equal(received.status, "rejected");
+    const still = ha.hv.domainById(d.domid)!;
+    assert.equal(still.isShutdown || still.isDying, false);
+    assert.equal(still.pauseCount, 0, "running again");
+    assert.deepEqual([...hb.hv.domains.keys()], [], "nothing on the destination");
+  } finally {
+    await ha.shutdown();
+    await hb.shutdown();
+  }
 });

@@ -819,24 +819,41 @@ export class Libxl {
    * it. The same guests as `save` can go: PV, disks and vifs included.
    */
   migrateSend(domid: number, ch: MigrationChannel, opts: MigrateOptions) {
+    // What the stream's header says of the devices and watches: taken at the
+    // start, and checked again at the stop (a guest may change them while
+    // the rounds go; the destination would then attach to stale rings).
+    let sent = "";
+    const devicesAndWatches = (id: number): string =>
+      JSON.stringify([this.frontends(id), this.watchesOf(id)]);
     return sendDomain(
       {
         describe: (id) => {
           const x = this.get(id);
           const image = this.checkSavable(id, x);
+          const frontends = this.frontends(id);
+          const watches = this.watchesOf(id);
+          sent = JSON.stringify([frontends, watches]);
           return {
             name: x.config.name,
             config: { ...x.config, uuid: x.uuid },
             json: configJson(x.config, x.uuid),
             image,
-            frontends: this.frontends(id),
-            watches: this.watchesOf(id),
+            frontends,
+            watches,
           };
         },
         // With --debug, libxc's lines (each round) go to xl's stderr.
         saveLive: (id, image, sink, o) =>
           this.builder(opts.debug ? (l) => ch.log(l) : () => {}).saveLive(id, image, sink, o),
-        pause: (id) => this.stop(id),
+        pause: async (id) => {
+          await this.stop(id);
+          if (devicesAndWatches(id) !== sent) {
+            await this.resumeStopped(id);
+            throw new Error(
+              `libxl: domain ${id}: its devices or xenstore watches changed while it was being migrated; migrate it again`,
+            );
+          }
+        },
         unpause: (id) => this.resumeStopped(id),
         rename: (id, name) => this.rename(id, name),
         destroy: (id) => this.destroy(id),

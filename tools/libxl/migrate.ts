@@ -536,23 +536,40 @@ export class SocketChannel implements MigrationChannel {
  */
 export function channelPair(
   log: (line: string) => void = () => {},
-): [MigrationChannel, MigrationChannel] {
+): [MigrationChannel & { end(): void }, MigrationChannel & { end(): void }] {
   const make = (name: string) => {
     const queue: Buffer[] = [];
     let queued = 0;
+    let ended = false;
     let waiter: (() => void) | undefined;
+    const wake = (): void => {
+      const w = waiter;
+      waiter = undefined;
+      w?.();
+    };
     const end = {
       offset: 0,
-      peer: undefined as unknown as { push(b: Buffer): void },
+      peer: undefined as unknown as { push(b: Buffer): void; close(): void },
       push(b: Buffer): void {
         queue.push(b);
         queued += b.length;
-        const w = waiter;
-        waiter = undefined;
-        w?.();
+        wake();
+      },
+      /** The peer writes no more (it finished, or failed). */
+      close(): void {
+        ended = true;
+        wake();
+      },
+      /** This end is done: its peer's reads past what it has fail, as at a closed socket. */
+      end(): void {
+        end.peer.close();
       },
       async read(n: number): Promise<Buffer> {
-        while (queued < n) await new Promise<void>((r) => (waiter = r));
+        while (queued < n) {
+          if (ended)
+            throw new StreamError(`the peer's stream ended at offset ${end.offset + queued}`);
+          await new Promise<void>((r) => (waiter = r));
+        }
         const out = Buffer.allocUnsafe(n);
         let got = 0;
         while (got < n) {
