@@ -332,6 +332,54 @@ export function frame(type: number, payload: Uint8Array): Buffer {
   return Buffer.concat([h, payload]);
 }
 
+/** Bytes as they came, in pieces, taken from the front: a piece is copied once, when taken. */
+class ByteQueue {
+  private readonly parts: Buffer[] = [];
+  length = 0;
+
+  push(b: Buffer): void {
+    if (b.length === 0) return;
+    this.parts.push(b);
+    this.length += b.length;
+  }
+
+  /** Puts `b` back in front (bytes taken too early). */
+  unshift(b: Buffer): void {
+    this.parts.unshift(b);
+    this.length += b.length;
+  }
+
+  /** The first `n` bytes (at most `length`), removed. */
+  take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0);
+    const head = this.parts[0]!;
+    if (head.length >= n) {
+      // Within one piece: a view, no copy.
+      if (head.length === n) this.parts.shift();
+      else this.parts[0] = head.subarray(n);
+      this.length -= n;
+      return head.subarray(0, n);
+    }
+    const out = Buffer.allocUnsafe(n);
+    let got = 0;
+    while (got < n) {
+      const h = this.parts[0]!;
+      const t = Math.min(h.length, n - got);
+      h.copy(out, got, 0, t);
+      got += t;
+      if (t === h.length) this.parts.shift();
+      else this.parts[0] = h.subarray(t);
+    }
+    this.length -= n;
+    return out;
+  }
+
+  clear(): void {
+    this.parts.length = 0;
+    this.length = 0;
+  }
+}
+
 /**
  * Reads frames from `s` (after `initial`, bytes already read past the
  * request line) and calls `onFrame` with each; a frame longer than
@@ -345,58 +393,32 @@ export function readFrames(
   onError: (why: string) => void,
 ): void {
   // The chunks as they came: a frame is joined once, when it is whole.
-  const parts: Buffer[] = initial.length > 0 ? [initial] : [];
-  let have = initial.length;
+  const q = new ByteQueue();
+  q.push(initial);
   let stopped = false;
-  const take = (n: number): Buffer => {
-    if (n === 0) return Buffer.alloc(0);
-    if (parts[0]!.length >= n) {
-      const head = parts[0]!;
-      const out = head.subarray(0, n);
-      if (head.length === n) parts.shift();
-      else parts[0] = head.subarray(n);
-      have -= n;
-      return out;
-    }
-    const out = Buffer.allocUnsafe(n);
-    let got = 0;
-    while (got < n) {
-      const head = parts[0]!;
-      const t = Math.min(head.length, n - got);
-      head.copy(out, got, 0, t);
-      got += t;
-      if (t === head.length) parts.shift();
-      else parts[0] = head.subarray(t);
-    }
-    have -= n;
-    return out;
-  };
   const pump = (): void => {
-    while (!stopped && have >= 5) {
-      const h = take(5);
+    while (!stopped && q.length >= 5) {
+      const h = q.take(5);
       const type = h[0]!;
       const len = h.readUInt32LE(1);
       if (![FRAME_DATA, FRAME_EOF, FRAME_LOG, FRAME_RESULT].includes(type) || len > MAX_FRAME) {
         stopped = true;
-        parts.length = 0;
-        have = 0;
+        q.clear();
         onError(`a bad frame (type 0x${type.toString(16)}, ${len} bytes)`);
         s.destroy();
         return;
       }
-      if (have < len) {
+      if (q.length < len) {
         // Not whole yet: the header goes back until the rest comes.
-        parts.unshift(h);
-        have += 5;
+        q.unshift(h);
         return;
       }
-      onFrame(type, take(len));
+      onFrame(type, q.take(len));
     }
   };
   s.on("data", (chunk: Buffer) => {
     if (stopped) return;
-    parts.push(chunk);
-    have += chunk.length;
+    q.push(chunk);
     pump();
   });
   pump();
@@ -428,8 +450,7 @@ export async function writeDrained(s: Writable, b: Uint8Array): Promise<void> {
  * frames. `finish` sends the RESULT frame and ends the connection.
  */
 export class SocketChannel implements MigrationChannel {
-  private readonly queue: Buffer[] = [];
-  private queued = 0;
+  private readonly queue = new ByteQueue();
   private ended: string | undefined;
   private waiter: (() => void) | undefined;
   offset = 0;
@@ -445,8 +466,7 @@ export class SocketChannel implements MigrationChannel {
       (type, payload) => {
         if (type === FRAME_DATA) {
           this.queue.push(Buffer.from(payload));
-          this.queued += payload.length;
-          if (this.queued > MAX_QUEUED) s.pause();
+          if (this.queue.length > MAX_QUEUED) s.pause();
         } else if (type === FRAME_EOF) this.ended ??= "the peer's stream ended";
         else this.ended ??= "xl sent a frame the daemon does not take";
         this.wake();
@@ -470,25 +490,15 @@ export class SocketChannel implements MigrationChannel {
   }
 
   async read(n: number): Promise<Buffer> {
-    while (this.queued < n) {
+    while (this.queue.length < n) {
       if (this.ended !== undefined)
-        throw new StreamError(`${this.ended} at offset ${this.offset + this.queued}`);
+        throw new StreamError(`${this.ended} at offset ${this.offset + this.queue.length}`);
       this.s.resume();
       await new Promise<void>((r) => (this.waiter = r));
     }
-    const out = Buffer.allocUnsafe(n);
-    let got = 0;
-    while (got < n) {
-      const head = this.queue[0]!;
-      const take = Math.min(head.length, n - got);
-      head.copy(out, got, 0, take);
-      got += take;
-      if (take === head.length) this.queue.shift();
-      else this.queue[0] = head.subarray(take);
-    }
-    this.queued -= n;
+    const out = this.queue.take(n);
     this.offset += n;
-    if (this.queued <= MAX_QUEUED) this.s.resume();
+    if (this.queue.length <= MAX_QUEUED) this.s.resume();
     return out;
   }
 
@@ -538,8 +548,7 @@ export function channelPair(
   log: (line: string) => void = () => {},
 ): [MigrationChannel & { end(): void }, MigrationChannel & { end(): void }] {
   const make = (name: string) => {
-    const queue: Buffer[] = [];
-    let queued = 0;
+    const queue = new ByteQueue();
     let ended = false;
     let waiter: (() => void) | undefined;
     const wake = (): void => {
@@ -552,7 +561,6 @@ export function channelPair(
       peer: undefined as unknown as { push(b: Buffer): void; close(): void },
       push(b: Buffer): void {
         queue.push(b);
-        queued += b.length;
         wake();
       },
       /** The peer writes no more (it finished, or failed). */
@@ -565,24 +573,13 @@ export function channelPair(
         end.peer.close();
       },
       async read(n: number): Promise<Buffer> {
-        while (queued < n) {
+        while (queue.length < n) {
           if (ended)
-            throw new StreamError(`the peer's stream ended at offset ${end.offset + queued}`);
+            throw new StreamError(`the peer's stream ended at offset ${end.offset + queue.length}`);
           await new Promise<void>((r) => (waiter = r));
         }
-        const out = Buffer.allocUnsafe(n);
-        let got = 0;
-        while (got < n) {
-          const head = queue[0]!;
-          const take = Math.min(head.length, n - got);
-          head.copy(out, got, 0, take);
-          got += take;
-          if (take === head.length) queue.shift();
-          else queue[0] = head.subarray(take);
-        }
-        queued -= n;
         end.offset += n;
-        return out;
+        return queue.take(n);
       },
       async write(chunks: readonly Uint8Array[]): Promise<void> {
         end.peer.push(Buffer.concat(chunks));
