@@ -216,6 +216,11 @@ export class Domain {
     return NOW() + this.stimeOffsetNs;
   }
 
+  /** A deadline in the domain's system time, as host system time (what its timers count in). */
+  hostTime(guestNs: number): number {
+    return guestNs - this.stimeOffsetNs;
+  }
+
   startInfoAddr(): number {
     return pfn_to_paddr(PFN_START_INFO);
   }

@@ -172,10 +172,9 @@ export function restoreDomainContext(hv: Hypervisor, d: Domain, ctx: DomainConte
     );
   // All checked: now the domain changes. Its time goes on from the saved one.
   d.sharedInfoAddr = ctx.sharedInfoAddr;
-  const off = ctx.guestNowNs - NOW();
-  d.stimeOffsetNs = off;
+  d.stimeOffsetNs = ctx.guestNowNs - NOW();
   hv.writeWallclock(d);
-  const host = (t: number): number => (t >= 0 ? Math.max(0, t - off) : -1);
+  const host = (t: number): number => (t >= 0 ? Math.max(0, d.hostTime(t)) : -1);
   for (const e of ctx.evtchns) {
     const state = e.state === EVTCHNSTAT_interdomain ? EVTCHNSTAT_unbound : e.state;
     if (

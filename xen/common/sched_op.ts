@@ -54,7 +54,7 @@ function poll(hv: Hypervisor, v: Vcpu, arg: number): number {
     return 0;
   }
   v.pollPorts = list;
-  if (timeout !== 0) hv.timers.set(v.pollTimer, timeout - v.domain.stimeOffsetNs);
+  if (timeout !== 0) hv.timers.set(v.pollTimer, v.domain.hostTime(timeout));
   v.suspend = Suspend.Poll;
   return 0;
 }
@@ -111,6 +111,6 @@ export function do_set_timer_op(hv: Hypervisor, v: Vcpu, lo: number, hi: number)
   const timeout = (lo >>> 0) + (hi >>> 0) * 2 ** 32;
   // The deadline is in the domain's system time; the timer counts in the host's.
   if (timeout === 0) hv.timers.stop(v.singleshot);
-  else hv.timers.set(v.singleshot, Math.max(timeout - v.domain.stimeOffsetNs, NOW()));
+  else hv.timers.set(v.singleshot, Math.max(v.domain.hostTime(timeout), NOW()));
   return 0;
 }

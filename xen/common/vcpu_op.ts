@@ -82,7 +82,7 @@ export function do_vcpu_op(
       const flags = mem.u32(arg + f.flags.offset);
       const now = v.domain.stime();
       if (flags & VCPU_SSHOTTMR_future && timeout < now) return -XenErrno.ETIME;
-      hv.timers.set(v.singleshot, Math.max(timeout, now) - v.domain.stimeOffsetNs);
+      hv.timers.set(v.singleshot, v.domain.hostTime(Math.max(timeout, now)));
       return 0;
     }
     case VCPUOP_stop_singleshot_timer:
