@@ -26,6 +26,26 @@ function cfg(name: string, extra = ""): XlDomainConfig {
   return domainConfig(parseCfg(readFileSync(f, "utf8") + extra, f), f, EX).config;
 }
 
+/** Save file `bytes` with its config JSON (xl's optional data) changed by `edit`. */
+function withConfigJson(bytes: Buffer, edit: (j: Record<string, unknown>) => void): Buffer {
+  const optLen = bytes.readUInt32LE(44);
+  const cfgLen = bytes.readUInt32LE(48);
+  const json = JSON.parse(
+    bytes
+      .subarray(52, 52 + cfgLen)
+      .toString()
+      .replace(/\0$/, ""),
+  ) as Record<string, unknown>;
+  edit(json);
+  const text = Buffer.from(`${JSON.stringify(json)}\0`);
+  const opt = Buffer.alloc(4 + text.length);
+  opt.writeUInt32LE(text.length, 0);
+  text.copy(opt, 4);
+  const head = Buffer.from(bytes.subarray(0, 48));
+  head.writeUInt32LE(opt.length, 44);
+  return Buffer.concat([head, opt, bytes.subarray(48 + optLen)]);
+}
+
 test("a saved ticker is restored into a new domain and ticks on in rhythm", async () => {
   const host = newHost();
   const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));
@@ -299,23 +319,8 @@ test("bad save files are refused naming what and where, and leave nothing", asyn
     // A mutated config: not a config.
     await refuse(flip(52, 0x21), /its config: .* at offset 52/);
     // The devices' frontends must be the config's devices' own.
-    const withJson = (edit: (j: Record<string, unknown>) => void): Buffer => {
-      const cfgLen = bytes.readUInt32LE(48);
-      const json = JSON.parse(
-        bytes
-          .subarray(52, 52 + cfgLen)
-          .toString()
-          .replace(/\0$/, ""),
-      ) as Record<string, unknown>;
-      edit(json);
-      const text = Buffer.from(`${JSON.stringify(json)}\0`);
-      const opt = Buffer.alloc(4 + text.length);
-      opt.writeUInt32LE(text.length, 0);
-      text.copy(opt, 4);
-      const head = Buffer.from(bytes.subarray(0, 48));
-      head.writeUInt32LE(opt.length, 44);
-      return Buffer.concat([head, opt, bytes.subarray(48 + optLen)]);
-    };
+    const withJson = (edit: (j: Record<string, unknown>) => void): Buffer =>
+      withConfigJson(bytes, edit);
     await refuse(
       withJson((j) => (j.tsxen_frontends = { "vbd/51712": { "ring-ref": "8" } })),
       /its devices' frontends: 'vbd\/51712' is not one of the domain's devices at offset 52/,
@@ -354,6 +359,52 @@ test("bad save files are refused naming what and where, and leave nothing", asyn
     await assert.rejects(xl.save(d2.domid, fifo), /save file|No such device|ENXIO/);
     await assert.rejects(xl.save(d2.domid, dir), /save file .*(directory|EISDIR)/i);
     assert.equal(d2.pauseCount, 0, "a failed save leaves the guest running");
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("a save file whose frontends lie (another ring's port, a grant that is not there, a ring too large) is refused at once, naming the fault, and leaves nothing", async () => {
+  const host = newHost();
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));
+  try {
+    const xl = new Libxl(host);
+    const img = join(dir, "i.img");
+    execFileSync("truncate", ["-s", "16M", img]);
+    const d = await xl.create(
+      cfg(
+        "blkbench",
+        `\ndisk=["format=raw, vdev=xvda, access=rw, target=${img}"]\nextra="mib=2 hold"\n`,
+      ),
+    );
+    await until(
+      () => host.xenconsoled.read(d.domid).includes("holding"),
+      10_000,
+      "blkbench holding",
+    );
+    const file = join(dir, "b.save");
+    await xl.save(d.domid, file);
+    const bytes = readFileSync(file);
+    const withFrontend = (key: string, value: string): Buffer =>
+      withConfigJson(bytes, (j) => {
+        (j.tsxen_frontends as Record<string, Record<string, string>>)["vbd/51712"]![key] = value;
+      });
+    const free = host.hv.frames.freeFrames;
+    const bad = join(dir, "bad.save");
+    for (const [key, value, why] of [
+      ["event-channel", "1", /bind_interdomain to d\d+ port 1 failed: EINVAL/],
+      ["ring-ref", "99999", /mapping grant 99999 of d\d+ failed: GNTST_bad_gntref/],
+      ["ring-page-order", "9", /ring-page-order 9 is above max-ring-page-order 4/],
+    ] as const) {
+      writeFileSync(bad, withFrontend(key, value));
+      await assert.rejects(xl.restore(bad), (e: Error) => {
+        assert.match(e.message, /^libxl: disk xvda: connecting to the frontend: /);
+        assert.match(e.message, why);
+        return true;
+      });
+      assert.deepEqual([...host.hv.domains.keys()], [], `nothing left after ${key}`);
+      assert.equal(host.hv.frames.freeFrames, free, "every frame back");
+    }
   } finally {
     await host.shutdown();
   }
