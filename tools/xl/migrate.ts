@@ -84,8 +84,8 @@ async function relay(
           } catch {
             r = { error: "xl: the daemon's result could not be read" };
           }
-          if (r.error === lastLog) r = { ...r, error: undefined, ok: undefined };
-          finish(r.error === undefined && !r.ok ? { error: "" } : r);
+          // An error the log has just said is not said again ("": failed, said).
+          finish(r.ok ? { ok: r.ok } : { error: r.error === lastLog ? "" : (r.error ?? "") });
         }
       },
       (why) => finish({ error: `xl: the daemon sent ${why}` }),
