@@ -61,6 +61,15 @@ export class Privcmd {
   }
 
   /**
+   * munmap of pages mapped with mmapBatchV2 (libxenforeignmemory's unmap):
+   * their views must not be written after this. Until then each is a page
+   * Dom0 may write, which the domain's log-dirty rounds compare.
+   */
+  munmap(domid: number, gfns: readonly number[]): void {
+    this.hv.foreignUnmapBatch(this.dom0, domid, gfns);
+  }
+
+  /**
    * tsxen: `domid`'s pages as its log-dirty copy holds them (what a live
    * save sends; Hypervisor.logDirtySnapshotBatch), by pfn, read-only.
    */

@@ -93,6 +93,69 @@ test("log-dirty finds the pages that changed, whoever wrote them, and the pages 
   }
 });
 
+test("a round after which the domain has not run compares only the pages others can write: grants, Dom0's mappings, the hypervisor's frames; once it runs, all of them", async () => {
+  const host = newHost();
+  try {
+    const xc = new XcInterface(new LocalHypercalls(host.dom0.privcmd));
+    const pc = host.dom0.privcmd;
+    const d = host.createSync({ name: "t", kernel: await kernel("ticker"), memory: 4 });
+    await until(() => host.readConsole(d.domid).includes("tick 1"), 5000, "a tick");
+    host.pause(d.domid);
+    await xc.shadowControl(d.domid, DC.XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY);
+    const clean = async (): Promise<number[]> => {
+      const map = new Uint8Array(1024 / 8);
+      await xc.shadowControl(d.domid, DC.XEN_DOMCTL_SHADOW_OP_CLEAN, map);
+      return [...Array(1024).keys()].filter((p) => bit(map, p));
+    };
+    await clean();
+    assert.deepEqual(await clean(), [], "paused and cleaned: nothing");
+
+    // A write no one reports (only the domain's own code could make it):
+    // the quiet round does not look at the page...
+    const dom = host.hv.domainById(d.domid)!;
+    dom.mem.u8[900 * 4096] = dom.mem.u8[900 * 4096]! ^ 0xff;
+    // ...but it does look at a page the domain grants: Dom0 writes a grant
+    // entry for pfn 901 (as the guest would) and copies into the grant.
+    const ref = 40;
+    const frame0 = pc.mmapBatchV2(d.domid, [6]).pages[0]!;
+    const dv = new DataView(frame0.buffer, frame0.byteOffset + ref * 8, 8);
+    dv.setUint16(2, 0, true);
+    dv.setUint32(4, 901, true);
+    dv.setUint16(0, 1, true); // GTF_permit_access
+    pc.munmap(d.domid, [6]);
+    const gnt = host.dom0.openGnttab();
+    const st = gnt.grantCopy([
+      { toGuest: true, domid: d.domid, ref, offset: 8, data: new Uint8Array([1, 2, 3]) },
+    ]);
+    assert.deepEqual(st, [0]);
+    // A page Dom0 mapped and still holds is compared each round, written or not.
+    const held = pc.mmapBatchV2(d.domid, [902]).pages[0]!;
+    // A page Dom0 wrote and unmapped since the last round.
+    pc.mmapBatchV2(d.domid, [903]).pages[0]!.fill(0x11, 5, 6);
+    pc.munmap(d.domid, [903]);
+    assert.deepEqual(
+      await clean(),
+      [6, 901, 903],
+      "the grant frame, the granted page, the unmapped page",
+    );
+    held.fill(0x22, 7, 8);
+    assert.deepEqual(await clean(), [902], "the page Dom0 holds mapped");
+    pc.munmap(d.domid, [902]);
+    assert.deepEqual(await clean(), [], "nothing since");
+
+    // Once the domain runs, the round compares everything: the page nobody reported is found.
+    host.unpause(d.domid);
+    const entries = dom.guestEntries;
+    await until(() => dom.guestEntries > entries, 5000, "the domain to run");
+    host.pause(d.domid);
+    const after = await clean();
+    assert.ok(after.includes(900), `the unreported page among ${after.length} dirty`);
+    await xc.shadowControl(d.domid, DC.XEN_DOMCTL_SHADOW_OP_OFF);
+  } finally {
+    await host.shutdown();
+  }
+});
+
 test("log-dirty's snapshot mapping shows each page as the last CLEAN saw it, read by Dom0 only, none while log-dirty is off", async () => {
   const host = newHost();
   try {

@@ -216,7 +216,7 @@ test("guests with devices migrate: blkbench goes on writing and verifies on the 
   );
   await until(() => A.console("blkbench").includes("xvda has"), 10_000, "blkbench's disk");
   await sleep(300);
-  const r = A.xl("migrate", "-s", SSH, "blkbench", B.run);
+  const r = A.xl("migrate", "--debug", "-s", SSH, "blkbench", B.run);
   assert.equal(r.code, 0, r.err);
   // Its passes go on at B, then it verifies every sector and powers off.
   await until(
@@ -230,7 +230,7 @@ test("guests with devices migrate: blkbench goes on writing and verifies on the 
 
   A.ok("create", join(EXAMPLES, "ping.cfg"), 'name="pong"', 'extra="ip=10.0.0.2"');
   await until(() => A.console("pong").includes("is 10.0.0.2"), 10_000, "pong's address");
-  const m = A.xl("migrate", "-s", SSH, "pong", B.run);
+  const m = A.xl("migrate", "--debug", "-s", SSH, "pong", B.run);
   assert.equal(m.code, 0, m.err);
   B.ok(
     "create",
@@ -246,7 +246,7 @@ test("guests with devices migrate: blkbench goes on writing and verifies on the 
 test("a guest's xenstore watches go with it: xl mem-set and shutdown on the destination reach it", async () => {
   A.ok("create", join(EXAMPLES, "xenstore.cfg"));
   await until(() => A.console("xenstore").includes("memory/target is"), 10_000, "its watches");
-  const r = A.xl("migrate", "-s", SSH, "xenstore", B.run);
+  const r = A.xl("migrate", "--debug", "-s", SSH, "xenstore", B.run);
   assert.equal(r.code, 0, r.err);
   B.ok("mem-set", "xenstore", "3m");
   await until(

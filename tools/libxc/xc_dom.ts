@@ -185,6 +185,17 @@ export type ForeignMap = (
   gfns: readonly number[],
 ) => { pages: (Uint8Array | undefined)[]; err: number[] };
 
+/**
+ * libxenforeignmemory over privcmd: map (xenforeignmemory_map) and unmap
+ * (xenforeignmemory_unmap) a domain's pages. A page stays a candidate of
+ * the domain's log-dirty rounds while it is mapped (xen/common/paging.ts),
+ * so the builder unmaps what it has written.
+ */
+export interface ForeignMemory {
+  readonly map: ForeignMap;
+  readonly unmap: (domid: number, gfns: readonly number[]) => void;
+}
+
 /** Extents populated per XENMEM_populate_physmap call (a 32 KiB extent list). */
 const POPULATE_BATCH = 4096;
 /** Extents of 16 pages: one 64 KiB wasm page. */
@@ -201,7 +212,7 @@ export class XcDom {
    */
   constructor(
     private readonly xc: XcInterface,
-    private readonly map: ForeignMap,
+    private readonly fmem: ForeignMemory,
     private readonly log: (line: string) => void = () => {},
     /** The pages as log-dirty's copy holds them (Privcmd.logDirtySnapshot): what a live save sends. */
     private readonly snapshot?: ForeignMap,
@@ -368,8 +379,11 @@ export class XcDom {
     let sent = 0;
     for (let p = 0; p < pfns; p += MAX_BATCH) {
       const batch = Array.from({ length: Math.min(MAX_BATCH, pfns - p) }, (_, i) => p + i);
-      const { pages } = this.map(domid, batch);
+      const { pages } = this.fmem.map(domid, batch);
       // The pages go out as views of the paused domain's memory, not copies.
+      // They are only read from here on, so they are unmapped at once: an
+      // unmapped page is no longer one Dom0 may write (paging.ts).
+      this.fmem.unmap(domid, batch);
       out.push(...pageDataRecord(batch, (pfn) => pages[pfn - p]));
       sent += pages.filter((x) => x).length;
     }
@@ -466,7 +480,8 @@ export class XcDom {
         await sink([record(REC_TYPE_VERIFY, new Uint8Array(0))]);
         const every = [...Array((await xc.maximumGpfn(domid)) + 1).keys()];
         // The live memory this time: the receiver checks it against what the rounds sent.
-        await sink(collect(every, this.map).records);
+        await sink(collect(every, this.fmem.map).records);
+        this.fmem.unmap(domid, every);
       }
       await sink([
         record(REC_TYPE_WASM32_CONTEXT, await xc.wasm32GetContext(domid)),
@@ -540,18 +555,22 @@ export class XcDom {
               await xc.populatePhysmapExact(domid, fresh.slice(i, i + POPULATE_BATCH));
             for (const p of fresh) populated[p >> 3]! |= 1 << (p & 7);
             const present = list.filter((e) => e.present).map((e) => e.pfn);
-            const { pages, err } = this.map(domid, present);
-            let data = 8 + 8 * count;
-            present.forEach((pfn, i) => {
-              const to = pages[i];
-              if (!to) throw new XcError(`xc_map_foreign_pages(${domid}, pfn ${pfn})`, -err[i]!);
-              const from = body.subarray(data, data + PAGE_SIZE);
-              data += PAGE_SIZE;
-              if (!verifying) to.set(from);
-              else if (Buffer.compare(from, to) !== 0)
-                fail(`VERIFY: pfn 0x${pfn.toString(16)} differs from what was sent before`, at);
-              else verified++;
-            });
+            const { pages, err } = this.fmem.map(domid, present);
+            try {
+              let data = 8 + 8 * count;
+              present.forEach((pfn, i) => {
+                const to = pages[i];
+                if (!to) throw new XcError(`xc_map_foreign_pages(${domid}, pfn ${pfn})`, -err[i]!);
+                const from = body.subarray(data, data + PAGE_SIZE);
+                data += PAGE_SIZE;
+                if (!verifying) to.set(from);
+                else if (Buffer.compare(from, to) !== 0)
+                  fail(`VERIFY: pfn 0x${pfn.toString(16)} differs from what was sent before`, at);
+                else verified++;
+              });
+            } finally {
+              this.fmem.unmap(domid, present);
+            }
             break;
           }
           case REC_TYPE_VERIFY:
@@ -632,23 +651,27 @@ export class XcDom {
       await this.bindModule(domid, s.module);
       for (let i = 0; i < pfns.length; i += POPULATE_BATCH) {
         const batch = pfns.slice(i, i + POPULATE_BATCH);
-        const { pages, err } = this.map(domid, batch);
-        for (let j = 0; j < batch.length;) {
-          const to = pages[j];
-          if (!to) throw new XcError(`xc_map_foreign_pages(${domid}, pfn ${batch[j]})`, -err[j]!);
-          const from = s.pages.get(batch[j]!)!;
-          // Pages next to each other in the file and in the domain: one read,
-          // straight into the domain's memory.
-          let n = 1;
-          while (
-            j + n < batch.length &&
-            pages[j + n]?.buffer === to.buffer &&
-            pages[j + n]!.byteOffset === to.byteOffset + n * PAGE_SIZE &&
-            s.pages.get(batch[j + n]!) === from + n * PAGE_SIZE
-          )
-            n++;
-          await reader.readInto(new Uint8Array(to.buffer, to.byteOffset, n * PAGE_SIZE), from);
-          j += n;
+        const { pages, err } = this.fmem.map(domid, batch);
+        try {
+          for (let j = 0; j < batch.length;) {
+            const to = pages[j];
+            if (!to) throw new XcError(`xc_map_foreign_pages(${domid}, pfn ${batch[j]})`, -err[j]!);
+            const from = s.pages.get(batch[j]!)!;
+            // Pages next to each other in the file and in the domain: one read,
+            // straight into the domain's memory.
+            let n = 1;
+            while (
+              j + n < batch.length &&
+              pages[j + n]?.buffer === to.buffer &&
+              pages[j + n]!.byteOffset === to.byteOffset + n * PAGE_SIZE &&
+              s.pages.get(batch[j + n]!) === from + n * PAGE_SIZE
+            )
+              n++;
+            await reader.readInto(new Uint8Array(to.buffer, to.byteOffset, n * PAGE_SIZE), from);
+            j += n;
+          }
+        } finally {
+          this.fmem.unmap(domid, batch);
         }
       }
       // Its new domid, where a PV guest reads it.
@@ -709,21 +732,29 @@ export class XcDom {
     const first = Math.floor(addr / PAGE_SIZE);
     const last = Math.floor((addr + bytes.length - 1) / PAGE_SIZE);
     const gfns = Array.from({ length: last - first + 1 }, (_, i) => first + i);
-    const { pages, err } = this.map(domid, gfns);
+    const { pages, err } = this.fmem.map(domid, gfns);
     let done = 0;
-    gfns.forEach((g, i) => {
-      const page = pages[i];
-      if (!page) throw new XcError(`xc_map_foreign_pages(${domid}, pfn ${g})`, -err[i]!);
-      const at = i === 0 ? addr - first * PAGE_SIZE : 0;
-      const n = Math.min(PAGE_SIZE - at, bytes.length - done);
-      page.set(bytes.subarray(done, done + n), at);
-      done += n;
-    });
+    try {
+      gfns.forEach((g, i) => {
+        const page = pages[i];
+        if (!page) throw new XcError(`xc_map_foreign_pages(${domid}, pfn ${g})`, -err[i]!);
+        const at = i === 0 ? addr - first * PAGE_SIZE : 0;
+        const n = Math.min(PAGE_SIZE - at, bytes.length - done);
+        page.set(bytes.subarray(done, done + n), at);
+        done += n;
+      });
+    } finally {
+      this.fmem.unmap(domid, gfns);
+    }
   }
 
-  /** One mapped page of `domid`, as a DataView. */
+  /**
+   * One mapped page of `domid`, as a DataView. Only the architecture's
+   * frames (start_info, the boot page, shared_info, grant frame 0), which
+   * log-dirty compares in every round anyway: left mapped.
+   */
   private page(domid: number, pfn: number): DataView {
-    const { pages, err } = this.map(domid, [pfn]);
+    const { pages, err } = this.fmem.map(domid, [pfn]);
     const p = pages[0];
     if (!p) throw new XcError(`xc_map_foreign_range(${domid}, pfn ${pfn})`, -err[0]!);
     return new DataView(p.buffer, p.byteOffset, p.byteLength);

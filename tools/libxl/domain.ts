@@ -233,7 +233,10 @@ export class Libxl {
     const privcmd = this.host.dom0.privcmd;
     return new XcDom(
       this.xc,
-      (id, gfns) => privcmd.mmapBatchV2(id, gfns),
+      {
+        map: (id, gfns) => privcmd.mmapBatchV2(id, gfns),
+        unmap: (id, gfns) => privcmd.munmap(id, gfns),
+      },
       log,
       (id, gfns) => privcmd.logDirtySnapshot(id, gfns),
     );

@@ -116,6 +116,20 @@ export class Domain {
    * kernel's (docs/hvm.md, "PV drivers on HVM").
    */
   hvm: HvmDomain | undefined;
+  /**
+   * Times a vCPU has entered the domain's code (a slice, an upcall): while
+   * it does not change, only others can have written the domain's memory
+   * (log-dirty's quiet rounds, paging.ts).
+   */
+  guestEntries = 0;
+  /**
+   * Pfns Dom0 holds privcmd mappings of (Hypervisor.foreignMapBatch), with
+   * how many: pages Dom0 may write at any time, which log-dirty's quiet
+   * rounds compare.
+   */
+  readonly foreignMapped = new Map<number, number>();
+  /** Dom0 mapped the whole memory once (mapForeignMemory): every log-dirty round compares it all. */
+  wholeMemoryMapped = false;
   /** Log-dirty mode's copy of the memory (XEN_DOMCTL_shadow_op), while it is on. */
   logDirty: LogDirty | undefined;
   /** The vCPU that asked for SHUTDOWN_suspend: its hypercall returns 1 if the domain is resumed. */

@@ -85,6 +85,16 @@ export class Fifo implements PortOps {
     return this.arrayPages.length * EVTCHN_FIFO_EVENT_WORDS_PER_PAGE;
   }
 
+  /**
+   * Guest addresses this ABI writes on its own, whenever an event is raised:
+   * the event array pages and the vCPUs' control blocks (log-dirty's
+   * candidates while the domain does not run, paging.ts).
+   */
+  guestAddresses(): number[] {
+    const blocks = this.vcpus.map((v) => v.controlBlock).filter((a) => a !== undefined);
+    return [...this.arrayPages, ...blocks];
+  }
+
   /** i32 index of `port`'s event word in guest memory, or -1 if its page is missing. */
   private word(port: number): number {
     const page = this.arrayPages[Math.floor(port / EVTCHN_FIFO_EVENT_WORDS_PER_PAGE)];

@@ -28,6 +28,7 @@ import {
   GNTST_bad_page,
   GNTST_general_error,
   GNTST_okay,
+  GTF_invalid,
   GTF_permit_access,
   GTF_readonly,
   GTF_reading,
@@ -136,9 +137,32 @@ export class GrantTable {
       mem.copyWithin(addr, old, old + PAGE_SIZE);
       mem.fill(0, old, old + PAGE_SIZE);
     } else if (old === undefined) mem.fill(0, addr, addr + PAGE_SIZE);
+    if (old !== undefined) this.d.logDirty?.mark(old / PAGE_SIZE);
+    this.d.logDirty?.mark(addr / PAGE_SIZE);
     this.frameAddr[idx] = addr;
     if (idx >= this.nrFrames) this.nrFrames = idx + 1;
     return true;
+  }
+
+  /**
+   * Adds to `out` every pfn another domain may write through this table
+   * while the domain itself does not run: the table's frames (grantees' pins
+   * set GTF_reading and GTF_writing there) and every page a valid entry
+   * grants (mapped, or the target of a grant copy). Log-dirty compares only
+   * these when the domain has not run since its last round (paging.ts).
+   */
+  writablePfns(out: Set<number>): void {
+    const i32 = this.d.mem.i32;
+    for (let f = 0; f < this.nrFrames; f++) {
+      const a = this.frameAddr[f];
+      if (a === undefined) continue;
+      out.add(a / PAGE_SIZE);
+      const w = a >> 2;
+      for (let e = 0; e < GRANT_ENTRIES_PER_FRAME; e++) {
+        if ((Atomics.load(i32, w + e * 2) & GTF_type_mask) === GTF_invalid) continue;
+        out.add(Atomics.load(i32, w + e * 2 + 1) >>> 0);
+      }
+    }
   }
 
   /** True if the page at `addr` holds one of this table's frames. */

@@ -837,6 +837,7 @@ export class Hypervisor implements VcpuHost {
     const d = this.domains.get(domid);
     if (!d || d.isDying) throw new Error(`no domain ${domid}`);
     d.memoryReplaceable = false;
+    d.wholeMemoryMapped = true;
     return d.hvm ? d.hvm.memory : d.wasmMemory;
   }
 
@@ -868,8 +869,27 @@ export class Hypervisor implements VcpuHost {
       const ok = Number.isSafeInteger(g) && g >= 0 && d.isPopulated(_pfn(g));
       pages.push(ok ? d.pageView(g) : undefined);
       err.push(ok ? 0 : -XenErrno.EINVAL);
+      if (ok) d.foreignMapped.set(g, (d.foreignMapped.get(g) ?? 0) + 1);
     }
     return { pages, err };
+  }
+
+  /**
+   * The unmap of pages foreignMapBatch mapped: each stops being one Dom0
+   * may write once its last mapping goes. A page written and then unmapped
+   * between two log-dirty rounds is still compared in the second (marked).
+   */
+  foreignUnmapBatch(caller: Domain, domid: number, gfns: readonly number[]): void {
+    if (!caller.privileged) throw new Error(`d${caller.domid} may not map d${domid}'s memory`);
+    const d = this.domains.get(domid);
+    if (!d) return;
+    for (const g of gfns) {
+      const n = d.foreignMapped.get(g);
+      if (n === undefined) continue;
+      if (n > 1) d.foreignMapped.set(g, n - 1);
+      else d.foreignMapped.delete(g);
+      d.logDirty?.mark(g);
+    }
   }
 
   /**

@@ -130,6 +130,7 @@ export function releasePfn(d: Domain, p: Pfn): boolean {
   d.p2m[p] = mfn_x(INVALID_MFN);
   d.totPages--;
   d.mem.u8.fill(0, pfn_to_paddr(p), pfn_to_paddr(p) + PAGE_SIZE);
+  d.logDirty?.mark(p);
   return true;
 }
 
@@ -291,6 +292,8 @@ function addToPhysmap(hv: Hypervisor, v: Vcpu, arg: number): number {
   const from = target.sharedInfoAddr;
   target.mem.u8.copyWithin(to, from, from + shared_info.size);
   target.mem.u8.fill(0, from, from + shared_info.size);
+  target.logDirty?.mark(from / PAGE_SIZE);
+  target.logDirty?.mark(gpfn);
   target.sharedInfoAddr = to;
   return 0;
 }

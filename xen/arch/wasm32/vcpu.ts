@@ -401,6 +401,7 @@ export class Vcpu {
 
   private enter(resume: boolean, saveArea: number, fn: () => void): void {
     const ex = this.exports!;
+    this.domain.guestEntries++;
     if (resume) {
       this.rewinding = true;
       ex.asyncify_start_rewind(saveArea);
