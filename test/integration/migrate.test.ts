@@ -93,6 +93,17 @@ function host(name: string) {
         c.close();
       }
     },
+    /** The children of a xenstore node ([] if it has none or is missing). */
+    async xsDir(path: string): Promise<string[]> {
+      const c = await XsClient.open(hostPaths(env.TSXEN_RUN_DIR).xenstored);
+      try {
+        return await c.directory(path);
+      } catch {
+        return [];
+      } finally {
+        c.close();
+      }
+    },
   };
 }
 const A = host("a");
@@ -290,6 +301,11 @@ test("a stream cut mid-way, or a destination daemon killed mid-stream, leaves th
     "more rounds on A",
   );
   assert.deepEqual([...B.domains().keys()], ["Domain-0"], "nothing on the destination");
+  // Nor in its xenstore: the receiver wrote the domain's home and /vm as
+  // the pages began to come, and took them away.
+  assert.deepEqual(await B.xsDir("/local/domain"), ["0"], "no home left on B");
+  assert.deepEqual(await B.xsDir("/vm"), [], "no /vm left on B");
+  assert.deepEqual(await B.xsDir("/libxl"), [], "no /libxl record left on B");
   await until(() => B.freeMemory() === freeB, 5000, "B's memory back");
 
   // The destination's daemon dies while the pages go.

@@ -43,6 +43,15 @@ export function introduceToXenstore(d: Domain, xs: Xenstored, evtchn: XenEvtchn)
  * the domain's nodes, then XS_INTRODUCE.
  */
 export function introduceDomain(domid: number, name: string, port: number, xs: Xenstored): void {
+  writeDomainHome(domid, name, xs);
+  introduceStore(domid, port, xs);
+}
+
+/**
+ * The domain's home as libxl makes it when it makes the domain
+ * (libxl__domain_make), before anything is built or restored into it.
+ */
+export function writeDomainHome(domid: number, name: string, xs: Xenstored): void {
   const home = domainPath(domid);
   const s = xs.store;
   // xenstore-paths: the home is Dom0's, readable by the guest; what the guest
@@ -54,9 +63,6 @@ export function introduceDomain(domid: number, name: string, port: number, xs: X
   ]);
   xs.writeText(`${home}/name`, name);
   xs.writeText(`${home}/domid`, String(domid));
-  xs.writeText(`${home}/store/port`, String(port));
-  xs.writeText(`${home}/store/ring-ref`, String(PFN_XENSTORE));
-  xs.introduce(domid, PFN_XENSTORE, port);
   for (const dir of ["control", "data", "device"]) {
     xs.mkdir(s, DOM0, `${home}/${dir}`);
     xs.setPerms(s, DOM0, `${home}/${dir}`, [{ domid, access: 0 }]);
@@ -67,6 +73,14 @@ export function introduceDomain(domid: number, name: string, port: number, xs: X
   ]) {
     xs.writeText(`${home}/control/${feature}`, "1");
   }
+}
+
+/** The store's ring and port under the home, then XS_INTRODUCE (libxl's build_post). */
+export function introduceStore(domid: number, port: number, xs: Xenstored): void {
+  const home = domainPath(domid);
+  xs.writeText(`${home}/store/port`, String(port));
+  xs.writeText(`${home}/store/ring-ref`, String(PFN_XENSTORE));
+  xs.introduce(domid, PFN_XENSTORE, port);
 }
 
 /** The toolstack's side of a domain going away: release it and remove its home. */
@@ -94,9 +108,14 @@ export function seedConsole(d: Domain, xs: Xenstored, evtchn: XenEvtchn): number
 
 /** libxl's nodes of console 0 of `domid`, whose ring is granted and port is `port`. */
 export function writeConsoleNodes(domid: number, port: number, xs: Xenstored): void {
+  writeConsoleDevice(domid, xs);
+  xs.writeText(`${domainPath(domid)}/console/port`, String(port));
+}
+
+/** The console's nodes but its port: what libxl knows before the domain is built or restored. */
+export function writeConsoleDevice(domid: number, xs: Xenstored): void {
   const home = domainPath(domid);
   xs.writeText(`${home}/console/ring-ref`, String(PFN_CONSOLE));
-  xs.writeText(`${home}/console/port`, String(port));
   xs.writeText(`${home}/console/type`, "xenconsoled");
   xs.writeText(`${home}/console/limit`, String(1024 * 1024));
   xs.writeText(`${home}/console/output`, "pty");

@@ -101,6 +101,8 @@ export interface LiveSaveOptions {
   suspend(): Promise<void>;
   /** xl migrate --debug: every page again after the last round, behind a VERIFY record. */
   verify?: boolean;
+  /** Bytes that follow libxc's END in the stream (libxl's END record), written with it. */
+  trailer?: Uint8Array[];
 }
 
 /** A round's PAGE_DATA records and how many pages they carry. */
@@ -447,7 +449,11 @@ export class XcDom {
       const bits = new Uint8Array(Math.ceil(pfns / 8));
       await xc.shadowControl(domid, XEN_DOMCTL_SHADOW_OP_CLEAN, bits);
       const set = new Set(also);
-      for (let p = 0; p < pfns; p++) if (bits[p >> 3]! & (1 << (p & 7))) set.add(p);
+      for (let i = 0; i < bits.length; i++) {
+        const b = bits[i]!;
+        if (b === 0) continue;
+        for (let j = 0; j < 8; j++) if (b & (1 << j)) set.add(i * 8 + j);
+      }
       const dirty = [...set].sort((a, b) => a - b);
       return { dirty, collected: collect(dirty, snapshot) };
     };
@@ -474,19 +480,24 @@ export class XcDom {
       const last = await cleanAndCollect(pending);
       stats.stopped = last.collected.pages;
       stats.rounds.push(stats.stopped);
-      await sink(last.collected.records);
       this.detail(`xc_domain_save: ${stats.stopped} pages sent with the domain stopped`);
+      // The rest goes in one write (one hop to the receiver, inside the
+      // downtime): the last round, the context, END and what follows it.
+      const tail: Uint8Array[] = [...last.collected.records];
       if (opts.verify) {
-        await sink([record(REC_TYPE_VERIFY, new Uint8Array(0))]);
+        tail.push(record(REC_TYPE_VERIFY, new Uint8Array(0)));
+        await sink(tail.splice(0));
         const every = [...Array((await xc.maximumGpfn(domid)) + 1).keys()];
         // The live memory this time: the receiver checks it against what the rounds sent.
         await sink(collect(every, this.fmem.map).records);
         this.fmem.unmap(domid, every);
       }
-      await sink([
+      tail.push(
         record(REC_TYPE_WASM32_CONTEXT, await xc.wasm32GetContext(domid)),
         record(REC_TYPE_END, new Uint8Array(0)),
-      ]);
+        ...(opts.trailer ?? []),
+      );
+      await sink(tail);
       return stats;
     } finally {
       await xc.shadowControl(domid, XEN_DOMCTL_SHADOW_OP_OFF).catch(() => {});
@@ -505,6 +516,8 @@ export class XcDom {
   async restoreStream(
     cfg: Omit<XcDomConfig, "memoryMiB" | "vcpus" | "cmdline">,
     src: SequentialSource,
+    /** Called once the domain exists (its module bound), before its pages come: libxl's own records of it. */
+    onCreated?: (domid: number, module: { sha256: Uint8Array; bytes: Uint8Array }) => void,
   ): Promise<XcDomBuilt & { verified: number; module: { sha256: Uint8Array; bytes: Uint8Array } }> {
     const xc = this.xc;
     const maxPfn = cfg.maxmemMiB * 256;
@@ -535,6 +548,7 @@ export class XcDom {
             domid = await this.createDomain(cfg);
             this.detail(`xc_domain_restore: domain ${domid}, from a stream`);
             await this.bindModule(domid, module);
+            onCreated?.(domid, module);
             break;
           }
           case REC_TYPE_PAGE_DATA: {

@@ -870,30 +870,42 @@ export class Libxl {
   /**
    * xl migrate-receive, in the daemon: a domain from the peer on `ch`,
    * built paused as `<name>--incoming`, started as `<name>` when the sender
-   * says so (paused with `paused`). Resolves with its domid.
+   * says so (paused with `paused`). Resolves with its domid and when it
+   * was unpaused.
    */
-  migrateReceive(ch: MigrationChannel, opts: { paused: boolean; debug: boolean }): Promise<number> {
+  migrateReceive(
+    ch: MigrationChannel,
+    opts: { paused: boolean; debug: boolean },
+  ): Promise<{ domid: number; startedAt: number }> {
     return receiveDomain(
       {
         restoreStream: async (config, name, src, frontends, watches) => {
           this.checkNameFree(name);
           const uuid = config.uuid ?? randomUUID();
           const log = opts.debug ? (l: string): void => ch.log(l) : (): void => {};
-          const built = await this.builder(log).restoreStream(
-            this.domainOf({ ...config, name }, uuid),
-            src,
-          );
-          const d = this.host.hv.domainById(built.domid)!;
+          const cfg = { ...config, name, uuid };
+          // libxl's records of the domain (its home, /vm, the console's
+          // device) are written once it exists, while its pages come: only
+          // the connection to xenstore and the console is left for the end.
+          let made: number | undefined;
           try {
-            this.host.connectBuilt(built.domid, name, built.storeEvtchn, built.consoleEvtchn);
-            this.register(d, { ...config, name, uuid }, built.module);
+            const built = await this.builder(log).restoreStream(
+              this.domainOf({ ...config, name }, uuid),
+              src,
+              (domid, module) => {
+                made = domid;
+                this.host.writeBuiltHome(domid, name);
+                this.register(this.host.hv.domainById(domid)!, cfg, module);
+              },
+            );
+            this.host.connectBuilt(built.domid, name, built.storeEvtchn, built.consoleEvtchn, true);
             await this.restoreDevices(built.domid, config, frontends);
             this.restoreWatches(built.domid, watches);
+            return built.domid;
           } catch (e) {
-            this.discard(built.domid);
+            if (made !== undefined) this.discard(made);
             throw e;
           }
-          return built.domid;
         },
         unpause: (id) => this.xc.domainUnpause(id),
         rename: (id, name) => this.rename(id, name),
@@ -945,6 +957,10 @@ export class Libxl {
   /** A domain whose creation failed, registered with libxl yet or not: destroyed, and its nodes gone. */
   private discard(domid: number): void {
     if (this.host.hv.domains.has(domid)) this.host.destroy(domid);
+    // Its home, if the domain went without the host (the builder destroyed it).
+    const home = domainPath(domid);
+    if (this.host.xenstored.store.get(home))
+      this.host.xenstored.rm(this.host.xenstored.store, DOM0, home);
     this.forget(domid);
   }
 

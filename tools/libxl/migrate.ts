@@ -38,7 +38,7 @@ import {
   StreamError,
   type SequentialSource,
 } from "../libxc/xc_sr.js";
-import type { LiveSaveStats } from "../libxc/xc_dom.js";
+import type { LiveSaveOptions, LiveSaveStats } from "../libxc/xc_dom.js";
 import {
   checkLibxlHeader,
   checkXlConfig,
@@ -80,7 +80,7 @@ export interface MigrationSender {
     domid: number,
     image: { sha256: Uint8Array; bytes: Uint8Array },
     sink: (chunks: Uint8Array[]) => Promise<void>,
-    opts: { maxIters: number; minRemaining: number; verify: boolean; suspend(): Promise<void> },
+    opts: LiveSaveOptions,
   ): Promise<LiveSaveStats>;
   /** Stops the domain for the last round: paused, its backends detached from its rings. */
   pause(domid: number): Promise<void>;
@@ -136,14 +136,17 @@ async function expect(
  * xl migrate's sender (migrate_domain): the domain goes to the peer, live,
  * and is destroyed here once the peer runs it. Throws with xl's message
  * when it failed; the domain then runs here again (or, after the point of
- * no return, the message says that both ends must be checked).
+ * no return, the message says that both ends must be checked). Resolves
+ * with the rounds, the downtime as the sender sees it (from the pause to
+ * the peer's report) and when the pause began (`stoppedAt`, ms since the
+ * epoch: with the receiver's `startedAt`, the guest's own downtime).
  */
 export async function sendDomain(
   x: MigrationSender,
   domid: number,
   ch: MigrationChannel,
   opts: MigrateOptions,
-): Promise<{ stats: LiveSaveStats; downtimeMs: number }> {
+): Promise<{ stats: LiveSaveStats; downtimeMs: number; stoppedAt: number }> {
   const d = x.describe(domid);
   const peer = "migration receiver stream";
   await expect(ch, MIGRATE_RECEIVER_BANNER, "banner", peer);
@@ -171,13 +174,14 @@ export async function sendDomain(
       maxIters: opts.maxIters,
       minRemaining: opts.minRemaining,
       verify: opts.debug,
+      trailer: [streamEpilogue()],
       suspend: async () => {
+        // The downtime starts as the pause does: stopping the devices is part of it.
+        stoppedAt = performance.now();
         await x.pause(domid);
         stopped = true;
-        stoppedAt = performance.now();
       },
     });
-    await ch.write([streamEpilogue()]);
   } catch (e) {
     return resumeHere(
       `migration sender: libxl_domain_suspend failed (rc=${ERROR_FAIL}): ${(e as Error).message}`,
@@ -228,20 +232,21 @@ export async function sendDomain(
   const downtimeMs = performance.now() - stoppedAt;
   x.destroy(domid);
   ch.log("Migration successful.");
-  return { stats, downtimeMs };
+  return { stats, downtimeMs, stoppedAt: performance.timeOrigin + stoppedAt };
 }
 
 /**
  * xl migrate-receive (migrate_receive): the domain from the peer's stream,
  * built paused as `<name>--incoming`, started as `<name>` once the sender
- * says so. Returns its domid; throws with xl's message, having destroyed
- * what it built.
+ * says so. Resolves with its domid and when it was unpaused (`startedAt`,
+ * ms since the epoch); throws with xl's message, having destroyed what it
+ * built.
  */
 export async function receiveDomain(
   x: MigrationReceiver,
   ch: MigrationChannel,
   opts: { paused: boolean },
-): Promise<number> {
+): Promise<{ domid: number; startedAt: number }> {
   ch.log("migration target: Ready to receive domain.");
   await ch.write([Buffer.from(MIGRATE_RECEIVER_BANNER, "latin1")]);
   const where = "<incoming migration stream>";
@@ -282,12 +287,14 @@ export async function receiveDomain(
   }
   ch.log("migration target: Transfer complete, requesting permission to start domain.");
   let rc = 0;
+  let startedAt = 0;
   try {
     await ch.write([Buffer.from(MIGRATE_RECEIVER_READY, "latin1")]);
     await expect(ch, MIGRATE_PERMISSION_TO_GO, "GO message", "migration stream");
     ch.log("migration target: Got permission, starting domain.");
     x.rename(domid, config.name);
     if (!opts.paused) await x.unpause(domid);
+    startedAt = performance.timeOrigin + performance.now();
     ch.log("migration target: Domain started successsfully.");
   } catch (e) {
     ch.log((e as Error).message);
@@ -308,7 +315,7 @@ export async function receiveDomain(
     await ch.write([Buffer.from(MIGRATE_PERMISSION_TO_GO, "latin1")]).catch(() => {});
     throw new Error("migration target: Failure, destroying our copy.");
   }
-  return domid;
+  return { domid, startedAt };
 }
 
 /**

@@ -74,10 +74,12 @@ export class LibxlServer extends UnixService {
     const run = async (): Promise<Record<string, unknown>> => {
       if (m.call === "migrateReceive")
         return {
-          domid: await this.libxl.migrateReceive(ch, {
-            paused: m.paused === true,
-            debug: m.debug === true,
-          }),
+          domid: (
+            await this.libxl.migrateReceive(ch, {
+              paused: m.paused === true,
+              debug: m.debug === true,
+            })
+          ).domid,
         };
       const r = await this.libxl.migrateSend(count("domid", -1, 0), ch, {
         debug: m.debug === true,

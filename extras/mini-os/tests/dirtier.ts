@@ -6,7 +6,11 @@
 // writes the new round. A page that a migration carried wrongly is found
 // on the next round and named on the console. It reports its progress
 // every 200 ms of its own time.
-import { cons, domid, nr_pages, NOW } from "../lib/index";
+//
+// With `pages=N period=MS` on its command line it dirties at a set rate
+// instead: N pages, then a sleep of MS milliseconds, and so on through the
+// region (the benchmark's guest that dirties 1 MiB a round).
+import { cmdline_arg, cons, domid, msleep, nr_pages, NOW } from "../lib/index";
 
 const REPORT_NS: u64 = 200000000;
 
@@ -15,8 +19,15 @@ export function _start(): void {
   const first = <u32>((__heap_base + 4095) >> 12) + 64;
   const last = <u32>nr_pages() - 16;
   let next = NOW() + REPORT_NS;
+  const burst = <u32>cmdline_arg("pages", 0);
+  const period = cmdline_arg("period", 0);
+  let inBurst: u32 = 0;
   for (let round: u32 = 1; ; round++) {
     for (let p = first; p < last; p++) {
+      if (burst > 0 && ++inBurst > burst) {
+        inBurst = 1;
+        msleep(period);
+      }
       const a = (<usize>p) << 12;
       const was = load<u32>(a);
       const mix = load<u32>(a + 4092);
