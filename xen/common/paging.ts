@@ -20,9 +20,10 @@
  * the hypervisor writes for events and grants, every page a grant entry
  * offers, and those Dom0 mapped. That makes the last round of a live
  * migration, the one inside the downtime, cost microseconds rather than a
- * comparison of the whole memory. Like x86's log-dirty, which sees neither,
- * it relies on Dom0 writing a guest's pages only through grants or
- * mappings made through the hypervisor.
+ * comparison of the whole memory. Like x86's log-dirty (which marks a page
+ * written through a grant or foreign mapping when the mapping goes), it
+ * relies on Dom0 writing a guest's pages only through grants or mappings
+ * made through the hypervisor.
  */
 import { XenErrno } from "../include/public/errno.js";
 import { PAGE_SIZE } from "../include/xen/mm.js";
