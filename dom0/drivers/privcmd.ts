@@ -56,7 +56,7 @@ export class Privcmd {
   mmapBatchV2(
     domid: number,
     gfns: readonly number[],
-  ): { pages: (Uint8Array | undefined)[]; err: number[] } {
+  ): { pages: (Uint8Array | undefined)[]; err: number[]; region?: Uint8Array } {
     return this.hv.foreignMapBatch(this.dom0, domid, gfns);
   }
 

@@ -143,6 +143,17 @@ test("a round after which the domain has not run compares only the pages others 
     pc.munmap(d.domid, [902]);
     assert.deepEqual(await clean(), [], "nothing since");
 
+    // A batch of consecutive pfns is also mapped as one view, as privcmd
+    // maps a batch at one range: the save writes it in one piece.
+    const run = pc.mmapBatchV2(d.domid, [904, 905, 906]);
+    assert.equal(run.region?.length, 3 * 4096);
+    run.region![4096 + 9] = 0x77;
+    assert.equal(dom.mem.u8[905 * 4096 + 9], 0x77, "the region is the domain's memory");
+    assert.equal(pc.mmapBatchV2(d.domid, [904, 906]).region, undefined, "not consecutive");
+    assert.equal(pc.mmapBatchV2(d.domid, [1023, 1024]).region, undefined, "past the memory");
+    pc.munmap(d.domid, [904, 905, 906, 904, 906, 1023]);
+    assert.deepEqual(await clean(), [905], "the page written through the region");
+
     // Once the domain runs, the round compares everything: the page nobody reported is found.
     host.unpause(d.domid);
     const entries = dom.guestEntries;

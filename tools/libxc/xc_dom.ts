@@ -185,7 +185,12 @@ export interface XcDomBuilt {
 export type ForeignMap = (
   domid: number,
   gfns: readonly number[],
-) => { pages: (Uint8Array | undefined)[]; err: number[] };
+) => {
+  pages: (Uint8Array | undefined)[];
+  err: number[];
+  /** The pages as one view, when the mapping gives them so (consecutive pfns, all mapped). */
+  region?: Uint8Array;
+};
 
 /**
  * libxenforeignmemory over privcmd: map (xenforeignmemory_map) and unmap
@@ -380,14 +385,17 @@ export class XcDom {
     const pfns = (await this.xc.maximumGpfn(domid)) + 1;
     let sent = 0;
     for (let p = 0; p < pfns; p += MAX_BATCH) {
-      const batch = Array.from({ length: Math.min(MAX_BATCH, pfns - p) }, (_, i) => p + i);
-      const { pages } = this.fmem.map(domid, batch);
-      // The pages go out as views of the paused domain's memory, not copies.
-      // They are only read from here on, so they are unmapped at once: an
-      // unmapped page is no longer one Dom0 may write (paging.ts).
+      const batch: number[] = [];
+      for (let i = p; i < Math.min(p + MAX_BATCH, pfns); i++) batch.push(i);
+      const m = this.fmem.map(domid, batch);
+      // The pages go out as views of the paused domain's memory, not copies
+      // (one view for the batch when the mapping gives one: `pages` is then
+      // never asked for). They are only read from here on, so they are
+      // unmapped at once: an unmapped page is no longer one Dom0 may write
+      // (paging.ts).
       this.fmem.unmap(domid, batch);
-      out.push(...pageDataRecord(batch, (pfn) => pages[pfn - p]));
-      sent += pages.filter((x) => x).length;
+      out.push(...pageDataRecord(batch, (pfn) => m.pages[pfn - p], m.region));
+      sent += m.region ? batch.length : m.pages.filter((x) => x).length;
     }
     this.detail(`xc_domain_save: ${sent} pages of ${pfns} pfns`);
     out.push(record(REC_TYPE_WASM32_CONTEXT, await this.xc.wasm32GetContext(domid)));
@@ -634,58 +642,48 @@ export class XcDom {
     const xc = this.xc;
     if (!s.module) throw new Error("xc_domain_restore: the stream has no WASM32_MODULE record");
     if (!s.context) throw new Error("xc_domain_restore: the stream has no WASM32_CONTEXT record");
-    const pfns = [...s.pages.keys()].sort((a, b) => a - b);
-    if (pfns.length > cfg.maxmemMiB * 256)
+    const runs = [...s.runs].sort((a, b) => a.pfn - b.pfn);
+    if (s.pageCount > cfg.maxmemMiB * 256)
       throw new Error(
-        `xc_domain_restore: ${pfns.length} pages saved, maxmem is ${cfg.maxmemMiB * 256}`,
+        `xc_domain_restore: ${s.pageCount} pages saved, maxmem is ${cfg.maxmemMiB * 256}`,
       );
     const domid = await this.createDomain(cfg);
-    this.detail(`xc_domain_restore: domain ${domid}, ${pfns.length} pages`);
+    this.detail(`xc_domain_restore: domain ${domid}, ${s.pageCount} pages`);
     try {
       // Whole aligned runs of 16 pfns (a wasm page) as one extent of order 4.
-      const runs: number[] = [];
+      const extents: number[] = [];
       const singles: number[] = [];
-      for (let i = 0; i < pfns.length;) {
-        const p = pfns[i]!;
-        if (
-          p % FRAMES_PER_WASM_PAGE === 0 &&
-          pfns[i + FRAMES_PER_WASM_PAGE - 1] === p + FRAMES_PER_WASM_PAGE - 1
-        ) {
-          runs.push(p);
-          i += FRAMES_PER_WASM_PAGE;
-        } else {
-          singles.push(p);
-          i++;
+      for (const r of runs) {
+        for (let p = r.pfn; p < r.pfn + r.count;) {
+          if (p % FRAMES_PER_WASM_PAGE === 0 && p + FRAMES_PER_WASM_PAGE <= r.pfn + r.count) {
+            extents.push(p);
+            p += FRAMES_PER_WASM_PAGE;
+          } else singles.push(p++);
         }
       }
-      for (let i = 0; i < runs.length; i += POPULATE_BATCH)
-        await xc.populatePhysmapExact(domid, runs.slice(i, i + POPULATE_BATCH), EXTENT_ORDER);
+      for (let i = 0; i < extents.length; i += POPULATE_BATCH)
+        await xc.populatePhysmapExact(domid, extents.slice(i, i + POPULATE_BATCH), EXTENT_ORDER);
       for (let i = 0; i < singles.length; i += POPULATE_BATCH)
         await xc.populatePhysmapExact(domid, singles.slice(i, i + POPULATE_BATCH));
       await this.bindModule(domid, s.module);
-      for (let i = 0; i < pfns.length; i += POPULATE_BATCH) {
-        const batch = pfns.slice(i, i + POPULATE_BATCH);
-        const { pages, err } = this.fmem.map(domid, batch);
-        try {
-          for (let j = 0; j < batch.length;) {
-            const to = pages[j];
-            if (!to) throw new XcError(`xc_map_foreign_pages(${domid}, pfn ${batch[j]})`, -err[j]!);
-            const from = s.pages.get(batch[j]!)!;
-            // Pages next to each other in the file and in the domain: one read,
-            // straight into the domain's memory.
-            let n = 1;
-            while (
-              j + n < batch.length &&
-              pages[j + n]?.buffer === to.buffer &&
-              pages[j + n]!.byteOffset === to.byteOffset + n * PAGE_SIZE &&
-              s.pages.get(batch[j + n]!) === from + n * PAGE_SIZE
-            )
-              n++;
-            await reader.readInto(new Uint8Array(to.buffer, to.byteOffset, n * PAGE_SIZE), from);
-            j += n;
+      // Each run straight from the file into the domain's memory: one
+      // mapping and one read (pages one by one where the mapping gives no
+      // single view).
+      for (const r of runs) {
+        for (let first = r.pfn; first < r.pfn + r.count; first += POPULATE_BATCH) {
+          const n = Math.min(POPULATE_BATCH, r.pfn + r.count - first);
+          const gfns = Array.from({ length: n }, (_, k) => first + k);
+          const at = r.at + (first - r.pfn) * PAGE_SIZE;
+          const m = this.fmem.map(domid, gfns);
+          try {
+            const bad = m.err.findIndex((e) => e !== 0);
+            if (bad >= 0)
+              throw new XcError(`xc_map_foreign_pages(${domid}, pfn ${gfns[bad]})`, -m.err[bad]!);
+            if (m.region) await reader.readInto(m.region, at);
+            else for (let k = 0; k < n; k++) await reader.readInto(m.pages[k]!, at + k * PAGE_SIZE);
+          } finally {
+            this.fmem.unmap(domid, gfns);
           }
-        } finally {
-          this.fmem.unmap(domid, batch);
         }
       }
       // Its new domid, where a PV guest reads it.

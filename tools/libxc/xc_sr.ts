@@ -78,16 +78,25 @@ export function streamHeaders(xenMajor: number, xenMinor: number): Buffer {
 export function pageDataRecord(
   pfns: readonly number[],
   page: (pfn: number) => Uint8Array | undefined,
+  /** All the pages as one view, in pfn order (a mapping of consecutive pfns): the body's data. */
+  region?: Uint8Array,
 ): Uint8Array[] {
-  const pages = pfns.map(page);
-  const present = pages.filter((p) => p !== undefined) as Uint8Array[];
+  const pages = region ? undefined : pfns.map(page);
+  const present = pages ? (pages.filter((p) => p !== undefined) as Uint8Array[]) : [region!];
+  const count = pages ? present.length : pfns.length;
   const head = Buffer.alloc(16 + 8 * pfns.length);
-  head.writeUInt32LE(REC_TYPE_PAGE_DATA, 0);
-  head.writeUInt32LE(8 + 8 * pfns.length + PAGE_SIZE * present.length, 4);
-  head.writeUInt32LE(pfns.length, 8);
-  pfns.forEach((pfn, i) => {
-    head.writeBigUInt64LE(BigInt(pfn) | (pages[i] ? PFINFO_NOTAB : PFINFO_XTAB), 16 + 8 * i);
-  });
+  const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  dv.setUint32(0, REC_TYPE_PAGE_DATA, true);
+  dv.setUint32(4, 8 + 8 * pfns.length + PAGE_SIZE * count, true);
+  dv.setUint32(8, pfns.length, true);
+  // Each entry a u64: the pfn, the type in bits 60–63 (XTAB: not populated).
+  const xtabHigh = Number(PFINFO_XTAB >> 32n);
+  for (let i = 0; i < pfns.length; i++) {
+    const pfn = pfns[i]!;
+    const type = !pages || pages[i] ? 0 : xtabHigh;
+    dv.setUint32(16 + 8 * i, pfn % 2 ** 32, true);
+    dv.setUint32(20 + 8 * i, (Math.floor(pfn / 2 ** 32) | type) >>> 0, true);
+  }
   // The body is a multiple of 8 bytes: no padding.
   return [head, ...present];
 }
@@ -109,11 +118,24 @@ export interface XcStream {
   xenMajor: number;
   xenMinor: number;
   module: { sha256: Uint8Array; bytes: Uint8Array } | undefined;
-  /** pfn → where its page's bytes are in the file (read by the restore, into the domain). */
-  pages: Map<number, number>;
+  /**
+   * The saved pages as runs of consecutive pfns whose bytes follow one
+   * another in the file (read by the restore, each straight into the
+   * domain), in stream order; no pfn is in two.
+   */
+  runs: PageRun[];
+  /** Pages in the runs. */
+  pageCount: number;
   context: Uint8Array | undefined;
   /** Where the stream ended (after END). */
   end: number;
+}
+
+/** Pages `pfn` to `pfn + count - 1`, their bytes at `at` in the file one after another. */
+export interface PageRun {
+  pfn: number;
+  count: number;
+  at: number;
 }
 
 /** Names of the records, for messages. */
@@ -170,15 +192,16 @@ export function pageDataPfns(
   const out: Array<{ pfn: number; present: boolean }> = [];
   let data = 8 + 8 * count;
   for (let i = 0; i < count; i++) {
-    const v = list.readBigUInt64LE(8 * i);
-    const t = v >> 60n;
-    const pfn = Number(v & ((1n << 52n) - 1n));
-    if (t === 0xfn) {
+    // A u64 as two u32s: the type in bits 60–63, the pfn in bits 0–51.
+    const hi = list.readUInt32LE(8 * i + 4);
+    const t = hi >>> 28;
+    const pfn = (hi & 0xfffff) * 2 ** 32 + list.readUInt32LE(8 * i);
+    if (t === 0xf) {
       out.push({ pfn, present: false });
       continue;
     }
     const where = recAt + 16 + 8 * i;
-    if (t !== 0n) fail(`PAGE_DATA: pfn ${pfn} has page type ${t}`, where);
+    if (t !== 0) fail(`PAGE_DATA: pfn ${pfn} has page type ${t}`, where);
     if (pfn >= maxPfn) fail(`PAGE_DATA: pfn ${pfn} is past the domain's ${maxPfn}`, where);
     if (data + PAGE_SIZE > len) fail(`PAGE_DATA: pfn ${pfn}'s page is missing`, recAt);
     out.push({ pfn, present: true });
@@ -239,11 +262,14 @@ export async function readXcStream(r: StreamReader, at: number, maxPfn: number):
     xenMajor,
     xenMinor,
     module: undefined,
-    pages: new Map(),
+    runs: [],
+    pageCount: 0,
     context: undefined,
     end: 0,
   };
   let o = at + 40;
+  // The pfns seen so far, one bit each: a pfn in two records is refused.
+  const seen = new Uint8Array(Math.ceil(maxPfn / 8));
   for (;;) {
     if (o + 8 > r.size) fail("the stream ends before its END record", o);
     const rh = await r.read(o, 8);
@@ -264,10 +290,17 @@ export async function readXcStream(r: StreamReader, at: number, maxPfn: number):
         if (count === 0 || count > MAX_BATCH) fail(`PAGE_DATA with ${count} pfns`, o);
         const list = await r.read(bodyAt + 8, Math.min(8 * count, len - 8));
         let data = bodyAt + 8 + 8 * count;
-        for (const { pfn, present } of pageDataPfns(list, count, len, o, maxPfn)) {
+        const entries = pageDataPfns(list, count, len, o, maxPfn);
+        let run: PageRun | undefined;
+        for (let i = 0; i < entries.length; i++) {
+          const { pfn, present } = entries[i]!;
           if (!present) continue;
-          if (out.pages.has(pfn)) fail(`PAGE_DATA: pfn ${pfn} twice`, o);
-          out.pages.set(pfn, data);
+          if (seen[pfn >> 3]! & (1 << (pfn & 7))) fail(`PAGE_DATA: pfn ${pfn} twice`, o);
+          seen[pfn >> 3]! |= 1 << (pfn & 7);
+          if (run && run.pfn + run.count === pfn && run.at + run.count * PAGE_SIZE === data)
+            run.count++;
+          else out.runs.push((run = { pfn, count: 1, at: data }));
+          out.pageCount++;
           data += PAGE_SIZE;
         }
         break;

@@ -123,11 +123,41 @@ export class Domain {
    */
   guestEntries = 0;
   /**
-   * Pfns Dom0 holds privcmd mappings of (Hypervisor.foreignMapBatch), with
-   * how many: pages Dom0 may write at any time, which log-dirty's quiet
-   * rounds compare.
+   * How many privcmd mappings Dom0 holds of each pfn (Hypervisor.
+   * foreignMapBatch; made on the first): pages Dom0 may write at any time,
+   * which log-dirty's quiet rounds compare.
    */
-  readonly foreignMapped = new Map<number, number>();
+  private foreignMaps: Uint32Array | undefined;
+  /** Pfns with at least one privcmd mapping held. */
+  private foreignMapped = 0;
+
+  /** Dom0 mapped pfn `p` (a valid pfn of this domain). */
+  addForeignMap(p: number): void {
+    this.foreignMaps ??= new Uint32Array(this.nrPfns);
+    if (p >= this.foreignMaps.length) {
+      const grown = new Uint32Array(this.nrPfns);
+      grown.set(this.foreignMaps);
+      this.foreignMaps = grown;
+    }
+    if (this.foreignMaps[p]!++ === 0) this.foreignMapped++;
+  }
+
+  /** Dom0 unmapped pfn `p`; false if it held no mapping of it. */
+  dropForeignMap(p: number): boolean {
+    const m = this.foreignMaps;
+    if (!m || !(p >= 0 && p < m.length) || m[p] === 0) return false;
+    if (--m[p]! === 0) this.foreignMapped--;
+    return true;
+  }
+
+  /** The pfns Dom0 holds privcmd mappings of. */
+  foreignMappedPfns(): number[] {
+    const out: number[] = [];
+    const m = this.foreignMaps;
+    if (!m || this.foreignMapped === 0) return out;
+    for (let p = 0; p < m.length; p++) if (m[p] !== 0) out.push(p);
+    return out;
+  }
   /** Dom0 mapped the whole memory once (mapForeignMemory): every log-dirty round compares it all. */
   wholeMemoryMapped = false;
   /** Log-dirty mode's copy of the memory (XEN_DOMCTL_shadow_op), while it is on. */

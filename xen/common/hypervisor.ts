@@ -845,7 +845,8 @@ export class Hypervisor implements VcpuHost {
    * Dom0's foreign mapping of pages `gfns` of domain `domid`
    * (IOCTL_PRIVCMD_MMAPBATCH_V2's contract, as the domain builder and
    * libxenforeignmemory use it): a view of each page, or its error in
-   * `err` (-EINVAL for a gfn the domain has not populated). With
+   * `err` (-EINVAL for a gfn the domain has not populated), and all of them
+   * as one view (`region`) when they are consecutive and all mapped. With
    * DOMID_XEN, the frames are pages of Xen's that it shares with privileged
    * domains (the trace buffers). A privileged caller only; throws naming
    * what was refused.
@@ -854,7 +855,7 @@ export class Hypervisor implements VcpuHost {
     caller: Domain,
     domid: number,
     gfns: readonly number[],
-  ): { pages: (Uint8Array | undefined)[]; err: number[] } {
+  ): { pages: (Uint8Array | undefined)[]; err: number[]; region?: Uint8Array } {
     if (!caller.privileged) throw new Error(`d${caller.domid} may not map d${domid}'s memory`);
     if (domid === DOMID_XEN) {
       // Pages of Xen's shared with privileged domains (the trace buffers), by mfn.
@@ -863,15 +864,31 @@ export class Hypervisor implements VcpuHost {
     }
     const d = this.domains.get(domid);
     if (!d || d.isDying || d.hvm) throw new Error(`no PV domain ${domid}`);
-    const pages: (Uint8Array | undefined)[] = [];
     const err: number[] = [];
     for (const g of gfns) {
       const ok = Number.isSafeInteger(g) && g >= 0 && d.isPopulated(_pfn(g));
-      pages.push(ok ? d.pageView(g) : undefined);
       err.push(ok ? 0 : -XenErrno.EINVAL);
-      if (ok) d.foreignMapped.set(g, (d.foreignMapped.get(g) ?? 0) + 1);
+      if (ok) d.addForeignMap(g);
     }
-    return { pages, err };
+    // Consecutive pfns, all mapped: also as one view, as privcmd maps a
+    // batch at one virtual range (a save writes it in one piece).
+    const g0 = gfns[0];
+    const whole =
+      g0 !== undefined &&
+      err.every((e) => e === 0) &&
+      gfns.every((g, i) => g === g0 + i) &&
+      (g0 + gfns.length) * PAGE_SIZE <= d.mem.size;
+    // Each page's own view is made when first asked for: a caller that
+    // takes the region never pays for thousands of views.
+    let pages: (Uint8Array | undefined)[] | undefined;
+    return {
+      get pages() {
+        pages ??= gfns.map((g, i) => (err[i] === 0 ? d.pageView(g) : undefined));
+        return pages;
+      },
+      err,
+      region: whole ? d.mem.u8.subarray(g0 * PAGE_SIZE, (g0 + gfns.length) * PAGE_SIZE) : undefined,
+    };
   }
 
   /**
@@ -884,10 +901,7 @@ export class Hypervisor implements VcpuHost {
     const d = this.domains.get(domid);
     if (!d) return;
     for (const g of gfns) {
-      const n = d.foreignMapped.get(g);
-      if (n === undefined) continue;
-      if (n > 1) d.foreignMapped.set(g, n - 1);
-      else d.foreignMapped.delete(g);
+      if (!d.dropForeignMap(g)) continue;
       d.logDirty?.mark(g);
     }
   }

@@ -95,7 +95,7 @@ export class LogDirty {
     for (const a of d.evtchn.fifo?.guestAddresses() ?? []) out.add(Math.floor(a / PAGE_SIZE));
     d.gnttab.writablePfns(out);
     for (const p of this.marked) out.add(p);
-    for (const p of d.foreignMapped.keys()) out.add(p);
+    for (const p of d.foreignMappedPfns()) out.add(p);
     return [...out].sort((a, b) => a - b);
   }
 
