@@ -13,6 +13,8 @@ import { LocalHypercalls } from "../../tools/libxc/channel.js";
 import {
   ContextError,
   type DomainContext,
+  decodeContext,
+  encodeContext,
   restoreDomainContext,
   saveDomainContext,
 } from "../../xen/common/domain_context.js";
@@ -155,6 +157,49 @@ test("a restored domain's clock goes on from the saved time, on a host whose clo
     host.unpause(c.domid);
     // Its timer still fires about a second after the last tick (not in three days).
     await until(() => host.readConsole(c.domid).includes("tick 4"), 3000, "tick 4");
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("the context's encoding: version 3's flags say a domain suspended itself (then no port may come with it); version 2's files still read", async () => {
+  const host = newHost();
+  try {
+    const a = host.createSync({ name: "ticker", kernel: await kernel("ticker"), memory: 4 });
+    await until(() => host.readConsole(a.domid).includes("tick 1"), 5000, "a tick");
+    host.pause(a.domid);
+    const ctx = saveDomainContext(host.hv, a);
+    assert.equal(ctx.suspended, false);
+    assert.ok(ctx.evtchns.length > 0, "a running guest's ports come along");
+    const v3 = encodeContext(ctx);
+    // CPU time goes as whole nanoseconds.
+    ctx.vcpus.forEach((v) => (v.cpuTimeNs = Math.round(v.cpuTimeNs)));
+    assert.deepEqual(decodeContext(v3), ctx);
+    // Version 2: no flags; the rest the same.
+    const v2 = new Uint8Array(v3.length - 8);
+    v2.set(v3.subarray(0, 32));
+    v2.set(v3.subarray(40), 32);
+    new DataView(v2.buffer).setUint32(4, 2, true);
+    assert.deepEqual(decodeContext(v2), ctx);
+    // The suspended flag with ports, an unknown flag, a non-zero word: refused.
+    const bad = (edit: (dv: DataView) => void): Uint8Array => {
+      const b = Uint8Array.from(v3);
+      edit(new DataView(b.buffer));
+      return b;
+    };
+    assert.throws(
+      () => decodeContext(bad((dv) => dv.setUint32(32, 1, true))),
+      /a suspended domain's ports are not carried/,
+    );
+    assert.throws(() => decodeContext(bad((dv) => dv.setUint32(32, 2, true))), /unknown flags 0x2/);
+    assert.throws(
+      () => decodeContext(bad((dv) => dv.setUint32(36, 1, true))),
+      /the word after the flags is not 0/,
+    );
+    assert.throws(
+      () => decodeContext(bad((dv) => dv.setUint32(4, 4, true))),
+      /version 4, not 2 or 3/,
+    );
   } finally {
     await host.shutdown();
   }

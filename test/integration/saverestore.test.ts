@@ -17,6 +17,7 @@ import { parseCfg } from "../../tools/libxlu/cfg.js";
 import { domainConfig, type XlDomainConfig } from "../../tools/libxl/config.js";
 import { Libxl } from "../../tools/libxl/domain.js";
 import { SAVEFILE_MAGIC } from "../../tools/libxl/save.js";
+import { start_info } from "../../xen/include/public/arch-wasm32.js";
 import { accountedFrames, grantAccess, newHost, until } from "../helpers.js";
 
 const EX = join(ROOT, "extras", "mini-os", "examples");
@@ -213,7 +214,8 @@ test("a guest's xenstore watches come back with it: sysrq, mem-set and a shutdow
   const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));
   try {
     const xl = new Libxl(host);
-    const d = await xl.create(cfg("xenstore"));
+    // A guest that does not say it handles suspend: paused where it is.
+    const d = await xl.create(cfg("xenstore", '\nextra="no-suspend"\n'));
     // Its memory/target watch has fired once: the watches are set.
     await until(
       () => host.xenconsoled.read(d.domid).includes("memory/target is"),
@@ -231,6 +233,82 @@ test("a guest's xenstore watches come back with it: sysrq, mem-set and a shutdow
     await until(() => out().includes("memory/target is 3072 KiB"), 5000, "the balloon watch");
     assert.equal(await xl.shutdown(r.domid, "poweroff", 10_000), "poweroff");
     assert.match(out(), /control\/shutdown says 'poweroff'/);
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("a guest that handles suspend is saved as Xen saves a PV guest: it suspends itself, and in the new domain its suspend returns 0 and it binds its rings and sets its watches again", async () => {
+  const host = newHost();
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));
+  try {
+    const xl = new Libxl(host);
+    const d = await xl.create(cfg("xenstore"));
+    await until(
+      () => host.xenconsoled.read(d.domid).includes("memory/target is"),
+      5000,
+      "the guest's watches",
+    );
+    assert.equal(host.xenstored.readText(`/local/domain/${d.domid}/control/feature-suspend`), "1");
+    const storePortOf = (x: typeof d): number =>
+      x.mem.u32(x.startInfoAddr() + start_info.fields.store_evtchn.offset);
+    const storePort = storePortOf(d);
+    const log: string[] = [];
+    const file = join(dir, "xs.save");
+    // A checkpoint first: the guest suspends, and resumes in the same domain (1).
+    await xl.save(d.domid, file, { checkpoint: true, log: (l) => log.push(l) });
+    assert.deepEqual(
+      log.filter((l) => l.includes("libxl_dom_suspend")),
+      [
+        `libxl: debug: libxl_dom_suspend.c: Domain ${d.domid}:issuing PV suspend request via XenBus control node`,
+        `libxl: debug: libxl_dom_suspend.c: Domain ${d.domid}:guest acknowledged suspend request`,
+      ],
+    );
+    await until(
+      () => host.xenconsoled.read(d.domid).includes("resumed (suspend returned 1)"),
+      5000,
+      "the checkpointed guest to run on",
+    );
+    // Neither its ports nor its watches are in the file: it makes them again.
+    const json = JSON.parse(
+      readFileSync(file)
+        .subarray(52, 52 + readFileSync(file).readUInt32LE(48))
+        .toString()
+        .replace(/\0+$/, ""),
+    ) as Record<string, unknown>;
+    assert.deepEqual(json.tsxen_watches, []);
+    xl.destroy(d.domid);
+
+    const r = await xl.restore(file);
+    const out = (): string => host.xenconsoled.read(r.domid);
+    await until(() => out().includes("resumed (suspend returned 0)"), 5000, "the resume");
+    assert.match(
+      out(),
+      /mini-os: resumed in a new domain: console and xenstore reconnected, 3 watches set again/,
+    );
+    // Its xenstore port is a new one, which start_info gave it, and the
+    // only ports it has are the ones it bound again.
+    const newPort = storePortOf(r);
+    assert.ok(storePort > 0 && newPort > 0);
+    assert.equal(host.xenstored.readText(`/local/domain/${r.domid}/store/port`), String(newPort));
+    // The watches it set again work, as the console does.
+    xl.sendSysrq(r.domid, "h");
+    await until(() => out().includes("sysrq 'h'"), 5000, "the sysrq watch");
+    xl.setMemoryTarget(r.domid, 3);
+    await until(() => out().includes("memory/target is 3072 KiB"), 5000, "the balloon watch");
+    assert.equal(await xl.shutdown(r.domid, "poweroff", 10_000), "poweroff");
+
+    // One that says it handles suspend and does not answer is not saved:
+    // Xen's message, and it runs on.
+    const t = await xl.create(cfg("ticker"));
+    host.xenstored.writeText(`/local/domain/${t.domid}/control/feature-suspend`, "1");
+    await assert.rejects(
+      xl.save(t.domid, join(dir, "t.save"), { ackTimeoutMs: 300 }),
+      new RegExp(`libxl: Domain ${t.domid}:guest didn't acknowledge suspend, cancelling request`),
+    );
+    assert.equal(t.pauseCount, 0, "still running");
+    assert.equal(t.isShutdown, false);
+    assert.equal(host.xenstored.readText(`/local/domain/${t.domid}/control/shutdown`), "");
   } finally {
     await host.shutdown();
   }

@@ -179,6 +179,8 @@ export interface XcDomBuilt {
   domid: number;
   storeEvtchn: number;
   consoleEvtchn: number;
+  /** A restored guest that had suspended itself: it binds its rings and sets its watches again. */
+  reconnect?: boolean;
 }
 
 /** Dom0's foreign mapping of a domain's pages (Privcmd.mmapBatchV2). */
@@ -611,16 +613,7 @@ export class XcDom {
       if (verifying)
         this.detail(`xc_domain_restore: VERIFY: ${verified} pages checked, all as sent`);
       if (!context) return fail("no WASM32_CONTEXT record", at0);
-      this.page(domid, PFN_BOOT_INFO).setUint32(arch_wasm32_boot.fields.domid.offset, domid, true);
-      await xc.wasm32SetContext(domid, context);
-      const si = this.page(domid, PFN_START_INFO);
-      return {
-        domid,
-        storeEvtchn: si.getUint32(start_info.fields.store_evtchn.offset, true),
-        consoleEvtchn: si.getUint32(start_info.fields.console_evtchn.offset, true),
-        verified,
-        module,
-      };
+      return { domid, ...(await this.finishRestore(domid, context)), verified, module };
     } catch (e) {
       if (domid !== undefined) await xc.domainDestroy(domid).catch(() => {});
       throw e;
@@ -686,15 +679,7 @@ export class XcDom {
           }
         }
       }
-      // Its new domid, where a PV guest reads it.
-      this.page(domid, PFN_BOOT_INFO).setUint32(arch_wasm32_boot.fields.domid.offset, domid, true);
-      await xc.wasm32SetContext(domid, s.context);
-      const si = this.page(domid, PFN_START_INFO);
-      return {
-        domid,
-        storeEvtchn: si.getUint32(start_info.fields.store_evtchn.offset, true),
-        consoleEvtchn: si.getUint32(start_info.fields.console_evtchn.offset, true),
-      };
+      return { domid, ...(await this.finishRestore(domid, s.context)) };
     } catch (e) {
       await xc.domainDestroy(domid).catch(() => {});
       throw e;
@@ -737,6 +722,40 @@ export class XcDom {
       throw new XcError(`xc_wasm32_module_bind(${domid})`, XenErrno.ENOENT, "the upload was lost");
     this.detail(`xc_dom_wasm32_module: module sha256 ${hash}... bound`);
     return r;
+  }
+
+  /**
+   * The end of every restore: the new domid in the boot page, the context
+   * set, and the xenstore and console ports. A guest saved running (paused
+   * by the toolstack) has its ports back, offered to Dom0, as start_info
+   * says. One that had suspended itself (the context's `suspended` flag,
+   * Xen's PV suspend) has none: as Xen's restore does, new ones are
+   * allocated and written into its start_info, where it reads them when
+   * its suspend returns 0.
+   */
+  private async finishRestore(
+    domid: number,
+    context: Uint8Array,
+  ): Promise<{ storeEvtchn: number; consoleEvtchn: number; reconnect: boolean }> {
+    const xc = this.xc;
+    this.page(domid, PFN_BOOT_INFO).setUint32(arch_wasm32_boot.fields.domid.offset, domid, true);
+    await xc.wasm32SetContext(domid, context);
+    const si = this.page(domid, PFN_START_INFO);
+    const f = start_info.fields;
+    if (!contextSuspended(context))
+      return {
+        storeEvtchn: si.getUint32(f.store_evtchn.offset, true),
+        consoleEvtchn: si.getUint32(f.console_evtchn.offset, true),
+        reconnect: false,
+      };
+    const storeEvtchn = await xc.evtchnAllocUnbound(domid, 0);
+    const consoleEvtchn = await xc.evtchnAllocUnbound(domid, 0);
+    si.setUint32(f.store_evtchn.offset, storeEvtchn, true);
+    si.setUint32(f.console_evtchn.offset, consoleEvtchn, true);
+    this.detail(
+      `xc_domain_restore: the guest suspended itself: it reconnects, store evtchn ${storeEvtchn}, console evtchn ${consoleEvtchn}`,
+    );
+    return { storeEvtchn, consoleEvtchn, reconnect: true };
   }
 
   /** Writes `bytes` at guest address `addr` of `domid` through a foreign mapping of the pages it spans. */
@@ -829,6 +848,17 @@ export class XcDom {
 }
 
 /** The WASM32_MODULE record: the module's sha256, its length, its bytes. */
+/**
+ * Whether a WASM32_CONTEXT body is a suspended domain's (version 3's
+ * flags, bit 0: xen/common/domain_context.ts); the hypervisor checks the
+ * rest when it is set.
+ */
+function contextSuspended(c: Uint8Array): boolean {
+  if (c.length < 40) return false;
+  const dv = new DataView(c.buffer, c.byteOffset, c.byteLength);
+  return dv.getUint32(4, true) >= 3 && (dv.getUint32(32, true) & 1) !== 0;
+}
+
 function moduleRecord(image: Pick<XcDomImage, "sha256" | "bytes">): Uint8Array {
   const mod = Buffer.alloc(40 + image.bytes.length);
   mod.set(image.sha256, 0);

@@ -579,15 +579,38 @@ export class Libxl {
   async save(
     domid: number,
     path: string,
-    opts: { checkpoint?: boolean; leavePaused?: boolean; log?: (line: string) => void } = {},
+    opts: {
+      checkpoint?: boolean;
+      leavePaused?: boolean;
+      log?: (line: string) => void;
+      /** The PV suspend protocol's timeouts (suspend), for tests. */
+      ackTimeoutMs?: number;
+      suspendTimeoutMs?: number;
+    } = {},
   ): Promise<number> {
     const x = this.get(domid);
     const log = opts.log ?? ((): void => {});
     const c = x.config;
     const image = this.checkSavable(domid, x);
-    const frontends = this.frontends(domid);
-    const watches = this.watchesOf(domid);
-    await this.stop(domid);
+    // A guest that says it handles suspend (control/feature-suspend = 1)
+    // is saved as Xen saves a PV guest: it suspends itself, and resumes in
+    // the new domain by binding its rings and setting its watches again,
+    // so neither its ports nor its watches are carried. Any other is
+    // paused where it is and restored as it was (docs/save-format.md).
+    const cooperative = this.readFeature(domid, "control/feature-suspend");
+    if (cooperative && (c.disks.length > 0 || c.vifs.length > 0))
+      throw new Error(
+        `libxl: domain ${domid} suspends itself (control/feature-suspend) and has disks or vifs, which mini-os's frontends cannot reconnect yet`,
+      );
+    if (cooperative) await this.suspend(domid, { ...opts, log });
+    const frontends = cooperative ? {} : this.frontends(domid);
+    const watches = cooperative ? [] : this.watchesOf(domid);
+    try {
+      await this.stop(domid);
+    } catch (e) {
+      if (cooperative) await this.xc.domainResume(domid).catch(() => {});
+      throw e;
+    }
     try {
       const builder = this.builder(log);
       const libxc = await builder.save(domid, image);
@@ -603,11 +626,16 @@ export class Libxl {
       if (!opts.checkpoint) this.destroy(domid);
       else {
         this.host.reattachDevices(domid);
+        // A suspended guest's suspend returns 1: it runs on in this domain.
+        if (cooperative) await this.xc.domainResume(domid);
         if (!opts.leavePaused) await this.xc.domainUnpause(domid);
       }
       return size;
     } catch (e) {
-      if (this.host.hv.domains.has(domid)) await this.resumeStopped(domid).catch(() => {});
+      if (this.host.hv.domains.has(domid)) {
+        if (cooperative) await this.xc.domainResume(domid).catch(() => {});
+        await this.resumeStopped(domid).catch(() => {});
+      }
       throw e;
     }
   }
@@ -1052,6 +1080,13 @@ export class Libxl {
     // Gone already (on_poweroff=destroy may be quicker than the caller).
     if (!this.host.hv.domains.has(domid)) return Promise.resolve("destroyed");
     return this.host.waitShutdown(domid, Infinity);
+  }
+
+  /** Whether the guest wrote "1" to `node` under its home (a control/feature-* flag). */
+  private readFeature(domid: number, node: string): boolean {
+    const xs = this.host.xenstored;
+    const path = `${domainPath(domid)}/${node}`;
+    return xs.store.get(path) !== undefined && xs.readText(path) === "1";
   }
 
   /**

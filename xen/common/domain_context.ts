@@ -22,6 +22,7 @@
  * host's.
  */
 import { XenErrno } from "../include/public/errno.js";
+import { SHUTDOWN_suspend } from "../include/public/sched.js";
 import {
   EVTCHNSTAT_interdomain,
   EVTCHNSTAT_ipi,
@@ -65,6 +66,14 @@ export interface DomainContext {
   sharedInfoAddr: number;
   /** The domain's system time when the context was taken (ns). */
   guestNowNs: number;
+  /**
+   * The domain had suspended itself (SHUTDOWN_suspend, Xen's PV suspend):
+   * it resumes in a new domain as a Xen PV guest does, its suspend
+   * returning 0, with no event channel of its old one (none is carried):
+   * it binds its xenstore and console ports again from start_info, which
+   * the toolstack fills with new ones, and registers its watches again.
+   */
+  suspended: boolean;
 }
 
 /** Thrown when a domain cannot be saved or restored; the message says why. */
@@ -111,8 +120,11 @@ export function saveDomainContext(hv: Hypervisor, d: Domain): DomainContext {
       cpuTimeNs: v.cpuTimeNs,
     };
   });
+  // A domain that suspended itself takes none of its ports along: it will
+  // bind what it needs again, as on Xen.
+  const suspended = d.isShutdown && d.shutdownReason === SHUTDOWN_suspend;
   const evtchns: EvtchnContext[] = [];
-  for (const [port, ch] of d.evtchn.channels()) {
+  for (const [port, ch] of suspended ? [] : d.evtchn.channels()) {
     evtchns.push({
       port,
       state: ch.state,
@@ -124,7 +136,7 @@ export function saveDomainContext(hv: Hypervisor, d: Domain): DomainContext {
       priority: ch.priority,
     });
   }
-  return { vcpus, evtchns, sharedInfoAddr: d.sharedInfoAddr, guestNowNs: d.stime() };
+  return { vcpus, evtchns, sharedInfoAddr: d.sharedInfoAddr, guestNowNs: d.stime(), suspended };
 }
 
 /**
@@ -262,7 +274,7 @@ export function encodeContext(ctx: DomainContext): Uint8Array {
       e.priority,
     ])
       u32(x);
-  const bytes = new Uint8Array(size);
+  const bytes = new Uint8Array(size + 8);
   const dv = new DataView(bytes.buffer);
   dv.setUint32(0, CONTEXT_MAGIC, true);
   dv.setUint32(4, CONTEXT_VERSION, true);
@@ -270,15 +282,22 @@ export function encodeContext(ctx: DomainContext): Uint8Array {
   dv.setUint32(12, ctx.evtchns.length, true);
   dv.setBigUint64(16, BigInt(ctx.sharedInfoAddr), true);
   dv.setBigInt64(24, BigInt(ctx.guestNowNs), true);
-  let o = 32;
+  dv.setUint32(32, ctx.suspended ? CONTEXT_F_SUSPENDED : 0, true);
+  let o = 40;
   for (const w of out) o += w(dv, o);
   return bytes;
 }
 
 /** "W32C", little-endian. */
 export const CONTEXT_MAGIC = 0x43323357;
-/** 2: the domain's system time follows shared_info's address. */
-export const CONTEXT_VERSION = 2;
+/**
+ * 3: flags (and a word kept 0) follow the domain's system time; 2 (read
+ * still) has neither: its domain's system time followed shared_info's
+ * address.
+ */
+export const CONTEXT_VERSION = 3;
+/** Flags bit 0: the domain had suspended itself (DomainContext.suspended). */
+export const CONTEXT_F_SUSPENDED = 1;
 
 /** Reads what encodeContext wrote; throws ContextError naming the offset of what is wrong. */
 export function decodeContext(bytes: Uint8Array): DomainContext {
@@ -303,14 +322,25 @@ export function decodeContext(bytes: Uint8Array): DomainContext {
   if (u32("the magic") !== CONTEXT_MAGIC)
     throw new ContextError(XenErrno.EINVAL, "context: not a wasm32 domain context (magic)");
   const version = u32("the version");
-  if (version !== CONTEXT_VERSION)
-    throw new ContextError(XenErrno.EINVAL, `context: version ${version}, not ${CONTEXT_VERSION}`);
+  if (version !== CONTEXT_VERSION && version !== 2)
+    throw new ContextError(
+      XenErrno.EINVAL,
+      `context: version ${version}, not 2 or ${CONTEXT_VERSION}`,
+    );
   const nv = u32("the vCPU count");
   const ne = u32("the port count");
   if (nv < 1 || nv > 16 || ne > 1 << 17)
     throw new ContextError(XenErrno.EINVAL, `context: ${nv} vCPUs and ${ne} ports is not a domain`);
   const sharedInfoAddr = Number(i64("shared_info's address"));
   const guestNowNs = Number(i64("the domain's system time"));
+  const flags = version >= 3 ? u32("the flags") : 0;
+  if (version >= 3 && u32("the word after the flags") !== 0)
+    throw new ContextError(XenErrno.EINVAL, "context: the word after the flags is not 0");
+  if (flags & ~CONTEXT_F_SUSPENDED)
+    throw new ContextError(XenErrno.EINVAL, `context: unknown flags 0x${flags.toString(16)}`);
+  const suspended = (flags & CONTEXT_F_SUSPENDED) !== 0;
+  if (suspended && ne !== 0)
+    throw new ContextError(XenErrno.EINVAL, "context: a suspended domain's ports are not carried");
   const vcpus: VcpuContext[] = [];
   for (let n = 0; n < nv; n++) {
     const id = u32("a vCPU id");
@@ -385,5 +415,5 @@ export function decodeContext(bytes: Uint8Array): DomainContext {
       XenErrno.EINVAL,
       `context: ${bytes.length - o} bytes after the end at offset ${o}`,
     );
-  return { vcpus, evtchns, sharedInfoAddr, guestNowNs };
+  return { vcpus, evtchns, sharedInfoAddr, guestNowNs, suspended };
 }

@@ -2,11 +2,13 @@
 // writes data/greeting, bumps data/counter in a transaction (retrying on
 // EAGAIN), and then does what every PV guest does: watches control/shutdown
 // and powers off or reboots when the toolstack writes "poweroff" or "reboot"
-// (saying so in control/feature-poweroff and -reboot), suspends on "suspend"
-// and carries on when resumed in the same domain, prints the letter
+// (saying so in control/feature-poweroff, -reboot and -suspend), suspends on
+// "suspend" and carries on when resumed, in the same domain or a new one
+// (its console and xenstore bound again, its watches set again), prints the letter
 // `xl sysrq` writes to control/sysrq, and watches memory/target (xl mem-set),
 // printing each new target and following it with its balloon driver.
 import {
+  cmdline_has,
   cons,
   domid,
   shutdown,
@@ -89,9 +91,13 @@ export function _start(): void {
   rc = xenbus_watch("control/shutdown", "shutdown");
   if (rc < 0) fail("watch control/shutdown", rc);
   // As Linux says once its shutdown watch is set: these requests are
-  // understood ("suspend" is too, as every PV guest's).
+  // understood, "suspend" too (so xl save asks it to suspend itself, and
+  // it reconnects in the new domain: mini-os's suspend()).
   xenbus_write("control/feature-poweroff", "1");
   xenbus_write("control/feature-reboot", "1");
+  // `no-suspend` on the command line: a guest that does not say so (xl
+  // save then pauses it where it is and restores it as it was).
+  if (!cmdline_has("no-suspend")) xenbus_write("control/feature-suspend", "1");
   rc = xenbus_watch("control/sysrq", "sysrq");
   if (rc < 0) fail("watch control/sysrq", rc);
   // What a balloon driver watches: the toolstack's memory target (xl mem-set).

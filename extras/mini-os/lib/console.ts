@@ -40,6 +40,11 @@ export function console_port(): u32 {
   return cons_state - 1;
 }
 
+/** After a resume in a new domain: the console's port is read again from start_info. */
+export function console_resume(): void {
+  cons_state = 0;
+}
+
 /**
  * Writes `len` raw bytes at `ptr` to the console. What does not fit the
  * ring's free space is dropped from the ring (as mini-os's xencons_ring_send

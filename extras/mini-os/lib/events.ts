@@ -147,6 +147,18 @@ export function init_events_fifo(): i32 {
   return rc;
 }
 
+/**
+ * After a resume in a new domain: none of the old domain's ports exist, so
+ * no handler stays, and the counts start again. False with the FIFO ABI,
+ * whose control block would have to be registered again (not done).
+ */
+export function events_resume(): bool {
+  if (fifo) return false;
+  memory.fill(handlers, 0, MAX_PORTS * 4);
+  memory.fill(fired, 0, MAX_PORTS * 4);
+  return true;
+}
+
 /** True once init_events_fifo succeeded. */
 export function events_fifo(): bool {
   return fifo;

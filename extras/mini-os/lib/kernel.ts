@@ -11,7 +11,10 @@ import {
   SHUTDOWN_suspend,
 } from "./xen_abi";
 import { HYPERVISOR_sched_op } from "./hypervisor";
-import { printk, cons } from "./console";
+import { printk, cons, console_resume } from "./console";
+import { events_resume } from "./events";
+import { time_resume } from "./sched";
+import { xenbus_port, xenbus_resume } from "./xenbus";
 
 /** This domain's id (from the wasm32 boot info page). */
 export function domid(): u32 {
@@ -54,16 +57,29 @@ export function shutdown(reason: u32): void {
  * control/shutdown). Returns when the domain runs again: 1 when the
  * toolstack resumed it in the same domain (a checkpoint, or a cancelled
  * suspend), so every ring and channel is still connected; 0 when it runs
- * in a new domain after a restore. mini-os cannot reconnect its rings yet:
- * that case crashes, saying so.
+ * in a new domain after a restore, as mini-os's and Linux's resume do: no
+ * port of the old domain exists, so the console and xenstore are bound
+ * again on the ports start_info now gives, VIRQ_TIMER when next needed,
+ * and every xenstore watch is set again (each fires once). Frontends are
+ * not reconnected (the toolstack refuses such a save: docs/save-format.md).
  */
 export function suspend(): i32 {
   const arg = memory.data(4);
   store<u32>(arg, SHUTDOWN_suspend);
   const rc = HYPERVISOR_sched_op(SCHEDOP_shutdown, arg);
   if (rc == 0) {
-    printk("mini-os: resumed in a new domain; reconnecting is not implemented\n");
-    shutdown(SHUTDOWN_crash);
+    if (!events_resume()) {
+      printk("mini-os: resumed in a new domain; FIFO event channels cannot be reconnected\n");
+      shutdown(SHUTDOWN_crash);
+    }
+    time_resume();
+    console_resume();
+    const watches = xenbus_port() != 0 ? xenbus_resume() : 0;
+    cons
+      .s("mini-os: resumed in a new domain: console and xenstore reconnected, ")
+      .i(watches)
+      .s(" watches set again")
+      .nl();
   }
   return rc;
 }

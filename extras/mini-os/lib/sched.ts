@@ -46,6 +46,11 @@ export function NOW(): u64 {
 
 let timer_port: i32 = -1;
 
+/** After a resume in a new domain: VIRQ_TIMER is bound again when next needed. */
+export function time_resume(): void {
+  timer_port = -1;
+}
+
 /** Binds VIRQ_TIMER on vCPU 0 (once); returns its port. */
 export function init_time(): i32 {
   if (timer_port < 0) {

@@ -289,13 +289,41 @@ export function xenbus_directory(path: string, tx: u32 = 0): i32 {
   return n;
 }
 
+// The watches set, as XS_WATCH's payload (path NUL token NUL), so that a
+// domain resumed in a new domain sets them again (xenbus_resume).
+const MAX_WATCHES: i32 = 16;
+const WATCH_BYTES: i32 = 256;
+const watches = memory.data(MAX_WATCHES * WATCH_BYTES);
+const watch_len = memory.data(MAX_WATCHES * 4);
+
+function watch_slot(): i32 {
+  // The request just built, if an equal one is kept, or a free slot, or -1.
+  let free = -1;
+  for (let i = 0; i < MAX_WATCHES; i++) {
+    const n = load<i32>(watch_len + i * 4);
+    if (n == 0) {
+      if (free < 0) free = i;
+      continue;
+    }
+    if (n == req_len && memory.compare(watches + i * WATCH_BYTES, reqbuf + 16, n) == 0) return i;
+  }
+  return free;
+}
+
 /** Watches `path`; events carry `token`. The first one comes at once. */
 export function xenbus_watch(path: string, token: string): i32 {
   put(path);
   put_nul();
   put(token);
   put_nul();
-  return transact(XS_WATCH, 0);
+  // Kept once xenstored took it (a watch kept already stays kept).
+  const slot = req_len <= WATCH_BYTES ? watch_slot() : -1;
+  const fresh = slot >= 0 && load<i32>(watch_len + slot * 4) == 0;
+  const n = req_len;
+  if (fresh) memory.copy(watches + slot * WATCH_BYTES, reqbuf + 16, n);
+  const rc = transact(XS_WATCH, 0);
+  if (fresh && rc >= 0) store<i32>(watch_len + slot * 4, n);
+  return rc;
 }
 
 /** Removes the watch on `path` with `token`. */
@@ -304,7 +332,32 @@ export function xenbus_unwatch(path: string, token: string): i32 {
   put_nul();
   put(token);
   put_nul();
+  const slot = watch_slot();
+  if (slot >= 0 && load<i32>(watch_len + slot * 4) == req_len) store<i32>(watch_len + slot * 4, 0);
   return transact(XS_UNWATCH, 0);
+}
+
+/**
+ * After a resume in a new domain (suspend returned 0): the store port is
+ * the new one start_info gives, watch events queued before are dropped,
+ * and every watch is set again, each firing once, as Linux's xenbus does
+ * on a PV resume. Returns how many were set, or -errno.
+ */
+export function xenbus_resume(): i32 {
+  xenbus_init();
+  ev_head = 0;
+  ev_count = 0;
+  let n = 0;
+  for (let i = 0; i < MAX_WATCHES; i++) {
+    const len = load<i32>(watch_len + i * 4);
+    if (len == 0) continue;
+    memory.copy(reqbuf + 16, watches + i * WATCH_BYTES, len);
+    req_len = len;
+    const rc = transact(XS_WATCH, 0);
+    if (rc < 0) return rc;
+    n++;
+  }
+  return n;
 }
 
 /** Starts a transaction; returns its id (> 0) or -errno. */
