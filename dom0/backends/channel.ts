@@ -33,6 +33,8 @@ const F = xencons_interface.fields;
 
 /** Bytes from the socket held while the guest's input ring is full, before reading pauses. */
 const MAX_PENDING_INPUT = 64 * 1024;
+/** Connections that may wait for the one being served. */
+const MAX_WAITING = 8;
 
 export interface ChannelStats {
   /** Bytes from the guest to the socket, and from the socket to the guest. */
@@ -52,6 +54,8 @@ export class ChannelDevice implements BackendDevice {
   private clientFull = false;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** Connections waiting for the client to go. */
+  private waiting: Socket[] = [];
   private readonly gnt: XenGnttab;
   /** The channel's name and socket path, as the toolstack wrote them. */
   readonly name: string;
@@ -141,10 +145,25 @@ export class ChannelDevice implements BackendDevice {
     });
   }
 
-  /** One connection at a time, as QEMU's socket chardev: a second waits until the first goes. */
+  /**
+   * One connection at a time, as QEMU's socket chardev: a second waits,
+   * unread, until the first goes (at most MAX_WAITING wait; more are
+   * turned away).
+   */
   private accept(s: Socket): void {
     if (this.client) {
-      s.end();
+      if (this.waiting.length >= MAX_WAITING) {
+        s.end();
+        return;
+      }
+      s.pause();
+      this.waiting.push(s);
+      const leave = (): void => {
+        const i = this.waiting.indexOf(s);
+        if (i >= 0) this.waiting.splice(i, 1);
+      };
+      s.once("close", leave);
+      s.once("error", leave);
       return;
     }
     this.client = s;
@@ -161,6 +180,14 @@ export class ChannelDevice implements BackendDevice {
       this.clientFull = false;
       this.pending = [];
       this.pendingBytes = 0;
+      // The next in line, if it is still there.
+      const next = this.waiting.shift();
+      if (next && !next.destroyed) {
+        next.removeAllListeners("close");
+        next.removeAllListeners("error");
+        this.accept(next);
+        next.resume();
+      }
     };
     s.on("close", gone);
     s.on("error", gone);
@@ -234,6 +261,7 @@ export class ChannelDevice implements BackendDevice {
   }
 
   disconnect(): void {
+    for (const w of this.waiting.splice(0)) w.destroy();
     this.client?.destroy();
     this.client = undefined;
     if (this.server) {

@@ -9,7 +9,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT } from "../../extras/mini-os/build.js";
@@ -18,7 +19,7 @@ import { domainConfig, type XlDomainConfig } from "../../tools/libxl/config.js";
 import { Libxl } from "../../tools/libxl/domain.js";
 import { SAVEFILE_MAGIC } from "../../tools/libxl/save.js";
 import { start_info } from "../../xen/include/public/arch-wasm32.js";
-import { accountedFrames, grantAccess, newHost, until } from "../helpers.js";
+import { accountedFrames, grantAccess, newHost, sleep, until } from "../helpers.js";
 
 const EX = join(ROOT, "extras", "mini-os", "examples");
 
@@ -314,7 +315,7 @@ test("a guest that handles suspend is saved as Xen saves a PV guest: it suspends
   }
 });
 
-test("what save cannot carry is refused, and the guest runs on: PV channels, a device not yet connected, a grant mapped by another domain", async () => {
+test("a guest agent on a PV channel is saved and restored: its socket is there again at its path, and it answers", async () => {
   const host = newHost();
   const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));
   try {
@@ -323,8 +324,58 @@ test("what save cannot carry is refused, and the guest runs on: PV channels, a d
     const c = await xl.create(
       cfg("channel-echo", `\nchannel=["name=org.tsxen.echo,connection=socket,path=${sock}"]\n`),
     );
-    await assert.rejects(xl.save(c.domid, join(dir, "c.save")), /PV channels is not supported yet/);
-    assert.equal(c.pauseCount, 0, "still running");
+    const talk = async (line: string): Promise<string> => {
+      const s = connect(sock);
+      let got = "";
+      s.on("data", (b: Buffer) => (got += b.toString()));
+      s.write(`${line}\n`);
+      await until(() => got.includes("\n"), 5000, `the echo of '${line}'`);
+      s.destroy();
+      return got;
+    };
+    await until(() => existsSync(sock), 5000, "the channel's socket");
+    assert.equal(await talk("before"), "echo: BEFORE\n");
+    // One client at a time: a second waits, unread, until the first goes.
+    const first = connect(sock);
+    await new Promise((r) => first.once("connect", r));
+    await sleep(50);
+    const waiting = talk("queued");
+    await sleep(200);
+    first.destroy();
+    assert.equal(await waiting, "echo: QUEUED\n");
+    const file = join(dir, "c.save");
+    await xl.save(c.domid, file);
+    assert.equal(host.hv.domains.has(c.domid), false);
+    const r = await xl.restore(file);
+    assert.equal(
+      host.xenstored.readText(`/local/domain/0/backend/console/${r.domid}/1/state`),
+      "4",
+      "the channel's backend attached to the saved ring",
+    );
+    assert.equal(await talk("after"), "echo: AFTER\n");
+    // A checkpoint keeps it serving where it is.
+    await xl.save(r.domid, join(dir, "c2.save"), { checkpoint: true });
+    assert.equal(await talk("still"), "echo: STILL\n");
+    // Its copy (under another name) cannot take the path while the
+    // original listens there: the restore fails naming it, nothing is left.
+    xl.rename(r.domid, "original");
+    const before = [...host.hv.domains.keys()];
+    await assert.rejects(xl.restore(join(dir, "c2.save")), (e: Error) => {
+      assert.match(e.message, /channel 'org\.tsxen\.echo'/);
+      return true;
+    });
+    assert.deepEqual([...host.hv.domains.keys()], before, "nothing left");
+    assert.equal(await talk("last"), "echo: LAST\n");
+  } finally {
+    await host.shutdown();
+  }
+});
+
+test("what save cannot carry is refused, and the guest runs on: a device not yet connected, a grant mapped by another domain", async () => {
+  const host = newHost();
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));
+  try {
+    const xl = new Libxl(host);
     // blkbench waiting for a disk to be hot-plugged: the vbd's frontend never connects.
     const img = join(dir, "w.img");
     execFileSync("truncate", ["-s", "8M", img]);

@@ -225,13 +225,18 @@ export class Host {
    * request of its is in flight.
    */
   async detachDevices(domid: number): Promise<void> {
-    await Promise.all([this.vbd.detach(domid), this.vif.detach(domid)]);
+    await Promise.all([
+      this.vbd.detach(domid),
+      this.vif.detach(domid),
+      this.channels.detach(domid),
+    ]);
   }
 
   /** The backends map `domid`'s rings again after detachDevices (a checkpoint, a failed migration). */
   reattachDevices(domid: number): void {
     this.vbd.reattach(domid);
     this.vif.reattach(domid);
+    this.channels.reattach(domid);
   }
 
   /**

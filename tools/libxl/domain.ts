@@ -449,7 +449,12 @@ export class Libxl {
    * xen-doc `misc/console.txt` lays them out. The guest's frontend sets the
    * ring up; Dom0's channel backend (dom0/backends/channel.ts) serves it.
    */
-  addChannel(domid: number, devid: number, c: ChannelSpec): void {
+  addChannel(
+    domid: number,
+    devid: number,
+    c: ChannelSpec,
+    restoredFrontend?: Record<string, string>,
+  ): void {
     addDevice(
       this.host,
       "console",
@@ -463,6 +468,7 @@ export class Libxl {
         protocol: "vt100",
       },
       { name: c.name, type: "ioemu", limit: String(1024 * 1024) },
+      restoredFrontend,
     );
   }
 
@@ -573,7 +579,7 @@ export class Libxl {
    * destroyed; with `checkpoint` it runs on (or stays paused with
    * `leavePaused`). PV guests, with their disks and vifs: the backends
    * detach from the rings now and the restored domain's attach to them
-   * (docs/save-format.md, "Devices"); not PV channels yet.
+   * (docs/save-format.md, "Devices"), PV channels too.
    * Resolves with the file's size.
    */
   async save(
@@ -598,9 +604,9 @@ export class Libxl {
     // so neither its ports nor its watches are carried. Any other is
     // paused where it is and restored as it was (docs/save-format.md).
     const cooperative = this.readFeature(domid, "control/feature-suspend");
-    if (cooperative && (c.disks.length > 0 || c.vifs.length > 0))
+    if (cooperative && c.disks.length + c.vifs.length + (c.channels?.length ?? 0) > 0)
       throw new Error(
-        `libxl: domain ${domid} suspends itself (control/feature-suspend) and has disks or vifs, which mini-os's frontends cannot reconnect yet`,
+        `libxl: domain ${domid} suspends itself (control/feature-suspend) and has disks, vifs or channels, which mini-os's frontends cannot reconnect yet`,
       );
     if (cooperative) await this.suspend(domid, { ...opts, log });
     const frontends = cooperative ? {} : this.frontends(domid);
@@ -659,15 +665,11 @@ export class Libxl {
     }
   }
 
-  /** Refuses what save and migrate cannot carry yet (HVM guests, channels); the module. */
+  /** Refuses what save and migrate cannot carry yet (HVM guests); the module. */
   private checkSavable(domid: number, x: LibxlDomain): Pick<XcDomImage, "sha256" | "bytes"> {
     const c = x.config;
     if (c.type === "hvm" || !x.image)
       throw new Error(`libxl: domain ${domid}: saving an HVM guest is not supported yet`);
-    if ((c.channels?.length ?? 0) > 0)
-      throw new Error(
-        `libxl: domain ${domid}: saving a guest with PV channels is not supported yet (their sockets in Dom0 would have to move with it)`,
-      );
     return x.image;
   }
 
@@ -678,7 +680,8 @@ export class Libxl {
    */
   private frontends(domid: number): Frontends {
     const out: Frontends = {};
-    for (const type of ["vbd", "vif"])
+    // Consoles past the first are PV channels (console 0 is not a device here).
+    for (const type of ["vbd", "vif", "console"])
       for (const { devid } of listDevices(this.host, type, domid)) {
         const nodes = frontendTree(this.host, type, domid, devid);
         if (nodes.state !== String(XenbusStateConnected))
@@ -785,9 +788,13 @@ export class Libxl {
       const devid = nic.devid ?? i;
       this.addNic(domid, { ...nic, devid }, frontends[`vif/${devid}`]);
     });
+    const channels = (config.channels ?? []).map((spec) => parseChannelSpec(spec));
+    // A channel's backend listens on its path again, attached to the same ring.
+    channels.forEach((c, i) => this.addChannel(domid, i + 1, c, frontends[`console/${i + 1}`]));
     const devices = [
       ...disks.map((d) => ["vbd", d.devid, `disk ${d.vdev}`] as const),
       ...config.vifs.map((s, i) => ["vif", parseNicSpec(s).devid ?? i, `vif ${i}`] as const),
+      ...channels.map((c, i) => ["console", i + 1, `channel '${c.name}'`] as const),
     ];
     const xs = this.host.xenstored;
     for (const [type, devid, what] of devices) {

@@ -387,6 +387,7 @@ function checkFrontends(v: unknown, config: XlDomainConfig, fail: Fail): Fronten
   const want = new Set([
     ...config.disks.map((d) => `vbd/${parseDiskSpec(d).devid}`),
     ...config.vifs.map((spec, i) => `vif/${parseNicSpec(spec).devid ?? i}`),
+    ...(config.channels ?? []).map((_, i) => `console/${i + 1}`),
   ]);
   const out: Frontends = {};
   for (const [dev, nodes] of Object.entries(v)) {
