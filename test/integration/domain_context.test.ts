@@ -35,6 +35,15 @@ function guestClock(host: Host, d: Domain): { stime: number; wallclock: number }
   return { stime, wallclock: wc + stime };
 }
 
+/** A ticker that has ticked `ticks` times, paused. */
+async function pausedTicker(host: Host, ticks: 1 | 2): Promise<Domain> {
+  const a = host.createSync({ name: "ticker", kernel: await kernel("ticker"), memory: 4 });
+  const what = ticks === 1 ? "a tick" : "two ticks";
+  await until(() => host.readConsole(a.domid).includes(`tick ${ticks}`), 5000, what);
+  host.pause(a.domid);
+  return a;
+}
+
 /**
  * A new domain built through the builder's hypercalls with `a`'s pages and
  * module, not yet given a context.
@@ -79,9 +88,7 @@ async function cloneDomain(
 test("a ticking guest moves to a new domain and ticks on from where it was", async () => {
   const host = newHost();
   try {
-    const a = host.createSync({ name: "ticker", kernel: await kernel("ticker"), memory: 4 });
-    await until(() => host.readConsole(a.domid).includes("tick 2"), 5000, "two ticks");
-    host.pause(a.domid);
+    const a = await pausedTicker(host, 2);
     await assert.rejects(
       (async () =>
         saveDomainContext(
@@ -115,9 +122,7 @@ test("a ticking guest moves to a new domain and ticks on from where it was", asy
 test("a restored domain's clock goes on from the saved time, on a host whose clock is anywhere; its wallclock stays the host's", async () => {
   const host = newHost();
   try {
-    const a = host.createSync({ name: "ticker", kernel: await kernel("ticker"), memory: 4 });
-    await until(() => host.readConsole(a.domid).includes("tick 2"), 5000, "two ticks");
-    host.pause(a.domid);
+    const a = await pausedTicker(host, 2);
     const saved = saveDomainContext(host.hv, a);
     // Time spent saved does not count: the clock stops with the saved state.
     await sleep(1500);
@@ -165,9 +170,7 @@ test("a restored domain's clock goes on from the saved time, on a host whose clo
 test("the context's encoding: version 3's flags say a domain suspended itself (then no port may come with it); version 2's files still read", async () => {
   const host = newHost();
   try {
-    const a = host.createSync({ name: "ticker", kernel: await kernel("ticker"), memory: 4 });
-    await until(() => host.readConsole(a.domid).includes("tick 1"), 5000, "a tick");
-    host.pause(a.domid);
+    const a = await pausedTicker(host, 1);
     const ctx = saveDomainContext(host.hv, a);
     assert.equal(ctx.suspended, false);
     assert.ok(ctx.evtchns.length > 0, "a running guest's ports come along");
@@ -208,9 +211,7 @@ test("the context's encoding: version 3's flags say a domain suspended itself (t
 test("a context that would give a guest a timer firing without end is refused", async () => {
   const host = newHost();
   try {
-    const a = host.createSync({ name: "ticker", kernel: await kernel("ticker"), memory: 4 });
-    await until(() => host.readConsole(a.domid).includes("tick 1"), 5000, "a tick");
-    host.pause(a.domid);
+    const a = await pausedTicker(host, 1);
     const ctx = saveDomainContext(host.hv, a);
     ctx.vcpus[0]!.periodNs = 1;
     ctx.vcpus[0]!.periodicNs = 0;

@@ -13,6 +13,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
+import { connect } from "node:net";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -216,7 +217,7 @@ test("a guest dirtying all its memory all the time migrates: five rounds, then t
   B.ok("destroy", "dirtier");
 });
 
-test("guests with devices migrate: blkbench goes on writing and verifies on the destination (the same image, as shared storage); a networked guest answers pings on the destination's bridge", async () => {
+test("guests with devices migrate: blkbench goes on writing and verifies on the destination (the same image, as shared storage); a networked guest answers pings on the destination's bridge; a channel's agent answers on its socket", async () => {
   const img = join(top, "bb.img");
   spawnSync("truncate", ["-s", "64M", img]);
   A.ok(
@@ -252,6 +253,30 @@ test("guests with devices migrate: blkbench goes on writing and verifies on the 
   await until(() => B.console("pinger").includes("packets transmitted"), 20_000, "the pings");
   assert.match(B.console("pinger"), /3 packets transmitted, 3 received, 0% packet loss/);
   B.ok("destroy", "pong");
+
+  // A guest agent on a PV channel: its socket is served from B once it is there.
+  const sock = join(top, "agent.sock");
+  A.ok(
+    "create",
+    join(EXAMPLES, "channel-echo.cfg"),
+    `channel=["name=org.tsxen.echo,connection=socket,path=${sock}"]`,
+  );
+  const talk = async (line: string): Promise<string> => {
+    const s = connect(sock);
+    let got = "";
+    s.on("data", (b: Buffer) => (got += b.toString()));
+    s.write(`${line}\n`);
+    await until(() => got.includes("\n"), 5000, `the echo of '${line}'`);
+    s.destroy();
+    return got;
+  };
+  await until(() => existsSync(sock), 10_000, "the channel's socket");
+  assert.equal(await talk("on a"), "echo: ON A\n");
+  const c = A.xl("migrate", "--debug", "-s", SSH, "channel-echo", B.run);
+  assert.equal(c.code, 0, c.err);
+  assert.equal(await talk("on b"), "echo: ON B\n");
+  assert.ok(B.domains().has("channel-echo") && !A.domains().has("channel-echo"));
+  B.ok("destroy", "channel-echo");
 });
 
 test("a guest's xenstore watches go with it: xl mem-set and shutdown on the destination reach it", async () => {

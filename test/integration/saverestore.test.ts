@@ -28,16 +28,21 @@ function cfg(name: string, extra = ""): XlDomainConfig {
   return domainConfig(parseCfg(readFileSync(f, "utf8") + extra, f), f, EX).config;
 }
 
-/** Save file `bytes` with its config JSON (xl's optional data) changed by `edit`. */
-function withConfigJson(bytes: Buffer, edit: (j: Record<string, unknown>) => void): Buffer {
-  const optLen = bytes.readUInt32LE(44);
+/** The config JSON of save file `bytes` (xl's optional data). */
+function configJsonOf(bytes: Buffer): Record<string, unknown> {
   const cfgLen = bytes.readUInt32LE(48);
-  const json = JSON.parse(
+  return JSON.parse(
     bytes
       .subarray(52, 52 + cfgLen)
       .toString()
       .replace(/\0$/, ""),
   ) as Record<string, unknown>;
+}
+
+/** Save file `bytes` with its config JSON changed by `edit`. */
+function withConfigJson(bytes: Buffer, edit: (j: Record<string, unknown>) => void): Buffer {
+  const optLen = bytes.readUInt32LE(44);
+  const json = configJsonOf(bytes);
   edit(json);
   const text = Buffer.from(`${JSON.stringify(json)}\0`);
   const opt = Buffer.alloc(4 + text.length);
@@ -271,13 +276,7 @@ test("a guest that handles suspend is saved as Xen saves a PV guest: it suspends
       "the checkpointed guest to run on",
     );
     // Neither its ports nor its watches are in the file: it makes them again.
-    const json = JSON.parse(
-      readFileSync(file)
-        .subarray(52, 52 + readFileSync(file).readUInt32LE(48))
-        .toString()
-        .replace(/\0+$/, ""),
-    ) as Record<string, unknown>;
-    assert.deepEqual(json.tsxen_watches, []);
+    assert.deepEqual(configJsonOf(readFileSync(file)).tsxen_watches, []);
     xl.destroy(d.domid);
 
     const r = await xl.restore(file);

@@ -82,8 +82,9 @@ export class LogDirty {
    * run, sorted: the architecture's frames (start_info, shared_info's
    * default place, the console and xenstore rings, the boot page, grant
    * frames 0–9, the vCPU save areas), wherever shared_info, grant frames
-   * and FIFO event pages now are, every page a valid grant entry grants, and
-   * what the hypervisor or Dom0's mappings touched (mark, foreignMap). A
+   * and FIFO event pages now are, every page a valid grant entry grants,
+   * the pages Dom0 holds privcmd mappings of, and what was marked since the
+   * last round (pages released, frames moved, mappings dropped). A
    * domain that has not run cannot have moved any of these since the last
    * round: only its own hypercalls move them.
    */
