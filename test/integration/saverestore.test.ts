@@ -309,6 +309,23 @@ test("a guest that handles suspend is saved as Xen saves a PV guest: it suspends
     assert.equal(t.pauseCount, 0, "still running");
     assert.equal(t.isShutdown, false);
     assert.equal(host.xenstored.readText(`/local/domain/${t.domid}/control/shutdown`), "");
+    // One that acknowledges (here Dom0 clears the request for it) and then
+    // does not suspend: Xen's other message, and it runs on too.
+    const ack = setInterval(() => {
+      const p = `/local/domain/${t.domid}/control/shutdown`;
+      if (host.xenstored.readText(p) === "suspend") host.xenstored.writeText(p, "");
+    }, 5);
+    try {
+      await assert.rejects(
+        xl.save(t.domid, join(dir, "t.save"), { ackTimeoutMs: 2000, suspendTimeoutMs: 300 }),
+        new RegExp(`libxl: Domain ${t.domid}:guest did not suspend, timed out`),
+      );
+    } finally {
+      clearInterval(ack);
+    }
+    assert.equal(t.pauseCount, 0, "still running");
+    assert.equal(t.isShutdown, false);
+    assert.equal(existsSync(join(dir, "t.save")), false, "no file");
   } finally {
     await host.shutdown();
   }
