@@ -387,6 +387,55 @@ test("a guest agent on a PV channel is saved and restored: its socket is there a
   }
 });
 
+test("a guest with a disk that handles suspend connects its blkfront again in the new domain, as Xen's do; its data is all there and its writes go on", async () => {
+  const host = newHost();
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));
+  try {
+    const xl = new Libxl(host);
+    const img = join(dir, "d.img");
+    execFileSync("truncate", ["-s", "8M", img]);
+    const f = join(EX, "spin.cfg");
+    const text = [
+      `name="suspender"`,
+      `kernel="${join(ROOT, "build/mini-os/suspender.wasm")}"`,
+      `memory=8`,
+      `disk=["format=raw, vdev=xvda, access=rw, target=${img}"]`,
+    ].join("\n");
+    const d = await xl.create(domainConfig(parseCfg(text, f), f, EX).config);
+    await until(() => host.xenconsoled.read(d.domid).includes("round 100"), 10_000, "its rounds");
+    const file = join(dir, "s.save");
+    await xl.save(d.domid, file);
+    assert.equal(host.hv.domains.has(d.domid), false);
+    assert.deepEqual(configJsonOf(readFileSync(file)).tsxen_frontends, {}, "no ring carried");
+    const r = await xl.restore(file);
+    const out = (): string => host.xenconsoled.read(r.domid);
+    await until(() => out().includes("sectors hold"), 10_000, "its check after the resume");
+    assert.match(
+      out(),
+      /resumed \(suspend returned 0\)\r?\nsuspender: 64 sectors hold what was written/,
+    );
+    // The device was made afresh and the guest went through the handshake again.
+    const back = `/local/domain/0/backend/vbd/${r.domid}/51712`;
+    assert.equal(host.xenstored.readText(`${back}/state`), "4");
+    assert.equal(host.xenstored.readText(`/local/domain/${r.domid}/device/vbd/51712/state`), "4");
+    const n = (out().match(/round \d+/g) ?? []).length;
+    await until(() => (out().match(/round \d+/g) ?? []).length > n, 10_000, "more rounds");
+    xl.destroy(r.domid);
+
+    // Its vifs could not connect again yet: refused before anything is done.
+    const v = await xl.create({
+      ...domainConfig(parseCfg(`${text}\nvif=["bridge=xenbr0"]`, f), f, EX).config,
+      name: "withvif",
+    });
+    await until(() => host.xenconsoled.read(v.domid).includes("xvda connected"), 10_000, "xvda");
+    await assert.rejects(xl.save(v.domid, join(dir, "v.save")), /has vifs or channels/);
+    assert.equal(v.pauseCount, 0);
+    assert.equal(v.isShutdown, false);
+  } finally {
+    await host.shutdown();
+  }
+});
+
 test("what save cannot carry is refused, and the guest runs on: a device not yet connected, a grant mapped by another domain", async () => {
   const host = newHost();
   const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));
@@ -550,6 +599,18 @@ test("a save file whose frontends lie (another ring's port, a grant that is not 
       assert.deepEqual([...host.hv.domains.keys()], [], `nothing left after ${key}`);
       assert.equal(host.hv.frames.freeFrames, free, "every frame back");
     }
+    // No frontend at all, from a guest that did not suspend itself: it
+    // would never connect its disk again.
+    writeFileSync(
+      bad,
+      withConfigJson(bytes, (j) => (j.tsxen_frontends = {})),
+    );
+    await assert.rejects(
+      xl.restore(bad),
+      /carries no device frontends, and its guest did not suspend itself/,
+    );
+    assert.deepEqual([...host.hv.domains.keys()], [], "nothing left");
+    assert.equal(host.hv.frames.freeFrames, free, "every frame back");
   } finally {
     await host.shutdown();
   }

@@ -604,9 +604,9 @@ export class Libxl {
     // so neither its ports nor its watches are carried. Any other is
     // paused where it is and restored as it was (docs/save-format.md).
     const cooperative = this.readFeature(domid, "control/feature-suspend");
-    if (cooperative && c.disks.length + c.vifs.length + (c.channels?.length ?? 0) > 0)
+    if (cooperative && c.vifs.length + (c.channels?.length ?? 0) > 0)
       throw new Error(
-        `libxl: domain ${domid} suspends itself (control/feature-suspend) and has disks, vifs or channels, which mini-os's frontends cannot reconnect yet`,
+        `libxl: domain ${domid} suspends itself (control/feature-suspend) and has vifs or channels, which mini-os's frontends cannot connect again yet (its disks can)`,
       );
     if (cooperative) await this.suspend(domid, { ...opts, log });
     const frontends = cooperative ? {} : this.frontends(domid);
@@ -778,9 +778,17 @@ export class Libxl {
   /**
    * The devices of a restored domain, from its config, each attached to
    * the rings its saved frontend names (blkback and netback attach at the
-   * ring's last response); resolves when every backend has connected.
+   * ring's last response); resolves when every backend has connected. For
+   * a guest that suspended itself (`reconnect`), each is made afresh and
+   * resolves once its backend waits for the guest (InitWait), as Xen's.
    */
-  private async restoreDevices(domid: number, config: XlDomainConfig, frontends: Frontends) {
+  private async restoreDevices(
+    domid: number,
+    config: XlDomainConfig,
+    frontends: Frontends,
+    /** A guest that suspended itself connects them: the backends wait for it (InitWait). */
+    reconnect = false,
+  ) {
     const disks = config.disks.map(parseDiskSpec);
     for (const disk of disks) this.addDisk(domid, disk, frontends[`vbd/${disk.devid}`]);
     config.vifs.forEach((spec, i) => {
@@ -807,7 +815,7 @@ export class Libxl {
         const state = Number(xs.readText(`${backend}/state`));
         if (error !== undefined || state === XenbusStateClosed)
           throw new Error(`libxl: ${what}: ${error ?? "the backend closed the device"}`);
-        if (state === XenbusStateConnected) break;
+        if (state === (reconnect ? XenbusStateInitWait : XenbusStateConnected)) break;
         if (Date.now() > end)
           throw new Error(`libxl: ${what}: the backend did not attach in ${BACKEND_WAIT_MS} ms`);
         await new Promise((r) => setTimeout(r, 2));
@@ -840,7 +848,12 @@ export class Libxl {
       log(`xc: info: Console: mfn 0x3, dom 0, evt ${built.consoleEvtchn}`);
       this.host.connectBuilt(domid, config.name, built.storeEvtchn, built.consoleEvtchn);
       this.register(d, { ...config, uuid }, saved.image);
-      await this.restoreDevices(domid, config, saved.frontends);
+      const devices = config.disks.length + config.vifs.length + (config.channels?.length ?? 0);
+      if (devices > 0 && !built.reconnect && Object.keys(saved.frontends).length === 0)
+        throw new Error(
+          `libxl: the file carries no device frontends, and its guest did not suspend itself to connect them again`,
+        );
+      await this.restoreDevices(domid, config, saved.frontends, built.reconnect === true);
       this.restoreWatches(domid, saved.watches);
       if (!paused) await this.xc.domainUnpause(domid);
     } catch (e) {

@@ -405,7 +405,9 @@ function checkFrontends(v: unknown, config: XlDomainConfig, fail: Fail): Fronten
         bad(`${dev}'s node '${k.slice(0, 32)}'`);
     out[dev] = nodes as Record<string, string>;
   }
-  for (const dev of want) if (!out[dev]) bad(`none for ${dev}`);
+  // All of them, or none (a guest that suspended itself connects its
+  // devices again, as on Xen: restoreFrom checks that it did).
+  if (Object.keys(out).length > 0) for (const dev of want) if (!out[dev]) bad(`none for ${dev}`);
   return out;
 }
 

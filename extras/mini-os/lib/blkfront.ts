@@ -81,6 +81,7 @@ import {
   ring_unconsumed_responses,
   ring_final_check_for_responses,
 } from "./ring";
+import { on_resume } from "./kernel";
 
 const SEGS: u32 = <u32>BLKIF_MAX_SEGMENTS_PER_REQUEST;
 /** Requests in flight at once. */
@@ -144,19 +145,54 @@ function decimal(n: u32): string {
   return n.toString();
 }
 
+/** The device connected (blkfront_init's devid) and its ring's grant, for a resume. */
+let the_devid: u32 = 0;
+let ring_ref: i32 = -1;
+let indirect_granted = false;
+
 /** Connects virtual device `devid`; 0, or a negative error (and the reason printed by the caller). */
 export function blkfront_init(devid: u32): i32 {
+  const first = ring_ref < 0;
+  const rc = handshake(devid);
+  // Once connected, a resume in a new domain connects it again (kernel.ts).
+  if (rc == 0 && first) on_resume(blkfront_resume);
+  return rc;
+}
+
+/**
+ * After a resume in a new domain (suspend returned 0, Xen's PV protocol):
+ * the toolstack made the device afresh, its backend waits (InitWait), and
+ * the old port is gone. The frontend goes through the handshake again as
+ * Linux's blkfront_resume does: the same ring page and grants (the grant
+ * table came with the domain's memory), the ring's indices set to zero, a
+ * new port, then Initialised and the backend's Connected. The backend's
+ * path is read again (it names the new domid). No asynchronous request may
+ * be in flight (one would be lost): -XEN_EINVAL then.
+ */
+export function blkfront_resume(): i32 {
+  if (!connected) return 0;
+  if (aio_busy != 0) return -XEN_EINVAL;
+  connected = false;
+  return handshake(the_devid);
+}
+
+function handshake(devid: u32): i32 {
   const dev = "device/vbd/" + decimal(devid);
   const backend = xenbus_read_string(dev + "/backend");
   if (backend === null) return -XEN_EINVAL;
   const bid = xenbus_read_u32(dev + "/backend-id");
   if (bid < 0) return <i32>bid;
+  if (ring_ref >= 0 && <u32>bid != backend_id) return -XEN_EINVAL;
   backend_id = <u32>bid;
+  the_devid = devid;
   // SHARED_RING_INIT: every index zero.
   front_ring_init(fr, ring, 4096, BLKIF_RING_ENTRY, 0);
-  const ref = gnttab_grant_access(backend_id, virt_to_gfn(ring), false);
-  if (ref < 0) return -XEN_EINVAL;
-  if (!gnttab_grant_pages(backend_id, pages, BATCH * SEGS, grefs, false)) return -XEN_EINVAL;
+  if (ring_ref < 0) {
+    ring_ref = gnttab_grant_access(backend_id, virt_to_gfn(ring), false);
+    if (ring_ref < 0) return -XEN_EINVAL;
+    if (!gnttab_grant_pages(backend_id, pages, BATCH * SEGS, grefs, false)) return -XEN_EINVAL;
+  }
+  const ref = ring_ref;
   const p = evtchn_alloc_unbound(backend_id);
   if (p < 0) return p;
   port = <u32>p;
@@ -179,9 +215,13 @@ export function blkfront_init(devid: u32): i32 {
   const most = xenbus_read_u32(backend + "/feature-max-indirect-segments");
   if (most > <i64>SEGS) {
     // Writable: a backend maps persistent grants writable.
-    if (!gnttab_grant_pages(backend_id, indirect_pages, INDIRECT_SLOTS, indirect_grefs, false)) {
+    if (
+      !indirect_granted &&
+      !gnttab_grant_pages(backend_id, indirect_pages, INDIRECT_SLOTS, indirect_grefs, false)
+    ) {
       return -XEN_EINVAL;
     }
+    indirect_granted = true;
     indirect_segs = most < <i64>MAX_INDIRECT_SEGS ? <u32>most : MAX_INDIRECT_SEGS;
     memory.fill(indirect_nseg, 0, INDIRECT_SLOTS * 4);
   }

@@ -51,6 +51,17 @@ export function shutdown(reason: u32): void {
   HYPERVISOR_sched_op(SCHEDOP_shutdown, arg);
 }
 
+/** Drivers to connect again after a resume in a new domain (blkfront's, netfront's). */
+const MAX_RESUME_HOOKS: i32 = 8;
+const resume_hooks = memory.data(MAX_RESUME_HOOKS * 4);
+let resume_hook_count: i32 = 0;
+
+/** Has `fn` run (once per resume in a new domain, after xenstore is back); 0 or -errno. */
+export function on_resume(fn: () => i32): void {
+  if (resume_hook_count < MAX_RESUME_HOOKS)
+    store<u32>(resume_hooks + resume_hook_count++ * 4, changetype<u32>(fn));
+}
+
 /**
  * Suspends the domain (Xen's PV protocol: SCHEDOP_shutdown with
  * SHUTDOWN_suspend, after the toolstack wrote "suspend" to
@@ -60,8 +71,8 @@ export function shutdown(reason: u32): void {
  * in a new domain after a restore, as mini-os's and Linux's resume do: no
  * port of the old domain exists, so the console and xenstore are bound
  * again on the ports start_info now gives, VIRQ_TIMER when next needed,
- * and every xenstore watch is set again (each fires once). Frontends are
- * not reconnected (the toolstack refuses such a save: docs/save-format.md).
+ * and every xenstore watch is set again (each fires once); then each
+ * driver that asked (on_resume: blkfront) connects its device again.
  */
 export function suspend(): i32 {
   const arg = memory.data(4);
@@ -80,6 +91,13 @@ export function suspend(): i32 {
       .i(watches)
       .s(" watches set again")
       .nl();
+    for (let i = 0; i < resume_hook_count; i++) {
+      const rc = changetype<() => i32>(load<u32>(resume_hooks + i * 4))();
+      if (rc < 0) {
+        cons.s("mini-os: a device could not reconnect after the resume: ").i(rc).nl();
+        shutdown(SHUTDOWN_crash);
+      }
+    }
   }
   return rc;
 }
