@@ -387,7 +387,7 @@ test("a guest agent on a PV channel is saved and restored: its socket is there a
   }
 });
 
-test("a guest with a disk that handles suspend connects its blkfront again in the new domain, as Xen's do; its data is all there and its writes go on", async () => {
+test("guests with a disk or a vif that handle suspend connect their frontends again in the new domain, as Xen's do: the disk's data is all there and its writes go on, the vif answers pings", async () => {
   const host = newHost();
   const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));
   try {
@@ -422,15 +422,39 @@ test("a guest with a disk that handles suspend connects its blkfront again in th
     await until(() => (out().match(/round \d+/g) ?? []).length > n, 10_000, "more rounds");
     xl.destroy(r.domid);
 
-    // Its vifs could not connect again yet: refused before anything is done.
-    const v = await xl.create({
-      ...domainConfig(parseCfg(`${text}\nvif=["bridge=xenbr0"]`, f), f, EX).config,
-      name: "withvif",
+    // A ping server that handles suspend connects its vif again: a pinger
+    // on the bridge gets its answers from the new domain.
+    const pong = await xl.create({
+      ...cfg("ping", '\nextra="ip=10.0.0.2 suspend"\n'),
+      name: "pong",
     });
-    await until(() => host.xenconsoled.read(v.domid).includes("xvda connected"), 10_000, "xvda");
-    await assert.rejects(xl.save(v.domid, join(dir, "v.save")), /has vifs or channels/);
-    assert.equal(v.pauseCount, 0);
-    assert.equal(v.isShutdown, false);
+    await until(() => host.xenconsoled.read(pong.domid).includes("is 10.0.0.2"), 10_000, "pong");
+    await xl.save(pong.domid, join(dir, "p.save"));
+    const p2 = await xl.restore(join(dir, "p.save"));
+    await until(
+      () => host.xenconsoled.read(p2.domid).includes("resumed (suspend returned 0)"),
+      10_000,
+      "pong's resume",
+    );
+    const pinger = await xl.create(
+      cfg(
+        "ping",
+        '\nname="pinger"\nextra="ip=10.0.0.3 peer=10.0.0.2 count=3"\non_poweroff="preserve"\n',
+      ),
+    );
+    const pings = (): string => host.xenconsoled.read(pinger.domid);
+    await until(() => pings().includes("packets transmitted"), 20_000, "the pings");
+    assert.match(pings(), /3 packets transmitted, 3 received, 0% packet loss/);
+
+    // Its channels could not connect again yet: refused before anything is done.
+    const sock = join(dir, "c.sock");
+    const c = await xl.create(
+      cfg("channel-echo", `\nchannel=["name=org.tsxen.echo,connection=socket,path=${sock}"]\n`),
+    );
+    host.xenstored.writeText(`/local/domain/${c.domid}/control/feature-suspend`, "1");
+    await assert.rejects(xl.save(c.domid, join(dir, "c.save")), /has PV channels/);
+    assert.equal(c.pauseCount, 0);
+    assert.equal(c.isShutdown, false);
   } finally {
     await host.shutdown();
   }

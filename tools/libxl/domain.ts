@@ -604,9 +604,9 @@ export class Libxl {
     // so neither its ports nor its watches are carried. Any other is
     // paused where it is and restored as it was (docs/save-format.md).
     const cooperative = this.readFeature(domid, "control/feature-suspend");
-    if (cooperative && c.vifs.length + (c.channels?.length ?? 0) > 0)
+    if (cooperative && (c.channels?.length ?? 0) > 0)
       throw new Error(
-        `libxl: domain ${domid} suspends itself (control/feature-suspend) and has vifs or channels, which mini-os's frontends cannot connect again yet (its disks can)`,
+        `libxl: domain ${domid} suspends itself (control/feature-suspend) and has PV channels, which mini-os's channel cannot connect again yet (its disks and vifs can)`,
       );
     if (cooperative) await this.suspend(domid, { ...opts, log });
     const frontends = cooperative ? {} : this.frontends(domid);

@@ -4,7 +4,9 @@
 // N datagrams of `size` bytes (default 1024) to the peer's discard port 9
 // and reports how many arrived and how fast; then it powers off. Without a
 // peer (or with "serve") it answers: ARP, pings, UDP echo on port 7, and
-// counts what arrives on port 9 (a "END" datagram asks for the count).
+// counts what arrives on port 9 (a "END" datagram asks for the count);
+// with "suspend" it also handles Xen's suspend request, connecting its vif
+// again when it resumes in a new domain.
 import {
   cons,
   domid,
@@ -17,6 +19,13 @@ import {
   do_hypervisor_callback,
   local_irq_enable,
   xenbus_init,
+  xenbus_poll_watch,
+  xenbus_read,
+  xenbus_reply,
+  xenbus_watch,
+  xenbus_write,
+  str_eq,
+  suspend,
 } from "../lib/index";
 // Drivers are imported by the kernels that use them: their static pages
 // would otherwise be in every kernel.
@@ -25,6 +34,7 @@ import {
   netfront_mac,
   netfront_wait,
   netfront_check_backend,
+  netfront_follow_backend,
 } from "../lib/netfront";
 import {
   ip_init,
@@ -61,11 +71,34 @@ function is(p: usize, n: i32, s: string): bool {
   return true;
 }
 
+/**
+ * With `suspend` on the command line: the server handles Xen's suspend
+ * request (control/shutdown), so that xl save asks it to suspend itself
+ * and it connects its vif again in the new domain (mini-os's netfront).
+ */
+function follow_control(): void {
+  if (xenbus_poll_watch() == 0) return;
+  if (netfront_follow_backend()) {
+    cons.s("ping: the vif was unplugged; powering off").nl();
+    shutdown(SHUTDOWN_poweroff);
+  }
+  if (xenbus_read("control/shutdown") < 0 || !str_eq(xenbus_reply(), "suspend")) return;
+  xenbus_write("control/shutdown", "");
+  const rc = suspend();
+  cons.s("ping: resumed (suspend returned ").i(rc).s(")").nl();
+}
+
 function serve(): void {
   let count: u32 = 0;
   let bytes: u64 = 0;
+  const suspends = cmdline_has("suspend");
+  if (suspends) {
+    xenbus_watch("control/shutdown", "shutdown");
+    xenbus_write("control/feature-suspend", "1");
+  }
   while (true) {
-    if (netfront_check_backend()) {
+    if (suspends) follow_control();
+    else if (netfront_check_backend()) {
       cons.s("ping: the vif was unplugged; powering off").nl();
       shutdown(SHUTDOWN_poweroff);
     }

@@ -57,6 +57,7 @@ import {
   ring_final_check_for_responses,
 } from "./ring";
 import { HYPERVISOR_set_timer_op } from "./hypervisor";
+import { on_resume } from "./kernel";
 
 const NRX: u32 = 64;
 const NTX: u32 = 32;
@@ -103,13 +104,39 @@ function push(r: FrontRing): void {
   if (ring_push_requests(r)) notify_remote_via_evtchn(port);
 }
 
+/** The rings' grants, made once (a resume keeps them: the grant table comes with the domain). */
+let txref: i32 = -1;
+let rxref: i32 = -1;
+
 /** Connects device/vif/0; 0 or a negative error. */
 export function netfront_init(): i32 {
+  const first = txref < 0;
+  const rc = handshake();
+  // Once connected, a resume in a new domain connects it again (kernel.ts).
+  if (rc == 0 && first) on_resume(netfront_resume);
+  return rc;
+}
+
+/**
+ * After a resume in a new domain (suspend returned 0): the toolstack made
+ * the vif afresh and its backend waits; the frontend goes through the
+ * handshake again as Linux's netfront_resume does: the same rings and
+ * grants, the rings' indices zeroed, every transmit slot free again (the
+ * frames in flight are lost, as a network may lose them), the receive
+ * buffers posted anew, a new port. The backend's path is read again.
+ */
+export function netfront_resume(): i32 {
+  if (closed || backend_state.length == 0) return 0;
+  return handshake();
+}
+
+function handshake(): i32 {
   const dev = "device/vif/0";
   const backend = xenbus_read_string(dev + "/backend");
   if (backend === null) return -XEN_EINVAL;
   const bid = xenbus_read_u32(dev + "/backend-id");
   if (bid < 0) return <i32>bid;
+  if (txref >= 0 && <u32>bid != backend_id) return -XEN_EINVAL;
   backend_id = <u32>bid;
   if (xenbus_read(dev + "/mac") < 0 || xenbus_reply_len() != 17) return -XEN_EINVAL;
   for (let i = 0; i < 6; i++) {
@@ -120,11 +147,13 @@ export function netfront_init(): i32 {
   }
   front_ring_init(txr, tx_ring, 4096, NETIF_TX_ENTRY, 0);
   front_ring_init(rxr, rx_ring, 4096, NETIF_RX_ENTRY, 0);
-  const txref = gnttab_grant_access(backend_id, virt_to_gfn(tx_ring), false);
-  const rxref = gnttab_grant_access(backend_id, virt_to_gfn(rx_ring), false);
-  if (txref < 0 || rxref < 0) return -XEN_EINVAL;
-  if (!gnttab_grant_pages(backend_id, rx_pages, NRX, rx_grefs, false)) return -XEN_EINVAL;
-  if (!gnttab_grant_pages(backend_id, tx_pages, NTX, tx_grefs, true)) return -XEN_EINVAL;
+  if (txref < 0) {
+    txref = gnttab_grant_access(backend_id, virt_to_gfn(tx_ring), false);
+    rxref = gnttab_grant_access(backend_id, virt_to_gfn(rx_ring), false);
+    if (txref < 0 || rxref < 0) return -XEN_EINVAL;
+    if (!gnttab_grant_pages(backend_id, rx_pages, NRX, rx_grefs, false)) return -XEN_EINVAL;
+    if (!gnttab_grant_pages(backend_id, tx_pages, NTX, tx_grefs, true)) return -XEN_EINVAL;
+  }
   for (let i: u32 = 0; i < NTX; i++) store<u32>(tx_free + i * 4, i);
   tx_free_n = NTX;
   const p = evtchn_alloc_unbound(backend_id);
@@ -226,6 +255,15 @@ export function netfront_recv(buf: usize, max: u32): u32 {
 export function netfront_check_backend(): bool {
   if (closed || backend_state.length == 0) return closed;
   if (xenbus_poll_watch() == 0) return false;
+  return netfront_follow_backend();
+}
+
+/**
+ * Reads the backend's state and follows it (netfront_check_backend without
+ * taking a watch event, for a guest that reads its events itself).
+ */
+export function netfront_follow_backend(): bool {
+  if (closed || backend_state.length == 0) return closed;
   closed = xenbus_follow_backend(backend_state, "device/vif/0/state");
   return closed;
 }
