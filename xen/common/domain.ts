@@ -124,28 +124,34 @@ export class Domain {
   guestEntries = 0;
   /**
    * How many privcmd mappings Dom0 holds of each pfn (Hypervisor.
-   * foreignMapBatch; made on the first): pages Dom0 may write at any time,
-   * which log-dirty's quiet rounds compare.
+   * foreignMapBatch): pages Dom0 may write at any time, which log-dirty's
+   * quiet rounds compare. As long as the highest pfn ever mapped (doubling
+   * as it grows), two bytes a pfn; a count that reaches the most it can
+   * hold stays there, the page a candidate for good (never too few).
    */
-  private foreignMaps: Uint32Array | undefined;
+  private foreignMaps: Uint16Array | undefined;
   /** Pfns with at least one privcmd mapping held. */
   private foreignMapped = 0;
 
   /** Dom0 mapped pfn `p` (a valid pfn of this domain). */
   addForeignMap(p: number): void {
-    this.foreignMaps ??= new Uint32Array(this.nrPfns);
-    if (p >= this.foreignMaps.length) {
-      const grown = new Uint32Array(this.nrPfns);
-      grown.set(this.foreignMaps);
-      this.foreignMaps = grown;
+    let m = this.foreignMaps;
+    if (!m || p >= m.length) {
+      const grown = new Uint16Array(Math.max(64, 2 ** Math.ceil(Math.log2(p + 1))));
+      if (m) grown.set(m);
+      this.foreignMaps = m = grown;
     }
-    if (this.foreignMaps[p]!++ === 0) this.foreignMapped++;
+    const n = m[p]!;
+    if (n === 0xffff) return;
+    if (n === 0) this.foreignMapped++;
+    m[p] = n + 1;
   }
 
   /** Dom0 unmapped pfn `p`; false if it held no mapping of it. */
   dropForeignMap(p: number): boolean {
     const m = this.foreignMaps;
     if (!m || !(p >= 0 && p < m.length) || m[p] === 0) return false;
+    if (m[p] === 0xffff) return true;
     if (--m[p]! === 0) this.foreignMapped--;
     return true;
   }

@@ -72,7 +72,8 @@ export function on_resume(fn: () => i32): void {
  * port of the old domain exists, so the console and xenstore are bound
  * again on the ports start_info now gives, VIRQ_TIMER when next needed,
  * and every xenstore watch is set again (each fires once); then each
- * driver that asked (on_resume: blkfront) connects its device again.
+ * driver that asked (on_resume: blkfront, netfront) connects its device
+ * again.
  */
 export function suspend(): i32 {
   const arg = memory.data(4);
