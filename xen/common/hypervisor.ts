@@ -879,7 +879,10 @@ export class Hypervisor implements VcpuHost {
       gfns.every((g, i) => g === g0 + i) &&
       (g0 + gfns.length) * PAGE_SIZE <= d.mem.size;
     // Each page's own view is made when first asked for: a caller that
-    // takes the region never pays for thousands of views.
+    // takes the region never pays for thousands of views. A view handed out
+    // must stay the memory's, so the memory now grows in place (as for a
+    // page view) rather than being replaced by a larger one.
+    if (whole) d.memoryReplaceable = false;
     let pages: (Uint8Array | undefined)[] | undefined;
     return {
       get pages() {
