@@ -265,8 +265,10 @@ test("guests with devices migrate: blkbench goes on writing and verifies on the 
     const s = connect(sock);
     let got = "";
     s.on("data", (b: Buffer) => (got += b.toString()));
+    // A refused or broken connection is the answer, for the assertion to show.
+    s.on("error", (e) => (got += `error: ${e.message}\n`));
     s.write(`${line}\n`);
-    await until(() => got.includes("\n"), 5000, `the echo of '${line}'`);
+    await until(() => got.includes("\n"), 10_000, `the echo of '${line}'`);
     s.destroy();
     return got;
   };
