@@ -1,4 +1,5 @@
 /** Shared fixtures for integration tests: built guests and a host per test. */
+import { connect } from "node:net";
 import binaryen from "binaryen";
 import { guestPath } from "../extras/mini-os/build.js";
 import { Host } from "../tools/host/host.js";
@@ -40,6 +41,22 @@ export async function until(pred: () => boolean, ms: number, what: string): Prom
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await sleep(5);
   }
+}
+
+/**
+ * Sends `line` to the channel-echo agent listening on Unix socket `sock`
+ * and resolves with its first line of answer; a refused or broken
+ * connection is the answer, for the assertion to show.
+ */
+export async function channelTalk(sock: string, line: string): Promise<string> {
+  const s = connect(sock);
+  let got = "";
+  s.on("data", (b: Buffer) => (got += b.toString()));
+  s.on("error", (e) => (got += `error: ${e.message}\n`));
+  s.write(`${line}\n`);
+  await until(() => got.includes("\n"), 10_000, `the echo of '${line}'`);
+  s.destroy();
+  return got;
 }
 
 /**

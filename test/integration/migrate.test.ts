@@ -13,14 +13,13 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { connect } from "node:net";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { XsClient } from "../../tools/xenstore/client.js";
 import { hostPaths } from "../../tools/rundir.js";
-import { newHost, sleep, until } from "../helpers.js";
+import { channelTalk, newHost, sleep, until } from "../helpers.js";
 import { Libxl } from "../../tools/libxl/domain.js";
 import { channelPair } from "../../tools/libxl/migrate.js";
 import { parseCfg } from "../../tools/libxlu/cfg.js";
@@ -261,17 +260,7 @@ test("guests with devices migrate: blkbench goes on writing and verifies on the 
     join(EXAMPLES, "channel-echo.cfg"),
     `channel=["name=org.tsxen.echo,connection=socket,path=${sock}"]`,
   );
-  const talk = async (line: string): Promise<string> => {
-    const s = connect(sock);
-    let got = "";
-    s.on("data", (b: Buffer) => (got += b.toString()));
-    // A refused or broken connection is the answer, for the assertion to show.
-    s.on("error", (e) => (got += `error: ${e.message}\n`));
-    s.write(`${line}\n`);
-    await until(() => got.includes("\n"), 10_000, `the echo of '${line}'`);
-    s.destroy();
-    return got;
-  };
+  const talk = (line: string): Promise<string> => channelTalk(sock, line);
   await until(() => existsSync(sock), 10_000, "the channel's socket");
   assert.equal(await talk("on a"), "echo: ON A\n");
   const c = A.xl("migrate", "--debug", "-s", SSH, "channel-echo", B.run);

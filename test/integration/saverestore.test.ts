@@ -19,7 +19,7 @@ import { domainConfig, type XlDomainConfig } from "../../tools/libxl/config.js";
 import { Libxl } from "../../tools/libxl/domain.js";
 import { SAVEFILE_MAGIC } from "../../tools/libxl/save.js";
 import { start_info } from "../../xen/include/public/arch-wasm32.js";
-import { accountedFrames, grantAccess, newHost, sleep, until } from "../helpers.js";
+import { accountedFrames, channelTalk, grantAccess, newHost, sleep, until } from "../helpers.js";
 
 const EX = join(ROOT, "extras", "mini-os", "examples");
 
@@ -340,17 +340,7 @@ test("a guest agent on a PV channel is saved and restored: its socket is there a
     const c = await xl.create(
       cfg("channel-echo", `\nchannel=["name=org.tsxen.echo,connection=socket,path=${sock}"]\n`),
     );
-    const talk = async (line: string): Promise<string> => {
-      const s = connect(sock);
-      let got = "";
-      s.on("data", (b: Buffer) => (got += b.toString()));
-      // A refused or broken connection is the answer, for the assertion to show.
-      s.on("error", (e) => (got += `error: ${e.message}\n`));
-      s.write(`${line}\n`);
-      await until(() => got.includes("\n"), 10_000, `the echo of '${line}'`);
-      s.destroy();
-      return got;
-    };
+    const talk = (line: string): Promise<string> => channelTalk(sock, line);
     await until(() => existsSync(sock), 5000, "the channel's socket");
     assert.equal(await talk("before"), "echo: BEFORE\n");
     // One client at a time: a second waits, unread, until the first goes.
