@@ -54,8 +54,9 @@ export class ChannelDevice implements BackendDevice {
   private clientFull = false;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
-  /** Connections waiting for the client to go. */
+  /** Connections waiting for the client to go, and how each leaves the line if it closes first. */
   private waiting: Socket[] = [];
+  private readonly leaving = new WeakMap<Socket, () => void>();
   private readonly gnt: XenGnttab;
   /** The channel's name and socket path, as the toolstack wrote them. */
   readonly name: string;
@@ -162,6 +163,7 @@ export class ChannelDevice implements BackendDevice {
         const i = this.waiting.indexOf(s);
         if (i >= 0) this.waiting.splice(i, 1);
       };
+      this.leaving.set(s, leave);
       s.once("close", leave);
       s.once("error", leave);
       return;
@@ -182,9 +184,13 @@ export class ChannelDevice implements BackendDevice {
       this.pendingBytes = 0;
       // The next in line, if it is still there.
       const next = this.waiting.shift();
+      const leave = next && this.leaving.get(next);
+      if (next && leave) {
+        next.off("close", leave);
+        next.off("error", leave);
+        this.leaving.delete(next);
+      }
       if (next && !next.destroyed) {
-        next.removeAllListeners("close");
-        next.removeAllListeners("error");
         this.accept(next);
         next.resume();
       }
