@@ -24,13 +24,11 @@ import { XsSocketServer } from "../xenstored/socket.js";
 import { xenstoredSocket } from "../rundir.js";
 import { restoreState, saveState, type XenstoreStateV1 } from "../xenstored/persist.js";
 import {
-  introduceDomain,
   introduceStore,
   introduceToXenstore,
   releaseFromXenstore,
   seedConsole,
   writeConsoleDevice,
-  writeConsoleNodes,
   writeDomainHome,
 } from "./xenstore_domain.js";
 import { domainPath } from "../xenstored/path.js";
@@ -242,34 +240,29 @@ export class Host {
   /**
    * The xenstore nodes of a domain being made, before it is built or
    * restored: its home and its console's device (libxl__domain_make). A
-   * migration's receiver writes them while the pages come, so that
-   * connectBuilt, inside the downtime, has less to do.
+   * migration's receiver writes them while the pages come, so that only
+   * connectRings is left for the downtime.
    */
   writeBuiltHome(domid: number, name: string): void {
     writeDomainHome(domid, name, this.xenstored);
     writeConsoleDevice(domid, this.xenstored);
   }
 
+  /** Connects a built (or restored) domain to xenstore and xenconsoled: writeBuiltHome, then connectRings. */
+  connectBuilt(domid: number, name: string, storePort: number, consolePort: number): void {
+    this.writeBuiltHome(domid, name);
+    this.connectRings(domid, name, storePort, consolePort);
+  }
+
   /**
-   * Connects a built (or restored) domain to xenstore and xenconsoled: its
-   * nodes (unless writeBuiltHome wrote them: `homeWritten`), XS_INTRODUCE,
-   * the console's port and the console daemon.
+   * The part of connectBuilt that needs the domain's rings in place: the
+   * store's ring and port and XS_INTRODUCE (libxl's build_post), the
+   * console's port, and xenconsoled.
    */
-  connectBuilt(
-    domid: number,
-    name: string,
-    storePort: number,
-    consolePort: number,
-    homeWritten = false,
-  ): void {
+  connectRings(domid: number, name: string, storePort: number, consolePort: number): void {
     try {
-      if (homeWritten) {
-        introduceStore(domid, storePort, this.xenstored);
-        this.xenstored.writeText(`${domainPath(domid)}/console/port`, String(consolePort));
-      } else {
-        introduceDomain(domid, name, storePort, this.xenstored);
-        writeConsoleNodes(domid, consolePort, this.xenstored);
-      }
+      introduceStore(domid, storePort, this.xenstored);
+      this.xenstored.writeText(`${domainPath(domid)}/console/port`, String(consolePort));
       this.xenconsoled.add(domid, consolePort, name);
     } catch (e) {
       throw new Error(`cannot connect domain '${name}' to xenstore: ${(e as Error).message}`, {

@@ -851,7 +851,7 @@ export class Libxl {
       const devices = config.disks.length + config.vifs.length + (config.channels?.length ?? 0);
       if (devices > 0 && !built.reconnect && Object.keys(saved.frontends).length === 0)
         throw new Error(
-          `libxl: the file carries no device frontends, and its guest did not suspend itself to connect them again`,
+          `libxl: domain '${config.name}': the file carries no device frontends, and its guest did not suspend itself to connect them again (${devices} device(s))`,
         );
       await this.restoreDevices(domid, config, saved.frontends, built.reconnect === true);
       this.restoreWatches(domid, saved.watches);
@@ -874,16 +874,18 @@ export class Libxl {
     // start, and checked again at the stop (a guest may change them while
     // the rounds go; the destination would then attach to stale rings).
     let sent = "";
-    const devicesAndWatches = (id: number): string =>
-      JSON.stringify([this.frontends(id), this.watchesOf(id)]);
+    const devicesAndWatches = (id: number) => {
+      const frontends = this.frontends(id);
+      const watches = this.watchesOf(id);
+      return { frontends, watches, key: JSON.stringify([frontends, watches]) };
+    };
     return sendDomain(
       {
         describe: (id) => {
           const x = this.get(id);
           const image = this.checkSavable(id, x);
-          const frontends = this.frontends(id);
-          const watches = this.watchesOf(id);
-          sent = JSON.stringify([frontends, watches]);
+          const { frontends, watches, key } = devicesAndWatches(id);
+          sent = key;
           return {
             name: x.config.name,
             config: { ...x.config, uuid: x.uuid },
@@ -898,7 +900,7 @@ export class Libxl {
           this.builder(opts.debug ? (l) => ch.log(l) : () => {}).saveLive(id, image, sink, o),
         pause: async (id) => {
           await this.stop(id);
-          if (devicesAndWatches(id) !== sent) {
+          if (devicesAndWatches(id).key !== sent) {
             await this.resumeStopped(id);
             throw new Error(
               `libxl: domain ${id}: its devices or xenstore watches changed while it was being migrated; migrate it again`,
@@ -946,7 +948,7 @@ export class Libxl {
                 this.register(this.host.hv.domainById(domid)!, cfg, module);
               },
             );
-            this.host.connectBuilt(built.domid, name, built.storeEvtchn, built.consoleEvtchn, true);
+            this.host.connectRings(built.domid, name, built.storeEvtchn, built.consoleEvtchn);
             await this.restoreDevices(built.domid, config, frontends);
             this.restoreWatches(built.domid, watches);
             return built.domid;
