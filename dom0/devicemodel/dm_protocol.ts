@@ -3,7 +3,7 @@
  * dm_worker.ts on its own thread) pass each other.
  */
 import type { MessagePort } from "node:worker_threads";
-import type { ShareSpec } from "./wasi.js";
+import type { ShareSpec, WasiState } from "./wasi.js";
 
 export interface DmDiskSpec {
   name: string;
@@ -23,6 +23,8 @@ export interface DmWorkerData {
   shares: ShareSpec[];
   disks: DmDiskSpec[];
   systemTimeBase: bigint;
+  /** A restored domain's devices: its descriptors are opened again before it runs. */
+  restore?: WasiState;
 }
 
 /** Messages this thread posts to its main-thread half. */
@@ -30,10 +32,21 @@ export type DmMessage =
   | { kind: "ready" }
   | { kind: "error"; message: string }
   | { kind: "serial"; bytes: Uint8Array }
-  | { kind: "exit"; code: number };
+  | { kind: "exit"; code: number }
+  | { kind: "state"; state?: WasiState; error?: string };
 
 /** Messages it takes from the main-thread half. */
-export type DmCommand = { kind: "input"; bytes: Uint8Array } | { kind: "stop" };
+export type DmCommand =
+  | { kind: "input"; bytes: Uint8Array }
+  | { kind: "stop" }
+  /**
+   * The domain is being saved: a call waiting is withdrawn (answered
+   * WASM32_IOREQ_RETRY), as is every call that would wait, until "resume".
+   */
+  | { kind: "quiesce" }
+  | { kind: "resume" }
+  /** Post the devices' state (the vCPU is stopped, no call in flight). */
+  | { kind: "save" };
 
 /** ctl words: serial bytes posted and not yet taken by the main thread; messages posted to this thread. */
 export const CTL_DM_SERIAL = 0;

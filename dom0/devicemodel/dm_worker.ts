@@ -30,6 +30,7 @@ import {
   WASM32_IOREQ_DOORBELL,
 } from "../../xen/include/public/hvm/wasm32_io.js";
 import { WASI_ENOSYS } from "../../xen/include/public/hvm/wasi.js";
+import { WASM32_IOREQ_RETRY } from "../../xen/include/public/hvm/wasm32_io.js";
 import { RawFileStorage, type BlockStorage } from "../backends/storage.js";
 import { Qcow2Storage } from "../backends/qcow2.js";
 import { WasiDevices, type Held } from "./wasi.js";
@@ -103,6 +104,8 @@ try {
 }
 
 let stopped = false;
+/** The domain is being saved: no call waits (dm_protocol.ts, "quiesce"). */
+let quiesced = false;
 const devices = new WasiDevices(
   data.memory,
   { args: data.args, env: data.env, shares: data.shares, disks: opened.disks },
@@ -122,6 +125,16 @@ const devices = new WasiDevices(
   opened.roots,
   { i32, f64: new Float64Array(data.page) },
 );
+if (data.restore) {
+  try {
+    devices.restoreState(data.restore);
+  } catch (e) {
+    devices.close();
+    for (const d of opened.disks) d.storage.close();
+    post({ kind: "error", message: (e as Error).message });
+    process.exit(0);
+  }
+}
 devices.monotonicDeadline = (ns: number): number =>
   performance.now() + (ns - Number(process.hrtime.bigint() - data.systemTimeBase)) / 1e6;
 
@@ -132,6 +145,15 @@ function drain(): void {
     const cmd = m.message as DmCommand;
     if (cmd.kind === "input") devices.input(cmd.bytes);
     else if (cmd.kind === "stop") stopped = true;
+    else if (cmd.kind === "quiesce") quiesced = true;
+    else if (cmd.kind === "resume") quiesced = false;
+    else if (cmd.kind === "save") {
+      try {
+        post({ kind: "state", state: devices.saveState() });
+      } catch (e) {
+        post({ kind: "state", error: (e as Error).message });
+      }
+    }
   }
 }
 
@@ -184,7 +206,11 @@ for (;;) {
   }
   if (stopped) break;
   let progress = false;
-  if (held) {
+  if (held && quiesced) {
+    held = undefined;
+    answer(WASM32_IOREQ_RETRY);
+    progress = true;
+  } else if (held) {
     // Tried again when something rang or its deadline passed.
     if (bell !== lastBell || performance.now() >= held.deadline) {
       const r = held.retry();

@@ -25,7 +25,7 @@ import {
   type DmMessage,
   type DmWorkerData,
 } from "./dm_protocol.js";
-import type { ShareSpec } from "./wasi.js";
+import type { ShareSpec, WasiState } from "./wasi.js";
 
 export interface DeviceModelConfig {
   args: string[];
@@ -34,6 +34,8 @@ export interface DeviceModelConfig {
   disks: DmDiskSpec[];
   /** process.hrtime.bigint() at system time 0 (the hypervisor's NOW()). */
   systemTimeBase: bigint;
+  /** A restored domain's devices (saveState's), opened again before the domain runs. */
+  restore?: WasiState;
 }
 
 export interface DeviceModelHooks {
@@ -116,6 +118,7 @@ export class DeviceModel {
       shares: config.shares,
       disks: config.disks,
       systemTimeBase: config.systemTimeBase,
+      restore: config.restore,
     };
     const w = new Worker(new URL("./dm_worker.js", import.meta.url), {
       workerData: data,
@@ -137,6 +140,13 @@ export class DeviceModel {
             this.hooks.serial(msg.bytes);
             this.taken(msg.bytes.length);
             break;
+          case "state": {
+            const p = this.statePending;
+            this.statePending = undefined;
+            if (msg.state) p?.resolve(msg.state);
+            else p?.reject(new Error(msg.error ?? "the device model gave no state"));
+            break;
+          }
           case "exit":
             this.hooks.log(`d${this.domid}: the program exited with code ${msg.code}`);
             try {
@@ -224,6 +234,36 @@ export class DeviceModel {
     this.dm.shutdown(this.domid, SHUTDOWN_reboot);
   }
 
+  private statePending: { resolve(s: WasiState): void; reject(e: Error): void } | undefined;
+
+  /**
+   * The domain is being saved (QEMU's stop before xen-save-devices-state):
+   * a call the program is waiting in is withdrawn and made again when the
+   * program goes on, here (resume) or in the restored domain.
+   */
+  quiesce(): void {
+    if (!this.stopped) this.send({ kind: "quiesce" });
+  }
+
+  /** The save is over and the domain goes on here: calls may wait again. */
+  resume(): void {
+    if (!this.stopped) this.send({ kind: "resume" });
+  }
+
+  /**
+   * The devices' state (QEMU's xen-save-devices-state), once the vCPU has
+   * stopped: its descriptors and what was typed and not read. Rejects
+   * naming a descriptor that could not be opened again.
+   */
+  saveState(): Promise<WasiState> {
+    if (this.stopped) return Promise.reject(new Error("the device model has stopped"));
+    if (this.statePending) return Promise.reject(new Error("a save of its state is under way"));
+    return new Promise((resolve, reject) => {
+      this.statePending = { resolve, reject };
+      this.send({ kind: "save" });
+    });
+  }
+
   /** Console input for the emulated serial port. */
   input(bytes: Uint8Array): void {
     if (!this.stopped) this.send({ kind: "input", bytes });
@@ -236,6 +276,8 @@ export class DeviceModel {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.statePending?.reject(new Error("the device model stopped"));
+    this.statePending = undefined;
     if (this.serverId >= 0) {
       try {
         this.dm.destroyIoreqServer(this.domid, this.serverId);

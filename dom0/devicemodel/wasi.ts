@@ -102,6 +102,89 @@ export interface IoreqArgs {
 /** The answer to an ioreq: a WASI errno, or a call held for later. */
 export type Answer = number | Held;
 
+/**
+ * One descriptor of a saved device model (docs/save-format.md,
+ * EMULATOR_CONTEXT): what opens it again in another device model. Paths are
+ * relative to the share's directory; `share` is its index in the config.
+ */
+export type SavedFd =
+  | { n: number; kind: "serial"; port: 0 | 1 | 2; flags: number }
+  | { n: number; kind: "dir"; share: number; path: string; preopen?: string }
+  | {
+      n: number;
+      kind: "file";
+      share: number;
+      path: string;
+      readonly: boolean;
+      flags: number;
+      pos: number;
+    }
+  | { n: number; kind: "devdir"; preopen?: string }
+  | { n: number; kind: "disk"; disk: string; pos: number; readonly: boolean };
+
+/** The WASI devices' state, as a save carries it. */
+export interface WasiState {
+  fds: SavedFd[];
+  /** Serial input typed and not yet read (base64). */
+  serialIn: string;
+}
+
+/**
+ * A device model state read from a file, checked field by field (a save
+ * file is input like any other); throws naming the first wrong field.
+ * restoreState checks the rest against the devices (shares, disks).
+ */
+export function checkWasiState(x: unknown): WasiState {
+  const fail = (what: string): never => {
+    throw new Error(`device model state: ${what}`);
+  };
+  if (typeof x !== "object" || x === null) fail("not an object");
+  const o = x as Record<string, unknown>;
+  if (typeof o.serialIn !== "string" || o.serialIn.length > MAX_SERIAL_INPUT * 2)
+    fail("serialIn must be base64 of at most 64 KiB");
+  if (!Array.isArray(o.fds) || o.fds.length > MAX_FDS)
+    fail(`fds must be a list of at most ${MAX_FDS}`);
+  const int = (v: unknown, max: number): boolean =>
+    Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max;
+  const optString = (v: unknown): boolean => v === undefined || typeof v === "string";
+  for (const f of o.fds as unknown[]) {
+    if (typeof f !== "object" || f === null) fail("a descriptor is not an object");
+    const d = f as Record<string, unknown>;
+    const what = `descriptor ${JSON.stringify(d.n)}`;
+    if (!int(d.n, MAX_FDS - 1)) fail(`${what}: n must be 0..${MAX_FDS - 1}`);
+    switch (d.kind) {
+      case "serial":
+        if (d.port !== 0 && d.port !== 1 && d.port !== 2) fail(`${what}: port must be 0, 1 or 2`);
+        if (!int(d.flags, 0xffff)) fail(`${what}: bad flags`);
+        break;
+      case "devdir":
+        if (!optString(d.preopen)) fail(`${what}: bad preopen`);
+        break;
+      case "disk":
+        if (typeof d.disk !== "string" || !int(d.pos, Number.MAX_SAFE_INTEGER))
+          fail(`${what}: a disk needs its name and position`);
+        if (typeof d.readonly !== "boolean") fail(`${what}: bad readonly`);
+        break;
+      case "dir":
+      case "file":
+        if (!int(d.share, 255) || typeof d.path !== "string" || d.path.length > 4096)
+          fail(`${what}: needs a share and a path`);
+        if (d.kind === "dir" && !optString(d.preopen)) fail(`${what}: bad preopen`);
+        if (
+          d.kind === "file" &&
+          (typeof d.readonly !== "boolean" ||
+            !int(d.flags, 0xffff) ||
+            !int(d.pos, Number.MAX_SAFE_INTEGER))
+        )
+          fail(`${what}: a file needs readonly, flags and its position`);
+        break;
+      default:
+        fail(`${what}: unknown kind ${JSON.stringify(d.kind)}`);
+    }
+  }
+  return x as WasiState;
+}
+
 /** Most descriptors one program may hold (each may be a host descriptor). */
 export const MAX_FDS = 256;
 /** Most bytes one read or write moves (a program sees a short count, as POSIX allows). */
@@ -289,6 +372,159 @@ export class WasiDevices {
     );
     if (config.disks.length > 0) this.fds.push({ kind: "devdir", preopen: "/dev" });
   }
+
+  /**
+   * The descriptors as a save carries them (the program is stopped: no call
+   * is in flight). Each host descriptor's path is read back from the kernel
+   * and must still lie inside its share: a file removed since it was opened
+   * cannot be opened again, and the save is refused naming it.
+   */
+  saveState(): WasiState {
+    const fds: SavedFd[] = [];
+    const roots = this.config.shares.map((sh, i) => {
+      const f = this.fds.find(
+        (x) => x?.kind === "dir" && x.preopen !== undefined && x.share === sh,
+      );
+      if (!f || f.kind !== "dir") throw new Error(`share ${i} has no preopened directory`);
+      return readlinkSync(`/proc/self/fd/${f.fd}`);
+    });
+    const where = (n: number, fd: number, share: ShareSpec): { share: number; path: string } => {
+      const i = this.config.shares.indexOf(share);
+      const p = readlinkSync(`/proc/self/fd/${fd}`);
+      if (fstatSync(fd).nlink === 0)
+        throw new Error(`descriptor ${n} (${p}) was removed from share ${share.guestPath}`);
+      const root = roots[i]!;
+      if (p !== root && !p.startsWith(`${root === "/" ? "" : root}/`))
+        throw new Error(
+          `descriptor ${n} (${p}) is no longer inside share ${share.guestPath}: it was removed or moved away`,
+        );
+      return { share: i, path: p === root ? "" : p.slice(root === "/" ? 1 : root.length + 1) };
+    };
+    this.fds.forEach((f, n) => {
+      if (!f) return;
+      switch (f.kind) {
+        case "serial":
+          fds.push({ n, kind: "serial", port: f.n, flags: f.flags });
+          break;
+        case "dir":
+          fds.push({ n, kind: "dir", ...where(n, f.fd, f.share), preopen: f.preopen });
+          break;
+        case "file": {
+          const share = this.config.shares.find((sh) => sh === this.fileShare.get(f));
+          if (!share) throw new Error(`descriptor ${n}: its share is not known`);
+          fds.push({
+            n,
+            kind: "file",
+            ...where(n, f.fd, share),
+            readonly: f.readonly,
+            flags: f.flags,
+            pos: f.pos,
+          });
+          break;
+        }
+        case "devdir":
+          fds.push({ n, kind: "devdir", preopen: f.preopen });
+          break;
+        case "disk":
+          fds.push({ n, kind: "disk", disk: f.disk.name, pos: f.pos, readonly: f.readonly });
+          break;
+      }
+    });
+    return { fds, serialIn: Buffer.concat(this.serialIn).toString("base64") };
+  }
+
+  /**
+   * Opens a saved device model's descriptors again, each at its number,
+   * through the same lookup a program's path_open takes (nothing leaves its
+   * share). Throws naming the descriptor that cannot be opened; what was
+   * opened is closed again by close().
+   */
+  restoreState(state: WasiState): void {
+    const roots = this.fds.filter((f) => f?.kind === "dir") as Array<Extract<Fd, { kind: "dir" }>>;
+    const keep = new Map<number, Fd>();
+    for (const f of state.fds) {
+      if (!Number.isInteger(f.n) || f.n < 0 || f.n >= MAX_FDS || keep.has(f.n))
+        throw new Error(`descriptor ${f.n}: not a descriptor number`);
+      switch (f.kind) {
+        case "serial":
+          keep.set(f.n, { kind: "serial", n: f.port, flags: f.flags });
+          break;
+        case "devdir":
+          if (this.config.disks.length === 0) throw new Error(`descriptor ${f.n}: no disks`);
+          keep.set(f.n, { kind: "devdir", preopen: f.preopen });
+          break;
+        case "disk": {
+          const disk = this.config.disks.find((d) => d.name === f.disk);
+          if (!disk) throw new Error(`descriptor ${f.n}: no disk ${f.disk}`);
+          if (!f.readonly && disk.storage.readonly)
+            throw new Error(`descriptor ${f.n}: disk ${f.disk} is read-only now`);
+          keep.set(f.n, { kind: "disk", disk, pos: f.pos, readonly: f.readonly });
+          break;
+        }
+        case "dir":
+        case "file": {
+          const share = this.config.shares[f.share];
+          const root = roots.find((r) => r.share === share && r.preopen !== undefined);
+          if (!share || !root) throw new Error(`descriptor ${f.n}: no share ${f.share}`);
+          if (f.kind === "dir" && f.path === "" && f.preopen !== undefined) {
+            if ([...keep.values()].includes(root))
+              throw new Error(`descriptor ${f.n}: share ${f.share}'s preopen twice`);
+            keep.set(f.n, root);
+            break;
+          }
+          let hostFd: number;
+          try {
+            const r = resolvePath(root.fd, f.path, false, LOOKUP_ERRNOS, hostErrno);
+            try {
+              const flags =
+                C.O_NOFOLLOW |
+                C.O_NONBLOCK |
+                (f.kind === "dir"
+                  ? C.O_RDONLY | C.O_DIRECTORY
+                  : f.readonly || share.readonly
+                    ? C.O_RDONLY
+                    : C.O_RDWR);
+              hostFd = openSync(at(r.dirFd, r.name), flags);
+            } finally {
+              release(r);
+            }
+          } catch (e) {
+            throw new Error(
+              `descriptor ${f.n}: cannot open ${share.guestPath}/${f.path} again: ${(e as Error).message}`,
+              { cause: e },
+            );
+          }
+          if (f.kind === "dir") keep.set(f.n, { kind: "dir", fd: hostFd, share });
+          else {
+            if (!fstatSync(hostFd).isFile()) {
+              tryClose(hostFd);
+              throw new Error(`descriptor ${f.n}: ${share.guestPath}/${f.path} is not a file now`);
+            }
+            const file = new FileFd(hostFd, f.readonly || share.readonly, f.flags, this.fast);
+            file.pos = f.pos;
+            this.fileShare.set(file, share);
+            keep.set(f.n, file);
+          }
+          break;
+        }
+        default:
+          throw new Error(`a saved descriptor of an unknown kind`);
+      }
+    }
+    // The preopens no saved descriptor kept are closed (the program had closed them).
+    for (const f of this.fds)
+      if (f?.kind === "dir" && ![...keep.values()].includes(f)) tryClose(f.fd);
+    this.fds.length = 0;
+    for (const [n, f] of keep) {
+      this.fds[n] = f;
+      if (f instanceof FileFd) f.place(n);
+    }
+    const typed = Buffer.from(state.serialIn, "base64");
+    if (typed.length > 0) this.input(typed);
+  }
+
+  /** The share each open file came from (a file's descriptor does not say). */
+  private readonly fileShare = new WeakMap<FileFd, ShareSpec>();
 
   /** Serial input typed at the console. */
   input(bytes: Uint8Array): void {
@@ -1114,6 +1350,7 @@ export class WasiDevices {
       fdObj = { kind: "dir", fd: hostFd, share: d.share };
     } else if (st.isFile()) {
       fdObj = new FileFd(hostFd, !wantWrite, fdflags & W.WASI_FDFLAG_APPEND, this.fast);
+      this.fileShare.set(fdObj, d.share);
     } else {
       // A FIFO, socket or device node inside a share is not served: reading
       // one could hold the device model for as long as its other end likes.

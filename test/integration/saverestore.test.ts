@@ -519,7 +519,7 @@ test("bad save files are refused naming what and where, and leave nothing", asyn
     };
     await refuse(flip(36, 7), /unknown mandatory flags 0x4 at offset 36/);
     await refuse(flip(libxc + 8, 0), /the image header's id is not XENF at offset \d+/);
-    await refuse(flip(libxc + 24, 1), /domain type 0x101, not wasm32 PV at offset \d+/);
+    await refuse(flip(libxc + 24, 1), /domain type 0x101, not wasm32 PV or HVM at offset \d+/);
     await refuse(flip(libxc + 24 + 0, 1) && flip(libxc + 24, 1), /not wasm32 PV/);
     // The first record (WASM32_MODULE): a type this restore does not know.
     await refuse(

@@ -44,9 +44,11 @@ import { Bridge } from "../../dom0/backends/bridge.js";
 import { XenDevicemodel } from "../../dom0/drivers/devicemodel.js";
 import { DeviceModel } from "../../dom0/devicemodel/qemu.js";
 import type { DmDiskSpec } from "../../dom0/devicemodel/dm_protocol.js";
-import type { ShareSpec } from "../../dom0/devicemodel/wasi.js";
+import type { ShareSpec, WasiState } from "../../dom0/devicemodel/wasi.js";
+import type { HvmVcpuSaved } from "../../xen/arch/wasm32/hvm_vcpu_worker.js";
+import { HVM_DONE } from "../../xen/arch/wasm32/hvm_ctl.js";
+import { WASM_PAGE_SIZE } from "../../xen/arch/wasm32/config.js";
 import type { HvmDomainConfig } from "../../xen/common/hypervisor.js";
-import { NOW } from "../../xen/common/time.js";
 import { MAX_NR_IOREQ_SERVERS } from "../../xen/common/ioreq.js";
 import { start_info } from "../../xen/include/public/arch-wasm32.js";
 import { PFN_CONSOLE, PFN_XENSTORE } from "../../xen/arch/wasm32/config.js";
@@ -81,6 +83,26 @@ export interface HostHvmConfig extends HvmDomainConfig {
   /** The emulated serial port: "pty" (xenconsoled's serial console, the default) or "none". */
   serial?: "pty" | "none";
   xenstore?: boolean;
+  /**
+   * Devices and memory of a saved domain (xl restore): `restore` (the
+   * vCPU, clock and memory size) goes to the hypervisor, `fill` writes the
+   * saved memory once the program is instantiated, `devices` are opened
+   * again by the device model. The domain is made paused.
+   */
+  restored?: {
+    fill(memory: WebAssembly.Memory): Promise<void>;
+    devices: WasiState;
+  };
+}
+
+/** A saveable HVM domain stopped for a save (Host.stopHvm): what the file carries beside its memory. */
+export interface StoppedHvm {
+  vcpu: HvmVcpuSaved;
+  devices: WasiState;
+  /** Its system time at the stop (ns), and its memory's size in wasm pages. */
+  stimeNs: number;
+  wasmPages: number;
+  memory: WebAssembly.Memory;
 }
 
 /** One row of `list()`, with the fields `xl list` prints. */
@@ -279,9 +301,17 @@ export class Host {
    * failed, with nothing left behind.
    */
   async createHvm(cfg: HostHvmConfig): Promise<Domain> {
+    if (cfg.restore && !cfg.restored)
+      throw new Error("a restore needs the saved memory and devices");
     const d = this.hv.createHvmDomain({ ...cfg, paused: true });
     const domid = d.domid;
     try {
+      if (cfg.restored) {
+        // The saved memory goes in over what the program's data segments wrote.
+        await d.hvm!.vcpu!.instantiated();
+        if (d.hvm!.vcpu!.state === HVM_DONE) throw new Error("the program's vCPU did not start");
+        await cfg.restored.fill(d.hvm!.memory);
+      }
       if (cfg.xenstore) {
         d.isConsole = false;
         introduceToXenstore(d, this.xenstored, this.xsEvtchn);
@@ -310,7 +340,8 @@ export class Host {
           env: cfg.env,
           shares: cfg.shares,
           disks: cfg.disks,
-          systemTimeBase: process.hrtime.bigint() - BigInt(NOW()),
+          systemTimeBase: process.hrtime.bigint() - BigInt(Math.round(d.stime())),
+          restore: cfg.restored?.devices,
         },
         {
           serial: (b) => this.xenconsoled.serialOutput(domid, b),
@@ -338,6 +369,54 @@ export class Host {
     }
     if (!cfg.paused) this.hv.unpauseDomain(d);
     return d;
+  }
+
+  /**
+   * Stops paused HVM domain `domid` for a save (docs/hvm.md, "Saving an HVM
+   * guest"): its device model withdraws a call the program waits in, the
+   * program's stack is unwound at its next safe point, and the device
+   * model's descriptors are described. Rejects (and the domain goes on as
+   * it was) when the program was not made saveable, reaches no safe point
+   * within `timeoutMs`, or holds a descriptor that cannot be opened again.
+   */
+  async stopHvm(domid: number, timeoutMs = 10_000): Promise<StoppedHvm> {
+    const d = this.get(domid);
+    const vcpu = d.hvm?.vcpu;
+    const dm = this.deviceModels.get(domid);
+    if (!d.hvm || !vcpu) throw new Error(`domain ${domid} is not an HVM domain`);
+    if (!d.hvm.image.saveable)
+      throw new Error(
+        `domain ${domid}: its program was not made saveable (xl.cfg nomigrate=0; HVM guests default to nomigrate=1 on tsxen, docs/hvm.md)`,
+      );
+    if (!dm) throw new Error(`domain ${domid} has no device model`);
+    dm.quiesce();
+    let saved: HvmVcpuSaved;
+    try {
+      saved = await vcpu.unwind(timeoutMs);
+    } catch (e) {
+      dm.resume();
+      throw new Error(`domain ${domid}: ${(e as Error).message}`, { cause: e });
+    }
+    try {
+      const devices = await dm.saveState();
+      return {
+        vcpu: saved,
+        devices,
+        stimeNs: d.stime(),
+        wasmPages: d.hvm.memory.buffer.byteLength / WASM_PAGE_SIZE,
+        memory: d.hvm.memory,
+      };
+    } catch (e) {
+      this.resumeHvm(domid);
+      throw new Error(`domain ${domid}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /** After stopHvm: the program goes on in this domain where it stopped (xl save -c). */
+  resumeHvm(domid: number): void {
+    const d = this.hv.domains.get(domid);
+    d?.hvm?.vcpu?.rewind();
+    this.deviceModels.get(domid)?.resume();
   }
 
   /**

@@ -70,6 +70,8 @@ import {
   REC_TYPE_VERIFY,
   REC_TYPE_WASM32_CONTEXT,
   REC_TYPE_WASM32_MODULE,
+  moduleRecord,
+  DHDR_TYPE_WASM32_PV,
   StreamError,
   checkStreamHeaders,
   nextRecord,
@@ -535,7 +537,8 @@ export class XcDom {
       throw new StreamError(`libxc stream: ${what} at offset ${at}`);
     };
     const at0 = src.offset;
-    checkStreamHeaders(await src.read(40), at0);
+    if (checkStreamHeaders(await src.read(40), at0).domainType !== DHDR_TYPE_WASM32_PV)
+      fail("an HVM domain's stream, which xl migrate does not carry yet", at0 + 24);
     let domid: number | undefined;
     let module: { sha256: Uint8Array; bytes: Uint8Array } | undefined;
     let context: Uint8Array | undefined;
@@ -857,14 +860,6 @@ function contextSuspended(c: Uint8Array): boolean {
   if (c.length < 40) return false;
   const dv = new DataView(c.buffer, c.byteOffset, c.byteLength);
   return dv.getUint32(4, true) >= 3 && (dv.getUint32(32, true) & 1) !== 0;
-}
-
-function moduleRecord(image: Pick<XcDomImage, "sha256" | "bytes">): Uint8Array {
-  const mod = Buffer.alloc(40 + image.bytes.length);
-  mod.set(image.sha256, 0);
-  mod.writeBigUInt64LE(BigInt(image.bytes.length), 32);
-  mod.set(image.bytes, 40);
-  return record(REC_TYPE_WASM32_MODULE, mod);
 }
 
 /** Reads a WASM32_MODULE record's body (checking the length and the hash). */

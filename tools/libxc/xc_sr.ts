@@ -21,6 +21,8 @@ export const XC_SR_VERSION = 3;
 export const DHDR_TYPE_X86_PV = 1;
 export const DHDR_TYPE_X86_HVM = 2;
 export const DHDR_TYPE_WASM32_PV = 0x0103;
+/** tsxen's wasm32 HVM: a WASI program's memory, its unwound vCPU (WASM32_HVM_CONTEXT). */
+export const DHDR_TYPE_WASM32_HVM = 0x0104;
 
 export const REC_TYPE_END = 0;
 export const REC_TYPE_PAGE_DATA = 1;
@@ -29,12 +31,20 @@ export const REC_TYPE_VERIFY = 0x0d;
 /** tsxen's mandatory records (in the range the spec keeps for new ones). */
 export const REC_TYPE_WASM32_MODULE = 0x1000;
 export const REC_TYPE_WASM32_CONTEXT = 0x1001;
+export const REC_TYPE_WASM32_HVM_CONTEXT = 0x1002;
 
 /** The libxl stream: "LibxlFmt", version 2; its records. */
 export const LIBXL_IDENT = 0x4c6962786c466d74n;
 export const LIBXL_VERSION = 2;
 export const LIBXL_REC_END = 0;
 export const LIBXL_REC_LIBXC_CONTEXT = 1;
+export const LIBXL_REC_EMULATOR_CONTEXT = 3;
+/**
+ * EMULATOR_CONTEXT's emulator_id for tsxen's WASI device model (the spec
+ * names 1, QEMU traditional, and 2, QEMU upstream, and keeps the rest for
+ * future emulators): its blob is the device model's state as JSON.
+ */
+export const EMULATOR_ID_TSXEN_WASI = 3;
 
 /** PAGE_DATA's pfn type bits (XEN_DOMCTL_PFINFO_*, shifted by 32): a normal page, and none. */
 export const PFINFO_NOTAB = 0n;
@@ -57,13 +67,17 @@ export function record(type: number, body: Uint8Array): Buffer {
 }
 
 /** The image and domain headers. */
-export function streamHeaders(xenMajor: number, xenMinor: number): Buffer {
+export function streamHeaders(
+  xenMajor: number,
+  xenMinor: number,
+  domainType: number = DHDR_TYPE_WASM32_PV,
+): Buffer {
   const h = Buffer.alloc(24 + 16);
   h.writeBigUInt64BE(0xffffffffffffffffn, 0);
   h.writeUInt32BE(XC_SR_ID, 8);
   h.writeUInt32BE(XC_SR_VERSION, 12);
   h.writeUInt16BE(0, 16);
-  h.writeUInt32LE(DHDR_TYPE_WASM32_PV, 24);
+  h.writeUInt32LE(domainType, 24);
   h.writeUInt16LE(12, 28);
   h.writeUInt32LE(xenMajor, 32);
   h.writeUInt32LE(xenMinor, 36);
@@ -101,6 +115,15 @@ export function pageDataRecord(
   return [head, ...present];
 }
 
+/** The WASM32_MODULE record of a module: its sha256, its length, its bytes. */
+export function moduleRecord(image: { sha256: Uint8Array; bytes: Uint8Array }): Uint8Array {
+  const mod = Buffer.alloc(40 + image.bytes.length);
+  mod.set(image.sha256, 0);
+  mod.writeBigUInt64LE(BigInt(image.bytes.length), 32);
+  mod.set(image.bytes, 40);
+  return record(REC_TYPE_WASM32_MODULE, mod);
+}
+
 /** A stream that cannot be read: the message names the record and the offset. */
 export class StreamError extends Error {}
 
@@ -113,10 +136,12 @@ export interface StreamReader {
   readInto(into: Uint8Array, pos: number): Promise<void>;
 }
 
-/** What a libxc stream of a wasm32 PV domain holds. */
+/** What a libxc stream of a wasm32 domain holds. */
 export interface XcStream {
   xenMajor: number;
   xenMinor: number;
+  /** DHDR_TYPE_WASM32_PV or DHDR_TYPE_WASM32_HVM. */
+  domainType: number;
   module: { sha256: Uint8Array; bytes: Uint8Array } | undefined;
   /**
    * The saved pages as runs of consecutive pfns whose bytes follow one
@@ -127,6 +152,8 @@ export interface XcStream {
   /** Pages in the runs. */
   pageCount: number;
   context: Uint8Array | undefined;
+  /** An HVM domain's vCPU and clock (WASM32_HVM_CONTEXT). */
+  hvmContext: Uint8Array | undefined;
   /** Where the stream ended (after END). */
   end: number;
 }
@@ -144,6 +171,7 @@ const REC_NAMES: Record<number, string> = {
   [REC_TYPE_PAGE_DATA]: "PAGE_DATA",
   [REC_TYPE_WASM32_MODULE]: "WASM32_MODULE",
   [REC_TYPE_WASM32_CONTEXT]: "WASM32_CONTEXT",
+  [REC_TYPE_WASM32_HVM_CONTEXT]: "WASM32_HVM_CONTEXT",
   [REC_TYPE_VERIFY]: "VERIFY",
 };
 
@@ -151,7 +179,10 @@ const REC_NAMES: Record<number, string> = {
  * Checks the image and domain headers (the 40 bytes at offset `at`);
  * returns the Xen version that wrote them. Throws StreamError.
  */
-export function checkStreamHeaders(h: Buffer, at: number): { xenMajor: number; xenMinor: number } {
+export function checkStreamHeaders(
+  h: Buffer,
+  at: number,
+): { xenMajor: number; xenMinor: number; domainType: number } {
   const fail = (what: string, off: number): never => {
     throw new StreamError(`libxc stream: ${what} at offset ${off}`);
   };
@@ -162,14 +193,14 @@ export function checkStreamHeaders(h: Buffer, at: number): { xenMajor: number; x
   if (version !== XC_SR_VERSION) fail(`image version ${version}, not ${XC_SR_VERSION}`, at + 12);
   if (h.readUInt16BE(16) & 1) fail("a big-endian image", at + 16);
   const type = h.readUInt32LE(24);
-  if (type !== DHDR_TYPE_WASM32_PV)
+  if (type !== DHDR_TYPE_WASM32_PV && type !== DHDR_TYPE_WASM32_HVM)
     fail(
-      `domain type 0x${type.toString(16)}${type === DHDR_TYPE_X86_PV ? " (x86 PV)" : type === DHDR_TYPE_X86_HVM ? " (x86 HVM)" : ""}, not wasm32 PV`,
+      `domain type 0x${type.toString(16)}${type === DHDR_TYPE_X86_PV ? " (x86 PV)" : type === DHDR_TYPE_X86_HVM ? " (x86 HVM)" : ""}, not wasm32 PV or HVM`,
       at + 24,
     );
   const shift = h.readUInt16LE(28);
   if (shift !== 12) fail(`page_shift ${shift}, not 12`, at + 28);
-  return { xenMajor: h.readUInt32LE(32), xenMinor: h.readUInt32LE(36) };
+  return { xenMajor: h.readUInt32LE(32), xenMinor: h.readUInt32LE(36), domainType: type };
 }
 
 /**
@@ -257,16 +288,19 @@ export async function readXcStream(r: StreamReader, at: number, maxPfn: number):
     throw new StreamError(`libxc stream: ${what} at offset ${off}`);
   };
   if (at + 40 > r.size) fail("the headers are cut short", at);
-  const { xenMajor, xenMinor } = checkStreamHeaders(await r.read(at, 40), at);
+  const { xenMajor, xenMinor, domainType } = checkStreamHeaders(await r.read(at, 40), at);
   const out: XcStream = {
     xenMajor,
     xenMinor,
+    domainType,
     module: undefined,
     runs: [],
     pageCount: 0,
     context: undefined,
+    hvmContext: undefined,
     end: 0,
   };
+  const hvm = domainType === DHDR_TYPE_WASM32_HVM;
   let o = at + 40;
   // The pfns seen so far, one bit each: a pfn in two records is refused.
   const seen = new Uint8Array(Math.ceil(maxPfn / 8));
@@ -315,9 +349,16 @@ export async function readXcStream(r: StreamReader, at: number, maxPfn: number):
         break;
       }
       case REC_TYPE_WASM32_CONTEXT:
+        if (hvm) fail("WASM32_CONTEXT in an HVM domain's stream", o);
         if (out.context) fail("a second WASM32_CONTEXT", o);
         if (len > MAX_READ_RECORD) fail(`WASM32_CONTEXT of ${len} bytes`, o);
         out.context = await r.read(bodyAt, len);
+        break;
+      case REC_TYPE_WASM32_HVM_CONTEXT:
+        if (!hvm) fail("WASM32_HVM_CONTEXT in a PV domain's stream", o);
+        if (out.hvmContext) fail("a second WASM32_HVM_CONTEXT", o);
+        if (len > MAX_READ_RECORD) fail(`WASM32_HVM_CONTEXT of ${len} bytes`, o);
+        out.hvmContext = await r.read(bodyAt, len);
         break;
       default:
         // Optional records (bit 31) may be skipped; an unknown mandatory one may not.

@@ -61,6 +61,21 @@ export interface XlDomainConfig {
   rtcTimeoffset: number;
   /** HVM: the program's environment (env=, tsxen's: Xen has no such key). */
   env: string[];
+  /**
+   * nomigrate= as given (undefined: not set). An HVM guest is saveable only
+   * with nomigrate=0 (docs/hvm.md): `migratable()` says which.
+   */
+  nomigrate?: boolean;
+}
+
+/**
+ * Whether a domain may be saved and migrated: Xen's default for PV guests
+ * (nomigrate changes nothing for them on wasm32); an HVM guest only when
+ * its config says nomigrate=0, since its program must then be made
+ * saveable, which costs (docs/hvm.md, "Saving an HVM guest").
+ */
+export function migratable(c: Pick<XlDomainConfig, "type" | "nomigrate">): boolean {
+  return c.type === "hvm" ? c.nomigrate === false : true;
 }
 
 /** The result: the config, and what xl would warn about. */
@@ -96,6 +111,7 @@ const KNOWN = new Set([
   "serial",
   "rtc_timeoffset",
   "env",
+  "nomigrate",
 ]);
 
 /**
@@ -299,6 +315,7 @@ export function domainConfig(
       serial,
       rtcTimeoffset: num("rtc_timeoffset", -(2 ** 31)) ?? 0,
       env,
+      ...(settings.has("nomigrate") ? { nomigrate: num("nomigrate", 0, 1) === 1 } : {}),
     },
     warnings,
   };
@@ -344,6 +361,8 @@ export function checkDomainConfig(x: unknown): XlDomainConfig {
     if (!(ACTIONS as readonly unknown[]).includes(c[k]))
       fail(k, `must be one of ${ACTIONS.join(", ")}`);
   }
+  if (c.nomigrate !== undefined && typeof c.nomigrate !== "boolean")
+    fail("nomigrate", "must be a boolean");
   if (c.uuid !== undefined && (typeof c.uuid !== "string" || !/^[0-9a-f-]{32,36}$/i.test(c.uuid))) {
     fail("uuid", "must be a UUID");
   }

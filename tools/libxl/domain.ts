@@ -9,19 +9,36 @@
  * It runs in the host daemon, where a wasm kernel must be compiled to run:
  * `xl` reaches it over the daemon's libxl socket (server.ts).
  */
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { logDir } from "../rundir.js";
 import type { BlkbackStats } from "../../dom0/backends/blkback.js";
 import type { NetbackStats } from "../../dom0/backends/netback.js";
-import { loadHvmImageFile } from "../../xen/arch/wasm32/hvm_image.js";
+import {
+  loadHvmImage,
+  loadHvmImageFile,
+  MAX_HVM_IMAGE_BYTES,
+  type HvmImage,
+} from "../../xen/arch/wasm32/hvm_image.js";
+import { readHostFile } from "../../xen/common/host_file.js";
+import { WASM_PAGE_SIZE } from "../../xen/arch/wasm32/config.js";
+import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
+import { checkWasiState, type WasiState } from "../../dom0/devicemodel/wasi.js";
+import { decodeHvmContext, emulatorRecord, hvmStream } from "../libxc/xc_hvm.js";
+import { DHDR_TYPE_WASM32_HVM } from "../libxc/xc_sr.js";
 import { p9GuestPath, parseP9Spec } from "./p9.js";
 import type { Domain } from "../../xen/common/domain.js";
-import type { Host } from "../host/host.js";
+import type { Host, HostHvmConfig, StoppedHvm } from "../host/host.js";
 import { domainPath } from "../xenstored/path.js";
 import { DOM0 } from "../xenstored/perms.js";
-import { isValidDomainName, splitCmdline, type Action, type XlDomainConfig } from "./config.js";
+import {
+  isValidDomainName,
+  migratable,
+  splitCmdline,
+  type Action,
+  type XlDomainConfig,
+} from "./config.js";
 import { parseDiskSpec, vdevToDevid, type DiskSpec } from "./disk.js";
 import { parseNicSpec, type NicSpec } from "./nic.js";
 import { addDevice, devicePaths, frontendTree, listDevices, removeDevice } from "./device.js";
@@ -195,14 +212,37 @@ export class Libxl {
    * model is ready (unless `paused`).
    */
   private async createHvm(config: XlDomainConfig, paused: boolean): Promise<Domain> {
-    const image = await loadHvmImageFile(config.kernel);
+    // A saveable program (nomigrate=0) is kept as given: a save carries it.
+    let saved: Pick<XcDomImage, "sha256" | "bytes"> | undefined;
+    let image: HvmImage;
+    if (migratable(config)) {
+      const { bytes } = await readHostFile(config.kernel, {
+        what: "kernel",
+        maxBytes: MAX_HVM_IMAGE_BYTES,
+      });
+      saved = {
+        sha256: createHash("sha256").update(bytes).digest(),
+        bytes: Uint8Array.from(bytes),
+      };
+      image = await loadHvmImage(bytes, true).catch((e: Error) => {
+        throw new Error(`HVM program ${config.kernel}: ${e.message}`, { cause: e });
+      });
+    } else image = await loadHvmImageFile(config.kernel);
+    const d = await this.host.createHvm({ ...this.hvmHostConfig(config, image), paused });
+    this.register(d, config, saved);
+    // Where QEMU says it runs (xenstore-paths: the device model's state).
+    this.host.xenstored.writeText(`/local/domain/0/device-model/${d.domid}/state`, "running");
+    return d;
+  }
+
+  /** What the host makes an HVM domain of (the program, its device model's devices) from its config. */
+  private hvmHostConfig(config: XlDomainConfig, image: HvmImage): HostHvmConfig {
     const argv0 = basename(config.kernel).replace(/\.wasm$/, "");
-    const d = await this.host.createHvm({
+    return {
       name: config.name,
       image,
       memory: config.memory,
       cmdline: config.cmdline,
-      paused,
       weight: config.weight,
       cap: config.cap,
       maxEvtchnPort: config.maxEvtchnPort,
@@ -221,11 +261,7 @@ export class Libxl {
         return { name: k.vdev, path: k.target, format: k.format, readonly: k.readonly };
       }),
       xenstore: true,
-    });
-    this.register(d, config);
-    // Where QEMU says it runs (xenstore-paths: the device model's state).
-    this.host.xenstored.writeText(`/local/domain/0/device-model/${d.domid}/state`, "running");
-    return d;
+    };
   }
 
   /** libxc's domain builder over Dom0's privcmd (hypercalls and foreign mappings), logging to `log`. */
@@ -597,6 +633,7 @@ export class Libxl {
     const x = this.get(domid);
     const log = opts.log ?? ((): void => {});
     const c = x.config;
+    if (c.type === "hvm") return this.saveHvm(domid, x, path, opts, log);
     const image = this.checkSavable(domid, x);
     // A guest that says it handles suspend (control/feature-suspend = 1)
     // is saved as Xen saves a PV guest: it suspends itself, and resumes in
@@ -665,12 +702,136 @@ export class Libxl {
     }
   }
 
-  /** Refuses what save and migrate cannot carry yet (HVM guests); the module. */
+  /** Refuses what migrate cannot carry yet (HVM guests); the module. */
   private checkSavable(domid: number, x: LibxlDomain): Pick<XcDomImage, "sha256" | "bytes"> {
     const c = x.config;
     if (c.type === "hvm" || !x.image)
-      throw new Error(`libxl: domain ${domid}: saving an HVM guest is not supported yet`);
+      throw new Error(`libxl: domain ${domid}: migrating an HVM guest is not supported yet`);
     return x.image;
+  }
+
+  /**
+   * xl save of an HVM guest (docs/hvm.md, "Saving an HVM guest"): paused,
+   * its program's stack unwound and its device model's state taken
+   * (Host.stopHvm), then the file: its memory, the vCPU and clock
+   * (WASM32_HVM_CONTEXT), the device model's state (EMULATOR_CONTEXT).
+   * Only a program made saveable (nomigrate=0) can be; the refusal says so.
+   */
+  private async saveHvm(
+    domid: number,
+    x: LibxlDomain,
+    path: string,
+    opts: { checkpoint?: boolean; leavePaused?: boolean },
+    log: (line: string) => void,
+  ): Promise<number> {
+    const c = x.config;
+    if (!migratable(c) || !x.image)
+      throw new Error(
+        `libxl: domain ${domid}: an HVM guest is saved or migrated only with nomigrate=0 in its config (its program is then made saveable; HVM guests default to nomigrate=1 on tsxen, docs/hvm.md)`,
+      );
+    await this.xc.domainPause(domid);
+    let stopped: StoppedHvm;
+    try {
+      stopped = await this.host.stopHvm(domid);
+    } catch (e) {
+      await this.xc.domainUnpause(domid).catch(() => {});
+      throw new Error(`libxl: ${(e as Error).message}`, { cause: e });
+    }
+    try {
+      const { major, minor } = await this.xc.version();
+      log(`xc: detail: xc_domain_save: saving domain ${domid}, type wasm32 HVM`);
+      const libxc = hvmStream({ major, minor }, x.image, stopped.memory, {
+        stimeNs: stopped.stimeNs,
+        wasmPages: stopped.wasmPages,
+        vcpu: stopped.vcpu,
+      });
+      const size = saveFile(
+        path,
+        { ...c, uuid: x.uuid },
+        configJson(c, x.uuid),
+        libxc,
+        log,
+        {},
+        [],
+        [emulatorRecord(stopped.devices)],
+      );
+      if (!opts.checkpoint) this.destroy(domid);
+      else {
+        this.host.resumeHvm(domid);
+        if (!opts.leavePaused) await this.xc.domainUnpause(domid);
+      }
+      return size;
+    } catch (e) {
+      if (this.host.hv.domains.has(domid)) {
+        this.host.resumeHvm(domid);
+        await this.xc.domainUnpause(domid).catch(() => {});
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * xl restore of an HVM guest: the program (made saveable again from the
+   * file's copy), the domain made with the saved memory size and clock,
+   * the memory read in once the program is instantiated, the vCPU rewound
+   * where it stopped, the device model's descriptors opened again.
+   */
+  private async restoreHvm(
+    saved: SavedDomain,
+    paused: boolean,
+    log: (line: string) => void,
+  ): Promise<Domain> {
+    const config = saved.config;
+    this.checkNameFree(config.name);
+    if (!migratable(config))
+      throw new Error(
+        `libxl: domain '${config.name}': an HVM guest's save file without nomigrate=0`,
+      );
+    const uuid = config.uuid ?? randomUUID();
+    const ctx = decodeHvmContext(Buffer.from(saved.stream.hvmContext!), 0);
+    let devices: WasiState;
+    try {
+      devices = checkWasiState(JSON.parse(saved.emulator!.blob.toString("utf8")));
+    } catch (e) {
+      throw new Error(
+        `libxl: EMULATOR_CONTEXT at offset ${saved.emulator!.at}: ${(e as Error).message}`,
+        { cause: e },
+      );
+    }
+    const image = await loadHvmImage(Uint8Array.from(saved.image.bytes), true);
+    const runs = saved.stream.runs;
+    const pfns = (ctx.wasmPages * WASM_PAGE_SIZE) / PAGE_SIZE;
+    const bad = runs.find((r) => r.pfn + r.count > pfns);
+    if (bad || saved.stream.pageCount !== pfns)
+      throw new Error(
+        `libxl: the file's ${saved.stream.pageCount} pages are not the ${pfns} of the saved memory`,
+      );
+    log(`xc: detail: xc_domain_restore: wasm32 HVM domain, ${pfns} pages`);
+    const d = await this.host.createHvm({
+      ...this.hvmHostConfig(config, image),
+      paused: true,
+      restore: { wasmPages: ctx.wasmPages, stimeNs: ctx.stimeNs, vcpu: ctx.vcpu },
+      restored: {
+        devices,
+        fill: async (memory) => {
+          for (const r of runs)
+            await saved.reader.readInto(
+              new Uint8Array(memory.buffer, r.pfn * PAGE_SIZE, r.count * PAGE_SIZE),
+              r.at,
+            );
+        },
+      },
+    });
+    try {
+      this.register(d, { ...config, uuid }, saved.image);
+      this.host.xenstored.writeText(`/local/domain/0/device-model/${d.domid}/state`, "running");
+      if (!paused) await this.xc.domainUnpause(d.domid);
+    } catch (e) {
+      this.discard(d.domid);
+      throw e;
+    }
+    log(`xc: info: Restore successful`);
+    return d;
   }
 
   /**
@@ -836,6 +997,8 @@ export class Libxl {
     paused: boolean,
     log: (line: string) => void,
   ): Promise<Domain> {
+    if (saved.stream.domainType === DHDR_TYPE_WASM32_HVM)
+      return this.restoreHvm(saved, paused, log);
     const config = saved.config;
     this.checkNameFree(config.name);
     const uuid = config.uuid ?? randomUUID();

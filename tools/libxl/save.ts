@@ -25,6 +25,9 @@ import {
   LIBXL_IDENT,
   LIBXL_REC_END,
   LIBXL_REC_LIBXC_CONTEXT,
+  LIBXL_REC_EMULATOR_CONTEXT,
+  EMULATOR_ID_TSXEN_WASI,
+  DHDR_TYPE_WASM32_HVM,
   LIBXL_VERSION,
   StreamError,
   readXcStream,
@@ -32,6 +35,7 @@ import {
   type StreamReader,
   type XcStream,
 } from "../libxc/xc_sr.js";
+import { MAX_EMULATOR_CONTEXT } from "../libxc/xc_hvm.js";
 
 const readAsync = promisify(read);
 /** Largest config a save file may carry. */
@@ -95,10 +99,13 @@ export function saveFile(
   log: (line: string) => void,
   frontends: Frontends = {},
   watches: SavedWatch[] = [],
+  /** libxl's records after libxc's stream (an HVM domain's EMULATOR_CONTEXT). */
+  after: Uint8Array[] = [],
 ): number {
   const parts = joinAdjacent([
     ...streamPrologue(path, config, libxlJson, log, frontends, watches),
     ...libxc,
+    ...after,
     streamEpilogue(),
   ]);
   let fd: number;
@@ -192,6 +199,8 @@ export interface SavedDomain {
   watches: SavedWatch[];
   stream: XcStream;
   image: { sha256: Uint8Array; bytes: Uint8Array };
+  /** An HVM domain's device model state (EMULATOR_CONTEXT's blob, JSON), and its offset. */
+  emulator?: { blob: Buffer; at: number };
   reader: StreamReader;
   close(): void;
 }
@@ -258,6 +267,7 @@ async function checkSaveFile(
   checkLibxlHeader(await r.read(o, 16), o, fail);
   o += 16;
   let stream: XcStream | undefined;
+  let emulator: SavedDomain["emulator"];
   for (;;) {
     if (o + 8 > r.size) fail("libxl's stream ends before its END record", o);
     const rh = await r.read(o, 8);
@@ -267,6 +277,22 @@ async function checkSaveFile(
       if (len !== 0) fail("libxl's END record has a body", o);
       o += 8;
       break;
+    }
+    if (type === LIBXL_REC_EMULATOR_CONTEXT) {
+      if (!stream) fail("EMULATOR_CONTEXT before LIBXC_CONTEXT", o);
+      if (emulator) fail("a second EMULATOR_CONTEXT", o);
+      if (len < 8 || len > 8 + MAX_EMULATOR_CONTEXT) fail(`EMULATOR_CONTEXT of ${len} bytes`, o);
+      const padded = len + ((8 - (len % 8)) % 8);
+      if (o + 8 + padded > r.size) fail("EMULATOR_CONTEXT is cut short", o);
+      const body = await r.read(o + 8, len);
+      const id = body.readUInt32LE(0);
+      if (id !== EMULATOR_ID_TSXEN_WASI)
+        fail(`EMULATOR_CONTEXT of emulator 0x${id.toString(16)}, not tsxen's device model`, o + 8);
+      if (body.readUInt32LE(4) !== 0)
+        fail(`EMULATOR_CONTEXT of emulator index ${body.readUInt32LE(4)}`, o + 12);
+      emulator = { blob: body.subarray(8), at: o + 16 };
+      o += 8 + padded;
+      continue;
     }
     if (type !== LIBXL_REC_LIBXC_CONTEXT)
       fail(`libxl record type 0x${type.toString(16)}, which this restore does not know`, o);
@@ -287,8 +313,19 @@ async function checkSaveFile(
   const sha = createHash("sha256").update(stream.module.bytes).digest();
   if (!sha.equals(Buffer.from(stream.module.sha256)))
     fail("WASM32_MODULE's bytes do not have its sha256", 48 + optLen + 16);
-  log(`xc: info: Found wasm32 PV domain from Xen ${stream.xenMajor}.${stream.xenMinor}`);
-  return { config, frontends, watches, stream, image: stream.module };
+  const hvm = stream.domainType === DHDR_TYPE_WASM32_HVM;
+  if (hvm !== (config.type === "hvm"))
+    fail(
+      `a ${hvm ? "HVM" : "PV"} domain's stream for a config of type ${config.type}`,
+      48 + optLen + 16,
+    );
+  if (hvm && !stream.hvmContext) fail("no WASM32_HVM_CONTEXT record", 48 + optLen + 16);
+  if (hvm && !emulator) fail("no EMULATOR_CONTEXT record (the device model's state)", o);
+  if (!hvm && emulator) fail("an EMULATOR_CONTEXT record for a PV domain", emulator.at - 16);
+  log(
+    `xc: info: Found wasm32 ${hvm ? "HVM" : "PV"} domain from Xen ${stream.xenMajor}.${stream.xenMinor}`,
+  );
+  return { config, frontends, watches, stream, image: stream.module, emulator };
 }
 
 type Fail = (what: string, off: number) => never;

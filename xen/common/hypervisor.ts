@@ -42,6 +42,7 @@ import {
 } from "../arch/wasm32/config.js";
 import type { Kernel } from "../arch/wasm32/kernel.js";
 import type { HvmImage } from "../arch/wasm32/hvm_image.js";
+import type { HvmVcpuSaved } from "../arch/wasm32/hvm_vcpu_worker.js";
 import { HvmVcpu } from "../arch/wasm32/hvm_vcpu.js";
 import { HvmDomain, XenPages, type IoreqServer } from "./ioreq.js";
 import { WASM32_MAX_WASM_PAGES, WASM_PAGE_SIZE } from "../arch/wasm32/config.js";
@@ -138,7 +139,18 @@ export type HvmDomainConfig = Omit<DomainConfig, "kernel" | "maxmem" | "vcpus" |
   image: HvmImage;
   /** Seconds added to the host's clock for the guest's wallclock (xl.cfg rtc_timeoffset). */
   rtcTimeoffset?: number;
+  /** A saved domain to make again (xl restore): docs/save-format.md, WASM32_HVM_CONTEXT. */
+  restore?: HvmRestore;
 };
+
+/** What a restored HVM domain starts from, beside its memory (which the toolstack writes). */
+export interface HvmRestore {
+  /** The program's linear memory, in 64 KiB pages, when it was saved. */
+  wasmPages: number;
+  /** The domain's system time when it was saved (ns): its clock goes on from there. */
+  stimeNs: number;
+  vcpu: HvmVcpuSaved;
+}
 
 /** How long a device model has to power off a domain whose program called proc_exit. */
 export const HVM_EXIT_GRACE_MS = 1000;
@@ -635,9 +647,20 @@ export class Hypervisor implements VcpuHost {
     const domid = this.allocDomid(cfg.domid);
     let program: WebAssembly.Memory;
     const maxWasmPages = Math.min(cfg.image.maxPages, wasmPages);
+    const r = cfg.restore;
+    if (
+      r &&
+      (!cfg.image.saveable || r.wasmPages < cfg.image.minPages || r.wasmPages > maxWasmPages)
+    )
+      fail(
+        XenErrno.EINVAL,
+        cfg.image.saveable
+          ? `the saved memory of ${r.wasmPages} wasm pages does not fit the program (${cfg.image.minPages}..${maxWasmPages})`
+          : "the program was not made saveable",
+      );
     try {
       program = new WebAssembly.Memory({
-        initial: cfg.image.minPages,
+        initial: r ? r.wasmPages : cfg.image.minPages,
         maximum: maxWasmPages,
         shared: true,
       });
@@ -667,6 +690,8 @@ export class Hypervisor implements VcpuHost {
     );
     d.weight = cfg.weight ?? 256;
     d.cap = cfg.cap ?? 0;
+    // A restored domain's clock goes on from the saved time.
+    if (r) d.stimeOffsetNs = r.stimeNs - NOW();
     for (let p = 0; p < pages; p++) d.p2m[p] = mfn_x(this.frames.alloc(domid)!);
     d.totPages = pages;
     d.hvm = new HvmDomain(cfg.image, program, maxWasmPages);
@@ -704,13 +729,14 @@ export class Hypervisor implements VcpuHost {
           : undefined,
       },
       {
-        systemTimeBase: process.hrtime.bigint() - BigInt(NOW()),
+        // The domain's system time, as its vcpu_time_info would say.
+        systemTimeBase: process.hrtime.bigint() - BigInt(Math.round(d.stime())),
         wallclockOffsetNs: BigInt(Math.round((cfg.rtcTimeoffset ?? 0) * 1e9)),
         vpEport: 0,
       },
     );
     d.hvm.vcpu = vcpu;
-    vcpu.start(d.pauseCount);
+    vcpu.start(d.pauseCount, r?.vcpu);
     this.lendTraceCpu(d);
     return d;
   }

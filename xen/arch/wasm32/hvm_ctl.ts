@@ -36,6 +36,17 @@ export const HC_IDLE = 0;
 export const HC_REQUEST = 1;
 export const HC_DONE = 2;
 
+/**
+ * A save's request (Int32 slot 24, past the Float64 slots): SAVE_UNWIND asks
+ * a saveable program's thread to unwind its stack at its next safe point
+ * (a WASI call's entry, a loop check) and post it; SAVE_REWIND, once it
+ * has, to rewind it and go on (xl save -c). Woken through CTL_PAUSE.
+ */
+export const CTL_SAVE = 24;
+export const SAVE_NONE = 0;
+export const SAVE_UNWIND = 1;
+export const SAVE_REWIND = 2;
+
 /** Float64 slots (index into a Float64Array over the same buffer). */
 export const CTL_F64_BASE = 8;
 /** Milliseconds spent running guest code (not waiting for ioreqs or paused). */
@@ -55,3 +66,12 @@ export const HVM_PAUSED = 3;
 export const HVM_DONE = 4;
 /** In a hypercall: the hypervisor has it, or holds it (SCHEDOP_block, SCHEDOP_poll). */
 export const HVM_HYPERCALL = 5;
+/** Its stack unwound into data for a save: it runs again only when rewound (or restored elsewhere). */
+export const HVM_UNWOUND = 6;
+
+/** Exports of a saveable program's mutable globals (hvm_saveable.ts): prefix + the global's index. */
+export const HVM_GLOBAL_PREFIX = "__tsxen_hvm_g";
+/** The export holding how many mutable globals the program has (all must be exported to save it). */
+export const HVM_GLOBAL_COUNT = "__tsxen_hvm_count";
+/** Most bytes of a program's unwound stack (a save refuses a deeper one). */
+export const HVM_STACK_AREA = 4 * 1024 * 1024;

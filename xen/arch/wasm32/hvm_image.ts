@@ -23,6 +23,7 @@ import { Reader, leb } from "./binary.js";
 import { addLoopChecks } from "./hvm_checks.js";
 import { WASI_FUNCTIONS, WASI_MODULE } from "../../include/public/hvm/wasm32_io.js";
 import { GUEST_IMAGE_BASE, IMPORT_HYPERCALL, IMPORT_MODULE } from "./config.js";
+import { createRequire } from "node:module";
 
 /** A checked, compiled HVM program, shared by every domain that runs it. */
 export interface HvmImage {
@@ -44,6 +45,8 @@ export interface HvmImage {
   readonly size: number;
   /** Loops given a check (hvm_checks.ts), or why the program has none. */
   readonly loopChecks: number | string;
+  /** Made saveable (hvm_saveable.ts; xl.cfg `nomigrate = 0`). */
+  readonly saveable: boolean;
 }
 
 /**
@@ -325,9 +328,9 @@ function checkArchArea(minPages: number, globals?: Uint8Array, data?: Uint8Array
  * thread (hvm_image_worker.ts runs it off the main thread: touching a 30 MB
  * module, even to copy it, held the main thread 80 ms or more here).
  */
-export async function compileHvmImage(bytes: Uint8Array): Promise<HvmImage> {
+export async function compileHvmImage(bytes: Uint8Array, saveable = false): Promise<HvmImage> {
   const hash = createHash("sha256").update(bytes).digest("hex");
-  const cached = readImageCache(hash);
+  const cached = readImageCache(hash, saveable);
   let meta: ImageMeta;
   let code: Uint8Array;
   if (cached) ({ meta, code } = cached);
@@ -335,6 +338,12 @@ export async function compileHvmImage(bytes: Uint8Array): Promise<HvmImage> {
     const prep = prepareHvmImage(bytes);
     const checked = addLoopChecks(prep.bytes);
     code = "bytes" in checked ? checked.bytes : prep.bytes;
+    if (saveable && prep.hypercalls)
+      throw new Error(
+        "nomigrate=0: a program with PV drivers (it imports xen.hypercall) cannot be saved yet",
+      );
+    // Binaryen is loaded only where a saveable program is made (the compiler's thread).
+    if (saveable) code = (await import("./hvm_saveable.js")).makeSaveable(code, bytes.length);
     meta = {
       minPages: prep.minPages,
       maxPages: prep.maxPages,
@@ -350,8 +359,8 @@ export async function compileHvmImage(bytes: Uint8Array): Promise<HvmImage> {
     const why = (e as Error).message.replace(/^WebAssembly\.compile\(\): /, "");
     throw new Error(`not a valid WebAssembly module: ${why}`, { cause: e });
   }
-  if (!cached) writeImageCache(hash, meta, code);
-  return { hash, module, size: bytes.length, ...meta };
+  if (!cached) writeImageCache(hash, saveable, meta, code);
+  return { hash, module, size: bytes.length, saveable, ...meta };
 }
 
 /** What the cache keeps beside a prepared program's bytes. */
@@ -363,14 +372,26 @@ type ImageMeta = Pick<
 /** Bumped whenever preparing or checking a program changes its output. */
 export const HVM_IMAGE_VERSION = 2;
 
-/** The disk cache of prepared programs: by content hash and HVM_IMAGE_VERSION. */
-function imageCachePath(hash: string): string {
-  return join(cacheRoot(), "hvm", `${hash}-v${HVM_IMAGE_VERSION}`);
+/** Bumped whenever making a program saveable (hvm_saveable.ts) changes its output. */
+const HVM_SAVEABLE_VERSION = 1;
+
+/** Binaryen's version, read without loading Binaryen: part of a saveable program's cache key. */
+const BINARYEN_VERSION = (
+  createRequire(import.meta.url)("binaryen/package.json") as { version: string }
+).version;
+
+/** The disk cache of prepared programs: by content hash, HVM_IMAGE_VERSION and whether saveable. */
+function imageCachePath(hash: string, saveable: boolean): string {
+  const flavour = saveable ? `-saveable${HVM_SAVEABLE_VERSION}-binaryen${BINARYEN_VERSION}` : "";
+  return join(cacheRoot(), "hvm", `${hash}-v${HVM_IMAGE_VERSION}${flavour}`);
 }
 
-function readImageCache(hash: string): { meta: ImageMeta; code: Uint8Array } | undefined {
+function readImageCache(
+  hash: string,
+  saveable: boolean,
+): { meta: ImageMeta; code: Uint8Array } | undefined {
   try {
-    const base = imageCachePath(hash);
+    const base = imageCachePath(hash, saveable);
     const meta = JSON.parse(readFileSync(`${base}.json`, "utf8")) as ImageMeta;
     return { meta, code: readFileSync(`${base}.wasm`) };
   } catch {
@@ -378,9 +399,9 @@ function readImageCache(hash: string): { meta: ImageMeta; code: Uint8Array } | u
   }
 }
 
-function writeImageCache(hash: string, meta: ImageMeta, code: Uint8Array): void {
+function writeImageCache(hash: string, saveable: boolean, meta: ImageMeta, code: Uint8Array): void {
   try {
-    const base = imageCachePath(hash);
+    const base = imageCachePath(hash, saveable);
     mkdirSync(dirname(base), { recursive: true });
     const tmp = `${base}.${process.pid}.${Date.now()}.tmp`;
     writeFileSync(`${tmp}.wasm`, code);
@@ -429,7 +450,7 @@ function compiler(): Worker {
  * handed over (their buffer is transferred when they own it whole): the
  * caller must not use them afterwards.
  */
-export function loadHvmImage(bytes: Uint8Array): Promise<HvmImage> {
+export function loadHvmImage(bytes: Uint8Array, saveable = false): Promise<HvmImage> {
   return new Promise((resolve, reject) => {
     const w = compiler();
     const id = nextId++;
@@ -439,21 +460,28 @@ export function loadHvmImage(bytes: Uint8Array): Promise<HvmImage> {
       bytes.byteOffset === 0 &&
       bytes.byteLength === bytes.buffer.byteLength &&
       bytes.buffer instanceof ArrayBuffer;
-    w.postMessage({ id, bytes }, whole ? [bytes.buffer as ArrayBuffer] : []);
+    w.postMessage({ id, bytes, saveable }, whole ? [bytes.buffer as ArrayBuffer] : []);
   });
 }
 
 /** Programs loaded from files, while the files stay the same. */
 const loadedFiles = new FileCache<HvmImage>();
 
-/** Loads an HVM program from a file; the error names the file. */
-export function loadHvmImageFile(path: string): Promise<HvmImage> {
-  return loadedFiles.get(path, async () => {
-    const { bytes } = await readHostFile(path, { what: "kernel", maxBytes: MAX_HVM_IMAGE_BYTES });
-    try {
-      return await loadHvmImage(bytes);
-    } catch (e) {
-      throw new Error(`HVM program ${path}: ${(e as Error).message}`, { cause: e });
-    }
-  });
+/** Loads an HVM program from a file (saveable: hvm_saveable.ts); the error names the file. */
+export function loadHvmImageFile(path: string, saveable = false): Promise<HvmImage> {
+  return loadedFiles.get(
+    path,
+    async () => {
+      const { bytes } = await readHostFile(path, {
+        what: "kernel",
+        maxBytes: MAX_HVM_IMAGE_BYTES,
+      });
+      try {
+        return await loadHvmImage(bytes, saveable);
+      } catch (e) {
+        throw new Error(`HVM program ${path}: ${(e as Error).message}`, { cause: e });
+      }
+    },
+    saveable ? "saveable" : "",
+  );
 }

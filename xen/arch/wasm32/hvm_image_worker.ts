@@ -6,8 +6,8 @@
 import { parentPort } from "node:worker_threads";
 import { compileHvmImage } from "./hvm_image.js";
 
-parentPort!.on("message", (m: { id: number; bytes: Uint8Array }) => {
-  compileHvmImage(m.bytes).then(
+parentPort!.on("message", (m: { id: number; bytes: Uint8Array; saveable: boolean }) => {
+  compileHvmImage(m.bytes, m.saveable).then(
     (image) => parentPort!.postMessage({ id: m.id, image }),
     (e: Error) => parentPort!.postMessage({ id: m.id, error: e.message }),
   );

@@ -7,7 +7,7 @@
  */
 import { MessageChannel, Worker } from "node:worker_threads";
 import type { HvmImage } from "./hvm_image.js";
-import type { HvmVcpuData, HvmVcpuExit } from "./hvm_vcpu_worker.js";
+import type { HvmVcpuData, HvmVcpuExit, HvmVcpuMessage, HvmVcpuSaved } from "./hvm_vcpu_worker.js";
 import {
   CTL_BYTES,
   CTL_EXIT_CODE,
@@ -27,6 +27,11 @@ import {
   CTL_STATE,
   HVM_DONE,
   HVM_RUNNING,
+  HVM_STARTING,
+  CTL_SAVE,
+  SAVE_NONE,
+  SAVE_REWIND,
+  SAVE_UNWIND,
 } from "./hvm_ctl.js";
 import type { IoRange } from "../../common/ioreq.js";
 import type { TraceCpu } from "../../common/trace.js";
@@ -48,6 +53,7 @@ const waitAsync = (
       a: Int32Array,
       i: number,
       v: number,
+      timeout?: number,
     ): { async: false; value: string } | { async: true; value: Promise<string> };
   }
 ).waitAsync;
@@ -74,8 +80,12 @@ export class HvmVcpu {
     this.i32[CTL_PORT] = -1;
   }
 
-  /** Starts the thread (paused if the pause count is above zero). */
-  start(pauseCount: number): void {
+  /**
+   * Starts the thread (paused if the pause count is above zero); with
+   * `restore`, the program is rewound into a saved vCPU instead of
+   * starting at _start.
+   */
+  start(pauseCount: number, restore?: HvmVcpuSaved): void {
     this.i32[CTL_PAUSE] = pauseCount;
     const data: HvmVcpuData = {
       module: this.image.module,
@@ -85,6 +95,7 @@ export class HvmVcpu {
       systemTimeBase: this.timing.systemTimeBase,
       wallclockOffsetNs: this.timing.wallclockOffsetNs,
       vpEport: this.timing.vpEport,
+      restore,
     };
     const w = new Worker(new URL("./hvm_vcpu_worker.js", import.meta.url), {
       workerData: data,
@@ -94,7 +105,14 @@ export class HvmVcpu {
       stderr: false,
     });
     this.worker = w;
-    w.on("message", (m: HvmVcpuExit) => this.end(m));
+    w.on("message", (m: HvmVcpuMessage) => {
+      if (m.kind !== "unwound") return this.end(m);
+      const p = this.unwinding;
+      this.unwinding = undefined;
+      // A save that gave up meanwhile: the program goes on.
+      if (p) p.resolve(m.saved);
+      else this.rewind();
+    });
     w.on("error", (e) => this.end({ kind: "crash", why: `the vCPU thread failed: ${e.message}` }));
     w.on("exit", () => this.end({ kind: "crash", why: "the vCPU thread stopped" }));
     // An idle host with HVM guests may still exit: the guests hold no event loop open.
@@ -132,8 +150,70 @@ export class HvmVcpu {
     this.watchHypercalls();
   }
 
+  private unwinding:
+    { resolve(s: HvmVcpuSaved): void; reject(e: Error): void; timer: NodeJS.Timeout } | undefined;
+
+  /**
+   * Resolves once the thread has instantiated the program (and, for a
+   * restore, set its globals) and waits for its first unpause, or has
+   * ended: a restore writes the saved memory only then, over what the
+   * program's data segments wrote.
+   */
+  async instantiated(): Promise<void> {
+    for (;;) {
+      const st = Atomics.load(this.i32, CTL_STATE);
+      if (st !== HVM_STARTING || this.over) return;
+      // The thread does not wake this word when it moves on: look every few ms.
+      const w = waitAsync(this.i32, CTL_STATE, st, 5);
+      if (w.async) await w.value;
+    }
+  }
+
+  /**
+   * Asks a saveable program's thread to unwind its stack at its next safe
+   * point (a WASI call's entry, a loop check; a call it waits in is
+   * withdrawn by the device model first) and resolves with it. Rejects
+   * after `timeoutMs` if the program reached none, and then it goes on.
+   */
+  unwind(timeoutMs: number): Promise<HvmVcpuSaved> {
+    if (this.over) return Promise.reject(new Error("the vCPU has stopped"));
+    if (this.unwinding) return Promise.reject(new Error("a save of the vCPU is under way"));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.unwinding = undefined;
+        // Withdrawn; an unwind that began meanwhile is rewound when it arrives.
+        Atomics.compareExchange(this.i32, CTL_SAVE, SAVE_UNWIND, SAVE_NONE);
+        reject(new Error(`its vCPU reached no point where it can be saved in ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.unwinding = {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+        timer,
+      };
+      Atomics.store(this.i32, CTL_SAVE, SAVE_UNWIND);
+      // A thread waiting for an unpause looks again.
+      Atomics.notify(this.i32, CTL_PAUSE);
+    });
+  }
+
+  /** After unwind: the program goes on in this domain (xl save -c), rewound where it stopped. */
+  rewind(): void {
+    Atomics.store(this.i32, CTL_SAVE, SAVE_REWIND);
+    Atomics.notify(this.i32, CTL_SAVE);
+  }
+
   private end(how: HvmVcpuExit): void {
     if (this.over) return;
+    this.unwinding?.reject(
+      new Error(`the program ended (${how.kind === "exit" ? "exit" : how.why})`),
+    );
+    this.unwinding = undefined;
     this.over = true;
     this.i32[CTL_STATE] = HVM_DONE;
     Atomics.notify(this.i32, CTL_HC_STATE);
@@ -189,6 +269,8 @@ export class HvmVcpu {
   stop(): Promise<void> {
     if (this.stopping) return this.stopped;
     this.stopping = true;
+    this.unwinding?.reject(new Error("the vCPU was stopped"));
+    this.unwinding = undefined;
     this.over = true;
     this.i32[CTL_STATE] = HVM_DONE;
     // Lets a pending waitAsync settle, so nothing of this vCPU stays behind.

@@ -45,6 +45,7 @@ import {
   WASM32_FASTFD_ENTRIES,
   WASM32_FASTFD_ENTRY,
   WASM32_IOREQ_FASTFD,
+  WASM32_IOREQ_RETRY,
 } from "../../include/public/hvm/wasm32_io.js";
 import {
   IOREQ_TYPE_PIO,
@@ -76,6 +77,14 @@ import {
   HVM_IOREQ_WAIT,
   HVM_PAUSED,
   HVM_RUNNING,
+  CTL_SAVE,
+  SAVE_NONE,
+  SAVE_REWIND,
+  SAVE_UNWIND,
+  HVM_UNWOUND,
+  HVM_GLOBAL_COUNT,
+  HVM_GLOBAL_PREFIX,
+  HVM_STACK_AREA,
 } from "./hvm_ctl.js";
 import { TraceRing, type TraceCpu } from "../../common/trace.js";
 import {
@@ -97,10 +106,24 @@ export interface HvmVcpuData {
   /** Nanoseconds to add to the host's realtime clock (the domain's RTC offset). */
   wallclockOffsetNs: bigint;
   vpEport: number;
+  /** A saved vCPU to rewind into (a restore), instead of starting at _start. */
+  restore?: HvmVcpuSaved;
 }
 
 /** What the thread tells the hypervisor when it stops. */
 export type HvmVcpuExit = { kind: "exit" } | { kind: "crash"; why: string };
+
+/**
+ * A saveable program's vCPU, unwound (docs/save-format.md, WASM32_HVM_CONTEXT):
+ * its mutable globals by index, and its stack as Asyncify left it.
+ */
+export interface HvmVcpuSaved {
+  globals: Array<[number, number | bigint]>;
+  stack: Uint8Array;
+}
+
+/** What the thread posts: its end, or its unwound state for a save. */
+export type HvmVcpuMessage = HvmVcpuExit | { kind: "unwound"; saved: HvmVcpuSaved };
 
 interface Route {
   id: number;
@@ -181,8 +204,12 @@ function honourPause(): void {
   let p = Atomics.load(ctl, CTL_PAUSE);
   if (p === 0) return;
   Atomics.store(ctl, CTL_STATE, HVM_PAUSED);
-  while (p !== 0) {
-    Atomics.wait(ctl, CTL_PAUSE, p);
+  // A save's request ends the wait too: the program goes on to its next
+  // safe point and unwinds there (the request is stored before the
+  // hypervisor wakes this word; the timeout covers a wake that came
+  // between the check and the wait).
+  while (p !== 0 && !saveRequested()) {
+    Atomics.wait(ctl, CTL_PAUSE, p, saving ? 50 : undefined);
     p = Atomics.load(ctl, CTL_PAUSE);
   }
   if (Atomics.load(ctl, CTL_MSG) !== seenMsg) drainMessages();
@@ -419,8 +446,122 @@ function fastIo(
   return 0;
 }
 
+// --- saving: the program's stack as data (hvm_saveable.ts) ----------------------
+
+/** Asyncify's exports, when the program was made saveable. */
+interface AsyncifyExports {
+  asyncify_start_unwind(at: number): void;
+  asyncify_stop_unwind(): void;
+  asyncify_start_rewind(at: number): void;
+  asyncify_stop_rewind(): void;
+  asyncify_get_state(): number;
+}
+let saving: AsyncifyExports | undefined;
+/** Whether the program was made saveable: Asyncify's exports are there. */
+const saveable = WebAssembly.Module.exports(data.module).some(
+  (e) => e.name === "asyncify_start_unwind",
+);
+let programExports: WebAssembly.Exports | undefined;
+/** Where the stack is unwound to or rewound from, and the program's own bytes there. */
+let area: { at: number; bytes: Uint8Array } | undefined;
+/** Asyncify's states (asyncify_get_state). */
+const ASYNCIFY_UNWINDING = 1;
+
+/** Whether export `name` is one of the program's mutable globals (hvm_saveable.ts). */
+const isGlobalExport = (name: string): boolean =>
+  name.startsWith(HVM_GLOBAL_PREFIX) && /^\d+$/.test(name.slice(HVM_GLOBAL_PREFIX.length));
+
+function saveRequested(): boolean {
+  return saving !== undefined && Atomics.load(ctl, CTL_SAVE) === SAVE_UNWIND;
+}
+
+/**
+ * The area the stack goes through: the top HVM_STACK_AREA bytes of the
+ * program's memory, whose own bytes are kept aside and put back once the
+ * stack has left (unwound) or arrived (rewound). The memory the save
+ * carries is then the program's, byte for byte.
+ */
+function takeArea(): number {
+  inMemory(0, 0);
+  const size = memory.buffer.byteLength;
+  const len = Math.min(HVM_STACK_AREA, size);
+  const at = size - len;
+  u8 = new Uint8Array(memory.buffer);
+  dv = new DataView(memory.buffer);
+  area = { at, bytes: u8.slice(at, at + len) };
+  return at;
+}
+function giveAreaBack(): void {
+  if (!area) return;
+  u8.set(area.bytes, area.at);
+  area = undefined;
+}
+
+/** Starts unwinding the program from inside the import it called. */
+function startUnwind(): void {
+  const at = takeArea();
+  dv.setUint32(at, at + 8, true);
+  dv.setUint32(at + 4, at + area!.bytes.length, true);
+  saving!.asyncify_start_unwind(at);
+}
+
+/** The unwound program's state, its memory as it was. */
+function finishUnwind(): HvmVcpuSaved {
+  saving!.asyncify_stop_unwind();
+  const at = area!.at;
+  const stack = u8.slice(at + 8, dv.getUint32(at, true));
+  giveAreaBack();
+  const globals: Array<[number, number | bigint]> = [];
+  for (const [name, v] of Object.entries(programExports!)) {
+    if (!isGlobalExport(name)) continue;
+    globals.push([Number(name.slice(HVM_GLOBAL_PREFIX.length)), (v as WebAssembly.Global).value]);
+  }
+  return { globals, stack };
+}
+
+/** Puts a saved stack in place; the program's next entry rewinds into it. */
+function startRewind(stack: Uint8Array): void {
+  const at = takeArea();
+  if (stack.length > area!.bytes.length - 8) {
+    giveAreaBack();
+    throw new Error(`the saved stack (${stack.length} bytes) does not fit the program's memory`);
+  }
+  u8.set(stack, at + 8);
+  dv.setUint32(at, at + 8 + stack.length, true);
+  dv.setUint32(at + 4, at + area!.bytes.length, true);
+  saving!.asyncify_start_rewind(at);
+}
+
+/** The rewind reached the call it had stopped at: the program is whole again. */
+function finishRewind(): void {
+  saving!.asyncify_stop_rewind();
+  giveAreaBack();
+}
+
+/**
+ * Every WASI import of a saveable program is a point where it may stop for
+ * a save: at its entry, before anything of the call is done, so that the
+ * call is made afresh when the program is rewound (here or elsewhere).
+ */
+function savePoint<F extends (...a: never[]) => number | undefined>(fn: F): F {
+  return ((...a: never[]): number | undefined => {
+    if (area) finishRewind();
+    if (saveRequested()) {
+      exitGuest();
+      startUnwind();
+      return 0;
+    }
+    return fn(...a);
+  }) as F;
+}
+
 /** The import for WASI function `name`: local, or an ioreq on its port. */
 function wasiImport(name: string): (...a: Array<number | bigint>) => number | undefined {
+  const imp = wasiCall(name);
+  return saveable ? savePoint(imp) : imp;
+}
+
+function wasiCall(name: string): (...a: Array<number | bigint>) => number | undefined {
   const f = WASI_FUNCTIONS.get(name)!;
   if (WASI_CPU_LOCAL.has(name)) return local[name] as never;
   const port = f.port;
@@ -433,6 +574,10 @@ function wasiImport(name: string): (...a: Array<number | bigint>) => number | un
   return (...args: Array<number | bigint>): number | undefined => {
     exitGuest();
     honourPause();
+    if (saveRequested()) {
+      startUnwind();
+      return 0;
+    }
     if (port === EXIT_PORT) {
       // The status is the hypervisor's to report, whoever shuts the domain down first.
       Atomics.store(ctl, CTL_EXIT_CODE, args[0] as number);
@@ -471,20 +616,29 @@ function wasiImport(name: string): (...a: Array<number | bigint>) => number | un
     }
     if (!i32 || !u32) {
       rc = W.WASI_ENOSYS;
-    } else {
-      for (let i = 0; i < n; i++) {
-        const a = args[i]!;
-        if (wide[i]) {
-          const b = BigInt.asUintN(64, a as bigint);
-          u32[ARGS + 2 * i] = Number(b & 0xffffffffn);
-          u32[ARGS + 2 * i + 1] = Number(b >> 32n);
-        } else {
-          u32[ARGS + 2 * i] = (a as number) >>> 0;
-          u32[ARGS + 2 * i + 1] = 0;
+    } else
+      for (;;) {
+        for (let i = 0; i < n; i++) {
+          const a = args[i]!;
+          if (wide[i]) {
+            const b = BigInt.asUintN(64, a as bigint);
+            u32[ARGS + 2 * i] = Number(b & 0xffffffffn);
+            u32[ARGS + 2 * i + 1] = Number(b >> 32n);
+          } else {
+            u32[ARGS + 2 * i] = (a as number) >>> 0;
+            u32[ARGS + 2 * i + 1] = 0;
+          }
+        }
+        rc = ioreq(port, n, i32, u32);
+        if (rc !== WASM32_IOREQ_RETRY) break;
+        // The device model withdrew the call, undone, for a save: the
+        // program stops here and makes it again when it goes on.
+        honourPause();
+        if (saveRequested()) {
+          startUnwind();
+          return 0;
         }
       }
-      rc = ioreq(port, n, i32, u32);
-    }
     if (port === EXIT_PORT) throw new ProcExit();
     honourPause();
     enterGuest();
@@ -529,10 +683,22 @@ function connectLoopChecks(instance: WebAssembly.Instance): void {
   const budget = instance.exports[CHECK_BUDGET_EXPORT] as WebAssembly.Global | undefined;
   if (!table || !budget) return;
   const check = (): void => {
+    if (area) {
+      finishRewind();
+      return;
+    }
     budget.value = CHECK_BUDGET;
-    if (Atomics.load(ctl, CTL_PAUSE) !== 0 || Atomics.load(ctl, CTL_MSG) !== seenMsg) {
+    if (
+      Atomics.load(ctl, CTL_PAUSE) !== 0 ||
+      Atomics.load(ctl, CTL_MSG) !== seenMsg ||
+      saveRequested()
+    ) {
       exitGuest();
       honourPause();
+      if (saveRequested()) {
+        startUnwind();
+        return;
+      }
       enterGuest();
     }
   };
@@ -562,22 +728,73 @@ function run(): HvmVcpuExit {
       xen: { hypercall },
     });
     connectLoopChecks(instance);
+    programExports = instance.exports;
+    if (saveable) saving = instance.exports as unknown as AsyncifyExports;
   } catch (e) {
     return { kind: "crash", why: `the program could not be instantiated: ${describe(e)}` };
   }
+  let rewind: Uint8Array | undefined;
+  if (data.restore) {
+    try {
+      setGlobals(instance, data.restore.globals);
+    } catch (e) {
+      return { kind: "crash", why: `the saved vCPU does not fit the program: ${describe(e)}` };
+    }
+    rewind = data.restore.stack;
+  }
   honourPause();
   Atomics.store(ctl, CTL_STATE, HVM_RUNNING);
-  enterGuest();
   try {
-    (instance.exports._start as () => void)();
-    exitGuest();
-    // Returning from _start is exit(0): the device model hears it as proc_exit.
-    wasiImport("proc_exit")(0);
-    return { kind: "exit" };
+    for (;;) {
+      if (rewind) startRewind(rewind);
+      rewind = undefined;
+      enterGuest();
+      (instance.exports._start as () => void)();
+      exitGuest();
+      if (saving && saving.asyncify_get_state() === ASYNCIFY_UNWINDING) {
+        const saved = finishUnwind();
+        Atomics.store(ctl, CTL_STATE, HVM_UNWOUND);
+        parentPort!.postMessage({ kind: "unwound", saved } satisfies HvmVcpuMessage);
+        // Until the hypervisor says go on (xl save -c); otherwise this thread is ended.
+        for (
+          let r = Atomics.load(ctl, CTL_SAVE);
+          r !== SAVE_REWIND;
+          r = Atomics.load(ctl, CTL_SAVE)
+        )
+          Atomics.wait(ctl, CTL_SAVE, r);
+        Atomics.store(ctl, CTL_SAVE, SAVE_NONE);
+        Atomics.store(ctl, CTL_STATE, HVM_RUNNING);
+        rewind = saved.stack;
+        continue;
+      }
+      // Returning from _start is exit(0): the device model hears it as proc_exit.
+      wasiImport("proc_exit")(0);
+      return { kind: "exit" };
+    }
   } catch (e) {
     if (e instanceof ProcExit) return { kind: "exit" };
     exitGuest();
     return { kind: "crash", why: describe(e) };
+  }
+}
+
+/** Sets a restored program's mutable globals: exactly those it has, each of its type. */
+function setGlobals(
+  instance: WebAssembly.Instance,
+  globals: Array<[number, number | bigint]>,
+): void {
+  const count = instance.exports[HVM_GLOBAL_COUNT] as WebAssembly.Global | undefined;
+  if (!saving || !count) throw new Error("the program is not saveable");
+  const have = Object.keys(instance.exports).filter(isGlobalExport);
+  if (have.length !== (count.value as number))
+    throw new Error("the program has a mutable global that cannot be saved");
+  if (have.length !== globals.length || new Set(globals.map(([i]) => i)).size !== globals.length)
+    throw new Error(`${globals.length} globals saved, the program has ${have.length}`);
+  for (const [i, v] of globals) {
+    const g = instance.exports[`${HVM_GLOBAL_PREFIX}${i}`] as WebAssembly.Global | undefined;
+    if (!g) throw new Error(`the program has no mutable global ${i}`);
+    if (typeof g.value !== typeof v) throw new Error(`global ${i} is of another type`);
+    g.value = v;
   }
 }
 

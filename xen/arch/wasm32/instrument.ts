@@ -47,7 +47,7 @@ import {
 } from "./config.js";
 
 /** Features a wasm32 kernel may use: what Node 20's V8 accepts. */
-const FEATURES =
+export const FEATURES =
   binaryen.Features.MVP |
   binaryen.Features.Atomics |
   binaryen.Features.MutableGlobals |

@@ -56,6 +56,14 @@ export const WASI_PORT_BASE = 0x1000;
 export const WASM32_IOREQ_ARGS = 0x800;
 /** Bytes of argument slots per vCPU (16 slots of 8 bytes). */
 export const WASM32_IOREQ_ARGS_PER_VCPU = 128;
+/**
+ * The answer (ioreq_t.data) of a call the device model withdrew without
+ * doing any of it: it was waiting (a sleep, a read of an idle serial port)
+ * when the domain was being saved. The vCPU makes the call again, in this
+ * domain or in the restored one. No WASI errno is this large.
+ */
+export const WASM32_IOREQ_RETRY = 0xffffffff;
+
 /** Byte offset of the doorbell word in the ioreq page (an int32 bumped per request). */
 export const WASM32_IOREQ_DOORBELL = 0x7f0;
 /** Byte offset and size of the fast-descriptor table in the ioreq page. */

@@ -1,0 +1,141 @@
+/**
+ * The libxc stream of a saveable HVM domain (docs/save-format.md, "HVM
+ * domains"): what xc_domain_save writes for an x86 HVM guest (its pages,
+ * then HVM_CONTEXT with the vCPUs' registers and the platform's state), on
+ * wasm32: the program's pages, then WASM32_HVM_CONTEXT with the domain's
+ * clock, the memory's size and the vCPU as the program's thread unwound it
+ * (its mutable globals and its Asyncify stack). The device model's state
+ * travels beside it in libxl's EMULATOR_CONTEXT record, as QEMU's does.
+ *
+ * WASM32_HVM_CONTEXT's body, little-endian: magic "W32H", version 1, the
+ * domain's system time (i64 ns), the memory's size in 64 KiB pages, the
+ * global count and the stack's length (u32 each), a u32 kept 0; then each
+ * global: its index (u32), its kind (u32: 0 a number, as f64; 1 an i64)
+ * and its value (8 bytes); then the stack's bytes.
+ */
+import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
+import type { HvmVcpuSaved } from "../../xen/arch/wasm32/hvm_vcpu_worker.js";
+import { HVM_STACK_AREA } from "../../xen/arch/wasm32/hvm_ctl.js";
+import { WASM_PAGE_SIZE, WASM32_MAX_WASM_PAGES } from "../../xen/arch/wasm32/config.js";
+import {
+  DHDR_TYPE_WASM32_HVM,
+  EMULATOR_ID_TSXEN_WASI,
+  LIBXL_REC_EMULATOR_CONTEXT,
+  MAX_BATCH,
+  REC_TYPE_END,
+  REC_TYPE_WASM32_HVM_CONTEXT,
+  StreamError,
+  moduleRecord,
+  pageDataRecord,
+  record,
+  streamHeaders,
+} from "./xc_sr.js";
+
+export const HVM_CONTEXT_MAGIC = 0x48323357; // "W32H"
+export const HVM_CONTEXT_VERSION = 1;
+const HEAD = 32;
+/** Most mutable globals a saved program may have (wasm's own limit is larger; no real program nears it). */
+export const MAX_HVM_GLOBALS = 65536;
+/** Largest device model state read back (JSON). */
+export const MAX_EMULATOR_CONTEXT = 1024 * 1024;
+
+export interface HvmContext {
+  stimeNs: number;
+  wasmPages: number;
+  vcpu: HvmVcpuSaved;
+}
+
+export function encodeHvmContext(c: HvmContext): Uint8Array {
+  const { globals, stack } = c.vcpu;
+  const out = Buffer.alloc(HEAD + 16 * globals.length + stack.length);
+  out.writeUInt32LE(HVM_CONTEXT_MAGIC, 0);
+  out.writeUInt32LE(HVM_CONTEXT_VERSION, 4);
+  out.writeBigInt64LE(BigInt(Math.round(c.stimeNs)), 8);
+  out.writeUInt32LE(c.wasmPages, 16);
+  out.writeUInt32LE(globals.length, 20);
+  out.writeUInt32LE(stack.length, 24);
+  globals.forEach(([i, v], k) => {
+    const o = HEAD + 16 * k;
+    out.writeUInt32LE(i, o);
+    out.writeUInt32LE(typeof v === "bigint" ? 1 : 0, o + 4);
+    if (typeof v === "bigint") out.writeBigInt64LE(BigInt.asIntN(64, v), o + 8);
+    else out.writeDoubleLE(v, o + 8);
+  });
+  out.set(stack, HEAD + 16 * globals.length);
+  return out;
+}
+
+/** Reads a WASM32_HVM_CONTEXT body (at `at` in the stream); throws StreamError naming what is wrong. */
+export function decodeHvmContext(b: Buffer, at: number): HvmContext {
+  const fail = (what: string, off: number): never => {
+    throw new StreamError(`libxc stream: WASM32_HVM_CONTEXT: ${what} at offset ${at + off}`);
+  };
+  if (b.length < HEAD) fail(`${b.length} bytes`, 0);
+  if (b.readUInt32LE(0) !== HVM_CONTEXT_MAGIC) fail("bad magic", 0);
+  const version = b.readUInt32LE(4);
+  if (version !== HVM_CONTEXT_VERSION) fail(`version ${version}`, 4);
+  const stime = b.readBigInt64LE(8);
+  if (stime < 0n || stime > BigInt(Number.MAX_SAFE_INTEGER)) fail(`system time ${stime}`, 8);
+  const wasmPages = b.readUInt32LE(16);
+  if (wasmPages < 1 || wasmPages > WASM32_MAX_WASM_PAGES) fail(`${wasmPages} wasm pages`, 16);
+  const n = b.readUInt32LE(20);
+  if (n > MAX_HVM_GLOBALS) fail(`${n} globals`, 20);
+  const stackLen = b.readUInt32LE(24);
+  if (stackLen > HVM_STACK_AREA - 8 || stackLen > wasmPages * WASM_PAGE_SIZE - 8)
+    fail(`a stack of ${stackLen} bytes`, 24);
+  if (b.readUInt32LE(28) !== 0) fail("reserved word not 0", 28);
+  if (b.length !== HEAD + 16 * n + stackLen)
+    fail(`${b.length} bytes for ${n} globals and ${stackLen} of stack`, 0);
+  const seen = new Set<number>();
+  const globals: Array<[number, number | bigint]> = [];
+  for (let k = 0; k < n; k++) {
+    const o = HEAD + 16 * k;
+    const i = b.readUInt32LE(o);
+    if (seen.has(i)) fail(`global ${i} twice`, o);
+    seen.add(i);
+    const kind = b.readUInt32LE(o + 4);
+    if (kind > 1) fail(`global ${i} of kind ${kind}`, o + 4);
+    globals.push([i, kind === 1 ? b.readBigInt64LE(o + 8) : b.readDoubleLE(o + 8)]);
+  }
+  const stack = Uint8Array.from(b.subarray(HEAD + 16 * n));
+  return { stimeNs: Number(stime), wasmPages, vcpu: { globals, stack } };
+}
+
+/**
+ * xc_domain_save of a stopped saveable HVM domain: headers (wasm32 HVM),
+ * the program as given, its memory's pages (views of it, in records of
+ * MAX_BATCH), the context, END.
+ */
+export function hvmStream(
+  xen: { major: number; minor: number },
+  image: { sha256: Uint8Array; bytes: Uint8Array },
+  memory: WebAssembly.Memory,
+  ctx: HvmContext,
+): Uint8Array[] {
+  const out: Uint8Array[] = [
+    streamHeaders(xen.major, xen.minor, DHDR_TYPE_WASM32_HVM),
+    moduleRecord(image),
+  ];
+  const pfns = (ctx.wasmPages * WASM_PAGE_SIZE) / PAGE_SIZE;
+  const buf = memory.buffer;
+  for (let p = 0; p < pfns; p += MAX_BATCH) {
+    const n = Math.min(MAX_BATCH, pfns - p);
+    const batch = Array.from({ length: n }, (_, k) => p + k);
+    out.push(
+      ...pageDataRecord(batch, () => undefined, new Uint8Array(buf, p * PAGE_SIZE, n * PAGE_SIZE)),
+    );
+  }
+  out.push(record(REC_TYPE_WASM32_HVM_CONTEXT, encodeHvmContext(ctx)));
+  out.push(record(REC_TYPE_END, new Uint8Array(0)));
+  return out;
+}
+
+/** libxl's EMULATOR_CONTEXT record with the device model's state. */
+export function emulatorRecord(state: unknown): Uint8Array {
+  const blob = Buffer.from(JSON.stringify(state));
+  const body = Buffer.alloc(8 + blob.length);
+  body.writeUInt32LE(EMULATOR_ID_TSXEN_WASI, 0);
+  body.writeUInt32LE(0, 4);
+  blob.copy(body, 8);
+  return record(LIBXL_REC_EMULATOR_CONTEXT, body);
+}
