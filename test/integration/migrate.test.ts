@@ -13,7 +13,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -24,6 +24,7 @@ import { Libxl } from "../../tools/libxl/domain.js";
 import { channelPair } from "../../tools/libxl/migrate.js";
 import { parseCfg } from "../../tools/libxlu/cfg.js";
 import { domainConfig } from "../../tools/libxl/config.js";
+import { HVM_DIR } from "../../extras/hvm/build.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const XL = join(ROOT, "dist/tools/xl/xl.js");
@@ -171,6 +172,53 @@ test("xl migrate moves a ticking guest to another host: Xen's conversation, its 
     assert.ok(Math.abs(ms! - n! * 1000) < 400, `tick ${n} at ${ms} ms: its clock carried over`);
   B.ok("destroy", "ticker");
   await until(() => B.freeMemory() === freeB, 5000, "B's memory back");
+});
+
+test("an HVM guest made saveable (nomigrate=0) migrates, stopped and sent whole: its ticks go on at the destination where they were, its open file too (--debug checks every page); one without nomigrate=0 is refused and runs on", async () => {
+  const share = join(top, "share");
+  mkdirSync(share, { recursive: true });
+  const cfg = (name: string, extra: string): string => {
+    const f = join(top, `${name}.cfg`);
+    writeFileSync(
+      f,
+      `name = "${name}"\ntype = "hvm"\nkernel = "${join(HVM_DIR, "counter.wasm")}"\nmemory = 16\nextra = "tick 100000 40 /data/${name}"\np9 = [ "tag=data,security_model=none,path=${share}" ]\n${extra}`,
+    );
+    return f;
+  };
+  A.ok("create", cfg("hvmtick", "nomigrate = 0\n"));
+  A.ok("create", cfg("hvmplain", ""));
+  await until(() => A.console("hvmtick").includes("tick 5 "), 20_000, "five ticks on A");
+  const plain = A.xl("migrate", "-s", SSH, "hvmplain", B.run);
+  assert.equal(plain.code, 1);
+  assert.match(plain.err, /an HVM guest is saved or migrated only with nomigrate=0/);
+  assert.ok(A.domains().has("hvmplain"), "the refused guest stays");
+  const r = A.xl("migrate", "--debug", "-s", SSH, "hvmtick", B.run);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /wasm32 HVM: \d+ pages, stopped/);
+  assert.match(r.err, /Migration successful\./);
+  assert.equal(A.domains().has("hvmtick"), false, "gone from the source");
+  const ticksOnB = (): number[] =>
+    [...B.console("hvmtick").matchAll(/tick (\d+) at/g)].map((m) => Number(m[1]));
+  await until(() => ticksOnB().length >= 10, 20_000, "ten ticks on B");
+  B.ok("destroy", "hvmtick");
+  const onB = ticksOnB();
+  const lastOnA = Math.max(
+    ...[...A.console("hvmtick").matchAll(/tick (\d+) at/g)].map((m) => Number(m[1])),
+  );
+  // B goes on from the tick after A's last: none twice, none lost.
+  assert.equal(onB[0], lastOnA + 1, `A's last tick ${lastOnA}, B's first ${onB[0]}`);
+  assert.deepEqual(
+    onB,
+    Array.from({ length: onB.length }, (_, i) => onB[0]! + i),
+  );
+  // The file the program opened on A was written on at its place on B.
+  const lines = readFileSync(join(share, "hvmtick"), "utf8").trimEnd().split("\n");
+  assert.ok(lines.length >= onB[onB.length - 1]!);
+  assert.deepEqual(
+    lines,
+    Array.from({ length: lines.length }, (_, i) => `tick ${i + 1}`),
+  );
+  A.ok("destroy", "hvmplain");
 });
 
 test("a guest dirtying all its memory all the time migrates: five rounds, then the rest with it stopped, and every page checks out (--debug: the receiver compares them all)", async () => {

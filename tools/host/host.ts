@@ -384,6 +384,8 @@ export class Host {
     const vcpu = d.hvm?.vcpu;
     const dm = this.deviceModels.get(domid);
     if (!d.hvm || !vcpu) throw new Error(`domain ${domid} is not an HVM domain`);
+    if (d.isShutdown || d.isDying)
+      throw new Error(`domain ${domid} has shut down (${d.shutdownName ?? "dying"})`);
     if (!d.hvm.image.saveable)
       throw new Error(
         `domain ${domid}: its program was not made saveable (xl.cfg nomigrate=0; HVM guests default to nomigrate=1 on tsxen, docs/hvm.md)`,

@@ -863,7 +863,10 @@ function contextSuspended(c: Uint8Array): boolean {
 }
 
 /** Reads a WASM32_MODULE record's body (checking the length and the hash). */
-function parseModuleRecord(body: Buffer, at: number): { sha256: Uint8Array; bytes: Uint8Array } {
+export function parseModuleRecord(
+  body: Buffer,
+  at: number,
+): { sha256: Uint8Array; bytes: Uint8Array } {
   if (body.length < 40)
     throw new StreamError(`libxc stream: WASM32_MODULE of ${body.length} bytes at offset ${at}`);
   const size = Number(body.readBigUInt64LE(32));

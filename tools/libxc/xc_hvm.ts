@@ -23,13 +23,22 @@ import {
   LIBXL_REC_EMULATOR_CONTEXT,
   MAX_BATCH,
   REC_TYPE_END,
+  REC_TYPE_PAGE_DATA,
+  REC_TYPE_WASM32_MODULE,
   REC_TYPE_WASM32_HVM_CONTEXT,
+  MAX_READ_RECORD,
+  checkStreamHeaders,
+  nextRecord,
+  pageDataPfns,
+  type SequentialSource,
+  REC_TYPE_VERIFY,
   StreamError,
   moduleRecord,
   pageDataRecord,
   record,
   streamHeaders,
 } from "./xc_sr.js";
+import { parseModuleRecord } from "./xc_dom.js";
 
 export const HVM_CONTEXT_MAGIC = 0x48323357; // "W32H"
 export const HVM_CONTEXT_VERSION = 1;
@@ -111,6 +120,8 @@ export function hvmStream(
   image: { sha256: Uint8Array; bytes: Uint8Array },
   memory: WebAssembly.Memory,
   ctx: HvmContext,
+  /** xl migrate --debug: every page a second time behind a VERIFY record. */
+  verify = false,
 ): Uint8Array[] {
   const out: Uint8Array[] = [
     streamHeaders(xen.major, xen.minor, DHDR_TYPE_WASM32_HVM),
@@ -118,12 +129,23 @@ export function hvmStream(
   ];
   const pfns = (ctx.wasmPages * WASM_PAGE_SIZE) / PAGE_SIZE;
   const buf = memory.buffer;
-  for (let p = 0; p < pfns; p += MAX_BATCH) {
-    const n = Math.min(MAX_BATCH, pfns - p);
-    const batch = Array.from({ length: n }, (_, k) => p + k);
-    out.push(
-      ...pageDataRecord(batch, () => undefined, new Uint8Array(buf, p * PAGE_SIZE, n * PAGE_SIZE)),
-    );
+  const pages = (): void => {
+    for (let p = 0; p < pfns; p += MAX_BATCH) {
+      const n = Math.min(MAX_BATCH, pfns - p);
+      const batch = Array.from({ length: n }, (_, k) => p + k);
+      out.push(
+        ...pageDataRecord(
+          batch,
+          () => undefined,
+          new Uint8Array(buf, p * PAGE_SIZE, n * PAGE_SIZE),
+        ),
+      );
+    }
+  };
+  pages();
+  if (verify) {
+    out.push(record(REC_TYPE_VERIFY, new Uint8Array(0)));
+    pages();
   }
   out.push(record(REC_TYPE_WASM32_HVM_CONTEXT, encodeHvmContext(ctx)));
   out.push(record(REC_TYPE_END, new Uint8Array(0)));
@@ -138,4 +160,98 @@ export function emulatorRecord(state: unknown): Uint8Array {
   body.writeUInt32LE(0, 4);
   blob.copy(body, 8);
   return record(LIBXL_REC_EMULATOR_CONTEXT, body);
+}
+
+/** What an HVM domain's migration stream gave the receiver (readHvmStream). */
+export interface ReceivedHvm {
+  module: { sha256: Uint8Array; bytes: Uint8Array };
+  ctx: HvmContext;
+  /** Page `pfn`'s bytes, for every pfn of the saved memory. */
+  pages: Buffer[];
+  /** The device model's state (EMULATOR_CONTEXT's blob) and its offset. */
+  emulator: { blob: Buffer; at: number };
+  verified: number;
+}
+
+/**
+ * The receiving end of an HVM domain's migration (the stream read in
+ * order, after LIBXC_CONTEXT): libxc's headers and records to END, then
+ * libxl's EMULATOR_CONTEXT. The pages are kept as they come (at most
+ * `maxPfn`); after VERIFY each is compared with the first. Throws
+ * StreamError naming the record and its offset.
+ */
+export async function readHvmStream(src: SequentialSource, maxPfn: number): Promise<ReceivedHvm> {
+  const fail = (what: string, at: number): never => {
+    throw new StreamError(`libxc stream: ${what} at offset ${at}`);
+  };
+  const at0 = src.offset;
+  if (checkStreamHeaders(await src.read(40), at0).domainType !== DHDR_TYPE_WASM32_HVM)
+    fail("a PV domain's stream for an HVM config", at0 + 24);
+  let module: ReceivedHvm["module"] | undefined;
+  let ctx: HvmContext | undefined;
+  const pages: Buffer[] = [];
+  let verifying = false;
+  let verified = 0;
+  for (;;) {
+    const rec = await nextRecord(src, MAX_READ_RECORD);
+    const { body, at } = rec;
+    if (rec.type === REC_TYPE_END) {
+      if (body.length !== 0) fail("END has a body", at);
+      break;
+    }
+    switch (rec.type) {
+      case REC_TYPE_WASM32_MODULE:
+        if (module) fail("a second WASM32_MODULE", at);
+        module = parseModuleRecord(body, at);
+        break;
+      case REC_TYPE_PAGE_DATA: {
+        if (body.length < 8) fail("PAGE_DATA is too short", at);
+        const count = body.readUInt32LE(0);
+        const list = pageDataPfns(
+          body.subarray(8, 8 + 8 * Math.min(count, MAX_BATCH)),
+          count,
+          body.length,
+          at,
+          maxPfn,
+        );
+        let data = 8 + 8 * count;
+        for (const { pfn, present } of list) {
+          if (!present) fail(`PAGE_DATA: pfn ${pfn} not present in an HVM domain`, at);
+          const page = body.subarray(data, data + PAGE_SIZE);
+          data += PAGE_SIZE;
+          if (!verifying) pages[pfn] = page;
+          else if (!pages[pfn] || !pages[pfn].equals(page))
+            fail(`VERIFY: pfn 0x${pfn.toString(16)} differs from what was sent before`, at);
+          else verified++;
+        }
+        break;
+      }
+      case REC_TYPE_VERIFY:
+        if (body.length !== 0) fail("VERIFY has a body", at);
+        verifying = true;
+        break;
+      case REC_TYPE_WASM32_HVM_CONTEXT:
+        if (ctx) fail("a second WASM32_HVM_CONTEXT", at);
+        ctx = decodeHvmContext(body, at + 8);
+        break;
+      default:
+        if (!(rec.type & 0x80000000)) fail(`${rec.name}, which this restore does not know`, at);
+    }
+  }
+  if (!module) return fail("no WASM32_MODULE record", at0);
+  if (!ctx) return fail("no WASM32_HVM_CONTEXT record", at0);
+  const pfns = (ctx.wasmPages * WASM_PAGE_SIZE) / PAGE_SIZE;
+  if (pages.length !== pfns || pages.some((p) => !p))
+    fail(`the pages sent are not the ${pfns} of the saved memory`, at0);
+  // libxl's record after libxc's stream: the device model's state.
+  const at = src.offset;
+  const h = await src.read(8);
+  const len = h.readUInt32LE(4);
+  if (h.readUInt32LE(0) !== LIBXL_REC_EMULATOR_CONTEXT)
+    fail("no EMULATOR_CONTEXT record (the device model's state)", at);
+  if (len < 8 || len > 8 + MAX_EMULATOR_CONTEXT) fail(`EMULATOR_CONTEXT of ${len} bytes`, at);
+  const body = (await src.read(len + ((8 - (len % 8)) % 8))).subarray(0, len);
+  if (body.readUInt32LE(0) !== EMULATOR_ID_TSXEN_WASI || body.readUInt32LE(4) !== 0)
+    fail("EMULATOR_CONTEXT of another emulator", at + 8);
+  return { module, ctx, pages, emulator: { blob: body.subarray(8), at: at + 16 }, verified };
 }

@@ -152,8 +152,9 @@ export interface XcStream {
   /** Pages in the runs. */
   pageCount: number;
   context: Uint8Array | undefined;
-  /** An HVM domain's vCPU and clock (WASM32_HVM_CONTEXT). */
+  /** An HVM domain's vCPU and clock (WASM32_HVM_CONTEXT), and where its body is. */
   hvmContext: Uint8Array | undefined;
+  hvmContextAt?: number;
   /** Where the stream ended (after END). */
   end: number;
 }
@@ -359,6 +360,7 @@ export async function readXcStream(r: StreamReader, at: number, maxPfn: number):
         if (out.hvmContext) fail("a second WASM32_HVM_CONTEXT", o);
         if (len > MAX_READ_RECORD) fail(`WASM32_HVM_CONTEXT of ${len} bytes`, o);
         out.hvmContext = await r.read(bodyAt, len);
+        out.hvmContextAt = bodyAt;
         break;
       default:
         // Optional records (bit 31) may be skipped; an unknown mandatory one may not.

@@ -25,8 +25,15 @@ import { readHostFile } from "../../xen/common/host_file.js";
 import { WASM_PAGE_SIZE } from "../../xen/arch/wasm32/config.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 import { checkWasiState, type WasiState } from "../../dom0/devicemodel/wasi.js";
-import { decodeHvmContext, emulatorRecord, hvmStream } from "../libxc/xc_hvm.js";
-import { DHDR_TYPE_WASM32_HVM } from "../libxc/xc_sr.js";
+import {
+  decodeHvmContext,
+  emulatorRecord,
+  hvmStream,
+  readHvmStream,
+  type HvmContext,
+} from "../libxc/xc_hvm.js";
+import { HVM_UNWOUND } from "../../xen/arch/wasm32/hvm_ctl.js";
+import { DHDR_TYPE_WASM32_HVM, type SequentialSource } from "../libxc/xc_sr.js";
 import { p9GuestPath, parseP9Spec } from "./p9.js";
 import type { Domain } from "../../xen/common/domain.js";
 import type { Host, HostHvmConfig, StoppedHvm } from "../host/host.js";
@@ -46,7 +53,14 @@ import { parseChannelSpec, type ChannelSpec } from "./channel.js";
 import { XcInterface } from "../libxc/xc.js";
 import { LocalHypercalls } from "../libxc/channel.js";
 import { xcDomainDumpcore } from "../libxc/xc_core.js";
-import { XcDom, xcDomKernelFile, type XcDomConfig, type XcDomImage } from "../libxc/xc_dom.js";
+import {
+  XcDom,
+  xcDomKernelFile,
+  type LiveSaveOptions,
+  type LiveSaveStats,
+  type XcDomConfig,
+  type XcDomImage,
+} from "../libxc/xc_dom.js";
 import {
   saveFile,
   readSaveFile,
@@ -702,11 +716,12 @@ export class Libxl {
     }
   }
 
-  /** Refuses what migrate cannot carry yet (HVM guests); the module. */
+  /** Refuses what save and migrate cannot carry (an HVM guest without nomigrate=0); the module. */
   private checkSavable(domid: number, x: LibxlDomain): Pick<XcDomImage, "sha256" | "bytes"> {
-    const c = x.config;
-    if (c.type === "hvm" || !x.image)
-      throw new Error(`libxl: domain ${domid}: migrating an HVM guest is not supported yet`);
+    if (!migratable(x.config) || !x.image)
+      throw new Error(
+        `libxl: domain ${domid}: an HVM guest is saved or migrated only with nomigrate=0 in its config (its program is then made saveable; HVM guests default to nomigrate=1 on tsxen, docs/hvm.md)`,
+      );
     return x.image;
   }
 
@@ -725,10 +740,7 @@ export class Libxl {
     log: (line: string) => void,
   ): Promise<number> {
     const c = x.config;
-    if (!migratable(c) || !x.image)
-      throw new Error(
-        `libxl: domain ${domid}: an HVM guest is saved or migrated only with nomigrate=0 in its config (its program is then made saveable; HVM guests default to nomigrate=1 on tsxen, docs/hvm.md)`,
-      );
+    const image = this.checkSavable(domid, x);
     await this.xc.domainPause(domid);
     let stopped: StoppedHvm;
     try {
@@ -740,7 +752,7 @@ export class Libxl {
     try {
       const { major, minor } = await this.xc.version();
       log(`xc: detail: xc_domain_save: saving domain ${domid}, type wasm32 HVM`);
-      const libxc = hvmStream({ major, minor }, x.image, stopped.memory, {
+      const libxc = hvmStream({ major, minor }, image, stopped.memory, {
         stimeNs: stopped.stimeNs,
         wasmPages: stopped.wasmPages,
         vcpu: stopped.vcpu,
@@ -788,17 +800,12 @@ export class Libxl {
         `libxl: domain '${config.name}': an HVM guest's save file without nomigrate=0`,
       );
     const uuid = config.uuid ?? randomUUID();
-    const ctx = decodeHvmContext(Buffer.from(saved.stream.hvmContext!), 0);
-    let devices: WasiState;
+    let ctx: HvmContext;
     try {
-      devices = checkWasiState(JSON.parse(saved.emulator!.blob.toString("utf8")));
+      ctx = decodeHvmContext(Buffer.from(saved.stream.hvmContext!), saved.stream.hvmContextAt!);
     } catch (e) {
-      throw new Error(
-        `libxl: EMULATOR_CONTEXT at offset ${saved.emulator!.at}: ${(e as Error).message}`,
-        { cause: e },
-      );
+      throw new Error(`libxl: save file: ${(e as Error).message}`, { cause: e });
     }
-    const image = await loadHvmImage(Uint8Array.from(saved.image.bytes), true);
     const runs = saved.stream.runs;
     const pfns = (ctx.wasmPages * WASM_PAGE_SIZE) / PAGE_SIZE;
     const bad = runs.find((r) => r.pfn + r.count > pfns);
@@ -807,30 +814,66 @@ export class Libxl {
         `libxl: the file's ${saved.stream.pageCount} pages are not the ${pfns} of the saved memory`,
       );
     log(`xc: detail: xc_domain_restore: wasm32 HVM domain, ${pfns} pages`);
-    const d = await this.host.createHvm({
-      ...this.hvmHostConfig(config, image),
-      paused: true,
-      restore: { wasmPages: ctx.wasmPages, stimeNs: ctx.stimeNs, vcpu: ctx.vcpu },
-      restored: {
-        devices,
-        fill: async (memory) => {
-          for (const r of runs)
-            await saved.reader.readInto(
-              new Uint8Array(memory.buffer, r.pfn * PAGE_SIZE, r.count * PAGE_SIZE),
-              r.at,
-            );
-        },
+    const d = await this.makeRestoredHvm(
+      { ...config, uuid },
+      config.name,
+      saved.image,
+      ctx,
+      saved.emulator!,
+      async (memory) => {
+        for (const r of runs)
+          await saved.reader.readInto(
+            new Uint8Array(memory.buffer, r.pfn * PAGE_SIZE, r.count * PAGE_SIZE),
+            r.at,
+          );
       },
-    });
+    );
     try {
-      this.register(d, { ...config, uuid }, saved.image);
-      this.host.xenstored.writeText(`/local/domain/0/device-model/${d.domid}/state`, "running");
       if (!paused) await this.xc.domainUnpause(d.domid);
     } catch (e) {
       this.discard(d.domid);
       throw e;
     }
     log(`xc: info: Restore successful`);
+    return d;
+  }
+
+  /**
+   * A saved HVM domain made again, paused, named `name`: its program made
+   * saveable from the saved copy, its memory written by `fill`, its vCPU
+   * rewound, its device model's descriptors (EMULATOR_CONTEXT's JSON,
+   * checked) opened again; registered with libxl.
+   */
+  private async makeRestoredHvm(
+    config: XlDomainConfig & { uuid: string },
+    name: string,
+    module: { sha256: Uint8Array; bytes: Uint8Array },
+    ctx: HvmContext,
+    emulator: { blob: Buffer; at: number },
+    fill: (memory: WebAssembly.Memory) => Promise<void>,
+  ): Promise<Domain> {
+    let devices: WasiState;
+    try {
+      devices = checkWasiState(JSON.parse(emulator.blob.toString("utf8")));
+    } catch (e) {
+      throw new Error(`libxl: EMULATOR_CONTEXT at offset ${emulator.at}: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+    const image = await loadHvmImage(Uint8Array.from(module.bytes), true);
+    const d = await this.host.createHvm({
+      ...this.hvmHostConfig({ ...config, name }, image),
+      paused: true,
+      restore: { wasmPages: ctx.wasmPages, stimeNs: ctx.stimeNs, vcpu: ctx.vcpu },
+      restored: { devices, fill },
+    });
+    try {
+      this.register(d, { ...config, name }, module);
+      this.host.xenstored.writeText(`/local/domain/0/device-model/${d.domid}/state`, "running");
+    } catch (e) {
+      this.discard(d.domid);
+      throw e;
+    }
     return d;
   }
 
@@ -1060,7 +1103,9 @@ export class Libxl {
         },
         // With --debug, libxc's lines (each round) go to xl's stderr.
         saveLive: (id, image, sink, o) =>
-          this.builder(opts.debug ? (l) => ch.log(l) : () => {}).saveLive(id, image, sink, o),
+          this.get(id).config.type === "hvm"
+            ? this.sendHvm(id, image, sink, o, opts.debug ? (l) => ch.log(l) : () => {})
+            : this.builder(opts.debug ? (l) => ch.log(l) : () => {}).saveLive(id, image, sink, o),
         pause: async (id) => {
           await this.stop(id);
           if (devicesAndWatches(id).key !== sent) {
@@ -1070,7 +1115,12 @@ export class Libxl {
             );
           }
         },
-        unpause: (id) => this.resumeStopped(id),
+        unpause: async (id) => {
+          // An HVM guest whose program was unwound for the stream runs on where it stopped.
+          if (this.host.hv.domainById(id)?.hvm?.vcpu?.state === HVM_UNWOUND)
+            this.host.resumeHvm(id);
+          await this.resumeStopped(id);
+        },
         rename: (id, name) => this.rename(id, name),
         destroy: (id) => this.destroy(id),
       },
@@ -1078,6 +1128,58 @@ export class Libxl {
       ch,
       opts,
     );
+  }
+
+  /**
+   * An HVM guest's side of xl migrate: not live (its program's memory is
+   * written by its own thread, which log-dirty does not follow yet), but
+   * stopped and sent whole: paused, unwound (Host.stopHvm), then libxc's
+   * stream (with --debug every page again behind VERIFY), libxl's
+   * EMULATOR_CONTEXT and what follows, in one write.
+   */
+  private async sendHvm(
+    domid: number,
+    image: { sha256: Uint8Array; bytes: Uint8Array },
+    sink: (chunks: Uint8Array[]) => Promise<void>,
+    o: LiveSaveOptions,
+    log: (line: string) => void,
+  ): Promise<LiveSaveStats> {
+    await o.suspend();
+    const stopped = await this.host.stopHvm(domid);
+    const { major, minor } = await this.xc.version();
+    const ctx = { stimeNs: stopped.stimeNs, wasmPages: stopped.wasmPages, vcpu: stopped.vcpu };
+    const pages = (stopped.wasmPages * WASM_PAGE_SIZE) / PAGE_SIZE;
+    log(`xc: detail: xc_domain_save: domain ${domid}, wasm32 HVM: ${pages} pages, stopped`);
+    await sink([
+      ...hvmStream({ major, minor }, image, stopped.memory, ctx, o.verify === true),
+      emulatorRecord(stopped.devices),
+      ...(o.trailer ?? []),
+    ]);
+    return { rounds: [pages], stopped: pages };
+  }
+
+  /** An HVM guest's migration stream made into a domain named `name`, paused. */
+  private async receiveHvm(
+    config: XlDomainConfig,
+    name: string,
+    src: SequentialSource,
+  ): Promise<number> {
+    this.checkNameFree(name);
+    if (!migratable(config))
+      throw new Error(`libxl: domain '${config.name}': an HVM guest's stream without nomigrate=0`);
+    const got = await readHvmStream(src, config.memory * 256);
+    const d = await this.makeRestoredHvm(
+      { ...config, uuid: config.uuid ?? randomUUID() },
+      name,
+      got.module,
+      got.ctx,
+      got.emulator,
+      async (memory) => {
+        const to = new Uint8Array(memory.buffer);
+        got.pages.forEach((p, pfn) => to.set(p, pfn * PAGE_SIZE));
+      },
+    );
+    return d.domid;
   }
 
   /**
@@ -1093,6 +1195,7 @@ export class Libxl {
     return receiveDomain(
       {
         restoreStream: async (config, name, src, frontends, watches) => {
+          if (config.type === "hvm") return this.receiveHvm(config, name, src);
           this.checkNameFree(name);
           const uuid = config.uuid ?? randomUUID();
           const log = opts.debug ? (l: string): void => ch.log(l) : (): void => {};
