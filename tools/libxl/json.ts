@@ -34,6 +34,8 @@ export function configJson(
       max_maptrack_frames: c.maxMaptrackFrames,
       kernel: c.kernel,
       cmdline: c.cmdline,
+      // libxl's defbool, written as libxl writes one that was set.
+      ...(c.nomigrate !== undefined ? { disable_migrate: c.nomigrate ? "True" : "False" } : {}),
       ...(c.type === "hvm"
         ? {
             device_model_version: "qemu_xen",
