@@ -16,6 +16,7 @@ import { HVM_DIR } from "../../extras/hvm/build.js";
 import { xlDomainConfig, type XlDomainConfig } from "../../tools/libxl/config.js";
 import { Libxl } from "../../tools/libxl/domain.js";
 import { emulatorRecord } from "../../tools/libxc/xc_hvm.js";
+import { channelPair } from "../../tools/libxl/migrate.js";
 import type { Host } from "../../tools/host/host.js";
 import { newHost, sleep, until } from "../helpers.js";
 
@@ -264,5 +265,48 @@ test("bad HVM save files are refused naming the record, and leave nothing: a bro
   } finally {
     await host.shutdown();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("an HVM guest writing its memory all the time migrates live between two hosts: rounds carry what it dirtied, --debug's VERIFY checks every page, and its own check of its work passes at the destination", async () => {
+  const [ha, hb] = [newHost(), newHost()];
+  try {
+    const [xa, xb] = [new Libxl(ha), new Libxl(hb)];
+    const d = await xa.create(
+      xlDomainConfig({
+        name: "mix",
+        type: "hvm",
+        kernel: join(HVM_DIR, "wasibench.wasm"),
+        memory: 64,
+        cmdline: "cpu 40",
+        nomigrate: false,
+        onPoweroff: "preserve",
+      }),
+    );
+    await sleep(300);
+    const lines: string[] = [];
+    const [cs, cr] = channelPair((l) => lines.push(l));
+    const [sent, received] = await Promise.all([
+      xa
+        .migrateSend(d.domid, cs, { debug: true, maxIters: 5, minRemaining: 50 })
+        .finally(() => cs.end()),
+      xb.migrateReceive(cr, { paused: false, debug: true }).finally(() => cr.end()),
+    ]);
+    assert.ok(
+      sent.stats.rounds.slice(1).some((n) => n > 0),
+      `rounds after the first carried dirty pages: ${sent.stats.rounds.join(", ")}`,
+    );
+    assert.match(lines.join("\n"), /xc_domain_save: saving domain \d+ live, type wasm32 HVM/);
+    assert.equal(ha.hv.domains.size, 0, "gone from the source");
+    // Every round of the mix gives the same value and 40 of them XOR to 0:
+    // a round computed wrong after the move would show.
+    await until(
+      () => /result: cpu [\d.]+ ms \(check 0\)/.test(serial(hb, received.domid)),
+      60_000,
+      "the program's result at the destination",
+    );
+  } finally {
+    await ha.shutdown();
+    await hb.shutdown();
   }
 });

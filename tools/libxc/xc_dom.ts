@@ -72,6 +72,7 @@ import {
   REC_TYPE_WASM32_MODULE,
   moduleRecord,
   DHDR_TYPE_WASM32_PV,
+  DHDR_TYPE_WASM32_HVM,
   StreamError,
   checkStreamHeaders,
   nextRecord,
@@ -105,6 +106,15 @@ export interface LiveSaveOptions {
   verify?: boolean;
   /** Bytes that follow libxc's END in the stream (libxl's END record), written with it. */
   trailer?: Uint8Array[];
+  /**
+   * An HVM domain (tools/libxc/xc_hvm.ts): the stream's domain type is
+   * wasm32 HVM, and once it is stopped, `finish` gives the records that end
+   * libxc's stream in place of WASM32_CONTEXT (with `verify`, VERIFY and
+   * every page again before them) and libxl's that follow its END.
+   */
+  hvm?: {
+    finish(verify: boolean): Promise<{ libxc: Uint8Array[]; libxl: Uint8Array[] }>;
+  };
 }
 
 /** A round's PAGE_DATA records and how many pages they carry. */
@@ -426,10 +436,16 @@ export class XcDom {
   ): Promise<LiveSaveStats> {
     const xc = this.xc;
     const info = await xc.domainGetInfo(domid);
-    if (info.hvm) throw new Error(`xc_domain_save: domain ${domid} is an HVM guest`);
+    if (info.hvm !== (opts.hvm !== undefined))
+      throw new Error(`xc_domain_save: domain ${domid} is ${info.hvm ? "" : "not "}an HVM guest`);
     const { major, minor } = await xc.version();
-    this.detail(`xc_domain_save: saving domain ${domid} live, type wasm32 PV`);
-    await sink([streamHeaders(major, minor), moduleRecord(image)]);
+    this.detail(
+      `xc_domain_save: saving domain ${domid} live, type wasm32 ${info.hvm ? "HVM" : "PV"}`,
+    );
+    await sink([
+      streamHeaders(major, minor, info.hvm ? DHDR_TYPE_WASM32_HVM : DHDR_TYPE_WASM32_PV),
+      moduleRecord(image),
+    ]);
     const stats: LiveSaveStats = { rounds: [], stopped: 0 };
     const snapshot = this.snapshot;
     if (!snapshot)
@@ -496,6 +512,17 @@ export class XcDom {
       // The rest goes in one write (one hop to the receiver, inside the
       // downtime): the last round, the context, END and what follows it.
       const tail: Uint8Array[] = [...last.collected.records];
+      if (opts.hvm) {
+        const f = await opts.hvm.finish(opts.verify === true);
+        tail.push(
+          ...f.libxc,
+          record(REC_TYPE_END, new Uint8Array(0)),
+          ...f.libxl,
+          ...(opts.trailer ?? []),
+        );
+        await sink(tail);
+        return stats;
+      }
       if (opts.verify) {
         tail.push(record(REC_TYPE_VERIFY, new Uint8Array(0)));
         await sink(tail.splice(0));
@@ -538,7 +565,7 @@ export class XcDom {
     };
     const at0 = src.offset;
     if (checkStreamHeaders(await src.read(40), at0).domainType !== DHDR_TYPE_WASM32_PV)
-      fail("an HVM domain's stream, which xl migrate does not carry yet", at0 + 24);
+      fail("an HVM domain's stream for a PV domain's config", at0 + 24);
     let domid: number | undefined;
     let module: { sha256: Uint8Array; bytes: Uint8Array } | undefined;
     let context: Uint8Array | undefined;

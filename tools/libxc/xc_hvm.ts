@@ -123,33 +123,45 @@ export function hvmStream(
   /** xl migrate --debug: every page a second time behind a VERIFY record. */
   verify = false,
 ): Uint8Array[] {
-  const out: Uint8Array[] = [
+  return [
     streamHeaders(xen.major, xen.minor, DHDR_TYPE_WASM32_HVM),
     moduleRecord(image),
+    ...memoryRecords(memory, ctx.wasmPages),
+    ...hvmTail(memory, ctx, verify),
+    record(REC_TYPE_END, new Uint8Array(0)),
   ];
-  const pfns = (ctx.wasmPages * WASM_PAGE_SIZE) / PAGE_SIZE;
+}
+
+/** PAGE_DATA records of every page of `memory`'s first `wasmPages` (views of it). */
+function memoryRecords(memory: WebAssembly.Memory, wasmPages: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  const pfns = (wasmPages * WASM_PAGE_SIZE) / PAGE_SIZE;
   const buf = memory.buffer;
-  const pages = (): void => {
-    for (let p = 0; p < pfns; p += MAX_BATCH) {
-      const n = Math.min(MAX_BATCH, pfns - p);
-      const batch = Array.from({ length: n }, (_, k) => p + k);
-      out.push(
-        ...pageDataRecord(
-          batch,
-          () => undefined,
-          new Uint8Array(buf, p * PAGE_SIZE, n * PAGE_SIZE),
-        ),
-      );
-    }
-  };
-  pages();
-  if (verify) {
-    out.push(record(REC_TYPE_VERIFY, new Uint8Array(0)));
-    pages();
+  for (let p = 0; p < pfns; p += MAX_BATCH) {
+    const n = Math.min(MAX_BATCH, pfns - p);
+    const batch = Array.from({ length: n }, (_, k) => p + k);
+    const view = new Uint8Array(buf, p * PAGE_SIZE, n * PAGE_SIZE);
+    out.push(...pageDataRecord(batch, () => undefined, view));
   }
-  out.push(record(REC_TYPE_WASM32_HVM_CONTEXT, encodeHvmContext(ctx)));
-  out.push(record(REC_TYPE_END, new Uint8Array(0)));
   return out;
+}
+
+/**
+ * The records that end a stopped HVM domain's libxc stream before END:
+ * with `verify`, VERIFY and every page again (the receiver compares them
+ * with what it has), then WASM32_HVM_CONTEXT.
+ */
+export function hvmTail(
+  memory: WebAssembly.Memory,
+  ctx: HvmContext,
+  verify: boolean,
+): Uint8Array[] {
+  return [
+    ...(verify
+      ? [record(REC_TYPE_VERIFY, new Uint8Array(0)), ...memoryRecords(memory, ctx.wasmPages)]
+      : []),
+    record(REC_TYPE_WASM32_HVM_CONTEXT, encodeHvmContext(ctx)),
+  ];
 }
 
 /** libxl's EMULATOR_CONTEXT record with the device model's state. */

@@ -29,6 +29,7 @@ import {
   decodeHvmContext,
   emulatorRecord,
   hvmStream,
+  hvmTail,
   readHvmStream,
   type HvmContext,
 } from "../libxc/xc_hvm.js";
@@ -1131,31 +1132,35 @@ export class Libxl {
   }
 
   /**
-   * An HVM guest's side of xl migrate: not live (its program's memory is
-   * written by its own thread, which log-dirty does not follow yet), but
-   * stopped and sent whole: paused, unwound (Host.stopHvm), then libxc's
-   * stream (with --debug every page again behind VERIFY), libxl's
-   * EMULATOR_CONTEXT and what follows, in one write.
+   * An HVM guest's side of xl migrate: live, as a PV guest's (XcDom.saveLive:
+   * rounds of the pages log-dirty finds changed, compared with its copy
+   * since the program's thread and device model write the memory
+   * directly), then the stop: paused and unwound (Host.stopHvm), the last
+   * round, WASM32_HVM_CONTEXT (with --debug, every page again behind
+   * VERIFY before it) and libxl's EMULATOR_CONTEXT.
    */
-  private async sendHvm(
+  private sendHvm(
     domid: number,
     image: { sha256: Uint8Array; bytes: Uint8Array },
     sink: (chunks: Uint8Array[]) => Promise<void>,
     o: LiveSaveOptions,
     log: (line: string) => void,
   ): Promise<LiveSaveStats> {
-    await o.suspend();
-    const stopped = await this.host.stopHvm(domid);
-    const { major, minor } = await this.xc.version();
-    const ctx = { stimeNs: stopped.stimeNs, wasmPages: stopped.wasmPages, vcpu: stopped.vcpu };
-    const pages = (stopped.wasmPages * WASM_PAGE_SIZE) / PAGE_SIZE;
-    log(`xc: detail: xc_domain_save: domain ${domid}, wasm32 HVM: ${pages} pages, stopped`);
-    await sink([
-      ...hvmStream({ major, minor }, image, stopped.memory, ctx, o.verify === true),
-      emulatorRecord(stopped.devices),
-      ...(o.trailer ?? []),
-    ]);
-    return { rounds: [pages], stopped: pages };
+    let stopped: StoppedHvm | undefined;
+    return this.builder(log).saveLive(domid, image, sink, {
+      ...o,
+      suspend: async () => {
+        await o.suspend();
+        stopped = await this.host.stopHvm(domid);
+      },
+      hvm: {
+        finish: async (verify) => {
+          const s = stopped!;
+          const ctx = { stimeNs: s.stimeNs, wasmPages: s.wasmPages, vcpu: s.vcpu };
+          return { libxc: hvmTail(s.memory, ctx, verify), libxl: [emulatorRecord(s.devices)] };
+        },
+      },
+    });
   }
 
   /** An HVM guest's migration stream made into a domain named `name`, paused. */

@@ -948,12 +948,12 @@ export class Hypervisor implements VcpuHost {
   ): { pages: (Uint8Array | undefined)[]; err: number[] } {
     if (!caller.privileged) throw new Error(`d${caller.domid} may not map d${domid}'s memory`);
     const d = this.domains.get(domid);
-    if (!d || d.isDying || d.hvm) throw new Error(`no PV domain ${domid}`);
+    if (!d || d.isDying) throw new Error(`no domain ${domid}`);
     const ld = d.logDirty;
+    // An HVM domain's pfns are its program's memory, all of it populated.
+    const present = (g: number): boolean => (d.hvm ? g < d.topPfn : d.isPopulated(_pfn(g)));
     const pages = gfns.map((g) =>
-      ld && Number.isSafeInteger(g) && g >= 0 && d.isPopulated(_pfn(g))
-        ? ld.snapshot(g)
-        : undefined,
+      ld && Number.isSafeInteger(g) && g >= 0 && present(g) ? ld.snapshot(g) : undefined,
     );
     return {
       pages,

@@ -24,6 +24,10 @@
  * written through a grant or foreign mapping when the mapping goes), it
  * relies on Dom0 writing a guest's pages only through grants or mappings
  * made through the hypervisor.
+ *
+ * An HVM domain's pfns are its program's memory, which its vCPU's thread
+ * and its device model write without the hypervisor: every round of one
+ * compares the whole memory.
  */
 import { XenErrno } from "../include/public/errno.js";
 import { PAGE_SIZE } from "../include/xen/mm.js";
@@ -46,7 +50,7 @@ export class LogDirty {
   private readonly marked = new Set<number>();
 
   constructor(private readonly d: Domain) {
-    this.copy = d.mem.u8.slice(0, d.topPfn * PAGE_SIZE);
+    this.copy = physmap(d).slice(0, d.topPfn * PAGE_SIZE);
     this.entriesAtClean = d.guestEntries;
   }
 
@@ -74,6 +78,8 @@ export class LogDirty {
    * known (candidates()).
    */
   get quiet(): boolean {
+    // An HVM program runs on its own thread, which guestEntries does not count.
+    if (this.d.hvm) return false;
     return !this.d.wholeMemoryMapped && this.d.guestEntries === this.entriesAtClean;
   }
 
@@ -112,7 +118,7 @@ export class LogDirty {
    */
   scan(out: Uint8Array | undefined, bits: number, clean: boolean): number {
     const d = this.d;
-    const u8 = d.mem.u8;
+    const u8 = physmap(d);
     const top = d.topPfn;
     const held = this.copy.length / PAGE_SIZE;
     let dirty = 0;
@@ -164,9 +170,17 @@ export class LogDirty {
   }
 }
 
+/**
+ * The memory a domain's pfns are: a PV domain's linear memory, an HVM
+ * domain's program's (which its vCPU's thread and device model write
+ * directly; compared like any other, never quiet).
+ */
+function physmap(d: Domain): Uint8Array {
+  return d.hvm ? new Uint8Array(d.hvm.memory.buffer) : d.mem.u8;
+}
+
 /** XEN_DOMCTL_shadow_op's log-dirty sub-ops on `d`; results as Xen's. */
 export function logDirtyOp(d: Domain, op: "enable" | "off"): number {
-  if (d.hvm) return -XenErrno.EOPNOTSUPP;
   if (op === "enable") {
     if (d.logDirty) return -XenErrno.EINVAL;
     d.logDirty = new LogDirty(d);
