@@ -167,26 +167,39 @@ test("a restored domain's clock goes on from the saved time, on a host whose clo
   }
 });
 
-test("the context's encoding: version 3's flags say a domain suspended itself (then no port may come with it); version 2's files still read", async () => {
+test("the context's encoding: version 4's flags say a domain suspended itself (then no port may come with it) or uses FIFO (its section follows the ports); versions 3 and 2 still read", async () => {
   const host = newHost();
   try {
     const a = await pausedTicker(host, 1);
     const ctx = saveDomainContext(host.hv, a);
     assert.equal(ctx.suspended, false);
+    assert.equal(ctx.fifo, undefined, "a 2-level guest has no FIFO section");
     assert.ok(ctx.evtchns.length > 0, "a running guest's ports come along");
-    const v3 = encodeContext(ctx);
+    const v4 = encodeContext(ctx);
     // CPU time goes as whole nanoseconds.
     ctx.vcpus.forEach((v) => (v.cpuTimeNs = Math.round(v.cpuTimeNs)));
+    assert.deepEqual(decodeContext(v4), ctx);
+    // Version 3: the same bytes (bit 1 unknown to it).
+    const v3 = Uint8Array.from(v4);
+    new DataView(v3.buffer).setUint32(4, 3, true);
     assert.deepEqual(decodeContext(v3), ctx);
     // Version 2: no flags; the rest the same.
-    const v2 = new Uint8Array(v3.length - 8);
-    v2.set(v3.subarray(0, 32));
-    v2.set(v3.subarray(40), 32);
+    const v2 = new Uint8Array(v4.length - 8);
+    v2.set(v4.subarray(0, 32));
+    v2.set(v4.subarray(40), 32);
     new DataView(v2.buffer).setUint32(4, 2, true);
     assert.deepEqual(decodeContext(v2), ctx);
-    // The suspended flag with ports, an unknown flag, a non-zero word: refused.
-    const bad = (edit: (dv: DataView) => void): Uint8Array => {
-      const b = Uint8Array.from(v3);
+    // A FIFO section round-trips.
+    const fifo = {
+      arrayPages: [0x50000],
+      vcpus: [{ controlBlock: 0x51000, tails: Array.from({ length: 16 }, (_, i) => i) }],
+      pendingPorts: [ctx.evtchns[0]!.port],
+    };
+    assert.deepEqual(decodeContext(encodeContext({ ...ctx, fifo })), { ...ctx, fifo });
+    // The suspended flag with ports, an unknown flag, a non-zero word, a
+    // FIFO flag without its section, bit 1 in version 3: refused.
+    const bad = (edit: (dv: DataView) => void, from = v4): Uint8Array => {
+      const b = Uint8Array.from(from);
       edit(new DataView(b.buffer));
       return b;
     };
@@ -194,14 +207,22 @@ test("the context's encoding: version 3's flags say a domain suspended itself (t
       () => decodeContext(bad((dv) => dv.setUint32(32, 1, true))),
       /a suspended domain's ports are not carried/,
     );
-    assert.throws(() => decodeContext(bad((dv) => dv.setUint32(32, 2, true))), /unknown flags 0x2/);
+    assert.throws(() => decodeContext(bad((dv) => dv.setUint32(32, 4, true))), /unknown flags 0x4/);
+    assert.throws(
+      () => decodeContext(bad((dv) => dv.setUint32(32, 2, true))),
+      /the FIFO event array's page count at offset \d+ is cut short/,
+    );
+    assert.throws(
+      () => decodeContext(bad((dv) => dv.setUint32(32, 2, true), v3)),
+      /unknown flags 0x2/,
+    );
     assert.throws(
       () => decodeContext(bad((dv) => dv.setUint32(36, 1, true))),
       /the word after the flags is not 0/,
     );
     assert.throws(
-      () => decodeContext(bad((dv) => dv.setUint32(4, 4, true))),
-      /version 4, not 2 or 3/,
+      () => decodeContext(bad((dv) => dv.setUint32(4, 5, true))),
+      /version 5, not 2 to 4/,
     );
   } finally {
     await host.shutdown();

@@ -95,6 +95,48 @@ test("a saved ticker is restored into a new domain and ticks on in rhythm", asyn
   }
 });
 
+test("a guest using FIFO event channels is saved and restored: its control block, event array and queues come along, and its timer's events go on arriving", async () => {
+  const host = newHost();
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));
+  try {
+    const xl = new Libxl(host);
+    const d = await xl.create(cfg("ticker", 'extra = "fifo"\nname = "fifo-ticker"\n'));
+    await until(() => host.xenconsoled.read(d.domid).includes("tick 2 "), 5000, "two ticks");
+    assert.ok(d.evtchn.fifo, "the guest switched to FIFO");
+    assert.doesNotMatch(host.xenconsoled.read(d.domid), /no FIFO events/);
+    const file = join(dir, "fifo.save");
+    await xl.save(d.domid, file);
+    const r = await xl.restore(file);
+    assert.ok(r.evtchn.fifo, "FIFO again in the new domain");
+    await until(() => host.xenconsoled.read(r.domid).includes("tick 4 "), 6000, "ticks after");
+    assert.doesNotMatch(host.xenconsoled.read(r.domid), /tick 1 /, "it did not boot again");
+    // A file whose FIFO state names memory the domain does not have is refused.
+    const bytes = readFileSync(file);
+    const magic = bytes.indexOf(Buffer.from("W32C"));
+    const ctxLen = bytes.readUInt32LE(magic - 4);
+    const end = magic + ctxLen;
+    // The FIFO section ends the context: the array pages (u64 each), each
+    // vCPU's control block and 16 tails, the pending ports. Its last array
+    // page is made to point past the domain's memory.
+    const bad = Buffer.from(bytes);
+    const n = bad.readUInt32LE(end - 4);
+    const fifoAt = end - 4 - n * 4 - d.vcpus.length * (8 + 64);
+    assert.equal(bad.readUInt32LE(fifoAt - 12), 1, "mini-os's FIFO has one event array page");
+    bad.writeBigInt64LE(0x7fff0000n, fifoAt - 8);
+    writeFileSync(join(dir, "badfifo.save"), bad);
+    xl.destroy(r.domid);
+    await assert.rejects(
+      xl.restore(join(dir, "badfifo.save")),
+      /xc_wasm32_setcontext\(\d+\) failed: Invalid argument/,
+    );
+    // The hypervisor says why on its console (xl dmesg).
+    assert.match(host.hv.console.read(), /FIFO event channels: an event array page at 0x7fff0000/);
+    assert.equal(host.hv.domains.size, 0, "nothing left");
+  } finally {
+    await host.shutdown();
+  }
+});
+
 test("save -c leaves the guest running; a restore of its checkpoint needs the name free", async () => {
   const host = newHost();
   const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));

@@ -660,6 +660,10 @@ export class Libxl {
       throw new Error(
         `libxl: domain ${domid} suspends itself (control/feature-suspend) and has PV channels, which mini-os's channel cannot connect again yet (its disks and vifs can)`,
       );
+    if (cooperative && this.host.hv.domainById(domid)?.evtchn.fifo)
+      throw new Error(
+        `libxl: domain ${domid} suspends itself (control/feature-suspend) and uses FIFO event channels, which mini-os's resume cannot set up again`,
+      );
     if (cooperative) await this.suspend(domid, { ...opts, log });
     const frontends = cooperative ? {} : this.frontends(domid);
     const watches = cooperative ? [] : this.watchesOf(domid);

@@ -33,6 +33,7 @@ import { VcpuState, type VcpuSnapshot } from "../arch/wasm32/vcpu.js";
 import type { Domain } from "./domain.js";
 import type { Hypervisor } from "./hypervisor.js";
 import { MILLISECS, NOW } from "./time.js";
+import type { FifoSnapshot } from "./event_fifo.js";
 
 /** One vCPU's saved state. */
 export interface VcpuContext {
@@ -74,6 +75,12 @@ export interface DomainContext {
    * the toolstack fills with new ones, and registers its watches again.
    */
   suspended: boolean;
+  /**
+   * The FIFO event channel ABI's state, when the domain uses it (Fifo's
+   * snapshot, and the ports raised while their event word's page was
+   * missing); the event words and queues are in its memory.
+   */
+  fifo?: FifoSnapshot & { pendingPorts: number[] };
 }
 
 /** Thrown when a domain cannot be saved or restored; the message says why. */
@@ -97,7 +104,14 @@ export function saveDomainContext(hv: Hypervisor, d: Domain): DomainContext {
   if (d.hvm || d.privileged) fail(XenErrno.EINVAL, "not a PV guest");
   if (d.pauseCount === 0) fail(XenErrno.EBUSY, "the domain must be paused");
   if (hv.sched.current?.domain === d) fail(XenErrno.EBUSY, "a vCPU is on the CPU");
-  if (d.evtchn.fifo) fail(XenErrno.EOPNOTSUPP, "FIFO event channels cannot be saved yet");
+  // A domain that suspended itself takes none of its ports along: it will
+  // bind what it needs again, as on Xen.
+  const suspended = d.isShutdown && d.shutdownReason === SHUTDOWN_suspend;
+  if (d.evtchn.fifo && suspended)
+    fail(
+      XenErrno.EOPNOTSUPP,
+      "it suspended itself while using FIFO event channels, which mini-os's resume cannot set up again",
+    );
   const off = d.stimeOffsetNs;
   const ms = (t: { active: boolean; expires: number }): number =>
     t.active ? Math.round(t.expires + off) : -1;
@@ -120,10 +134,8 @@ export function saveDomainContext(hv: Hypervisor, d: Domain): DomainContext {
       cpuTimeNs: v.cpuTimeNs,
     };
   });
-  // A domain that suspended itself takes none of its ports along: it will
-  // bind what it needs again, as on Xen.
-  const suspended = d.isShutdown && d.shutdownReason === SHUTDOWN_suspend;
   const evtchns: EvtchnContext[] = [];
+  const pendingPorts: number[] = [];
   for (const [port, ch] of suspended ? [] : d.evtchn.channels()) {
     evtchns.push({
       port,
@@ -135,8 +147,17 @@ export function saveDomainContext(hv: Hypervisor, d: Domain): DomainContext {
       virqVcpu: ch.virqVcpu,
       priority: ch.priority,
     });
+    if (ch.pending) pendingPorts.push(port);
   }
-  return { vcpus, evtchns, sharedInfoAddr: d.sharedInfoAddr, guestNowNs: d.stime(), suspended };
+  const fifo = d.evtchn.fifo ? { ...d.evtchn.fifo.snapshot(), pendingPorts } : undefined;
+  return {
+    vcpus,
+    evtchns,
+    sharedInfoAddr: d.sharedInfoAddr,
+    guestNowNs: d.stime(),
+    suspended,
+    ...(fifo ? { fifo } : {}),
+  };
 }
 
 /**
@@ -187,11 +208,22 @@ export function restoreDomainContext(hv: Hypervisor, d: Domain, ctx: DomainConte
   d.stimeOffsetNs = ctx.guestNowNs - NOW();
   hv.writeWallclock(d);
   const host = (t: number): number => (t >= 0 ? Math.max(0, d.hostTime(t)) : -1);
+  if (ctx.fifo) {
+    // Every page of [addr, addr + len) is the domain's.
+    const inMemory = (addr: number, len: number): boolean => {
+      for (let p = Math.floor(addr / 4096); p * 4096 < addr + len; p++)
+        if (!d.isPopulated(p as never)) return false;
+      return true;
+    };
+    const why = d.evtchn.restoreFifo(ctx.fifo, inMemory);
+    if (why) fail(XenErrno.EINVAL, `FIFO event channels: ${why}`);
+  }
+  const pending = new Set(ctx.fifo?.pendingPorts ?? []);
   for (const e of ctx.evtchns) {
     const state = e.state === EVTCHNSTAT_interdomain ? EVTCHNSTAT_unbound : e.state;
     if (
       ![EVTCHNSTAT_unbound, EVTCHNSTAT_virq, EVTCHNSTAT_ipi].includes(state) ||
-      !d.evtchn.restorePort(e.port, { ...e, state })
+      !d.evtchn.restorePort(e.port, { ...e, state, pending: pending.has(e.port) })
     )
       fail(XenErrno.EINVAL, `event channel ${e.port} cannot be restored`);
   }
@@ -274,6 +306,16 @@ export function encodeContext(ctx: DomainContext): Uint8Array {
       e.priority,
     ])
       u32(x);
+  if (ctx.fifo) {
+    u32(ctx.fifo.arrayPages.length);
+    for (const a of ctx.fifo.arrayPages) i64(a);
+    for (const v of ctx.fifo.vcpus) {
+      i64(v.controlBlock ?? -1);
+      for (const t of v.tails) u32(t);
+    }
+    u32(ctx.fifo.pendingPorts.length);
+    for (const p of ctx.fifo.pendingPorts) u32(p);
+  }
   const bytes = new Uint8Array(size + 8);
   const dv = new DataView(bytes.buffer);
   dv.setUint32(0, CONTEXT_MAGIC, true);
@@ -282,7 +324,11 @@ export function encodeContext(ctx: DomainContext): Uint8Array {
   dv.setUint32(12, ctx.evtchns.length, true);
   dv.setBigUint64(16, BigInt(ctx.sharedInfoAddr), true);
   dv.setBigInt64(24, BigInt(ctx.guestNowNs), true);
-  dv.setUint32(32, ctx.suspended ? CONTEXT_F_SUSPENDED : 0, true);
+  dv.setUint32(
+    32,
+    (ctx.suspended ? CONTEXT_F_SUSPENDED : 0) | (ctx.fifo ? CONTEXT_F_FIFO : 0),
+    true,
+  );
   let o = 40;
   for (const w of out) o += w(dv, o);
   return bytes;
@@ -291,13 +337,15 @@ export function encodeContext(ctx: DomainContext): Uint8Array {
 /** "W32C", little-endian. */
 export const CONTEXT_MAGIC = 0x43323357;
 /**
- * 3: flags (and a word kept 0) follow the domain's system time; 2 (read
- * still) has neither: its domain's system time followed shared_info's
- * address.
+ * 4: flags bit 1 and the FIFO section after the ports. 3 (read still): flags
+ * (and a word kept 0) follow the domain's system time; 2 (read still) has
+ * neither: its domain's system time followed shared_info's address.
  */
-export const CONTEXT_VERSION = 3;
+export const CONTEXT_VERSION = 4;
 /** Flags bit 0: the domain had suspended itself (DomainContext.suspended). */
 export const CONTEXT_F_SUSPENDED = 1;
+/** Flags bit 1: the domain uses the FIFO event channel ABI; its state follows the ports. */
+export const CONTEXT_F_FIFO = 2;
 
 /** Reads what encodeContext wrote; throws ContextError naming the offset of what is wrong. */
 export function decodeContext(bytes: Uint8Array): DomainContext {
@@ -322,10 +370,10 @@ export function decodeContext(bytes: Uint8Array): DomainContext {
   if (u32("the magic") !== CONTEXT_MAGIC)
     throw new ContextError(XenErrno.EINVAL, "context: not a wasm32 domain context (magic)");
   const version = u32("the version");
-  if (version !== CONTEXT_VERSION && version !== 2)
+  if (version < 2 || version > CONTEXT_VERSION)
     throw new ContextError(
       XenErrno.EINVAL,
-      `context: version ${version}, not 2 or ${CONTEXT_VERSION}`,
+      `context: version ${version}, not 2 to ${CONTEXT_VERSION}`,
     );
   const nv = u32("the vCPU count");
   const ne = u32("the port count");
@@ -336,7 +384,8 @@ export function decodeContext(bytes: Uint8Array): DomainContext {
   const flags = version >= 3 ? u32("the flags") : 0;
   if (version >= 3 && u32("the word after the flags") !== 0)
     throw new ContextError(XenErrno.EINVAL, "context: the word after the flags is not 0");
-  if (flags & ~CONTEXT_F_SUSPENDED)
+  const known = version >= 4 ? CONTEXT_F_SUSPENDED | CONTEXT_F_FIFO : CONTEXT_F_SUSPENDED;
+  if (flags & ~known)
     throw new ContextError(XenErrno.EINVAL, `context: unknown flags 0x${flags.toString(16)}`);
   const suspended = (flags & CONTEXT_F_SUSPENDED) !== 0;
   if (suspended && ne !== 0)
@@ -410,10 +459,27 @@ export function decodeContext(bytes: Uint8Array): DomainContext {
     ) as [number, number, number, number, number, number, number, number];
     evtchns.push({ port, state, vcpu, remoteDom, remotePort, virq, virqVcpu, priority });
   }
+  let fifo: DomainContext["fifo"];
+  if (flags & CONTEXT_F_FIFO) {
+    const npages = u32("the FIFO event array's page count");
+    if (npages > 1 << 10)
+      throw new ContextError(XenErrno.EINVAL, `context: ${npages} FIFO event array pages`);
+    const arrayPages = Array.from({ length: npages }, () => Number(i64("an event array page")));
+    const fvcpus = vcpus.map(() => {
+      const cb = i64("a FIFO control block");
+      const tails = Array.from({ length: 16 }, () => u32("a FIFO queue's tail"));
+      return { controlBlock: cb < 0n ? undefined : Number(cb), tails };
+    });
+    const npending = u32("the FIFO pending port count");
+    if (npending > ne)
+      throw new ContextError(XenErrno.EINVAL, `context: ${npending} FIFO pending ports`);
+    const pendingPorts = Array.from({ length: npending }, () => u32("a FIFO pending port"));
+    fifo = { arrayPages, vcpus: fvcpus, pendingPorts };
+  }
   if (o !== bytes.length)
     throw new ContextError(
       XenErrno.EINVAL,
       `context: ${bytes.length - o} bytes after the end at offset ${o}`,
     );
-  return { vcpus, evtchns, sharedInfoAddr, guestNowNs, suspended };
+  return { vcpus, evtchns, sharedInfoAddr, guestNowNs, suspended, ...(fifo ? { fifo } : {}) };
 }

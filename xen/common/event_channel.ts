@@ -17,6 +17,7 @@ import {
   EVTCHNSTAT_unbound,
   EVTCHNSTAT_virq,
   EVTCHN_FIFO_PRIORITY_DEFAULT,
+  EVTCHN_FIFO_PRIORITY_MIN,
 } from "../include/public/event_channel.js";
 import { XenErrno } from "../include/public/errno.js";
 import {
@@ -29,7 +30,7 @@ import {
 import type { Domain } from "./domain.js";
 import type { Vcpu } from "../arch/wasm32/vcpu.js";
 import { TwoLevel } from "./event_2l.js";
-import { Fifo, type FifoPort } from "./event_fifo.js";
+import { Fifo, type FifoPort, type FifoSnapshot } from "./event_fifo.js";
 
 /**
  * Called when an event is newly pending for a vCPU. `pollOnly` is set when the
@@ -175,9 +176,13 @@ export class EventChannels {
       virq: number;
       virqVcpu: number;
       priority: number;
+      /** FIFO: raised while its event word's page was missing. */
+      pending?: boolean;
     },
   ): boolean {
     if (!Number.isInteger(port) || port < 1 || port >= this.maxPorts || this.ports[port])
+      return false;
+    if (!Number.isInteger(c.priority) || c.priority < 0 || c.priority > EVTCHN_FIFO_PRIORITY_MIN)
       return false;
     if (!this.d.vcpus[c.vcpu]) return false;
     let key = -1;
@@ -202,7 +207,7 @@ export class EventChannels {
       virq: c.state === EVTCHNSTAT_virq ? c.virq : 0,
       virqVcpu: c.state === EVTCHNSTAT_virq ? c.virqVcpu : 0,
       priority: c.priority,
-      pending: false,
+      pending: this.fifo !== undefined && c.pending === true,
     };
     if (key >= 0) this.virqPort.set(key, port);
     this.inUseCount++;
@@ -387,6 +392,24 @@ export class EventChannels {
       return 0;
     }
     return this.fifo.mapControlBlock(vcpu, addr);
+  }
+
+  /**
+   * A restore's FIFO state (domain_context.ts): the domain uses the FIFO ABI
+   * from the start, with the saved control blocks and event array. Before
+   * any port is restored. Returns why it cannot, or undefined.
+   */
+  restoreFifo(
+    s: FifoSnapshot,
+    inMemory: (addr: number, len: number) => boolean,
+  ): string | undefined {
+    if (this.fifo || this.inUse > 0) return "the domain already has event channels";
+    const fifo = new Fifo(this.d, this.kick, (p) => this.ports[p]);
+    const why = fifo.restore(s, inMemory);
+    if (why) return why;
+    this.fifo = fifo;
+    this.ops = fifo;
+    return undefined;
   }
 
   /** EVTCHNOP_expand_array: one more page of FIFO event words. */

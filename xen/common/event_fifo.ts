@@ -55,6 +55,12 @@ interface FifoVcpu {
   readonly tail: Uint32Array;
 }
 
+/** A domain's FIFO state as a save carries it (Fifo.snapshot). */
+export interface FifoSnapshot {
+  arrayPages: number[];
+  vcpus: Array<{ controlBlock: number | undefined; tails: number[] }>;
+}
+
 /** What FIFO needs to know of a port beyond its number. */
 export interface FifoPort {
   priority: number;
@@ -78,6 +84,55 @@ export class Fifo implements PortOps {
       controlBlock: undefined,
       tail: new Uint32Array(EVTCHN_FIFO_MAX_QUEUES),
     }));
+  }
+
+  /**
+   * What a save carries (domain_context.ts): the event array's pages and
+   * each vCPU's control block and queue tails. The words and queues
+   * themselves are in the guest's memory, which the save carries too.
+   */
+  snapshot(): FifoSnapshot {
+    return {
+      arrayPages: [...this.arrayPages],
+      vcpus: this.vcpus.map((v) => ({ controlBlock: v.controlBlock, tails: [...v.tail] })),
+    };
+  }
+
+  /**
+   * Takes a saved snapshot, for a domain being restored (its memory in
+   * place): nothing is raised, the words are as the guest left them.
+   * Returns why it cannot be taken, or undefined.
+   */
+  restore(s: FifoSnapshot, inMemory: (addr: number, len: number) => boolean): string | undefined {
+    if (s.vcpus.length !== this.vcpus.length)
+      return `${s.vcpus.length} vCPUs' control blocks for ${this.vcpus.length} vCPUs`;
+    if (s.arrayPages.length > EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES)
+      return `${s.arrayPages.length} event array pages`;
+    for (const a of s.arrayPages)
+      if (!Number.isSafeInteger(a) || a % PAGE_SIZE !== 0 || !inMemory(a, PAGE_SIZE))
+        return `an event array page at 0x${a.toString(16)}`;
+    for (const v of s.vcpus) {
+      const cb = v.controlBlock;
+      if (
+        cb !== undefined &&
+        (!Number.isSafeInteger(cb) ||
+          cb % 64 !== 0 ||
+          !inMemory(cb, evtchn_fifo_control_block.size))
+      )
+        return `a control block at 0x${cb.toString(16)}`;
+      if (
+        v.tails.length !== EVTCHN_FIFO_MAX_QUEUES ||
+        v.tails.some((t) => !Number.isInteger(t) || t < 0 || t >= EVTCHN_FIFO_NR_CHANNELS)
+      )
+        return "a queue's tail";
+    }
+    this.arrayPages.length = 0;
+    this.arrayPages.push(...s.arrayPages);
+    s.vcpus.forEach((v, i) => {
+      this.vcpus[i]!.controlBlock = v.controlBlock;
+      this.vcpus[i]!.tail.set(v.tails);
+    });
+    return undefined;
   }
 
   /** Number of ports that have an event word. */

@@ -1,7 +1,11 @@
 // ticker: prints once a second, blocking on its timer between ticks.
+// With `fifo` on its command line its events (the timer's) come through the
+// FIFO event channel ABI.
 import {
+  cmdline_has,
   cons,
   domid,
+  init_events_fifo,
   NOW,
   sleep_until,
   do_hypervisor_callback,
@@ -14,6 +18,7 @@ export function hypervisor_callback(vcpu: u32): void {
 
 export function _start(): void {
   local_irq_enable(0);
+  if (cmdline_has("fifo") && init_events_fifo() < 0) cons.s("ticker: no FIFO events").nl();
   const start = NOW();
   let next = start;
   for (let n: u64 = 1; ; n++) {
