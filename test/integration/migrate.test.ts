@@ -302,6 +302,23 @@ test("guests with devices migrate: blkbench goes on writing and verifies on the 
   assert.match(B.console("pinger"), /3 packets transmitted, 3 received, 0% packet loss/);
   B.ok("destroy", "pong");
 
+  // The same server handling suspend: it suspends itself on A, and on B its
+  // netfront connects again to a new backend (Xen's way), and it answers.
+  A.ok("create", join(EXAMPLES, "ping.cfg"), 'name="pong2"', 'extra="ip=10.0.0.4 suspend"');
+  await until(() => A.console("pong2").includes("is 10.0.0.4"), 10_000, "pong2's address");
+  const m2 = A.xl("migrate", "-s", SSH, "pong2", B.run);
+  assert.equal(m2.code, 0, m2.err);
+  assert.match(m2.err, /guest acknowledged suspend request/);
+  B.ok(
+    "create",
+    join(EXAMPLES, "ping.cfg"),
+    'name="pinger2"',
+    'extra="ip=10.0.0.5 peer=10.0.0.4 count=3"',
+  );
+  await until(() => B.console("pinger2").includes("packets transmitted"), 20_000, "the pings");
+  assert.match(B.console("pinger2"), /3 packets transmitted, 3 received, 0% packet loss/);
+  B.ok("destroy", "pong2");
+
   // A guest agent on a PV channel: its socket is served from B once it is there.
   const sock = join(top, "agent.sock");
   A.ok(
@@ -319,11 +336,14 @@ test("guests with devices migrate: blkbench goes on writing and verifies on the 
   B.ok("destroy", "channel-echo");
 });
 
-test("a guest's xenstore watches go with it: xl mem-set and shutdown on the destination reach it", async () => {
+test("a guest's xenstore watches go with it: xl mem-set and shutdown on the destination reach it (a guest that handles suspend suspends itself, as Xen asks every PV guest it migrates, and sets its watches again)", async () => {
   A.ok("create", join(EXAMPLES, "xenstore.cfg"));
   await until(() => A.console("xenstore").includes("memory/target is"), 10_000, "its watches");
   const r = A.xl("migrate", "--debug", "-s", SSH, "xenstore", B.run);
   assert.equal(r.code, 0, r.err);
+  // Xen's messages of the suspend, from the sender.
+  assert.match(r.err, /issuing PV suspend request via XenBus control node/);
+  assert.match(r.err, /guest acknowledged suspend request/);
   B.ok("mem-set", "xenstore", "3m");
   await until(
     () => B.console("xenstore").includes("memory/target is 3072 KiB"),
@@ -447,6 +467,8 @@ test("a guest whose watches change while its pages go is not moved: the migratio
       ...domainConfig(parseCfg(readFileSync(f, "utf8"), f), f, EXAMPLES).config,
       memory: 64,
       maxmem: 64,
+      // Paused where it is, its watches carried by xenstored: what the guard checks.
+      cmdline: "no-suspend",
     };
     const d = await xa.create(cfg);
     await until(() => ha.xenconsoled.read(d.domid).includes("memory/target is"), 5000, "watches");

@@ -625,6 +625,23 @@ export class Libxl {
   }
 
   /**
+   * Refuses a guest that suspends itself (control/feature-suspend) when its
+   * resume could not bring everything back: PV channels (mini-os's channel
+   * cannot connect again yet; its disks and vifs can) and FIFO event
+   * channels (mini-os's resume cannot set FIFO up again).
+   */
+  private checkSuspendable(domid: number, c: XlDomainConfig): void {
+    if ((c.channels?.length ?? 0) > 0)
+      throw new Error(
+        `libxl: domain ${domid} suspends itself (control/feature-suspend) and has PV channels, which mini-os's channel cannot connect again yet (its disks and vifs can)`,
+      );
+    if (this.host.hv.domainById(domid)?.evtchn.fifo)
+      throw new Error(
+        `libxl: domain ${domid} suspends itself (control/feature-suspend) and uses FIFO event channels, which mini-os's resume cannot set up again`,
+      );
+  }
+
+  /**
    * libxl_domain_suspend to a file (xl save): the domain is paused, its
    * state written to `path` in xl's save format (tools/libxl/save.ts), then
    * destroyed; with `checkpoint` it runs on (or stays paused with
@@ -656,14 +673,7 @@ export class Libxl {
     // so neither its ports nor its watches are carried. Any other is
     // paused where it is and restored as it was (docs/save-format.md).
     const cooperative = this.readFeature(domid, "control/feature-suspend");
-    if (cooperative && (c.channels?.length ?? 0) > 0)
-      throw new Error(
-        `libxl: domain ${domid} suspends itself (control/feature-suspend) and has PV channels, which mini-os's channel cannot connect again yet (its disks and vifs can)`,
-      );
-    if (cooperative && this.host.hv.domainById(domid)?.evtchn.fifo)
-      throw new Error(
-        `libxl: domain ${domid} suspends itself (control/feature-suspend) and uses FIFO event channels, which mini-os's resume cannot set up again`,
-      );
+    if (cooperative) this.checkSuspendable(domid, c);
     if (cooperative) await this.suspend(domid, { ...opts, log });
     const frontends = cooperative ? {} : this.frontends(domid);
     const watches = cooperative ? [] : this.watchesOf(domid);
@@ -1084,10 +1094,15 @@ export class Libxl {
     // What the stream's header says of the devices and watches: taken at the
     // start, and checked again at the stop (a guest may change them while
     // the rounds go; the destination would then attach to stale rings).
+    // A guest that handles suspend (control/feature-suspend) is stopped as
+    // Xen stops every PV guest it migrates: it suspends itself, and at the
+    // destination binds its rings, sets its watches and connects its
+    // devices again, so the header carries none of them.
     let sent = "";
+    let cooperative = false;
     const devicesAndWatches = (id: number) => {
-      const frontends = this.frontends(id);
-      const watches = this.watchesOf(id);
+      const frontends = cooperative ? {} : this.frontends(id);
+      const watches = cooperative ? [] : this.watchesOf(id);
       return { frontends, watches, key: JSON.stringify([frontends, watches]) };
     };
     return sendDomain(
@@ -1095,6 +1110,8 @@ export class Libxl {
         describe: (id) => {
           const x = this.get(id);
           const image = this.checkSavable(id, x);
+          cooperative = x.config.type === "pv" && this.readFeature(id, "control/feature-suspend");
+          if (cooperative) this.checkSuspendable(id, x.config);
           const { frontends, watches, key } = devicesAndWatches(id);
           sent = key;
           return {
@@ -1112,8 +1129,15 @@ export class Libxl {
             ? this.sendHvm(id, image, sink, o, opts.debug ? (l) => ch.log(l) : () => {})
             : this.builder(opts.debug ? (l) => ch.log(l) : () => {}).saveLive(id, image, sink, o),
         pause: async (id) => {
-          await this.stop(id);
+          if (cooperative) await this.suspend(id, { log: (l) => ch.log(l) });
+          try {
+            await this.stop(id);
+          } catch (e) {
+            if (cooperative) await this.xc.domainResume(id).catch(() => {});
+            throw e;
+          }
           if (devicesAndWatches(id).key !== sent) {
+            if (cooperative) await this.xc.domainResume(id).catch(() => {});
             await this.resumeStopped(id);
             throw new Error(
               `libxl: domain ${id}: its devices or xenstore watches changed while it was being migrated; migrate it again`,
@@ -1121,9 +1145,11 @@ export class Libxl {
           }
         },
         unpause: async (id) => {
+          const d = this.host.hv.domainById(id);
           // An HVM guest whose program was unwound for the stream runs on where it stopped.
-          if (this.host.hv.domainById(id)?.hvm?.vcpu?.state === HVM_UNWOUND)
-            this.host.resumeHvm(id);
+          if (d?.hvm?.vcpu?.state === HVM_UNWOUND) this.host.resumeHvm(id);
+          // A guest that suspended itself: its suspend returns 1, and it runs on here.
+          if (d?.isShutdown && d.shutdownName === "suspend") await this.xc.domainResume(id);
           await this.resumeStopped(id);
         },
         rename: (id, name) => this.rename(id, name),
@@ -1224,7 +1250,8 @@ export class Libxl {
               },
             );
             this.host.connectRings(built.domid, name, built.storeEvtchn, built.consoleEvtchn);
-            await this.restoreDevices(built.domid, config, frontends);
+            // A guest that suspended itself connects its devices again (InitWait).
+            await this.restoreDevices(built.domid, config, frontends, built.reconnect === true);
             this.restoreWatches(built.domid, watches);
             return built.domid;
           } catch (e) {
