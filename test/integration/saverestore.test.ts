@@ -421,7 +421,7 @@ test("a guest agent on a PV channel is saved and restored: its socket is there a
   }
 });
 
-test("guests with a disk or a vif that handle suspend connect their frontends again in the new domain, as Xen's do: the disk's data is all there and its writes go on, the vif answers pings", async () => {
+test("guests with a disk or a vif that handle suspend connect their frontends again in the new domain, as Xen's do: the disk's data is all there and its writes go on, the vif answers pings, a PV channel's agent answers on its socket", async () => {
   const host = newHost();
   const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));
   try {
@@ -480,15 +480,28 @@ test("guests with a disk or a vif that handle suspend connect their frontends ag
     await until(() => pings().includes("packets transmitted"), 20_000, "the pings");
     assert.match(pings(), /3 packets transmitted, 3 received, 0% packet loss/);
 
-    // Its channels could not connect again yet: refused before anything is done.
+    // A guest agent on a PV channel that handles suspend: in the new domain
+    // its channel connects again (a new port, the same ring) and it answers
+    // on the same socket.
     const sock = join(dir, "c.sock");
     const c = await xl.create(
-      cfg("channel-echo", `\nchannel=["name=org.tsxen.echo,connection=socket,path=${sock}"]\n`),
+      cfg(
+        "channel-echo",
+        `\nchannel=["name=org.tsxen.echo,connection=socket,path=${sock}"]\nextra="suspend"\n`,
+      ),
     );
-    host.xenstored.writeText(`/local/domain/${c.domid}/control/feature-suspend`, "1");
-    await assert.rejects(xl.save(c.domid, join(dir, "c.save")), /has PV channels/);
-    assert.equal(c.pauseCount, 0);
-    assert.equal(c.isShutdown, false);
+    await until(() => existsSync(sock), 10_000, "the channel's socket");
+    assert.equal(await channelTalk(sock, "before"), "echo: BEFORE\n");
+    const clog: string[] = [];
+    await xl.save(c.domid, join(dir, "c.save"), { log: (l) => clog.push(l) });
+    assert.match(clog.join("\n"), /guest acknowledged suspend request/);
+    const rc = await xl.restore(join(dir, "c.save"));
+    await until(
+      () => host.xenconsoled.read(rc.domid).includes("resumed (suspend returned 0)"),
+      10_000,
+      "its resume",
+    );
+    assert.equal(await channelTalk(sock, "after"), "echo: AFTER\n");
   } finally {
     await host.shutdown();
   }

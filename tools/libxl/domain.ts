@@ -626,15 +626,10 @@ export class Libxl {
 
   /**
    * Refuses a guest that suspends itself (control/feature-suspend) when its
-   * resume could not bring everything back: PV channels (mini-os's channel
-   * cannot connect again yet; its disks and vifs can) and FIFO event
-   * channels (mini-os's resume cannot set FIFO up again).
+   * resume could not bring everything back: FIFO event channels (mini-os's
+   * resume cannot set FIFO up again).
    */
-  private checkSuspendable(domid: number, c: XlDomainConfig): void {
-    if ((c.channels?.length ?? 0) > 0)
-      throw new Error(
-        `libxl: domain ${domid} suspends itself (control/feature-suspend) and has PV channels, which mini-os's channel cannot connect again yet (its disks and vifs can)`,
-      );
+  private checkSuspendable(domid: number): void {
     if (this.host.hv.domainById(domid)?.evtchn.fifo)
       throw new Error(
         `libxl: domain ${domid} suspends itself (control/feature-suspend) and uses FIFO event channels, which mini-os's resume cannot set up again`,
@@ -673,7 +668,7 @@ export class Libxl {
     // so neither its ports nor its watches are carried. Any other is
     // paused where it is and restored as it was (docs/save-format.md).
     const cooperative = this.readFeature(domid, "control/feature-suspend");
-    if (cooperative) this.checkSuspendable(domid, c);
+    if (cooperative) this.checkSuspendable(domid);
     if (cooperative) await this.suspend(domid, { ...opts, log });
     const frontends = cooperative ? {} : this.frontends(domid);
     const watches = cooperative ? [] : this.watchesOf(domid);
@@ -1111,7 +1106,7 @@ export class Libxl {
           const x = this.get(id);
           const image = this.checkSavable(id, x);
           cooperative = x.config.type === "pv" && this.readFeature(id, "control/feature-suspend");
-          if (cooperative) this.checkSuspendable(id, x.config);
+          if (cooperative) this.checkSuspendable(id);
           const { frontends, watches, key } = devicesAndWatches(id);
           sent = key;
           return {

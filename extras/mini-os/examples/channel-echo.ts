@@ -1,7 +1,9 @@
 // channel-echo: a guest agent on a PV channel (xl.cfg's channel=). It opens
 // the channel named by its command line (name=..., org.tsxen.echo by
 // default) and answers each line the host sends over the channel's socket
-// with the line in capitals, until it reads "quit".
+// with the line in capitals, until it reads "quit". With `suspend` on its
+// command line it handles Xen's suspend request (control/shutdown), and
+// its channel connects again in the new domain.
 import {
   cons,
   domid,
@@ -15,6 +17,14 @@ import {
   channel_read,
   channel_write,
   channel_wait,
+  cmdline_has,
+  suspend,
+  xenbus_poll_watch,
+  xenbus_read,
+  xenbus_reply,
+  xenbus_watch,
+  xenbus_write,
+  str_eq,
 } from "../lib/index";
 
 export function hypervisor_callback(vcpu: u32): void {
@@ -34,6 +44,15 @@ function write_all(p: usize, n: u32): void {
   }
 }
 
+/** Xen's suspend request: acknowledged, then suspend() (1: it runs on here, 0: in a new domain). */
+function follow_control(): void {
+  if (xenbus_poll_watch() == 0) return;
+  if (xenbus_read("control/shutdown") < 0 || !str_eq(xenbus_reply(), "suspend")) return;
+  xenbus_write("control/shutdown", "");
+  const rc = suspend();
+  cons.s("channel-echo: resumed (suspend returned ").i(rc).s(")").nl();
+}
+
 export function _start(): void {
   local_irq_enable(0);
   xenbus_init();
@@ -44,8 +63,14 @@ export function _start(): void {
     return;
   }
   cons.s("channel-echo: d").u(domid()).s(" has channel org.tsxen.echo as console ").i(devid).nl();
+  const suspends = cmdline_has("suspend");
+  if (suspends) {
+    xenbus_watch("control/shutdown", "shutdown");
+    xenbus_write("control/feature-suspend", "1");
+  }
   let len: u32 = 0;
   while (true) {
+    if (suspends) follow_control();
     const n = channel_read(line + len, 1);
     if (n == 0) {
       channel_wait();

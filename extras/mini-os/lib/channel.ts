@@ -5,7 +5,8 @@
 // xencons_interface, allocates an event channel, writes ring-ref and port,
 // and goes to Initialised; once the backend is Connected, bytes flow: what
 // the guest writes goes to `out`, what the host sends arrives in `in`.
-// One channel per guest, as the library keeps one vchan.
+// One channel per guest, as the library keeps one vchan. After a resume in
+// a new domain (Xen's PV suspend) the channel connects again: channel_resume.
 import {
   XENCONS_OUT_OFF,
   XENCONS_OUT_CONS_OFF,
@@ -26,6 +27,7 @@ import {
 } from "./xenbus";
 import { block_on_port } from "./sched";
 import { xencons_ring_read } from "./console";
+import { on_resume } from "./kernel";
 
 /**
  * The ring page granted to the backend, taken from the heap when a channel
@@ -34,6 +36,9 @@ import { xencons_ring_read } from "./console";
 let ring: usize = 0;
 let port: u32 = 0;
 let open_ = false;
+/** The channel's device and ring grant, kept for channel_resume. */
+let the_devid: u32 = 0;
+let ring_ref: i32 = -1;
 
 /** Consoles looked at for the name: device/console/1 .. MAX_CONSOLES. */
 const MAX_CONSOLES: u32 = 8;
@@ -48,28 +53,61 @@ export function channel_open(name: string): i32 {
     dir += n.toString();
     const nm = xenbus_read_string(dir + "/name");
     if (nm == null || nm != name) continue;
-    const be = xenbus_read_u32(dir + "/backend-id");
-    if (be < 0) return <i32>be;
-    const backend = xenbus_read_string(dir + "/backend");
-    if (backend == null) return -XEN_ENOENT;
     if (ring == 0) ring = (heap.alloc(8192) + 4095) & ~(<usize>4095);
     memory.fill(ring, 0, 4096);
-    const ref = gnttab_grant_access(<u32>be, virt_to_gfn(ring), false);
-    if (ref < 0) return ref;
-    const p = evtchn_alloc_unbound(<u32>be);
-    if (p < 0) return p;
-    port = <u32>p;
-    unmask_evtchn(port);
-    let rc = xenbus_write_u32(dir + "/ring-ref", <u32>ref);
-    if (rc == 0) rc = xenbus_write_u32(dir + "/port", port);
-    if (rc == 0) rc = xenbus_switch_state(dir + "/state", XenbusStateInitialised);
-    if (rc == 0) rc = xenbus_wait_for_state(backend + "/state", XenbusStateConnected, "channel");
-    if (rc == 0) rc = xenbus_switch_state(dir + "/state", XenbusStateConnected);
+    const first = ring_ref < 0;
+    const rc = connect(n);
     if (rc < 0) return rc;
-    open_ = true;
+    // Once connected, a resume in a new domain connects it again (kernel.ts).
+    if (first) on_resume(channel_resume);
     return <i32>n;
   }
   return -XEN_ENOENT;
+}
+
+/**
+ * The handshake for device/console/`n`: the ring page granted (once: the
+ * grant table comes with the domain's memory across a resume), a new port,
+ * ring-ref and port written, Initialised, the backend's Connected, then
+ * Connected. The ring's indices are left as they are: what either side had
+ * not read yet is read after a resume.
+ */
+function connect(n: u32): i32 {
+  let dir = "device/console/";
+  dir += n.toString();
+  const be = xenbus_read_u32(dir + "/backend-id");
+  if (be < 0) return <i32>be;
+  const backend = xenbus_read_string(dir + "/backend");
+  if (backend == null) return -XEN_ENOENT;
+  if (ring_ref < 0) {
+    ring_ref = gnttab_grant_access(<u32>be, virt_to_gfn(ring), false);
+    if (ring_ref < 0) return ring_ref;
+  }
+  const p = evtchn_alloc_unbound(<u32>be);
+  if (p < 0) return p;
+  port = <u32>p;
+  unmask_evtchn(port);
+  let rc = xenbus_write_u32(dir + "/ring-ref", <u32>ring_ref);
+  if (rc == 0) rc = xenbus_write_u32(dir + "/port", port);
+  if (rc == 0) rc = xenbus_switch_state(dir + "/state", XenbusStateInitialised);
+  if (rc == 0) rc = xenbus_wait_for_state(backend + "/state", XenbusStateConnected, "channel");
+  if (rc == 0) rc = xenbus_switch_state(dir + "/state", XenbusStateConnected);
+  if (rc < 0) return rc;
+  the_devid = n;
+  open_ = true;
+  return 0;
+}
+
+/**
+ * After a resume in a new domain (suspend returned 0): the toolstack made
+ * the channel afresh and its backend waits (InitWait); the frontend
+ * connects again with the same ring and grant and a new port, as blkfront
+ * and netfront do.
+ */
+export function channel_resume(): i32 {
+  if (!open_) return 0;
+  open_ = false;
+  return connect(the_devid);
 }
 
 /** Writes up to `len` bytes at `p` to the channel; how many fit. */
