@@ -14,7 +14,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT } from "../../extras/mini-os/build.js";
 import { parseCfg } from "../../tools/libxlu/cfg.js";
-import { domainConfig, type XlDomainConfig } from "../../tools/libxl/config.js";
+import { domainConfig, xlDomainConfig, type XlDomainConfig } from "../../tools/libxl/config.js";
+import { HVM_DIR } from "../../extras/hvm/build.js";
 import { Libxl } from "../../tools/libxl/domain.js";
 import { XcInterface, XcError } from "../../tools/libxc/xc.js";
 import { LocalHypercalls } from "../../tools/libxc/channel.js";
@@ -103,6 +104,140 @@ test("xl create builds a PV domain with hypercalls only, each step logged as lib
   }
 });
 
+test("xl create builds an HVM domain with hypercalls only too: createdomain with XEN_DOMCTL_CDF_hvm, its memory populated whole, the WASI program bound by hash, setvcpucontext starting its vCPU", async () => {
+  const host = newHost();
+  try {
+    const xl = new Libxl(host);
+    const privcmd = host.dom0.privcmd;
+    const calls: string[] = [];
+    let inHypercall = 0;
+    const hypercall = privcmd.hypercall.bind(privcmd);
+    privcmd.hypercall = (op, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0) => {
+      let what = (Object.entries(H).find(([, n]) => n === op)?.[0] ?? String(op)).replace(
+        "__HYPERVISOR_",
+        "",
+      );
+      if (op === H.__HYPERVISOR_domctl) {
+        const cmd = privcmd.mem.u32(a1 + DC.xen_domctl.fields.cmd.offset);
+        what += `:${Object.entries(DC).find(([k, n]) => /^XEN_DOMCTL_[a-z]/.test(k) && n === cmd)?.[0]}`;
+        if (cmd === DC.XEN_DOMCTL_createdomain)
+          what += `(flags ${privcmd.mem.u32(a1 + DC.xen_domctl.fields.u.offset + DC.xen_domctl_createdomain.fields.flags.offset)})`;
+      } else what += `:${a1}`;
+      calls.push(what);
+      inHypercall++;
+      try {
+        return hypercall(op, a1, a2, a3, a4, a5);
+      } finally {
+        inHypercall--;
+      }
+    };
+    // The hypervisor starts the domain only inside Dom0's hypercall.
+    const start = host.hv.startHvm.bind(host.hv);
+    let outside = 0;
+    host.hv.startHvm = (d, r) => {
+      if (inHypercall === 0) outside++;
+      return start(d, r);
+    };
+    const log: string[] = [];
+    const d = await xl.create(
+      xlDomainConfig({
+        name: "hvm-hello",
+        type: "hvm",
+        kernel: join(HVM_DIR, "hello.wasm"),
+        memory: 8,
+        rtcTimeoffset: 3600,
+        onPoweroff: "preserve",
+      }),
+      { log: (l) => log.push(l) },
+    );
+    privcmd.hypercall = hypercall;
+    await until(() => d.isShutdown, 10_000, "hello to finish");
+    assert.equal(outside, 0, "nothing outside a hypercall starts it");
+    const domctls = calls.filter((c) => c.startsWith("domctl:"));
+    assert.deepEqual(domctls.slice(0, 7), [
+      `domctl:XEN_DOMCTL_createdomain(flags ${DC.XEN_DOMCTL_CDF_hvm | DC.XEN_DOMCTL_CDF_hap})`,
+      "domctl:XEN_DOMCTL_max_vcpus",
+      "domctl:XEN_DOMCTL_wasm32_set_label",
+      "domctl:XEN_DOMCTL_max_mem",
+      "domctl:XEN_DOMCTL_settimeoffset",
+      "domctl:XEN_DOMCTL_wasm32_module",
+      "domctl:XEN_DOMCTL_setvcpucontext",
+    ]);
+    assert.equal(domctls[domctls.length - 1], "domctl:XEN_DOMCTL_unpausedomain");
+    // 8 MiB: 128 extents of a wasm page in one populate_physmap
+    // (XENMEM_populate_physmap = 6); then the device model acquires its
+    // ioreq page (XENMEM_acquire_resource = 28).
+    assert.deepEqual(
+      calls.filter((c) => c.startsWith("memory_op")),
+      ["memory_op:6", "memory_op:28"],
+    );
+    assert.equal(d.totPages, 2048);
+    assert.ok(d.hvm, "an HVM domain");
+    for (const step of [
+      /^libxl: debug: libxl_create\.c: do_domain_create: name=hvm-hello type=hvm/m,
+      /^domainbuilder: detail: xc_hvm_build: domain \d+, type wasm32 HVM/m,
+      /^domainbuilder: detail: xc_dom_mem_init: mem 8 MB, pages 0x800 pages, 4k each/m,
+      /^domainbuilder: detail: xc_dom_wasm32_module: WASI program bound/m,
+      /^domainbuilder: detail: vcpu_wasm32: vcpu 0 at the program's _start/m,
+    ])
+      assert.match(log.join("\n"), step);
+    // Wrong order: a vCPU context before a program, a program on a PV domain.
+    const xc = new XcInterface(new LocalHypercalls(privcmd));
+    const id = await xc.domainCreate(0, {
+      flags: DC.XEN_DOMCTL_CDF_hvm,
+      handle: new Uint8Array(16),
+      maxVcpus: 1,
+      maxEvtchnPort: 0,
+      maxGrantFrames: -1,
+      maxMaptrackFrames: -1,
+    });
+    const ctxt = new Uint8Array(vcpu_guest_context.size);
+    new DataView(ctxt.buffer).setUint32(vcpu_guest_context.fields.flags.offset, VGCF_online, true);
+    await assert.rejects(
+      xc.vcpuSetContext(id, 0, ctxt),
+      (e: XcError) => e.errno === XenErrno.EINVAL,
+    );
+    assert.match(host.hv.console.read(), /HVM domain not started: no program is bound to it/);
+    await assert.rejects(
+      xc.domainCreate(0, {
+        flags: DC.XEN_DOMCTL_CDF_hvm,
+        handle: new Uint8Array(16),
+        maxVcpus: 2,
+        maxEvtchnPort: 0,
+        maxGrantFrames: -1,
+        maxMaptrackFrames: -1,
+      }),
+      (e: XcError) => e.errno === XenErrno.EINVAL,
+    );
+    // The program bound but no memory populated: refused, naming the need.
+    const hello = createHash("sha256")
+      .update(readFileSync(join(HVM_DIR, "hello.wasm")))
+      .digest();
+    assert.notEqual(await xc.wasm32ModuleBind(id, hello, { saveable: false }), "absent");
+    await assert.rejects(
+      xc.vcpuSetContext(id, 0, ctxt),
+      (e: XcError) => e.errno === XenErrno.ENOMEM,
+    );
+    assert.match(host.hv.console.read(), /HVM domain not started: the program needs \d+ KiB/);
+    // A context that is not one: refused, naming what is wrong.
+    await assert.rejects(
+      xc.domainHvmSetContext(id, new Uint8Array(40)),
+      (e: XcError) => e.errno === XenErrno.EINVAL,
+    );
+    assert.match(host.hv.console.read(), /sethvmcontext refused: WASM32_HVM_CONTEXT: bad magic/);
+    await xc.domainDestroy(id);
+    // Every frame comes back: its memory's and its ioreq page's.
+    xl.destroy(d.domid);
+    await until(
+      () => accountedFrames(host) === host.hv.frames.totalFrames,
+      5000,
+      "the frames back",
+    );
+  } finally {
+    await host.shutdown();
+  }
+});
+
 test("a module the hypervisor refuses fails the create with its reason; nothing is left", async () => {
   const host = newHost();
   const dir = mkdtempSync(join(tmpdir(), "tsxen-builder-"));
@@ -184,9 +319,14 @@ test("the builder's hypercalls in the wrong order, or with wrong arguments, fail
       maxGrantFrames: -1,
       maxMaptrackFrames: -1,
     };
+    // An HVM domain has one vCPU (WASI has no threads); an unknown flag is refused.
     assert.equal(
       await errno(xc.domainCreate(0, { ...base, flags: DC.XEN_DOMCTL_CDF_hvm })),
-      XenErrno.EOPNOTSUPP,
+      XenErrno.EINVAL,
+    );
+    assert.equal(
+      await errno(xc.domainCreate(0, { ...base, flags: DC.XEN_DOMCTL_CDF_iommu })),
+      XenErrno.EINVAL,
     );
     assert.equal(await errno(xc.domainCreate(0, { ...base, maxVcpus: 0 })), XenErrno.EINVAL);
     assert.equal(await errno(xc.domainCreate(0, { ...base, maxVcpus: 17 })), XenErrno.EINVAL);

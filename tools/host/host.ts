@@ -47,6 +47,10 @@ import type { DmDiskSpec } from "../../dom0/devicemodel/dm_protocol.js";
 import type { ShareSpec, WasiState } from "../../dom0/devicemodel/wasi.js";
 import type { HvmVcpuSaved } from "../../xen/arch/wasm32/hvm_vcpu_worker.js";
 import { HVM_DONE } from "../../xen/arch/wasm32/hvm_ctl.js";
+import { XcInterface } from "../libxc/xc.js";
+import { LocalHypercalls } from "../libxc/channel.js";
+import { XcDom } from "../libxc/xc_dom.js";
+import { encodeHvmContext } from "../../xen/common/hvm_context.js";
 import { WASM_PAGE_SIZE } from "../../xen/arch/wasm32/config.js";
 import type { HvmDomainConfig } from "../../xen/common/hypervisor.js";
 import { MAX_NR_IOREQ_SERVERS } from "../../xen/common/ioreq.js";
@@ -83,6 +87,8 @@ export interface HostHvmConfig extends HvmDomainConfig {
   /** The emulated serial port: "pty" (xenconsoled's serial console, the default) or "none". */
   serial?: "pty" | "none";
   xenstore?: boolean;
+  /** libxc's domain builder's lines (xl -v create). */
+  builderLog?: (line: string) => void;
   /**
    * Devices and memory of a saved domain (xl restore): `restore` (the
    * vCPU, clock and memory size) goes to the hypervisor, `fill` writes the
@@ -303,9 +309,44 @@ export class Host {
   async createHvm(cfg: HostHvmConfig): Promise<Domain> {
     if (cfg.restore && !cfg.restored)
       throw new Error("a restore needs the saved memory and devices");
-    const d = this.hv.createHvmDomain({ ...cfg, paused: true });
-    const domid = d.domid;
+    // The program was prepared by the hypervisor's own compiler, in this
+    // process: the code store takes it under its content hash, as if its
+    // bytes had been uploaded (a restore's and a migration's are).
+    this.hv.codeStore.adoptHvm(cfg.image);
+    const xc = new XcInterface(new LocalHypercalls(this.dom0.privcmd));
+    const privcmd = this.dom0.privcmd;
+    const builder = new XcDom(
+      xc,
+      { map: (id, g) => privcmd.mmapBatchV2(id, g), unmap: (id, g) => privcmd.munmap(id, g) },
+      cfg.builderLog,
+    );
+    const r = cfg.restore;
+    let domid: number;
     try {
+      ({ domid } = await builder.buildHvm(
+        {
+          domid: cfg.domid ?? 0,
+          name: cfg.name,
+          handle: new Uint8Array(16),
+          memoryMiB: cfg.memory,
+          maxmemMiB: cfg.memory,
+          maxEvtchnPort: cfg.maxEvtchnPort ?? 0,
+          maxGrantFrames: cfg.maxGrantFrames ?? -1,
+          maxMaptrackFrames: cfg.maxMaptrackFrames ?? -1,
+          rtcTimeOffsetSeconds: Math.round(cfg.rtcTimeoffset ?? 0),
+        },
+        { sha256: Buffer.from(cfg.image.hash, "hex"), saveable: cfg.image.saveable },
+        r
+          ? encodeHvmContext({ stimeNs: r.stimeNs, wasmPages: r.wasmPages, vcpu: r.vcpu })
+          : undefined,
+      ));
+    } catch (e) {
+      throw new Error(`cannot create domain '${cfg.name}': ${(e as Error).message}`, { cause: e });
+    }
+    const d = this.get(domid);
+    try {
+      if (cfg.weight !== undefined || cfg.cap !== undefined)
+        await xc.schedCredit(domid, { weight: cfg.weight ?? 256, cap: cfg.cap ?? 0 });
       if (cfg.restored) {
         // The saved memory goes in over what the program's data segments wrote.
         await d.hvm!.vcpu!.instantiated();
@@ -367,7 +408,8 @@ export class Host {
         cause: e,
       });
     }
-    if (!cfg.paused) this.hv.unpauseDomain(d);
+    // libxl's domcreate_complete: the domain runs.
+    if (!cfg.paused) await xc.domainUnpause(domid);
     return d;
   }
 

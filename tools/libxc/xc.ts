@@ -460,6 +460,32 @@ export class XcInterface {
     return b.u16(DC.xen_domctl.fields.domain.offset);
   }
 
+  /** xc_domain_set_time_offset: seconds added to an HVM domain's wallclock (its RTC). */
+  async domainSetTimeOffset(domid: number, seconds: number): Promise<void> {
+    await this.domctl("xc_domain_set_time_offset", DC.XEN_DOMCTL_settimeoffset, domid, (b, u) => {
+      const at = u + DC.xen_domctl_settimeoffset.fields.time_offset_seconds.offset;
+      b.set32(at, seconds >>> 0);
+      b.set32(at + 4, Math.floor(seconds / 2 ** 32) >>> 0);
+    });
+  }
+
+  /** xc_domain_hvm_setcontext: an HVM domain's context (on wasm32 a WASM32_HVM_CONTEXT). */
+  async domainHvmSetContext(domid: number, ctxt: Uint8Array): Promise<void> {
+    const c = new Buf(ctxt.length);
+    c.bytes.set(ctxt);
+    const f = DC.xen_domctl_hvmcontext.fields;
+    await this.domctl(
+      "xc_domain_hvm_setcontext",
+      DC.XEN_DOMCTL_sethvmcontext,
+      domid,
+      (b, u, [buf]) => {
+        b.set32(u + f.size.offset, ctxt.length);
+        b.set64(u + f.buffer.offset, buf!);
+      },
+      [c],
+    );
+  }
+
   /** xc_domain_max_vcpus */
   async domainMaxVcpus(domid: number, max: number): Promise<void> {
     await this.domctl("xc_domain_max_vcpus", DC.XEN_DOMCTL_max_vcpus, domid, (b, u) =>
@@ -510,10 +536,15 @@ export class XcInterface {
   async wasm32ModuleBind(
     domid: number,
     sha256: Uint8Array,
+    /** A WASI program for an HVM domain (XEN_DOMCTL_WASM32_MODULE_hvm). */
+    hvm?: { saveable: boolean },
   ): Promise<{ flags: number; minPages: number } | "absent" | "checking"> {
     const why = new Buf(256);
     const f = DC.xen_domctl_wasm32_module.fields;
     const op = `xc_wasm32_module_bind(${domid})`;
+    const inFlags = hvm
+      ? DC.XEN_DOMCTL_WASM32_MODULE_hvm | (hvm.saveable ? DC.XEN_DOMCTL_WASM32_MODULE_saveable : 0)
+      : 0;
     try {
       const b = await this.domctl(
         op,
@@ -521,6 +552,7 @@ export class XcInterface {
         domid,
         (b, u, [buf]) => {
           b.set32(u + f.op.offset, DC.XEN_DOMCTL_WASM32_MODULE_bind);
+          b.set32(u + f.flags.offset, inFlags);
           b.bytes.set(sha256, u + f.sha256.offset);
           b.set64(u + f.buffer.offset, buf!);
           b.set32(u + f.len.offset, why.bytes.length);
@@ -547,7 +579,11 @@ export class XcInterface {
     size: number,
     offset: number,
     chunk: Uint8Array,
+    hvm?: { saveable: boolean },
   ): Promise<void> {
+    const inFlags = hvm
+      ? DC.XEN_DOMCTL_WASM32_MODULE_hvm | (hvm.saveable ? DC.XEN_DOMCTL_WASM32_MODULE_saveable : 0)
+      : 0;
     const data = new Buf(chunk.length);
     data.bytes.set(chunk);
     const f = DC.xen_domctl_wasm32_module.fields;
@@ -557,6 +593,7 @@ export class XcInterface {
       domid,
       (b, u, [buf]) => {
         b.set32(u + f.op.offset, DC.XEN_DOMCTL_WASM32_MODULE_upload);
+        b.set32(u + f.flags.offset, inFlags);
         b.bytes.set(sha256, u + f.sha256.offset);
         b.set64(u + f.size.offset, size);
         b.set64(u + f.offset.offset, offset);

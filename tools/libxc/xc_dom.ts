@@ -58,6 +58,7 @@ import {
   GTF_permit_access,
   grant_entry_v1,
 } from "../../xen/include/public/grant_table.js";
+import * as DC from "../../xen/include/public/domctl.js";
 import { XEN_DOMCTL_WASM32_MODULE_has_start_vcpu } from "../../xen/include/public/domctl.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 import { XenErrno } from "../../xen/include/public/errno.js";
@@ -297,9 +298,12 @@ export class XcDom {
    */
   private async createDomain(
     cfg: Omit<XcDomConfig, "memoryMiB" | "vcpus" | "cmdline">,
+    /** XEN_DOMCTL_CDF_*: an HVM domain's flags. */
+    flags = 0,
   ): Promise<number> {
     const xc = this.xc;
     const domid = await xc.domainCreate(cfg.domid, {
+      flags,
       handle: cfg.handle,
       maxVcpus: cfg.maxVcpus,
       maxEvtchnPort: cfg.maxEvtchnPort,
@@ -382,6 +386,82 @@ export class XcDom {
     }
     this.detail(`xc_dom_release: called`);
     return { domid, storeEvtchn, consoleEvtchn };
+  }
+
+  /**
+   * libxenguest's HVM build (libxl__build_hvm, xc_dom_boot_mem_init) on
+   * wasm32, through hypercalls only: XEN_DOMCTL_createdomain with
+   * XEN_DOMCTL_CDF_hvm, max_vcpus (one: WASI has no threads), the label,
+   * max_mem, settimeoffset (rtc_timeoffset), XENMEM_populate_physmap of all
+   * of `memory` (an HVM guest's RAM is populated whole), the program bound
+   * by hash (uploaded first when the hypervisor does not have it), then
+   * setvcpucontext, which makes the program's memory and starts its vCPU's
+   * thread, paused; or, for a restore, sethvmcontext with the saved
+   * context. Leaves the domain paused; on failure it is destroyed and the
+   * error names the step.
+   */
+  async buildHvm(
+    cfg: Omit<XcDomConfig, "vcpus" | "maxVcpus" | "cmdline"> & { rtcTimeOffsetSeconds: number },
+    program: { sha256: Uint8Array; bytes?: Uint8Array; saveable: boolean; path?: string },
+    /** A WASM32_HVM_CONTEXT to restore instead of starting at _start. */
+    context?: Uint8Array,
+  ): Promise<{ domid: number; pvDrivers: boolean }> {
+    const xc = this.xc;
+    const mem = cfg.memoryMiB;
+    if (!Number.isInteger(mem) || mem <= 0)
+      throw new Error(`memory=${mem} is not a positive whole number of MiB`);
+    if (mem > 4095) throw new Error(`memory=${mem}M exceeds the 4 GiB of a wasm32 guest`);
+    const pages = mem * 256;
+    this.detail(`xc_dom_allocate: cmdline="", features=""`);
+    if (program.path) this.detail(`xc_dom_kernel_file: filename="${program.path}"`);
+    const domid = await this.createDomain(
+      { ...cfg, maxmemMiB: mem, maxVcpus: 1 },
+      DC.XEN_DOMCTL_CDF_hvm | DC.XEN_DOMCTL_CDF_hap,
+    );
+    this.detail(`xc_hvm_build: domain ${domid}, type wasm32 HVM`);
+    try {
+      if (cfg.rtcTimeOffsetSeconds !== 0)
+        await xc.domainSetTimeOffset(domid, cfg.rtcTimeOffsetSeconds);
+      this.detail(`xc_dom_mem_init: mem ${mem} MB, pages 0x${pages.toString(16)} pages, 4k each`);
+      this.detail(`xc_dom_boot_mem_init: called`);
+      const extents = pages / FRAMES_PER_WASM_PAGE;
+      for (let e = 0; e < extents; e += POPULATE_BATCH) {
+        const n = Math.min(POPULATE_BATCH, extents - e);
+        try {
+          await xc.populatePhysmapExact(
+            domid,
+            Array.from({ length: n }, (_, i) => (e + i) * FRAMES_PER_WASM_PAGE),
+            EXTENT_ORDER,
+          );
+        } catch (err) {
+          throw new Error(
+            `xc_dom_boot_mem_init: can't allocate memory for the domain (${pages} pages): ${(err as Error).message}`,
+            { cause: err },
+          );
+        }
+      }
+      const bound = await this.bindModule(domid, program, { saveable: program.saveable });
+      const pvDrivers = (bound.flags & DC.XEN_DOMCTL_WASM32_MODULE_pv_drivers) !== 0;
+      this.detail(
+        `xc_dom_wasm32_module: WASI program bound, memory import ${bound.minPages * 64} KiB${pvDrivers ? ", with PV drivers" : ""}${program.saveable ? ", saveable" : ""}`,
+      );
+      if (context) {
+        await xc.domainHvmSetContext(domid, context);
+        this.detail(`xc_domain_hvm_setcontext: ${context.length} bytes`);
+      } else {
+        const ctxt = new Uint8Array(vcpu_guest_context.size);
+        const dv = new DataView(ctxt.buffer);
+        const f = vcpu_guest_context.fields;
+        dv.setUint32(f.flags.offset, VGCF_online, true);
+        dv.setUint32(f.entry.offset, WASM32_ENTRY_START, true);
+        await xc.vcpuSetContext(domid, 0, ctxt);
+        this.detail(`vcpu_wasm32: vcpu 0 at the program's _start`);
+      }
+      return { domid, pvDrivers };
+    } catch (e) {
+      await xc.domainDestroy(domid).catch(() => {});
+      throw e;
+    }
   }
 
   /**
@@ -723,19 +803,26 @@ export class XcDom {
    */
   private async bindModule(
     domid: number,
-    image: Pick<XcDomImage, "sha256" | "bytes">,
+    image: { sha256: Uint8Array; bytes?: Uint8Array },
+    hvm?: { saveable: boolean },
   ): Promise<{ flags: number; minPages: number }> {
     const hash = Buffer.from(image.sha256).toString("hex").slice(0, 16);
-    let r = await this.xc.wasm32ModuleBind(domid, image.sha256);
-    if (r === "absent") {
+    let r = await this.xc.wasm32ModuleBind(domid, image.sha256, hvm);
+    if (r === "absent" && !image.bytes)
+      throw new XcError(
+        `xc_wasm32_module_bind(${domid})`,
+        XenErrno.ENOENT,
+        "the hypervisor does not have the module and no bytes were given",
+      );
+    if (r === "absent" && image.bytes) {
       this.detail(
         `xc_dom_wasm32_module: uploading ${image.bytes.length} bytes (sha256 ${hash}...)`,
       );
       for (let off = 0; off < image.bytes.length; off += UPLOAD_CHUNK) {
         const chunk = image.bytes.subarray(off, off + UPLOAD_CHUNK);
-        await this.xc.wasm32ModuleUpload(domid, image.sha256, image.bytes.length, off, chunk);
+        await this.xc.wasm32ModuleUpload(domid, image.sha256, image.bytes.length, off, chunk, hvm);
       }
-      r = await this.xc.wasm32ModuleBind(domid, image.sha256);
+      r = await this.xc.wasm32ModuleBind(domid, image.sha256, hvm);
     }
     const end = Date.now() + MODULE_WAIT_MS;
     while (r === "checking") {
@@ -746,7 +833,7 @@ export class XcDom {
           "the hypervisor's check took too long",
         );
       await new Promise((res) => setTimeout(res, 5));
-      r = await this.xc.wasm32ModuleBind(domid, image.sha256);
+      r = await this.xc.wasm32ModuleBind(domid, image.sha256, hvm);
     }
     if (r === "absent")
       throw new XcError(`xc_wasm32_module_bind(${domid})`, XenErrno.ENOENT, "the upload was lost");

@@ -14,9 +14,28 @@
  * and its value (8 bytes); then the stack's bytes.
  */
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
-import type { HvmVcpuSaved } from "../../xen/arch/wasm32/hvm_vcpu_worker.js";
-import { HVM_STACK_AREA } from "../../xen/arch/wasm32/hvm_ctl.js";
-import { WASM_PAGE_SIZE, WASM32_MAX_WASM_PAGES } from "../../xen/arch/wasm32/config.js";
+import {
+  HvmContextError,
+  decodeHvmContext as decodeContext,
+  encodeHvmContext,
+  type HvmContext,
+} from "../../xen/common/hvm_context.js";
+
+export { encodeHvmContext, type HvmContext };
+
+/** Largest device model state read back (JSON). */
+export const MAX_EMULATOR_CONTEXT = 1024 * 1024;
+
+/** decodeHvmContext, its error a StreamError (the stream's offset named). */
+export function decodeHvmContext(b: Buffer, at: number): HvmContext {
+  try {
+    return decodeContext(b, at);
+  } catch (e) {
+    if (e instanceof HvmContextError) throw new StreamError(`libxc stream: ${e.message}`);
+    throw e;
+  }
+}
+import { WASM_PAGE_SIZE } from "../../xen/arch/wasm32/config.js";
 import {
   DHDR_TYPE_WASM32_HVM,
   EMULATOR_ID_TSXEN_WASI,
@@ -39,76 +58,6 @@ import {
   streamHeaders,
 } from "./xc_sr.js";
 import { parseModuleRecord } from "./xc_dom.js";
-
-export const HVM_CONTEXT_MAGIC = 0x48323357; // "W32H"
-export const HVM_CONTEXT_VERSION = 1;
-const HEAD = 32;
-/** Most mutable globals a saved program may have (wasm's own limit is larger; no real program nears it). */
-export const MAX_HVM_GLOBALS = 65536;
-/** Largest device model state read back (JSON). */
-export const MAX_EMULATOR_CONTEXT = 1024 * 1024;
-
-export interface HvmContext {
-  stimeNs: number;
-  wasmPages: number;
-  vcpu: HvmVcpuSaved;
-}
-
-export function encodeHvmContext(c: HvmContext): Uint8Array {
-  const { globals, stack } = c.vcpu;
-  const out = Buffer.alloc(HEAD + 16 * globals.length + stack.length);
-  out.writeUInt32LE(HVM_CONTEXT_MAGIC, 0);
-  out.writeUInt32LE(HVM_CONTEXT_VERSION, 4);
-  out.writeBigInt64LE(BigInt(Math.round(c.stimeNs)), 8);
-  out.writeUInt32LE(c.wasmPages, 16);
-  out.writeUInt32LE(globals.length, 20);
-  out.writeUInt32LE(stack.length, 24);
-  globals.forEach(([i, v], k) => {
-    const o = HEAD + 16 * k;
-    out.writeUInt32LE(i, o);
-    out.writeUInt32LE(typeof v === "bigint" ? 1 : 0, o + 4);
-    if (typeof v === "bigint") out.writeBigInt64LE(BigInt.asIntN(64, v), o + 8);
-    else out.writeDoubleLE(v, o + 8);
-  });
-  out.set(stack, HEAD + 16 * globals.length);
-  return out;
-}
-
-/** Reads a WASM32_HVM_CONTEXT body (at `at` in the stream); throws StreamError naming what is wrong. */
-export function decodeHvmContext(b: Buffer, at: number): HvmContext {
-  const fail = (what: string, off: number): never => {
-    throw new StreamError(`libxc stream: WASM32_HVM_CONTEXT: ${what} at offset ${at + off}`);
-  };
-  if (b.length < HEAD) fail(`${b.length} bytes`, 0);
-  if (b.readUInt32LE(0) !== HVM_CONTEXT_MAGIC) fail("bad magic", 0);
-  const version = b.readUInt32LE(4);
-  if (version !== HVM_CONTEXT_VERSION) fail(`version ${version}`, 4);
-  const stime = b.readBigInt64LE(8);
-  if (stime < 0n || stime > BigInt(Number.MAX_SAFE_INTEGER)) fail(`system time ${stime}`, 8);
-  const wasmPages = b.readUInt32LE(16);
-  if (wasmPages < 1 || wasmPages > WASM32_MAX_WASM_PAGES) fail(`${wasmPages} wasm pages`, 16);
-  const n = b.readUInt32LE(20);
-  if (n > MAX_HVM_GLOBALS) fail(`${n} globals`, 20);
-  const stackLen = b.readUInt32LE(24);
-  if (stackLen > HVM_STACK_AREA - 8 || stackLen > wasmPages * WASM_PAGE_SIZE - 8)
-    fail(`a stack of ${stackLen} bytes`, 24);
-  if (b.readUInt32LE(28) !== 0) fail("reserved word not 0", 28);
-  if (b.length !== HEAD + 16 * n + stackLen)
-    fail(`${b.length} bytes for ${n} globals and ${stackLen} of stack`, 0);
-  const seen = new Set<number>();
-  const globals: Array<[number, number | bigint]> = [];
-  for (let k = 0; k < n; k++) {
-    const o = HEAD + 16 * k;
-    const i = b.readUInt32LE(o);
-    if (seen.has(i)) fail(`global ${i} twice`, o);
-    seen.add(i);
-    const kind = b.readUInt32LE(o + 4);
-    if (kind > 1) fail(`global ${i} of kind ${kind}`, o + 4);
-    globals.push([i, kind === 1 ? b.readBigInt64LE(o + 8) : b.readDoubleLE(o + 8)]);
-  }
-  const stack = Uint8Array.from(b.subarray(HEAD + 16 * n));
-  return { stimeNs: Number(stime), wasmPages, vcpu: { globals, stack } };
-}
 
 /**
  * xc_domain_save of a stopped saveable HVM domain: headers (wasm32 HVM),

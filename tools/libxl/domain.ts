@@ -172,7 +172,7 @@ export class Libxl {
         /(^|,)\s*mac=/.test(v) ? v : `${v}${v.trim() ? "," : ""}mac=${parseNicSpec(v).mac}`,
       ),
     };
-    if (config.type === "hvm") return this.createHvm(config, opts.paused === true);
+    if (config.type === "hvm") return this.createHvm(config, opts.paused === true, opts.log);
     const log = opts.log ?? ((): void => {});
     const debug = (m: string): void => log(`libxl: debug: ${m}`);
     const uuid = config.uuid ?? randomUUID();
@@ -226,7 +226,11 @@ export class Libxl {
    * libxl spawns QEMU for an HVM guest; the domain runs once its device
    * model is ready (unless `paused`).
    */
-  private async createHvm(config: XlDomainConfig, paused: boolean): Promise<Domain> {
+  private async createHvm(
+    config: XlDomainConfig,
+    paused: boolean,
+    log?: (line: string) => void,
+  ): Promise<Domain> {
     // A saveable program (nomigrate=0) is kept as given: a save carries it.
     let saved: Pick<XcDomImage, "sha256" | "bytes"> | undefined;
     let image: HvmImage;
@@ -243,7 +247,15 @@ export class Libxl {
         throw new Error(`HVM program ${config.kernel}: ${e.message}`, { cause: e });
       });
     } else image = await loadHvmImageFile(config.kernel);
-    const d = await this.host.createHvm({ ...this.hvmHostConfig(config, image), paused });
+    log?.(
+      `libxl: debug: libxl_create.c: do_domain_create: name=${config.name} type=hvm kernel=${config.kernel}`,
+    );
+    // libxl__domain_make and libxl__build_hvm: libxc's builder, hypercalls only.
+    const d = await this.host.createHvm({
+      ...this.hvmHostConfig(config, image),
+      paused,
+      builderLog: log,
+    });
     this.register(d, config, saved);
     // Where QEMU says it runs (xenstore-paths: the device model's state).
     this.host.xenstored.writeText(`/local/domain/0/device-model/${d.domid}/state`, "running");

@@ -20,6 +20,7 @@ import { EventChannels, type EventKick } from "./event_channel.js";
 import { GrantTable } from "./grant_table.js";
 import { SHUTDOWN_NAMES, SHUTDOWN_crash } from "../include/public/sched.js";
 import type { HvmDomain } from "./ioreq.js";
+import type { HvmImage } from "../arch/wasm32/hvm_image.js";
 import type { LogDirty } from "./paging.js";
 import { HVM_RUNNING } from "../arch/wasm32/hvm_ctl.js";
 import { NOW } from "./time.js";
@@ -116,6 +117,13 @@ export class Domain {
    * kernel's (docs/hvm.md, "PV drivers on HVM").
    */
   hvm: HvmDomain | undefined;
+  /**
+   * An HVM domain the builder is making (XEN_DOMCTL_createdomain with
+   * XEN_DOMCTL_CDF_hvm), until its vCPU context starts it
+   * (Hypervisor.startHvm): the program bound to it and its RTC offset
+   * (XEN_DOMCTL_settimeoffset). Its pfns are only frames until then.
+   */
+  hvmBuild: { image: HvmImage | undefined; rtcTimeOffsetSeconds: number } | undefined;
   /**
    * Times a vCPU has entered the domain's code (a slice, an upcall): while
    * it does not change, only others can have written the domain's memory

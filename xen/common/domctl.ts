@@ -45,6 +45,10 @@ import {
   saveDomainContext,
 } from "./domain_context.js";
 import type { Hypervisor } from "./hypervisor.js";
+import { HvmContextError, decodeHvmContext, type HvmContext } from "./hvm_context.js";
+
+/** Largest WASM32_HVM_CONTEXT taken: the globals and a stack of HVM_STACK_AREA. */
+const MAX_HVM_CONTEXT_BYTES = 32 + 16 * 65536 + 4 * 1024 * 1024;
 import type { GuestMemory } from "./guest_access.js";
 
 /** Physical CPUs that run guests: the host's main thread. */
@@ -178,10 +182,8 @@ function createdomain(hv: Hypervisor, mem: GuestMemory, arg: number): number {
   const f = DC.xen_domctl_createdomain.fields;
   const u = arg + DC.xen_domctl.fields.u.offset;
   const flags = mem.u32(u + f.flags.offset);
-  // An HVM domain needs its program at creation; tsxen builds those whole
-  // (Hypervisor.createHvmDomain), not through the PV builder's steps.
-  if (flags & DC.XEN_DOMCTL_CDF_hvm) return -XenErrno.EOPNOTSUPP;
-  if (flags & ~(DC.XEN_DOMCTL_CDF_hap | DC.XEN_DOMCTL_CDF_oos_off)) return -XenErrno.EINVAL;
+  if (flags & ~(DC.XEN_DOMCTL_CDF_hvm | DC.XEN_DOMCTL_CDF_hap | DC.XEN_DOMCTL_CDF_oos_off))
+    return -XenErrno.EINVAL;
   const grantVersion = mem.u32(u + f.grant_opts.offset) & DC.XEN_DOMCTL_GRANT_version_mask;
   if (grantVersion > 1) return -XenErrno.EOPNOTSUPP;
   const signed = (o: number): number | undefined => {
@@ -199,6 +201,7 @@ function createdomain(hv: Hypervisor, mem: GuestMemory, arg: number): number {
       maxEvtchnPort: mem.u32(u + f.max_evtchn_port.offset) || undefined,
       maxGrantFrames: signed(f.max_grant_frames.offset),
       maxMaptrackFrames: signed(f.max_maptrack_frames.offset),
+      hvm: (flags & DC.XEN_DOMCTL_CDF_hvm) !== 0,
     });
     mem.setU16(arg + DC.xen_domctl.fields.domain.offset, d.domid);
     return 0;
@@ -218,14 +221,22 @@ function wasm32Module(hv: Hypervisor, d: Domain, mem: GuestMemory, u: number): n
   const buf = mem.u64(u + f.buffer.offset);
   const len = mem.u32(u + f.len.offset);
   switch (mem.u32(u + f.op.offset)) {
-    case DC.XEN_DOMCTL_WASM32_MODULE_upload:
+    case DC.XEN_DOMCTL_WASM32_MODULE_upload: {
+      const flags = mem.u32(u + f.flags.offset);
+      if (flags & ~(DC.XEN_DOMCTL_WASM32_MODULE_hvm | DC.XEN_DOMCTL_WASM32_MODULE_saveable))
+        return -XenErrno.EINVAL;
       return hv.codeStore.upload(
         hash,
         mem.u64(u + f.size.offset),
         mem.u64(u + f.offset.offset),
         mem.read(buf, len),
+        flags & DC.XEN_DOMCTL_WASM32_MODULE_hvm
+          ? { saveable: (flags & DC.XEN_DOMCTL_WASM32_MODULE_saveable) !== 0 }
+          : undefined,
       );
+    }
     case DC.XEN_DOMCTL_WASM32_MODULE_bind: {
+      if (d.hvmBuild) return bindHvmProgram(hv, d, mem, u, hash);
       if (d.hvm || d === hv.dom0) return -XenErrno.EINVAL;
       if (d.vcpus.some((v) => v.state !== VcpuState.Offline)) return -XenErrno.EBUSY;
       const found = hv.codeStore.lookup(hash);
@@ -252,6 +263,44 @@ function wasm32Module(hv: Hypervisor, d: Domain, mem: GuestMemory, u: number): n
     default:
       return -XenErrno.EINVAL;
   }
+}
+
+/**
+ * XEN_DOMCTL_wasm32_module's bind for an HVM domain being built: the WASI
+ * program `hash` (made saveable when the flags ask), prepared by the
+ * hypervisor's HVM program compiler. OUT: min_pages, and whether it has PV
+ * drivers (it imports xen.hypercall).
+ */
+function bindHvmProgram(
+  hv: Hypervisor,
+  d: Domain,
+  mem: GuestMemory,
+  u: number,
+  hash: string,
+): number {
+  const f = DC.xen_domctl_wasm32_module.fields;
+  const flags = mem.u32(u + f.flags.offset);
+  if (!(flags & DC.XEN_DOMCTL_WASM32_MODULE_hvm)) return -XenErrno.EINVAL;
+  const found = hv.codeStore.lookupHvm(hash, (flags & DC.XEN_DOMCTL_WASM32_MODULE_saveable) !== 0);
+  switch (found.kind) {
+    case "absent":
+      return -XenErrno.ENOENT;
+    case "checking":
+      return -XenErrno.EAGAIN;
+    case "refused": {
+      const buf = mem.u64(u + f.buffer.offset);
+      const len = mem.u32(u + f.len.offset);
+      if (len > 0) mem.writeCString(buf, len, found.why);
+      return -XenErrno.EINVAL;
+    }
+  }
+  d.hvmBuild!.image = found.image;
+  mem.setU32(
+    u + f.flags.offset,
+    found.image.hypercalls ? DC.XEN_DOMCTL_WASM32_MODULE_pv_drivers : 0,
+  );
+  mem.setU32(u + f.min_pages.offset, found.image.minPages);
+  return 0;
 }
 
 /**
@@ -330,6 +379,12 @@ export function do_domctl(hv: Hypervisor, v: Vcpu, arg: number): number {
       if (c === 0) return -XenErrno.EINVAL;
       mem.check(c, vcpu_guest_context.size);
       const g = vcpu_guest_context.fields;
+      if (d.hvmBuild) {
+        // An HVM vCPU starts at the program's _start; the context says only that it is up.
+        const online = (mem.u32(c + g.flags.offset) & VGCF_online) !== 0;
+        if (!online || mem.u32(c + g.entry.offset) !== WASM32_ENTRY_START) return -XenErrno.EINVAL;
+        return hv.startHvm(d);
+      }
       return hv.setVcpuContext(t, {
         online: (mem.u32(c + g.flags.offset) & VGCF_online) !== 0,
         entry: mem.u32(c + g.entry.offset),
@@ -339,6 +394,32 @@ export function do_domctl(hv: Hypervisor, v: Vcpu, arg: number): number {
     }
     case DC.XEN_DOMCTL_wasm32_module:
       return wasm32Module(hv, d, mem, u);
+    case DC.XEN_DOMCTL_settimeoffset: {
+      if (!d.hvmBuild) return -XenErrno.EINVAL;
+      // int64: the high word signed.
+      const at = u + DC.xen_domctl_settimeoffset.fields.time_offset_seconds.offset;
+      const off = (mem.u32(at + 4) | 0) * 2 ** 32 + mem.u32(at);
+      // xl.cfg's rtc_timeoffset is a 32-bit count of seconds.
+      if (!Number.isSafeInteger(off) || Math.abs(off) > 2 ** 31) return -XenErrno.EINVAL;
+      d.hvmBuild.rtcTimeOffsetSeconds = off;
+      return 0;
+    }
+    case DC.XEN_DOMCTL_sethvmcontext: {
+      if (!d.hvmBuild || d === caller) return -XenErrno.EINVAL;
+      const f = DC.xen_domctl_hvmcontext.fields;
+      const size = mem.u32(u + f.size.offset);
+      const buf = mem.u64(u + f.buffer.offset);
+      if (size > MAX_HVM_CONTEXT_BYTES) return -XenErrno.E2BIG;
+      let ctx: HvmContext;
+      try {
+        ctx = decodeHvmContext(Buffer.from(mem.read(buf, size)), 0);
+      } catch (e) {
+        if (!(e instanceof HvmContextError)) throw e;
+        hv.console.printk(`d${d.domid}: sethvmcontext refused: ${e.message}`);
+        return -XenErrno.EINVAL;
+      }
+      return hv.startHvm(d, { wasmPages: ctx.wasmPages, stimeNs: ctx.stimeNs, vcpu: ctx.vcpu });
+    }
     case DC.XEN_DOMCTL_wasm32_getcontext:
     case DC.XEN_DOMCTL_wasm32_setcontext: {
       if (d === caller) return -XenErrno.EINVAL;

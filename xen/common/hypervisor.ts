@@ -26,7 +26,7 @@ import {
   vcpu_info,
   vcpu_time_info,
 } from "../include/public/arch-wasm32.js";
-import { PAGE_SIZE, _pfn, mfn_x, pfn_to_paddr } from "../include/xen/mm.js";
+import { PAGE_SIZE, _pfn, pfn_to_paddr } from "../include/xen/mm.js";
 import {
   FRAMES_PER_WASM_PAGE,
   GUEST_IMAGE_BASE,
@@ -45,7 +45,7 @@ import type { HvmImage } from "../arch/wasm32/hvm_image.js";
 import type { HvmVcpuSaved } from "../arch/wasm32/hvm_vcpu_worker.js";
 import { HvmVcpu } from "../arch/wasm32/hvm_vcpu.js";
 import { HvmDomain, XenPages, type IoreqServer } from "./ioreq.js";
-import { WASM32_MAX_WASM_PAGES, WASM_PAGE_SIZE } from "../arch/wasm32/config.js";
+import { WASM32_MAX_WASM_PAGES } from "../arch/wasm32/config.js";
 import { SHUTDOWN_poweroff } from "../include/public/sched.js";
 import { GuestExit, Suspend, Vcpu, VcpuState, type VcpuHost } from "../arch/wasm32/vcpu.js";
 import { SliceTimer } from "../arch/wasm32/slice_timer.js";
@@ -515,12 +515,17 @@ export class Hypervisor implements VcpuHost {
     maxEvtchnPort?: number;
     maxGrantFrames?: number;
     maxMaptrackFrames?: number;
+    /** XEN_DOMCTL_CDF_hvm: an HVM domain, finished by startHvm. */
+    hvm?: boolean;
   }): Domain {
     const fail = (errno: number, msg: string): never => {
       throw new DomainCreateError(errno, `cannot create a domain: ${msg}`);
     };
     if (!Number.isInteger(cfg.maxVcpus) || cfg.maxVcpus < 1 || cfg.maxVcpus > MAX_VIRT_CPUS)
       fail(XenErrno.EINVAL, `max_vcpus=${cfg.maxVcpus}: must be 1..${MAX_VIRT_CPUS}`);
+    // WASI preview1 has no threads: an HVM domain runs one program on one vCPU.
+    if (cfg.hvm && cfg.maxVcpus !== 1)
+      fail(XenErrno.EINVAL, `max_vcpus=${cfg.maxVcpus}: an HVM domain on wasm32 has one vCPU`);
     const { limits } = this.checkLimitsAndCmdline(cfg, fail);
     // The architecture area's first wasm page exists from the start, as Xen
     // gives a new domain its shared_info and grant frames at creation: the
@@ -531,9 +536,11 @@ export class Hypervisor implements VcpuHost {
     const domid = this.allocDomid(cfg.domid);
     let wasmMemory: WebAssembly.Memory;
     try {
+      // An HVM domain's is the hypervisor's page area beside its program's
+      // memory (startHvm makes that), and never grows.
       wasmMemory = new WebAssembly.Memory({
         initial: 1,
-        maximum: WASM32_MAX_WASM_PAGES,
+        maximum: cfg.hvm ? 1 : WASM32_MAX_WASM_PAGES,
         shared: true,
       });
     } catch (e) {
@@ -555,8 +562,13 @@ export class Hypervisor implements VcpuHost {
       limits,
       this.kick,
     );
-    chargeInitialTop(this, d);
-    d.memoryReplaceable = true;
+    if (cfg.hvm) {
+      // Its memory is all populated by the builder, pfn 0 up; the page area is the hypervisor's.
+      d.hvmBuild = { image: undefined, rtcTimeOffsetSeconds: 0 };
+    } else {
+      chargeInitialTop(this, d);
+      d.memoryReplaceable = true;
+    }
     for (let i = 0; i < cfg.maxVcpus; i++) d.vcpus.push(new Vcpu(d, i, this.vcpuTimers));
     // Xen's controller pause: the domain runs from its first unpause.
     d.pauseCount = 1;
@@ -619,90 +631,74 @@ export class Hypervisor implements VcpuHost {
   }
 
   /**
-   * Creates an HVM domain running a WASI program (docs/arch-wasm32.md, "HVM
-   * guests"): all of `memory` is populated at once, as Xen's domain builder
-   * populates an HVM guest, and the program's linear memory may grow into
-   * it (never past it). Its vCPU is a thread, started paused when `paused`:
-   * the toolstack starts the device model first, then unpauses.
+   * XEN_DOMCTL_setvcpucontext (or XEN_DOMCTL_sethvmcontext, a restore) of
+   * an HVM domain the builder has made (docs/arch-wasm32.md, "HVM
+   * domains"): its program bound (XEN_DOMCTL_wasm32_module) and its memory
+   * populated, pfn 0 up, as Xen's builder populates an HVM guest's RAM
+   * whole. The program's linear memory is made now, starting at its own
+   * minimum (a restore's saved size) and capped at the populated memory;
+   * its vCPU's thread starts, and waits for the domain's unpause. Returns 0
+   * or a negative Xen errno; what was wrong is said on the console.
    */
-  createHvmDomain(cfg: HvmDomainConfig): Domain {
-    const fail = (errno: number, msg: string): never => {
-      throw new DomainCreateError(errno, `cannot create domain '${cfg.name}': ${msg}`);
+  startHvm(d: Domain, restore?: HvmRestore): number {
+    const refuse = (errno: number, why: string): number => {
+      this.console.printk(`d${d.domid}: HVM domain not started: ${why}`);
+      return -errno;
     };
-    const memMiB = cfg.memory;
-    if (!Number.isInteger(memMiB) || memMiB <= 0)
-      fail(XenErrno.EINVAL, `memory=${memMiB} is not a positive whole number of MiB`);
-    if (memMiB > 4095)
-      fail(XenErrno.EINVAL, `memory=${memMiB}M exceeds the 4 GiB of a wasm32 guest`);
-    const pages = memMiB * 256;
-    const wasmPages = (memMiB * 1024 * 1024) / WASM_PAGE_SIZE;
-    if (cfg.image.minPages > wasmPages) {
-      fail(
+    const b = d.hvmBuild;
+    if (!b) return refuse(XenErrno.EINVAL, "not an HVM domain being built");
+    const image = b.image;
+    if (!image) return refuse(XenErrno.EINVAL, "no program is bound to it");
+    const pages = d.totPages;
+    for (let p = 0; p < pages; p++)
+      if (!d.isPopulated(_pfn(p)))
+        return refuse(XenErrno.EINVAL, `its memory is not populated from pfn 0 (pfn ${p})`);
+    const wasmPages = Math.floor(pages / FRAMES_PER_WASM_PAGE);
+    if (wasmPages < 1 || image.minPages > wasmPages)
+      return refuse(
         XenErrno.ENOMEM,
-        `the program needs ${cfg.image.minPages * 64} KiB of memory, memory is ${memMiB * 1024} KiB`,
+        `the program needs ${image.minPages * 64} KiB of memory, it has ${pages * 4} KiB`,
       );
-    }
-    this.checkFreeFrames(pages, fail);
-    const { limits, cmdline } = this.checkLimitsAndCmdline(cfg, fail);
-    const domid = this.allocDomid(cfg.domid);
-    let program: WebAssembly.Memory;
-    const maxWasmPages = Math.min(cfg.image.maxPages, wasmPages);
-    const r = cfg.restore;
-    if (
-      r &&
-      (!cfg.image.saveable || r.wasmPages < cfg.image.minPages || r.wasmPages > maxWasmPages)
-    )
-      fail(
+    const maxWasmPages = Math.min(image.maxPages, wasmPages);
+    const r = restore;
+    if (r && (!image.saveable || r.wasmPages < image.minPages || r.wasmPages > maxWasmPages))
+      return refuse(
         XenErrno.EINVAL,
-        cfg.image.saveable
-          ? `the saved memory of ${r.wasmPages} wasm pages does not fit the program (${cfg.image.minPages}..${maxWasmPages})`
+        image.saveable
+          ? `the saved memory of ${r.wasmPages} wasm pages does not fit the program (${image.minPages}..${maxWasmPages})`
           : "the program was not made saveable",
       );
+    let program: WebAssembly.Memory;
     try {
       program = new WebAssembly.Memory({
-        initial: r ? r.wasmPages : cfg.image.minPages,
+        initial: r ? r.wasmPages : image.minPages,
         maximum: maxWasmPages,
         shared: true,
       });
     } catch (e) {
-      return fail(
+      return refuse(
         XenErrno.ENOMEM,
-        `the host cannot reserve ${memMiB} MiB of guest memory (${(e as Error).message})`,
+        `the host cannot reserve ${pages * 4} KiB of guest memory (${(e as Error).message})`,
       );
     }
-    // The hypervisor's own pages for the domain: one wasm page, out of the
-    // program's reach. A program with PV drivers has them in its own memory,
-    // below its data, where hvm_image.ts checked there is room.
-    const pv = cfg.image.hypercalls;
-    const xenArea = pv ? program : new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
-    const d = new Domain(
-      domid,
-      cfg.name,
-      false,
-      undefined,
-      xenArea,
-      pages,
-      pages,
-      cmdline,
-      randomBytes(16),
-      limits,
-      this.kick,
-    );
-    d.weight = cfg.weight ?? 256;
-    d.cap = cfg.cap ?? 0;
+    // The hypervisor's own pages for the domain were a wasm page of their
+    // own, out of the program's reach. A program with PV drivers has them in
+    // its own memory, below its data, where hvm_image.ts checked there is
+    // room: the domain's memory becomes the program's.
+    const pv = image.hypercalls;
+    if (pv) {
+      new Uint8Array(program.buffer).set(d.mem.u8.subarray(0, Math.min(d.mem.u8.length, 65536)));
+      d.mem.retarget(program);
+      d.wasmMemory = program;
+    }
     // A restored domain's clock goes on from the saved time.
     if (r) d.stimeOffsetNs = r.stimeNs - NOW();
-    for (let p = 0; p < pages; p++) d.p2m[p] = mfn_x(this.frames.alloc(domid)!);
-    d.totPages = pages;
-    d.hvm = new HvmDomain(cfg.image, program, maxWasmPages);
-    d.vcpus.push(new Vcpu(d, 0, this.vcpuTimers));
+    d.hvmBuild = undefined;
+    d.hvm = new HvmDomain(image, program, maxWasmPages);
     this.writeStartInfo(d, pv ? pages : FRAMES_PER_WASM_PAGE);
     this.writeSharedInfo(d);
-    this.domains.set(domid, d);
-    if (this.trace.on) this.trace.record(TRC_DOM0_DOM_ADD, [domid]);
-    if (cfg.paused) d.pauseCount++;
     const vcpu = new HvmVcpu(
-      cfg.image,
+      image,
       program,
       {
         ended: (how) => {
@@ -731,14 +727,14 @@ export class Hypervisor implements VcpuHost {
       {
         // The domain's system time, as its vcpu_time_info would say.
         systemTimeBase: process.hrtime.bigint() - BigInt(Math.round(d.stime())),
-        wallclockOffsetNs: BigInt(Math.round((cfg.rtcTimeoffset ?? 0) * 1e9)),
+        wallclockOffsetNs: BigInt(b.rtcTimeOffsetSeconds) * 1_000_000_000n,
         vpEport: 0,
       },
     );
     d.hvm.vcpu = vcpu;
     vcpu.start(d.pauseCount, r?.vcpu);
     this.lendTraceCpu(d);
-    return d;
+    return 0;
   }
 
   /**

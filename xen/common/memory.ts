@@ -213,6 +213,18 @@ function reservation(hv: Hypervisor, v: Vcpu, cmd: number, arg: number, start: n
     if (list === 0) break;
     const gpfn = mem.u64(list + done * 8);
     if (gpfn % frames !== 0 || gpfn + frames > target.nrPfns) break;
+    if (cmd === XENMEM_populate_physmap && target.hvmBuild) {
+      // An HVM domain being built: its pfns get frames; its program's
+      // memory is made over them when its vCPU starts (Hypervisor.startHvm).
+      if (target.totPages + frames > target.maxPages || hv.frames.freeFrames < frames) break;
+      let free = true;
+      for (let i = 0; i < frames && free; i++)
+        if (target.p2m[gpfn + i] !== mfn_x(INVALID_MFN)) free = false;
+      if (!free) break;
+      for (let i = 0; i < frames; i++) target.p2m[gpfn + i] = mfn_x(hv.frames.alloc(target.domid)!);
+      target.totPages += frames;
+      continue;
+    }
     if (cmd === XENMEM_populate_physmap) {
       // Growing a shared memory costs far more than a page: when the top
       // must move, it moves once for the run of contiguous extents ahead

@@ -24,7 +24,10 @@ export const XEN_DOMCTL_max_vcpus = 15;
 export const XEN_DOMCTL_scheduler_op = 16;
 export const XEN_DOMCTL_setdomainhandle = 17;
 export const XEN_DOMCTL_getvcpuaffinity = 25;
+export const XEN_DOMCTL_settimeoffset = 24;
 export const XEN_DOMCTL_resumedomain = 27;
+export const XEN_DOMCTL_gethvmcontext = 33;
+export const XEN_DOMCTL_sethvmcontext = 34;
 
 /** xen_domctl_shadow_op.op: log-dirty's sub-ops (the rest of shadow paging is x86's). */
 export const XEN_DOMCTL_SHADOW_OP_OFF = 0;
@@ -66,6 +69,14 @@ export const XEN_DOMCTL_WASM32_MODULE_upload = 1;
 /** xen_domctl_wasm32_module.flags (OUT, bind): what the module exports. */
 export const XEN_DOMCTL_WASM32_MODULE_has_callback = 1 << 0;
 export const XEN_DOMCTL_WASM32_MODULE_has_start_vcpu = 1 << 1;
+/**
+ * xen_domctl_wasm32_module.flags (IN, upload and bind): the module is a WASI
+ * program for an HVM domain (docs/hvm.md), made saveable (nomigrate=0) with
+ * `saveable`; (OUT, bind) it has PV drivers (it imports xen.hypercall).
+ */
+export const XEN_DOMCTL_WASM32_MODULE_hvm = 1 << 2;
+export const XEN_DOMCTL_WASM32_MODULE_saveable = 1 << 3;
+export const XEN_DOMCTL_WASM32_MODULE_pv_drivers = 1 << 4;
 
 /** getdomaininfo's flags: bit numbers and masks. */
 export const _XEN_DOMINF_dying = 0;
@@ -178,6 +189,23 @@ export const xen_domctl_shadow_op = struct("xen_domctl_shadow_op", [
 
 /** struct xen_domctl_max_mem */
 export const xen_domctl_max_mem = struct("xen_domctl_max_mem", [["max_memkb", 8]]);
+
+/** struct xen_domctl_settimeoffset: seconds added to the domain's wallclock (an HVM guest's RTC). */
+export const xen_domctl_settimeoffset = struct("xen_domctl_settimeoffset", [
+  ["time_offset_seconds", 8],
+]);
+
+/**
+ * struct xen_domctl_hvmcontext: `size` bytes at `buffer`. On wasm32 the
+ * context is a WASM32_HVM_CONTEXT (xen/common/hvm_context.ts,
+ * docs/save-format.md): the program's clock, memory size, globals and
+ * unwound stack.
+ */
+export const xen_domctl_hvmcontext = struct("xen_domctl_hvmcontext", [
+  ["size", 4],
+  ["_pad", 4],
+  ["buffer", 8],
+]);
 
 /** struct xen_domctl_getvcpuinfo */
 export const xen_domctl_getvcpuinfo = struct("xen_domctl_getvcpuinfo", [
