@@ -47,6 +47,7 @@ import type { DmDiskSpec } from "../../dom0/devicemodel/dm_protocol.js";
 import type { ShareSpec, WasiState } from "../../dom0/devicemodel/wasi.js";
 import type { HvmVcpuSaved } from "../../xen/arch/wasm32/hvm_vcpu_worker.js";
 import { HVM_DONE } from "../../xen/arch/wasm32/hvm_ctl.js";
+import type { HvmImage } from "../../xen/arch/wasm32/hvm_image.js";
 import { XcInterface } from "../libxc/xc.js";
 import { LocalHypercalls } from "../libxc/channel.js";
 import { XcDom } from "../libxc/xc_dom.js";
@@ -78,7 +79,14 @@ export type HostDomainConfig = Omit<DomainConfig, "kernel"> & {
 };
 
 /** An HVM domain to create: the program and its device model's devices. */
-export interface HostHvmConfig extends HvmDomainConfig {
+export interface HostHvmConfig extends Omit<HvmDomainConfig, "image"> {
+  /**
+   * The program: prepared already by the hypervisor's compiler in this
+   * process (hvm_image.ts; the code store takes it as it is), or its bytes
+   * as a save file or a migration stream carries them, uploaded to the
+   * hypervisor with XEN_DOMCTL_wasm32_module when it does not have them.
+   */
+  image: HvmImage | { sha256: Uint8Array; bytes: Uint8Array; saveable: boolean };
   /** argv[0], then the words of the command line. */
   args: string[];
   env: string[];
@@ -312,7 +320,12 @@ export class Host {
     // The program was prepared by the hypervisor's own compiler, in this
     // process: the code store takes it under its content hash, as if its
     // bytes had been uploaded (a restore's and a migration's are).
-    this.hv.codeStore.adoptHvm(cfg.image);
+    const img = cfg.image;
+    if ("module" in img) this.hv.codeStore.adoptHvm(img);
+    const program =
+      "module" in img
+        ? { sha256: Buffer.from(img.hash, "hex"), saveable: img.saveable }
+        : { sha256: img.sha256, bytes: img.bytes, saveable: img.saveable };
     const xc = new XcInterface(new LocalHypercalls(this.dom0.privcmd));
     const privcmd = this.dom0.privcmd;
     const builder = new XcDom(
@@ -335,7 +348,7 @@ export class Host {
           maxMaptrackFrames: cfg.maxMaptrackFrames ?? -1,
           rtcTimeOffsetSeconds: Math.round(cfg.rtcTimeoffset ?? 0),
         },
-        { sha256: Buffer.from(cfg.image.hash, "hex"), saveable: cfg.image.saveable },
+        program,
         r
           ? encodeHvmContext({ stimeNs: r.stimeNs, wasmPages: r.wasmPages, vcpu: r.vcpu })
           : undefined,

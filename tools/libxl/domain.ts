@@ -263,7 +263,7 @@ export class Libxl {
   }
 
   /** What the host makes an HVM domain of (the program, its device model's devices) from its config. */
-  private hvmHostConfig(config: XlDomainConfig, image: HvmImage): HostHvmConfig {
+  private hvmHostConfig(config: XlDomainConfig, image: HostHvmConfig["image"]): HostHvmConfig {
     const argv0 = basename(config.kernel).replace(/\.wasm$/, "");
     return {
       name: config.name,
@@ -882,9 +882,9 @@ export class Libxl {
         cause: e,
       });
     }
-    const image = await loadHvmImage(Uint8Array.from(module.bytes), true);
+    // Uploaded to the hypervisor as the file or stream carries it (it prepares it again).
     const d = await this.host.createHvm({
-      ...this.hvmHostConfig({ ...config, name }, image),
+      ...this.hvmHostConfig({ ...config, name }, { ...module, saveable: true }),
       paused: true,
       restore: { wasmPages: ctx.wasmPages, stimeNs: ctx.stimeNs, vcpu: ctx.vcpu },
       restored: { devices, fill },
