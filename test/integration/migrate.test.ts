@@ -309,6 +309,12 @@ test("guests with devices migrate: blkbench goes on writing and verifies on the 
   const m2 = A.xl("migrate", "-s", SSH, "pong2", B.run);
   assert.equal(m2.code, 0, m2.err);
   assert.match(m2.err, /guest acknowledged suspend request/);
+  // Its resume (the vif connected again) is the guest's, after the migration.
+  await until(
+    () => B.console("pong2").includes("resumed (suspend returned 0)"),
+    20_000,
+    "pong2's resume on B",
+  );
   B.ok(
     "create",
     join(EXAMPLES, "ping.cfg"),

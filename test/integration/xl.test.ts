@@ -525,7 +525,8 @@ test("each on_crash action", async () => {
     );
     return list().get(`c-${action}`)!.id;
   };
-  const d = crash("destroy", 500);
+  // Long enough for xl list to see it before it crashes, even on a busy machine.
+  const d = crash("destroy", 1500);
   await until(() => !list().has("c-destroy"), 5000, "on_crash=destroy");
   assert.match(consoleLog("c-destroy"), /about to trap/);
   assert.deepEqual(leftovers(d), []);

@@ -72,6 +72,7 @@ import {
   REC_TYPE_WASM32_CONTEXT,
   REC_TYPE_WASM32_MODULE,
   moduleRecord,
+  parseModuleRecord,
   DHDR_TYPE_WASM32_PV,
   DHDR_TYPE_WASM32_HVM,
   StreamError,
@@ -974,25 +975,4 @@ function contextSuspended(c: Uint8Array): boolean {
   if (c.length < 40) return false;
   const dv = new DataView(c.buffer, c.byteOffset, c.byteLength);
   return dv.getUint32(4, true) >= 3 && (dv.getUint32(32, true) & 1) !== 0;
-}
-
-/** Reads a WASM32_MODULE record's body (checking the length and the hash). */
-export function parseModuleRecord(
-  body: Buffer,
-  at: number,
-): { sha256: Uint8Array; bytes: Uint8Array } {
-  if (body.length < 40)
-    throw new StreamError(`libxc stream: WASM32_MODULE of ${body.length} bytes at offset ${at}`);
-  const size = Number(body.readBigUInt64LE(32));
-  if (40 + size !== body.length)
-    throw new StreamError(
-      `libxc stream: WASM32_MODULE says ${size} bytes, has ${body.length - 40} at offset ${at}`,
-    );
-  const bytes = Uint8Array.from(body.subarray(40));
-  const sha256 = Uint8Array.from(body.subarray(0, 32));
-  if (!createHash("sha256").update(bytes).digest().equals(Buffer.from(sha256)))
-    throw new StreamError(
-      `libxc stream: WASM32_MODULE's bytes do not have its sha256 at offset ${at}`,
-    );
-  return { sha256, bytes };
 }

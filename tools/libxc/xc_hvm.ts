@@ -53,11 +53,11 @@ import {
   REC_TYPE_VERIFY,
   StreamError,
   moduleRecord,
+  parseModuleRecord,
   pageDataRecord,
   record,
   streamHeaders,
 } from "./xc_sr.js";
-import { parseModuleRecord } from "./xc_dom.js";
 
 /**
  * xc_domain_save of a stopped saveable HVM domain: headers (wasm32 HVM),

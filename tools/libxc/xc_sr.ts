@@ -13,6 +13,7 @@
  * (up to 1,024 pfns with Xen's type bits, then the pages), WASM32_CONTEXT
  * (the domain's context, xen/common/domain_context.ts), END.
  */
+import { createHash } from "node:crypto";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 
 export const XC_SR_ID = 0x58454e46;
@@ -122,6 +123,27 @@ export function moduleRecord(image: { sha256: Uint8Array; bytes: Uint8Array }): 
   mod.writeBigUInt64LE(BigInt(image.bytes.length), 32);
   mod.set(image.bytes, 40);
   return record(REC_TYPE_WASM32_MODULE, mod);
+}
+
+/** Reads a WASM32_MODULE record's body (checking the length and the hash). */
+export function parseModuleRecord(
+  body: Buffer,
+  at: number,
+): { sha256: Uint8Array; bytes: Uint8Array } {
+  if (body.length < 40)
+    throw new StreamError(`libxc stream: WASM32_MODULE of ${body.length} bytes at offset ${at}`);
+  const size = Number(body.readBigUInt64LE(32));
+  if (40 + size !== body.length)
+    throw new StreamError(
+      `libxc stream: WASM32_MODULE says ${size} bytes, has ${body.length - 40} at offset ${at}`,
+    );
+  const bytes = Uint8Array.from(body.subarray(40));
+  const sha256 = Uint8Array.from(body.subarray(0, 32));
+  if (!createHash("sha256").update(bytes).digest().equals(Buffer.from(sha256)))
+    throw new StreamError(
+      `libxc stream: WASM32_MODULE's bytes do not have its sha256 at offset ${at}`,
+    );
+  return { sha256, bytes };
 }
 
 /** A stream that cannot be read: the message names the record and the offset. */
