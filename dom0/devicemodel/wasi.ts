@@ -37,6 +37,7 @@ import {
   readSync,
   readdirSync,
   readlinkSync,
+  realpathSync,
   renameSync,
   rmdirSync,
   statSync,
@@ -381,12 +382,13 @@ export class WasiDevices {
    */
   saveState(): WasiState {
     const fds: SavedFd[] = [];
-    const roots = this.config.shares.map((sh, i) => {
+    // Where each share's directory is: its preopen's, or (the program
+    // closed that) the configured path's.
+    const roots = this.config.shares.map((sh) => {
       const f = this.fds.find(
         (x) => x?.kind === "dir" && x.preopen !== undefined && x.share === sh,
       );
-      if (!f || f.kind !== "dir") throw new Error(`share ${i} has no preopened directory`);
-      return readlinkSync(`/proc/self/fd/${f.fd}`);
+      return f?.kind === "dir" ? readlinkSync(`/proc/self/fd/${f.fd}`) : realpathSync(sh.path);
     });
     const where = (n: number, fd: number, share: ShareSpec): { share: number; path: string } => {
       const i = this.config.shares.indexOf(share);

@@ -750,7 +750,7 @@ function run(): HvmVcpuExit {
       rewind = undefined;
       enterGuest();
       (instance.exports._start as () => void)();
-      exitGuest();
+      // An unwind began in a call, which left guest mode already.
       if (saving && saving.asyncify_get_state() === ASYNCIFY_UNWINDING) {
         const saved = finishUnwind();
         Atomics.store(ctl, CTL_STATE, HVM_UNWOUND);
@@ -767,6 +767,7 @@ function run(): HvmVcpuExit {
         rewind = saved.stack;
         continue;
       }
+      exitGuest();
       // Returning from _start is exit(0): the device model hears it as proc_exit.
       wasiImport("proc_exit")(0);
       return { kind: "exit" };

@@ -162,10 +162,17 @@ struct xen_arch_domainconfig {
 /* OUT flags of a bind: what the module exports. */
 #define XEN_DOMCTL_WASM32_MODULE_has_callback   (1U << 0)
 #define XEN_DOMCTL_WASM32_MODULE_has_start_vcpu (1U << 1)
+/*
+ * IN flags of an upload and a bind: a WASI program for an HVM domain, made
+ * saveable (xl.cfg nomigrate=0); OUT of such a bind: it has PV drivers.
+ */
+#define XEN_DOMCTL_WASM32_MODULE_hvm        (1U << 2)
+#define XEN_DOMCTL_WASM32_MODULE_saveable   (1U << 3)
+#define XEN_DOMCTL_WASM32_MODULE_pv_drivers (1U << 4)
 
 struct xen_domctl_wasm32_module {
     uint32_t op;             /* IN: XEN_DOMCTL_WASM32_MODULE_*             */
-    uint32_t flags;          /* OUT (bind)                                 */
+    uint32_t flags;          /* IN (HVM) / OUT (bind)                      */
     uint8_t sha256[32];      /* IN: of the module's bytes as built         */
     uint64_aligned_t size;   /* IN (upload): the whole module's bytes      */
     uint64_aligned_t offset; /* IN (upload): where this chunk goes         */
