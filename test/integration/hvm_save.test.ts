@@ -190,6 +190,19 @@ test("what cannot be saved is refused and the HVM guest runs on: a guest without
       ),
       /nomigrate=0: a program with PV drivers \(it imports xen\.hypercall\) cannot be saved yet/,
     );
+    // A program too large to make saveable: refused before it is even read whole.
+    await assert.rejects(
+      xl.create(
+        xlDomainConfig({
+          name: "big",
+          type: "hvm",
+          kernel: join(HVM_DIR, "sqlite3.wasm"),
+          memory: 32,
+          nomigrate: false,
+        }),
+      ),
+      /nomigrate=0: .*sqlite3\.wasm: is 1\.\d MiB; a kernel may be at most 1 MiB/,
+    );
   } finally {
     await host.shutdown();
     rmSync(dir, { recursive: true, force: true });
@@ -278,12 +291,13 @@ test("an HVM guest writing its memory all the time migrates live between two hos
         type: "hvm",
         kernel: join(HVM_DIR, "wasibench.wasm"),
         memory: 64,
-        cmdline: "cpu 40",
+        cmdline: "cpu 60",
         nomigrate: false,
         onPoweroff: "preserve",
       }),
     );
-    await sleep(300);
+    // Computing for a while already (its thread starts slowly on a busy machine).
+    await until(() => (d.hvm?.vcpu?.cpuTimeNs ?? 0) > 200e6, 30_000, "the program computing");
     const lines: string[] = [];
     const [cs, cr] = channelPair((l) => lines.push(l));
     const [sent, received] = await Promise.all([
@@ -298,7 +312,7 @@ test("an HVM guest writing its memory all the time migrates live between two hos
     );
     assert.match(lines.join("\n"), /xc_domain_save: saving domain \d+ live, type wasm32 HVM/);
     assert.equal(ha.hv.domains.size, 0, "gone from the source");
-    // Every round of the mix gives the same value and 40 of them XOR to 0:
+    // Every round of the mix gives the same value and 60 of them XOR to 0:
     // a round computed wrong after the move would show.
     await until(
       () => /result: cpu [\d.]+ ms \(check 0\)/.test(serial(hb, received.domid)),

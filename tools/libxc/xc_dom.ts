@@ -443,6 +443,10 @@ export class XcDom {
       }
       const bound = await this.bindModule(domid, program, { saveable: program.saveable });
       const pvDrivers = (bound.flags & DC.XEN_DOMCTL_WASM32_MODULE_pv_drivers) !== 0;
+      if (bound.minPages * FRAMES_PER_WASM_PAGE > pages)
+        throw new Error(
+          `the program needs ${bound.minPages * 64} KiB of memory, memory is ${mem * 1024} KiB`,
+        );
       this.detail(
         `xc_dom_wasm32_module: WASI program bound, memory import ${bound.minPages * 64} KiB${pvDrivers ? ", with PV drivers" : ""}${program.saveable ? ", saveable" : ""}`,
       );

@@ -15,12 +15,7 @@ import { basename, join } from "node:path";
 import { logDir } from "../rundir.js";
 import type { BlkbackStats } from "../../dom0/backends/blkback.js";
 import type { NetbackStats } from "../../dom0/backends/netback.js";
-import {
-  loadHvmImage,
-  loadHvmImageFile,
-  MAX_HVM_IMAGE_BYTES,
-  type HvmImage,
-} from "../../xen/arch/wasm32/hvm_image.js";
+import { loadHvmImage, loadHvmImageFile, type HvmImage } from "../../xen/arch/wasm32/hvm_image.js";
 import { readHostFile } from "../../xen/common/host_file.js";
 import { WASM_PAGE_SIZE } from "../../xen/arch/wasm32/config.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
@@ -33,7 +28,7 @@ import {
   readHvmStream,
   type HvmContext,
 } from "../libxc/xc_hvm.js";
-import { HVM_UNWOUND } from "../../xen/arch/wasm32/hvm_ctl.js";
+import { HVM_SAVEABLE_MAX_BYTES, HVM_UNWOUND } from "../../xen/arch/wasm32/hvm_ctl.js";
 import { DHDR_TYPE_WASM32_HVM, type SequentialSource } from "../libxc/xc_sr.js";
 import { p9GuestPath, parseP9Spec } from "./p9.js";
 import type { Domain } from "../../xen/common/domain.js";
@@ -235,9 +230,15 @@ export class Libxl {
     let saved: Pick<XcDomImage, "sha256" | "bytes"> | undefined;
     let image: HvmImage;
     if (migratable(config)) {
+      // Hashed here: read only up to the size a saveable program may have.
       const { bytes } = await readHostFile(config.kernel, {
         what: "kernel",
-        maxBytes: MAX_HVM_IMAGE_BYTES,
+        maxBytes: HVM_SAVEABLE_MAX_BYTES,
+      }).catch((e: Error) => {
+        throw new Error(
+          `nomigrate=0: ${e.message} (tsxen makes programs of at most ${HVM_SAVEABLE_MAX_BYTES} bytes saveable; docs/hvm.md)`,
+          { cause: e },
+        );
       });
       saved = {
         sha256: createHash("sha256").update(bytes).digest(),

@@ -73,5 +73,7 @@ export const HVM_UNWOUND = 6;
 export const HVM_GLOBAL_PREFIX = "__tsxen_hvm_g";
 /** The export holding how many mutable globals the program has (all must be exported to save it). */
 export const HVM_GLOBAL_COUNT = "__tsxen_hvm_count";
+/** Largest program made saveable (hvm_saveable.ts): Asyncify's time grows faster than the program. */
+export const HVM_SAVEABLE_MAX_BYTES = 1024 * 1024;
 /** Most bytes of a program's unwound stack (a save refuses a deeper one). */
 export const HVM_STACK_AREA = 4 * 1024 * 1024;

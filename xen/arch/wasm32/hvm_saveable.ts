@@ -21,10 +21,7 @@ import binaryen from "binaryen";
 import { FEATURES, quietly } from "./instrument.js";
 import { WASI_MODULE } from "../../include/public/hvm/wasm32_io.js";
 import { CHECK_BUDGET_EXPORT } from "./hvm_checks.js";
-import { HVM_GLOBAL_COUNT, HVM_GLOBAL_PREFIX } from "./hvm_ctl.js";
-
-/** Largest program made saveable: Asyncify's time grows faster than the program. */
-export const HVM_SAVEABLE_MAX_BYTES = 1024 * 1024;
+import { HVM_GLOBAL_COUNT, HVM_GLOBAL_PREFIX, HVM_SAVEABLE_MAX_BYTES } from "./hvm_ctl.js";
 
 /** Optimisation after the pass: 1 costs little time and most of the speed back. */
 const OPTIMIZE_LEVEL = 1;
