@@ -201,6 +201,11 @@ function enterGuest(): void {
 /** Waits while the hypervisor holds the vCPU paused. */
 function honourPause(): void {
   if (Atomics.load(ctl, CTL_MSG) !== seenMsg) drainMessages();
+  // The wait is a function of its own: this is on every call's path, and stays small.
+  if (Atomics.load(ctl, CTL_PAUSE) !== 0) waitWhilePaused();
+}
+
+function waitWhilePaused(): void {
   let p = Atomics.load(ctl, CTL_PAUSE);
   if (p === 0) return;
   Atomics.store(ctl, CTL_STATE, HVM_PAUSED);
@@ -574,7 +579,7 @@ function wasiCall(name: string): (...a: Array<number | bigint>) => number | unde
   return (...args: Array<number | bigint>): number | undefined => {
     exitGuest();
     honourPause();
-    if (saveRequested()) {
+    if (saveable && saveRequested()) {
       startUnwind();
       return 0;
     }
@@ -616,34 +621,60 @@ function wasiCall(name: string): (...a: Array<number | bigint>) => number | unde
     }
     if (!i32 || !u32) {
       rc = W.WASI_ENOSYS;
-    } else
-      for (;;) {
-        for (let i = 0; i < n; i++) {
-          const a = args[i]!;
-          if (wide[i]) {
-            const b = BigInt.asUintN(64, a as bigint);
-            u32[ARGS + 2 * i] = Number(b & 0xffffffffn);
-            u32[ARGS + 2 * i + 1] = Number(b >> 32n);
-          } else {
-            u32[ARGS + 2 * i] = (a as number) >>> 0;
-            u32[ARGS + 2 * i + 1] = 0;
-          }
-        }
-        rc = ioreq(port, n, i32, u32);
-        if (rc !== WASM32_IOREQ_RETRY) break;
-        // The device model withdrew the call, undone, for a save: the
-        // program stops here and makes it again when it goes on.
-        honourPause();
-        if (saveRequested()) {
-          startUnwind();
-          return 0;
-        }
+    } else {
+      putArgs(u32, args, n, wide);
+      rc = ioreq(port, n, i32, u32);
+      if (rc === WASM32_IOREQ_RETRY) {
+        const again = retryCall(port, n, i32, u32, args, wide);
+        if (again === undefined) return 0;
+        rc = again;
       }
+    }
     if (port === EXIT_PORT) throw new ProcExit();
     honourPause();
     enterGuest();
     return rc;
   };
+}
+
+/** Writes a call's arguments into the page's slots (i64s as two words). */
+function putArgs(u32: Uint32Array, args: Array<number | bigint>, n: number, wide: boolean[]): void {
+  for (let i = 0; i < n; i++) {
+    const a = args[i]!;
+    if (wide[i]) {
+      const b = BigInt.asUintN(64, a as bigint);
+      u32[ARGS + 2 * i] = Number(b & 0xffffffffn);
+      u32[ARGS + 2 * i + 1] = Number(b >> 32n);
+    } else {
+      u32[ARGS + 2 * i] = (a as number) >>> 0;
+      u32[ARGS + 2 * i + 1] = 0;
+    }
+  }
+}
+
+/**
+ * The device model withdrew the call, undone, for a save: the program stops
+ * here (undefined: it is unwinding) and makes the call again when it goes
+ * on; if the save went away meanwhile, the call is made again at once.
+ */
+function retryCall(
+  port: number,
+  n: number,
+  i32: Int32Array,
+  u32: Uint32Array,
+  args: Array<number | bigint>,
+  wide: boolean[],
+): number | undefined {
+  for (;;) {
+    honourPause();
+    if (saveRequested()) {
+      startUnwind();
+      return undefined;
+    }
+    putArgs(u32, args, n, wide);
+    const rc = ioreq(port, n, i32, u32);
+    if (rc !== WASM32_IOREQ_RETRY) return rc;
+  }
 }
 
 /** xen.hypercall: the call goes to the hypervisor, and this thread waits for its answer. */
