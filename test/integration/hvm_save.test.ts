@@ -17,6 +17,9 @@ import { xlDomainConfig, type XlDomainConfig } from "../../tools/libxl/config.js
 import { Libxl } from "../../tools/libxl/domain.js";
 import { emulatorRecord } from "../../tools/libxc/xc_hvm.js";
 import { channelPair } from "../../tools/libxl/migrate.js";
+import { XcInterface } from "../../tools/libxc/xc.js";
+import { LocalHypercalls } from "../../tools/libxc/channel.js";
+import * as DC from "../../xen/include/public/domctl.js";
 import type { Host } from "../../tools/host/host.js";
 import { newHost, sleep, until } from "../helpers.js";
 
@@ -306,10 +309,11 @@ test("an HVM guest writing its memory all the time migrates live between two hos
         .finally(() => cs.end()),
       xb.migrateReceive(cr, { paused: false, debug: true }).finally(() => cr.end()),
     ]);
-    assert.ok(
-      sent.stats.rounds.slice(1).some((n) => n > 0),
-      `rounds after the first carried dirty pages: ${sent.stats.rounds.join(", ")}`,
-    );
+    // How many pages each round carried depends on how much the program ran
+    // meanwhile (on a loaded machine its thread may not run in a 20 ms
+    // migration at all); what must hold is that nothing was missed, which
+    // --debug's VERIFY checked page by page, and the program's own check.
+    assert.ok(sent.stats.rounds[0]! > 0, `round 0: ${sent.stats.rounds.join(", ")}`);
     assert.match(lines.join("\n"), /xc_domain_save: saving domain \d+ live, type wasm32 HVM/);
     assert.equal(ha.hv.domains.size, 0, "gone from the source");
     // Every round of the mix gives the same value and 60 of them XOR to 0:
@@ -322,5 +326,38 @@ test("an HVM guest writing its memory all the time migrates live between two hos
   } finally {
     await ha.shutdown();
     await hb.shutdown();
+  }
+});
+
+test("log-dirty sees an HVM program's memory: a page written since the last CLEAN is dirty, and only that one", async () => {
+  const host = newHost();
+  try {
+    const xl = new Libxl(host);
+    const d = await xl.create(
+      xlDomainConfig({
+        name: "still",
+        type: "hvm",
+        kernel: join(HVM_DIR, "echo.wasm"),
+        memory: 16,
+        onPoweroff: "preserve",
+      }),
+    );
+    // Waiting for serial input: the program writes nothing of its own meanwhile.
+    await until(() => serial(host, d.domid).includes("echo: ready"), 10_000, "the prompt");
+    const xc = new XcInterface(new LocalHypercalls(host.dom0.privcmd));
+    await xc.shadowControl(d.domid, DC.XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY);
+    const pfns = (await xc.maximumGpfn(d.domid)) + 1;
+    const bits = new Uint8Array(Math.ceil(pfns / 8));
+    await xc.shadowControl(d.domid, DC.XEN_DOMCTL_SHADOW_OP_CLEAN, bits);
+    const mem = new Uint8Array(d.hvm!.memory.buffer);
+    mem[5 * 4096 + 17]! ^= 0xff;
+    bits.fill(0);
+    const r = await xc.shadowControl(d.domid, DC.XEN_DOMCTL_SHADOW_OP_CLEAN, bits);
+    assert.equal(r.dirty, 1);
+    assert.equal(bits[0], 1 << 5);
+    assert.equal(r.pages, pfns);
+    await xc.shadowControl(d.domid, DC.XEN_DOMCTL_SHADOW_OP_OFF);
+  } finally {
+    await host.shutdown();
   }
 });

@@ -330,28 +330,7 @@ export class XcDom {
     pages: number,
   ): Promise<XcDomBuilt> {
     const xc = this.xc;
-    this.detail(
-      `xc_dom_mem_init: mem ${cfg.memoryMiB} MB, pages 0x${pages.toString(16)} pages, 4k each`,
-    );
-    this.detail(`xc_dom_boot_mem_init: called`);
-    // In 64 KiB extents (order 4: one wasm page), as libxc populates in
-    // superpages where it can; memory is whole MiB, so they always fit.
-    const extents = pages / FRAMES_PER_WASM_PAGE;
-    for (let e = 0; e < extents; e += POPULATE_BATCH) {
-      const n = Math.min(POPULATE_BATCH, extents - e);
-      try {
-        await xc.populatePhysmapExact(
-          domid,
-          Array.from({ length: n }, (_, i) => (e + i) * FRAMES_PER_WASM_PAGE),
-          EXTENT_ORDER,
-        );
-      } catch (e) {
-        throw new Error(
-          `xc_dom_boot_mem_init: can't allocate memory for the domain (${pages} pages): ${(e as Error).message}`,
-          { cause: e },
-        );
-      }
-    }
+    await this.populateAll(domid, cfg.memoryMiB);
     this.detail(`xc_dom_build_image: called`);
     const exports = await this.bindModule(domid, image);
     if (cfg.vcpus > 1 && !(exports.flags & XEN_DOMCTL_WASM32_MODULE_has_start_vcpu))
@@ -390,6 +369,36 @@ export class XcDom {
   }
 
   /**
+   * xc_dom_mem_init and xc_dom_boot_mem_init: every page of `memoryMiB`,
+   * pfn 0 up, in 64 KiB extents (order 4: one wasm page), as libxc
+   * populates in superpages where it can; memory is whole MiB, so they
+   * always fit.
+   */
+  private async populateAll(domid: number, memoryMiB: number): Promise<void> {
+    const pages = memoryMiB * 256;
+    this.detail(
+      `xc_dom_mem_init: mem ${memoryMiB} MB, pages 0x${pages.toString(16)} pages, 4k each`,
+    );
+    this.detail(`xc_dom_boot_mem_init: called`);
+    const extents = pages / FRAMES_PER_WASM_PAGE;
+    for (let e = 0; e < extents; e += POPULATE_BATCH) {
+      const n = Math.min(POPULATE_BATCH, extents - e);
+      try {
+        await this.xc.populatePhysmapExact(
+          domid,
+          Array.from({ length: n }, (_, i) => (e + i) * FRAMES_PER_WASM_PAGE),
+          EXTENT_ORDER,
+        );
+      } catch (err) {
+        throw new Error(
+          `xc_dom_boot_mem_init: can't allocate memory for the domain (${pages} pages): ${(err as Error).message}`,
+          { cause: err },
+        );
+      }
+    }
+  }
+
+  /**
    * libxenguest's HVM build (libxl__build_hvm, xc_dom_boot_mem_init) on
    * wasm32, through hypercalls only: XEN_DOMCTL_createdomain with
    * XEN_DOMCTL_CDF_hvm, max_vcpus (one: WASI has no threads), the label,
@@ -423,24 +432,7 @@ export class XcDom {
     try {
       if (cfg.rtcTimeOffsetSeconds !== 0)
         await xc.domainSetTimeOffset(domid, cfg.rtcTimeOffsetSeconds);
-      this.detail(`xc_dom_mem_init: mem ${mem} MB, pages 0x${pages.toString(16)} pages, 4k each`);
-      this.detail(`xc_dom_boot_mem_init: called`);
-      const extents = pages / FRAMES_PER_WASM_PAGE;
-      for (let e = 0; e < extents; e += POPULATE_BATCH) {
-        const n = Math.min(POPULATE_BATCH, extents - e);
-        try {
-          await xc.populatePhysmapExact(
-            domid,
-            Array.from({ length: n }, (_, i) => (e + i) * FRAMES_PER_WASM_PAGE),
-            EXTENT_ORDER,
-          );
-        } catch (err) {
-          throw new Error(
-            `xc_dom_boot_mem_init: can't allocate memory for the domain (${pages} pages): ${(err as Error).message}`,
-            { cause: err },
-          );
-        }
-      }
+      await this.populateAll(domid, mem);
       const bound = await this.bindModule(domid, program, { saveable: program.saveable });
       const pvDrivers = (bound.flags & DC.XEN_DOMCTL_WASM32_MODULE_pv_drivers) !== 0;
       if (bound.minPages * FRAMES_PER_WASM_PAGE > pages)

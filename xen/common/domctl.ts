@@ -240,16 +240,7 @@ function wasm32Module(hv: Hypervisor, d: Domain, mem: GuestMemory, u: number): n
       if (d.hvm || d === hv.dom0) return -XenErrno.EINVAL;
       if (d.vcpus.some((v) => v.state !== VcpuState.Offline)) return -XenErrno.EBUSY;
       const found = hv.codeStore.lookup(hash);
-      switch (found.kind) {
-        case "absent":
-          return -XenErrno.ENOENT;
-        case "checking":
-          return -XenErrno.EAGAIN;
-        case "refused": {
-          if (len > 0) mem.writeCString(buf, len, found.why);
-          return -XenErrno.EINVAL;
-        }
-      }
+      if (found.kind !== "ready") return notReady(found, mem, buf, len);
       const k = found.kernel;
       d.kernel = k;
       mem.setU32(
@@ -261,6 +252,28 @@ function wasm32Module(hv: Hypervisor, d: Domain, mem: GuestMemory, u: number): n
       return 0;
     }
     default:
+      return -XenErrno.EINVAL;
+  }
+}
+
+/**
+ * A bind's answer for a module the store does not have ready: -ENOENT
+ * (upload it), -EAGAIN (its check runs), or -EINVAL with the refusal
+ * written to the caller's buffer.
+ */
+function notReady(
+  found: { kind: "absent" } | { kind: "checking" } | { kind: "refused"; why: string },
+  mem: GuestMemory,
+  buf: number,
+  len: number,
+): number {
+  switch (found.kind) {
+    case "absent":
+      return -XenErrno.ENOENT;
+    case "checking":
+      return -XenErrno.EAGAIN;
+    case "refused":
+      if (len > 0) mem.writeCString(buf, len, found.why);
       return -XenErrno.EINVAL;
   }
 }
@@ -282,18 +295,8 @@ function bindHvmProgram(
   const flags = mem.u32(u + f.flags.offset);
   if (!(flags & DC.XEN_DOMCTL_WASM32_MODULE_hvm)) return -XenErrno.EINVAL;
   const found = hv.codeStore.lookupHvm(hash, (flags & DC.XEN_DOMCTL_WASM32_MODULE_saveable) !== 0);
-  switch (found.kind) {
-    case "absent":
-      return -XenErrno.ENOENT;
-    case "checking":
-      return -XenErrno.EAGAIN;
-    case "refused": {
-      const buf = mem.u64(u + f.buffer.offset);
-      const len = mem.u32(u + f.len.offset);
-      if (len > 0) mem.writeCString(buf, len, found.why);
-      return -XenErrno.EINVAL;
-    }
-  }
+  if (found.kind !== "ready")
+    return notReady(found, mem, mem.u64(u + f.buffer.offset), mem.u32(u + f.len.offset));
   d.hvmBuild!.image = found.image;
   mem.setU32(
     u + f.flags.offset,
