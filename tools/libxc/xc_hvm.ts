@@ -127,8 +127,8 @@ export function emulatorRecord(state: unknown): Uint8Array {
 export interface ReceivedHvm {
   module: { sha256: Uint8Array; bytes: Uint8Array };
   ctx: HvmContext;
-  /** Page `pfn`'s bytes, for every pfn of the saved memory. */
-  pages: Buffer[];
+  /** The saved memory, pfn 0 up: every page of it was sent. */
+  memory: Buffer;
   /** The device model's state (EMULATOR_CONTEXT's blob) and its offset. */
   emulator: { blob: Buffer; at: number };
   verified: number;
@@ -150,7 +150,13 @@ export async function readHvmStream(src: SequentialSource, maxPfn: number): Prom
     fail("a PV domain's stream for an HVM config", at0 + 24);
   let module: ReceivedHvm["module"] | undefined;
   let ctx: HvmContext | undefined;
-  const pages: Buffer[] = [];
+  // One copy of the memory, at most the domain's `maxPfn` pages, made when
+  // the first page comes: a page sent again overwrites its place, so a
+  // sender's many rounds cannot make the receiver keep more than that (a
+  // view of each record's body would keep the whole record).
+  let mem: Buffer | undefined;
+  const sent = new Uint8Array(Math.ceil(maxPfn / 8));
+  const wasSent = (p: number): boolean => (sent[p >> 3]! & (1 << (p & 7))) !== 0;
   let verifying = false;
   let verified = 0;
   for (;;) {
@@ -180,8 +186,12 @@ export async function readHvmStream(src: SequentialSource, maxPfn: number): Prom
           if (!present) fail(`PAGE_DATA: pfn ${pfn} not present in an HVM domain`, at);
           const page = body.subarray(data, data + PAGE_SIZE);
           data += PAGE_SIZE;
-          if (!verifying) pages[pfn] = page;
-          else if (!pages[pfn] || !pages[pfn].equals(page))
+          mem ??= Buffer.alloc(maxPfn * PAGE_SIZE);
+          const at4k = pfn * PAGE_SIZE;
+          if (!verifying) {
+            page.copy(mem, at4k);
+            sent[pfn >> 3]! |= 1 << (pfn & 7);
+          } else if (!wasSent(pfn) || !mem.subarray(at4k, at4k + PAGE_SIZE).equals(page))
             fail(`VERIFY: pfn 0x${pfn.toString(16)} differs from what was sent before`, at);
           else verified++;
         }
@@ -202,8 +212,9 @@ export async function readHvmStream(src: SequentialSource, maxPfn: number): Prom
   if (!module) return fail("no WASM32_MODULE record", at0);
   if (!ctx) return fail("no WASM32_HVM_CONTEXT record", at0);
   const pfns = (ctx.wasmPages * WASM_PAGE_SIZE) / PAGE_SIZE;
-  if (pages.length !== pfns || pages.some((p) => !p))
-    fail(`the pages sent are not the ${pfns} of the saved memory`, at0);
+  let missing = !mem || pfns > maxPfn;
+  for (let p = 0; p < maxPfn && !missing; p++) if (wasSent(p) !== p < pfns) missing = true;
+  if (missing || !mem) return fail(`the pages sent are not the ${pfns} of the saved memory`, at0);
   // libxl's record after libxc's stream: the device model's state.
   const at = src.offset;
   const h = await src.read(8);
@@ -214,5 +225,11 @@ export async function readHvmStream(src: SequentialSource, maxPfn: number): Prom
   const body = (await src.read(len + ((8 - (len % 8)) % 8))).subarray(0, len);
   if (body.readUInt32LE(0) !== EMULATOR_ID_TSXEN_WASI || body.readUInt32LE(4) !== 0)
     fail("EMULATOR_CONTEXT of another emulator", at + 8);
-  return { module, ctx, pages, emulator: { blob: body.subarray(8), at: at + 16 }, verified };
+  return {
+    module,
+    ctx,
+    memory: mem.subarray(0, pfns * PAGE_SIZE),
+    emulator: { blob: body.subarray(8), at: at + 16 },
+    verified,
+  };
 }

@@ -1218,8 +1218,7 @@ export class Libxl {
       got.ctx,
       got.emulator,
       async (memory) => {
-        const to = new Uint8Array(memory.buffer);
-        got.pages.forEach((p, pfn) => to.set(p, pfn * PAGE_SIZE));
+        new Uint8Array(memory.buffer).set(got.memory);
       },
     );
     return d.domid;

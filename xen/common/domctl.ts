@@ -398,6 +398,9 @@ export function do_domctl(hv: Hypervisor, v: Vcpu, arg: number): number {
     case DC.XEN_DOMCTL_wasm32_module:
       return wasm32Module(hv, d, mem, u);
     case DC.XEN_DOMCTL_settimeoffset: {
+      // Xen takes it for any domain at any time; on wasm32 only an HVM
+      // program reads a wallclock offset, and its vCPU thread takes it when
+      // it starts: so only while the builder makes one (-EINVAL otherwise).
       if (!d.hvmBuild) return -XenErrno.EINVAL;
       // int64: the high word signed.
       const at = u + DC.xen_domctl_settimeoffset.fields.time_offset_seconds.offset;
