@@ -215,7 +215,9 @@ test("a guest doing disk I/O is saved mid-run and restored: blkback attaches to 
 
     // A networked guest checkpointed (-c): its vif is detached for the save
     // and attached again, and it answers pings.
-    const pong = await xl.create(cfg("ping", `\nname="pong"\nextra="ip=10.0.0.2"\n`));
+    const pong = await xl.create(
+      cfg("ping", `\nname="pong"\nextra="ip=10.0.0.2"\non_poweroff="preserve"\n`),
+    );
     await until(
       () => host.xenconsoled.read(pong.domid).includes("is 10.0.0.2"),
       5000,
@@ -252,6 +254,27 @@ test("a guest doing disk I/O is saved mid-run and restored: blkback attaches to 
     const lost = n - Number(stats[1]);
     assert.ok(lost <= 3, `${lost} pings unanswered`);
     assert.match(out(), new RegExp(`icmp_seq=${n} ttl=64`), "the last is answered");
+    // The restored server still holds its backend's path from before, which
+    // names its old domid. A watch event that changes nothing (its backend's
+    // state written again) has it look: it follows the path the toolstack
+    // wrote afresh, finds the vif connected and answers on; an unplug there
+    // it follows.
+    const moved = [...host.hv.domains.values()].find((x) => x.name === "pong")!;
+    assert.notEqual(moved.domid, pong.domid);
+    host.xenstored.writeText(`/local/domain/0/backend/vif/${moved.domid}/0/state`, "4");
+    const after = await xl.create(
+      cfg(
+        "ping",
+        `\nname="pinger3"\nextra="ip=10.0.0.4 peer=10.0.0.2 count=3"\non_poweroff="preserve"\n`,
+      ),
+    );
+    await host.waitShutdown(after.domid, 20_000);
+    assert.match(host.xenconsoled.read(after.domid), /3 packets transmitted, 3 received/);
+    assert.equal(moved.isShutdown, false);
+    const unplug = xl.removeNic(moved.domid, 0);
+    assert.equal(await host.waitShutdown(moved.domid), "poweroff");
+    await unplug;
+    assert.match(host.xenconsoled.read(moved.domid), /the vif was unplugged; powering off/);
   } finally {
     await host.shutdown();
   }
@@ -462,8 +485,15 @@ test("guests with a disk or a vif that handle suspend connect their frontends ag
       ...cfg("ping", '\nextra="ip=10.0.0.2 suspend"\n'),
       name: "pong",
     });
-    await until(() => host.xenconsoled.read(pong.domid).includes("is 10.0.0.2"), 10_000, "pong");
-    await xl.save(pong.domid, join(dir, "p.save"));
+    // It says it handles suspend once it serves (it has its address before).
+    await until(
+      () => host.xenstored.readText(`/local/domain/${pong.domid}/control/feature-suspend`) === "1",
+      10_000,
+      "pong's control/feature-suspend",
+    );
+    const plog: string[] = [];
+    await xl.save(pong.domid, join(dir, "p.save"), { log: (l) => plog.push(l) });
+    assert.match(plog.join("\n"), /guest acknowledged suspend request/);
     const p2 = await xl.restore(join(dir, "p.save"));
     await until(
       () => host.xenconsoled.read(p2.domid).includes("resumed (suspend returned 0)"),

@@ -952,10 +952,9 @@ export class Libxl {
    * Gives restored domain `domid` its saved watches on its new connection,
    * paths under its home and its backends' directories following its new
    * domid. They do not fire now, and they are set once the backends have
-   * attached: a frontend woken by its backend's handshake would look at the
-   * backend's old path (the one it knows), find it gone and let its device
-   * go. Later, only a real change (an unplug) wakes it, and then it is right
-   * to let go.
+   * attached. A frontend holds its backend's old path; mini-os's reads its
+   * `backend` node again each time it looks (xenbus_follow_backend) and
+   * follows the new one.
    */
   private restoreWatches(domid: number, watches: readonly SavedWatch[]): void {
     const xs = this.host.xenstored;

@@ -46,7 +46,11 @@ function write_all(p: usize, n: u32): void {
 
 /** Xen's suspend request: acknowledged, then suspend() (1: it runs on here, 0: in a new domain). */
 function follow_control(): void {
-  if (xenbus_poll_watch() == 0) return;
+  // Every event waiting is taken (each one read would leave the rest to
+  // pile up and, past the queue's 16, be dropped); then the nodes are read.
+  let events = 0;
+  while (xenbus_poll_watch() != 0) events++;
+  if (events == 0) return;
   if (xenbus_read("control/shutdown") < 0 || !str_eq(xenbus_reply(), "suspend")) return;
   xenbus_write("control/shutdown", "");
   const rc = suspend();

@@ -77,7 +77,11 @@ function is(p: usize, n: i32, s: string): bool {
  * and it connects its vif again in the new domain (mini-os's netfront).
  */
 function follow_control(): void {
-  if (xenbus_poll_watch() == 0) return;
+  // Every event waiting is taken (each one read would leave the rest to
+  // pile up and, past the queue's 16, be dropped); then the nodes are read.
+  let events = 0;
+  while (xenbus_poll_watch() != 0) events++;
+  if (events == 0) return;
   if (netfront_follow_backend()) {
     cons.s("ping: the vif was unplugged; powering off").nl();
     shutdown(SHUTDOWN_poweroff);

@@ -71,8 +71,9 @@ import {
   xenbus_read_string,
   xenbus_poll_watch,
   xenbus_follow_backend,
+  Otherend,
 } from "./xenbus";
-import { block } from "./sched";
+import { block, wake_give_back, wake_mark } from "./sched";
 import {
   front_ring_at,
   front_ring_init,
@@ -126,9 +127,8 @@ const fr = front_ring_at(memory.data(24, 8));
 let sectors: u64 = 0;
 let readonly: bool = false;
 let connected: bool = false;
-/** The frontend's and the backend's state nodes, once connected. */
-let frontend_state: string = "";
-let backend_state: string = "";
+/** The link to the backend, once connected. */
+let otherend: Otherend | null = null;
 let failed: u32 = 0;
 
 /** Sectors on the connected device. */
@@ -228,9 +228,8 @@ function handshake(devid: u32): i32 {
   rc = xenbus_write_u32(dev + "/state", <u32>XenbusStateConnected);
   if (rc < 0) return rc;
   connected = true;
-  frontend_state = dev + "/state";
   // The watch xenbus_wait_for_state set stays, for blkfront_check_backend.
-  backend_state = backend + "/state";
+  otherend = new Otherend(dev, backend, "blkfront");
   return 0;
 }
 
@@ -242,8 +241,9 @@ function handshake(devid: u32): i32 {
  * true once the device is closed.
  */
 export function blkfront_follow_backend(): bool {
-  if (!connected || backend_state.length == 0) return !connected;
-  if (!xenbus_follow_backend(backend_state, frontend_state)) return false;
+  const o = otherend;
+  if (!connected || o === null) return !connected;
+  if (!xenbus_follow_backend(o)) return false;
   connected = false;
   return true;
 }
@@ -322,8 +322,10 @@ function push(): void {
 
 /** Sleeps until the backend's event, or a response already on the ring. */
 function sleep_for_responses(): void {
+  const mark = wake_mark();
   const seen = fire_count(port);
   while (fire_count(port) == seen && ring_unconsumed_responses(fr) == 0) block();
+  wake_give_back(mark);
 }
 
 /** Waits for `n` responses; returns how many were errors. */

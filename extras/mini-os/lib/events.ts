@@ -174,13 +174,26 @@ export function fire_count(port: u32): u32 {
   return port < MAX_PORTS ? load<u32>(fired + port * 4) : 0;
 }
 
+/** Events handed to their handlers so far, all ports together (block() looks at it). */
+export function events_delivered(): u32 {
+  return delivered;
+}
+
+/** Masks event upcalls on `vcpu` (mini-os local_irq_disable): events stay pending. */
+export function local_irq_disable(vcpu: u32): void {
+  store<u8>(vcpu_info(vcpu) + VCPU_INFO_UPCALL_MASK_OFF, 1);
+}
+
 /** Enables event upcalls on `vcpu` (mini-os local_irq_enable). */
 export function local_irq_enable(vcpu: u32): void {
   store<u8>(vcpu_info(vcpu) + VCPU_INFO_UPCALL_MASK_OFF, 0);
 }
 
+let delivered: u32 = 0;
+
 function dispatch(port: u32): void {
   if (port >= MAX_PORTS) return;
+  delivered++;
   store<u32>(fired + port * 4, load<u32>(fired + port * 4) + 1);
   const fn = load<u32>(handlers + port * 4);
   if (fn != 0) changetype<(port: u32) => void>(fn)(port);

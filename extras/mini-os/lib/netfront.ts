@@ -43,10 +43,11 @@ import {
   xenbus_read_string,
   xenbus_poll_watch,
   xenbus_follow_backend,
+  Otherend,
   xenbus_reply,
   xenbus_reply_len,
 } from "./xenbus";
-import { block, init_time } from "./sched";
+import { block, init_time, wake_give_back, wake_mark } from "./sched";
 import {
   FrontRing,
   front_ring_at,
@@ -76,7 +77,8 @@ const txr = front_ring_at(memory.data(24, 8));
 const rxr = front_ring_at(memory.data(24, 8));
 let port: u32 = 0;
 let backend_id: u32 = 0;
-let backend_state: string = "";
+/** The link to the backend, once connected. */
+let otherend: Otherend | null = null;
 let closed: bool = false;
 
 /** The 6-byte MAC address from device/vif/0/mac. */
@@ -126,7 +128,7 @@ export function netfront_init(): i32 {
  * buffers posted anew, a new port. The backend's path is read again.
  */
 export function netfront_resume(): i32 {
-  if (closed || backend_state.length == 0) return 0;
+  if (closed || otherend === null) return 0;
   return handshake();
 }
 
@@ -169,7 +171,7 @@ function handshake(): i32 {
   if (rc < 0) return rc;
   rc = xenbus_wait_for_state(backend + "/state", <u32>XenbusStateConnected, "netfront");
   if (rc < 0) return rc;
-  backend_state = backend + "/state";
+  otherend = new Otherend(dev, backend, "netfront");
   for (let i: u32 = 0; i < NRX; i++) post_rx(i);
   push(rxr);
   return xenbus_write_u32(dev + "/state", <u32>XenbusStateConnected);
@@ -204,6 +206,7 @@ export function netfront_send(ptr: usize, len: u32): i32 {
   if (closed) return -XEN_EIO;
   if (len == 0 || len > 4096) return -XEN_EINVAL;
   reclaim_tx();
+  const mark = wake_mark();
   while (tx_free_n == 0) {
     const seen = fire_count(port);
     if (!ring_final_check_for_responses(txr)) {
@@ -211,6 +214,7 @@ export function netfront_send(ptr: usize, len: u32): i32 {
     }
     reclaim_tx();
   }
+  wake_give_back(mark);
   tx_free_n--;
   const id = load<u32>(tx_free + tx_free_n * 4);
   memory.copy(tx_pages + id * 4096, ptr, len);
@@ -253,7 +257,7 @@ export function netfront_recv(buf: usize, max: u32): u32 {
  * the vif is closed. Call it from the guest's main loop.
  */
 export function netfront_check_backend(): bool {
-  if (closed || backend_state.length == 0) return closed;
+  if (closed || otherend === null) return closed;
   if (xenbus_poll_watch() == 0) return false;
   return netfront_follow_backend();
 }
@@ -263,7 +267,8 @@ export function netfront_check_backend(): bool {
  * taking a watch event, for a guest that reads its events itself).
  */
 export function netfront_follow_backend(): bool {
-  if (closed || backend_state.length == 0) return closed;
-  closed = xenbus_follow_backend(backend_state, "device/vif/0/state");
+  const o = otherend;
+  if (closed || o === null) return closed;
+  closed = xenbus_follow_backend(o);
   return closed;
 }

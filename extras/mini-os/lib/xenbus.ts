@@ -41,7 +41,7 @@ import {
   XenbusStateClosed,
 } from "./xen_abi";
 import { notify_remote_via_evtchn, fire_count, unmask_evtchn } from "./events";
-import { block } from "./sched";
+import { block, wake_give_back, wake_mark } from "./sched";
 
 const RING: u32 = 1024;
 const MAX_MSG: i32 = 4096 + 16;
@@ -155,8 +155,20 @@ function match(s: string, n: i32): bool {
   return true;
 }
 
-/** Sends the request built in reqbuf and waits for its reply. Returns 0 or -errno. */
+/**
+ * Sends the request built in reqbuf and waits for its reply. Returns 0 or
+ * -errno. A wait nested in the caller's loop: it gives back the wakeups it
+ * took (sched.ts, wake_mark), so that a watch event that came meanwhile,
+ * queued or still in the ring behind the reply, is looked for.
+ */
 function transact(type: u32, tx: u32): i32 {
+  const mark = wake_mark();
+  const rc = transact_wait(type, tx);
+  wake_give_back(mark);
+  return rc;
+}
+
+function transact_wait(type: u32, tx: u32): i32 {
   const id = next_id++;
   store<u32>(reqbuf, type);
   store<u32>(reqbuf + 4, id);
@@ -387,6 +399,13 @@ export function xenbus_transaction_end(tx: u32, abort: bool): i32 {
  * (NUL-terminated, then the token, NUL-terminated). Valid until the next call.
  */
 export function xenbus_wait_for_watch(): usize {
+  const mark = wake_mark();
+  const ev = wait_for_watch();
+  wake_give_back(mark);
+  return ev;
+}
+
+function wait_for_watch(): usize {
   while (ev_count == 0) {
     const seen = fire_count(port);
     const cons = ring_u32(XENSTORE_RSP_CONS_OFF);
@@ -414,10 +433,18 @@ function take_message(): bool {
 
 /** A watch event that has already arrived (as xenbus_wait_for_watch gives it), or 0: never waits. */
 export function xenbus_poll_watch(): usize {
-  while (ev_count == 0 && ring_u32(XENSTORE_RSP_PROD_OFF) != ring_u32(XENSTORE_RSP_CONS_OFF)) {
-    if (!take_message()) return 0;
+  // A message half written waits for its rest: a nested wait (transact's).
+  const mark = wake_mark();
+  let ok = true;
+  while (
+    ok &&
+    ev_count == 0 &&
+    ring_u32(XENSTORE_RSP_PROD_OFF) != ring_u32(XENSTORE_RSP_CONS_OFF)
+  ) {
+    ok = take_message();
   }
-  return ev_count == 0 ? 0 : next_event();
+  wake_give_back(mark);
+  return !ok || ev_count == 0 ? 0 : next_event();
 }
 
 function next_event(): usize {
@@ -463,17 +490,53 @@ export function xenbus_wait_for_node(path: string, token: string): i32 {
 }
 
 /**
- * A frontend's answer to its backend closing (pv-drivers-lifecycle): reads
- * the backend's state node `backend_state`; when it is Closing or later, or
- * gone (hot-unplug), moves the frontend's state node `frontend_state` to
- * Closing, then Closed, and returns true. The driver then stops using its
- * rings.
+ * A frontend's link to its backend (Linux's xenbus_device and its
+ * otherend): the frontend's state node, the node naming the backend's
+ * directory, and the backend's state node with the watch token that
+ * follows it. Made once, when the device connects.
  */
-export function xenbus_follow_backend(backend_state: string, frontend_state: string): bool {
-  const st = xenbus_read_u32(backend_state);
+export class Otherend {
+  frontend_state: string;
+  backend_node: string;
+  backend: string;
+  backend_state: string;
+  token: string;
+
+  constructor(dev: string, backend: string, token: string) {
+    this.frontend_state = dev + "/state";
+    this.backend_node = dev + "/backend";
+    this.backend = backend;
+    this.backend_state = backend + "/state";
+    this.token = token;
+  }
+}
+
+/**
+ * A frontend's answer to its backend closing (pv-drivers-lifecycle): reads
+ * the backend's state; when it is Closing or later, or gone (hot-unplug),
+ * moves the frontend's state to Closing, then Closed, and returns true. The
+ * driver then stops using its rings.
+ *
+ * The backend's path is checked against the frontend's `backend` node
+ * first: a guest saved and restored without suspending (docs/save-format.md,
+ * "Devices") finds its devices under its new domid, the backend's path
+ * naming that domid, while it still holds the old one. It then follows the
+ * new path and watches it (a string made once per move: the stub runtime
+ * never frees).
+ */
+export function xenbus_follow_backend(o: Otherend): bool {
+  if (xenbus_read(o.backend_node) >= 0 && !str_eq(xenbus_reply(), o.backend)) {
+    const moved = xenbus_read_string(o.backend_node);
+    if (moved !== null) {
+      o.backend = moved;
+      o.backend_state = moved + "/state";
+      xenbus_watch(o.backend_state, o.token);
+    }
+  }
+  const st = xenbus_read_u32(o.backend_state);
   if (st >= 0 && st < <i64>XenbusStateClosing) return false;
-  xenbus_switch_state(frontend_state, <u32>XenbusStateClosing);
-  xenbus_switch_state(frontend_state, <u32>XenbusStateClosed);
+  xenbus_switch_state(o.frontend_state, <u32>XenbusStateClosing);
+  xenbus_switch_state(o.frontend_state, <u32>XenbusStateClosed);
   return true;
 }
 
