@@ -54,6 +54,15 @@ export class ChannelDevice implements BackendDevice {
   private clientFull = false;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  private settleListen: () => void = () => {};
+  /** Called once the device is destroyed (its backend forgets it). */
+  gone: () => void = () => {};
+  /**
+   * Settles once the socket listens, or cannot (the device's error node then
+   * says why): listening on a path where a socket file is already takes a
+   * probe, which answers later than the connect.
+   */
+  readonly listening: Promise<void> = new Promise((r) => (this.settleListen = r));
   /** Connections waiting for the client to go, and how each leaves the line if it closes first. */
   private waiting: Socket[] = [];
   private readonly leaving = new WeakMap<Socket, () => void>();
@@ -120,11 +129,13 @@ export class ChannelDevice implements BackendDevice {
         `${this.info.backend}: channel '${this.name}' cannot listen on ${this.path}: ${why}`,
       );
       this.info.fatal(`cannot listen on ${this.path}: ${why}`);
+      this.settleListen();
     };
     const bind = (): void => {
-      if (!this.map) return; // disconnected meanwhile
+      if (!this.map) return this.settleListen(); // disconnected meanwhile
       const server = createServer({ pauseOnConnect: false }, (s) => this.accept(s));
       server.on("error", (e) => fail(e.message));
+      server.on("listening", () => this.settleListen());
       server.listen(this.path);
       server.unref();
       this.server = server;
@@ -296,6 +307,8 @@ export class ChannelDevice implements BackendDevice {
 
   destroy(): void {
     this.disconnect();
+    this.settleListen();
+    this.gone();
     this.gnt.dispose();
   }
 }
@@ -304,6 +317,7 @@ export class ChannelDevice implements BackendDevice {
 export class ChannelBackend {
   readonly evtchn: XenEvtchn;
   private readonly ports = new Map<number, ChannelDevice>();
+  private readonly byBackend = new Map<string, ChannelDevice>();
 
   constructor(readonly drivers: Dom0Drivers) {
     this.evtchn = drivers.openEvtchn();
@@ -314,7 +328,23 @@ export class ChannelBackend {
   }
 
   device(info: DeviceInfo, log?: (msg: string) => void): ChannelDevice {
-    return new ChannelDevice(info, this.drivers, this.evtchn, this.ports, log);
+    const d = new ChannelDevice(info, this.drivers, this.evtchn, this.ports, log);
+    this.byBackend.set(info.backend, d);
+    d.gone = (): void => {
+      if (this.byBackend.get(info.backend) === d) this.byBackend.delete(info.backend);
+    };
+    return d;
+  }
+
+  /**
+   * Resolves once the device at backend path `backend` listens on its
+   * socket or has failed to (its error node says why), at once for a
+   * device not (or no longer) there: what the toolstack waits for before it
+   * calls a channel's device made, as a device model binds its chardevs
+   * before libxl goes on.
+   */
+  async listening(backend: string): Promise<void> {
+    await this.byBackend.get(backend)?.listening;
   }
 
   dispose(): void {

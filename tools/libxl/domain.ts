@@ -1041,7 +1041,14 @@ export class Libxl {
         const state = Number(xs.readText(`${backend}/state`));
         if (error !== undefined || state === XenbusStateClosed)
           throw new Error(`libxl: ${what}: ${error ?? "the backend closed the device"}`);
-        if (state === (reconnect ? XenbusStateInitWait : XenbusStateConnected)) break;
+        if (state === (reconnect ? XenbusStateInitWait : XenbusStateConnected)) {
+          if (type !== "console" || reconnect) break;
+          // A channel's device is made once its socket listens (or could not).
+          // (Reconnecting, it listens once the guest connects its ring.)
+          await this.host.channelBackend.listening(backend);
+          if (!xs.store.get(`${backend}/error`)) break;
+          continue;
+        }
         if (Date.now() > end)
           throw new Error(`libxl: ${what}: the backend did not attach in ${BACKEND_WAIT_MS} ms`);
         await new Promise((r) => setTimeout(r, 2));
