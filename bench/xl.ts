@@ -4,6 +4,8 @@
  * from spawn to the guest's first console byte on xl's stdout. Baseline
  * from the same run: spawning `node -e 0` to its exit, the floor for any
  * command written for Node. Both medians are reported, and their ratio.
+ * And `xl list`, a command that only asks the daemon, from spawn to exit
+ * against the same baseline (the fast I/O issue's target: ≤ 1.2×).
  */
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -41,11 +43,13 @@ export async function run(quick: boolean): Promise<Row[]> {
     const n = quick ? 3 : 30;
     const node: number[] = [];
     const xl: number[] = [];
+    const list: number[] = [];
     const cfg = join(ROOT, "extras/mini-os/examples/hello.cfg");
     // Alternate, so that both see the same machine state.
     for (let i = 0; i < n; i++) {
       node.push(await time(["-e", "0"], env, false));
       xl.push(await time([XL, "create", "-q", "-c", cfg], env, true));
+      list.push(await time([XL, "list"], env, false));
     }
     const x = median(xl);
     const b = median(node);
@@ -57,6 +61,14 @@ export async function run(quick: boolean): Promise<Row[]> {
         ratio: x / b,
         target: "(report)",
         met: true,
+      },
+      {
+        name: "xl list (CLI, spawn to exit)",
+        measured: fmt(median(list), "ms", 1),
+        baseline: `node -e 0 ${fmt(b, "ms", 1)}`,
+        ratio: median(list) / b,
+        target: "≤ 1.2×",
+        met: median(list) / b <= 1.2,
       },
     ];
   } finally {
