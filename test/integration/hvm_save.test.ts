@@ -17,6 +17,7 @@ import { xlDomainConfig, type XlDomainConfig } from "../../tools/libxl/config.js
 import { Libxl } from "../../tools/libxl/domain.js";
 import { emulatorRecord } from "../../tools/libxc/xc_hvm.js";
 import { channelPair } from "../../tools/libxl/migrate.js";
+import { streamPrologue } from "../../tools/libxl/save.js";
 import { XcInterface } from "../../tools/libxc/xc.js";
 import { LocalHypercalls } from "../../tools/libxc/channel.js";
 import * as DC from "../../xen/include/public/domctl.js";
@@ -359,5 +360,34 @@ test("log-dirty sees an HVM program's memory: a page written since the last CLEA
     await xc.shadowControl(d.domid, DC.XEN_DOMCTL_SHADOW_OP_OFF);
   } finally {
     await host.shutdown();
+  }
+});
+
+test("an HVM migration stream whose config asks more memory than the receiving host has free is refused before any of it is held, naming the sizes", async () => {
+  const hb = newHost(256 * 1024 ** 2 + 64 * 1024 ** 2);
+  try {
+    const xb = new Libxl(hb);
+    const config = xlDomainConfig({
+      name: "huge",
+      type: "hvm",
+      kernel: join(HVM_DIR, "echo.wasm"),
+      memory: 4000,
+      nomigrate: false,
+    });
+    const free = hb.hv.frames.freeFrames;
+    const lines: string[] = [];
+    const [cs, cr] = channelPair((l) => lines.push(l));
+    // Its prologue, then nothing: the sender's stream ends there.
+    await cs.write(streamPrologue("migration stream", config, {}, () => {}));
+    cs.end();
+    await assert.rejects(
+      xb.migrateReceive(cr, { paused: false, debug: false }).finally(() => cr.end()),
+      /Domain creation failed/,
+    );
+    assert.match(lines.join("\n"), /domain 'huge' needs 4000 MiB; the host has \d+ MiB free/);
+    assert.equal(hb.hv.domains.size, 0);
+    assert.equal(hb.hv.frames.freeFrames, free);
+  } finally {
+    await hb.shutdown();
   }
 });

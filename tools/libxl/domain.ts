@@ -1216,6 +1216,14 @@ export class Libxl {
     this.checkNameFree(name);
     if (!migratable(config))
       throw new Error(`libxl: domain '${config.name}': an HVM guest's stream without nomigrate=0`);
+    // The stream is read whole before the domain is made (its memory
+    // becomes the program's at the vCPU's start): a sender's config must
+    // not have the receiver hold more than the host could give the domain.
+    const free = this.host.hv.frames.freeFrames;
+    if (config.memory * 256 > free)
+      throw new Error(
+        `libxl: domain '${config.name}' needs ${config.memory} MiB; the host has ${Math.floor(free / 256)} MiB free`,
+      );
     const got = await readHvmStream(src, config.memory * 256);
     const d = await this.makeRestoredHvm(
       { ...config, uuid: config.uuid ?? randomUUID() },
