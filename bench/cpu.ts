@@ -4,7 +4,7 @@
  * Target: instrumented ≤ 1.5× bare; the worst case is reported too.
  */
 import { readFileSync } from "node:fs";
-import { guestPath } from "../extras/mini-os/build.js";
+import { guestPath } from "../extras/mini-os/paths.js";
 import { instrumentKernel } from "../xen/arch/wasm32/instrument.js";
 import { bestPairMs, fmt, type Row } from "./common.js";
 

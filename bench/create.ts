@@ -7,7 +7,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { guestPath, ROOT } from "../extras/mini-os/build.js";
+import { guestPath, ROOT } from "../extras/mini-os/paths.js";
 import { Host } from "../tools/host/host.js";
 import { loadKernelFile } from "../xen/arch/wasm32/kernel.js";
 import { fmt, median, type Row } from "./common.js";

@@ -5,7 +5,7 @@
  * target, 2 µs. A round trip is two sends, two wake-ups, two upcalls and two
  * switches between guests.
  */
-import { guestPath } from "../extras/mini-os/build.js";
+import { guestPath } from "../extras/mini-os/paths.js";
 import { Host } from "../tools/host/host.js";
 import { loadKernelFile } from "../xen/arch/wasm32/kernel.js";
 import { fmt, median, type Row } from "./common.js";

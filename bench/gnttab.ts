@@ -5,7 +5,7 @@
  *   the same memories in the same run (target ≥ 0.8× its throughput);
  * - gntdev map + unmap of one grant, against one plain hypercall from Dom0.
  */
-import { guestPath } from "../extras/mini-os/build.js";
+import { guestPath } from "../extras/mini-os/paths.js";
 import { Host } from "../tools/host/host.js";
 import { loadKernelFile } from "../xen/arch/wasm32/kernel.js";
 import * as G from "../xen/include/public/grant_table.js";

@@ -5,7 +5,7 @@
  * loop with tracing on, for the cost of a trace record.
  */
 import { readFileSync } from "node:fs";
-import { guestPath } from "../extras/mini-os/build.js";
+import { guestPath } from "../extras/mini-os/paths.js";
 import { Host } from "../tools/host/host.js";
 import { bestMs, fmt, type Row } from "./common.js";
 import { XcInterface } from "../tools/libxc/xc.js";

@@ -4,7 +4,7 @@
  * machine; the baseline is the target itself. Also reports resident memory
  * per domain and the share of expected ticks that arrived.
  */
-import { guestPath } from "../extras/mini-os/build.js";
+import { guestPath } from "../extras/mini-os/paths.js";
 import { Host } from "../tools/host/host.js";
 import { loadKernelFile } from "../xen/arch/wasm32/kernel.js";
 import { fmt, type Row, reportRow } from "./common.js";

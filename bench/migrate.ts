@@ -17,7 +17,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT } from "../extras/mini-os/build.js";
+import { ROOT } from "../extras/mini-os/paths.js";
 import { Host } from "../tools/host/host.js";
 import { parseCfg } from "../tools/libxlu/cfg.js";
 import { domainConfig, type XlDomainConfig } from "../tools/libxl/config.js";

@@ -6,7 +6,7 @@
  * bytes in 1400-byte pieces with Buffer.copy (memcpy), the floor of any
  * way to move them. Also the ping round trip.
  */
-import { guestPath } from "../extras/mini-os/build.js";
+import { guestPath } from "../extras/mini-os/paths.js";
 import { Host } from "../tools/host/host.js";
 import { Libxl } from "../tools/libxl/domain.js";
 import { xlDomainConfig, type XlDomainConfig } from "../tools/libxl/config.js";

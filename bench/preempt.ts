@@ -3,7 +3,7 @@
  * hypervisor) share the CPU; how far does the longest slice overrun the
  * configured slice length? Baseline: the slice length itself.
  */
-import { guestPath } from "../extras/mini-os/build.js";
+import { guestPath } from "../extras/mini-os/paths.js";
 import { Host } from "../tools/host/host.js";
 import { loadKernelFile } from "../xen/arch/wasm32/kernel.js";
 import { fmt, median, type Row } from "./common.js";

@@ -8,7 +8,7 @@
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT } from "../extras/mini-os/build.js";
+import { ROOT } from "../extras/mini-os/paths.js";
 import { Host } from "../tools/host/host.js";
 import { parseCfg } from "../tools/libxlu/cfg.js";
 import { domainConfig } from "../tools/libxl/config.js";

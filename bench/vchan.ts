@@ -7,7 +7,7 @@
  *   (what the two crossings would cost as plain copies);
  * - round trip of a 64-byte message, Dom0 ↔ guest echo, median.
  */
-import { guestPath } from "../extras/mini-os/build.js";
+import { guestPath } from "../extras/mini-os/paths.js";
 import { Host } from "../tools/host/host.js";
 import { Vchan } from "../tools/libvchan/vchan.js";
 import { loadKernelFile } from "../xen/arch/wasm32/kernel.js";

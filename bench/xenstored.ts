@@ -14,7 +14,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { ROOT } from "../extras/mini-os/build.js";
+import { ROOT } from "../extras/mini-os/paths.js";
 import { XsClient } from "../tools/xenstore/client.js";
 import { Xenstored } from "../tools/xenstored/xenstored.js";
 import * as W from "../xen/include/public/io/xs_wire.js";

@@ -11,7 +11,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT } from "../extras/mini-os/build.js";
+import { ROOT } from "../extras/mini-os/paths.js";
 import { fmt, median, type Row } from "./common.js";
 
 const XL = join(ROOT, "dist/tools/xl/xl.js");

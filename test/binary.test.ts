@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { stripKernel, nonZeroRuns } from "../xen/arch/wasm32/binary.js";
-import { guestPath } from "../extras/mini-os/build.js";
+import { guestPath } from "../extras/mini-os/paths.js";
 
 test("a built kernel loses its data segments and imports a 0..4 GiB shared memory", () => {
   const out = stripKernel(readFileSync(guestPath("hello")));

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { ROOT } from "../extras/mini-os/build.js";
+import { ROOT } from "../extras/mini-os/paths.js";
 
 for (const [script, line] of [
   ["dist/tools/host/main.js", "tsxen: Unknown option '--bogus' (see npm start -- --help)\n"],

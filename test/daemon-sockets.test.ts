@@ -19,7 +19,7 @@ import { Libxl } from "../tools/libxl/domain.js";
 import { LibxlClient, LibxlServer } from "../tools/libxl/server.js";
 import { ConsoleServer, attachConsole } from "../tools/console/socket.js";
 import { HYPERVISOR as H } from "../xen/include/public/xen.js";
-import { guestPath } from "../extras/mini-os/build.js";
+import { guestPath } from "../extras/mini-os/paths.js";
 import { xlDomainConfig } from "../tools/libxl/config.js";
 
 /** Sends raw bytes, resolves with everything received until the server closes or 300 ms pass. */

@@ -31,7 +31,7 @@ import { openImage } from "../dom0/backends/qcow2.js";
 import { MemoryStorage, SECTOR } from "../dom0/backends/storage.js";
 import { parseCfg } from "../tools/libxlu/cfg.js";
 import { domainConfig } from "../tools/libxl/config.js";
-import { ROOT } from "../extras/mini-os/build.js";
+import { ROOT } from "../extras/mini-os/paths.js";
 import { Host } from "../tools/host/host.js";
 import { loadHvmImage, prepareHvmImage } from "../xen/arch/wasm32/hvm_image.js";
 import { addLoopChecks } from "../xen/arch/wasm32/hvm_checks.js";
@@ -386,7 +386,7 @@ export async function fuzzHypercalls(seed: number, budgetMs: number): Promise<Fu
   const r = rng(seed);
   const more = until(budgetMs);
   const host = new Host({ memoryBytes: 1024 ** 3, dom0MemoryBytes: 64 * 1024 ** 2 });
-  const { guestPath } = await import("../extras/mini-os/build.js");
+  const { guestPath } = await import("../extras/mini-os/paths.js");
   const { loadKernelFile } = await import("../xen/arch/wasm32/kernel.js");
   const kernel = await loadKernelFile(guestPath("fuzz"));
   try {

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Host } from "../tools/host/host.js";
 import { loadKernelFile } from "../xen/arch/wasm32/kernel.js";
-import { guestPath } from "../extras/mini-os/build.js";
+import { guestPath } from "../extras/mini-os/paths.js";
 import { HYPERVISOR as H, DOMID_SELF } from "../xen/include/public/xen.js";
 import { XenErrno as E } from "../xen/include/public/errno.js";
 import * as G from "../xen/include/public/grant_table.js";

@@ -1,7 +1,7 @@
 /** Shared fixtures for integration tests: built guests and a host per test. */
 import { connect } from "node:net";
 import binaryen from "binaryen";
-import { guestPath } from "../extras/mini-os/build.js";
+import { guestPath } from "../extras/mini-os/paths.js";
 import { Host } from "../tools/host/host.js";
 import type { Domain } from "../xen/common/domain.js";
 import { PFN_GRANT_TABLE } from "../xen/arch/wasm32/config.js";

@@ -14,7 +14,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { guestPath } from "../extras/mini-os/build.js";
+import { guestPath } from "../extras/mini-os/paths.js";
 import {
   MAX_KERNEL_BYTES,
   kernelCacheDir,

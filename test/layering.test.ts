@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
-import { ROOT } from "../extras/mini-os/build.js";
+import { ROOT } from "../extras/mini-os/paths.js";
 
 function sources(dir: string): string[] {
   const out: string[] = [];

@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT } from "../../extras/mini-os/build.js";
+import { ROOT } from "../../extras/mini-os/paths.js";
 import { parseCfg } from "../../tools/libxlu/cfg.js";
 import { domainConfig, xlDomainConfig, type XlDomainConfig } from "../../tools/libxl/config.js";
 import { HVM_DIR } from "../../extras/hvm/build.js";

@@ -13,7 +13,7 @@ import { connect } from "node:net";
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT } from "../../extras/mini-os/build.js";
+import { ROOT } from "../../extras/mini-os/paths.js";
 import { parseCfg } from "../../tools/libxlu/cfg.js";
 import { domainConfig, type XlDomainConfig } from "../../tools/libxl/config.js";
 import { Libxl } from "../../tools/libxl/domain.js";

@@ -9,7 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT } from "../../extras/mini-os/build.js";
+import { ROOT } from "../../extras/mini-os/paths.js";
 import { parseCfg } from "../../tools/libxlu/cfg.js";
 import { domainConfig, type XlDomainConfig } from "../../tools/libxl/config.js";
 import { Libxl } from "../../tools/libxl/domain.js";

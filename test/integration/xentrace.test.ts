@@ -13,7 +13,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT } from "../../extras/mini-os/build.js";
+import { ROOT } from "../../extras/mini-os/paths.js";
 import { XcInterface } from "../../tools/libxc/xc.js";
 import { LocalHypercalls } from "../../tools/libxc/channel.js";
 import {

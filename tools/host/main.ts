@@ -11,7 +11,7 @@
  */
 import { watchdog } from "../../xen/common/watchdog.js";
 import { parseCommandLine } from "../cli.js";
-import { guestPath } from "../../extras/mini-os/build.js";
+import { guestPath } from "../../extras/mini-os/paths.js";
 import { Host } from "./host.js";
 import { lockRunDir, unlockRunDir } from "./pidlock.js";
 import { hostPaths, prepareRunDir, runDir } from "../rundir.js";

@@ -10,7 +10,7 @@
  *   connect     the guest connects (vchan-echo client) and data flows
  *   library     the same with tools/libvchan doing the three first steps
  */
-import { guestPath } from "../../extras/mini-os/build.js";
+import { guestPath } from "../../extras/mini-os/paths.js";
 import { Host } from "../host/host.js";
 import { Vchan } from "./vchan.js";
 import { DOM0 } from "../xenstored/perms.js";

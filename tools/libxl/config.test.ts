@@ -96,7 +96,7 @@ test("wrong types and values name the option and where it is", () => {
 test("every example guest's config parses and names a kernel that npm install built", async () => {
   const { readdirSync, readFileSync, existsSync } = await import("node:fs");
   const { join } = await import("node:path");
-  const { ROOT } = await import("../../extras/mini-os/build.js");
+  const { ROOT } = await import("../../extras/mini-os/paths.js");
   const dir = join(ROOT, "extras", "mini-os", "examples");
   const cfgs = readdirSync(dir).filter((f) => f.endsWith(".cfg"));
   assert.ok(cfgs.length >= 6);
@@ -124,7 +124,7 @@ test("max_event_channels is Xen's key and the highest port; event_channels is no
 test("every HVM example's config parses as type hvm and names a program the build made", async () => {
   const { readdirSync, readFileSync, existsSync } = await import("node:fs");
   const { join } = await import("node:path");
-  const { ROOT } = await import("../../extras/mini-os/build.js");
+  const { ROOT } = await import("../../extras/mini-os/paths.js");
   const dir = join(ROOT, "extras", "hvm");
   const cfgs = readdirSync(dir).filter((f) => f.endsWith(".cfg"));
   assert.ok(cfgs.length >= 2);
