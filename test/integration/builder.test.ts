@@ -380,6 +380,8 @@ test("the builder's hypercalls in the wrong order, or with wrong arguments, fail
       "bytes that are not what the hash says",
     );
     assert.equal(await xc.wasm32ModuleBind(domid, wrong), "absent");
+    // Instances ahead of time need a bound module.
+    assert.equal(await errno(xc.wasm32ModuleInstantiate(domid)), XenErrno.EINVAL);
 
     // Done properly, the domain still builds and runs.
     await xc.domainSetMaxMem(domid, 4096);
@@ -400,7 +402,15 @@ test("the builder's hypercalls in the wrong order, or with wrong arguments, fail
       await new Promise((r) => setTimeout(r, 5));
       bound = await xc.wasm32ModuleBind(domid, sha);
     }
+    // Made ahead (as a migration's receiver does), twice, then used by the vCPU that starts.
+    assert.equal(await errno(xc.wasm32ModuleInstantiate(domid)), 0);
+    assert.equal(await errno(xc.wasm32ModuleInstantiate(domid)), 0);
     assert.equal(await errno(xc.vcpuSetContext(domid, 0, ctxt)), 0);
+    assert.equal(
+      await errno(xc.wasm32ModuleInstantiate(domid)),
+      XenErrno.EBUSY,
+      "not once a vCPU is up",
+    );
     assert.equal(await errno(xc.vcpuSetContext(domid, 0, ctxt)), XenErrno.EEXIST);
     assert.equal(
       await errno(xc.wasm32ModuleBind(domid, sha)),

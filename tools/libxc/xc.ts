@@ -143,6 +143,9 @@ function parseDomInfo(b: Buf, base: number): XcDomInfo {
 }
 
 export class XcInterface {
+  /** The buffer wasm32GetContext offers first: the largest context it has seen. */
+  private contextGuess = 4096;
+
   constructor(readonly channel: HypercallChannel) {}
 
   /** Bounce addresses of buffers of `sizes`, in call order. */
@@ -572,6 +575,17 @@ export class XcInterface {
     }
   }
 
+  /**
+   * XEN_DOMCTL_wasm32_module's instantiate: the bound module's vCPU
+   * instances, made now (a migration's receiver, once the pages came).
+   */
+  async wasm32ModuleInstantiate(domid: number): Promise<void> {
+    const f = DC.xen_domctl_wasm32_module.fields;
+    await this.domctl(`xc_wasm32_module_instantiate`, DC.XEN_DOMCTL_wasm32_module, domid, (b, u) =>
+      b.set32(u + f.op.offset, DC.XEN_DOMCTL_WASM32_MODULE_instantiate),
+    );
+  }
+
   /** XEN_DOMCTL_wasm32_module's upload: `chunk` is bytes `offset`.. of the `size`-byte module `sha256`. */
   async wasm32ModuleUpload(
     domid: number,
@@ -712,23 +726,43 @@ export class XcInterface {
     );
   }
 
-  /** XEN_DOMCTL_wasm32_getcontext: a paused PV domain's context beyond its pages, as bytes. */
+  /**
+   * XEN_DOMCTL_wasm32_getcontext: a paused PV domain's context beyond its
+   * pages, as bytes. One call with a buffer as large as the last context
+   * (a migration's stop takes it inside the downtime); a second, sized as
+   * the hypervisor said, when it did not fit (-ENOBUFS).
+   */
   async wasm32GetContext(domid: number): Promise<Uint8Array> {
     const f = DC.xen_domctl_wasm32_context.fields;
     const u = DC.xen_domctl.fields.u.offset;
-    const sized = await this.domctl("xc_wasm32_getcontext", DC.XEN_DOMCTL_wasm32_getcontext, domid);
-    const buf = new Buf(sized.u32(u + f.size.offset));
-    await this.domctl(
-      "xc_wasm32_getcontext",
-      DC.XEN_DOMCTL_wasm32_getcontext,
-      domid,
-      (b, uu, [a]) => {
-        b.set64(uu + f.buffer.offset, a!);
-        b.set32(uu + f.size.offset, buf.bytes.length);
-      },
-      [buf],
-    );
-    return buf.bytes;
+    const get = (buf: Buf): Promise<Buf> =>
+      this.domctl(
+        "xc_wasm32_getcontext",
+        DC.XEN_DOMCTL_wasm32_getcontext,
+        domid,
+        (b, uu, [a]) => {
+          b.set64(uu + f.buffer.offset, a!);
+          b.set32(uu + f.size.offset, buf.bytes.length);
+        },
+        [buf],
+      );
+    let buf = new Buf(this.contextGuess);
+    let got: Buf;
+    try {
+      got = await get(buf);
+    } catch (e) {
+      if (!(e instanceof XcError) || e.errno !== XenErrno.ENOBUFS) throw e;
+      const sized = await this.domctl(
+        "xc_wasm32_getcontext",
+        DC.XEN_DOMCTL_wasm32_getcontext,
+        domid,
+      );
+      buf = new Buf(sized.u32(u + f.size.offset));
+      got = await get(buf);
+    }
+    const size = got.u32(u + f.size.offset);
+    this.contextGuess = Math.max(this.contextGuess, size);
+    return buf.bytes.subarray(0, size);
   }
 
   /** XEN_DOMCTL_wasm32_setcontext: puts a saved context into a domain being restored. */

@@ -650,8 +650,17 @@ export class XcDom {
     let verified = 0;
     const populated = new Uint8Array(Math.ceil(maxPfn / 8));
     const isPopulated = (p: number): boolean => (populated[p >> 3]! & (1 << (p & 7))) !== 0;
+    // The vCPUs' instances are made while the stream waits for the sender,
+    // once pages have come (before, the memory may still be swapped for a
+    // larger one as it is populated): not in the downtime.
+    let instantiated = false;
+    let anyPopulated = false;
     try {
       for (;;) {
+        if (!instantiated && anyPopulated && src.buffered === 0) {
+          instantiated = true;
+          await xc.wasm32ModuleInstantiate(domid!);
+        }
         const rec = await nextRecord(src, MAX_READ_RECORD);
         const { body, at } = rec;
         if (rec.type === REC_TYPE_END) {
@@ -685,6 +694,7 @@ export class XcDom {
             for (let i = 0; i < fresh.length; i += POPULATE_BATCH)
               await xc.populatePhysmapExact(domid, fresh.slice(i, i + POPULATE_BATCH));
             for (const p of fresh) populated[p >> 3]! |= 1 << (p & 7);
+            if (fresh.length > 0) anyPopulated = true;
             const present = list.filter((e) => e.present).map((e) => e.pfn);
             const { pages, err } = this.fmem.map(domid, present);
             try {

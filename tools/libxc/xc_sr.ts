@@ -271,6 +271,8 @@ export interface SequentialSource {
   read(n: number): Promise<Buffer>;
   /** Bytes read so far: the offset of the next one. */
   readonly offset: number;
+  /** Bytes that have come and are not read yet, where the source knows (a read of more waits). */
+  readonly buffered?: number;
 }
 
 /** One record of a sequential stream: its type, body and offset. */

@@ -930,17 +930,25 @@ export class Libxl {
     const c = xs.domains.get(domid)?.connection;
     if (!c) return [];
     const home = `${domainPath(domid)}/`;
-    const backend = new RegExp(`^/local/domain/0/backend/([a-z]+)/${domid}/`);
+    // A path under one of its backends' directories, /local/domain/0/backend/TYPE/DOMID/...:
+    // "TYPE/..." (string tests: this runs inside a migration's downtime).
+    const backends = "/local/domain/0/backend/";
+    const underBackend = (path: string): string | undefined => {
+      if (!path.startsWith(backends)) return undefined;
+      const slash = path.indexOf("/", backends.length);
+      const type = path.slice(backends.length, slash);
+      if (slash < 0 || !/^[a-z]+$/.test(type)) return undefined;
+      const rest = `${domid}/`;
+      return path.startsWith(rest, slash + 1)
+        ? `${type}/${path.slice(slash + 1 + rest.length)}`
+        : undefined;
+    };
     return xs.watches.of(c).map((w) => {
-      const b = backend.exec(w.path);
+      const b = underBackend(w.path);
       return {
-        path: w.path.startsWith(home)
-          ? w.path.slice(home.length)
-          : b
-            ? `${b[1]}/${w.path.slice(b[0].length)}`
-            : w.path,
+        path: w.path.startsWith(home) ? w.path.slice(home.length) : (b ?? w.path),
         home: w.path.startsWith(home),
-        ...(b ? { backend: true } : {}),
+        ...(b !== undefined ? { backend: true } : {}),
         token: w.token,
         relative: w.relative,
         depth: w.depth ?? null,

@@ -462,6 +462,10 @@ export class SocketChannel implements MigrationChannel {
   private waiter: (() => void) | undefined;
   offset = 0;
 
+  get buffered(): number {
+    return this.queue.length;
+  }
+
   constructor(
     private readonly s: Socket,
     initial: Buffer,
@@ -546,6 +550,9 @@ export class SocketChannel implements MigrationChannel {
   }
 }
 
+/** What a write may hold without waiting for its reader: Linux's default socket buffer (net.core.wmem_default). */
+const SOCKET_BUFFER = 212992;
+
 /**
  * Two MigrationChannels joined back to back, for a migration between two
  * hosts in one process (the benchmark): what one writes, the other reads.
@@ -565,6 +572,9 @@ export function channelPair(
     };
     const end = {
       offset: 0,
+      get buffered(): number {
+        return queue.length;
+      },
       peer: undefined as unknown as { push(b: Buffer): void; close(): void },
       push(b: Buffer): void {
         queue.push(b);
@@ -589,9 +599,13 @@ export function channelPair(
         return queue.take(n);
       },
       async write(chunks: readonly Uint8Array[]): Promise<void> {
-        end.peer.push(Buffer.concat(chunks));
-        // Let the reader run, as a socket would between writes.
-        await new Promise<void>((r) => setImmediate(r));
+        const b = Buffer.concat(chunks);
+        end.peer.push(b);
+        // As a socket: a write that fits its buffer returns at once (the
+        // reader runs when this side next waits); a larger one returns once
+        // the reader had its turn, so a sender of rounds lets the rest of
+        // the host (the guest it sends) run between them.
+        if (b.length > SOCKET_BUFFER) await new Promise<void>((r) => setImmediate(r));
       },
       log: (line: string): void => log(`${name}: ${line}`),
     };

@@ -242,6 +242,8 @@ function wasm32Module(hv: Hypervisor, d: Domain, mem: GuestMemory, u: number): n
       const found = hv.codeStore.lookup(hash);
       if (found.kind !== "ready") return notReady(found, mem, buf, len);
       const k = found.kernel;
+      // Instances made ahead of time (instantiate) were of the module bound before.
+      if (d.kernel !== k) for (const v of d.vcpus) v.dropInstance();
       d.kernel = k;
       mem.setU32(
         u + f.flags.offset,
@@ -249,6 +251,27 @@ function wasm32Module(hv: Hypervisor, d: Domain, mem: GuestMemory, u: number): n
           (k.hasSecondaryEntry ? DC.XEN_DOMCTL_WASM32_MODULE_has_start_vcpu : 0),
       );
       mem.setU32(u + f.min_pages.offset, k.minPages);
+      return 0;
+    }
+    case DC.XEN_DOMCTL_WASM32_MODULE_instantiate: {
+      if (d.hvm || d.hvmBuild || d === hv.dom0 || !d.kernel) return -XenErrno.EINVAL;
+      if (d.pauseCount === 0 || d.vcpus.some((v) => v.state !== VcpuState.Offline))
+        return -XenErrno.EBUSY;
+      // An instance holds the memory: from here on it grows in place.
+      d.memoryReplaceable = false;
+      try {
+        // And each finds its globals, which the context will set.
+        for (const v of d.vcpus) {
+          v.instantiate(hv);
+          v.globals();
+        }
+      } catch (e) {
+        for (const v of d.vcpus) v.dropInstance();
+        hv.console.printk(
+          `d${d.domid}: the module cannot be instantiated: ${(e as Error).message}`,
+        );
+        return -XenErrno.EINVAL;
+      }
       return 0;
     }
     default:

@@ -234,13 +234,18 @@ export class Vcpu {
     const instance = new WebAssembly.Instance(kernel.module, imports);
     this.exports = instance.exports as unknown as KernelExports;
     this.instanceExports = instance.exports;
+    this.globalList = undefined;
   }
 
   /** The instance's exports, for its globals (snapshot / restoreSnapshot). */
   private instanceExports: WebAssembly.Exports | undefined;
 
+  /** globals(), found once per instance. */
+  private globalList: Array<[number, WebAssembly.Global]> | undefined;
+
   /** The instance's mutable globals by index (instrument.ts exports them); throws if one cannot be read. */
-  private globals(): Array<[number, WebAssembly.Global]> {
+  globals(): Array<[number, WebAssembly.Global]> {
+    if (this.globalList) return this.globalList;
     const ex = this.instanceExports;
     if (!ex) throw new Error(`d${this.domain.domid}v${this.id} has no instance`);
     const out: Array<[number, WebAssembly.Global]> = [];
@@ -255,7 +260,8 @@ export class Vcpu {
       throw new Error(
         "the kernel has a mutable global the hypervisor cannot read (a v128), so its vCPUs cannot be saved",
       );
-    return out.sort((a, b) => a[0] - b[0]);
+    this.globalList = out.sort((a, b) => a[0] - b[0]);
+    return this.globalList;
   }
 
   /**
@@ -280,10 +286,12 @@ export class Vcpu {
 
   /** Puts back a snapshot into this vCPU's new instance (instantiate first). */
   restoreSnapshot(s: VcpuSnapshot): void {
-    const mine = new Map(this.globals());
-    if (s.globals.length !== mine.size || s.globals.some(([i]) => !mine.has(i)))
+    // Both lists are sorted by index (snapshot() writes them so; a context
+    // from elsewhere that is not fails the comparison).
+    const mine = this.globals();
+    if (s.globals.length !== mine.length || s.globals.some(([i], k) => i !== mine[k]![0]))
       throw new Error("the saved vCPU's globals are not this kernel's");
-    for (const [i, v] of s.globals) mine.get(i)!.value = v;
+    s.globals.forEach(([, v], k) => (mine[k]![1].value = v));
     const countdown = this.instanceExports![COUNTDOWN_EXPORT] as WebAssembly.Global | undefined;
     if (countdown) countdown.value = PREEMPT_CHECK_INTERVAL;
     this.mainSuspended = s.mainSuspended;
@@ -412,6 +420,14 @@ export class Vcpu {
       this.rewinding = false;
     }
     if (this.suspend !== Suspend.None) ex.asyncify_stop_unwind();
+  }
+
+  /** Drops an instance made ahead of time (the domain's module changed before it ran). */
+  dropInstance(): void {
+    if (this.state !== VcpuState.Offline) throw new Error(`d${this.domain.domid}v${this.id} is up`);
+    this.exports = undefined;
+    this.instanceExports = undefined;
+    this.globalList = undefined;
   }
 
   /** Drops the instance and timers; the vCPU can never run again. */

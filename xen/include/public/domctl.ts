@@ -66,6 +66,15 @@ export const XEN_DOMCTL_GRANT_version_mask = 0xf;
 /** xen_domctl_wasm32_module.op */
 export const XEN_DOMCTL_WASM32_MODULE_bind = 0;
 export const XEN_DOMCTL_WASM32_MODULE_upload = 1;
+/**
+ * Makes the instances of the bound module for the domain's vCPUs now,
+ * while it is paused with every vCPU offline: a migration's receiver asks
+ * once the pages have come, so that WASM32_CONTEXT, inside the guest's
+ * downtime, only puts state back. Optional (a vCPU brought up or restored
+ * without one gets it then); -EINVAL without a bound module, -EBUSY when
+ * a vCPU runs.
+ */
+export const XEN_DOMCTL_WASM32_MODULE_instantiate = 2;
 /** xen_domctl_wasm32_module.flags (OUT, bind): what the module exports. */
 export const XEN_DOMCTL_WASM32_MODULE_has_callback = 1 << 0;
 export const XEN_DOMCTL_WASM32_MODULE_has_start_vcpu = 1 << 1;
@@ -266,7 +275,8 @@ export const xen_domctl_setdomainhandle = struct("xen_domctl_setdomainhandle", [
  * XEN_DOMCTL_destroydomain); -EINVAL when it refused it, the reason written
  * to `buffer` (at most `len` bytes, NUL-terminated). `upload` gives the
  * hypervisor bytes `offset`..`offset + len` of the module of `size` bytes
- * from `buffer`; the last of them starts its check.
+ * from `buffer`; the last of them starts its check. `instantiate` (no
+ * other field) makes the bound module's vCPU instances ahead of time.
  */
 export const xen_domctl_wasm32_module = struct("xen_domctl_wasm32_module", [
   ["op", 4],
