@@ -6,6 +6,8 @@
  * and the host daemon (daemon.ts, which adds libxl and the toolstack's
  * sockets) use it.
  */
+// First: the engine's settings apply to the code loaded after them.
+import "./engine.js";
 import { loadKernelFile, type Kernel } from "../../xen/arch/wasm32/kernel.js";
 import {
   DEFAULT_HYPERVISOR_CONFIG,
