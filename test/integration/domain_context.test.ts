@@ -207,6 +207,10 @@ test("the context's encoding: version 4's flags say a domain suspended itself (t
       () => decodeContext(bad((dv) => dv.setUint32(32, 1, true))),
       /a suspended domain's ports are not carried/,
     );
+    assert.throws(
+      () => decodeContext(encodeContext({ ...ctx, suspended: true, evtchns: [], fifo })),
+      /a suspended domain's FIFO state is not carried/,
+    );
     assert.throws(() => decodeContext(bad((dv) => dv.setUint32(32, 4, true))), /unknown flags 0x4/);
     assert.throws(
       () => decodeContext(bad((dv) => dv.setUint32(32, 2, true))),

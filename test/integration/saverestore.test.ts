@@ -389,6 +389,48 @@ test("a guest that handles suspend is saved as Xen saves a PV guest: it suspends
   }
 });
 
+test("a guest on FIFO event channels that handles suspend is saved as Xen saves one: its new domain starts on the 2-level ABI, and it sets FIFO up again before it binds its rings", async () => {
+  const host = newHost();
+  const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));
+  try {
+    const xl = new Libxl(host);
+    const d = await xl.create(cfg("xenstore", 'extra = "fifo"\nname = "fifo-xs"\n'));
+    await until(
+      () => host.xenconsoled.read(d.domid).includes("memory/target is"),
+      5000,
+      "the guest's watches",
+    );
+    assert.ok(d.evtchn.fifo, "the guest switched to FIFO");
+    const file = join(dir, "fifo-xs.save");
+    // A checkpoint: it suspends and runs on in the same domain, FIFO as it was.
+    await xl.save(d.domid, file, { checkpoint: true });
+    await until(
+      () => host.xenconsoled.read(d.domid).includes("resumed (suspend returned 1)"),
+      5000,
+      "the checkpointed guest to run on",
+    );
+    assert.ok(d.evtchn.fifo);
+    xl.sendSysrq(d.domid, "a");
+    await until(() => host.xenconsoled.read(d.domid).includes("sysrq 'a'"), 5000, "its watch");
+    xl.destroy(d.domid);
+
+    const r = await xl.restore(file);
+    const out = (): string => host.xenconsoled.read(r.domid);
+    await until(() => out().includes("resumed (suspend returned 0)"), 5000, "the resume");
+    assert.match(out(), /console and xenstore reconnected, 3 watches set again/);
+    assert.doesNotMatch(out(), /could not be set up again/);
+    assert.ok(r.evtchn.fifo, "FIFO again, set up by the guest in its new domain");
+    // Its events come through FIFO: the watches it set again fire.
+    xl.sendSysrq(r.domid, "b");
+    await until(() => out().includes("sysrq 'b'"), 5000, "the sysrq watch");
+    xl.setMemoryTarget(r.domid, 3);
+    await until(() => out().includes("memory/target is 3072 KiB"), 5000, "the balloon watch");
+    assert.equal(await xl.shutdown(r.domid, "poweroff", 10_000), "poweroff");
+  } finally {
+    await host.shutdown();
+  }
+});
+
 test("a guest agent on a PV channel is saved and restored: its socket is there again at its path, and it answers", async () => {
   const host = newHost();
   const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));

@@ -638,18 +638,6 @@ export class Libxl {
   }
 
   /**
-   * Refuses a guest that suspends itself (control/feature-suspend) when its
-   * resume could not bring everything back: FIFO event channels (mini-os's
-   * resume cannot set FIFO up again).
-   */
-  private checkSuspendable(domid: number): void {
-    if (this.host.hv.domainById(domid)?.evtchn.fifo)
-      throw new Error(
-        `libxl: domain ${domid} suspends itself (control/feature-suspend) and uses FIFO event channels, which mini-os's resume cannot set up again`,
-      );
-  }
-
-  /**
    * libxl_domain_suspend to a file (xl save): the domain is paused, its
    * state written to `path` in xl's save format (tools/libxl/save.ts), then
    * destroyed; with `checkpoint` it runs on (or stays paused with
@@ -681,7 +669,6 @@ export class Libxl {
     // so neither its ports nor its watches are carried. Any other is
     // paused where it is and restored as it was (docs/save-format.md).
     const cooperative = this.readFeature(domid, "control/feature-suspend");
-    if (cooperative) this.checkSuspendable(domid);
     if (cooperative) await this.suspend(domid, { ...opts, log });
     const frontends = cooperative ? {} : this.frontends(domid);
     const watches = cooperative ? [] : this.watchesOf(domid);
@@ -1133,7 +1120,6 @@ export class Libxl {
           const x = this.get(id);
           const image = this.checkSavable(id, x);
           cooperative = x.config.type === "pv" && this.readFeature(id, "control/feature-suspend");
-          if (cooperative) this.checkSuspendable(id);
           const { frontends, watches, key } = devicesAndWatches(id);
           sent = key;
           return {

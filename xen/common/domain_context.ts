@@ -106,12 +106,9 @@ export function saveDomainContext(hv: Hypervisor, d: Domain): DomainContext {
   if (hv.sched.current?.domain === d) fail(XenErrno.EBUSY, "a vCPU is on the CPU");
   // A domain that suspended itself takes none of its ports along: it will
   // bind what it needs again, as on Xen.
+  // The FIFO ABI's state stays behind with them: the new domain starts with
+  // the 2-level ABI, and the guest sets FIFO up again if it wants it.
   const suspended = d.isShutdown && d.shutdownReason === SHUTDOWN_suspend;
-  if (d.evtchn.fifo && suspended)
-    fail(
-      XenErrno.EOPNOTSUPP,
-      "it suspended itself while using FIFO event channels, which mini-os's resume cannot set up again",
-    );
   const off = d.stimeOffsetNs;
   const ms = (t: { active: boolean; expires: number }): number =>
     t.active ? Math.round(t.expires + off) : -1;
@@ -149,7 +146,8 @@ export function saveDomainContext(hv: Hypervisor, d: Domain): DomainContext {
     });
     if (ch.pending) pendingPorts.push(port);
   }
-  const fifo = d.evtchn.fifo ? { ...d.evtchn.fifo.snapshot(), pendingPorts } : undefined;
+  const fifo =
+    d.evtchn.fifo && !suspended ? { ...d.evtchn.fifo.snapshot(), pendingPorts } : undefined;
   return {
     vcpus,
     evtchns,
@@ -399,6 +397,11 @@ export function decodeContext(bytes: Uint8Array): DomainContext {
   const suspended = (flags & CONTEXT_F_SUSPENDED) !== 0;
   if (suspended && ne !== 0)
     throw new ContextError(XenErrno.EINVAL, "context: a suspended domain's ports are not carried");
+  if (suspended && flags & CONTEXT_F_FIFO)
+    throw new ContextError(
+      XenErrno.EINVAL,
+      "context: a suspended domain's FIFO state is not carried",
+    );
   const vcpus: VcpuContext[] = [];
   for (let n = 0; n < nv; n++) {
     const id = u32("a vCPU id");

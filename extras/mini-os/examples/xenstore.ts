@@ -6,7 +6,8 @@
 // "suspend" and carries on when resumed, in the same domain or a new one
 // (its console and xenstore bound again, its watches set again), prints the letter
 // `xl sysrq` writes to control/sysrq, and watches memory/target (xl mem-set),
-// printing each new target and following it with its balloon driver.
+// printing each new target and following it with its balloon driver. With
+// `fifo` on its command line it uses the FIFO event channel ABI.
 import {
   cmdline_has,
   cons,
@@ -19,6 +20,7 @@ import {
   XEN_EAGAIN,
   local_irq_enable,
   do_hypervisor_callback,
+  init_events_fifo,
   xenbus_init,
   balloon_set_target,
   xenbus_read,
@@ -72,6 +74,11 @@ function bump(): u32 {
 }
 
 export function _start(): void {
+  // `fifo` on the command line: its events come through the FIFO ABI.
+  if (cmdline_has("fifo")) {
+    const rc = init_events_fifo();
+    if (rc < 0) fail("init_events_fifo", rc);
+  }
   local_irq_enable(0);
   xenbus_init();
   let rc = xenbus_read("name");

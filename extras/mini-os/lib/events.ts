@@ -149,14 +149,21 @@ export function init_events_fifo(): i32 {
 
 /**
  * After a resume in a new domain: none of the old domain's ports exist, so
- * no handler stays, and the counts start again. False with the FIFO ABI,
- * whose control block would have to be registered again (not done).
+ * no handler stays, and the counts start again. The new domain starts with
+ * the 2-level ABI: a guest that used FIFO clears its control block, event
+ * words and queue heads and sets FIFO up again (as Linux's
+ * evtchn_fifo_resume does), before any port is bound. False when the
+ * hypervisor refuses that.
  */
 export function events_resume(): bool {
-  if (fifo) return false;
   memory.fill(handlers, 0, MAX_PORTS * 4);
   memory.fill(fired, 0, MAX_PORTS * 4);
-  return true;
+  if (!fifo) return true;
+  fifo = false;
+  memory.fill(fifo_cb, 0, 4096);
+  memory.fill(fifo_array, 0, 4096);
+  memory.fill(fifo_heads, 0, EVTCHN_FIFO_MAX_QUEUES * 4);
+  return init_events_fifo() == 0;
 }
 
 /** True once init_events_fifo succeeded. */

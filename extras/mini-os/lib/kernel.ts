@@ -81,7 +81,7 @@ export function suspend(): i32 {
   const rc = HYPERVISOR_sched_op(SCHEDOP_shutdown, arg);
   if (rc == 0) {
     if (!events_resume()) {
-      printk("mini-os: resumed in a new domain; FIFO event channels cannot be reconnected\n");
+      printk("mini-os: resumed in a new domain; FIFO event channels could not be set up again\n");
       shutdown(SHUTDOWN_crash);
     }
     time_resume();
