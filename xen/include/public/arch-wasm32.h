@@ -159,6 +159,8 @@ struct xen_arch_domainconfig {
 
 #define XEN_DOMCTL_WASM32_MODULE_bind   0
 #define XEN_DOMCTL_WASM32_MODULE_upload 1
+/* The bound module's vCPU instances, made ahead (paused, vCPUs offline). */
+#define XEN_DOMCTL_WASM32_MODULE_instantiate 2
 /* OUT flags of a bind: what the module exports. */
 #define XEN_DOMCTL_WASM32_MODULE_has_callback   (1U << 0)
 #define XEN_DOMCTL_WASM32_MODULE_has_start_vcpu (1U << 1)
