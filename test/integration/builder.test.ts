@@ -424,3 +424,44 @@ test("the builder's hypercalls in the wrong order, or with wrong arguments, fail
     await host.shutdown();
   }
 });
+
+test("a domain being built grows by a new memory once for a run of extents, and what its populated pages hold comes along", async () => {
+  const host = newHost();
+  try {
+    const xc = new XcInterface(new LocalHypercalls(host.dom0.privcmd));
+    const domid = await xc.domainCreate(0, {
+      handle: new Uint8Array(16),
+      maxVcpus: 1,
+      maxEvtchnPort: 0,
+      maxGrantFrames: -1,
+      maxMaptrackFrames: -1,
+    });
+    await xc.domainSetMaxMem(domid, 4096);
+    const d = host.hv.domainById(domid)!;
+    // One extent of order 4 (a wasm page): within the memory it was made with.
+    await xc.populatePhysmapExact(domid, [0], 4);
+    const first = d.wasmMemory;
+    d.mem.u8.set([1, 2, 3], 3 * 4096 + 5);
+    // The rest of 4 MiB in one call: one new memory of the whole run, and
+    // the bytes written before are in it.
+    await xc.populatePhysmapExact(
+      domid,
+      Array.from({ length: 63 }, (_, i) => (i + 1) * 16),
+      4,
+    );
+    assert.notEqual(d.wasmMemory, first, "replaced, not grown in place");
+    assert.equal(d.wasmMemory.buffer.byteLength, 4 * 1024 * 1024);
+    assert.deepEqual([...d.mem.u8.subarray(3 * 4096 + 5, 3 * 4096 + 8)], [1, 2, 3]);
+    assert.equal(d.totPages, 1024);
+    // Once something holds a view of it, the memory grows in place.
+    d.pageView(0);
+    await xc.domainSetMaxMem(domid, 8192);
+    const held = d.wasmMemory;
+    await xc.populatePhysmapExact(domid, [1024], 4);
+    assert.equal(d.wasmMemory, held, "grown in place");
+    assert.deepEqual([...d.mem.u8.subarray(3 * 4096 + 5, 3 * 4096 + 8)], [1, 2, 3]);
+    await xc.domainDestroy(domid);
+  } finally {
+    await host.shutdown();
+  }
+});
