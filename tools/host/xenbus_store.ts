@@ -6,18 +6,12 @@
  * the change that fired them).
  */
 import type { XenbusStore } from "../../dom0/backends/xenbus.js";
-import {
-  XS_UNWATCH,
-  XS_WATCH,
-  XS_WATCH_EVENT,
-  splitNul,
-} from "../../xen/include/public/io/xs_wire.js";
+import { XS_UNWATCH, XS_WATCH } from "../../xen/include/public/io/xs_wire.js";
 import type { Xenstored } from "../xenstored/xenstored.js";
 import type { XsConnection } from "../xenstored/connection.js";
 import { DOM0 } from "../xenstored/perms.js";
 
 const enc = new TextEncoder();
-const dec = new TextDecoder();
 
 export class LocalXenbusStore implements XenbusStore {
   private readonly conn: XsConnection;
@@ -29,13 +23,13 @@ export class LocalXenbusStore implements XenbusStore {
     this.conn = xs.connect(
       0,
       true,
-      (m) => {
-        if (m.type !== XS_WATCH_EVENT) return;
-        const [path, token] = splitNul(m.payload).map((b) => dec.decode(b));
-        const fn = this.watchers.get(token ?? "");
-        if (fn) setImmediate(() => this.watchers.get(token ?? "") === fn && fn(path ?? ""));
-      },
+      // Replies to its WATCH and UNWATCH: nothing to do with them.
+      () => {},
       "dom0-xenbus",
+      (path, token) => {
+        const fn = this.watchers.get(token);
+        if (fn) setImmediate(() => this.watchers.get(token) === fn && fn(path));
+      },
     );
   }
 

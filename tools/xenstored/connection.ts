@@ -28,6 +28,11 @@ export class XsConnection implements Watcher, Caller {
     private readonly out: (msg: XsMsg) => void,
     /** How the connection reads in logs: "socket 3", "domain 5". */
     readonly name: string,
+    /**
+     * An in-process client's watch events, as strings rather than
+     * XS_WATCH_EVENT messages it would decode again (Dom0's own xenbus).
+     */
+    private readonly onEvent?: (path: string, token: string) => void,
   ) {}
 
   /** Sends one message to the client. */
@@ -44,6 +49,10 @@ export class XsConnection implements Watcher, Caller {
   }
 
   event(path: string, token: string): void {
+    if (this.onEvent) {
+      if (!this.closed) this.onEvent(path, token);
+      return;
+    }
     this.send({ type: XS_WATCH_EVENT, reqId: 0, txId: 0, payload: joinNul([path, token]) });
   }
 

@@ -40,6 +40,9 @@ export interface XsDomain {
   shutdownReported: boolean;
 }
 
+const TEXT_ENCODER = new TextEncoder();
+const TEXT_DECODER = new TextDecoder();
+
 export class Xenstored implements ConnectionHost {
   readonly store = new Store();
   readonly watches = new Watches();
@@ -87,8 +90,10 @@ export class Xenstored implements ConnectionHost {
     privileged: boolean,
     out: (msg: XsMsg) => void,
     name: string,
+    /** An in-process client's watch events as strings (XsConnection's onEvent). */
+    onEvent?: (path: string, token: string) => void,
   ): XsConnection {
-    const c = new XsConnection(this, domid, privileged, out, name);
+    const c = new XsConnection(this, domid, privileged, out, name, onEvent);
     this.connections.add(c);
     return c;
   }
@@ -220,12 +225,12 @@ export class Xenstored implements ConnectionHost {
   /** `p`'s value in the committed tree as text (Dom0's read), or undefined if there is no node. */
   readText(p: string): string | undefined {
     const n = this.store.get(p);
-    return n ? new TextDecoder().decode(n.value) : undefined;
+    return n ? TEXT_DECODER.decode(n.value) : undefined;
   }
 
   /** Writes `value` at `p` in the committed tree as Dom0, firing watches as any write does. */
   writeText(p: string, value: string): void {
-    this.write(this.store, DOM0, p, new TextEncoder().encode(value));
+    this.write(this.store, DOM0, p, TEXT_ENCODER.encode(value));
   }
 
   write(view: NodeView, c: Caller, p: string, value: Uint8Array): void {
