@@ -194,6 +194,30 @@ export class XcInterface {
     return this.control(nr, DC.xen_domctl, version, `${op}(${domid})`, cmd, head, fill, extras);
   }
 
+  /**
+   * A domctl whose union holds one buffer: its address at `ptr` and its
+   * length in bytes at `len` (offsets in the union), the buffer `buf`.
+   */
+  private domctlBuffer(
+    op: string,
+    cmd: number,
+    domid: number,
+    ptr: number,
+    len: number,
+    buf: Buf,
+  ): Promise<Buf> {
+    return this.domctl(
+      op,
+      cmd,
+      domid,
+      (b, u, [a]) => {
+        b.set64(u + ptr, a!);
+        b.set32(u + len, buf.bytes.length);
+      },
+      [buf],
+    );
+  }
+
   private sysctl(
     op: string,
     cmd: number,
@@ -518,15 +542,13 @@ export class XcInterface {
     const text = new Buf(Buffer.byteLength(label));
     text.bytes.set(Buffer.from(label));
     const f = DC.xen_domctl_wasm32_set_label.fields;
-    await this.domctl(
+    await this.domctlBuffer(
       "xc_wasm32_set_label",
       DC.XEN_DOMCTL_wasm32_set_label,
       domid,
-      (b, u, [buf]) => {
-        b.set64(u + f.label.offset, buf!);
-        b.set32(u + f.len.offset, text.bytes.length);
-      },
-      [text],
+      f.label.offset,
+      f.len.offset,
+      text,
     );
   }
 
@@ -736,15 +758,13 @@ export class XcInterface {
     const f = DC.xen_domctl_wasm32_context.fields;
     const u = DC.xen_domctl.fields.u.offset;
     const get = (buf: Buf): Promise<Buf> =>
-      this.domctl(
+      this.domctlBuffer(
         "xc_wasm32_getcontext",
         DC.XEN_DOMCTL_wasm32_getcontext,
         domid,
-        (b, uu, [a]) => {
-          b.set64(uu + f.buffer.offset, a!);
-          b.set32(uu + f.size.offset, buf.bytes.length);
-        },
-        [buf],
+        f.buffer.offset,
+        f.size.offset,
+        buf,
       );
     let buf = new Buf(this.contextGuess);
     let got: Buf;
@@ -770,15 +790,13 @@ export class XcInterface {
     const buf = new Buf(context.length);
     buf.bytes.set(context);
     const f = DC.xen_domctl_wasm32_context.fields;
-    await this.domctl(
+    await this.domctlBuffer(
       "xc_wasm32_setcontext",
       DC.XEN_DOMCTL_wasm32_setcontext,
       domid,
-      (b, u, [a]) => {
-        b.set64(u + f.buffer.offset, a!);
-        b.set32(u + f.size.offset, context.length);
-      },
-      [buf],
+      f.buffer.offset,
+      f.size.offset,
+      buf,
     );
   }
 
