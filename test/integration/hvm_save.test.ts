@@ -38,6 +38,18 @@ const counter = (name: string, cmdline: string, dir: string, more: Partial<XlDom
     ...more,
   });
 
+/** The echo program, saveable, kept once it ends. */
+const echoCfg = (name: string, more: Partial<XlDomainConfig> = {}) =>
+  xlDomainConfig({
+    name,
+    type: "hvm",
+    kernel: join(HVM_DIR, "echo.wasm"),
+    memory: 16,
+    nomigrate: false,
+    onPoweroff: "preserve",
+    ...more,
+  });
+
 const serial = (host: Host, domid: number): string => host.xenconsoled.read(domid, "serial");
 
 /** counter.c's mix() and spin loop, in JavaScript: the sum `spin n` prints. */
@@ -121,14 +133,7 @@ test("xl save -c of an HVM guest waiting for serial input: it runs on and answer
   const dir = mkdtempSync(join(tmpdir(), "tsxen-hvmsave-"));
   try {
     const xl = new Libxl(host);
-    const echo = xlDomainConfig({
-      name: "echo",
-      type: "hvm",
-      kernel: join(HVM_DIR, "echo.wasm"),
-      memory: 16,
-      nomigrate: false,
-      onPoweroff: "preserve",
-    });
+    const echo = echoCfg("echo");
     const d = await xl.create(echo);
     await until(() => serial(host, d.domid).includes("echo: ready"), 10_000, "the prompt");
     // The program waits in its read of the serial port: the device model
@@ -334,15 +339,8 @@ test("log-dirty sees an HVM program's memory: a page written since the last CLEA
   const host = newHost();
   try {
     const xl = new Libxl(host);
-    const d = await xl.create(
-      xlDomainConfig({
-        name: "still",
-        type: "hvm",
-        kernel: join(HVM_DIR, "echo.wasm"),
-        memory: 16,
-        onPoweroff: "preserve",
-      }),
-    );
+    // nomigrate not set: log-dirty still tracks it.
+    const d = await xl.create(echoCfg("still", { nomigrate: undefined }));
     // Waiting for serial input: the program writes nothing of its own meanwhile.
     await until(() => serial(host, d.domid).includes("echo: ready"), 10_000, "the prompt");
     const xc = new XcInterface(new LocalHypercalls(host.dom0.privcmd));
@@ -367,13 +365,7 @@ test("an HVM migration stream whose config asks more memory than the receiving h
   const hb = newHost(256 * 1024 ** 2 + 64 * 1024 ** 2);
   try {
     const xb = new Libxl(hb);
-    const config = xlDomainConfig({
-      name: "huge",
-      type: "hvm",
-      kernel: join(HVM_DIR, "echo.wasm"),
-      memory: 4000,
-      nomigrate: false,
-    });
+    const config = echoCfg("huge", { memory: 4000 });
     const free = hb.hv.frames.freeFrames;
     const lines: string[] = [];
     const [cs, cr] = channelPair((l) => lines.push(l));

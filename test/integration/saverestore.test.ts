@@ -19,6 +19,8 @@ import { domainConfig, type XlDomainConfig } from "../../tools/libxl/config.js";
 import { Libxl } from "../../tools/libxl/domain.js";
 import { SAVEFILE_MAGIC } from "../../tools/libxl/save.js";
 import { start_info } from "../../xen/include/public/arch-wasm32.js";
+import type { Domain } from "../../xen/common/domain.js";
+import type { Host } from "../../tools/host/host.js";
 import { accountedFrames, channelTalk, grantAccess, newHost, sleep, until } from "../helpers.js";
 
 const EX = join(ROOT, "extras", "mini-os", "examples");
@@ -26,6 +28,20 @@ const EX = join(ROOT, "extras", "mini-os", "examples");
 function cfg(name: string, extra = ""): XlDomainConfig {
   const f = join(EX, `${name}.cfg`);
   return domainConfig(parseCfg(readFileSync(f, "utf8") + extra, f), f, EX).config;
+}
+
+/**
+ * The xenstore example (`extra` added to its config), once its watches are
+ * set: its memory/target watch has fired once.
+ */
+async function xenstoreGuest(host: Host, xl: Libxl, extra = ""): Promise<Domain> {
+  const d = await xl.create(cfg("xenstore", extra));
+  await until(
+    () => host.xenconsoled.read(d.domid).includes("memory/target is"),
+    5000,
+    "the guest's watches",
+  );
+  return d;
 }
 
 /** The config JSON of save file `bytes` (xl's optional data). */
@@ -279,13 +295,7 @@ test("a guest's xenstore watches come back with it: sysrq, mem-set and a shutdow
   try {
     const xl = new Libxl(host);
     // A guest that does not say it handles suspend: paused where it is.
-    const d = await xl.create(cfg("xenstore", '\nextra="no-suspend"\n'));
-    // Its memory/target watch has fired once: the watches are set.
-    await until(
-      () => host.xenconsoled.read(d.domid).includes("memory/target is"),
-      5000,
-      "the guest's watches",
-    );
+    const d = await xenstoreGuest(host, xl, '\nextra="no-suspend"\n');
     const file = join(dir, "xs.save");
     await xl.save(d.domid, file);
     const r = await xl.restore(file);
@@ -307,12 +317,7 @@ test("a guest that handles suspend is saved as Xen saves a PV guest: it suspends
   const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));
   try {
     const xl = new Libxl(host);
-    const d = await xl.create(cfg("xenstore"));
-    await until(
-      () => host.xenconsoled.read(d.domid).includes("memory/target is"),
-      5000,
-      "the guest's watches",
-    );
+    const d = await xenstoreGuest(host, xl);
     assert.equal(host.xenstored.readText(`/local/domain/${d.domid}/control/feature-suspend`), "1");
     const storePortOf = (x: typeof d): number =>
       x.mem.u32(x.startInfoAddr() + start_info.fields.store_evtchn.offset);
@@ -394,12 +399,7 @@ test("a guest on FIFO event channels that handles suspend is saved as Xen saves 
   const dir = mkdtempSync(join(tmpdir(), "tsxen-save-"));
   try {
     const xl = new Libxl(host);
-    const d = await xl.create(cfg("xenstore", 'extra = "fifo"\nname = "fifo-xs"\n'));
-    await until(
-      () => host.xenconsoled.read(d.domid).includes("memory/target is"),
-      5000,
-      "the guest's watches",
-    );
+    const d = await xenstoreGuest(host, xl, 'extra = "fifo"\nname = "fifo-xs"\n');
     assert.ok(d.evtchn.fifo, "the guest switched to FIFO");
     const file = join(dir, "fifo-xs.save");
     // A checkpoint: it suspends and runs on in the same domain, FIFO as it was.
