@@ -137,11 +137,14 @@ export function hostPaths(dir = runDir()): {
   console: string;
   xenstored: string;
   metrics: string;
+  web: string;
 } {
   return {
     pidFile: join(dir, "tsxen.pid"),
     /** The metrics URL, while the host serves one (tsxen start --metrics). */
     metrics: join(dir, "metrics-url"),
+    /** The web console's URL with its token, while the host serves one (tsxen start --http); mode 0600. */
+    web: join(dir, "web-url"),
     privcmd: join(dir, "privcmd"),
     libxl: join(dir, "libxl"),
     console: join(dir, "xenconsoled", "socket"),

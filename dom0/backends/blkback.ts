@@ -31,7 +31,7 @@
 import type { Dom0Drivers } from "../drivers/index.js";
 import type { XenEvtchn } from "../drivers/evtchn.js";
 import type { GrantMap, XenGnttab } from "../drivers/gntdev.js";
-import { BackRing } from "../drivers/ring.js";
+import { BackRing, type RingIndices } from "../drivers/ring.js";
 import * as B from "../../xen/include/public/io/blkif.js";
 import { sring_header } from "../../xen/include/public/io/ring.js";
 import { XEN_IO_PROTO_ABI_NATIVE } from "../../xen/include/public/io/protocols.js";
@@ -243,6 +243,15 @@ export class BlkbackDevice implements BackendDevice {
     for (const m of this.ringMaps) this.gnt.unmap(m);
     this.ringMaps = [];
     this.ring = undefined;
+  }
+
+  rings(): Array<{ name: string } & RingIndices> {
+    return this.ring ? [{ name: "blkif", ...this.ring.indices() }] : [];
+  }
+
+  /** Requests consumed and not answered: blkback answers at once what is not read off the thread. */
+  inFlight(): number {
+    return this.inflight;
   }
 
   disconnect(): void {

@@ -17,7 +17,7 @@
 import type { Dom0Drivers } from "../drivers/index.js";
 import type { XenEvtchn } from "../drivers/evtchn.js";
 import type { GrantMap, XenGnttab } from "../drivers/gntdev.js";
-import { BackRing } from "../drivers/ring.js";
+import { BackRing, type RingIndices } from "../drivers/ring.js";
 import * as N from "../../xen/include/public/io/netif.js";
 import { sring_header } from "../../xen/include/public/io/ring.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
@@ -159,6 +159,21 @@ export class NetbackDevice implements BackendDevice, BridgePort {
       }
       for (const m of q.maps) this.gnt.unmap(m);
     }
+  }
+
+  rings(): Array<{ name: string } & RingIndices> {
+    return this.queues.flatMap((q, i) => {
+      const n = this.queues.length > 1 ? `queue-${i}/` : "";
+      return [
+        { name: `${n}tx`, ...q.tx.indices() },
+        { name: `${n}rx`, ...q.rx.indices() },
+      ];
+    });
+  }
+
+  /** Frames for the guest waiting for it to post receive buffers. */
+  inFlight(): number {
+    return this.queues.reduce((n, q) => n + q.pending.length, 0);
   }
 
   disconnect(): void {

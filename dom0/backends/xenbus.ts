@@ -20,6 +20,7 @@
  * xenstored (Dom0's kernel has no xenstored of its own).
  */
 import { constants } from "node:os";
+import type { RingIndices } from "../drivers/ring.js";
 import {
   XENBUS_STATE_NAMES,
   XenbusStateClosed,
@@ -113,6 +114,10 @@ export interface BackendDevice {
   readonly stats?: object;
   /** Resolves when nothing the device started is still in flight (after disconnect). */
   drained?(): Promise<void>;
+  /** Its rings' indices now (none while disconnected), named as the driver names them. */
+  rings?(): Array<{ name: string } & RingIndices>;
+  /** Requests taken off its rings and not yet answered. */
+  inFlight?(): number;
 }
 
 /** Makes a driver's device; throws if the toolstack's nodes are wrong (bad params, say). */
@@ -340,6 +345,7 @@ export class XenbusBackendBus {
     state: number;
     connected: boolean;
     stats: object | undefined;
+    impl: BackendDevice;
   }> {
     return [...this.devices.entries()].map(([backend, d]) => ({
       backend,
@@ -348,6 +354,7 @@ export class XenbusBackendBus {
       state: d.state,
       connected: d.connected,
       stats: d.impl.stats,
+      impl: d.impl,
     }));
   }
 

@@ -77,6 +77,19 @@ class SharedRing {
   }
 }
 
+/** A back ring's indices (BackRing.indices), for a view of the device. */
+export interface RingIndices {
+  /** Entries in the ring. */
+  size: number;
+  reqProd: number;
+  reqEvent: number;
+  rspProd: number;
+  rspEvent: number;
+  /** The backend's private indices: requests consumed, responses produced. */
+  reqCons: number;
+  rspProdPvt: number;
+}
+
 /** SHARED_RING_INIT: empty ring, events wanted from the first entry on. */
 export function sharedRingInit(page: Uint8Array): void {
   const dv = new DataView(page.buffer, page.byteOffset, page.byteLength);
@@ -176,6 +189,23 @@ export class BackRing extends SharedRing {
       true,
     );
     return new BackRing(page, slotBytes, rspProd);
+  }
+
+  /**
+   * The ring's indices as both ends see them now: the shared header's
+   * (req_prod, rsp_prod and the two event indices, as the frontend may have
+   * written them) and this end's private ones.
+   */
+  indices(): RingIndices {
+    return {
+      size: this.size,
+      reqProd: this.u32(H.req_prod.offset),
+      reqEvent: this.u32(H.req_event.offset),
+      rspProd: this.u32(H.rsp_prod.offset),
+      rspEvent: this.u32(H.rsp_event.offset),
+      reqCons: this.reqCons,
+      rspProdPvt: this.rspProdPvt,
+    };
   }
 
   /**

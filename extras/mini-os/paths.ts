@@ -16,3 +16,6 @@ export const GUEST_DIR = join(ROOT, "build", "mini-os");
 export function guestPath(name: string): string {
   return join(GUEST_DIR, `${name}.wasm`);
 }
+
+/** The example guests' sources and their xl.cfg files. */
+export const EXAMPLES_DIR = join(ROOT, "extras", "mini-os", "examples");

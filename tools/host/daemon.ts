@@ -15,7 +15,15 @@
  */
 import { watchdog } from "../../xen/common/watchdog.js";
 import { spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseCommandLine } from "../cli.js";
@@ -28,15 +36,22 @@ import { LibxlClient, LibxlServer } from "../libxl/server.js";
 import { PrivcmdServer } from "../libxc/privcmd_socket.js";
 import { ConsoleServer } from "../console/socket.js";
 import { MetricsServer, parseListen, renderMetrics } from "./metrics.js";
+import { WebConsole } from "../web/server.js";
 
-const USAGE = `usage: tsxen start [--foreground] [--memory MiB] [--metrics [ADDR:]PORT]
+const USAGE = `usage: tsxen start [--foreground] [--memory MiB] [--metrics [ADDR:]PORT] [--http [ADDR:]PORT]
        tsxen stop [--timeout SECONDS]
        tsxen status
 Runs a tsxen host: the hypervisor, Dom0, xenstored, xenconsoled and the
 sockets xl uses. Run directory: $TSXEN_RUN_DIR (now ${runDir()});
-logs: $TSXEN_LOG_DIR (now ${logDir()}).`;
+logs: $TSXEN_LOG_DIR (now ${logDir()}).
+--http serves the web console (loopback unless ADDR is given); the URL,
+with its access token, is printed and shown by tsxen status.`;
 
-async function foreground(memMiB: number, metrics: string | undefined): Promise<void> {
+async function foreground(
+  memMiB: number,
+  metrics: string | undefined,
+  http: string | undefined,
+): Promise<void> {
   const dir = runDir();
   const paths = hostPaths(dir);
   prepareRunDir(dir);
@@ -90,6 +105,22 @@ async function foreground(memMiB: number, metrics: string | undefined): Promise<
       writeFileSync(paths.metrics, `${url}\n`, { mode: 0o644 });
       log(`tsxen: metrics for Prometheus at ${url}`);
     }
+    if (http !== undefined) {
+      const web = new WebConsole(host, libxl, { log });
+      servers.push({
+        close: async () => {
+          rmSync(paths.web, { force: true });
+          await web.close();
+        },
+      });
+      const url = await web.listen(parseListen(http, "--http")).catch((e: Error) => {
+        throw new Error(`--http ${http}: cannot listen: ${e.message}`);
+      });
+      // The token is the key to the host: the file is its owner's alone.
+      rmSync(paths.web, { force: true });
+      writeFileSync(paths.web, `${url}\n`, { mode: 0o600, flag: "wx" });
+      log(`tsxen: web console at ${url}`);
+    }
   } catch (e) {
     for (const s of servers) await s.close();
     unlockRunDir(paths.pidFile);
@@ -113,7 +144,11 @@ async function waitFor(pred: () => Promise<boolean>, ms: number): Promise<boolea
   return false;
 }
 
-async function start(memory: string, metrics: string | undefined): Promise<number> {
+async function start(
+  memory: string,
+  metrics: string | undefined,
+  http: string | undefined,
+): Promise<number> {
   const paths = hostPaths();
   const pid = runningPid(paths.pidFile);
   if (pid !== undefined) {
@@ -123,6 +158,8 @@ async function start(memory: string, metrics: string | undefined): Promise<numbe
   const logs = logDir();
   mkdirSync(logs, { recursive: true });
   const logFile = join(logs, "tsxen.log");
+  // A host that died may have left its console's URL: the new one writes its own.
+  rmSync(paths.web, { force: true });
   const out = openSync(logFile, "a");
   const child = spawn(
     process.execPath,
@@ -133,6 +170,7 @@ async function start(memory: string, metrics: string | undefined): Promise<numbe
       "--memory",
       memory,
       ...(metrics !== undefined ? ["--metrics", metrics] : []),
+      ...(http !== undefined ? ["--http", http] : []),
     ],
     { detached: true, stdio: ["ignore", out, out] },
   );
@@ -156,6 +194,15 @@ async function start(memory: string, metrics: string | undefined): Promise<numbe
   }
   child.unref();
   console.log(`tsxen: host started (pid ${child.pid}); run dir ${runDir()}; log ${logFile}`);
+  if (http !== undefined) {
+    // The console's URL, once the host wrote it.
+    await waitFor(async () => existsSync(paths.web), 5000);
+    try {
+      console.log(`tsxen: web console at ${readFileSync(paths.web, "utf8").trim()}`);
+    } catch {
+      console.error(`tsxen: the web console did not start (see ${logFile})`);
+    }
+  }
   return 0;
 }
 
@@ -246,6 +293,11 @@ function status(): number {
   } catch {
     // Not serving metrics.
   }
+  try {
+    console.log(`tsxen: web console at ${readFileSync(hostPaths().web, "utf8").trim()}`);
+  } catch {
+    // Not serving the web console, or not this user's to read.
+  }
   return 0;
 }
 
@@ -258,6 +310,7 @@ const { values, positionals } = parseCommandLine(
       memory: { type: "string", default: "4096" },
       timeout: { type: "string", default: "30" },
       metrics: { type: "string" },
+      http: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   },
@@ -278,9 +331,13 @@ if (!(timeout >= 0)) {
   console.error(`tsxen: --timeout ${values.timeout}: must be a number of seconds`);
   process.exit(2);
 }
-if (values.metrics !== undefined) {
+for (const [opt, v] of [
+  ["--metrics", values.metrics],
+  ["--http", values.http],
+] as const) {
+  if (v === undefined) continue;
   try {
-    parseListen(values.metrics);
+    parseListen(v, opt);
   } catch (e) {
     console.error(`tsxen: ${(e as Error).message}`);
     process.exit(2);
@@ -289,8 +346,8 @@ if (values.metrics !== undefined) {
 try {
   switch (cmd) {
     case "start":
-      if (values.foreground) await foreground(memMiB, values.metrics);
-      else process.exit(await start(values.memory, values.metrics));
+      if (values.foreground) await foreground(memMiB, values.metrics, values.http);
+      else process.exit(await start(values.memory, values.metrics, values.http));
       break;
     case "stop":
       process.exit(await stopHost(timeout));

@@ -271,11 +271,11 @@ export function renderMetrics(host: Host, libxl: Libxl): string {
 }
 
 /** Parses `[ADDR:]PORT` (loopback when no address); throws naming what is wrong. */
-export function parseListen(spec: string): { host: string; port: number } {
+export function parseListen(spec: string, option = "--metrics"): { host: string; port: number } {
   const m = /^(?:(\[[^\]]+\]|[^:]+):)?(\d+)$/.exec(spec);
   const port = m ? Number(m[2]) : NaN;
   if (!m || !Number.isInteger(port) || port > 65535)
-    throw new Error(`--metrics ${spec}: expected [ADDR:]PORT`);
+    throw new Error(`${option} ${spec}: expected [ADDR:]PORT`);
   return { host: m[1]?.replace(/^\[|\]$/g, "") ?? "127.0.0.1", port };
 }
 

@@ -40,6 +40,11 @@ export class Watches {
     return this.all.filter((x) => x.owner === w);
   }
 
+  /** Every watch, in the order they were set. */
+  list(): readonly Watch[] {
+    return this.all;
+  }
+
   get count(): number {
     return this.all.length;
   }

@@ -5,7 +5,16 @@
  * ops.ts; this file holds the tree operations they share, with xenstore.txt's
  * semantics and Xen's C xenstored's permission and error choices.
  */
-import { XS_ERROR, joinNul, type XsMsg } from "../../xen/include/public/io/xs_wire.js";
+import {
+  XS_ERROR,
+  XS_RESET_WATCHES,
+  XS_TRANSACTION_END,
+  XS_TRANSACTION_START,
+  XS_UNWATCH,
+  XS_WATCH,
+  joinNul,
+  type XsMsg,
+} from "../../xen/include/public/io/xs_wire.js";
 import { XsConnection, type ConnectionHost } from "./connection.js";
 import { canonicalize, parentOf, baseName, SPECIAL_INTRODUCE, SPECIAL_RELEASE } from "./path.js";
 import { DOM0, PERM_READ, PERM_WRITE, accessFor, type Caller, type Perm } from "./perms.js";
@@ -43,12 +52,27 @@ export interface XsDomain {
 const TEXT_ENCODER = new TextEncoder();
 const TEXT_DECODER = new TextDecoder();
 
+/** Requests that change the watches or transactions in flight. */
+const IN_FLIGHT_OPS = new Set([
+  XS_WATCH,
+  XS_UNWATCH,
+  XS_RESET_WATCHES,
+  XS_TRANSACTION_START,
+  XS_TRANSACTION_END,
+]);
+
 export class Xenstored implements ConnectionHost {
   readonly store = new Store();
   readonly watches = new Watches();
   readonly quotas: Quotas;
   readonly domains = new Map<number, XsDomain>();
   readonly connections = new Set<XsConnection>();
+  /**
+   * Called after a change to what is in flight: a connection came or went,
+   * a watch was set or removed, a transaction started or ended (the web
+   * console's view of them).
+   */
+  readonly inFlightListeners = new Set<() => void>();
   private readonly special = new Map<string, Perm[]>([
     [SPECIAL_INTRODUCE, [{ domid: 0, access: 0 }]],
     [SPECIAL_RELEASE, [{ domid: 0, access: 0 }]],
@@ -95,12 +119,14 @@ export class Xenstored implements ConnectionHost {
   ): XsConnection {
     const c = new XsConnection(this, domid, privileged, out, name, onEvent);
     this.connections.add(c);
+    this.inFlightChanged();
     return c;
   }
 
   dropConnection(c: XsConnection): void {
     this.watches.removeAll(c);
     this.connections.delete(c);
+    this.inFlightChanged();
   }
 
   /** The special paths' permissions, for saving. */
@@ -141,6 +167,11 @@ export class Xenstored implements ConnectionHost {
     }
     // Events a request causes follow its reply (a watch's first event, say).
     after?.();
+    if (IN_FLIGHT_OPS.has(msg.type)) this.inFlightChanged();
+  }
+
+  private inFlightChanged(): void {
+    for (const l of this.inFlightListeners) l();
   }
 
   // --- the tree -------------------------------------------------------------

@@ -356,18 +356,52 @@ export class GrantTable {
     return out;
   }
 
+  /**
+   * The entries in use (flags not 0): what each grants to whom, and the
+   * active entry's pin (who maps or copies it now, and how often).
+   */
+  entries(): Array<{
+    ref: number;
+    flags: number;
+    domid: number;
+    frame: number;
+    pin?: { domid: number; readers: number; writers: number };
+  }> {
+    const out = [];
+    for (let ref = 0; ref < this.nrEntries; ref++) {
+      const e = this.readEntry(ref);
+      if (!e || e.flags === 0) continue;
+      const act = this.active.get(ref);
+      out.push({
+        ref,
+        flags: e.flags,
+        domid: e.domid,
+        frame: e.frame,
+        ...(act ? { pin: { domid: act.domid, readers: act.readers, writers: act.writers } } : {}),
+      });
+    }
+    return out;
+  }
+
+  /** The grants this domain maps now: whose, which ref, and how. */
+  mapped(): Array<{ handle: number; domid: number; ref: number; readonly: boolean }> {
+    const out = [];
+    for (let h = 0; h < this.maptrack.length; h++) {
+      const m = this.maptrack[h];
+      if (m) out.push({ handle: h, domid: m.granter.domid, ref: m.ref, readonly: m.readonly });
+    }
+    return out;
+  }
+
   /** Lines describing the entries in use, for GNTTABOP_dump_table. */
   dump(): string[] {
     const lines = [
       `grant table for d${this.d.domid}: version 1, ${this.nrFrames} of ${this.maxFrames} frames`,
     ];
-    for (let ref = 0; ref < this.nrEntries; ref++) {
-      const e = this.readEntry(ref);
-      if (!e || e.flags === 0) continue;
-      const act = this.active.get(ref);
+    for (const e of this.entries()) {
       lines.push(
-        `  [${ref}] flags 0x${e.flags.toString(16)} dom ${e.domid} frame 0x${e.frame.toString(16)}` +
-          (act ? ` pinned by d${act.domid} r${act.readers} w${act.writers}` : ""),
+        `  [${e.ref}] flags 0x${e.flags.toString(16)} dom ${e.domid} frame 0x${e.frame.toString(16)}` +
+          (e.pin ? ` pinned by d${e.pin.domid} r${e.pin.readers} w${e.pin.writers}` : ""),
       );
     }
     return lines;

@@ -188,6 +188,8 @@ const HYPERCALL_V2_ALL_ARGS = [0, 1, 2, 3, 4].reduce(
 
 /** Hypervisor events that Dom0 services and the toolstack subscribe to. */
 export interface HypervisorEvents {
+  /** A domain was created (it may still be paused, or empty for the builder to fill). */
+  created?(d: Domain): void;
   /** A domain shut down (its reason is in domain.shutdownReason) or crashed. */
   shutdown?(d: Domain): void;
   /**
@@ -491,6 +493,7 @@ export class Hypervisor implements VcpuHost {
     this.domains.set(domid, d);
     if (this.trace.on) this.trace.record(TRC_DOM0_DOM_ADD, [domid]);
     if (cfg.paused) d.pauseCount++;
+    this.announce(d);
     try {
       for (let i = 0; i < vcpus; i++) this.vcpuUp(d.vcpus[i]!);
     } catch (e) {
@@ -577,7 +580,19 @@ export class Hypervisor implements VcpuHost {
     d.isConsole = false;
     this.domains.set(domid, d);
     if (this.trace.on) this.trace.record(TRC_DOM0_DOM_ADD, [domid]);
+    this.announce(d);
     return d;
+  }
+
+  /** Tells the listeners a domain now exists; one that throws is reported, not passed on. */
+  private announce(d: Domain): void {
+    for (const l of this.listeners) {
+      try {
+        l.created?.(d);
+      } catch (e) {
+        this.console.printk(`BUG: a listener failed on d${d.domid}'s creation: ${String(e)}`);
+      }
+    }
   }
 
   /**

@@ -34,7 +34,7 @@ import { IOREQ_FLAG_STATE_MASK, ioreq } from "../include/public/hvm/ioreq.js";
 import { WASI_PORT_BASE, WASI_PORT_NAMES } from "../include/public/hvm/wasm32_io.js";
 import { mfn_x } from "../include/xen/mm.js";
 
-const STATE_NAMES: Record<number, string> = {
+export const STATE_NAMES: Record<number, string> = {
   [EVTCHNSTAT_unbound]: "unbound",
   [EVTCHNSTAT_interdomain]: "interdomain",
   [EVTCHNSTAT_virq]: "virq",
@@ -195,7 +195,7 @@ function dumpDom0(d: Domain, printk: (s: string) => void): void {
 }
 
 /** VIRQ numbers → their names (public/xen.ts's VIRQ_* constants), for debug key 'i'. */
-const VIRQ_NAMES = new Map(
+export const VIRQ_NAMES = new Map(
   Object.entries(XEN)
     .filter(([k, v]) => k.startsWith("VIRQ_") && typeof v === "number")
     .map(([k, v]) => [v as number, k]),
