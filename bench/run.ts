@@ -23,6 +23,7 @@ import * as net from "./net.js";
 import * as hvm from "./hvm.js";
 import * as save from "./save.js";
 import * as migrate from "./migrate.js";
+import * as web from "./web.js";
 
 const run = promisify(execFile);
 
@@ -42,6 +43,7 @@ const benches = {
   hvm,
   save,
   migrate,
+  web,
 } satisfies Record<string, { run(quick: boolean): Promise<Row[]> }>;
 
 const { values } = parseCommandLine("bench", {

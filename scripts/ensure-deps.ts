@@ -5,7 +5,8 @@
  * (Xen's own test-xenstore), which the xenstored tests run against our
  * daemon, and qemu-utils (qemu-img), which checks and reads the qcow2
  * images blkback writes, and the WASI toolchain (clang, lld, wasi-libc,
- * clang's wasm32 runtime) with sqlite3 for the HVM guests. As root with apt-get it installs them; otherwise it says what to
+ * clang's wasm32 runtime) with sqlite3 for the HVM guests, and chromium
+ * for the web console's browser tests. As root with apt-get it installs them; otherwise it says what to
  * install and fails, rather than letting those tests be skipped.
  */
 import { execFileSync } from "node:child_process";
@@ -27,6 +28,8 @@ const NEEDED: Array<{ pkg: string; file: string }> = [
     file: "/usr/lib/llvm-14/lib/clang/14.0.6/lib/wasi/libclang_rt.builtins-wasm32.a",
   },
   { pkg: "sqlite3", file: "/usr/bin/sqlite3" },
+  // The web console's tests and benchmark drive it headless (test/browser.ts).
+  { pkg: "chromium", file: "/usr/bin/chromium" },
 ];
 
 const missing = NEEDED.filter((n) => !existsSync(n.file));
