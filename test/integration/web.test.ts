@@ -12,7 +12,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer, request as httpRequest, type Server } from "node:http";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { WebSocket } from "ws";
@@ -298,6 +298,47 @@ test("the vchan tutorial's pair reads at a glance: its channel, its grants, its 
   } finally {
     cli.close();
   }
+});
+
+test("a blkbench guest's disk reads at a glance: both ends, the ring's indices, its counters", async () => {
+  const img = join(dir, "blk.img");
+  writeFileSync(img, "");
+  truncateSync(img, 8 * 2 ** 20);
+  await tab("console");
+  await page.fill(
+    "#cfg",
+    [
+      'name = "blk-web"',
+      'kernel = "../../../build/mini-os/blkbench.wasm"',
+      "memory = 8",
+      `disk = [ "format=raw, vdev=xvda, access=rw, target=${img}" ]`,
+      'extra = "mib=2 hold"',
+    ].join("\n"),
+  );
+  await page.click("#create-btn");
+  const row = domainRow("blk-web");
+  await row.waitFor();
+  const domid = Number(await row.getAttribute("data-domid"));
+  await until(() => /random 4 KiB reads/.test(host.readConsole(domid)), 20_000, "blkbench's reads");
+  await tab("plumbing");
+  await page.selectOption("#plumb-a", String(domid));
+  await page.selectOption("#plumb-b", "0");
+  const dev = page.locator(".devices tbody tr", { hasText: "vbd 51712" });
+  await dev.waitFor();
+  const text = (await dev.textContent()) ?? "";
+  assert.match(text, new RegExp(`d${domid} Connected`));
+  assert.match(text, /d0 Connected/);
+  assert.match(text, /blkif: 32 slots; req_prod \d+ req_cons \d+/);
+  assert.match(text, /reads [1-9]\d*/);
+  // The ring's grant and its event channel, mapped and bound by Dom0.
+  await page.waitForSelector("path.wire.evtchn");
+  await page.waitForSelector("path.wire.grant");
+  await shot("plumbing-blkbench");
+  await page.fill("#cfg", "");
+  await tab("console");
+  await page.click(`#domains tbody tr[data-domid='${domid}']`);
+  await page.click("#actions button[data-op=destroy]");
+  await page.waitForSelector(`#domains tbody tr[data-domid='${domid}']`, { state: "detached" });
 });
 
 test("destroy from the page: the row goes", async () => {

@@ -8,6 +8,10 @@
  * A closed output pipe (`npm start | head -3`) stops it as SIGTERM does.
  *
  *   node dist/tools/host/main.js [--memory MiB] [--guest NAME]... [--list-every SECONDS]
+ *                                [--http [ADDR:]PORT]
+ *
+ * With --http it serves the web console too (tools/web/server.ts), as
+ * `tsxen start --http` does, and prints its URL with the token.
  */
 import { watchdog } from "../../xen/common/watchdog.js";
 import { parseCommandLine } from "../cli.js";
@@ -17,6 +21,9 @@ import { lockRunDir, unlockRunDir } from "./pidlock.js";
 import { hostPaths, prepareRunDir, runDir } from "../rundir.js";
 import { formatList } from "./format.js";
 import { VchanSocketProxy } from "../libvchan/socket-proxy.js";
+import { parseListen } from "./metrics.js";
+import { WebConsole } from "../web/server.js";
+import { Libxl } from "../libxl/domain.js";
 
 const { values } = parseCommandLine(
   "tsxen",
@@ -26,6 +33,7 @@ const { values } = parseCommandLine(
       guest: { type: "string", multiple: true, default: ["hello", "ticker"] },
       "list-every": { type: "string", default: "0" },
       "vchan-proxy": { type: "string", multiple: true, default: [] },
+      http: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   },
@@ -34,16 +42,25 @@ const { values } = parseCommandLine(
 
 if (values.help) {
   console.log(`usage: npm start -- [--memory MiB] [--guest NAME[:CMDLINE]]... [--list-every SECONDS]
-                    [--vchan-proxy client|server:DOMID:XSPATH:SOCKET]...
+                    [--vchan-proxy client|server:DOMID:XSPATH:SOCKET]... [--http [ADDR:]PORT]
 Boots a tsxen host with the named mini-os guests (default: hello, ticker)
 and shows the hypervisor console. --vchan-proxy joins a vchan to a unix
-socket, as Xen's vchan-socket-proxy does. Ctrl-C stops it.`);
+socket, as Xen's vchan-socket-proxy does. --http serves the web console
+(loopback unless ADDR is given) and prints its URL. Ctrl-C stops it.`);
   process.exit(0);
 }
 
 const memMiB = Number(values.memory);
 if (!Number.isInteger(memMiB) || memMiB < 1024) {
   console.error(`tsxen: --memory ${values.memory}: must be a whole number of MiB, at least 1024`);
+  process.exit(2);
+}
+
+let listen: { host: string; port: number } | undefined;
+try {
+  if (values.http !== undefined) listen = parseListen(values.http, "--http");
+} catch (e) {
+  console.error(`tsxen: ${(e as Error).message}`);
   process.exit(2);
 }
 
@@ -139,6 +156,14 @@ for (const spec of values["vchan-proxy"]) {
     say(`tsxen: vchan-socket-proxy (${mode}) d${domid} ${path} <-> ${socket}`);
   } catch (e) {
     console.error(`tsxen: --vchan-proxy ${spec}: ${(e as Error).message}`);
+  }
+}
+if (listen) {
+  try {
+    const web = new WebConsole(host, new Libxl(host), { log: say });
+    say(`tsxen: web console at ${await web.listen(listen)}`);
+  } catch (e) {
+    console.error(`tsxen: --http ${values.http}: ${(e as Error).message}`);
   }
 }
 say(formatList(host.list()));

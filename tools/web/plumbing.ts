@@ -77,7 +77,9 @@ export interface DomainPlumbing {
   name: string;
   abi: string;
   ports: PortView[];
+  /** Its grant entries in use (the first MAX_GRANTS_SHOWN), and how many there are. */
   grants: GrantView[];
+  grantCount: number;
   /** Grants of other domains this domain maps. */
   maps: Array<{ handle: number; domid: number; ref: number; readonly: boolean }>;
 }
@@ -130,15 +132,14 @@ export function plumbing(host: Host, domids: number[]): Plumbing {
   for (const id of want) {
     const d = hv.domainById(id);
     if (!d) continue;
+    const entries = d.gnttab.entries();
     domains.push({
       domid: d.domid,
       name: id === 0 ? "Domain-0" : d.name,
       abi: d.evtchn.ops.name,
       ports: ports(d),
-      grants: d.gnttab
-        .entries()
-        .slice(0, MAX_GRANTS_SHOWN)
-        .map((e) => ({ ...e, flags: grantFlags(e.flags) })),
+      grants: entries.slice(0, MAX_GRANTS_SHOWN).map((e) => ({ ...e, flags: grantFlags(e.flags) })),
+      grantCount: entries.length,
       maps: d.gnttab.mapped(),
     });
   }

@@ -33,6 +33,7 @@ export class Graphs {
         ...common,
         title: "I/O: block sectors/s (red), network bytes/s (green)",
         axes: [{ show: false }, { size: 40 }],
+        scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
         series: [
           {},
           { label: "VBD sectors/s", stroke: "#c0392b" },

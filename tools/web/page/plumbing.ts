@@ -29,6 +29,7 @@ interface DomainPlumbing {
   abi: string;
   ports: Port[];
   grants: Grant[];
+  grantCount: number;
   maps: Array<{ handle: number; domid: number; ref: number; readonly: boolean }>;
 }
 interface Ring {
@@ -78,7 +79,16 @@ function portText(p: Port): string {
   return `port ${p.port}: ${p.state} (vcpu ${p.vcpu})${flags}`;
 }
 
-function column(d: DomainPlumbing): HTMLElement {
+/** Entries listed per section: past that, a count (a disk's persistent grants run to hundreds). */
+const SHOWN = 48;
+
+function more(n: number): HTMLElement[] {
+  return n > SHOWN ? [el("li", { class: "muted" }, `… and ${n - SHOWN} more`)] : [];
+}
+
+function column(d: DomainPlumbing, peer: number | undefined): HTMLElement {
+  // In a pair, Dom0's mappings of every other guest are left out.
+  const mapped = peer === undefined ? d.maps : d.maps.filter((m) => m.domid === peer);
   const ports = d.ports.map((p) =>
     el(
       "li",
@@ -86,30 +96,34 @@ function column(d: DomainPlumbing): HTMLElement {
       portText(p),
     ),
   );
-  const grants = d.grants.map((g) =>
-    el(
-      "li",
-      { "data-key": `g${d.domid}:${g.ref}`, class: g.pin ? "mapped" : "" },
-      `ref ${g.ref} → d${g.domid} ${g.flags}${g.pin ? `, mapped by d${g.pin.domid} (r${g.pin.readers} w${g.pin.writers})` : ""}`,
-    ),
-  );
-  const maps = d.maps.map((m) =>
-    el(
-      "li",
-      { "data-key": `m${d.domid}:${m.domid}:${m.ref}` },
-      `handle ${m.handle}: d${m.domid} ref ${m.ref}${m.readonly ? " (ro)" : ""}`,
-    ),
-  );
+  const grants = d.grants
+    .slice(0, SHOWN)
+    .map((g) =>
+      el(
+        "li",
+        { "data-key": `g${d.domid}:${g.ref}`, class: g.pin ? "mapped" : "" },
+        `ref ${g.ref} → d${g.domid} ${g.flags}${g.pin ? `, mapped by d${g.pin.domid} (r${g.pin.readers} w${g.pin.writers})` : ""}`,
+      ),
+    );
+  const maps = mapped
+    .slice(0, SHOWN)
+    .map((m) =>
+      el(
+        "li",
+        { "data-key": `m${d.domid}:${m.domid}:${m.ref}` },
+        `handle ${m.handle}: d${m.domid} ref ${m.ref}${m.readonly ? " (ro)" : ""}`,
+      ),
+    );
   return el(
     "div",
     { class: "pcol", "data-domid": String(d.domid) },
     el("h3", {}, `${d.name} (domain ${d.domid})`),
     el("h4", {}, `Event channels (${d.abi} ABI): ${d.ports.length}`),
     el("ul", {}, ...ports),
-    el("h4", {}, `Grants it offers: ${d.grants.length}`),
-    el("ul", {}, ...grants),
-    el("h4", {}, `Grants it maps: ${d.maps.length}`),
-    el("ul", {}, ...maps),
+    el("h4", {}, `Grants it offers: ${d.grantCount}`),
+    el("ul", {}, ...grants, ...more(d.grantCount)),
+    el("h4", {}, `Grants it maps${peer === undefined ? "" : ` of d${peer}`}: ${mapped.length}`),
+    el("ul", {}, ...maps, ...more(mapped.length)),
   );
 }
 
@@ -118,7 +132,7 @@ function ringText(r: Ring): string {
 }
 
 export function drawPlumbing(root: HTMLElement, p: Plumbing): void {
-  const cols = p.domains.map(column);
+  const cols = p.domains.map((d, i) => column(d, p.domains[1 - i]?.domid));
   const wires = svg("svg", { class: "wires" }) as SVGSVGElement;
   const pair = el("div", { class: "pair" }, ...cols);
   const stage = el("div", { class: "stage" }, pair, wires);
