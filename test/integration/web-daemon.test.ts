@@ -114,6 +114,13 @@ test("the daemon prints the console's URL with its token; the file is its owner'
   assert.ok(started.includes(`web console at ${url}`), started);
   assert.equal(statSync(join(dir, "run", "web-url")).mode & 0o777, 0o600);
   assert.ok(ok(TSXEN, "status").includes(`web console at ${url}`));
+  // The daemon's log (which others may read) names the file, not the token.
+  const log = readFileSync(join(dir, "log", "tsxen.log"), "utf8");
+  assert.match(
+    log,
+    /web console at http:\/\/127\.0\.0\.1:\d+\/ \(its URL with the token: .*web-url\)/,
+  );
+  assert.ok(!log.includes(new URL(url).searchParams.get("token")!), "the token is in the log");
 });
 
 test("what xl does from the shell shows on a connected page at once", async () => {

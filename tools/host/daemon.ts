@@ -119,7 +119,8 @@ async function foreground(
       // The token is the key to the host: the file is its owner's alone.
       rmSync(paths.web, { force: true });
       writeFileSync(paths.web, `${url}\n`, { mode: 0o600, flag: "wx" });
-      log(`tsxen: web console at ${url}`);
+      // Not the token: the log may be readable by others; tsxen start and status show the URL to its owner.
+      log(`tsxen: web console at ${web.origin()}/ (its URL with the token: ${paths.web})`);
     }
   } catch (e) {
     for (const s of servers) await s.close();

@@ -41,6 +41,8 @@ import { NR_CPUS } from "../../xen/common/domctl.js";
 
 /** Output queued for a page past which console output is dropped (as xenconsoled drops). */
 export const MAX_BUFFERED = 4 * 2 ** 20;
+/** Output queued for a page past which the page is disconnected. */
+export const MAX_BUFFERED_HARD = 32 * 2 ** 20;
 /** Paths a page may hold open in its xenstore tree at once. */
 export const MAX_OPEN_PATHS = 1024;
 /** Children listed per node (a thousand domains' /local/domain shows them all). */
@@ -152,7 +154,15 @@ export class Session {
   /** Sends `msg`; a droppable one is dropped while the page is behind. */
   private send(msg: object, droppable = false): void {
     if (this.closed) return;
-    if (droppable && this.ws.bufferedAmount > MAX_BUFFERED) return;
+    const queued = this.ws.bufferedAmount;
+    if (droppable && queued > MAX_BUFFERED) return;
+    if (queued > MAX_BUFFERED_HARD) {
+      // A page that reads nothing is not queued for without limit.
+      this.ctx.log(`web: page ${this.id} left ${queued} bytes unread; disconnected`);
+      this.ws.terminate();
+      this.close();
+      return;
+    }
     this.ws.send(JSON.stringify(msg));
   }
 
