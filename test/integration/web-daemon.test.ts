@@ -97,6 +97,13 @@ class Client {
     return r!;
   }
 
+  /** Closes and waits for the close to finish (a spawnSync after it would hold the handshake up). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.ws.close();
+    await this.until(() => this.closed !== undefined).catch(() => this.ws.terminate());
+  }
+
   rowsOf(domid: number): Array<Record<string, unknown>> {
     return this.msgs
       .filter((m) => m.t === "rows")
@@ -141,7 +148,7 @@ test("what xl does from the shell shows on a connected page at once", async () =
     ok(XL, "destroy", "shell-made");
     await c.until(() => c.gone(domid), 2000);
   } finally {
-    c.ws.close();
+    await c.close();
   }
 });
 
@@ -175,7 +182,7 @@ test("errors are the words xl prints; bad requests are answered, not obeyed", as
     }
     assert.match(last, /at most 1024 xenstore paths may be open/);
   } finally {
-    c.ws.close();
+    await c.close();
   }
 });
 
@@ -191,7 +198,7 @@ test("a client that sends what is not JSON, or too much at once, is disconnected
   assert.match(ok(XL, "list"), /Domain-0/);
   const c = await Client.open();
   await c.until(() => c.msgs.some((m) => m.t === "hello"));
-  c.ws.close();
+  await c.close();
 });
 
 test("a bad --http spec is refused before anything starts", () => {
