@@ -5,7 +5,8 @@
  * from the same run: spawning `node -e 0` to its exit, the floor for any
  * command written for Node. Both medians are reported, and their ratio.
  * And `xl list`, a command that only asks the daemon, from spawn to exit
- * against the same baseline (the fast I/O issue's target: ≤ 1.2×).
+ * against the same baseline (the fast I/O issue's target: ≤ 1.2×). Both run
+ * the `xl` command as installed: the bundle (tools/xl/bundle.ts).
  */
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -14,7 +15,7 @@ import { join } from "node:path";
 import { ROOT } from "../extras/mini-os/paths.js";
 import { fmt, median, type Row } from "./common.js";
 
-const XL = join(ROOT, "dist/tools/xl/xl.js");
+const XL = join(ROOT, "dist/tools/xl/xl.cjs");
 const TSXEN = join(ROOT, "dist/tools/host/daemon.js");
 
 function time(args: string[], env: NodeJS.ProcessEnv, untilFirstByte: boolean): Promise<number> {

@@ -74,17 +74,21 @@ test("privcmd, libxl and console sockets refuse bad clients and the host carries
       String((await one({ id: 3, nr: 36, args: ["x"], bufs: [] })).error),
       /args must be/,
     );
-    const huge = Buffer.alloc(300 * 1024).toString("base64");
-    assert.match(
-      String((await one({ id: 4, nr: 36, args: [0], bufs: [huge] })).error),
-      /exceed the .*bounce/,
-    );
-    const r = await one({
-      id: 5,
-      nr: 36,
-      args: [0x40000],
-      bufs: [Buffer.alloc(8).toString("base64")],
-    });
+    // Too big for the bounce area (said in a length, or in bytes), or not {n, b}: refused
+    // before the daemon allocates anything.
+    for (const bufs of [
+      [{ n: 300 * 1024, b: "" }],
+      [{ n: 2 ** 50, b: "" }],
+      [{ n: 8, b: Buffer.alloc(4096).toString("base64") }],
+      [Buffer.alloc(8).toString("base64")],
+      [{ n: -1, b: "" }],
+    ]) {
+      assert.match(
+        String((await one({ id: 4, nr: 36, args: [0], bufs })).error),
+        /bufs must be \{n, b\}.*bytes at most in all/,
+      );
+    }
+    const r = await one({ id: 5, nr: 36, args: [0x40000], bufs: [{ n: 8, b: "" }] });
     assert.equal(r.rc, -13, "a domctl with a wrong interface version is EACCES, as in Xen");
 
     // libxl: an unknown call, a bad argument, configs that cannot be built.

@@ -14,7 +14,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
 test("docs/xl.md names every command xl has and every one it refuses, with its status", () => {
   const doc = readFileSync(join(ROOT, "docs/xl.md"), "utf8");
-  const help = execFileSync(process.execPath, [join(ROOT, "dist/tools/xl/xl.js"), "help"], {
+  const help = execFileSync(process.execPath, [join(ROOT, "dist/tools/xl/xl.cjs"), "help"], {
     encoding: "utf8",
   });
   const commands = [...help.matchAll(/^ ([a-z][a-z0-9-]*) +\S/gm)].map((m) => m[1]!);

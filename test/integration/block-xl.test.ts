@@ -22,7 +22,7 @@ import { hostPaths } from "../../tools/rundir.js";
 import { sleep } from "../helpers.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const XL = join(ROOT, "dist/tools/xl/xl.js");
+const XL = join(ROOT, "dist/tools/xl/xl.cjs");
 const TSXEN = join(ROOT, "dist/tools/host/daemon.js");
 const CFG = join(ROOT, "extras/mini-os/examples/blkbench.cfg");
 

@@ -109,7 +109,7 @@ test("npm start | head -3: when the pipe closes the host stops cleanly, as on SI
 
 test("tsxen stop says which domains it shuts down and when each is down", async () => {
   const env = envFor();
-  const XL = join(ROOT, "dist/tools/xl/xl.js");
+  const XL = join(ROOT, "dist/tools/xl/xl.cjs");
   const start = spawnSync(process.execPath, [TSXEN, "start"], { env, encoding: "utf8" });
   assert.equal(start.status, 0, start.stderr);
   try {

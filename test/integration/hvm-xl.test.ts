@@ -17,7 +17,7 @@ import { HVM_DIR } from "../../extras/hvm/build.js";
 import { sleep, until } from "../helpers.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const XL = join(ROOT, "dist/tools/xl/xl.js");
+const XL = join(ROOT, "dist/tools/xl/xl.cjs");
 const TSXEN = join(ROOT, "dist/tools/host/daemon.js");
 const dir = mkdtempSync(join(tmpdir(), "tsxen-hvm-xl-"));
 const env = { ...process.env, TSXEN_RUN_DIR: join(dir, "run"), TSXEN_LOG_DIR: join(dir, "log") };

@@ -27,7 +27,7 @@ import { domainConfig } from "../../tools/libxl/config.js";
 import { HVM_DIR } from "../../extras/hvm/build.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const XL = join(ROOT, "dist/tools/xl/xl.js");
+const XL = join(ROOT, "dist/tools/xl/xl.cjs");
 const TSXEN = join(ROOT, "dist/tools/host/daemon.js");
 const SSH = join(ROOT, "test/fixtures/ssh-rundir");
 const EXAMPLES = join(ROOT, "extras/mini-os/examples");

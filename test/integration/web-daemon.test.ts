@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import { WebSocket } from "ws";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const XL = join(ROOT, "dist/tools/xl/xl.js");
+const XL = join(ROOT, "dist/tools/xl/xl.cjs");
 const TSXEN = join(ROOT, "dist/tools/host/daemon.js");
 const EXAMPLES = join(ROOT, "extras/mini-os/examples");
 const dir = mkdtempSync(join(tmpdir(), "tsxen-webd-"));

@@ -29,7 +29,7 @@ import { TRC_DOM0_DOM_ADD, TRC_PV_HYPERCALL_V2 } from "../../xen/include/public/
 import { hostCpu } from "../../xen/arch/wasm32/host_cpu.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const XL = join(ROOT, "dist/tools/xl/xl.js");
+const XL = join(ROOT, "dist/tools/xl/xl.cjs");
 const TSXEN = join(ROOT, "dist/tools/host/daemon.js");
 const EXAMPLES = join(ROOT, "extras/mini-os/examples");
 const dir = mkdtempSync(join(tmpdir(), "tsxen-xl-"));

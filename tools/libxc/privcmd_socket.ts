@@ -1,10 +1,13 @@
 /**
  * The host daemon's privcmd socket (`<run dir>/privcmd`): what Linux's
  * `/dev/xen/privcmd` hypercall ioctl is to libxencall. A request is
- * `{id, nr, args: [a1..a5], bufs: [base64...]}`; the host copies the
- * buffers into Dom0's bounce area (channel.ts's layout), runs the
- * hypercall as Dom0, and answers `{id, rc, bufs}` with the buffers as the
- * hypervisor left them, or `{id, error}` for a request it cannot run. Only
+ * `{id, nr, args: [a1..a5], bufs: [{n, b}...]}`, each buffer its length
+ * `n` and, in base64, its bytes up to the last that is not zero (an OUT
+ * buffer, such as getdomaininfolist's room for 1,024 domains, travels as
+ * its length alone); the host copies the buffers into Dom0's bounce area
+ * (channel.ts's layout), runs the hypercall as Dom0, and answers
+ * `{id, rc, bufs}` with the buffers as the hypervisor left them, in the
+ * same form, or `{id, error}` for a request it cannot run. Only
  * the socket's owner can connect (mode 0600 in a 0700 directory).
  *
  * Pages of Xen's shared with Dom0 (the trace buffers: DOMID_XEN frames)
@@ -21,7 +24,7 @@
 import type { Socket } from "node:net";
 import type { Privcmd } from "../../dom0/drivers/privcmd.js";
 import { LineClient, connectUnix, UnixService, readLines, sendLine } from "../jsonl.js";
-import { BOUNCE_BASE, runHypercall, type HypercallChannel } from "./channel.js";
+import { BOUNCE_BASE, BOUNCE_BYTES, runHypercall, type HypercallChannel } from "./channel.js";
 import { DOMID_XEN, HYPERVISOR, NR_HYPERCALLS } from "../../xen/include/public/xen.js";
 
 /** The hypercalls the socket passes (libxc's toolstack calls). */
@@ -76,17 +79,54 @@ export class PrivcmdServer extends UnixService {
     ) {
       return { error: "privcmd: args must be up to 5 non-negative integers" };
     }
-    if (!Array.isArray(bufs) || !bufs.every((b) => typeof b === "string")) {
-      return { error: "privcmd: bufs must be base64 strings" };
+    const data = Array.isArray(bufs) ? decodeBufs(bufs) : undefined;
+    if (data === undefined) {
+      return {
+        error: `privcmd: bufs must be {n, b} (length, base64 bytes), ${BOUNCE_BYTES} bytes at most in all`,
+      };
     }
-    const data = (bufs as string[]).map((b) => new Uint8Array(Buffer.from(b, "base64")));
     try {
       const rc = runHypercall(this.privcmd, nr as number, args as number[], data);
-      return { rc, bufs: data.map((b) => Buffer.from(b).toString("base64")) };
+      return { rc, bufs: data.map(encodeBuf) };
     } catch (e) {
       return { error: (e as Error).message };
     }
   }
+}
+
+/** A buffer as the socket carries it: its length, and its bytes up to the last non-zero one. */
+export function encodeBuf(b: Uint8Array): { n: number; b: string } {
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.length);
+  // Zero chunks are skipped from the end by memcmp (an OUT buffer may be 120 KiB of zeros).
+  let end = buf.length;
+  while (end >= ZERO_CHUNK.length && buf.subarray(end - ZERO_CHUNK.length, end).equals(ZERO_CHUNK))
+    end -= ZERO_CHUNK.length;
+  while (end > 0 && buf[end - 1] === 0) end--;
+  return { n: b.length, b: buf.subarray(0, end).toString("base64") };
+}
+
+const ZERO_CHUNK = Buffer.alloc(256);
+
+/**
+ * The buffers of a request (or a reply), or undefined if one is malformed
+ * or they would not fit the bounce area: checked before anything is
+ * allocated, so a length cannot make the daemon allocate more than that.
+ */
+export function decodeBufs(bufs: unknown[]): Uint8Array[] | undefined {
+  let total = 0;
+  for (const x of bufs) {
+    const v = x as { n?: unknown; b?: unknown } | null;
+    if (typeof v !== "object" || v === null || typeof v.b !== "string") return undefined;
+    if (!Number.isSafeInteger(v.n) || (v.n as number) < 0) return undefined;
+    total += v.n as number;
+    if (total > BOUNCE_BYTES || v.b.length > Math.ceil((v.n as number) / 3) * 4) return undefined;
+  }
+  return bufs.map((x) => {
+    const v = x as { n: number; b: string };
+    const out = new Uint8Array(v.n);
+    out.set(Buffer.from(v.b, "base64").subarray(0, v.n));
+    return out;
+  });
 }
 
 /** Most Xen pages one `mmap` request reads. */
@@ -130,14 +170,12 @@ export class PrivcmdClient implements HypercallChannel {
   }
 
   async call(nr: number, args: number[], bufs: Uint8Array[]): Promise<number> {
-    const r = await this.lines.request({
-      nr,
-      args,
-      bufs: bufs.map((b) => Buffer.from(b).toString("base64")),
-    });
+    const r = await this.lines.request({ nr, args, bufs: bufs.map(encodeBuf) });
     if (typeof r.error === "string") throw new Error(r.error);
-    const out = r.bufs as string[];
-    bufs.forEach((b, i) => b.set(Buffer.from(out[i] ?? "", "base64").subarray(0, b.length)));
+    const out = Array.isArray(r.bufs) ? decodeBufs(r.bufs) : undefined;
+    if (!out || out.length !== bufs.length)
+      throw new Error("privcmd: the host's reply has no buffers");
+    bufs.forEach((b, i) => b.set(out[i]!.subarray(0, b.length)));
     return Number(r.rc);
   }
 

@@ -282,8 +282,11 @@ async function cmdList(args: string[]): Promise<number> {
     0,
     1,
   );
+  // xenstore's connection opens while the hypervisor is asked (the names are read from it).
+  const names = values.long ? undefined : xs().catch(() => undefined);
   const x = await xc();
   const infos = positionals[0] ? [await domainInfo(positionals[0])] : await x.domainGetInfoList();
+  await names;
   if (values.long) {
     const domids = infos.map((i) => i.domid).filter((d) => d !== 0);
     const r = await (await libxl()).call("listLong", { domids });
@@ -293,10 +296,12 @@ async function cmdList(args: string[]): Promise<number> {
   let header = "Name                                        ID   Mem VCPUs\tState\tTime(s)";
   if (values.verbose) header += "   UUID                            Reason-Code\tSecurity Label";
   const lines = [header];
-  for (const i of infos) {
+  // Every name asked at once: xenstore answers them in one exchange.
+  const name = await Promise.all(infos.map((i) => domName(i.domid)));
+  for (const [k, i] of infos.entries()) {
     const mem = Math.floor((i.totPages * 4) / 1024);
     let row =
-      `${(await domName(i.domid)).padEnd(40)} ${String(i.domid).padStart(5)} ${String(mem).padStart(5)} ` +
+      `${name[k]!.padEnd(40)} ${String(i.domid).padStart(5)} ${String(mem).padStart(5)} ` +
       `${String(i.onlineVcpus).padStart(5)}     ${stateFlags(i)}  ${(i.cpuTime / 1e9).toFixed(1).padStart(8)}`;
     if (values.verbose) {
       row += ` ${i.uuid}`;
@@ -1268,17 +1273,20 @@ async function main(argv: string[]): Promise<number> {
   return entry[1](args);
 }
 
-try {
-  const code = await main(process.argv.slice(2));
-  closeAll();
-  process.exitCode = code;
-} catch (e) {
-  closeAll();
-  if (e instanceof UsageError) {
-    console.error(`xl ${e.cmd}: ${e.message} (see xl help ${e.cmd})`);
-    process.exitCode = 2;
-  } else {
-    console.error((e as Error).message);
-    process.exitCode = 1;
-  }
-}
+// A promise, not a top-level await: the bundle xl runs as (build.ts) is CommonJS.
+main(process.argv.slice(2)).then(
+  (code) => {
+    closeAll();
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    closeAll();
+    if (e instanceof UsageError) {
+      console.error(`xl ${e.cmd}: ${e.message} (see xl help ${e.cmd})`);
+      process.exitCode = 2;
+    } else {
+      console.error((e as Error).message);
+      process.exitCode = 1;
+    }
+  },
+);
