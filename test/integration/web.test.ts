@@ -219,7 +219,17 @@ test("a xenstore node written from the shell appears within 100 ms", async () =>
   await page.waitForSelector("li[data-path='/local/domain/0/name']");
   // In-flight: Dom0's backends' watches are listed.
   await page.waitForSelector("#xs-inflight:has-text('dom0-xenbus')");
-  const seen = page.waitForSelector("li[data-path='/local/domain/0/web-test']", { timeout: 5000 });
+  // The page notes when the node appears (wall-clock ms), so the browser driver's polling is not counted.
+  await page.evaluate(() => {
+    const w = window as unknown as { xsShownAt?: number };
+    const seen = (): boolean =>
+      document.querySelector("li[data-path='/local/domain/0/web-test']") !== null;
+    new MutationObserver((_m, obs) => {
+      if (!seen()) return;
+      w.xsShownAt = performance.timeOrigin + performance.now();
+      obs.disconnect();
+    }).observe(document.body, { childList: true, subtree: true });
+  });
   const exited = await new Promise<number>((resolve, reject) => {
     const c = spawn("xenstore-write", ["/local/domain/0/web-test", "written from the shell"], {
       env: { ...process.env, XENSTORED_PATH: xsSocket },
@@ -227,14 +237,24 @@ test("a xenstore node written from the shell appears within 100 ms", async () =>
     });
     c.on("error", reject);
     c.on("exit", (code) =>
-      code === 0 ? resolve(performance.now()) : reject(new Error(`xenstore-write: ${code}`)),
+      code === 0
+        ? resolve(performance.timeOrigin + performance.now())
+        : reject(new Error(`xenstore-write: ${code}`)),
     );
   });
-  await seen;
-  const shown = performance.now();
+  const shownAt = Number(
+    await page
+      .waitForFunction(() => (window as unknown as { xsShownAt?: number }).xsShownAt, null, {
+        timeout: 5000,
+      })
+      .then((h) => h.jsonValue()),
+  );
+  console.log(
+    `# the node was shown ${(shownAt - exited).toFixed(1)} ms after xenstore-write exited`,
+  );
   assert.ok(
-    shown - exited <= 100,
-    `shown ${(shown - exited).toFixed(1)} ms after xenstore-write exited`,
+    shownAt - exited <= 100,
+    `shown ${(shownAt - exited).toFixed(1)} ms after xenstore-write exited`,
   );
   assert.match(
     (await page.textContent("li[data-path='/local/domain/0/web-test']")) ?? "",
@@ -259,11 +279,12 @@ test("a xenstore node written from the shell appears within 100 ms", async () =>
 });
 
 test("the hypervisor console is beside it", async () => {
-  await tab("dmesg");
+  await tab("console");
   host.hv.console.printk("web test: a line from the hypervisor");
   await page.waitForSelector("#dmesg:has-text('web test: a line from the hypervisor')");
   assert.match((await page.textContent("#dmesg")) ?? "", /Xen/);
-  await shot("dmesg");
+  assert.ok(await page.isVisible("#terminal"), "the guest's console beside it");
+  await shot("consoles");
 });
 
 test("the vchan tutorial's pair reads at a glance: its channel, its grants, its rendezvous", async () => {

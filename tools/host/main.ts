@@ -92,10 +92,13 @@ const host = new Host({ memoryBytes: memMiB * 2 ** 20 });
 host.hv.console.listeners.add(say);
 // A stall of the main thread is reported while it lasts, straight to where the console goes.
 watchdog.reportFd = 1;
-// Domains that power off are destroyed, as xl's default on_poweroff="destroy".
+// The demo guests that power off are destroyed, as xl's default on_poweroff="destroy"
+// (those the web console creates are libxl's, which does what their config says).
+let libxl: Libxl | undefined;
 host.hv.listeners.add({
   shutdown: (d) => {
-    if (d.shutdownName === "poweroff") setImmediate(() => host.hv.destroyDomain(d.domid));
+    if (d.shutdownName !== "poweroff" || libxl?.list().some((x) => x.domid === d.domid)) return;
+    setImmediate(() => host.hv.destroyDomain(d.domid));
   },
 });
 say(host.dmesg().trimEnd());
@@ -160,7 +163,8 @@ for (const spec of values["vchan-proxy"]) {
 }
 if (listen) {
   try {
-    const web = new WebConsole(host, new Libxl(host), { log: say });
+    libxl = new Libxl(host);
+    const web = new WebConsole(host, libxl, { log: say });
     say(`tsxen: web console at ${await web.listen(listen)}`);
   } catch (e) {
     console.error(`tsxen: --http ${values.http}: ${(e as Error).message}`);

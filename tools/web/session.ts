@@ -301,7 +301,7 @@ export class Session {
       case "input": {
         const c = this.console;
         if (!c) throw new Error("no console is attached");
-        host.xenconsoled.input(c.domid, enc.encode(str("data")), c.type);
+        host.xenconsoled.input(c.domid, enc.encode(str("data", 65536)), c.type);
         return;
       }
       case "xs-open":
