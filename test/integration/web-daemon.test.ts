@@ -8,29 +8,12 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { readFileSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { cli, EXAMPLES, TSXEN, XL } from "../cli.js";
 import { WebSocket } from "ws";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const XL = join(ROOT, "dist/tools/xl/xl.cjs");
-const TSXEN = join(ROOT, "dist/tools/host/daemon.js");
-const EXAMPLES = join(ROOT, "extras/mini-os/examples");
-const dir = mkdtempSync(join(tmpdir(), "tsxen-webd-"));
-const env = { ...process.env, TSXEN_RUN_DIR: join(dir, "run"), TSXEN_LOG_DIR: join(dir, "log") };
-
-function run(bin: string, args: string[]): { code: number | null; out: string; err: string } {
-  const r = spawnSync(process.execPath, [bin, ...args], { env, cwd: ROOT, encoding: "utf8" });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
-function ok(bin: string, ...args: string[]): string {
-  const r = run(bin, args);
-  assert.equal(r.code, 0, `${args.join(" ")} failed (${r.code}): ${r.err}`);
-  return r.out;
-}
+const { dir, run, ok } = cli("tsxen-webd-");
 
 let url = "";
 let started = "";

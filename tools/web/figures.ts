@@ -15,46 +15,12 @@ import type { Host } from "../host/host.js";
 import type { Libxl } from "../libxl/domain.js";
 import type { HypervisorEvents } from "../../xen/common/hypervisor.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
+import type { DomainRow, History } from "./protocol.js";
 
-/** One domain's row: xentop's columns, as numbers. */
-export interface DomainRow {
-  domid: number;
-  name: string;
-  type: "pv" | "hvm" | "dom0";
-  /** xl list's State flags ("r-----"). */
-  state: string;
-  /** CPU time, seconds (xl list Time(s), xentop CPU(sec)). */
-  cpuS: number;
-  /** CPU % over the last sample (xentop CPU(%)), one core = 100. */
-  cpuPct: number;
-  memKiB: number;
-  maxMemKiB: number;
-  vcpus: number;
-  /** When it started, ms since the epoch (/vm/<uuid>/start_time, or when first seen). */
-  startMs: number;
-  nets: number;
-  netTxB: number;
-  netRxB: number;
-  vbds: number;
-  vbdRd: number;
-  vbdWr: number;
-  vbdRsect: number;
-  vbdWsect: number;
-  /** Why it shut down or crashed, when it did. */
-  reason?: string;
-}
+export type { DomainRow, History } from "./protocol.js";
 
 /** Samples kept per domain for its graphs: five minutes at one a second. */
 export const HISTORY = 300;
-
-/** The series a domain's graph shows: CPU %, block sectors/s, network bytes/s. */
-export interface History {
-  /** Sample times, ms since the epoch. */
-  t: number[];
-  cpu: number[];
-  vbd: number[];
-  net: number[];
-}
 
 class Ring {
   readonly t = new Float64Array(HISTORY);

@@ -22,73 +22,7 @@ import {
   GTF_writing,
 } from "../../xen/include/public/grant_table.js";
 import { XENBUS_STATE_NAMES } from "../../xen/include/public/io/xenbus.js";
-import type { RingIndices } from "../../dom0/drivers/ring.js";
-
-export interface PortView {
-  port: number;
-  state: string;
-  vcpu: number;
-  /** interdomain: the other end; unbound: the domain it is offered to. */
-  remote?: { domid: number; port?: number };
-  virq?: string;
-  pending: boolean;
-  masked: boolean;
-}
-
-export interface GrantView {
-  ref: number;
-  /** GTF_* flags, named. */
-  flags: string;
-  /** The domain it is granted to. */
-  domid: number;
-  frame: number;
-  /** Who has it mapped or held for a copy now. */
-  pin?: { domid: number; readers: number; writers: number };
-}
-
-export interface DeviceView {
-  kind: string;
-  devid: number;
-  frontendId: number;
-  backendId: number;
-  backend: string;
-  frontend: string;
-  backendState: string;
-  frontendState: string;
-  connected: boolean;
-  rings: Array<{ name: string } & RingIndices>;
-  inFlight: number;
-  stats: object | undefined;
-}
-
-export interface VchanView {
-  path: string;
-  server: number;
-  /** The domain the server offered it to (its grants' and port's grantee). */
-  client: number | undefined;
-  ringRef: number;
-  port: number;
-  /** The server's port is bound to the client's now. */
-  connected: boolean;
-}
-
-export interface DomainPlumbing {
-  domid: number;
-  name: string;
-  abi: string;
-  ports: PortView[];
-  /** Its grant entries in use (the first MAX_GRANTS_SHOWN), and how many there are. */
-  grants: GrantView[];
-  grantCount: number;
-  /** Grants of other domains this domain maps. */
-  maps: Array<{ handle: number; domid: number; ref: number; readonly: boolean }>;
-}
-
-export interface Plumbing {
-  domains: DomainPlumbing[];
-  devices: DeviceView[];
-  vchans: VchanView[];
-}
+import type { DeviceView, DomainPlumbing, Plumbing, PortView, VchanView } from "./protocol.js";
 
 const GTF_TYPES = ["invalid", "permit_access", "accept_transfer", "transitive"];
 
@@ -171,7 +105,7 @@ export function plumbing(host: Host, domids: number[]): Plumbing {
         connected: dev.connected,
         rings: dev.impl.rings?.() ?? [],
         inFlight: dev.impl.inFlight?.() ?? 0,
-        stats: dev.stats,
+        stats: dev.stats as Record<string, number> | undefined,
       });
     }
   }

@@ -27,7 +27,8 @@ import { join } from "node:path";
 import { hostname } from "node:os";
 import type { Host } from "../host/host.js";
 import type { Libxl } from "../libxl/domain.js";
-import type { DomainFigures, DomainRow } from "./figures.js";
+import type { DomainFigures } from "./figures.js";
+import type { DomainRow, XsNodeView } from "./protocol.js";
 import { plumbing } from "./plumbing.js";
 import { CfgError, parseCfg } from "../libxlu/cfg.js";
 import { domainConfig } from "../libxl/config.js";
@@ -51,12 +52,6 @@ export const MAX_CHILDREN = 4096;
 export const MAX_VALUE_SHOWN = 1024;
 /** Connections listed in the in-flight view (those with watches or transactions first). */
 export const MAX_CONNS_SHOWN = 200;
-
-export interface XsNodeView {
-  value: string;
-  perms: string;
-  children: Array<{ name: string; value: string; perms: string; n: number }>;
-}
 
 const dec = new TextDecoder();
 const enc = new TextEncoder();

@@ -8,28 +8,9 @@ import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
 import { Graphs } from "./graphs.js";
 import { XenstoreView } from "./xenstore.js";
-import { drawPlumbing, type Plumbing } from "./plumbing.js";
+import { drawPlumbing } from "./plumbing.js";
 import { $, el, fmtUptime } from "./dom.js";
-
-interface Row {
-  domid: number;
-  name: string;
-  type: string;
-  state: string;
-  cpuS: number;
-  cpuPct: number;
-  memKiB: number;
-  maxMemKiB: number;
-  vcpus: number;
-  startMs: number;
-  nets: number;
-  netTxB: number;
-  netRxB: number;
-  vbds: number;
-  vbdRd: number;
-  vbdWr: number;
-  reason?: string;
-}
+import type { DomainRow as Row, History, Plumbing } from "../protocol.js";
 
 type Msg = Record<string, unknown> & { t: string };
 
@@ -361,8 +342,7 @@ function handle(m: Msg): void {
         graphs.push(m.at as number, m.cpu as number, m.vbd as number, m.net as number);
       break;
     case "history":
-      if (m.domid === selected && m.h)
-        graphs.load(m.h as { t: number[]; cpu: number[]; vbd: number[]; net: number[] });
+      if (m.domid === selected && m.h) graphs.load(m.h as History);
       break;
     case "dmesg":
       dmesg(m.text as string);

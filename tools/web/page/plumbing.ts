@@ -6,71 +6,9 @@
  * ring's indices, requests in flight, counters) and their vchans.
  */
 import { el, svg } from "./dom.js";
+import type { DomainPlumbing, Plumbing, PortView, RingView } from "../protocol.js";
 
-interface Port {
-  port: number;
-  state: string;
-  vcpu: number;
-  remote?: { domid: number; port?: number };
-  virq?: string;
-  pending: boolean;
-  masked: boolean;
-}
-interface Grant {
-  ref: number;
-  flags: string;
-  domid: number;
-  frame: number;
-  pin?: { domid: number; readers: number; writers: number };
-}
-interface DomainPlumbing {
-  domid: number;
-  name: string;
-  abi: string;
-  ports: Port[];
-  grants: Grant[];
-  grantCount: number;
-  maps: Array<{ handle: number; domid: number; ref: number; readonly: boolean }>;
-}
-interface Ring {
-  name: string;
-  size: number;
-  reqProd: number;
-  reqEvent: number;
-  rspProd: number;
-  rspEvent: number;
-  reqCons: number;
-  rspProdPvt: number;
-}
-interface Device {
-  kind: string;
-  devid: number;
-  frontendId: number;
-  backendId: number;
-  backend: string;
-  frontend: string;
-  backendState: string;
-  frontendState: string;
-  connected: boolean;
-  rings: Ring[];
-  inFlight: number;
-  stats: Record<string, number> | undefined;
-}
-interface Vchan {
-  path: string;
-  server: number;
-  client: number | undefined;
-  ringRef: number;
-  port: number;
-  connected: boolean;
-}
-export interface Plumbing {
-  domains: DomainPlumbing[];
-  devices: Device[];
-  vchans: Vchan[];
-}
-
-function portText(p: Port): string {
+function portText(p: PortView): string {
   const flags = `${p.pending ? " pending" : ""}${p.masked ? " masked" : ""}`;
   if (p.state === "interdomain")
     return `port ${p.port}: ⇄ d${p.remote!.domid}:${p.remote!.port}${flags}`;
@@ -127,7 +65,7 @@ function column(d: DomainPlumbing, peer: number | undefined): HTMLElement {
   );
 }
 
-function ringText(r: Ring): string {
+function ringText(r: RingView): string {
   return `${r.name}: ${r.size} slots; req_prod ${r.reqProd} req_cons ${r.reqCons} req_event ${r.reqEvent}; rsp_prod ${r.rspProd} (pvt ${r.rspProdPvt}) rsp_event ${r.rspEvent}`;
 }
 

@@ -4,16 +4,12 @@
  * watch fires under it. Clicking a node picks it for editing.
  */
 import { el } from "./dom.js";
+import type { XsNodeView as NodeView } from "../protocol.js";
 
 interface Child {
   value: string;
   perms: string;
   n: number;
-}
-interface NodeView {
-  value: string;
-  perms: string;
-  children: Array<Child & { name: string }>;
 }
 interface Conn {
   name: string;
