@@ -9,7 +9,8 @@
  *   history {domid, h}          the selected domain's last minutes
  *   dmesg {text}                the hypervisor console: its ring first, then as printed
  *   console {domid, data} / console-closed {domid, reason}
- *   xs {path, node}             a node (value, perms, children) under an open path; node null: gone
+ *   xs {path, node}             an open node (value, perms, children); node null: gone
+ *   xs-child {path, name, child}  one child of an open node changed, came, or went (null)
  *   xs-inflight {conns}         xenstored's connections with their watches and transactions
  *   plumbing {domids, p}        the selected domains' plumbing (plumbing.ts), when it changed
  *   reply {id, ok | error, log} the answer to a request that had an id
@@ -18,7 +19,8 @@
  * shutdown, reboot, destroy, mem-set {domid, mib}, save {domid, file},
  * restore {file}; select {domid} (graphs); console {domid, type} (attach,
  * history replayed; domid -1 detaches), input {data}; xs-open {path},
- * xs-close {path}, xs-write {path, value}, xs-rm {path}; plumbing {domids}.
+ * xs-close {path}, xs-write {path, value}, xs-rm {path}, xs-inflight {on};
+ * plumbing {domids}.
  * Errors are the words xl and the xenstore tools print.
  */
 import type { WebSocket } from "ws";
