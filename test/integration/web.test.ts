@@ -20,7 +20,7 @@ import type { Browser, Page } from "playwright-core";
 import { launchChromium, SHOTS } from "../browser.js";
 import type { Host } from "../../tools/host/host.js";
 import { Libxl } from "../../tools/libxl/domain.js";
-import { WebConsole } from "../../tools/web/server.js";
+import { REFUSALS_KEPT, WebConsole } from "../../tools/web/server.js";
 import { Vchan } from "../../tools/libvchan/vchan.js";
 import { newHost, until } from "../helpers.js";
 
@@ -168,6 +168,10 @@ test("nothing answers without the token, from another Origin or Host, or to a PO
     await p2?.close();
     other.close();
   }
+  // A client that keeps being refused does not make the console keep more.
+  for (let i = 0; i < 3 * REFUSALS_KEPT; i++) assert.equal((await get(`/nope${i}`)).status, 403);
+  assert.equal(web.refused.length, REFUSALS_KEPT);
+  assert.match(web.refused.at(-1)!, /needs its token/);
 });
 
 test("create a domain from the page, type into its console and see the echo", async () => {

@@ -19,6 +19,21 @@ import type { DomainRow, History } from "./protocol.js";
 
 export type { DomainRow, History } from "./protocol.js";
 
+type IoColumns = Pick<
+  DomainRow,
+  "nets" | "netTxB" | "netRxB" | "vbds" | "vbdRd" | "vbdWr" | "vbdRsect" | "vbdWsect"
+>;
+const noIo = (): IoColumns => ({
+  nets: 0,
+  netTxB: 0,
+  netRxB: 0,
+  vbds: 0,
+  vbdRd: 0,
+  vbdWr: 0,
+  vbdRsect: 0,
+  vbdWsect: 0,
+});
+
 /** Samples kept per domain for its graphs: five minutes at one a second. */
 export const HISTORY = 300;
 
@@ -35,6 +50,18 @@ class Ring {
     this.cpu[i] = cpu;
     this.vbd[i] = vbd;
     this.net[i] = net;
+  }
+
+  /** The newest sample, if any. */
+  last(): { at: number; cpu: number; vbd: number; net: number } | undefined {
+    if (this.n === 0) return undefined;
+    const i = (this.n - 1) % HISTORY;
+    return {
+      at: this.t[i]!,
+      cpu: Math.round(this.cpu[i]! * 10) / 10,
+      vbd: this.vbd[i]!,
+      net: this.net[i]!,
+    };
   }
 
   read(): History {
@@ -103,6 +130,11 @@ export class DomainFigures {
     return this.tracked.get(domid)?.ring.read();
   }
 
+  /** The domain's newest sample (what a page's graph adds each second). */
+  latest(domid: number): ReturnType<Ring["last"]> {
+    return this.tracked.get(domid)?.ring.last();
+  }
+
   /** Samples at the next turn of the event loop (after an action, a creation, a death). */
   sampleSoon(): void {
     this.soon ??= setImmediate(() => {
@@ -121,32 +153,21 @@ export class DomainFigures {
     const now = Date.now();
     const dt = (t0 - this.lastAt) / 1000;
     if (tick) this.lastAt = t0;
-    const io = new Map<
-      number,
-      {
-        nets: number;
-        tx: number;
-        rx: number;
-        vbds: number;
-        rd: number;
-        wr: number;
-        rs: number;
-        ws: number;
-      }
-    >();
+    // The backends' counters, summed per domain as the row's I/O columns.
+    const io = new Map<number, IoColumns>();
     for (const s of this.libxl?.backendStats() ?? []) {
       let x = io.get(s.domid);
-      if (!x) io.set(s.domid, (x = { nets: 0, tx: 0, rx: 0, vbds: 0, rd: 0, wr: 0, rs: 0, ws: 0 }));
+      if (!x) io.set(s.domid, (x = noIo()));
       if (s.kind === "vbd") {
         x.vbds++;
-        x.rd += s.rd;
-        x.wr += s.wr;
-        x.rs += s.rsect;
-        x.ws += s.wsect;
+        x.vbdRd += s.rd;
+        x.vbdWr += s.wr;
+        x.vbdRsect += s.rsect;
+        x.vbdWsect += s.wsect;
       } else {
         x.nets++;
-        x.tx += s.txBytes;
-        x.rx += s.rxBytes;
+        x.netTxB += s.txBytes;
+        x.netRxB += s.rxBytes;
       }
     }
     const changed: DomainRow[] = [];
@@ -169,14 +190,7 @@ export class DomainFigures {
         maxMemKiB: d ? (d.maxPages * PAGE_SIZE) / 1024 : info.maxMemMiB * 1024,
         vcpus: info.vcpus,
         startMs: prev?.startMs ?? this.startTime(info.domid, now),
-        nets: x?.nets ?? 0,
-        netTxB: x?.tx ?? 0,
-        netRxB: x?.rx ?? 0,
-        vbds: x?.vbds ?? 0,
-        vbdRd: x?.rd ?? 0,
-        vbdWr: x?.wr ?? 0,
-        vbdRsect: x?.rs ?? 0,
-        vbdWsect: x?.ws ?? 0,
+        ...(x ?? noIo()),
         ...(info.shutdownReason ? { reason: info.crashMessage ?? info.shutdownReason } : {}),
       };
       if (!tr) {

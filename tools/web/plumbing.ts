@@ -66,14 +66,14 @@ export function plumbing(host: Host, domids: number[]): Plumbing {
   for (const id of want) {
     const d = hv.domainById(id);
     if (!d) continue;
-    const entries = d.gnttab.entries();
+    const entries = d.gnttab.entries(MAX_GRANTS_SHOWN);
     domains.push({
       domid: d.domid,
       name: id === 0 ? "Domain-0" : d.name,
       abi: d.evtchn.ops.name,
       ports: ports(d),
-      grants: entries.slice(0, MAX_GRANTS_SHOWN).map((e) => ({ ...e, flags: grantFlags(e.flags) })),
-      grantCount: entries.length,
+      grants: entries.list.map((e) => ({ ...e, flags: grantFlags(e.flags) })),
+      grantCount: entries.total,
       maps: d.gnttab.mapped(),
     });
   }

@@ -1,9 +1,10 @@
 /**
  * What the web console's host and page send each other (session.ts lists
- * the messages): the shapes both sides use, with nothing from either side
- * imported, so that the page (built for the browser) and the host (for
+ * the messages): the shapes both sides use, with nothing imported but
+ * types, so that the page (built for the browser) and the host (for
  * Node) check against the same types.
  */
+import type { RingIndices } from "../../dom0/drivers/ring.js";
 
 /** One domain's row: xentop's columns, as numbers. */
 export interface DomainRow {
@@ -42,18 +43,9 @@ export interface History {
   net: number[];
 }
 
-/** A back ring's indices as the plumbing view shows them (dom0/drivers/ring.ts's RingIndices). */
-export interface RingView {
+/** A back ring's indices (dom0/drivers/ring.ts), named as its driver names the ring. */
+export interface RingView extends RingIndices {
   name: string;
-  /** Entries in the ring. */
-  size: number;
-  reqProd: number;
-  reqEvent: number;
-  rspProd: number;
-  rspEvent: number;
-  /** The backend's private indices: requests consumed, responses produced. */
-  reqCons: number;
-  rspProdPvt: number;
 }
 
 export interface PortView {

@@ -50,6 +50,8 @@ const TYPES: Record<string, string> = {
 
 /** A WebSocket message's largest size (a config's text, a value, a line typed). */
 export const MAX_MESSAGE = 256 * 1024;
+/** Refusals kept for inspection. */
+export const REFUSALS_KEPT = 64;
 /** Pages connected at once. */
 export const MAX_SESSIONS = 64;
 
@@ -77,7 +79,10 @@ export class WebConsole {
   private port = 0;
   private readonly log: (line: string) => void;
   private readonly ticker: NodeJS.Timeout;
-  /** Requests and WebSocket upgrades refused, by why (tests and the log read it). */
+  /**
+   * The last REFUSALS_KEPT requests and WebSocket upgrades refused, by why
+   * (tests read it); a client that keeps being refused does not grow it.
+   */
   readonly refused: string[] = [];
 
   constructor(
@@ -161,8 +166,13 @@ export class WebConsole {
     return LOOPBACK.has(name) && Number(m[2] ?? 80) === this.port;
   }
 
-  private refuse(res: ServerResponse, code: number, why: string): void {
+  private noteRefusal(why: string): void {
     this.refused.push(why);
+    if (this.refused.length > REFUSALS_KEPT) this.refused.shift();
+  }
+
+  private refuse(res: ServerResponse, code: number, why: string): void {
+    this.noteRefusal(why);
     res.writeHead(code, {
       "content-type": "text/plain; charset=utf-8",
       "cache-control": "no-store",
@@ -231,7 +241,7 @@ export class WebConsole {
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const url = new URL(req.url ?? "/", "http://x");
     const deny = (code: number, why: string): void => {
-      this.refused.push(why);
+      this.noteRefusal(why);
       this.log(`web: refused a WebSocket: ${why}`);
       socket.end(
         `HTTP/1.1 ${code} ${code === 403 ? "Forbidden" : "Service Unavailable"}\r\n` +

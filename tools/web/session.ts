@@ -39,6 +39,7 @@ import type { ConsoleType } from "../console/daemon.js";
 import type { XsConnection } from "../xenstored/connection.js";
 import type { Xenstored } from "../xenstored/xenstored.js";
 import { parentOf } from "../xenstored/path.js";
+import { formatPerm, type Perm } from "../xenstored/perms.js";
 import { PAGE_SIZE } from "../../xen/include/xen/mm.js";
 import { NR_CPUS } from "../../xen/common/domctl.js";
 
@@ -58,9 +59,9 @@ export const MAX_CONNS_SHOWN = 200;
 const dec = new TextDecoder();
 const enc = new TextEncoder();
 
-/** Permissions as xenstore-ls -p prints them: n0, r1, ... */
-function permString(perms: readonly { domid: number; access: number }[]): string {
-  return perms.map((p) => `${"nrwb"[p.access] ?? "?"}${p.domid}`).join(",");
+/** Permissions as xenstore-ls -p prints them: n0,r1, ... */
+function permString(perms: readonly Perm[]): string {
+  return perms.map(formatPerm).join(",");
 }
 
 function valueOf(v: Uint8Array): string {
@@ -176,20 +177,8 @@ export class Session {
   /** Once a second, after the figures: the selected domain's sample and the plumbing shown. */
   tick(): void {
     if (this.selected >= 0) {
-      const h = this.ctx.figures.history(this.selected);
-      const i = (h?.t.length ?? 0) - 1;
-      if (h && i >= 0)
-        this.send(
-          {
-            t: "tick",
-            domid: this.selected,
-            at: h.t[i],
-            cpu: h.cpu[i],
-            vbd: h.vbd[i],
-            net: h.net[i],
-          },
-          true,
-        );
+      const last = this.ctx.figures.latest(this.selected);
+      if (last) this.send({ t: "tick", domid: this.selected, ...last }, true);
     }
     this.sendPlumbing(false);
   }

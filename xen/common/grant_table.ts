@@ -358,19 +358,25 @@ export class GrantTable {
 
   /**
    * The entries in use (flags not 0): what each grants to whom, and the
-   * active entry's pin (who maps or copies it now, and how often).
+   * active entry's pin (who maps or copies it now, and how often). At most
+   * `max` are listed; `total` counts them all.
    */
-  entries(): Array<{
-    ref: number;
-    flags: number;
-    domid: number;
-    frame: number;
-    pin?: { domid: number; readers: number; writers: number };
-  }> {
+  entries(max = Infinity): {
+    list: Array<{
+      ref: number;
+      flags: number;
+      domid: number;
+      frame: number;
+      pin?: { domid: number; readers: number; writers: number };
+    }>;
+    total: number;
+  } {
     const out = [];
+    let total = 0;
     for (let ref = 0; ref < this.nrEntries; ref++) {
       const e = this.readEntry(ref);
       if (!e || e.flags === 0) continue;
+      if (total++ >= max) continue;
       const act = this.active.get(ref);
       out.push({
         ref,
@@ -380,7 +386,7 @@ export class GrantTable {
         ...(act ? { pin: { domid: act.domid, readers: act.readers, writers: act.writers } } : {}),
       });
     }
-    return out;
+    return { list: out, total };
   }
 
   /** The grants this domain maps now: whose, which ref, and how. */
@@ -398,7 +404,7 @@ export class GrantTable {
     const lines = [
       `grant table for d${this.d.domid}: version 1, ${this.nrFrames} of ${this.maxFrames} frames`,
     ];
-    for (const e of this.entries()) {
+    for (const e of this.entries().list) {
       lines.push(
         `  [${e.ref}] flags 0x${e.flags.toString(16)} dom ${e.domid} frame 0x${e.frame.toString(16)}` +
           (e.pin ? ` pinned by d${e.pin.domid} r${e.pin.readers} w${e.pin.writers}` : ""),
